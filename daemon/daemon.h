@@ -1,0 +1,34 @@
+/*
+ * The daemon context: the one object that owns every part (config, store, loop handles) and
+ * wires them together. main.c parses arguments and hands over; nothing else is global.
+ */
+#pragma once
+
+#include <uv.h>
+
+#include "config.h"
+
+struct fgw_store;
+
+struct fgw_daemon {
+	uv_loop_t *loop;
+	char *config_path;
+	struct fgw_config cfg;
+	struct fgw_store *store;
+
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_timer_t watchdog;
+	uint64_t watchdog_usec; /* 0: systemd does not watch us */
+	uint64_t started_ms;
+	bool stopping;
+	int n_handles; /* open uv handles still to close at shutdown */
+};
+
+/* Loads and validates @config_path; diagnostics go to the log. 0, or -EINVAL / -errno. */
+int fgw_daemon_init(struct fgw_daemon *d, uv_loop_t *loop, const char *config_path);
+/* Opens the store, installs signal handlers, tells systemd READY=1. */
+int fgw_daemon_start(struct fgw_daemon *d);
+/* Begins an orderly stop: STOPPING=1, every handle closed; uv_run() then returns. */
+void fgw_daemon_stop(struct fgw_daemon *d);
+/* Frees what is left after uv_run() returned. */
+void fgw_daemon_done(struct fgw_daemon *d);

@@ -1,0 +1,368 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ini.h>
+
+#include "config.h"
+#include "util.h"
+
+enum key_type {
+	KEY_STRING,
+	KEY_INT,
+	KEY_BOOL,
+	KEY_LOG_LEVEL,
+};
+
+struct key_def {
+	const char *section;
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	int64_t min, max;    /* KEY_INT */
+	const char *default_value; /* NULL: no default */
+	bool required;       /* must be given and non-empty */
+	bool reloadable;     /* SIGHUP applies it */
+};
+
+#define OFF(f) offsetof(struct fgw_config, f)
+
+/* Keep in step with config/fotagw.conf, which documents each key. */
+static const struct key_def keys[] = {
+	{"log", "level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info", false, true},
+	{"store", "path", KEY_STRING, OFF(db_path), 0, 0, NULL, true, false},
+	{"store", "busy_timeout_ms", KEY_INT, OFF(busy_timeout_ms), 0, 600000, "5000", false, false},
+};
+
+/* Config files are small; anything bigger is not a config file. */
+#define CONFIG_MAX_BYTES (1024 * 1024)
+
+struct parse_ctx {
+	const char *file;
+	struct fgw_config cfg;
+	bool seen[ARRAY_SIZE(keys)];
+	int errors;
+	fgw_config_diag_cb_t diag;
+	void *user_data;
+	/* line reader over the in-memory text, so the handler knows which line it is on */
+	const char *pos;
+	int line;
+	bool line_too_long;
+};
+
+static void report(struct parse_ctx *p, int line, const char *section, const char *key,
+		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void report(struct parse_ctx *p, int line, const char *section, const char *key,
+		   const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	p->errors++;
+	if (p->diag)
+		p->diag(p->file, line, section, key, msg, p->user_data);
+}
+
+static char *read_line(char *buf, int size, void *stream)
+{
+	struct parse_ctx *p = stream;
+	const char *nl;
+	size_t len, take;
+
+	if (!*p->pos)
+		return NULL;
+	nl = strchr(p->pos, '\n');
+	len = nl ? (size_t) (nl - p->pos) + 1 : strlen(p->pos);
+	p->line++;
+	take = len;
+	if (take > (size_t) size - 1) {
+		/* inih would read the rest as a new line; report it instead and drop the rest. */
+		p->line_too_long = true;
+		report(p, p->line, NULL, NULL, "line longer than %d characters", size - 2);
+		take = 0;
+	}
+	memcpy(buf, p->pos, take);
+	buf[take] = '\0';
+	p->pos += len;
+	return buf;
+}
+
+static int set_value(struct parse_ctx *p, const struct key_def *k, const char *value)
+{
+	char *base = (char *) &p->cfg;
+	int64_t v;
+	bool b;
+	int r;
+
+	switch (k->type) {
+	case KEY_STRING: {
+		char **dst = (char **) (base + k->offset);
+		char *s = strdup(value);
+		if (!s)
+			return -ENOMEM;
+		free(*dst);
+		*dst = s;
+		return 0;
+	}
+	case KEY_INT:
+		r = fgw_parse_int64(value, k->min, k->max, &v);
+		if (r < 0)
+			return r;
+		*(int *) (base + k->offset) = (int) v;
+		return 0;
+	case KEY_BOOL:
+		r = fgw_parse_bool(value, &b);
+		if (r < 0)
+			return r;
+		*(bool *) (base + k->offset) = b;
+		return 0;
+	case KEY_LOG_LEVEL:
+		r = fgw_log_level_from_string(value);
+		if (r < 0)
+			return r;
+		*(int *) (base + k->offset) = r;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static const char *type_hint(const struct key_def *k, char *buf, size_t size)
+{
+	switch (k->type) {
+	case KEY_STRING:
+		return "a string";
+	case KEY_INT:
+		snprintf(buf, size, "an integer from %lld to %lld", (long long) k->min,
+			 (long long) k->max);
+		return buf;
+	case KEY_BOOL:
+		return "true or false";
+	case KEY_LOG_LEVEL:
+		return "one of err, warning, notice, info, debug";
+	}
+	return "?";
+}
+
+static const struct key_def *find_key(const char *section, const char *name, size_t *ret_idx)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0) {
+			*ret_idx = i;
+			return &keys[i];
+		}
+	return NULL;
+}
+
+static bool section_known(const char *section)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (strcmp(keys[i].section, section) == 0)
+			return true;
+	return false;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_ctx *p = user;
+	const struct key_def *k;
+	char hint[96];
+	size_t idx;
+	int r;
+
+	if (p->line_too_long) {
+		p->line_too_long = false;
+		return 1;
+	}
+	if (!*section) {
+		report(p, p->line, NULL, name, "key '%s' outside of any [section]", name);
+		return 1;
+	}
+	k = find_key(section, name, &idx);
+	if (!k) {
+		if (section_known(section))
+			report(p, p->line, section, name, "unknown key '%s' in section [%s]", name,
+			       section);
+		else
+			report(p, p->line, section, name, "unknown section [%s] (key '%s')",
+			       section, name);
+		return 1;
+	}
+	if (p->seen[idx]) {
+		report(p, p->line, section, name, "key '%s.%s' given twice", section, name);
+		return 1;
+	}
+	p->seen[idx] = true;
+	if (k->required && !*value) {
+		report(p, p->line, section, name, "key '%s.%s' needs a value", section, name);
+		return 1;
+	}
+	r = set_value(p, k, value);
+	if (r == -ENOMEM) {
+		report(p, p->line, section, name, "out of memory");
+		return 0;
+	}
+	if (r < 0)
+		report(p, p->line, section, name, "bad value '%s' for '%s.%s': expected %s", value,
+		       section, name, type_hint(k, hint, sizeof(hint)));
+	return 1;
+}
+
+FGW_EXPORT void fgw_config_done(struct fgw_config *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (keys[i].type == KEY_STRING) {
+			char **s = (char **) ((char *) c + keys[i].offset);
+			free(*s);
+			*s = NULL;
+		}
+}
+
+FGW_EXPORT int fgw_config_load_string(const char *text, const char *file, struct fgw_config *ret,
+				      fgw_config_diag_cb_t diag, void *user_data)
+{
+	struct parse_ctx p = {
+		.file = file ? file : "<config>",
+		.diag = diag,
+		.user_data = user_data,
+		.pos = text,
+	};
+	int r;
+
+	/* Defaults go through the same parser as file values, so a bad default cannot hide. */
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (keys[i].default_value && set_value(&p, &keys[i], keys[i].default_value) < 0) {
+			report(&p, 0, keys[i].section, keys[i].name, "built-in default is invalid");
+		}
+
+	r = ini_parse_stream(read_line, &p, on_key, &p);
+	if (r > 0)
+		report(&p, r, NULL, NULL, "syntax error (expected [section] or key = value)");
+	else if (r < 0)
+		report(&p, 0, NULL, NULL, "could not parse (out of memory)");
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		if (keys[i].required && !p.seen[i])
+			report(&p, 0, keys[i].section, keys[i].name,
+			       "missing required key '%s' in section [%s]", keys[i].name,
+			       keys[i].section);
+
+	if (p.errors > 0) {
+		fgw_config_done(&p.cfg);
+		return -EINVAL;
+	}
+	*ret = p.cfg;
+	return 0;
+}
+
+FGW_EXPORT int fgw_config_load_file(const char *path, struct fgw_config *ret,
+				    fgw_config_diag_cb_t diag, void *user_data)
+{
+	_cleanup_free_ char *text = NULL;
+	struct stat st;
+	ssize_t n;
+	size_t got = 0;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		r = -errno;
+		if (diag)
+			diag(path, 0, NULL, NULL, strerror(-r), user_data);
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > CONFIG_MAX_BYTES) {
+		close(fd);
+		if (diag)
+			diag(path, 0, NULL, NULL, "not a regular file of at most 1 MiB", user_data);
+		return -EINVAL;
+	}
+	text = malloc((size_t) st.st_size + 1);
+	if (!text) {
+		close(fd);
+		return -ENOMEM;
+	}
+	while (got < (size_t) st.st_size) {
+		n = read(fd, text + got, (size_t) st.st_size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t) n;
+	}
+	close(fd);
+	text[got] = '\0';
+	if (strlen(text) != got) {
+		if (diag)
+			diag(path, 0, NULL, NULL, "file contains a NUL byte", user_data);
+		return -EINVAL;
+	}
+	return fgw_config_load_string(text, path, ret, diag, user_data);
+}
+
+static bool value_equal(const struct key_def *k, const struct fgw_config *a,
+			const struct fgw_config *b)
+{
+	const char *pa = (const char *) a + k->offset, *pb = (const char *) b + k->offset;
+
+	switch (k->type) {
+	case KEY_STRING: {
+		const char *sa = *(char *const *) pa, *sb = *(char *const *) pb;
+		return (!sa && !sb) || (sa && sb && strcmp(sa, sb) == 0);
+	}
+	case KEY_INT:
+	case KEY_LOG_LEVEL:
+		return *(const int *) pa == *(const int *) pb;
+	case KEY_BOOL:
+		return *(const bool *) pa == *(const bool *) pb;
+	}
+	return false;
+}
+
+FGW_EXPORT int fgw_config_apply_reload(struct fgw_config *cur, const struct fgw_config *next,
+				       fgw_config_diag_cb_t diag, void *user_data)
+{
+	int applied = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++) {
+		const struct key_def *k = &keys[i];
+		char *dst = (char *) cur + k->offset;
+		const char *src = (const char *) next + k->offset;
+
+		if (value_equal(k, cur, next))
+			continue;
+		if (!k->reloadable) {
+			if (diag)
+				diag(NULL, 0, k->section, k->name,
+				     "changed, but takes effect only after a restart", user_data);
+			continue;
+		}
+		switch (k->type) {
+		case KEY_STRING: {
+			char *s = *(char *const *) src ? strdup(*(char *const *) src) : NULL;
+			free(*(char **) dst);
+			*(char **) dst = s;
+			break;
+		}
+		case KEY_INT:
+		case KEY_LOG_LEVEL:
+			*(int *) dst = *(const int *) src;
+			break;
+		case KEY_BOOL:
+			*(bool *) dst = *(const bool *) src;
+			break;
+		}
+		applied++;
+	}
+	return applied;
+}

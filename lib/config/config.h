@@ -1,0 +1,46 @@
+/*
+ * config: the daemon's INI configuration. Every key lives in one table (config.c) with its
+ * type, range, default, whether it is required, and whether SIGHUP may change it at run time;
+ * config/fotagw.conf documents the same keys. Loading reports every problem it finds (unknown
+ * key, bad value, missing required value) with the file, line and key through a callback, so
+ * `fotagwd --check-config` can list them all at once.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct fgw_config {
+	/* [log] */
+	int log_level; /* syslog priority, LOG_ERR..LOG_DEBUG */
+	/* [store] */
+	char *db_path;
+	int busy_timeout_ms;
+};
+
+/*
+ * Called once per problem. @line is 0 when the problem has no line (a missing key).
+ * @section and @key may be NULL for syntax errors.
+ */
+typedef void (*fgw_config_diag_cb_t)(const char *file, int line, const char *section,
+				     const char *key, const char *message, void *user_data);
+
+/*
+ * Parses @text (named @file in diagnostics) into @ret. On success @ret owns its strings
+ * (release with fgw_config_done()). Returns -EINVAL if any problem was found (each one was
+ * reported through @diag), in which case @ret is left zeroed.
+ */
+int fgw_config_load_string(const char *text, const char *file, struct fgw_config *ret,
+			   fgw_config_diag_cb_t diag, void *user_data);
+/* Same, from a file. -errno if the file cannot be read (reported through @diag too). */
+int fgw_config_load_file(const char *path, struct fgw_config *ret, fgw_config_diag_cb_t diag,
+			 void *user_data);
+void fgw_config_done(struct fgw_config *c);
+
+/*
+ * Reload: copies into @cur every value of @next whose key may change at run time, and reports
+ * through @diag (as a notice, line 0) each changed key that needs a restart. Returns the
+ * number of keys applied.
+ */
+int fgw_config_apply_reload(struct fgw_config *cur, const struct fgw_config *next,
+			    fgw_config_diag_cb_t diag, void *user_data);

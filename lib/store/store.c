@@ -1,0 +1,222 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+#include "util.h"
+
+struct fgw_store {
+	sqlite3 *db;
+	char errmsg[256];
+};
+
+static int sqlite_to_errno(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_OK:
+	case SQLITE_DONE:
+	case SQLITE_ROW:
+		return 0;
+	case SQLITE_NOMEM:
+		return -ENOMEM;
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return -EBUSY;
+	case SQLITE_READONLY:
+	case SQLITE_PERM:
+	case SQLITE_AUTH:
+		return -EACCES;
+	case SQLITE_FULL:
+		return -ENOSPC;
+	case SQLITE_CANTOPEN:
+		return -ENOENT;
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+		return -ENOTRECOVERABLE;
+	case SQLITE_CONSTRAINT:
+		return -EEXIST;
+	default:
+		return -EIO;
+	}
+}
+
+static int remember(struct fgw_store *s, int rc)
+{
+	snprintf(s->errmsg, sizeof(s->errmsg), "%s", sqlite3_errmsg(s->db));
+	return sqlite_to_errno(rc);
+}
+
+static int exec(struct fgw_store *s, const char *sql)
+{
+	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+	return rc == SQLITE_OK ? 0 : remember(s, rc);
+}
+
+static int read_user_version(sqlite3 *db, int *ret)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return sqlite_to_errno(rc);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*ret = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : sqlite_to_errno(rc);
+}
+
+FGW_EXPORT const char *fgw_store_errmsg(struct fgw_store *s)
+{
+	return s ? s->errmsg : "no store";
+}
+
+FGW_EXPORT int fgw_store_version(struct fgw_store *s)
+{
+	int v = -1;
+
+	return read_user_version(s->db, &v) < 0 ? -EIO : v;
+}
+
+static int apply_migration(struct fgw_store *s, const struct fgw_migration *m)
+{
+	char pragma[64];
+	int r;
+
+	/* IMMEDIATE: take the write lock first so two starting daemons cannot both migrate. */
+	r = exec(s, "BEGIN IMMEDIATE");
+	if (r < 0)
+		return r;
+	r = exec(s, m->sql);
+	if (r == 0) {
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
+		r = exec(s, pragma);
+	}
+	if (r == 0)
+		r = exec(s, "COMMIT");
+	if (r < 0) {
+		char why[256];
+		memcpy(why, s->errmsg, sizeof(why));
+		(void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		snprintf(s->errmsg, sizeof(s->errmsg), "migration %s: %.200s", m->name, why);
+		return -EBADMSG;
+	}
+	return 0;
+}
+
+static int migrate(struct fgw_store *s, const struct fgw_migration *m, size_t n)
+{
+	int version, r;
+
+	r = read_user_version(s->db, &version);
+	if (r < 0)
+		return remember(s, SQLITE_ERROR);
+	if (version > (int) n) {
+		snprintf(s->errmsg, sizeof(s->errmsg),
+			 "database schema version %d is newer than the %zu this build knows",
+			 version, n);
+		return -EPROTONOSUPPORT;
+	}
+	for (size_t i = (size_t) version; i < n; i++) {
+		if (m[i].version != (int) i + 1) {
+			snprintf(s->errmsg, sizeof(s->errmsg), "migration %s out of order",
+				 m[i].name);
+			return -EINVAL;
+		}
+		r = apply_migration(s, &m[i]);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+FGW_EXPORT int fgw_store_migrate(struct fgw_store *s, const struct fgw_migration *migrations,
+				 size_t n_migrations)
+{
+	if (!migrations)
+		migrations = fgw_store_builtin_migrations(&n_migrations);
+	return migrate(s, migrations, n_migrations);
+}
+
+FGW_EXPORT int fgw_store_open(const char *path, int busy_timeout_ms, struct fgw_store **ret)
+{
+	struct fgw_store *s;
+	char *mode = NULL;
+	int rc, r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	rc = sqlite3_open_v2(path, &s->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		r = s->db ? remember(s, rc) : -ENOMEM;
+		goto fail;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, busy_timeout_ms);
+
+	/* journal_mode answers with the mode in force: a read-only or odd file may refuse WAL. */
+	{
+		sqlite3_stmt *st;
+		rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+		if (rc != SQLITE_OK) {
+			r = remember(s, rc);
+			goto fail;
+		}
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			mode = strdup((const char *) sqlite3_column_text(st, 0));
+		else
+			r = remember(s, rc);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_ROW)
+			goto fail;
+		if (!mode || strcmp(mode, "wal") != 0) {
+			snprintf(s->errmsg, sizeof(s->errmsg), "could not enable WAL (mode '%s')",
+				 mode ? mode : "?");
+			free(mode);
+			r = -EIO;
+			goto fail;
+		}
+		free(mode);
+	}
+	r = exec(s, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;");
+	if (r < 0)
+		goto fail;
+	*ret = s;
+	return 0;
+fail:
+	fgw_debug("store: open '%s' failed: %s", path, s->errmsg);
+	sqlite3_close(s->db);
+	free(s);
+	return r;
+}
+
+FGW_EXPORT struct fgw_store *fgw_store_free(struct fgw_store *s)
+{
+	if (s) {
+		sqlite3_close(s->db);
+		free(s);
+	}
+	return NULL;
+}
+
+FGW_EXPORT int fgw_store_integrity_check(struct fgw_store *s)
+{
+	sqlite3_stmt *st;
+	int rc, r = -EBADMSG;
+
+	rc = sqlite3_prepare_v2(s->db, "PRAGMA integrity_check", -1, &st, NULL);
+	if (rc != SQLITE_OK)
+		return remember(s, rc);
+	if (sqlite3_step(st) == SQLITE_ROW &&
+	    strcmp((const char *) sqlite3_column_text(st, 0), "ok") == 0)
+		r = 0;
+	sqlite3_finalize(st);
+	return r;
+}

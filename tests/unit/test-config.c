@@ -1,0 +1,169 @@
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "util.h"
+
+struct diags {
+	int n;
+	int line[8];
+	char key[8][64];
+	char msg[8][256];
+};
+
+static void collect(const char *file, int line, const char *section, const char *key,
+		    const char *message, void *user_data)
+{
+	struct diags *d = user_data;
+
+	if (d->n < 8) {
+		d->line[d->n] = line;
+		snprintf(d->key[d->n], sizeof(d->key[0]), "%s.%s", section ? section : "",
+			 key ? key : "");
+		snprintf(d->msg[d->n], sizeof(d->msg[0]), "%s", message);
+	}
+	d->n++;
+}
+
+struct bad_case {
+	const char *text;
+	int line;
+	const char *key;
+	const char *msg_part;
+};
+
+static const char good[] = "# comment\n"
+			   "[log]\n"
+			   "level = debug ; inline comment\n"
+			   "[store]\n"
+			   "path = /var/lib/fotagw/fotagw.db\n";
+
+static void test_good(void **state)
+{
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	assert_int_equal(fgw_config_load_string(good, "t.conf", &c, collect, &d), 0);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(c.log_level, LOG_DEBUG);
+	assert_string_equal(c.db_path, "/var/lib/fotagw/fotagw.db");
+	assert_int_equal(c.busy_timeout_ms, 5000); /* default */
+	fgw_config_done(&c);
+}
+
+static const struct bad_case bad_unknown_key = {
+	"[store]\npath = x.db\nbusy_timeout = 4\n", 3, "store.busy_timeout", "unknown key"};
+static const struct bad_case bad_unknown_section = {
+	"[store]\npath = x.db\n[stor]\npath = y\n", 4, "stor.path", "unknown section"};
+static const struct bad_case bad_int = {
+	"[store]\npath = x.db\nbusy_timeout_ms = 5s\n", 3, "store.busy_timeout_ms", "bad value"};
+static const struct bad_case bad_range = {
+	"[store]\npath = x.db\nbusy_timeout_ms = -1\n", 3, "store.busy_timeout_ms", "from 0"};
+static const struct bad_case bad_level = {
+	"[log]\nlevel = loud\n[store]\npath = x.db\n", 2, "log.level", "bad value 'loud'"};
+static const struct bad_case bad_missing = {"[log]\nlevel = info\n", 0, "store.path",
+					    "missing required key"};
+static const struct bad_case bad_empty = {"[store]\npath =\n", 2, "store.path", "needs a value"};
+static const struct bad_case bad_twice = {"[store]\npath = a\npath = b\n", 3, "store.path",
+					  "given twice"};
+static const struct bad_case bad_syntax = {"[store]\npath = a\nthis is not ini\n", 3, ".",
+					   "syntax error"};
+static const struct bad_case bad_outside = {"level = 3\n[store]\npath = a\n", 1, ".level",
+					    "outside of any"};
+
+static void test_bad(void **state)
+{
+	const struct bad_case *bc = *state;
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	assert_int_equal(fgw_config_load_string(bc->text, "t.conf", &c, collect, &d), -EINVAL);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.line[0], bc->line);
+	assert_string_equal(d.key[0], bc->key);
+	assert_non_null(strstr(d.msg[0], bc->msg_part));
+	assert_null(c.db_path); /* nothing half-loaded */
+}
+
+static void test_long_line(void **state)
+{
+	char text[1024];
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	snprintf(text, sizeof(text), "[store]\npath = /%0400d\n", 0);
+	assert_int_equal(fgw_config_load_string(text, "t.conf", &c, collect, &d), -EINVAL);
+	assert_true(d.n >= 1);
+	assert_int_equal(d.line[0], 2);
+	assert_non_null(strstr(d.msg[0], "longer than"));
+}
+
+static void test_several_errors(void **state)
+{
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	assert_int_equal(fgw_config_load_string("[log]\nlevel=x\nfoo=1\n", "t", &c, collect, &d),
+			 -EINVAL);
+	assert_int_equal(d.n, 3); /* bad level, unknown key, missing store.path */
+}
+
+static void test_reload(void **state)
+{
+	struct fgw_config cur = {0}, next = {0};
+	struct diags d = {0};
+
+	assert_int_equal(fgw_config_load_string(good, "a", &cur, NULL, NULL), 0);
+	assert_int_equal(fgw_config_load_string("[log]\nlevel=err\n[store]\npath=/other.db\n", "b",
+						&next, NULL, NULL),
+			 0);
+	/* level applies, the database path needs a restart and is said so */
+	assert_int_equal(fgw_config_apply_reload(&cur, &next, collect, &d), 1);
+	assert_int_equal(cur.log_level, LOG_ERR);
+	assert_string_equal(cur.db_path, "/var/lib/fotagw/fotagw.db");
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.key[0], "store.path");
+	fgw_config_done(&cur);
+	fgw_config_done(&next);
+}
+
+static void test_example_file(void **state)
+{
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	/* The shipped, documented example must load as it is. */
+	assert_int_equal(fgw_config_load_file(FGW_SOURCE_DIR "/config/fotagw.conf", &c, collect, &d),
+			 0);
+	assert_int_equal(d.n, 0);
+	fgw_config_done(&c);
+	assert_int_equal(fgw_config_load_file("/nonexistent/x.conf", &c, collect, &d), -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_good),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_unknown_key),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_unknown_section),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_int),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_range),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_level),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_missing),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_empty),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_twice),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_syntax),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_outside),
+		cmocka_unit_test(test_long_line),
+		cmocka_unit_test(test_several_errors),
+		cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_example_file),
+	};
+	fgw_log_set_level(LOG_ERR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
