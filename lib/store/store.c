@@ -3,15 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
-#include "store.h"
+#include "store-private.h"
 #include "util.h"
-
-struct fgw_store {
-	sqlite3 *db;
-	char errmsg[256];
-};
 
 static int sqlite_to_errno(int rc)
 {
@@ -53,6 +46,34 @@ static int exec(struct fgw_store *s, const char *sql)
 {
 	int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
 	return rc == SQLITE_OK ? 0 : remember(s, rc);
+}
+
+int fgw_store__errno(int rc)
+{
+	return sqlite_to_errno(rc);
+}
+
+int fgw_store__fail(struct fgw_store *s, int rc)
+{
+	return remember(s, rc);
+}
+
+int fgw_store__exec(struct fgw_store *s, const char *sql)
+{
+	return exec(s, sql);
+}
+
+int fgw_store__prepare(struct fgw_store *s, const char *sql, sqlite3_stmt **ret)
+{
+	int rc = sqlite3_prepare_v2(s->db, sql, -1, ret, NULL);
+	return rc == SQLITE_OK ? 0 : remember(s, rc);
+}
+
+void fgw_store__col_text(sqlite3_stmt *st, int col, char *buf, size_t size)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+
+	snprintf(buf, size, "%s", t ? (const char *) t : "");
 }
 
 static int read_user_version(sqlite3 *db, int *ret)
