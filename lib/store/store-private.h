@@ -1,4 +1,4 @@
-/* For lib/store/*.c only: the store object and helpers every store file shares. */
+/* For the store part's own .c files only: the store object and shared helpers. */
 #pragma once
 
 #include <sqlite3.h>
