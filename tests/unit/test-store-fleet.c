@@ -1,0 +1,287 @@
+/* Fleet records on a real SQLite file: devices, slots, jobs, events, rollout control. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <sqlite3.h>
+
+#include "store.h"
+#include "util.h"
+
+struct fx {
+	char dir[64];
+	char path[128];
+	struct fgw_store *s;
+};
+
+static void raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static long long raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	long long v = -1;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/fgw-test-fleet-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
+	if (fgw_store_open(f->path, 1000, &f->s) < 0 || fgw_store_migrate(f->s, NULL, 0) < 0)
+		return -1;
+	raw_exec(f->path, "INSERT INTO releases (id, sequence, version, bundle_url, bundle_sha256, "
+			  "bundle_size, state, created_at) VALUES "
+			  "('r1', 1, '1.1.0', 'b.zip', 'aa', 10, 'verified', 1), "
+			  "('r2', 2, '1.2.0', 'b2.zip', 'bb', 10, 'verified', 2)");
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	char cmd[128];
+
+	fgw_store_free(f->s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	(void) !system(cmd);
+	free(f);
+	return 0;
+}
+
+static void test_devices(void **state)
+{
+	struct fx *f = *state;
+	struct fgw_store_device d;
+	int rssi = -60;
+
+	assert_int_equal(fgw_store_device_get(f->s, "AA:00:00:00:00:01", &d), -ENOENT);
+	assert_int_equal(
+		fgw_store_device_seen(f->s, "AA:00:00:00:00:01", "ble", "dev-1", &rssi, 1000), 0);
+	/* A later sighting without name/RSSI keeps them and moves last_seen. */
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:01", "ble", NULL, NULL, 2000),
+			 0);
+	assert_int_equal(fgw_store_device_set_probe(f->s, "AA:00:00:00:00:01", "nrf5340dk", 2), 0);
+	assert_int_equal(fgw_store_device_set_group(f->s, "AA:00:00:00:00:01", "lab"), 0);
+	assert_int_equal(fgw_store_device_get(f->s, "AA:00:00:00:00:01", &d), 0);
+	assert_string_equal(d.name, "dev-1");
+	assert_true(d.has_rssi);
+	assert_int_equal(d.rssi, -60);
+	assert_int_equal(d.last_seen, 2000);
+	assert_string_equal(d.board, "nrf5340dk");
+	assert_string_equal(d.grp, "lab");
+	assert_int_equal(d.bootloader_mode, 2);
+	assert_int_equal(fgw_store_device_set_probe(f->s, "AA:00:00:00:00:09", NULL, 1), -ENOENT);
+	/* The transport column is checked by the schema. */
+	assert_true(fgw_store_device_seen(f->s, "x", "serial", NULL, NULL, 1) < 0);
+}
+
+static int nslots;
+static void count_slot(const struct fgw_store_image *img, void *ud)
+{
+	struct fgw_store_image *last = ud;
+	*last = *img;
+	nslots++;
+}
+
+static void test_images(void **state)
+{
+	struct fx *f = *state;
+	struct fgw_store_image imgs[] = {
+		{0, 0, "1.0.0", "0a0b", FGW_STORE_IMG_ACTIVE | FGW_STORE_IMG_CONFIRMED},
+		{0, 1, "1.1.0", "0c0d", 0},
+		{1, 1, "1.1.0", "", FGW_STORE_IMG_PENDING},
+	};
+	struct fgw_store_image last;
+
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:02", "ble", NULL, NULL, 1), 0);
+	assert_int_equal(fgw_store_device_images_set(f->s, "AA:00:00:00:00:02", imgs, 3, 5), 0);
+	nslots = 0;
+	assert_int_equal(fgw_store_device_images_foreach(f->s, "AA:00:00:00:00:02", count_slot,
+							 &last),
+			 0);
+	assert_int_equal(nslots, 3);
+	assert_int_equal(last.image, 1);
+	assert_string_equal(last.hash, "");
+	/* Replaced, not merged. */
+	assert_int_equal(fgw_store_device_images_set(f->s, "AA:00:00:00:00:02", imgs, 1, 6), 0);
+	nslots = 0;
+	fgw_store_device_images_foreach(f->s, "AA:00:00:00:00:02", count_slot, &last);
+	assert_int_equal(nslots, 1);
+	/* Unknown device: the foreign key refuses, and the old rows are untouched. */
+	assert_true(fgw_store_device_images_set(f->s, "AA:00:00:00:00:99", imgs, 2, 7) < 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM device_images"), 1);
+}
+
+static void test_jobs(void **state)
+{
+	struct fx *f = *state;
+	struct fgw_store_job j, j2;
+	bool created;
+
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:03", "ble", NULL, NULL, 1), 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:03", "r1", true, 100, &j,
+					      &created),
+			 0);
+	assert_true(created);
+	assert_string_equal(j.state, "queued");
+	assert_true(j.canary);
+	assert_int_equal(j.image, -1);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:03", "r1", false, 200, &j2,
+					      &created),
+			 0);
+	assert_false(created);
+	assert_int_equal(j2.id, j.id);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs"), 1);
+
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "connecting", NULL, NULL, 300),
+			 0);
+	/* Wrong "from": nothing written. */
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "probing", NULL, NULL, 310),
+			 -ESTALE);
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "connecting", "uploading", NULL,
+						 "image 1", 320),
+			 0);
+	assert_int_equal(fgw_store_job_set_progress(f->s, j.id, 1, 4096, 330), 0);
+	assert_int_equal(fgw_store_job_set_retry(f->s, j.id, 2, 9999, 340), 0);
+	assert_int_equal(fgw_store_job_set_plan(f->s, j.id, 3, 350), 0);
+	assert_int_equal(fgw_store_job_set_results(f->s, j.id, "verified", "unverified", 360), 0);
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "uploading", "failed", "image rejected",
+						 NULL, 400),
+			 0);
+	assert_int_equal(fgw_store_job_get(f->s, j.id, &j2), 0);
+	assert_string_equal(j2.state, "failed");
+	assert_string_equal(j2.reason, "image rejected");
+	assert_int_equal(j2.image, 1);
+	assert_int_equal(j2.offset, 4096);
+	assert_int_equal(j2.attempts, 2);
+	assert_int_equal(j2.next_attempt_at, 9999);
+	assert_int_equal(j2.images_mask, 3);
+	assert_string_equal(j2.app_result, "verified");
+	assert_string_equal(j2.net_result, "unverified");
+	assert_int_equal(j2.started_at, 300);
+	assert_int_equal(j2.finished_at, 400);
+	/* created + 3 transitions; the refused one left no trace */
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE kind = 'job-state'"),
+			 4);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE to_state = 'probing'"),
+			 0);
+	assert_int_equal(fgw_store_job_get(f->s, 12345, &j2), -ENOENT);
+	assert_int_equal(fgw_store_job_set_progress(f->s, 12345, 0, 1, 1), -ENOENT);
+	/* A job needs a known device and release. */
+	assert_true(fgw_store_job_ensure(f->s, "AA:00:00:00:00:03", "nope", false, 1, &j2, NULL) <
+		    0);
+}
+
+static int collect(const struct fgw_store_job *job, void *ud)
+{
+	(*(int *) ud)++;
+	return 0;
+}
+
+static int stop_at_first(const struct fgw_store_job *job, void *ud)
+{
+	(*(int *) ud)++;
+	return -EINTR;
+}
+
+static void test_supersede_and_foreach(void **state)
+{
+	struct fx *f = *state;
+	struct fgw_store_job a, b, c;
+	int n;
+
+	for (int i = 0; i < 3; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "AA:00:00:00:01:%02d", i);
+		assert_int_equal(fgw_store_device_seen(f->s, addr, "ble", NULL, NULL, 1), 0);
+	}
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:01:00", "r1", false, 1, &a, NULL),
+			 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:01:01", "r1", false, 1, &b, NULL),
+			 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:01:02", "r2", false, 1, &c, NULL),
+			 0);
+	assert_int_equal(fgw_store_job_set_state(f->s, b.id, "queued", "uploading", NULL, NULL, 2),
+			 0);
+	n = 0;
+	assert_int_equal(fgw_store_jobs_foreach(f->s, NULL, true, collect, &n), 0);
+	assert_int_equal(n, 3);
+	/* Only the queued job of the older release is superseded; the running one finishes. */
+	assert_int_equal(fgw_store_jobs_supersede(f->s, "r2", 10), 1);
+	assert_int_equal(fgw_store_job_get(f->s, a.id, &a), 0);
+	assert_string_equal(a.state, "superseded");
+	assert_int_equal(a.finished_at, 10);
+	assert_int_equal(fgw_store_job_get(f->s, b.id, &b), 0);
+	assert_string_equal(b.state, "uploading");
+	n = 0;
+	assert_int_equal(fgw_store_jobs_foreach(f->s, "r1", true, collect, &n), 0);
+	assert_int_equal(n, 1);
+	n = 0;
+	assert_int_equal(fgw_store_jobs_foreach(f->s, NULL, false, stop_at_first, &n), -EINTR);
+	assert_int_equal(n, 1);
+	assert_int_equal(
+		raw_int(f->path, "SELECT count(*) FROM events WHERE to_state = 'superseded'"), 1);
+}
+
+static void test_rollout(void **state)
+{
+	struct fx *f = *state;
+	char by[32], reason[64];
+	bool halted = true;
+
+	assert_int_equal(fgw_store_rollout_get(f->s, "r1", &halted, by, sizeof(by), reason,
+					       sizeof(reason)),
+			 0);
+	assert_false(halted);
+	assert_int_equal(fgw_store_rollout_set(f->s, "r1", true, "policy", "failure rate 0.50", 5),
+			 0);
+	assert_int_equal(fgw_store_rollout_get(f->s, "r1", &halted, by, sizeof(by), reason,
+					       sizeof(reason)),
+			 0);
+	assert_true(halted);
+	assert_string_equal(by, "policy");
+	assert_string_equal(reason, "failure rate 0.50");
+	assert_int_equal(fgw_store_rollout_set(f->s, "r1", false, "operator", NULL, 6), 0);
+	assert_int_equal(fgw_store_rollout_get(f->s, "r1", &halted, NULL, 0, NULL, 0), 0);
+	assert_false(halted);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE kind = 'rollout'"), 2);
+	assert_true(fgw_store_rollout_set(f->s, "unknown-release", true, "x", "y", 7) < 0);
+	assert_int_equal(fgw_store_integrity_check(f->s), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_devices, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_images, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_supersede_and_foreach, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rollout, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
