@@ -45,7 +45,7 @@ static struct fgw_fleet_device_view fresh_device(int mode)
 
 static void test_plan_fresh_overwrite(void **state)
 {
-	struct fgw_fleet_device_view d = fresh_device(FGW_MCUBOOT_MODE_OVERWRITE);
+	struct fgw_fleet_device_view d = fresh_device(FGW_FLEET_BOOT_OVERWRITE);
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -61,7 +61,7 @@ static void test_plan_fresh_overwrite(void **state)
 
 static void test_plan_swap_marks_test(void **state)
 {
-	struct fgw_fleet_device_view d = fresh_device(FGW_MCUBOOT_MODE_SWAP_MOVE);
+	struct fgw_fleet_device_view d = fresh_device(FGW_FLEET_BOOT_SWAP_MOVE);
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -69,18 +69,18 @@ static void test_plan_swap_marks_test(void **state)
 	assert_int_equal(fgw_fleet_plan(&d, &r, &p, &why), 0);
 	assert_int_equal(p.mark, FGW_FLEET_MARK_TEST);
 	/* Unknown mode: the manifest policy decides. */
-	d.mode = FGW_MCUBOOT_MODE_UNKNOWN;
+	d.mode = FGW_FLEET_BOOT_UNKNOWN;
 	r.policy_confirm = true;
 	assert_int_equal(fgw_fleet_plan(&d, &r, &p, &why), 0);
 	assert_int_equal(p.mark, FGW_FLEET_MARK_CONFIRM);
-	d.mode = FGW_MCUBOOT_MODE_DIRECT_XIP;
+	d.mode = FGW_FLEET_BOOT_DIRECT_XIP;
 	assert_int_equal(fgw_fleet_plan(&d, &r, &p, &why), -ENOTSUP);
 	assert_non_null(why);
 }
 
 static void test_plan_up_to_date(void **state)
 {
-	struct fgw_fleet_device_view d = fresh_device(FGW_MCUBOOT_MODE_OVERWRITE);
+	struct fgw_fleet_device_view d = fresh_device(FGW_FLEET_BOOT_OVERWRITE);
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -107,7 +107,7 @@ static void test_plan_up_to_date(void **state)
 
 static void test_plan_resume_after_crash(void **state)
 {
-	struct fgw_fleet_device_view d = fresh_device(FGW_MCUBOOT_MODE_OVERWRITE);
+	struct fgw_fleet_device_view d = fresh_device(FGW_FLEET_BOOT_OVERWRITE);
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -124,7 +124,7 @@ static void test_plan_resume_after_crash(void **state)
 
 static void test_plan_foreign_pending(void **state)
 {
-	struct fgw_fleet_device_view d = fresh_device(FGW_MCUBOOT_MODE_SWAP_SCRATCH);
+	struct fgw_fleet_device_view d = fresh_device(FGW_FLEET_BOOT_SWAP_SCRATCH);
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -141,7 +141,7 @@ static void test_plan_foreign_pending(void **state)
 
 static void test_plan_unconfirmed_test_boot(void **state)
 {
-	struct fgw_fleet_device_view d = {.mode = FGW_MCUBOOT_MODE_SWAP_SCRATCH};
+	struct fgw_fleet_device_view d = {.mode = FGW_FLEET_BOOT_SWAP_SCRATCH};
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
