@@ -37,6 +37,20 @@ static const struct key_def keys[] = {
 	{"log", "level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info", false, true},
 	{"store", "path", KEY_STRING, OFF(db_path), 0, 0, NULL, true, false},
 	{"store", "busy_timeout_ms", KEY_INT, OFF(busy_timeout_ms), 0, 600000, "5000", false, false},
+	{"fleet", "group", KEY_STRING, OFF(fleet_group), 0, 0, "default", false, true},
+	{"fleet", "udp_devices", KEY_STRING, OFF(udp_devices), 0, 0, "", false, false},
+	{"fleet", "retry_limit", KEY_INT, OFF(retry_limit), 0, 1000, "8", false, true},
+	{"fleet", "backoff_base_s", KEY_INT, OFF(backoff_base_s), 1, 3600, "5", false, true},
+	{"fleet", "backoff_max_s", KEY_INT, OFF(backoff_max_s), 1, 86400, "300", false, true},
+	{"fleet", "reboot_timeout_s", KEY_INT, OFF(reboot_timeout_s), 5, 3600, "180", false, true},
+	{"fleet", "progress_flush_s", KEY_INT, OFF(progress_flush_s), 1, 600, "5", false, true},
+	{"fleet", "netcore_version_group", KEY_INT, OFF(netcore_version_group), 0, 65535, "0", false,
+	 false},
+	{"upload", "window", KEY_INT, OFF(upload_window), 0, 64, "0", false, true},
+	{"upload", "chunk_timeout_ms", KEY_INT, OFF(chunk_timeout_ms), 100, 600000, "5000", false,
+	 true},
+	{"upload", "first_chunk_timeout_ms", KEY_INT, OFF(first_chunk_timeout_ms), 1000, 600000,
+	 "40000", false, true},
 };
 
 /* Config files are small; anything bigger is not a config file. */

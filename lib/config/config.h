@@ -16,6 +16,18 @@ struct fgw_config {
 	/* [store] */
 	char *db_path;
 	int busy_timeout_ms;
+	/* [fleet] */
+	char *fleet_group;          /* group given to newly seen devices */
+	char *udp_devices;          /* "HOST:PORT ..." devices reached over SMP/UDP */
+	int retry_limit;            /* transient failures before a job fails */
+	int backoff_base_s, backoff_max_s;
+	int reboot_timeout_s;       /* ceiling for a device to come back after its reset */
+	int progress_flush_s;       /* upload offsets are persisted at most this often */
+	int netcore_version_group;  /* SMP group the firmware answers its net core version on, 0 none */
+	/* [upload] */
+	int upload_window;          /* requests in flight, 0 = from the device's buffer count */
+	int chunk_timeout_ms;
+	int first_chunk_timeout_ms; /* the first chunk waits while the device erases its slot */
 };
 
 /*
