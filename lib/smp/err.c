@@ -1,0 +1,243 @@
+/*
+ * Device errors: v1 `rc` (mcumgr_err_t) and v2 `err {group, rc}` with the group's own codes,
+ * their names and messages, and Zephyr's v2 -> v1 translation (protocol-notes §1.3, §3.7, §4.7).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "smp-private.h"
+
+struct err_entry {
+	const char *name;
+	const char *msg;
+	int v1; /* Zephyr's translation for original-protocol clients */
+};
+
+static const struct err_entry rc_table[] = {
+    [0] = {"EOK", "success", 0},
+    [1] = {"EUNKNOWN", "unknown error", 1},
+    [2] = {"ENOMEM", "out of memory", 2},
+    [3] = {"EINVAL", "invalid argument", 3},
+    [4] = {"ETIMEOUT", "operation timed out", 4},
+    [5] = {"ENOENT", "no such entry", 5},
+    [6] = {"EBADSTATE", "current state forbids the command", 6},
+    [7] = {"EMSGSIZE", "response too large for the SMP buffer", 7},
+    [8] = {"ENOTSUP", "command not supported", 8},
+    [9] = {"ECORRUPT", "corrupt request", 9},
+    [10] = {"EBUSY", "device busy, retry later", 10},
+    [11] = {"EACCESSDENIED", "access denied", 11},
+    [12] = {"UNSUPPORTED_TOO_OLD", "SMP version too old for the device", 12},
+    [13] = {"UNSUPPORTED_TOO_NEW", "SMP version too new for the device", 13},
+};
+
+static const struct err_entry os_table[] = {
+    [0] = {"OK", "success", 0},
+    [1] = {"UNKNOWN", "unknown error", 1},
+    [2] = {"INVALID_FORMAT", "invalid format string", 3},
+    [3] = {"QUERY_YIELDS_NO_ANSWER", "query has no answer", 5},
+    [4] = {"RTC_NOT_SET", "RTC not set", 5},
+    [5] = {"RTC_COMMAND_FAILED", "RTC command failed", 1},
+    [6] = {"QUERY_RESPONSE_VALUE_NOT_VALID", "query response value not valid", 1},
+};
+
+static const struct err_entry img_table[] = {
+    [0] = {"OK", "success", 0},
+    [1] = {"UNKNOWN", "unknown error", 1},
+    [2] = {"FLASH_CONFIG_QUERY_FAIL", "flash configuration query failed", 1},
+    [3] = {"NO_IMAGE", "no image in the slot", 5},
+    [4] = {"NO_TLVS", "image has no TLVs", 5},
+    [5] = {"INVALID_TLV", "invalid TLV", 1},
+    [6] = {"TLV_MULTIPLE_HASHES_FOUND", "several hash TLVs", 1},
+    [7] = {"TLV_INVALID_SIZE", "TLV of invalid size", 1},
+    [8] = {"HASH_NOT_FOUND", "no image with this hash", 1},
+    [9] = {"NO_FREE_SLOT", "no free slot (a slot is pending or in use: reset or confirm first)", 6},
+    [10] = {"FLASH_OPEN_FAILED", "flash open failed", 1},
+    [11] = {"FLASH_READ_FAILED", "flash read failed", 1},
+    [12] = {"FLASH_WRITE_FAILED", "flash write failed", 1},
+    [13] = {"FLASH_ERASE_FAILED", "flash erase failed", 1},
+    [14] = {"INVALID_SLOT", "invalid slot", 3},
+    [15] = {"NO_FREE_MEMORY", "out of memory", 2},
+    [16] = {"FLASH_CONTEXT_ALREADY_SET", "flash context already set", 1},
+    [17] = {"FLASH_CONTEXT_NOT_SET", "flash context not set", 1},
+    [18] = {"FLASH_AREA_DEVICE_NULL", "flash area device missing", 1},
+    [19] = {"INVALID_PAGE_OFFSET", "invalid page offset", 3},
+    [20] = {"INVALID_OFFSET", "offset missing or invalid", 3},
+    [21] = {"INVALID_LENGTH", "length missing or invalid", 3},
+    [22] = {"INVALID_IMAGE_HEADER", "first chunk shorter than the image header", 3},
+    [23] = {"INVALID_IMAGE_HEADER_MAGIC", "not an MCUboot image (bad header magic)", 1},
+    [24] = {"INVALID_HASH", "invalid hash", 3},
+    [25] = {"INVALID_FLASH_ADDRESS", "image built for another slot address", 3},
+    [26] = {"VERSION_GET_FAILED", "cannot read the running version", 1},
+    [27] = {"CURRENT_VERSION_IS_NEWER", "running version is newer (downgrade refused)", 6},
+    [28] = {"IMAGE_ALREADY_PENDING", "another image is already pending", 6},
+    [29] = {"INVALID_IMAGE_VECTOR_TABLE", "invalid image vector table", 1},
+    [30] = {"INVALID_IMAGE_TOO_LARGE", "image too large for the slot", 1},
+    [31] = {"INVALID_IMAGE_DATA_OVERRUN", "data beyond the announced length", 1},
+    [32] = {"IMAGE_CONFIRMATION_DENIED", "confirmation denied", 1},
+    [33] = {"IMAGE_SETTING_TEST_TO_ACTIVE_DENIED", "cannot test the active image", 1},
+    [34] = {"ACTIVE_SLOT_NOT_KNOWN", "active slot not known", 1},
+};
+
+static const struct err_entry zbasic_table[] = {
+    [0] = {"OK", "success", 0},
+    [1] = {"UNKNOWN", "unknown error", 1},
+    [2] = {"FLASH_OPEN_FAILED", "flash open failed", 1},
+    [3] = {"FLASH_CONFIG_QUERY_FAIL", "flash configuration query failed", 1},
+    [4] = {"FLASH_ERASE_FAILED", "flash erase failed", 1},
+};
+
+static const struct err_entry *group_entry(uint16_t group, uint16_t rc)
+{
+	const struct err_entry *t;
+	size_t n;
+
+	switch (group) {
+	case FGW_SMP_GROUP_OS:
+		t = os_table, n = ARRAY_SIZE(os_table);
+		break;
+	case FGW_SMP_GROUP_IMAGE:
+		t = img_table, n = ARRAY_SIZE(img_table);
+		break;
+	case FGW_SMP_GROUP_ZBASIC:
+		t = zbasic_table, n = ARRAY_SIZE(zbasic_table);
+		break;
+	default:
+		return NULL;
+	}
+	return rc < n ? &t[rc] : NULL;
+}
+
+FGW_EXPORT const char *fgw_smp_rc_to_string(int64_t rc)
+{
+	if (rc >= 0 && rc < (int64_t) ARRAY_SIZE(rc_table))
+		return rc_table[rc].name;
+	if (rc >= FGW_SMP_RC_EPERUSER)
+		return "EPERUSER";
+	return "UNKNOWN_RC";
+}
+
+FGW_EXPORT const char *fgw_smp_rc_message(int64_t rc)
+{
+	if (rc >= 0 && rc < (int64_t) ARRAY_SIZE(rc_table))
+		return rc_table[rc].msg;
+	if (rc >= FGW_SMP_RC_EPERUSER)
+		return "application-defined error";
+	return "unknown error code";
+}
+
+FGW_EXPORT const char *fgw_smp_group_rc_to_string(uint16_t group, uint16_t rc)
+{
+	const struct err_entry *e = group_entry(group, rc);
+
+	return e ? e->name : "UNKNOWN_RC";
+}
+
+FGW_EXPORT const char *fgw_smp_group_rc_message(uint16_t group, uint16_t rc)
+{
+	const struct err_entry *e = group_entry(group, rc);
+
+	return e ? e->msg : "unknown error code";
+}
+
+FGW_EXPORT int fgw_smp_group_rc_to_v1(uint16_t group, uint16_t rc)
+{
+	const struct err_entry *e = group_entry(group, rc);
+
+	/* Zephyr: a group without a translation function, or a code its switch does not
+	 * list, becomes MGMT_ERR_EUNKNOWN. */
+	if (rc == 0)
+		return FGW_SMP_RC_EOK;
+	return e ? e->v1 : FGW_SMP_RC_EUNKNOWN;
+}
+
+FGW_EXPORT bool fgw_smp_status_ok(const struct fgw_smp_status *st)
+{
+	return st->rc == 0 && (!st->has_err || st->err_rc == 0);
+}
+
+FGW_EXPORT bool fgw_smp_status_is_busy(const struct fgw_smp_status *st)
+{
+	return st->rc == FGW_SMP_RC_EBUSY;
+}
+
+FGW_EXPORT const char *fgw_smp_status_format(const struct fgw_smp_status *st, char *buf,
+					     size_t size)
+{
+	int n = 0;
+
+	if (size == 0)
+		return buf;
+	buf[0] = '\0';
+	if (fgw_smp_status_ok(st)) {
+		snprintf(buf, size, "ok");
+		return buf;
+	}
+	if (st->has_err && st->err_rc != 0)
+		n = snprintf(buf, size, "%s error %u %s (%s)",
+			     fgw_smp_group_to_string(st->err_group), st->err_rc,
+			     fgw_smp_group_rc_to_string(st->err_group, st->err_rc),
+			     fgw_smp_group_rc_message(st->err_group, st->err_rc));
+	else
+		n = snprintf(buf, size, "rc %" PRId64 " %s (%s)", st->rc,
+			     fgw_smp_rc_to_string(st->rc), fgw_smp_rc_message(st->rc));
+	if (st->rsn[0] && n >= 0 && (size_t) n < size)
+		snprintf(buf + n, size - (size_t) n, ": '%s'", st->rsn);
+	return buf;
+}
+
+FGW_EXPORT int fgw_smp_status_decode(const uint8_t *payload, size_t len, struct fgw_smp_status *ret)
+{
+	_cleanup_cbor_ cbor_item_t *root = NULL;
+	struct fgw_smp_status st = {0};
+	cbor_item_t *v;
+	uint64_t u;
+	int r;
+
+	r = smp_cbor_load_map(payload, len, &root);
+	if (r < 0)
+		return r;
+	v = smp_cbor_get(root, "rc");
+	if (v) {
+		r = smp_cbor_get_int(v, &st.rc);
+		if (r < 0)
+			return r;
+		st.has_rc = true;
+	}
+	v = smp_cbor_get(root, "err");
+	if (v) {
+		cbor_item_t *g, *e;
+
+		if (!cbor_isa_map(v))
+			return -EBADMSG;
+		g = smp_cbor_get(v, "group");
+		e = smp_cbor_get(v, "rc");
+		if (!g || !e)
+			return -EBADMSG;
+		r = smp_cbor_get_uint(g, UINT16_MAX, &u);
+		if (r < 0)
+			return r;
+		st.err_group = (uint16_t) u;
+		r = smp_cbor_get_uint(e, UINT16_MAX, &u);
+		if (r < 0)
+			return r;
+		st.err_rc = (uint16_t) u;
+		st.has_err = true;
+	}
+	v = smp_cbor_get(root, "rsn");
+	if (v) {
+		r = smp_cbor_get_text(v, st.rsn, sizeof(st.rsn));
+		if (r == -E2BIG && cbor_string_is_definite(v)) {
+			/* A long reason is still a reason: keep its start. */
+			memcpy(st.rsn, cbor_string_handle(v), sizeof(st.rsn) - 1);
+			st.rsn[sizeof(st.rsn) - 1] = '\0';
+		} else if (r == -E2BIG) {
+			st.rsn[0] = '\0';
+		} else if (r < 0) {
+			return r;
+		}
+	}
+	*ret = st;
+	return 0;
+}

@@ -1,0 +1,615 @@
+/*
+ * The pipelined upload engine. See upload.h for the contract and protocol-notes §7.5 for the
+ * algorithm it follows; the comments here say why each rule is what it is.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "upload.h"
+#include "transport.h"
+#include "util.h"
+
+/* An MCUboot header is 32 bytes; Zephyr refuses a first chunk shorter than that (err 22). */
+#define FIRST_CHUNK_MIN 32
+/* Retry after the transport's send queue was full and nothing is in flight to wait for. */
+#define SEND_RETRY_MS 5
+
+struct chunk {
+	struct fgw_upload *u;
+	bool used;
+	uint64_t off;
+	size_t len;
+	uint64_t req_id;
+	uint64_t sent_order; /* responses come back in this order (the device works in order) */
+};
+
+struct fgw_upload {
+	uv_loop_t *loop;
+	struct fgw_smp_client *client;
+	uv_timer_t timer; /* back-off */
+	enum fgw_upload_state state;
+	struct fgw_upload_image img;
+	struct fgw_upload_opts opts;
+	fgw_upload_progress_cb_t progress_cb;
+	fgw_upload_done_cb_t done_cb;
+	void *user_data;
+
+	struct chunk chunks[FGW_UPLOAD_MAX_WINDOW];
+	unsigned inflight;
+	uint64_t next_order;
+	uint64_t next_off;   /* the next chunk to send */
+	uint64_t sent_end;   /* highest byte ever sent, for counting retransmissions */
+	uint64_t acked;	     /* the device's last word on its offset */
+	uint64_t best;	     /* highest acked this run: progress */
+	uint64_t resync_off; /* offset of the last resync, to spot a device stuck on it */
+	unsigned same_off_failures;
+	unsigned timeouts_in_row;
+	bool busy;
+	bool reprobe; /* after timeouts, continue with a first chunk (resume probe) */
+	bool has_match, match;
+	bool probed; /* the first answer of this run came in */
+	uint64_t started_ms;
+	size_t packet;
+	unsigned window;
+	struct fgw_upload_stats stats;
+
+	unsigned refs;
+	bool freed;
+};
+
+static const char *const state_names[_FGW_UPLOAD_STATE_MAX] = {
+    [FGW_UPLOAD_STATE_IDLE] = "idle",		[FGW_UPLOAD_STATE_PROBING] = "probing",
+    [FGW_UPLOAD_STATE_STREAMING] = "streaming", [FGW_UPLOAD_STATE_RESYNC] = "resync",
+    [FGW_UPLOAD_STATE_BACKOFF] = "backoff",
+};
+
+FGW_EXPORT const char *fgw_upload_state_to_string(enum fgw_upload_state s)
+{
+	if ((int) s < 0 || s >= _FGW_UPLOAD_STATE_MAX)
+		return NULL;
+	return state_names[s];
+}
+
+FGW_EXPORT void fgw_upload_opts_init(struct fgw_upload_opts *o)
+{
+	*o = (struct fgw_upload_opts){
+	    .window_cap = 8,
+	    .align = 4,
+	    /* 40 s: with external flash and no progressive erase the first answer waits for a
+	     * blank check and an erase of the whole slot (§6.5); never resend chunk 0 early. */
+	    .first_timeout_ms = 40000,
+	    .chunk_timeout_ms = 5000,
+	    /* 20 s: with the image check on, the device hashes the whole slot first. */
+	    .last_timeout_ms = 20000,
+	    .max_failures = 5,
+	    .max_timeouts = 5,
+	    .busy_retry_ms = 100,
+	};
+}
+
+static void upload_ref(struct fgw_upload *u)
+{
+	u->refs++;
+}
+
+static void upload_timer_closed(uv_handle_t *h)
+{
+	free(container_of((uv_timer_t *) h, struct fgw_upload, timer));
+}
+
+/* Returns false when the upload was freed during the call-out. */
+static bool upload_unref(struct fgw_upload *u)
+{
+	if (--u->refs > 0)
+		return !u->freed;
+	if (u->freed) {
+		uv_close((uv_handle_t *) &u->timer, upload_timer_closed);
+		return false;
+	}
+	return true;
+}
+
+static void enter_state(struct fgw_upload *u, enum fgw_upload_state s)
+{
+	if (u->state != s)
+		fgw_debug("upload %s: %s -> %s (next %" PRIu64 ", device %" PRIu64 ")",
+			  fgw_transport_peer(fgw_smp_client_transport(u->client)),
+			  fgw_upload_state_to_string(u->state), fgw_upload_state_to_string(s),
+			  u->next_off, u->acked);
+	u->state = s;
+}
+
+static void cancel_inflight(struct fgw_upload *u)
+{
+	for (unsigned i = 0; i < FGW_UPLOAD_MAX_WINDOW; i++)
+		if (u->chunks[i].used)
+			(void) fgw_smp_client_cancel(u->client, u->chunks[i].req_id);
+}
+
+/* Ends the run: every request in flight is cancelled first, then done_cb runs once. */
+static void finish(struct fgw_upload *u, int err, const struct fgw_smp_status *st)
+{
+	struct fgw_upload_result res = {
+	    .off = u->acked, .has_match = u->has_match, .match = u->match};
+	fgw_upload_done_cb_t cb = u->done_cb;
+
+	if (u->state == FGW_UPLOAD_STATE_IDLE)
+		return;
+	if (st)
+		res.status = *st;
+	enter_state(u, FGW_UPLOAD_STATE_IDLE);
+	uv_timer_stop(&u->timer);
+	cancel_inflight(u);
+	u->stats.acked = u->acked;
+	u->stats.elapsed_ms = fgw_now_ms() - u->started_ms;
+	u->done_cb = NULL;
+	upload_ref(u);
+	cb(u, err, &res, u->user_data);
+	upload_unref(u);
+}
+
+static unsigned timeout_for(struct fgw_upload *u, uint64_t off, size_t len)
+{
+	if (off == 0)
+		return u->opts.first_timeout_ms;
+	if (off + len >= u->img.len)
+		return u->opts.last_timeout_ms;
+	return u->opts.chunk_timeout_ms;
+}
+
+/* Data bytes for a chunk at @off: fills the packet, aligned unless it is the last. */
+static size_t chunk_len(struct fgw_upload *u, uint64_t off)
+{
+	struct fgw_smp_upload_chunk c = {
+	    .image = u->img.image, .total = u->img.len, .off = off, .sha = u->img.sha256};
+	size_t max = fgw_smp_upload_max_data(&c, u->packet);
+	uint64_t left = u->img.len - off;
+
+	if (left <= max)
+		return (size_t) left;
+	return max - max % u->opts.align;
+}
+
+static void chunk_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data);
+
+/* Sends the chunk at u->next_off. 0, or a negative errno (-ENOBUFS: queue full). */
+static int send_chunk(struct fgw_upload *u)
+{
+	struct fgw_smp_upload_chunk c = {
+	    .image = u->img.image, .total = u->img.len, .off = u->next_off, .sha = u->img.sha256};
+	struct fgw_smp_req req;
+	struct chunk *slot = NULL;
+	int r;
+
+	for (unsigned i = 0; i < FGW_UPLOAD_MAX_WINDOW && !slot; i++)
+		if (!u->chunks[i].used)
+			slot = &u->chunks[i];
+	if (!slot)
+		return -ENOBUFS;
+	c.data_len = chunk_len(u, c.off);
+	c.data = u->img.data + c.off;
+	if (c.data_len == 0 ||
+	    (c.off == 0 && c.data_len < FIRST_CHUNK_MIN && c.data_len < u->img.len))
+		return -EMSGSIZE;
+	r = fgw_smp_req_img_upload(&c, &req);
+	if (r < 0)
+		return r;
+	r = fgw_smp_client_request(u->client, &req, timeout_for(u, c.off, c.data_len), chunk_rsp,
+				   slot, NULL, &slot->req_id);
+	fgw_smp_req_done(&req);
+	if (r < 0)
+		return r;
+	*slot = (struct chunk){.u = u,
+			       .used = true,
+			       .off = c.off,
+			       .len = c.data_len,
+			       .req_id = slot->req_id,
+			       .sent_order = u->next_order++};
+	u->inflight++;
+	u->stats.chunks++;
+	u->stats.bytes_sent += c.data_len;
+	if (c.off < u->sent_end)
+		u->stats.retransmissions++;
+	u->sent_end = FGW_MAX(u->sent_end, c.off + c.data_len);
+	u->next_off = c.off + c.data_len;
+	return 0;
+}
+
+static void schedule_retry(struct fgw_upload *u, unsigned ms);
+
+/* Keeps the window full while streaming. */
+static void fill(struct fgw_upload *u)
+{
+	int r;
+
+	while (u->state == FGW_UPLOAD_STATE_STREAMING && u->inflight < u->window &&
+	       u->next_off < u->img.len) {
+		r = send_chunk(u);
+		if (r == -ENOBUFS) {
+			/* The transport queue is full: answers will make room, or a timer will. */
+			if (u->inflight == 0)
+				schedule_retry(u, SEND_RETRY_MS);
+			return;
+		}
+		if (r < 0) {
+			finish(u, r, NULL);
+			return;
+		}
+	}
+}
+
+/* Starts over from the device's offset: a first chunk alone at 0, else the window. */
+static void resume_from_device(struct fgw_upload *u)
+{
+	int r;
+
+	u->next_off = u->acked;
+	if (u->acked == 0 || u->reprobe) {
+		/* A first chunk (same sha) opens a new session or resumes the device's one. */
+		u->reprobe = false;
+		u->next_off = 0;
+		enter_state(u, FGW_UPLOAD_STATE_PROBING);
+		r = send_chunk(u);
+		if (r == -ENOBUFS) {
+			schedule_retry(u, SEND_RETRY_MS);
+			return;
+		}
+		if (r < 0)
+			finish(u, r, NULL);
+		return;
+	}
+	enter_state(u, FGW_UPLOAD_STATE_STREAMING);
+	fill(u);
+}
+
+static void retry_timer(uv_timer_t *t)
+{
+	struct fgw_upload *u = container_of(t, struct fgw_upload, timer);
+
+	if (u->state != FGW_UPLOAD_STATE_BACKOFF)
+		return;
+	upload_ref(u);
+	resume_from_device(u);
+	upload_unref(u);
+}
+
+static void schedule_retry(struct fgw_upload *u, unsigned ms)
+{
+	int r;
+
+	enter_state(u, FGW_UPLOAD_STATE_BACKOFF);
+	r = uv_timer_start(&u->timer, retry_timer, ms, 0);
+	if (r < 0)
+		finish(u, r, NULL);
+}
+
+/* The device's offset differs from the prediction: stop sending, drain, continue from it. */
+static void enter_resync(struct fgw_upload *u)
+{
+	if (u->state != FGW_UPLOAD_STATE_RESYNC)
+		u->stats.resyncs++;
+	enter_state(u, FGW_UPLOAD_STATE_RESYNC);
+}
+
+/* When the window has drained after a resync, decide how to go on. */
+static void after_drain(struct fgw_upload *u)
+{
+	if (u->state != FGW_UPLOAD_STATE_RESYNC || u->inflight > 0)
+		return;
+	/* A device that keeps refusing the same offset will not change its mind. */
+	if (u->acked == u->resync_off) {
+		if (++u->same_off_failures >= u->opts.max_failures) {
+			finish(u, u->timeouts_in_row ? -ETIMEDOUT : -EPROTO, NULL);
+			return;
+		}
+	} else {
+		u->resync_off = u->acked;
+		u->same_off_failures = 0;
+	}
+	if (u->busy) {
+		u->busy = false;
+		schedule_retry(u, u->opts.busy_retry_ms);
+		return;
+	}
+	resume_from_device(u);
+}
+
+/*
+ * Responses come back in the order the device worked through the requests. So when chunk j
+ * answers, every chunk sent before j that is still waiting has lost its request or its
+ * answer: waiting for its timeout would stall the window for nothing. If its data arrived,
+ * j's offset covers it; if not, j's offset shows the gap.
+ */
+static void drop_older(struct fgw_upload *u, uint64_t order)
+{
+	for (unsigned i = 0; i < FGW_UPLOAD_MAX_WINDOW; i++) {
+		struct chunk *k = &u->chunks[i];
+
+		if (k->used && k->sent_order < order) {
+			u->stats.lost++;
+			k->used = false; /* chunk_rsp sees -ECANCELED for an unused slot: ignored */
+			u->inflight--;
+			(void) fgw_smp_client_cancel(u->client, k->req_id);
+		}
+	}
+}
+
+static void report_progress(struct fgw_upload *u)
+{
+	uint64_t ms = fgw_now_ms() - u->started_ms;
+	double rate = ms ? (double) (u->best - u->stats.start_off) * 1000.0 / (double) ms : 0.0;
+
+	if (u->progress_cb)
+		u->progress_cb(u, u->best, u->img.len, rate, u->user_data);
+}
+
+static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_smp_rsp *rsp)
+{
+	struct fgw_smp_upload_rsp ur;
+	bool was_probe = k->off == 0;
+	uint64_t expected = k->off + k->len;
+	int r;
+
+	if (!fgw_smp_status_ok(&rsp->status)) {
+		if (fgw_smp_status_is_busy(&rsp->status) || rsp->status.rc == FGW_SMP_RC_ENOMEM) {
+			/* rc 10: the device (or an app hook) asks to come back later. rc 2: Zephyr
+			 * had no SMP buffer left for the answer and did not handle the request
+			 * (smp_process_request_packet); both pass once the window drains. */
+			u->stats.busy++;
+			u->busy = true;
+			enter_resync(u);
+			return;
+		}
+		finish(u, -EREMOTEIO, &rsp->status);
+		return;
+	}
+	r = fgw_smp_upload_rsp_decode(rsp->payload, rsp->len, &ur);
+	if (r < 0 || !ur.has_off || ur.off > u->img.len) {
+		finish(u, -EPROTO, NULL);
+		return;
+	}
+	if (ur.off < u->acked && (ur.off == 0 || was_probe)) {
+		/* The device lost its session (it rebooted without keeping it): from 0 again. */
+		u->stats.restarts++;
+	}
+	u->acked = ur.off;
+	if (ur.has_match) {
+		u->has_match = true;
+		u->match = ur.match;
+	}
+	if (was_probe && !u->probed) {
+		/* A resumed session answers the probe with its own offset, a new one with ours. */
+		u->probed = true;
+		u->stats.first_ms = fgw_now_ms() - u->started_ms;
+		u->stats.start_off = ur.off == expected ? 0 : ur.off;
+	}
+	if (ur.off > u->best || was_probe) {
+		if (ur.off > u->best)
+			u->timeouts_in_row = 0;
+		u->best = FGW_MAX(u->best, ur.off);
+		report_progress(u);
+		if (u->freed || u->state == FGW_UPLOAD_STATE_IDLE)
+			return;
+	}
+	if (ur.off == u->img.len) {
+		if (ur.has_match && !ur.match) {
+			finish(u, -EILSEQ, NULL);
+			return;
+		}
+		finish(u, 0, NULL);
+		return;
+	}
+	switch (u->state) {
+	case FGW_UPLOAD_STATE_PROBING:
+		/* The first answer says where the session stands: continue from there. */
+		if (ur.off == 0) {
+			enter_resync(u);
+			return;
+		}
+		u->next_off = ur.off;
+		enter_state(u, FGW_UPLOAD_STATE_STREAMING);
+		fill(u);
+		return;
+	case FGW_UPLOAD_STATE_STREAMING:
+		if (ur.off == expected) {
+			fill(u);
+			return;
+		}
+		enter_resync(u);
+		return;
+	case FGW_UPLOAD_STATE_RESYNC:
+	case FGW_UPLOAD_STATE_BACKOFF:
+	case FGW_UPLOAD_STATE_IDLE:
+	case _FGW_UPLOAD_STATE_MAX:
+	case _FGW_UPLOAD_STATE_INVALID:
+		return;
+	}
+}
+
+static void chunk_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+{
+	struct chunk *k = user_data;
+	struct fgw_upload *u = k->u;
+
+	if (!k->used || !u || u->state == FGW_UPLOAD_STATE_IDLE) {
+		/* Cancelled by us (finish() or drop_older()): nothing left to do. */
+		if (k->used && u) {
+			k->used = false;
+			u->inflight--;
+		}
+		return;
+	}
+	k->used = false;
+	u->inflight--;
+	upload_ref(u);
+	if (err == 0) {
+		drop_older(u, k->sent_order);
+		on_answer(u, k, rsp);
+	} else if (err == -ETIMEDOUT || err == -EBADMSG) {
+		/* -EBADMSG: an answer we could not read is as good as none. */
+		u->stats.timeouts++;
+		if ((k->off > 0 && u->acked >= k->off + k->len) ||
+		    u->state == FGW_UPLOAD_STATE_RESYNC) {
+			/* Covered by a later answer, or one silence already being dealt with. A
+			 * first chunk is never covered: it is the probe we are waiting on. */
+		} else if (++u->timeouts_in_row >= u->opts.max_timeouts) {
+			finish(u, -ETIMEDOUT, NULL);
+		} else {
+			/* A device that went silent may have lost our session: re-probe (same sha)
+			 * to learn its offset rather than guess at it. */
+			u->reprobe = u->timeouts_in_row > 1;
+			enter_resync(u);
+		}
+	} else {
+		/* Link lost or cancelled underneath us: the caller reconnects and resumes. */
+		finish(u, err, NULL);
+	}
+	if (!u->freed && u->state == FGW_UPLOAD_STATE_RESYNC)
+		after_drain(u);
+	else if (!u->freed && u->state == FGW_UPLOAD_STATE_STREAMING)
+		fill(u);
+	upload_unref(u);
+}
+
+FGW_EXPORT int fgw_upload_new(uv_loop_t *loop, struct fgw_smp_client *c, struct fgw_upload **ret)
+{
+	struct fgw_upload *u;
+	int r;
+
+	if (!loop || !c || !ret)
+		return -EINVAL;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	r = uv_timer_init(loop, &u->timer);
+	if (r < 0) {
+		free(u);
+		return r;
+	}
+	u->loop = loop;
+	u->client = c;
+	*ret = u;
+	return 0;
+}
+
+FGW_EXPORT struct fgw_upload *fgw_upload_free(struct fgw_upload *u)
+{
+	if (!u || u->freed)
+		return NULL;
+	upload_ref(u);
+	u->freed = true;
+	finish(u, -ECANCELED, NULL);
+	upload_unref(u);
+	return NULL;
+}
+
+FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_image *img,
+				uint64_t offset, const struct fgw_upload_opts *opts,
+				fgw_upload_progress_cb_t progress_cb, fgw_upload_done_cb_t done_cb,
+				void *user_data)
+{
+	struct fgw_transport *t;
+	struct fgw_upload_opts o;
+	size_t packet;
+	int r;
+
+	if (!u || !img || !img->data || img->len == 0 || !done_cb || offset > img->len)
+		return -EINVAL;
+	if (u->state != FGW_UPLOAD_STATE_IDLE)
+		return -EBUSY;
+	if (!fgw_smp_client_is_open(u->client))
+		return -ENOTCONN;
+	if (opts)
+		o = *opts;
+	else
+		fgw_upload_opts_init(&o);
+	if (o.align == 0)
+		o.align = 1;
+	if (o.max_failures == 0)
+		o.max_failures = 1;
+	if (o.max_timeouts == 0)
+		o.max_timeouts = 1;
+	t = fgw_smp_client_transport(u->client);
+	/*
+	 * Packet size: the device's buffer, else (no mcumgr params) one link frame as Nordic's
+	 * libraries assume, and never more than the transport (and client) accept.
+	 */
+	packet = o.buf_size ? o.buf_size : fgw_transport_mtu(t);
+	packet = FGW_MIN(packet, fgw_smp_client_max_packet(u->client));
+	u->packet = packet;
+	u->img = *img;
+	u->opts = o;
+	{
+		struct fgw_smp_upload_chunk first = {
+		    .image = img->image, .total = img->len, .off = 0, .sha = img->sha256};
+		size_t d = fgw_smp_upload_max_data(&first, packet);
+
+		if (d < FGW_MIN((size_t) FIRST_CHUNK_MIN, img->len))
+			return -EMSGSIZE;
+	}
+	/* One SMP buffer answers while the others hold requests (Zephyr NETBUF_COUNT). */
+	u->window = o.window ? o.window
+			     : FGW_MIN(o.buf_count > 1 ? o.buf_count - 1 : 1,
+				       o.window_cap ? o.window_cap : FGW_UPLOAD_MAX_WINDOW);
+	u->window = FGW_MIN(FGW_MAX(u->window, 1u), (unsigned) FGW_UPLOAD_MAX_WINDOW);
+	u->progress_cb = progress_cb;
+	u->done_cb = done_cb;
+	u->user_data = user_data;
+	memset(&u->stats, 0, sizeof(u->stats));
+	memset(u->chunks, 0, sizeof(u->chunks));
+	u->inflight = 0;
+	u->next_off = 0;
+	u->sent_end = offset;
+	u->acked = offset;
+	u->best = offset;
+	u->resync_off = UINT64_MAX;
+	u->same_off_failures = 0;
+	u->timeouts_in_row = 0;
+	u->busy = u->reprobe = u->has_match = u->match = u->probed = false;
+	u->started_ms = fgw_now_ms();
+	u->stats.total = img->len;
+	u->stats.start_off = offset;
+	u->stats.packet_size = packet;
+	u->stats.window = u->window;
+	{
+		struct fgw_smp_upload_chunk mid = {
+		    .image = img->image, .total = img->len, .off = img->len > 1 ? img->len - 1 : 1};
+		size_t d = fgw_smp_upload_max_data(&mid, packet);
+
+		u->stats.chunk_size = d - d % o.align;
+	}
+	enter_state(u, FGW_UPLOAD_STATE_PROBING);
+	r = send_chunk(u);
+	if (r < 0) {
+		enter_state(u, FGW_UPLOAD_STATE_IDLE);
+		u->done_cb = NULL;
+		return r;
+	}
+	return 0;
+}
+
+FGW_EXPORT void fgw_upload_cancel(struct fgw_upload *u)
+{
+	if (u)
+		finish(u, -ECANCELED, NULL);
+}
+
+FGW_EXPORT bool fgw_upload_is_running(struct fgw_upload *u)
+{
+	return u->state != FGW_UPLOAD_STATE_IDLE;
+}
+
+FGW_EXPORT enum fgw_upload_state fgw_upload_get_state(struct fgw_upload *u)
+{
+	return u->state;
+}
+
+FGW_EXPORT void fgw_upload_get_stats(struct fgw_upload *u, struct fgw_upload_stats *ret)
+{
+	*ret = u->stats;
+	ret->acked = u->acked;
+	if (u->state != FGW_UPLOAD_STATE_IDLE)
+		ret->elapsed_ms = fgw_now_ms() - u->started_ms;
+}

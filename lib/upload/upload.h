@@ -1,0 +1,122 @@
+/*
+ * upload: moves one MCUboot image into a device's secondary slot over SMP, as fast as the link
+ * allows (protocol-notes §4.3, §7.5). Chunks fill the largest packet the device and the
+ * transport take; after the first chunk (sent alone: it also carries len/sha/image, opens or
+ * resumes the device's session and may wait for a slot erase) a window of chunks is in flight
+ * with predicted offsets. The device's reported `off` is the truth: a gap, a repeat or a
+ * reboot shows up as an `off` other than predicted, and the engine drains what is in flight and
+ * continues from there. Runs on the loop, never blocks it; the image bytes and their SHA-256
+ * are the caller's (hash them off the loop).
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "smp.h"
+
+struct fgw_upload;
+
+/* Largest window the engine keeps (requests in flight). */
+#define FGW_UPLOAD_MAX_WINDOW 32
+
+struct fgw_upload_image {
+	const uint8_t *data; /* borrowed until the done callback */
+	size_t len;
+	uint8_t sha256[FGW_SMP_SHA_SIZE]; /* SHA-256 of the whole file: the upload's `sha` */
+	uint32_t image;			  /* 0 app core, 1 net core */
+};
+
+struct fgw_upload_opts {
+	uint32_t buf_size;  /* mcumgr params buf_size; 0 = unknown: the transport MTU */
+	uint32_t buf_count; /* mcumgr params buf_count; 0 = unknown: window 1 */
+	unsigned window;    /* chunks in flight; 0 = buf_count - 1 (at least 1), capped */
+	unsigned window_cap;
+	unsigned align;		   /* chunk lengths (but the last) are multiples of this */
+	unsigned first_timeout_ms; /* first chunk: the device may erase the slot first */
+	unsigned chunk_timeout_ms;
+	unsigned last_timeout_ms; /* last chunk: the device may hash the whole image */
+	unsigned max_failures;	  /* the device refusing the same offset this often: give up */
+	unsigned max_timeouts;	  /* timeouts in a row without progress: give up */
+	unsigned busy_retry_ms;	  /* wait after rc 10 (EBUSY) */
+};
+
+/* Defaults: window cap 8, align 4, timeouts 40 s / 5 s / 20 s, 5 failures, 5 timeouts. */
+void fgw_upload_opts_init(struct fgw_upload_opts *o);
+
+struct fgw_upload_stats {
+	uint64_t total;		  /* image size */
+	uint64_t start_off;	  /* where the device let us continue after the first chunk */
+	uint64_t acked;		  /* the device's last reported offset */
+	uint64_t bytes_sent;	  /* data bytes sent, retransmissions included */
+	uint64_t chunks;	  /* upload requests sent */
+	uint64_t retransmissions; /* chunks re-sending bytes sent before */
+	uint64_t timeouts;
+	uint64_t lost;	   /* chunks whose answer never came but a later one did */
+	uint64_t resyncs;  /* times the device's off differed from the prediction */
+	uint64_t restarts; /* device fell back to offset 0 (lost its session) */
+	uint64_t busy;	   /* rc 10 (busy) and rc 2 (no buffer) answers: retried */
+	uint64_t elapsed_ms;
+	uint64_t first_ms;  /* until the first chunk was answered (slot erase, session) */
+	size_t packet_size; /* largest request packet */
+	size_t chunk_size;  /* data bytes of a full middle chunk */
+	unsigned window;
+};
+
+struct fgw_upload_result {
+	uint64_t off;	/* the device's last reported offset (resume from here) */
+	bool has_match; /* the device checked the whole image */
+	bool match;
+	struct fgw_smp_status status; /* the device error when err == -EREMOTEIO */
+};
+
+/* After each acknowledged chunk: @bytes of @total on the device, @rate in bytes/s. */
+typedef void (*fgw_upload_progress_cb_t)(struct fgw_upload *u, uint64_t bytes, uint64_t total,
+					 double rate, void *user_data);
+/*
+ * Once per start: err 0 when the device holds the whole image; -EREMOTEIO: the device
+ * answered an error (@res->status); -EILSEQ: the device's image check failed (match false);
+ * -ETIMEDOUT: no progress; -EPROTO: the device kept refusing the same offset or answered
+ * nonsense; -ECANCELED; link errors (-ENOTCONN, -ECONNRESET) as the client reported them.
+ * May free the upload.
+ */
+typedef void (*fgw_upload_done_cb_t)(struct fgw_upload *u, int err,
+				     const struct fgw_upload_result *res, void *user_data);
+
+int fgw_upload_new(uv_loop_t *loop, struct fgw_smp_client *c, struct fgw_upload **ret);
+/* Cancels a running upload (done(-ECANCELED)) and frees. NULL ok. */
+struct fgw_upload *fgw_upload_free(struct fgw_upload *u);
+
+/**
+ * fgw_upload_start() - send @img to the device
+ * @offset: where a previous attempt got to (0 for a fresh start). The engine always opens with
+ *          a first chunk carrying the same sha: a device that still holds the session answers
+ *          with its offset and nothing is rewritten, one that lost it starts over; @offset only
+ *          tells progress and stats where the caller believed it was.
+ * Return: 0 if started (@done_cb follows exactly once, never before this returned); -EBUSY if
+ * running, -ENOTCONN if the client is closed, -EINVAL for bad arguments, -EMSGSIZE if the
+ * packet size leaves no room for a first chunk. On error no callback runs.
+ */
+int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_image *img, uint64_t offset,
+		     const struct fgw_upload_opts *opts, fgw_upload_progress_cb_t progress_cb,
+		     fgw_upload_done_cb_t done_cb, void *user_data);
+/* Stops a running upload: done(-ECANCELED) before this returns. No-op when idle. */
+void fgw_upload_cancel(struct fgw_upload *u);
+bool fgw_upload_is_running(struct fgw_upload *u);
+void fgw_upload_get_stats(struct fgw_upload *u, struct fgw_upload_stats *ret);
+
+enum fgw_upload_state {
+	FGW_UPLOAD_STATE_IDLE,	    /* not started, or finished */
+	FGW_UPLOAD_STATE_PROBING,   /* first chunk (off 0) alone in flight: opens or resumes */
+	FGW_UPLOAD_STATE_STREAMING, /* a window of chunks in flight at predicted offsets */
+	FGW_UPLOAD_STATE_RESYNC,    /* the device's off differs: draining what is in flight */
+	FGW_UPLOAD_STATE_BACKOFF,   /* the device said busy, or the send queue was full: timer */
+	_FGW_UPLOAD_STATE_MAX,
+	_FGW_UPLOAD_STATE_INVALID = -EINVAL,
+};
+const char *fgw_upload_state_to_string(enum fgw_upload_state s);
+enum fgw_upload_state fgw_upload_get_state(struct fgw_upload *u);

@@ -1,0 +1,93 @@
+/*
+ * The response path: any bytes from a device, as one frame and split into small frames,
+ * through the reassembler and every response decoder. Must never crash or leak, and the
+ * reassembler must find the same packets however the bytes were framed.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "smp.h"
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
+
+#define MAX_PKTS 64
+
+struct seen {
+	size_t n;
+	int err;
+	size_t len[MAX_PKTS];
+	uint8_t seq[MAX_PKTS];
+};
+
+static void decode_all(const uint8_t *p, size_t n)
+{
+	struct fgw_smp_status st;
+	struct fgw_smp_params pr;
+	struct fgw_smp_bootloader_info bi;
+	struct fgw_smp_upload_rsp ur;
+	struct fgw_smp_upload_req uq;
+	struct fgw_smp_slot_info si;
+	static struct fgw_smp_img_state is;
+	char *text = NULL, buf[256];
+
+	if (fgw_smp_status_decode(p, n, &st) == 0)
+		(void) fgw_smp_status_format(&st, buf, sizeof(buf));
+	(void) fgw_smp_params_decode(p, n, &pr);
+	(void) fgw_smp_bootloader_info_decode(p, n, &bi);
+	(void) fgw_smp_upload_rsp_decode(p, n, &ur);
+	(void) fgw_smp_slot_info_decode(p, n, &si);
+	(void) fgw_smp_img_state_decode(p, n, &is);
+	if (fgw_smp_echo_decode(p, n, &text) == 0)
+		free(text);
+	if (fgw_smp_os_info_decode(p, n, &text) == 0)
+		free(text);
+	if (fgw_smp_upload_req_decode(p, n, &uq) == 0)
+		free(uq.data);
+}
+
+static void run(struct fgw_smp_reasm *r, const uint8_t *data, size_t size, size_t split,
+		struct seen *s, bool decode)
+{
+	for (size_t o = 0; o < size && !s->err; o += split) {
+		struct fgw_smp_hdr h;
+		const uint8_t *p;
+		int e;
+
+		fgw_smp_reasm_feed(r, data + o, split < size - o ? split : size - o);
+		while ((e = fgw_smp_reasm_next(r, &h, &p)) > 0) {
+			if (s->n < MAX_PKTS) {
+				s->len[s->n] = h.len;
+				s->seq[s->n] = h.seq;
+			}
+			s->n++;
+			if (decode)
+				decode_all(p, h.len);
+		}
+		if (e < 0)
+			s->err = e;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
+{
+	struct fgw_smp_reasm *r;
+	struct seen whole = {0}, split = {0};
+
+	if (fgw_smp_reasm_new(4096, &r) < 0)
+		return 0;
+	run(r, data, size, size ? size : 1, &whole, true);
+	fgw_smp_reasm_reset(r);
+	run(r, data, size, 1 + size % 13, &split, false);
+	/* Framing must not change what is found, up to the first error. */
+	if (!whole.err && !split.err) {
+		if (whole.n != split.n)
+			abort();
+		for (size_t i = 0; i < whole.n && i < MAX_PKTS; i++)
+			if (whole.len[i] != split.len[i] || whole.seq[i] != split.seq[i])
+				abort();
+	}
+	fgw_smp_reasm_free(r);
+	/* The payload alone too: most fuzz value is in the CBOR decoders. */
+	decode_all(data, size);
+	return 0;
+}

@@ -1,0 +1,673 @@
+/*
+ * Upload engine against a fake device behind the scripted peer. The fake follows Zephyr's
+ * img_mgmt upload rules (protocol-notes §4.3): session with sha/len on off 0, resume on the
+ * same sha, {off: expected} for gaps and repeats, {off: 0} without a session. Faults are
+ * injected per upload request index k: lost request, lost answer, busy, device error, reboot
+ * (session lost), link loss, silence, split answers, delays, v1 headers.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <cbor.h>
+#include <openssl/evp.h>
+
+#include "peer-transport.h"
+#include "smp.h"
+#include "upload.h"
+
+#define NONE (-1)
+
+struct fault {
+	int drop_req, drop_rsp, busy, err_rc, reboot, disconnect, silence_from, ahead;
+	unsigned err_group;
+	unsigned busy_rc;     /* 10 EBUSY, or 2 ENOMEM (Zephyr: no buffer for the answer) */
+	size_t split;	      /* answers in frames of this size */
+	unsigned delay_ms;    /* each answer after this long */
+	unsigned first_delay; /* the answer to a new session's first chunk (erase) */
+	bool v1;	      /* answer with v1 headers (pre-v2 firmware) */
+	bool image_check;     /* add match on the last answer */
+	bool corrupt;	      /* flip a stored byte: match false */
+};
+
+struct dev {
+	struct peer *peer;
+	struct fault f;
+	unsigned k; /* upload requests seen */
+	size_t buf_size;
+	uint8_t *slot;
+	size_t slot_size;
+	bool session;
+	uint64_t len, expected;
+	uint8_t sha[32];
+	struct fgw_smp_client *c;
+	unsigned max_outstanding; /* requests in flight seen by the device, this one included */
+	unsigned too_big, misaligned, first_chunks;
+	bool slow_next; /* the next answer opens a session: it waits for the "erase" */
+	uint64_t bytes_written;
+};
+
+struct fx {
+	uv_loop_t loop;
+	struct peer *peer;
+	struct fgw_smp_client *c;
+	struct fgw_upload *u;
+	struct dev dev;
+	uint8_t *img;
+	size_t img_len;
+	uint8_t sha[32];
+	int done_err;
+	unsigned done_calls, progress_calls;
+	uint64_t last_progress;
+	struct fgw_upload_result res;
+	bool free_in_done, cancel_in_progress;
+};
+
+static void sha256(const uint8_t *d, size_t n, uint8_t out[32])
+{
+	unsigned len = 32;
+
+	assert_int_equal(EVP_Digest(d, n, out, &len, EVP_sha256(), NULL), 1);
+}
+
+/* ---- the fake device ---- */
+
+static void answer_map(struct dev *d, const uint8_t *req, cbor_item_t *map)
+{
+	unsigned char *buf = NULL;
+	size_t size = 0, n = cbor_serialize_alloc(map, &buf, &size);
+	uint8_t *pkt = malloc(8 + n);
+	struct fgw_smp_hdr h = {.op = FGW_SMP_OP_WRITE_RSP,
+				.version = d->f.v1 ? 0 : (req[0] >> 3) & 3,
+				.len = (uint16_t) n,
+				.group = 1,
+				.seq = req[6],
+				.id = 1};
+	unsigned delay = d->f.delay_ms;
+
+	fgw_smp_hdr_encode(&h, pkt);
+	memcpy(pkt + 8, buf, n);
+	if (d->slow_next)
+		delay = d->f.first_delay;
+	d->slow_next = false;
+	peer_deliver(d->peer, pkt, 8 + n, d->f.split, delay);
+	free(pkt);
+	free(buf);
+}
+
+static void put(cbor_item_t *m, const char *k, cbor_item_t *v)
+{
+	cbor_map_add(
+	    m, (struct cbor_pair){.key = cbor_move(cbor_build_string(k)), .value = cbor_move(v)});
+}
+
+static void answer_off(struct dev *d, const uint8_t *req, uint64_t off, bool last)
+{
+	cbor_item_t *m = cbor_new_indefinite_map();
+
+	put(m, "off", cbor_build_uint32((uint32_t) off));
+	if (last && d->f.image_check) {
+		uint8_t h[32];
+
+		sha256(d->slot, d->len, h);
+		put(m, "match", cbor_build_bool(memcmp(h, d->sha, 32) == 0));
+	}
+	answer_map(d, req, m);
+	cbor_decref(&m);
+}
+
+static void answer_err(struct dev *d, const uint8_t *req, unsigned group, unsigned rc)
+{
+	cbor_item_t *m = cbor_new_indefinite_map();
+
+	if (group == 0) {
+		put(m, "rc", cbor_build_uint8((uint8_t) rc));
+	} else {
+		cbor_item_t *e = cbor_new_definite_map(2);
+
+		put(e, "group", cbor_build_uint8((uint8_t) group));
+		put(e, "rc", cbor_build_uint8((uint8_t) rc));
+		put(m, "err", e);
+	}
+	answer_map(d, req, m);
+	cbor_decref(&m);
+}
+
+static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *user_data)
+{
+	struct dev *d = user_data;
+	struct fgw_smp_upload_req q;
+	struct fgw_smp_hdr h;
+	int k = (int) d->k++;
+
+	assert_int_equal(fgw_smp_hdr_decode(pkt, len, &h), 0);
+	assert_int_equal(h.group, 1);
+	assert_int_equal(h.id, 1);
+	/* the request being sent is not yet in the client's table */
+	d->max_outstanding =
+	    FGW_MAX(d->max_outstanding, (unsigned) fgw_smp_client_pending(d->c) + 1);
+	if (len > d->buf_size) {
+		d->too_big++; /* a real device drops it silently */
+		return;
+	}
+	if (k == d->f.drop_req || (d->f.silence_from != NONE && k >= d->f.silence_from))
+		return;
+	if (k == d->f.disconnect) {
+		/* a link loss keeps the device's RAM session */
+		peer_drop_link(d->peer, -ECONNRESET, 0);
+		return;
+	}
+	if (k == d->f.reboot)
+		d->session = false;
+	assert_int_equal(fgw_smp_upload_req_decode(pkt + 8, len - 8, &q), 0);
+	assert_true(q.has_off && q.has_data);
+	if (k == d->f.busy) {
+		answer_err(d, pkt, 0, d->f.busy_rc ? d->f.busy_rc : 10);
+		free(q.data);
+		return;
+	}
+	if (k == d->f.err_rc) {
+		answer_err(d, pkt, d->f.err_group, 9);
+		free(q.data);
+		return;
+	}
+	if (q.off == 0) {
+		d->first_chunks++;
+		assert_true(q.has_len && q.has_sha && q.data_len >= 32);
+		assert_int_equal(q.has_image, false);
+		if (d->session && q.sha_len == 32 && !memcmp(q.sha, d->sha, 32) &&
+		    q.len == d->len) {
+			answer_off(d, pkt, d->expected, false);
+			free(q.data);
+			return;
+		}
+		d->session = true;
+		d->slow_next = d->f.first_delay > 0;
+		d->len = q.len;
+		d->expected = 0;
+		memcpy(d->sha, q.sha, 32);
+		memset(d->slot, 0xff, d->slot_size);
+	} else if (!d->session) {
+		answer_off(d, pkt, 0, false);
+		free(q.data);
+		return;
+	} else if (q.off != d->expected) {
+		answer_off(d, pkt, d->expected, false);
+		free(q.data);
+		return;
+	}
+	assert_true(q.off + q.data_len <= d->len);
+	if (q.off + q.data_len < d->len && q.data_len % 4)
+		d->misaligned++;
+	memcpy(d->slot + q.off, q.data, q.data_len);
+	d->bytes_written += q.data_len;
+	d->expected = q.off + q.data_len;
+	if (d->f.corrupt && d->expected == d->len)
+		d->slot[0] ^= 1;
+	free(q.data);
+	if (k == d->f.drop_rsp)
+		return;
+	if (k == d->f.ahead) {
+		/* the device claims more than we sent (e.g. it had it from before): skip ahead */
+		d->expected = FGW_MIN(d->len, d->expected + 4096);
+	}
+	answer_off(d, pkt, d->expected, d->expected == d->len);
+}
+
+/* ---- fixture ---- */
+
+static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_result *res,
+		    void *user_data)
+{
+	struct fx *f = user_data;
+
+	f->done_calls++;
+	f->done_err = err;
+	f->res = *res;
+	if (f->free_in_done)
+		f->u = fgw_upload_free(f->u);
+}
+
+static void on_progress(struct fgw_upload *u, uint64_t bytes, uint64_t total, double rate,
+			void *user_data)
+{
+	struct fx *f = user_data;
+
+	f->progress_calls++;
+	assert_true(bytes <= total);
+	f->last_progress = bytes;
+	if (f->cancel_in_progress && bytes > total / 2)
+		fgw_upload_cancel(u);
+}
+
+static void on_state(struct fgw_smp_client *c, int err, void *user_data)
+{
+}
+
+static struct fx *fx_new(size_t img_len, size_t mtu, size_t max_packet, size_t buf_size)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_int_equal(uv_loop_init(&f->loop), 0);
+	assert_int_equal(peer_new(&f->loop, mtu, max_packet, &f->peer), 0);
+	assert_int_equal(fgw_smp_client_new(&f->loop, peer_transport(f->peer), &f->c), 0);
+	assert_int_equal(fgw_upload_new(&f->loop, f->c, &f->u), 0);
+	f->dev =
+	    (struct dev){.peer = f->peer, .c = f->c, .buf_size = buf_size, .slot_size = img_len};
+	f->dev.f = (struct fault){.drop_req = NONE,
+				  .drop_rsp = NONE,
+				  .busy = NONE,
+				  .err_rc = NONE,
+				  .reboot = NONE,
+				  .disconnect = NONE,
+				  .silence_from = NONE,
+				  .ahead = NONE};
+	f->dev.slot = malloc(img_len);
+	f->img = malloc(img_len);
+	f->img_len = img_len;
+	for (size_t i = 0; i < img_len; i++)
+		f->img[i] = (uint8_t) (i * 7 + (i >> 8));
+	f->img[0] = 0x3d, f->img[1] = 0xb8, f->img[2] = 0xf3, f->img[3] = 0x96;
+	sha256(f->img, img_len, f->sha);
+	peer_set_handler(f->peer, dev_handler, &f->dev);
+	assert_int_equal(fgw_smp_client_open(f->c, on_state, f), 0);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_true(fgw_smp_client_is_open(f->c));
+	return f;
+}
+
+static void fx_free(struct fx *f)
+{
+	fgw_upload_free(f->u);
+	fgw_smp_client_free(f->c);
+	fgw_transport_free(peer_transport(f->peer));
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	free(f->dev.slot);
+	free(f->img);
+	free(f);
+}
+
+static struct fgw_upload_opts quick_opts(uint32_t buf_size, uint32_t buf_count)
+{
+	struct fgw_upload_opts o;
+
+	fgw_upload_opts_init(&o);
+	o.buf_size = buf_size;
+	o.buf_count = buf_count;
+	/* short, but long enough that a loaded machine does not time out a live answer */
+	o.first_timeout_ms = 2000;
+	o.chunk_timeout_ms = 500;
+	o.last_timeout_ms = 500;
+	return o;
+}
+
+static int run_upload(struct fx *f, uint64_t offset, const struct fgw_upload_opts *o)
+{
+	struct fgw_upload_image img = {.data = f->img, .len = f->img_len};
+	int r;
+
+	memcpy(img.sha256, f->sha, 32);
+	f->done_calls = 0;
+	r = fgw_upload_start(f->u, &img, offset, o, on_progress, on_done, f);
+	if (r < 0)
+		return r;
+	assert_int_equal(f->done_calls, 0); /* never before start() returned */
+	while (f->done_calls == 0 && uv_run(&f->loop, UV_RUN_ONCE))
+		;
+	assert_int_equal(f->done_calls, 1);
+	return 0;
+}
+
+static void assert_device_has_image(struct fx *f)
+{
+	uint8_t h[32];
+
+	assert_int_equal(f->dev.len, f->img_len);
+	sha256(f->dev.slot, f->img_len, h);
+	assert_memory_equal(h, f->sha, 32);
+	assert_int_equal(f->res.off, f->img_len);
+}
+
+/* ---- cases ---- */
+
+static void test_basic_window(void **state)
+{
+	struct fx *f = fx_new(300 * 1024, 495, 2475, 2475);
+	struct fgw_upload_opts o = quick_opts(2475, 4);
+	struct fgw_upload_stats st;
+
+	f->dev.f.delay_ms = 1; /* answers take a moment: the window must fill meanwhile */
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, 0);
+	assert_device_has_image(f);
+	fgw_upload_get_stats(f->u, &st);
+	assert_int_equal(st.window, 3); /* buf_count - 1 */
+	assert_int_equal(f->dev.max_outstanding, 3);
+	assert_int_equal(st.packet_size, 2475);
+	assert_int_equal(st.retransmissions, 0);
+	assert_int_equal(st.timeouts, 0);
+	assert_int_equal(st.bytes_sent, f->img_len);
+	assert_int_equal(st.chunk_size % 4, 0);
+	/* every packet filled to the device's buffer, none over it */
+	assert_int_equal(f->dev.too_big, 0);
+	assert_int_equal(f->dev.misaligned, 0);
+	assert_true(st.chunks <= (f->img_len + st.chunk_size - 1) / st.chunk_size + 1);
+	assert_true(st.chunk_size > 2475 - 30);
+	assert_int_equal(f->dev.first_chunks, 1);
+	assert_int_equal(f->last_progress, f->img_len);
+	fx_free(f);
+}
+
+static void test_window_sizes(void **state)
+{
+	static const unsigned counts[] = {0, 1, 2, 4, 9, 40};
+	static const unsigned expect[] = {1, 1, 1, 3, 8, 8};
+
+	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+		struct fx *f = fx_new(64 * 1024, 495, 2475, 2475);
+		struct fgw_upload_opts o = quick_opts(2475, counts[i]);
+		struct fgw_upload_stats st;
+
+		assert_int_equal(run_upload(f, 0, &o), 0);
+		assert_int_equal(f->done_err, 0);
+		fgw_upload_get_stats(f->u, &st);
+		assert_int_equal(st.window, expect[i]);
+		/* the first chunk goes alone, then the window fills (stop-and-wait: 1) */
+		assert_int_equal(f->dev.max_outstanding, expect[i]);
+		assert_device_has_image(f);
+		fx_free(f);
+	}
+	{
+		/* --window overrides; cap is FGW_UPLOAD_MAX_WINDOW */
+		struct fx *f = fx_new(64 * 1024, 495, 2475, 2475);
+		struct fgw_upload_opts o = quick_opts(2475, 4);
+		struct fgw_upload_stats st;
+
+		o.window = 100;
+		assert_int_equal(run_upload(f, 0, &o), 0);
+		fgw_upload_get_stats(f->u, &st);
+		assert_int_equal(st.window, FGW_UPLOAD_MAX_WINDOW);
+		fx_free(f);
+	}
+}
+
+/* No mcumgr params: packets of one transport MTU (BLE: ATT_MTU - 3), even though the
+ * transport could carry more. */
+static void test_no_params(void **state)
+{
+	struct fx *f = fx_new(20000, 244, 2475, 244);
+	struct fgw_upload_opts o = quick_opts(0, 0);
+	struct fgw_upload_stats st;
+
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, 0);
+	assert_device_has_image(f);
+	fgw_upload_get_stats(f->u, &st);
+	assert_int_equal(st.packet_size, 244);
+	assert_int_equal(st.window, 1);
+	assert_int_equal(f->dev.too_big, 0);
+	fx_free(f);
+}
+
+struct fault_case {
+	const char *what;
+	int drop_req, drop_rsp, busy, reboot, ahead;
+	size_t split;
+	bool v1;
+	unsigned busy_rc;
+	/* expectations */
+	bool retransmits;
+	bool restarts;
+	bool lost;
+};
+
+static const struct fault_case fault_cases[] = {
+    {"lost request at chunk 5", 5, NONE, NONE, NONE, NONE, 0, false, 0, true, false, true},
+    {"lost answer at chunk 5", NONE, 5, NONE, NONE, NONE, 0, false, 0, false, false, true},
+    {"lost request of the last chunk", 40, NONE, NONE, NONE, NONE, 0, false, 0, true, false, false},
+    {"busy at chunk 3", NONE, NONE, 3, NONE, NONE, 0, false, 0, true, false, false},
+    {"no buffer (rc 2) at chunk 3", NONE, NONE, 3, NONE, NONE, 0, false, 2, true, false, false},
+    {"reboot before chunk 7", NONE, NONE, NONE, 7, NONE, 0, false, 0, true, true, false},
+    {"device skips ahead at chunk 4", NONE, NONE, NONE, NONE, 4, 0, false, 0, false, false, false},
+    {"answers split in 7-byte frames", NONE, NONE, NONE, NONE, NONE, 7, false, 0, false, false,
+     false},
+    {"v1 firmware", NONE, NONE, NONE, NONE, NONE, 0, true, 0, false, false, false},
+};
+
+static void test_faults(void **state)
+{
+	for (size_t i = 0; i < sizeof(fault_cases) / sizeof(fault_cases[0]); i++) {
+		const struct fault_case *c = &fault_cases[i];
+		struct fx *f = fx_new(40 * 1024 + 13, 495, 2475, 1024);
+		struct fgw_upload_opts o = quick_opts(1024, 4);
+		struct fgw_upload_stats st;
+
+		printf("fault: %s\n", c->what);
+		f->dev.f.drop_req = c->drop_req;
+		f->dev.f.drop_rsp = c->drop_rsp;
+		f->dev.f.busy = c->busy;
+		f->dev.f.reboot = c->reboot;
+		f->dev.f.ahead = c->ahead;
+		f->dev.f.split = c->split;
+		f->dev.f.v1 = c->v1;
+		f->dev.f.busy_rc = c->busy_rc;
+		f->dev.f.delay_ms = 1;
+		o.busy_retry_ms = 5;
+		assert_int_equal(run_upload(f, 0, &o), 0);
+		assert_int_equal(f->done_err, 0);
+		fgw_upload_get_stats(f->u, &st);
+		if (c->ahead == NONE)
+			assert_device_has_image(f);
+		else
+			assert_int_equal(f->res.off, f->img_len);
+		assert_int_equal(st.retransmissions > 0, c->retransmits);
+		assert_int_equal(st.restarts > 0, c->restarts);
+		if (c->lost)
+			assert_true(st.lost > 0 || st.timeouts > 0);
+		if (c->busy != NONE)
+			assert_int_equal(st.busy, 1);
+		if (c->drop_rsp != NONE)
+			assert_int_equal(st.retransmissions, 0);
+		if (c->v1)
+			assert_int_equal(fgw_smp_client_get_version(f->c), FGW_SMP_V1);
+		fx_free(f);
+	}
+}
+
+/* A device error stops the upload at once, with the device's words in the result. */
+static void test_hard_error(void **state)
+{
+	struct fx *f = fx_new(10000, 495, 2475, 2475);
+	struct fgw_upload_opts o = quick_opts(2475, 4);
+	size_t sent;
+
+	f->dev.f.err_rc = 0;
+	f->dev.f.err_group = 1;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, -EREMOTEIO);
+	assert_true(f->res.status.has_err);
+	assert_int_equal(f->res.status.err_group, 1);
+	assert_int_equal(f->res.status.err_rc, FGW_SMP_IMG_ERR_NO_FREE_SLOT);
+	sent = peer_sent(f->peer);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(peer_sent(f->peer), sent);
+	assert_int_equal(fgw_smp_client_pending(f->c), 0);
+	fx_free(f);
+
+	/* the same in the middle of the window: what is in flight is cancelled */
+	f = fx_new(60000, 495, 2475, 2475);
+	f->dev.f.err_rc = 6;
+	f->dev.f.err_group = 1;
+	f->dev.f.delay_ms = 1;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, -EREMOTEIO);
+	assert_int_equal(fgw_smp_client_pending(f->c), 0);
+	assert_false(fgw_upload_is_running(f->u));
+	fx_free(f);
+}
+
+/* Link loss at chunk k: done(-ECONNRESET) with the device's offset; after reconnecting, a start
+ * from that offset resumes the device's session instead of restarting. */
+static void test_disconnect_resume(void **state)
+{
+	struct fx *f = fx_new(100000, 495, 2475, 2475);
+	struct fgw_upload_opts o = quick_opts(2475, 4);
+	struct fgw_upload_stats st;
+	uint64_t off, written_before;
+
+	f->dev.f.disconnect = 12;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, -ECONNRESET);
+	off = f->res.off;
+	assert_true(off > 0 && off < f->img_len);
+	written_before = f->dev.bytes_written;
+	assert_int_equal(fgw_smp_client_open(f->c, on_state, f), 0);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(run_upload(f, off, &o), 0);
+	assert_int_equal(f->done_err, 0);
+	assert_device_has_image(f);
+	fgw_upload_get_stats(f->u, &st);
+	assert_int_equal(st.start_off, f->dev.expected == f->img_len ? st.start_off : 0);
+	assert_true(st.start_off >= off);
+	assert_int_equal(st.restarts, 0);
+	/* nothing rewritten: every byte went to flash once */
+	assert_int_equal(f->dev.bytes_written, f->img_len);
+	assert_true(written_before < f->img_len);
+	assert_int_equal(f->dev.first_chunks, 2); /* the original first chunk and the probe */
+	fx_free(f);
+}
+
+/* A device gone silent: -ETIMEDOUT after max_timeouts, no endless retries. */
+static void test_silence(void **state)
+{
+	struct fx *f = fx_new(50000, 495, 2475, 2475);
+	struct fgw_upload_opts o = quick_opts(2475, 4);
+	struct fgw_upload_stats st;
+
+	o.chunk_timeout_ms = 20;
+	o.first_timeout_ms = 40;
+	o.last_timeout_ms = 40;
+	o.max_timeouts = 3;
+	f->dev.f.silence_from = 4;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, -ETIMEDOUT);
+	fgw_upload_get_stats(f->u, &st);
+	assert_true(st.timeouts >= 3);
+	assert_true(f->res.off > 0);
+	fx_free(f);
+}
+
+/* The first answer may take long (slot erase): it has its own timeout. */
+static void test_slow_first_chunk(void **state)
+{
+	struct fx *f = fx_new(20000, 495, 2475, 2475);
+	struct fgw_upload_opts o = quick_opts(2475, 4);
+	struct fgw_upload_stats st;
+
+	o.chunk_timeout_ms = 200;
+	o.first_timeout_ms = 3000;
+	f->dev.f.first_delay = 400;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, 0);
+	fgw_upload_get_stats(f->u, &st);
+	assert_int_equal(st.timeouts, 0);
+	assert_true(st.first_ms >= 390);
+	assert_int_equal(f->dev.first_chunks, 1);
+	fx_free(f);
+}
+
+static void test_match_false(void **state)
+{
+	struct fx *f = fx_new(9000, 495, 2475, 2475);
+	struct fgw_upload_opts o = quick_opts(2475, 4);
+
+	f->dev.f.image_check = true;
+	f->dev.f.corrupt = true;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, -EILSEQ);
+	assert_true(f->res.has_match);
+	assert_false(f->res.match);
+	fx_free(f);
+
+	f = fx_new(9000, 495, 2475, 2475);
+	f->dev.f.image_check = true;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, 0);
+	assert_true(f->res.has_match && f->res.match);
+	fx_free(f);
+}
+
+/* Cancel from the progress callback; free from the done callback. */
+static void test_cancel_and_free(void **state)
+{
+	struct fx *f = fx_new(60000, 495, 2475, 2475);
+	struct fgw_upload_opts o = quick_opts(2475, 4);
+	struct fgw_upload_image img = {.data = f->img, .len = f->img_len};
+
+	f->dev.f.delay_ms = 1;
+	f->cancel_in_progress = true;
+	f->free_in_done = true;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, -ECANCELED);
+	assert_null(f->u);
+	assert_int_equal(fgw_smp_client_pending(f->c), 0);
+	/* start errors: no callback */
+	assert_int_equal(fgw_upload_new(&f->loop, f->c, &f->u), 0);
+	f->done_calls = 0;
+	assert_int_equal(fgw_upload_start(f->u, &img, 0, &o, NULL, NULL, f), -EINVAL);
+	o.buf_size = 60; /* no room for a 32-byte first chunk with sha */
+	assert_int_equal(fgw_upload_start(f->u, &img, 0, &o, NULL, on_done, f), -EMSGSIZE);
+	fgw_smp_client_close(f->c);
+	o.buf_size = 2475;
+	assert_int_equal(fgw_upload_start(f->u, &img, 0, &o, NULL, on_done, f), -ENOTCONN);
+	assert_int_equal(f->done_calls, 0);
+	/* free while running: done(-ECANCELED) */
+	assert_int_equal(fgw_smp_client_open(f->c, on_state, f), 0);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	memcpy(img.sha256, f->sha, 32);
+	assert_int_equal(fgw_upload_start(f->u, &img, 0, &o, NULL, on_done, f), 0);
+	assert_int_equal(fgw_upload_start(f->u, &img, 0, &o, NULL, on_done, f), -EBUSY);
+	f->free_in_done = false;
+	f->u = fgw_upload_free(f->u);
+	assert_int_equal(f->done_calls, 1);
+	assert_int_equal(f->done_err, -ECANCELED);
+	fx_free(f);
+}
+
+/* Chunk lengths: aligned to 4 except the last; the last one exact. */
+static void test_alignment(void **state)
+{
+	for (size_t len = 33; len < 3000; len += 397) {
+		struct fx *f = fx_new(len, 495, 2475, 301);
+		struct fgw_upload_opts o = quick_opts(301, 3);
+
+		assert_int_equal(run_upload(f, 0, &o), 0);
+		assert_int_equal(f->done_err, 0);
+		assert_device_has_image(f);
+		assert_int_equal(f->dev.misaligned, 0);
+		assert_int_equal(f->dev.too_big, 0);
+		fx_free(f);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_basic_window), cmocka_unit_test(test_window_sizes),
+	    cmocka_unit_test(test_no_params),	 cmocka_unit_test(test_faults),
+	    cmocka_unit_test(test_hard_error),	 cmocka_unit_test(test_disconnect_resume),
+	    cmocka_unit_test(test_silence),	 cmocka_unit_test(test_slow_first_chunk),
+	    cmocka_unit_test(test_match_false),	 cmocka_unit_test(test_cancel_and_free),
+	    cmocka_unit_test(test_alignment),
+	};
+
+	if (getenv("FGW_TEST_DEBUG"))
+		fgw_log_set_level(LOG_DEBUG);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
