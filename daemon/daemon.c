@@ -7,7 +7,9 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "api.h"
 #include "daemon.h"
+#include "provider.h"
 #include "store.h"
 #include "util.h"
 
@@ -142,6 +144,10 @@ int fgw_daemon_start(struct fgw_daemon *d)
 	if (r < 0)
 		return fgw_log_errno(LOG_ERR, r, "Failed to install signal handlers");
 
+	r = fgw_daemon_api_start(d);
+	if (r < 0)
+		return r;
+
 	/* Ping at half the interval systemd gave, from the loop: a stuck loop stops pinging. */
 	if (sd_watchdog_enabled(0, &d->watchdog_usec) > 0 && d->watchdog_usec > 0) {
 		uint64_t every_ms = FGW_MAX(d->watchdog_usec / 2000, 1);
@@ -168,6 +174,7 @@ void fgw_daemon_stop(struct fgw_daemon *d)
 	close_handle(d, (uv_handle_t *) &d->sig_int);
 	close_handle(d, (uv_handle_t *) &d->sig_hup);
 	close_handle(d, (uv_handle_t *) &d->watchdog);
+	d->api = fgw_api_free(d->api);
 }
 
 void fgw_daemon_done(struct fgw_daemon *d)

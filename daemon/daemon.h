@@ -9,12 +9,14 @@
 #include "config.h"
 
 struct fgw_store;
+struct fgw_api;
 
 struct fgw_daemon {
 	uv_loop_t *loop;
 	char *config_path;
 	struct fgw_config cfg;
 	struct fgw_store *store;
+	struct fgw_api *api; /* NULL when [api] enabled = false */
 
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;

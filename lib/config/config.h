@@ -28,6 +28,36 @@ struct fgw_config {
 	int upload_window;          /* requests in flight, 0 = from the device's buffer count */
 	int chunk_timeout_ms;
 	int first_chunk_timeout_ms; /* the first chunk waits while the device erases its slot */
+	/* [api] */
+	bool api_enabled;
+	char *api_listen;        /* numeric address to bind, 127.0.0.1 by default */
+	int api_port;
+	char *api_token_file;    /* bearer token for POSTs; "" = every POST is refused */
+	int api_max_connections;
+	int api_timeout_s;       /* idle HTTP connections are closed after this */
+	/* [ble] (lib/bluez: struct fgw_bluez_options) */
+	bool ble_enabled;
+	char *ble_adapter;         /* "hci0"; "" = the first adapter bluetoothd lists */
+	bool ble_power_on;         /* keep the adapter powered */
+	bool ble_scan;             /* discover continuously */
+	bool ble_filter_service;   /* discovery filter on the SMP service UUID */
+	int ble_rssi_threshold;    /* dBm, 0 = none */
+	int ble_max_connections;   /* links connecting or connected at once */
+	int ble_connect_timeout_s; /* find + connect + resolve + acquire */
+	bool ble_acquire;          /* AcquireWrite/AcquireNotify when offered */
+	/* [release] (lib/fetch/release-source.h: struct fgw_release_source_options) */
+	char *release_manifest_url;   /* "" = no release source */
+	int release_poll_interval_s;
+	char *release_trusted_keys;   /* space-separated Ed25519 public key PEM paths */
+	char *release_mcuboot_key;    /* PEM; "" = image signatures not checked */
+	char *release_cache_dir;
+	int release_cache_budget_mib; /* 0 = keep every bundle */
+	char *release_ca_file;        /* "" = system CA store */
+	char *release_client_cert;    /* "" = no client certificate */
+	char *release_client_key;
+	int release_download_timeout_s; /* whole download, 0 = none */
+	int release_low_speed_limit_bytes;
+	int release_low_speed_time_s;
 };
 
 /*

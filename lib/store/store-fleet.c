@@ -96,9 +96,9 @@ FGW_EXPORT int fgw_store_device_set_group(struct fgw_store *s, const char *addre
 }
 
 FGW_EXPORT int fgw_store_device_get(struct fgw_store *s, const char *address,
-				    struct fgw_store_device *ret)
+				    struct fgw_store_device_rec *ret)
 {
-	struct fgw_store_device d = {0};
+	struct fgw_store_device_rec d = {0};
 	sqlite3_stmt *st;
 	int rc, r;
 
@@ -201,7 +201,7 @@ FGW_EXPORT int fgw_store_device_images_set(struct fgw_store *s, const char *addr
 	return in_transaction(s, images_set_tx, &a);
 }
 
-FGW_EXPORT int fgw_store_device_images_foreach(struct fgw_store *s, const char *address,
+FGW_EXPORT int fgw_store_device_slots_foreach(struct fgw_store *s, const char *address,
 					       void (*cb)(const struct fgw_store_image *img,
 							  void *ud),
 					       void *ud)
@@ -235,9 +235,9 @@ FGW_EXPORT int fgw_store_device_images_foreach(struct fgw_store *s, const char *
 	"canary, images_mask, app_result, net_result, created_at, updated_at, started_at, "       \
 	"finished_at"
 
-static void read_job(sqlite3_stmt *st, struct fgw_store_job *j)
+static void read_job(sqlite3_stmt *st, struct fgw_store_job_rec *j)
 {
-	*j = (struct fgw_store_job){0};
+	*j = (struct fgw_store_job_rec){0};
 	j->id = sqlite3_column_int64(st, 0);
 	fgw_store__col_text(st, 1, j->address, sizeof(j->address));
 	fgw_store__col_text(st, 2, j->release_id, sizeof(j->release_id));
@@ -258,7 +258,7 @@ static void read_job(sqlite3_stmt *st, struct fgw_store_job *j)
 }
 
 static int job_select(struct fgw_store *s, const char *where, const char *a, const char *b,
-		      int64_t id, struct fgw_store_job *ret)
+		      int64_t id, struct fgw_store_job_rec *ret)
 {
 	char sql[256];
 	sqlite3_stmt *st;
@@ -315,7 +315,7 @@ struct job_ensure {
 	const char *address, *release_id;
 	bool canary;
 	int64_t now;
-	struct fgw_store_job job;
+	struct fgw_store_job_rec job;
 	bool created;
 };
 
@@ -353,7 +353,7 @@ static int job_ensure_tx(struct fgw_store *s, void *ud)
 
 FGW_EXPORT int fgw_store_job_ensure(struct fgw_store *s, const char *address,
 				    const char *release_id, bool canary, int64_t now,
-				    struct fgw_store_job *ret, bool *ret_created)
+				    struct fgw_store_job_rec *ret, bool *ret_created)
 {
 	struct job_ensure a = {.address = address, .release_id = release_id, .canary = canary,
 			       .now = now};
@@ -367,7 +367,7 @@ FGW_EXPORT int fgw_store_job_ensure(struct fgw_store *s, const char *address,
 	return 0;
 }
 
-FGW_EXPORT int fgw_store_job_get(struct fgw_store *s, int64_t id, struct fgw_store_job *ret)
+FGW_EXPORT int fgw_store_job_get(struct fgw_store *s, int64_t id, struct fgw_store_job_rec *ret)
 {
 	return job_select(s, "id = ?1", NULL, NULL, id, ret);
 }
@@ -381,7 +381,7 @@ struct job_state {
 static int job_state_tx(struct fgw_store *s, void *ud)
 {
 	struct job_state *a = ud;
-	struct fgw_store_job job;
+	struct fgw_store_job_rec job;
 	sqlite3_stmt *st;
 	int r;
 
@@ -474,7 +474,7 @@ FGW_EXPORT int fgw_store_job_set_results(struct fgw_store *s, int64_t id, const 
 
 FGW_EXPORT int fgw_store_jobs_foreach(struct fgw_store *s, const char *release_id,
 				      bool unfinished_only,
-				      int (*cb)(const struct fgw_store_job *job, void *ud), void *ud)
+				      int (*cb)(const struct fgw_store_job_rec *job, void *ud), void *ud)
 {
 	sqlite3_stmt *st;
 	int rc, r;
@@ -490,7 +490,7 @@ FGW_EXPORT int fgw_store_jobs_foreach(struct fgw_store *s, const char *release_i
 	sqlite3_bind_int(st, 2, unfinished_only);
 	r = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct fgw_store_job j;
+		struct fgw_store_job_rec j;
 		read_job(st, &j);
 		r = cb(&j, ud);
 		if (r < 0)
@@ -560,7 +560,7 @@ FGW_EXPORT int fgw_store_event_add(struct fgw_store *s, const char *address, int
 	return insert_event(s, address, job_id, kind, NULL, NULL, detail, now);
 }
 
-FGW_EXPORT int fgw_store_rollout_get(struct fgw_store *s, const char *release_id,
+FGW_EXPORT int fgw_store_rollout_state(struct fgw_store *s, const char *release_id,
 				     bool *ret_halted, char *ret_by, size_t by_size,
 				     char *ret_reason, size_t reason_size)
 {

@@ -52,7 +52,7 @@ int fgw_store_integrity_check(struct fgw_store *s);
  * (lib/store/store-fleet.c). Every function is one short statement or one transaction; none
  * holds a transaction across calls. Strings are copied into fixed fields, truncated safely.
  */
-struct fgw_store_device {
+struct fgw_store_device_rec {
 	char address[40];  /* "AA:BB:CC:DD:EE:FF" or "udp:HOST:PORT" */
 	char transport[8]; /* "ble" or "udp" */
 	char name[64];
@@ -73,7 +73,7 @@ int fgw_store_device_set_probe(struct fgw_store *s, const char *address, const c
 int fgw_store_device_set_group(struct fgw_store *s, const char *address, const char *grp);
 /* -ENOENT if unknown. */
 int fgw_store_device_get(struct fgw_store *s, const char *address,
-			 struct fgw_store_device *ret);
+			 struct fgw_store_device_rec *ret);
 
 enum {
 	FGW_STORE_IMG_ACTIVE = 1 << 0,
@@ -86,7 +86,7 @@ enum {
 struct fgw_store_image {
 	int image; /* 0 app core, 1 net core */
 	int slot;  /* 0 primary, 1 secondary */
-	char version[32];
+	char version[48];
 	char hash[65]; /* hex SHA-256 TLV, "" if unknown */
 	unsigned flags; /* FGW_STORE_IMG_* */
 };
@@ -95,11 +95,11 @@ struct fgw_store_image {
 int fgw_store_device_images_set(struct fgw_store *s, const char *address,
 				const struct fgw_store_image *images, size_t n, int64_t now);
 /* Calls @cb for each stored slot of the device, ordered by image, slot. */
-int fgw_store_device_images_foreach(struct fgw_store *s, const char *address,
+int fgw_store_device_slots_foreach(struct fgw_store *s, const char *address,
 				    void (*cb)(const struct fgw_store_image *img, void *ud),
 				    void *ud);
 
-struct fgw_store_job {
+struct fgw_store_job_rec {
 	int64_t id;
 	char address[40];
 	char release_id[64];
@@ -121,8 +121,8 @@ struct fgw_store_job {
  * event). *ret_created says which. Never creates a second job for the same pair.
  */
 int fgw_store_job_ensure(struct fgw_store *s, const char *address, const char *release_id,
-			 bool canary, int64_t now, struct fgw_store_job *ret, bool *ret_created);
-int fgw_store_job_get(struct fgw_store *s, int64_t id, struct fgw_store_job *ret);
+			 bool canary, int64_t now, struct fgw_store_job_rec *ret, bool *ret_created);
+int fgw_store_job_get(struct fgw_store *s, int64_t id, struct fgw_store_job_rec *ret);
 
 /*
  * Moves job @id from @from to @to and appends a "job-state" event with @detail, in one
@@ -146,7 +146,7 @@ int fgw_store_job_set_results(struct fgw_store *s, int64_t id, const char *app_r
  * @unfinished_only, ordered by id. @cb returns < 0 to stop (that value is returned).
  */
 int fgw_store_jobs_foreach(struct fgw_store *s, const char *release_id, bool unfinished_only,
-			   int (*cb)(const struct fgw_store_job *job, void *ud), void *ud);
+			   int (*cb)(const struct fgw_store_job_rec *job, void *ud), void *ud);
 /*
  * Marks every queued job of releases other than @release_id as "superseded" (with events), in
  * one transaction; returns how many. Jobs already past "queued" are left to finish.
@@ -158,7 +158,211 @@ int fgw_store_event_add(struct fgw_store *s, const char *address, int64_t job_id
 			const char *kind, const char *detail, int64_t now);
 
 /* Rollout control of a release; a release without a row is not halted. */
-int fgw_store_rollout_get(struct fgw_store *s, const char *release_id, bool *ret_halted,
+int fgw_store_rollout_state(struct fgw_store *s, const char *release_id, bool *ret_halted,
 			  char *ret_by, size_t by_size, char *ret_reason, size_t reason_size);
 int fgw_store_rollout_set(struct fgw_store *s, const char *release_id, bool halted,
 			  const char *by, const char *reason, int64_t now);
+
+/*
+ * ---- Read-only queries for the REST API (store-query.c) ----
+ *
+ * Short single statements (no explicit transaction), so a reader never holds up the fleet's
+ * writes. Rows are streamed through callbacks; every string in a row is borrowed from SQLite
+ * and valid only during the callback (NULL where the column is NULL). Integer columns that
+ * may be NULL read FGW_STORE_NULL. A callback returns 0 to go on or a negative errno to stop;
+ * the query then returns that value. Otherwise queries return the number of rows delivered,
+ * or -errno (message in fgw_store_errmsg()).
+ *
+ * A device's "state" is the state of its job for the release in view (by default the
+ * current release: the newest verified one by manifest sequence), or "idle" without one.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+
+#define FGW_STORE_NULL INT64_MIN
+
+struct fgw_store_job {
+	int64_t id; /* FGW_STORE_NULL: no job, every other field is NULL too */
+	const char *release_id;
+	const char *state;
+	int64_t image; /* image being uploaded */
+	int64_t offset;
+	int64_t attempts;
+	int64_t next_attempt_at;
+	const char *reason;
+	int64_t canary; /* 0/1 */
+	int64_t images_mask;
+	const char *app_result, *net_result;
+	int64_t created_at, updated_at, started_at, finished_at;
+};
+
+struct fgw_store_device {
+	const char *address;
+	const char *transport;
+	const char *name;
+	int64_t rssi;
+	int64_t last_seen;
+	const char *board;
+	const char *group;
+	int64_t bootloader_mode;
+	int64_t created_at;
+	const char *state; /* job state or "idle"; never NULL */
+	struct fgw_store_job job;
+};
+
+struct fgw_store_release {
+	const char *id;
+	int64_t sequence;
+	const char *version;
+	const char *board;
+	const char *groups_json;
+	const char *policy_json;
+	const char *bundle_url;
+	const char *bundle_sha256;
+	int64_t bundle_size;
+	const char *state;
+	const char *reason;
+	int64_t created_at;
+	int64_t verified_at;
+};
+
+struct fgw_store_device_image {
+	int64_t image, slot;
+	const char *version;
+	const char *hash;
+	int64_t flags;
+	int64_t read_at;
+};
+
+struct fgw_store_event {
+	int64_t id;
+	int64_t at;
+	const char *address;
+	int64_t job_id;
+	const char *kind;
+	const char *from_state, *to_state;
+	const char *detail;
+};
+
+struct fgw_store_rollout {
+	const char *release_id;
+	bool halted;
+	const char *halted_by;
+	const char *halted_reason;
+	int64_t updated_at;
+};
+
+struct fgw_store_manifest_state {
+	int64_t sequence;
+	const char *etag;
+	int64_t last_poll_at;
+	const char *last_result;
+};
+
+/* The device filter for fgw_store_devices_query(). Every field is optional. */
+struct fgw_store_device_filter {
+	/* Release in view; NULL: the current release. When set, only devices with a job for it. */
+	const char *release_id;
+	/* Only devices in one of these states ("idle" included); NULL/0: any state. */
+	const char *const *states;
+	size_t n_states;
+	const char *group; /* only this rollout group */
+	const char *after; /* pagination: only addresses sorting after this one */
+	unsigned limit;    /* at most this many rows; 0: no limit */
+};
+
+typedef int (*fgw_store_device_cb_t)(const struct fgw_store_device *d, void *user_data);
+typedef int (*fgw_store_release_cb_t)(const struct fgw_store_release *r, void *user_data);
+typedef int (*fgw_store_image_cb_t)(const struct fgw_store_device_image *img, void *user_data);
+typedef int (*fgw_store_event_cb_t)(const struct fgw_store_event *e, void *user_data);
+/* One (state, canary, count) group: @canary is 0 or 1. */
+typedef int (*fgw_store_count_cb_t)(const char *key, int64_t canary, int64_t count,
+				    void *user_data);
+
+/* The job states the schema allows, in lifecycle order, plus "idle" last; NULL-terminated. */
+const char *const *fgw_store_device_states(void);
+
+/* The current release (newest verified). 0 with @cb called once, or -ENOENT if none. */
+int fgw_store_current_release(struct fgw_store *s, fgw_store_release_cb_t cb, void *user_data);
+/* Every release, newest sequence first. */
+int fgw_store_releases_foreach(struct fgw_store *s, fgw_store_release_cb_t cb, void *user_data);
+/* Devices matching @f in address order (stable; the pagination key). */
+int fgw_store_devices_query(struct fgw_store *s, const struct fgw_store_device_filter *f,
+			    fgw_store_device_cb_t cb, void *user_data);
+/* One device, with its job for @release_id (NULL: current release). 0, or -ENOENT. */
+int fgw_store_device_find(struct fgw_store *s, const char *address, const char *release_id,
+			  fgw_store_device_cb_t cb, void *user_data);
+/* What the device last reported about its image slots, by image then slot. */
+int fgw_store_device_images_foreach(struct fgw_store *s, const char *address,
+				    fgw_store_image_cb_t cb, void *user_data);
+/* The device's last @limit events, newest first. */
+int fgw_store_device_events_foreach(struct fgw_store *s, const char *address, unsigned limit,
+				    fgw_store_event_cb_t cb, void *user_data);
+/*
+ * Devices per state for @release_id (NULL: no release, so every device is "idle"), split
+ * by canary. States with no device are not reported.
+ */
+int fgw_store_state_counts(struct fgw_store *s, const char *release_id, fgw_store_count_cb_t cb,
+			   void *user_data);
+/* Failed and reverted jobs of @release_id per reason (NULL reason reported as ""). */
+int fgw_store_failure_reasons(struct fgw_store *s, const char *release_id,
+			      fgw_store_count_cb_t cb, void *user_data);
+/* The last @limit failed or reverted devices of @release_id, most recent first. */
+int fgw_store_failures_foreach(struct fgw_store *s, const char *release_id, unsigned limit,
+			       fgw_store_device_cb_t cb, void *user_data);
+/* Releases per state (pending, verified, ...). */
+int fgw_store_release_counts(struct fgw_store *s, fgw_store_count_cb_t cb, void *user_data);
+/* The rollout control row of @release_id: 0 with @cb called, or -ENOENT. */
+int fgw_store_rollout_get(struct fgw_store *s, const char *release_id,
+			  int (*cb)(const struct fgw_store_rollout *r, void *user_data),
+			  void *user_data);
+/* The manifest poller's memory: 0 with @cb called, or -ENOENT. */
+int fgw_store_manifest_state_get(struct fgw_store *s,
+				 int (*cb)(const struct fgw_store_manifest_state *m,
+					   void *user_data),
+				 void *user_data);
+
+/*
+ * ---- Release pipeline records (store-release.c) ----
+ *
+ * Written by the release source (lib/fetch/release-source.h), read through the queries
+ * above. A release row goes pending -> verified | rejected, and verified -> superseded; each
+ * change is written with a "release" event (from/to state, reason) in one transaction.
+ */
+
+/*
+ * Records an accepted manifest: its sequence (the rollback guard), ETag (NULL: none) and
+ * @result. -ESTALE, and nothing written, if @sequence is below the stored one.
+ */
+int fgw_store_manifest_accept(struct fgw_store *s, int64_t sequence, const char *etag,
+			      const char *result, int64_t now);
+/* Records a poll that changed nothing ("not-modified", "rejected: expired", "error: ..."). */
+int fgw_store_manifest_polled(struct fgw_store *s, const char *result, int64_t now);
+/*
+ * Inserts a release (state NULL: "pending") with an event. Fields used: id, sequence,
+ * version, board, groups_json, policy_json, bundle_url, bundle_sha256, bundle_size, state,
+ * reason. -EEXIST if the id is known.
+ */
+int fgw_store_release_insert(struct fgw_store *s, const struct fgw_store_release *rel,
+			     int64_t now);
+/*
+ * A newer manifest lists a known release again: updates sequence, version, board, groups,
+ * policy and URL. -ENOENT unless the id exists with the same bundle_sha256 and bundle_size.
+ */
+int fgw_store_release_update(struct fgw_store *s, const struct fgw_store_release *rel,
+			     int64_t now);
+/* One release by id: 0 with @cb called once (strings borrowed during the call), or -ENOENT. */
+int fgw_store_release_get(struct fgw_store *s, const char *id, fgw_store_release_cb_t cb,
+			  void *user_data);
+/*
+ * Moves a release to @state with @reason (NULL clears it); "verified" also stores
+ * @bundle_path and verified_at. Appends a "release" event. -ENOENT if unknown.
+ */
+int fgw_store_release_set_state(struct fgw_store *s, const char *id, const char *state,
+				const char *reason, const char *bundle_path, int64_t now);
+/*
+ * Marks verified releases other than @keep_id as "superseded": those for @board (and those
+ * without a board), or all if @board is NULL. Returns how many.
+ */
+int fgw_store_releases_supersede(struct fgw_store *s, const char *keep_id, const char *board,
+				 int64_t now);

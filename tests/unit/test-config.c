@@ -145,6 +145,108 @@ static void test_example_file(void **state)
 	assert_int_equal(fgw_config_load_file("/nonexistent/x.conf", &c, collect, &d), -ENOENT);
 }
 
+static void test_api_section(void **state)
+{
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	/* Defaults: on, loopback only, no token (every POST refused). */
+	assert_int_equal(fgw_config_load_string(good, "t.conf", &c, collect, &d), 0);
+	assert_true(c.api_enabled);
+	assert_string_equal(c.api_listen, "127.0.0.1");
+	assert_int_equal(c.api_port, 8370);
+	assert_string_equal(c.api_token_file, "");
+	assert_int_equal(c.api_max_connections, 32);
+	assert_int_equal(c.api_timeout_s, 15);
+	fgw_config_done(&c);
+	assert_int_equal(fgw_config_load_string("[store]\npath = x\n[api]\nenabled = no\n"
+						"listen = ::1\nport = 9000\ntoken_file = /t\n",
+						"t.conf", &c, collect, &d),
+			 0);
+	assert_false(c.api_enabled);
+	assert_string_equal(c.api_listen, "::1");
+	assert_int_equal(c.api_port, 9000);
+	assert_string_equal(c.api_token_file, "/t");
+	fgw_config_done(&c);
+	assert_int_equal(fgw_config_load_string("[store]\npath = x\n[api]\nport = 0\n", "t.conf",
+						&c, collect, &d),
+			 -EINVAL);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.key[0], "api.port");
+}
+
+static void test_ble_section(void **state)
+{
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	/* Defaults: first adapter, powered, scanning with the SMP filter, 8 links, 20 s. */
+	assert_int_equal(fgw_config_load_string(good, "t.conf", &c, collect, &d), 0);
+	assert_true(c.ble_enabled);
+	assert_string_equal(c.ble_adapter, "");
+	assert_true(c.ble_power_on);
+	assert_true(c.ble_scan);
+	assert_true(c.ble_filter_service);
+	assert_int_equal(c.ble_rssi_threshold, -90);
+	assert_int_equal(c.ble_max_connections, 8);
+	assert_int_equal(c.ble_connect_timeout_s, 20);
+	assert_true(c.ble_acquire);
+	fgw_config_done(&c);
+	assert_int_equal(fgw_config_load_string("[store]\npath = x\n[ble]\nadapter = hci1\n"
+						"rssi_threshold = -70\nmax_connections = 2\n"
+						"acquire = no\n",
+						"t.conf", &c, collect, &d),
+			 0);
+	assert_string_equal(c.ble_adapter, "hci1");
+	assert_int_equal(c.ble_rssi_threshold, -70);
+	assert_int_equal(c.ble_max_connections, 2);
+	assert_false(c.ble_acquire);
+	fgw_config_done(&c);
+	assert_int_equal(fgw_config_load_string("[store]\npath = x\n[ble]\nmax_connections = 0\n"
+						"rssi_threshold = 5\n",
+						"t.conf", &c, collect, &d),
+			 -EINVAL);
+	assert_int_equal(d.n, 2);
+	assert_string_equal(d.key[0], "ble.max_connections");
+	assert_string_equal(d.key[1], "ble.rssi_threshold");
+}
+
+/* [release]: defaults, values, and a range check. */
+static void test_release_keys(void **state)
+{
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	assert_int_equal(fgw_config_load_string(good, "t.conf", &c, collect, &d), 0);
+	assert_string_equal(c.release_manifest_url, "");
+	assert_int_equal(c.release_poll_interval_s, 300);
+	assert_string_equal(c.release_cache_dir, "/var/cache/fotagw");
+	assert_int_equal(c.release_cache_budget_mib, 512);
+	assert_int_equal(c.release_download_timeout_s, 1800);
+	assert_int_equal(c.release_low_speed_limit_bytes, 100);
+	assert_int_equal(c.release_low_speed_time_s, 60);
+	fgw_config_done(&c);
+	assert_int_equal(fgw_config_load_string("[store]\npath = x.db\n[release]\n"
+						"manifest_url = https://r.example/manifest.json\n"
+						"trusted_keys = /etc/fotagw/a.pem /etc/fotagw/b.pem\n"
+						"mcuboot_key = /etc/fotagw/boot.pem\n"
+						"poll_interval_s = 60\ncache_budget_mib = 0\n",
+						"t.conf", &c, collect, &d),
+			 0);
+	assert_string_equal(c.release_manifest_url, "https://r.example/manifest.json");
+	assert_string_equal(c.release_trusted_keys, "/etc/fotagw/a.pem /etc/fotagw/b.pem");
+	assert_string_equal(c.release_mcuboot_key, "/etc/fotagw/boot.pem");
+	assert_int_equal(c.release_poll_interval_s, 60);
+	assert_int_equal(c.release_cache_budget_mib, 0);
+	fgw_config_done(&c);
+	assert_int_equal(fgw_config_load_string("[store]\npath = x.db\n[release]\n"
+						"poll_interval_s = 1\n",
+						"t.conf", &c, collect, &d),
+			 -EINVAL);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.key[0], "release.poll_interval_s");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -163,6 +265,9 @@ int main(void)
 		cmocka_unit_test(test_several_errors),
 		cmocka_unit_test(test_reload),
 		cmocka_unit_test(test_example_file),
+		cmocka_unit_test(test_release_keys),
+		cmocka_unit_test(test_api_section),
+		cmocka_unit_test(test_ble_section),
 	};
 	fgw_log_set_level(LOG_ERR);
 	return cmocka_run_group_tests(tests, NULL, NULL);

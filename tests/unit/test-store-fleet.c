@@ -76,7 +76,7 @@ static int teardown(void **state)
 static void test_devices(void **state)
 {
 	struct fx *f = *state;
-	struct fgw_store_device d;
+	struct fgw_store_device_rec d;
 	int rssi = -60;
 
 	assert_int_equal(fgw_store_device_get(f->s, "AA:00:00:00:00:01", &d), -ENOENT);
@@ -121,7 +121,7 @@ static void test_images(void **state)
 	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:02", "ble", NULL, NULL, 1), 0);
 	assert_int_equal(fgw_store_device_images_set(f->s, "AA:00:00:00:00:02", imgs, 3, 5), 0);
 	nslots = 0;
-	assert_int_equal(fgw_store_device_images_foreach(f->s, "AA:00:00:00:00:02", count_slot,
+	assert_int_equal(fgw_store_device_slots_foreach(f->s, "AA:00:00:00:00:02", count_slot,
 							 &last),
 			 0);
 	assert_int_equal(nslots, 3);
@@ -130,7 +130,7 @@ static void test_images(void **state)
 	/* Replaced, not merged. */
 	assert_int_equal(fgw_store_device_images_set(f->s, "AA:00:00:00:00:02", imgs, 1, 6), 0);
 	nslots = 0;
-	fgw_store_device_images_foreach(f->s, "AA:00:00:00:00:02", count_slot, &last);
+	fgw_store_device_slots_foreach(f->s, "AA:00:00:00:00:02", count_slot, &last);
 	assert_int_equal(nslots, 1);
 	/* Unknown device: the foreign key refuses, and the old rows are untouched. */
 	assert_true(fgw_store_device_images_set(f->s, "AA:00:00:00:00:99", imgs, 2, 7) < 0);
@@ -140,7 +140,7 @@ static void test_images(void **state)
 static void test_jobs(void **state)
 {
 	struct fx *f = *state;
-	struct fgw_store_job j, j2;
+	struct fgw_store_job_rec j, j2;
 	bool created;
 
 	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:03", "ble", NULL, NULL, 1), 0);
@@ -197,13 +197,13 @@ static void test_jobs(void **state)
 		    0);
 }
 
-static int collect(const struct fgw_store_job *job, void *ud)
+static int collect(const struct fgw_store_job_rec *job, void *ud)
 {
 	(*(int *) ud)++;
 	return 0;
 }
 
-static int stop_at_first(const struct fgw_store_job *job, void *ud)
+static int stop_at_first(const struct fgw_store_job_rec *job, void *ud)
 {
 	(*(int *) ud)++;
 	return -EINTR;
@@ -212,7 +212,7 @@ static int stop_at_first(const struct fgw_store_job *job, void *ud)
 static void test_supersede_and_foreach(void **state)
 {
 	struct fx *f = *state;
-	struct fgw_store_job a, b, c;
+	struct fgw_store_job_rec a, b, c;
 	int n;
 
 	for (int i = 0; i < 3; i++) {
@@ -254,20 +254,20 @@ static void test_rollout(void **state)
 	char by[32], reason[64];
 	bool halted = true;
 
-	assert_int_equal(fgw_store_rollout_get(f->s, "r1", &halted, by, sizeof(by), reason,
+	assert_int_equal(fgw_store_rollout_state(f->s, "r1", &halted, by, sizeof(by), reason,
 					       sizeof(reason)),
 			 0);
 	assert_false(halted);
 	assert_int_equal(fgw_store_rollout_set(f->s, "r1", true, "policy", "failure rate 0.50", 5),
 			 0);
-	assert_int_equal(fgw_store_rollout_get(f->s, "r1", &halted, by, sizeof(by), reason,
+	assert_int_equal(fgw_store_rollout_state(f->s, "r1", &halted, by, sizeof(by), reason,
 					       sizeof(reason)),
 			 0);
 	assert_true(halted);
 	assert_string_equal(by, "policy");
 	assert_string_equal(reason, "failure rate 0.50");
 	assert_int_equal(fgw_store_rollout_set(f->s, "r1", false, "operator", NULL, 6), 0);
-	assert_int_equal(fgw_store_rollout_get(f->s, "r1", &halted, NULL, 0, NULL, 0), 0);
+	assert_int_equal(fgw_store_rollout_state(f->s, "r1", &halted, NULL, 0, NULL, 0), 0);
 	assert_false(halted);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE kind = 'rollout'"), 2);
 	assert_true(fgw_store_rollout_set(f->s, "unknown-release", true, "x", "y", 7) < 0);

@@ -1,0 +1,126 @@
+/*
+ * For the api part's own files, its unit tests and its fuzzer: the request and response as
+ * the router sees them, independent of libmicrohttpd, so routing, auth, limits and every
+ * handler can be driven without a socket.
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+
+/* Limits on what a client may send; bigger requests get 413/414/431 with a JSON body. */
+#define API_MAX_BODY (64 * 1024)
+#define API_MAX_URL 2048
+#define API_MAX_HEADERS 64
+#define API_DEFAULT_LIMIT 100
+#define API_MAX_LIMIT 1000
+#define API_DEVICE_EVENTS 20
+#define API_ROLLOUT_FAILURES 20
+
+struct api_request {
+	const char *method;
+	const char *path; /* decoded, without the query string */
+	/* Query argument @key (decoded) or NULL; @ctx is arg_ctx. */
+	const char *(*arg)(void *ctx, const char *key);
+	void *arg_ctx;
+	const char *authorization; /* header value or NULL */
+	const char *body;	   /* NULL when there was none */
+	size_t body_len;
+	const char *peer; /* for logs */
+};
+
+struct api_response {
+	unsigned status;
+	char *body; /* malloc'd, owned by the response */
+	size_t len;
+	const char *content_type;
+	const char *allow; /* for 405 */
+};
+
+enum api_route {
+	API_ROUTE_HEALTH,
+	API_ROUTE_DEVICES,
+	API_ROUTE_DEVICE,
+	API_ROUTE_DEVICE_RETRY,
+	API_ROUTE_RELEASES,
+	API_ROUTE_ROLLOUT,
+	API_ROUTE_PAUSE,
+	API_ROUTE_RESUME,
+	API_ROUTE_METRICS,
+	_API_ROUTE_MAX,
+	_API_ROUTE_INVALID = -EINVAL,
+};
+
+/* Counters the API keeps about itself, shown in /metrics. */
+struct api_stats {
+	uint64_t requests[6]; /* by status class: index 1..5 = 1xx..5xx */
+	uint64_t unauthorized;
+	uint64_t rejected_oversize;
+};
+
+struct fgw_api {
+	uv_loop_t *loop;
+	struct fgw_store *store;
+	struct fgw_api_provider prov;
+	char *token;
+	size_t token_len;
+	struct api_stats stats;
+
+	struct MHD_Daemon *mhd;
+	uv_poll_t poll;
+	uv_timer_t timer;
+	bool poll_open, timer_open;
+	int n_handles; /* open uv handles; the memory goes when the last one closes */
+	uint16_t port;
+};
+
+/* The route of @method @path, with the device address in @ret_addr (borrowed from @path). */
+int api_route_find(const char *method, const char *path, enum api_route *ret_route,
+		   const char **ret_addr, size_t *ret_addr_len, struct api_response *ret_error);
+/*
+ * What can be decided from the request line and headers alone: route, auth. 0 and the
+ * route, or a negative errno with @resp holding the error response to send.
+ */
+int api_request_head(struct fgw_api *api, const struct api_request *req, enum api_route *ret_route,
+		     struct api_response *resp);
+/* Runs @route for the complete @req; @resp always holds a response afterwards. */
+void api_request_run(struct fgw_api *api, enum api_route route, const struct api_request *req,
+		     struct api_response *resp);
+/* Both of the above; what the fuzzer and unit tests call. */
+void fgw_api__handle(struct fgw_api *api, const struct api_request *req, struct api_response *resp);
+/* Counts @resp in the API's own statistics. */
+void api_count(struct fgw_api *api, const struct api_response *resp);
+
+/* Fills @resp with {"error": @code, "message": ...}. */
+void api_error(struct api_response *resp, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void api_response_done(struct api_response *resp);
+
+/* Constant-time (in the length of @want) comparison of a presented token. */
+bool api_token_equal(const char *want, size_t want_len, const char *got, size_t got_len);
+
+/* Cursor (opaque to clients) <-> last address of the previous page. */
+int api_cursor_encode(const char *address, char **ret);
+int api_cursor_decode(const char *cursor, char **ret_address);
+/* Whether @s (length @len) looks like a device address: BLE MAC or udp:host:port. */
+bool api_address_valid(const char *s, size_t len);
+
+/* Handlers (handlers.c, metrics.c). */
+void api_handle_health(struct fgw_api *api, const struct api_request *req,
+		       struct api_response *resp);
+void api_handle_devices(struct fgw_api *api, const struct api_request *req,
+			struct api_response *resp);
+void api_handle_device(struct fgw_api *api, const char *address, struct api_response *resp);
+void api_handle_releases(struct fgw_api *api, struct api_response *resp);
+void api_handle_rollout(struct fgw_api *api, struct api_response *resp);
+void api_handle_pause(struct fgw_api *api, const struct api_request *req,
+		      struct api_response *resp);
+void api_handle_resume(struct fgw_api *api, const struct api_request *req,
+		       struct api_response *resp);
+void api_handle_retry(struct fgw_api *api, const char *address, const struct api_request *req,
+		      struct api_response *resp);
+void api_handle_metrics(struct fgw_api *api, struct api_response *resp);

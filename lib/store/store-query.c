@@ -1,0 +1,480 @@
+/*
+ * Read-only queries for the REST API. Each is one prepared statement stepped to the end, so
+ * it holds a read snapshot only for as long as it takes to read a page, never a write lock.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store-private.h"
+#include "util.h"
+
+static const char *const device_states[] = {
+    "queued",	 "connecting", "probing",    "uploading", "marking", "resetting",
+    "rebooting", "verifying",  "confirming", "done",	  "skipped", "reverted",
+    "failed",	 "superseded", "idle",	     NULL,
+};
+
+FGW_EXPORT const char *const *fgw_store_device_states(void)
+{
+	return device_states;
+}
+
+static const char *col_str(sqlite3_stmt *st, int col)
+{
+	return (const char *) sqlite3_column_text(st, col);
+}
+
+static int64_t col_int(sqlite3_stmt *st, int col)
+{
+	if (sqlite3_column_type(st, col) == SQLITE_NULL)
+		return FGW_STORE_NULL;
+	return sqlite3_column_int64(st, col);
+}
+
+static int bind_text(struct fgw_store *s, sqlite3_stmt *st, int idx, const char *v)
+{
+	int rc = v ? sqlite3_bind_text(st, idx, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, idx);
+
+	return rc == SQLITE_OK ? 0 : fgw_store__fail(s, rc);
+}
+
+static int bind_int(struct fgw_store *s, sqlite3_stmt *st, int idx, int64_t v)
+{
+	int rc = sqlite3_bind_int64(st, idx, v);
+
+	return rc == SQLITE_OK ? 0 : fgw_store__fail(s, rc);
+}
+
+/*
+ * Steps @st to the end, handing each row to @row (which calls the user's callback). Returns
+ * the number of rows, the callback's error, or the SQLite error as -errno. Finalizes @st.
+ */
+static int step_all(struct fgw_store *s, sqlite3_stmt *st,
+		    int (*row)(sqlite3_stmt *st, void *cb, void *user_data), void *cb,
+		    void *user_data)
+{
+	int rc, r, n = 0;
+
+	for (;;) {
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE)
+			break;
+		if (rc != SQLITE_ROW) {
+			r = fgw_store__fail(s, rc);
+			sqlite3_finalize(st);
+			return r < 0 ? r : -EIO;
+		}
+		r = row(st, cb, user_data);
+		if (r < 0) {
+			sqlite3_finalize(st);
+			return r;
+		}
+		n++;
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* ---- devices ---- */
+
+/* The columns every device query selects, in the order read_device() reads them. */
+#define DEVICE_COLUMNS                                                                             \
+	"d.address, d.transport, d.name, d.rssi, d.last_seen, d.board, d.grp, "                    \
+	"d.bootloader_mode, d.created_at, COALESCE(j.state, 'idle'), "                             \
+	"j.id, j.release_id, j.state, j.image, j.offset, j.attempts, j.next_attempt_at, "          \
+	"j.reason, j.canary, j.images_mask, j.app_result, j.net_result, j.created_at, "            \
+	"j.updated_at, j.started_at, j.finished_at "
+
+/* The newest verified release: what "current" means everywhere. */
+#define CURRENT_RELEASE_SQL                                                                        \
+	"(SELECT id FROM releases WHERE state = 'verified' "                                       \
+	"ORDER BY sequence DESC, created_at DESC, id LIMIT 1)"
+
+static void read_device(sqlite3_stmt *st, struct fgw_store_device *d)
+{
+	struct fgw_store_job *j = &d->job;
+
+	*d = (struct fgw_store_device){
+	    .address = col_str(st, 0),
+	    .transport = col_str(st, 1),
+	    .name = col_str(st, 2),
+	    .rssi = col_int(st, 3),
+	    .last_seen = col_int(st, 4),
+	    .board = col_str(st, 5),
+	    .group = col_str(st, 6),
+	    .bootloader_mode = col_int(st, 7),
+	    .created_at = col_int(st, 8),
+	    .state = col_str(st, 9),
+	};
+	j->id = col_int(st, 10);
+	j->release_id = col_str(st, 11);
+	j->state = col_str(st, 12);
+	j->image = col_int(st, 13);
+	j->offset = col_int(st, 14);
+	j->attempts = col_int(st, 15);
+	j->next_attempt_at = col_int(st, 16);
+	j->reason = col_str(st, 17);
+	j->canary = col_int(st, 18);
+	j->images_mask = col_int(st, 19);
+	j->app_result = col_str(st, 20);
+	j->net_result = col_str(st, 21);
+	j->created_at = col_int(st, 22);
+	j->updated_at = col_int(st, 23);
+	j->started_at = col_int(st, 24);
+	j->finished_at = col_int(st, 25);
+	if (!d->state)
+		d->state = "idle";
+}
+
+static int device_row(sqlite3_stmt *st, void *cb, void *user_data)
+{
+	struct fgw_store_device d;
+
+	read_device(st, &d);
+	return ((fgw_store_device_cb_t) cb)(&d, user_data);
+}
+
+/* Matches the states filter: a ",a,b," list searched for ",state,". */
+static int states_list(const char *const *states, size_t n, char **ret)
+{
+	size_t len = 2;
+	char *list, *p;
+
+	for (size_t i = 0; i < n; i++) {
+		if (!states[i] || !*states[i] || strchr(states[i], ','))
+			return -EINVAL;
+		len += strlen(states[i]) + 1;
+	}
+	list = malloc(len);
+	if (!list)
+		return -ENOMEM;
+	p = list;
+	*p++ = ',';
+	for (size_t i = 0; i < n; i++)
+		p += sprintf(p, "%s,", states[i]);
+	*p = '\0';
+	*ret = list;
+	return 0;
+}
+
+FGW_EXPORT int fgw_store_devices_query(struct fgw_store *s, const struct fgw_store_device_filter *f,
+				       fgw_store_device_cb_t cb, void *user_data)
+{
+	static const char sql[] =
+	    "SELECT " DEVICE_COLUMNS "FROM devices d "
+	    "LEFT JOIN jobs j ON j.address = d.address "
+	    "AND j.release_id = COALESCE(?1, " CURRENT_RELEASE_SQL ") "
+	    "WHERE d.address > ?2 "
+	    "AND (?1 IS NULL OR j.id IS NOT NULL) "
+	    "AND (?3 IS NULL OR d.grp = ?3) "
+	    "AND (?4 IS NULL OR instr(?4, ',' || COALESCE(j.state, 'idle') || ',') > 0) "
+	    "ORDER BY d.address LIMIT ?5";
+	_cleanup_free_ char *states = NULL;
+	sqlite3_stmt *st;
+	int r;
+
+	if (f->n_states > 0) {
+		r = states_list(f->states, f->n_states, &states);
+		if (r < 0)
+			return r;
+	}
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	if ((r = bind_text(s, st, 1, f->release_id)) < 0 ||
+	    (r = bind_text(s, st, 2, f->after ? f->after : "")) < 0 ||
+	    (r = bind_text(s, st, 3, f->group)) < 0 || (r = bind_text(s, st, 4, states)) < 0 ||
+	    (r = bind_int(s, st, 5, f->limit > 0 ? (int64_t) f->limit : -1)) < 0) {
+		sqlite3_finalize(st);
+		return r;
+	}
+	return step_all(s, st, device_row, (void *) cb, user_data);
+}
+
+FGW_EXPORT int fgw_store_device_find(struct fgw_store *s, const char *address,
+				     const char *release_id, fgw_store_device_cb_t cb,
+				     void *user_data)
+{
+	static const char sql[] = "SELECT " DEVICE_COLUMNS "FROM devices d "
+				  "LEFT JOIN jobs j ON j.address = d.address "
+				  "AND j.release_id = COALESCE(?2, " CURRENT_RELEASE_SQL ") "
+				  "WHERE d.address = ?1";
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	if ((r = bind_text(s, st, 1, address)) < 0 || (r = bind_text(s, st, 2, release_id)) < 0) {
+		sqlite3_finalize(st);
+		return r;
+	}
+	r = step_all(s, st, device_row, (void *) cb, user_data);
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+FGW_EXPORT int fgw_store_failures_foreach(struct fgw_store *s, const char *release_id,
+					  unsigned limit, fgw_store_device_cb_t cb, void *user_data)
+{
+	static const char sql[] = "SELECT " DEVICE_COLUMNS "FROM jobs j "
+				  "JOIN devices d ON d.address = j.address "
+				  "WHERE j.release_id = ?1 AND j.state IN ('failed', 'reverted') "
+				  "ORDER BY COALESCE(j.finished_at, j.updated_at) DESC, j.id DESC "
+				  "LIMIT ?2";
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	if ((r = bind_text(s, st, 1, release_id)) < 0 || (r = bind_int(s, st, 2, limit)) < 0) {
+		sqlite3_finalize(st);
+		return r;
+	}
+	return step_all(s, st, device_row, (void *) cb, user_data);
+}
+
+/* ---- images and events ---- */
+
+static int image_row(sqlite3_stmt *st, void *cb, void *user_data)
+{
+	struct fgw_store_device_image img = {
+	    .image = col_int(st, 0),
+	    .slot = col_int(st, 1),
+	    .version = col_str(st, 2),
+	    .hash = col_str(st, 3),
+	    .flags = col_int(st, 4),
+	    .read_at = col_int(st, 5),
+	};
+
+	return ((fgw_store_image_cb_t) cb)(&img, user_data);
+}
+
+FGW_EXPORT int fgw_store_device_images_foreach(struct fgw_store *s, const char *address,
+					       fgw_store_image_cb_t cb, void *user_data)
+{
+	static const char sql[] = "SELECT image, slot, version, hash, flags, read_at "
+				  "FROM device_images WHERE address = ?1 ORDER BY image, slot";
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	if ((r = bind_text(s, st, 1, address)) < 0) {
+		sqlite3_finalize(st);
+		return r;
+	}
+	return step_all(s, st, image_row, (void *) cb, user_data);
+}
+
+static int event_row(sqlite3_stmt *st, void *cb, void *user_data)
+{
+	struct fgw_store_event e = {
+	    .id = col_int(st, 0),
+	    .at = col_int(st, 1),
+	    .address = col_str(st, 2),
+	    .job_id = col_int(st, 3),
+	    .kind = col_str(st, 4),
+	    .from_state = col_str(st, 5),
+	    .to_state = col_str(st, 6),
+	    .detail = col_str(st, 7),
+	};
+
+	return ((fgw_store_event_cb_t) cb)(&e, user_data);
+}
+
+FGW_EXPORT int fgw_store_device_events_foreach(struct fgw_store *s, const char *address,
+					       unsigned limit, fgw_store_event_cb_t cb,
+					       void *user_data)
+{
+	/* events_address (address, id) serves this without a sort. */
+	static const char sql[] = "SELECT id, at, address, job_id, kind, from_state, to_state, "
+				  "detail FROM events WHERE address = ?1 ORDER BY id DESC LIMIT ?2";
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	if ((r = bind_text(s, st, 1, address)) < 0 || (r = bind_int(s, st, 2, limit)) < 0) {
+		sqlite3_finalize(st);
+		return r;
+	}
+	return step_all(s, st, event_row, (void *) cb, user_data);
+}
+
+/* ---- releases ---- */
+
+#define RELEASE_COLUMNS                                                                            \
+	"id, sequence, version, board, groups_json, policy_json, bundle_url, bundle_sha256, "      \
+	"bundle_size, state, reason, created_at, verified_at "
+
+static int release_row(sqlite3_stmt *st, void *cb, void *user_data)
+{
+	struct fgw_store_release rel = {
+	    .id = col_str(st, 0),
+	    .sequence = col_int(st, 1),
+	    .version = col_str(st, 2),
+	    .board = col_str(st, 3),
+	    .groups_json = col_str(st, 4),
+	    .policy_json = col_str(st, 5),
+	    .bundle_url = col_str(st, 6),
+	    .bundle_sha256 = col_str(st, 7),
+	    .bundle_size = col_int(st, 8),
+	    .state = col_str(st, 9),
+	    .reason = col_str(st, 10),
+	    .created_at = col_int(st, 11),
+	    .verified_at = col_int(st, 12),
+	};
+
+	return ((fgw_store_release_cb_t) cb)(&rel, user_data);
+}
+
+FGW_EXPORT int fgw_store_current_release(struct fgw_store *s, fgw_store_release_cb_t cb,
+					 void *user_data)
+{
+	static const char sql[] = "SELECT " RELEASE_COLUMNS "FROM releases "
+				  "WHERE id = " CURRENT_RELEASE_SQL;
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	r = step_all(s, st, release_row, (void *) cb, user_data);
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+FGW_EXPORT int fgw_store_releases_foreach(struct fgw_store *s, fgw_store_release_cb_t cb,
+					  void *user_data)
+{
+	static const char sql[] =
+	    "SELECT " RELEASE_COLUMNS "FROM releases ORDER BY sequence DESC, created_at DESC, id";
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	return step_all(s, st, release_row, (void *) cb, user_data);
+}
+
+/* ---- counts ---- */
+
+static int count_row(sqlite3_stmt *st, void *cb, void *user_data)
+{
+	const char *key = col_str(st, 0);
+
+	return ((fgw_store_count_cb_t) cb)(key ? key : "", col_int(st, 1), col_int(st, 2),
+					   user_data);
+}
+
+static int count_query(struct fgw_store *s, const char *sql, const char *release_id,
+		       fgw_store_count_cb_t cb, void *user_data)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	if (sqlite3_bind_parameter_count(st) > 0 && (r = bind_text(s, st, 1, release_id)) < 0) {
+		sqlite3_finalize(st);
+		return r;
+	}
+	return step_all(s, st, count_row, (void *) cb, user_data);
+}
+
+FGW_EXPORT int fgw_store_state_counts(struct fgw_store *s, const char *release_id,
+				      fgw_store_count_cb_t cb, void *user_data)
+{
+	static const char sql[] = "SELECT COALESCE(j.state, 'idle'), COALESCE(j.canary, 0), "
+				  "count(*) FROM devices d LEFT JOIN jobs j "
+				  "ON j.address = d.address AND j.release_id = ?1 "
+				  "GROUP BY 1, 2 ORDER BY 1, 2";
+
+	return count_query(s, sql, release_id, cb, user_data);
+}
+
+FGW_EXPORT int fgw_store_failure_reasons(struct fgw_store *s, const char *release_id,
+					 fgw_store_count_cb_t cb, void *user_data)
+{
+	static const char sql[] = "SELECT COALESCE(reason, ''), 0, count(*) FROM jobs "
+				  "WHERE release_id = ?1 AND state IN ('failed', 'reverted') "
+				  "GROUP BY 1 ORDER BY 3 DESC, 1";
+
+	return count_query(s, sql, release_id, cb, user_data);
+}
+
+FGW_EXPORT int fgw_store_release_counts(struct fgw_store *s, fgw_store_count_cb_t cb,
+					void *user_data)
+{
+	static const char sql[] = "SELECT state, 0, count(*) FROM releases GROUP BY 1 ORDER BY 1";
+
+	return count_query(s, sql, NULL, cb, user_data);
+}
+
+/* ---- single rows ---- */
+
+typedef int (*rollout_cb_t)(const struct fgw_store_rollout *r, void *user_data);
+typedef int (*manifest_cb_t)(const struct fgw_store_manifest_state *m, void *user_data);
+
+static int rollout_row(sqlite3_stmt *st, void *cb, void *user_data)
+{
+	struct fgw_store_rollout ro = {
+	    .release_id = col_str(st, 0),
+	    .halted = sqlite3_column_int(st, 1) != 0,
+	    .halted_by = col_str(st, 2),
+	    .halted_reason = col_str(st, 3),
+	    .updated_at = col_int(st, 4),
+	};
+
+	return ((rollout_cb_t) cb)(&ro, user_data);
+}
+
+FGW_EXPORT int fgw_store_rollout_get(struct fgw_store *s, const char *release_id, rollout_cb_t cb,
+				     void *user_data)
+{
+	static const char sql[] = "SELECT release_id, halted, halted_by, halted_reason, "
+				  "updated_at FROM rollout WHERE release_id = ?1";
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	if ((r = bind_text(s, st, 1, release_id)) < 0) {
+		sqlite3_finalize(st);
+		return r;
+	}
+	r = step_all(s, st, rollout_row, (void *) cb, user_data);
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}
+
+static int manifest_row(sqlite3_stmt *st, void *cb, void *user_data)
+{
+	struct fgw_store_manifest_state m = {
+	    .sequence = col_int(st, 0),
+	    .etag = col_str(st, 1),
+	    .last_poll_at = col_int(st, 2),
+	    .last_result = col_str(st, 3),
+	};
+
+	return ((manifest_cb_t) cb)(&m, user_data);
+}
+
+FGW_EXPORT int fgw_store_manifest_state_get(struct fgw_store *s, manifest_cb_t cb, void *user_data)
+{
+	static const char sql[] = "SELECT sequence, etag, last_poll_at, last_result "
+				  "FROM manifest_state WHERE id = 1";
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	r = step_all(s, st, manifest_row, (void *) cb, user_data);
+	return r < 0 ? r : r == 0 ? -ENOENT : 0;
+}

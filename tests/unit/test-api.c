@@ -1,0 +1,1075 @@
+/*
+ * The REST API: routing, auth and limits as data; every handler against a seeded SQLite file
+ * and a scripted provider; then the real libmicrohttpd server on a libuv loop, spoken to over
+ * a loopback socket by a client thread.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <sqlite3.h>
+#include <uv.h>
+
+#include "api-private.h"
+#include "store.h"
+#include "test-api-seed.h"
+#include "util.h"
+
+#define TOKEN "0123456789abcdef-test-token"
+
+/* ---- a scripted provider ---- */
+
+struct fake {
+	int health_r, pause_r, resume_r, retry_r;
+	int pauses, resumes, retries;
+	char last_reason[64];
+	char last_retry[64];
+};
+
+static int fake_health(void *ud, struct fgw_api_health *ret)
+{
+	struct fake *f = ud;
+
+	if (f->health_r < 0)
+		return f->health_r;
+	*ret = (struct fgw_api_health){
+	    .version = "9.9.9", .uptime_ms = 1500, .adapter_state = "powered"};
+	return 0;
+}
+
+static int fake_pause(void *ud, const char *reason)
+{
+	struct fake *f = ud;
+
+	f->pauses++;
+	snprintf(f->last_reason, sizeof(f->last_reason), "%s", reason ? reason : "(null)");
+	return f->pause_r;
+}
+
+static int fake_resume(void *ud)
+{
+	struct fake *f = ud;
+
+	f->resumes++;
+	return f->resume_r;
+}
+
+static int fake_retry(void *ud, const char *address)
+{
+	struct fake *f = ud;
+
+	f->retries++;
+	snprintf(f->last_retry, sizeof(f->last_retry), "%s", address);
+	return f->retry_r;
+}
+
+static int fake_progress(void *ud, const char *address, struct fgw_api_progress *ret)
+{
+	if (strcmp(address, "AA:00:00:00:00:0A") != 0)
+		return -ENOENT;
+	*ret = (struct fgw_api_progress){
+	    .image = 0, .bytes = 4096, .total = 8192, .rate_bps = 1024, .eta_s = 4};
+	return 0;
+}
+
+static void fake_metrics(void *ud, struct fgw_prom *w)
+{
+	static const double bounds[] = {10, 60};
+	static const uint64_t counts[] = {1, 2, 3};
+
+	fgw_prom_family(w, "fotagw_upload_bytes_total", "counter", "Bytes acknowledged.");
+	fgw_prom_sample(w, "fotagw_upload_bytes_total", NULL, 123456);
+	fgw_prom_histogram(w, "fotagw_job_duration_seconds", "Job durations.", bounds, counts, 2,
+			   400.5);
+}
+
+/* ---- fixture: a seeded store and an API object without a socket ---- */
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct fgw_store *s;
+	struct fgw_api api;
+	struct fake fake;
+	const void *param;
+};
+
+static int open_store(struct fixture *f, bool seeded)
+{
+	sqlite3 *db;
+	int rc;
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/fgw-test-api-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
+	if (fgw_store_open(f->path, 1000, &f->s) < 0 || fgw_store_migrate(f->s, NULL, 0) < 0)
+		return -1;
+	if (!seeded)
+		return 0;
+	if (sqlite3_open(f->path, &db) != SQLITE_OK)
+		return -1;
+	rc = sqlite3_exec(db, api_seed_sql, NULL, NULL, NULL);
+	sqlite3_close(db);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static void init_api(struct fixture *f, bool with_provider)
+{
+	f->api = (struct fgw_api){.store = f->s, .token = TOKEN, .token_len = strlen(TOKEN)};
+	if (with_provider)
+		f->api.prov = (struct fgw_api_provider){
+		    .user_data = &f->fake,
+		    .health = fake_health,
+		    .pause = fake_pause,
+		    .resume = fake_resume,
+		    .retry = fake_retry,
+		    .progress = fake_progress,
+		    .metrics = fake_metrics,
+		};
+}
+
+static int setup_common(void **state, bool seeded, bool provider)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	f->param = *state;
+	if (open_store(f, seeded) < 0)
+		return -1;
+	init_api(f, provider);
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_common(state, true, true);
+}
+
+static int setup_bare(void **state)
+{
+	return setup_common(state, true, false);
+}
+
+static int setup_empty(void **state)
+{
+	return setup_common(state, false, true);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[128];
+
+	fgw_store_free(f->s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	(void) !system(cmd);
+	free(f);
+	return 0;
+}
+
+/* Query strings in tests are plain "k=v&k=v" without escapes. */
+static const char *query_arg(void *ctx, const char *key)
+{
+	/* Several arguments are looked up per request: rotate through a few buffers. */
+	static char values[8][256];
+	static unsigned next;
+	char *value = values[next++ % 8];
+	const char *q = ctx;
+	size_t klen = strlen(key);
+
+	while (q && *q) {
+		const char *end = strchr(q, '&');
+		size_t len = end ? (size_t) (end - q) : strlen(q);
+		if (len > klen && strncmp(q, key, klen) == 0 && q[klen] == '=') {
+			snprintf(value, sizeof(values[0]), "%.*s", (int) (len - klen - 1),
+				 q + klen + 1);
+			return value;
+		}
+		q = end ? end + 1 : NULL;
+	}
+	return NULL;
+}
+
+static void request(struct fixture *f, const char *method, const char *path, const char *query,
+		    const char *auth, const char *body, struct api_response *resp)
+{
+	struct api_request req = {
+	    .method = method,
+	    .path = path,
+	    .arg = query_arg,
+	    .arg_ctx = (void *) query,
+	    .authorization = auth,
+	    .body = body,
+	    .body_len = body ? strlen(body) : 0,
+	    .peer = "test",
+	};
+
+	fgw_api__handle(&f->api, &req, resp);
+	assert_non_null(resp->body);
+	assert_int_equal(resp->len, strlen(resp->body));
+}
+
+/* Sends and parses a JSON answer; fails the test if the status differs. */
+static cJSON *get_json(struct fixture *f, const char *method, const char *path, const char *query,
+		       const char *auth, const char *body, unsigned status)
+{
+	struct api_response resp;
+	cJSON *j;
+
+	request(f, method, path, query, auth, body, &resp);
+	if (resp.status != status)
+		fail_msg("%s %s: status %u, want %u: %s", method, path, resp.status, status,
+			 resp.body);
+	assert_string_equal(resp.content_type, "application/json");
+	j = cJSON_Parse(resp.body);
+	assert_non_null(j);
+	api_response_done(&resp);
+	return j;
+}
+
+static const cJSON *at(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!v)
+		fail_msg("missing field '%s'", key);
+	return v;
+}
+
+static double num(const cJSON *o, const char *key)
+{
+	const cJSON *v = at(o, key);
+
+	assert_true(cJSON_IsNumber(v));
+	return v->valuedouble;
+}
+
+static const char *str(const cJSON *o, const char *key)
+{
+	const cJSON *v = at(o, key);
+
+	assert_true(cJSON_IsString(v));
+	return v->valuestring;
+}
+
+/* ---- routing, auth, limits: cases as data ---- */
+
+struct route_case {
+	const char *method, *path, *query, *auth, *body;
+	unsigned status;
+	const char *error; /* expected "error" code, NULL for success */
+	const char *allow;
+};
+
+#define BEARER "Bearer " TOKEN
+
+static const struct route_case route_cases[] = {
+    {"GET", "/v1/health", NULL, NULL, NULL, 200, NULL, NULL},
+    {"HEAD", "/v1/health", NULL, NULL, NULL, 200, NULL, NULL},
+    {"GET", "/v1/devices", NULL, NULL, NULL, 200, NULL, NULL},
+    {"GET", "/v1/devices/AA:00:00:00:00:0A", NULL, NULL, NULL, 200, NULL, NULL},
+    {"GET", "/v1/releases", NULL, NULL, NULL, 200, NULL, NULL},
+    {"GET", "/v1/rollout", NULL, NULL, NULL, 200, NULL, NULL},
+    {"GET", "/v1/nope", NULL, NULL, NULL, 404, "not_found", NULL},
+    {"GET", "/", NULL, NULL, NULL, 404, "not_found", NULL},
+    {"GET", "/v1/health/", NULL, NULL, NULL, 404, "not_found", NULL},
+    {"GET", "/v1/devices/", NULL, NULL, NULL, 404, "not_found", NULL},
+    {"GET", "/v1/devices/AA:00:00:00:00:99", NULL, NULL, NULL, 404, "not_found", NULL},
+    {"GET", "/v1/devices/a%22b", NULL, NULL, NULL, 400, "bad_request", NULL},
+    {"GET", "/v1/devices/AA:00:00:00:00:0A/x", NULL, NULL, NULL, 404, "not_found", NULL},
+    {"POST", "/v1/health", NULL, BEARER, NULL, 405, "method_not_allowed", "GET, HEAD"},
+    {"DELETE", "/v1/devices", NULL, NULL, NULL, 405, "method_not_allowed", "GET, HEAD"},
+    {"GET", "/v1/rollout/pause", NULL, NULL, NULL, 405, "method_not_allowed", "POST"},
+    {"PUT", "/v1/devices/AA:00:00:00:00:0A/retry", NULL, BEARER, NULL, 405, "method_not_allowed",
+     "POST"},
+    {"GET", "/v1/devices", "limit=0", NULL, NULL, 400, "bad_request", NULL},
+    {"GET", "/v1/devices", "limit=1001", NULL, NULL, 400, "bad_request", NULL},
+    {"GET", "/v1/devices", "limit=1000", NULL, NULL, 200, NULL, NULL},
+    {"GET", "/v1/devices", "limit=ten", NULL, NULL, 400, "bad_request", NULL},
+    {"GET", "/v1/devices", "cursor=zz", NULL, NULL, 400, "bad_request", NULL},
+    {"GET", "/v1/devices", "cursor=d4", NULL, NULL, 400, "bad_request", NULL},
+    {"GET", "/v1/devices", "state=bogus", NULL, NULL, 400, "bad_request", NULL},
+    {"GET", "/v1/devices", "state=", NULL, NULL, 400, "bad_request", NULL},
+    {"GET", "/v1/devices", "state=failed,idle", NULL, NULL, 200, NULL, NULL},
+    {"POST", "/v1/rollout/pause", NULL, NULL, NULL, 401, "unauthorized", NULL},
+    {"POST", "/v1/rollout/pause", NULL, "Bearer wrong", NULL, 401, "unauthorized", NULL},
+    {"POST", "/v1/rollout/pause", NULL, "Bearer " TOKEN "x", NULL, 401, "unauthorized", NULL},
+    {"POST", "/v1/rollout/pause", NULL, "Basic " TOKEN, NULL, 401, "unauthorized", NULL},
+    {"POST", "/v1/rollout/resume", NULL, "Bearer ", NULL, 401, "unauthorized", NULL},
+    {"POST", "/v1/devices/AA:00:00:00:00:0A/retry", NULL, NULL, NULL, 401, "unauthorized", NULL},
+    {"POST", "/v1/rollout/pause", NULL, BEARER, "{", 400, "bad_request", NULL},
+    {"POST", "/v1/rollout/pause", NULL, BEARER, "[]", 400, "bad_request", NULL},
+    {"POST", "/v1/rollout/pause", NULL, BEARER, "{\"reason\":5}", 400, "bad_request", NULL},
+    {"POST", "/v1/rollout/pause", NULL, BEARER, "{\"why\":\"x\"}", 400, "bad_request", NULL},
+    {"POST", "/v1/rollout/pause", NULL, BEARER, "{} x", 400, "bad_request", NULL},
+    {"POST", "/v1/rollout/pause", NULL, "bearer " TOKEN, "{\"reason\":\"lunch\"}", 200, NULL, NULL},
+    {"POST", "/v1/rollout/resume", NULL, BEARER, NULL, 200, NULL, NULL},
+    {"POST", "/v1/rollout/resume", NULL, BEARER, "{\"a\":1}", 400, "bad_request", NULL},
+    {"POST", "/v1/devices/AA:00:00:00:00:0A/retry", NULL, BEARER, "", 202, NULL, NULL},
+    {"POST", "/v1/devices/AA:00:00:00:00:99/retry", NULL, BEARER, NULL, 404, "not_found", NULL},
+};
+
+static void test_route(void **state)
+{
+	struct fixture *f = *state;
+	const struct route_case *c = f->param;
+	struct api_response resp;
+	cJSON *j;
+
+	request(f, c->method, c->path, c->query, c->auth, c->body, &resp);
+	if (resp.status != c->status)
+		fail_msg("%s %s?%s: status %u, want %u: %s", c->method, c->path,
+			 c->query ? c->query : "", resp.status, c->status, resp.body);
+	if (c->allow)
+		assert_string_equal(resp.allow, c->allow);
+	if (strcmp(c->path, "/metrics") != 0) {
+		j = cJSON_Parse(resp.body);
+		assert_non_null(j);
+		if (c->error) {
+			assert_string_equal(str(j, "error"), c->error);
+			assert_true(strlen(str(j, "message")) > 0);
+		} else {
+			assert_null(cJSON_GetObjectItemCaseSensitive(j, "error"));
+		}
+		cJSON_Delete(j);
+	}
+	api_response_done(&resp);
+}
+
+static void test_body_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct api_response resp;
+	char *body = malloc(API_MAX_BODY + 2);
+
+	memset(body, ' ', API_MAX_BODY + 1);
+	body[API_MAX_BODY + 1] = '\0';
+	request(f, "POST", "/v1/rollout/pause", NULL, BEARER, body, &resp);
+	assert_int_equal(resp.status, 413);
+	api_response_done(&resp);
+	/* Exactly at the cap is read (and refused as not JSON, not as too big). */
+	body[API_MAX_BODY] = '\0';
+	request(f, "POST", "/v1/rollout/pause", NULL, BEARER, body, &resp);
+	assert_int_equal(resp.status, 400);
+	api_response_done(&resp);
+	free(body);
+	assert_int_equal(f->fake.pauses, 0);
+}
+
+static void test_long_path(void **state)
+{
+	struct fixture *f = *state;
+	struct api_response resp;
+	char *path = malloc(API_MAX_URL + 2);
+
+	memset(path, 'a', API_MAX_URL + 1);
+	path[0] = '/';
+	path[API_MAX_URL + 1] = '\0';
+	request(f, "GET", path, NULL, NULL, NULL, &resp);
+	assert_int_equal(resp.status, 414);
+	api_response_done(&resp);
+	free(path);
+}
+
+/* ---- handlers ---- */
+
+static void test_devices_pages(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const want[] = {"AA:00:00:00:00:0A", "AA:00:00:00:00:0B",
+					   "AA:00:00:00:00:0C", "AA:00:00:00:00:0D",
+					   "AA:00:00:00:00:0E", "AA:00:00:00:00:0F"};
+	char query[160] = "limit=4";
+	size_t n = 0;
+	int pages = 0;
+
+	for (;;) {
+		cJSON *j = get_json(f, "GET", "/v1/devices", query, NULL, NULL, 200);
+		const cJSON *d, *next = at(j, "next_cursor");
+
+		assert_string_equal(str(j, "release"), "r2");
+		cJSON_ArrayForEach(d, at(j, "devices"))
+		{
+			assert_true(n < ARRAY_SIZE(want));
+			assert_string_equal(str(d, "address"), want[n]);
+			n++;
+		}
+		pages++;
+		if (cJSON_IsNull(next)) {
+			cJSON_Delete(j);
+			break;
+		}
+		snprintf(query, sizeof(query), "limit=4&cursor=%s", next->valuestring);
+		cJSON_Delete(j);
+	}
+	assert_int_equal(n, ARRAY_SIZE(want));
+	assert_int_equal(pages, 2);
+}
+
+static void test_devices_filters(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *j;
+	const cJSON *d;
+
+	j = get_json(f, "GET", "/v1/devices", "state=failed,reverted&group=field", NULL, NULL, 200);
+	assert_int_equal(cJSON_GetArraySize(at(j, "devices")), 2);
+	d = cJSON_GetArrayItem(at(j, "devices"), 0);
+	assert_string_equal(str(d, "address"), "AA:00:00:00:00:0C");
+	assert_string_equal(str(d, "state"), "failed");
+	assert_string_equal(str(at(d, "job"), "reason"), "image rejected");
+	assert_string_equal(str(d, "group"), "field");
+	cJSON_Delete(j);
+
+	/* A release in view: only devices with a job for it, state of that job. */
+	j = get_json(f, "GET", "/v1/devices", "release=r1", NULL, NULL, 200);
+	assert_int_equal(cJSON_GetArraySize(at(j, "devices")), 1);
+	assert_string_equal(str(cJSON_GetArrayItem(at(j, "devices"), 0), "state"), "done");
+	assert_string_equal(str(j, "release"), "r1");
+	cJSON_Delete(j);
+
+	j = get_json(f, "GET", "/v1/devices", "state=idle", NULL, NULL, 200);
+	d = cJSON_GetArrayItem(at(j, "devices"), 0);
+	assert_int_equal(cJSON_GetArraySize(at(j, "devices")), 1);
+	assert_true(cJSON_IsNull(at(d, "job")));
+	assert_true(cJSON_IsNull(at(d, "rssi")));
+	cJSON_Delete(j);
+}
+
+static void test_device_detail(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *j = get_json(f, "GET", "/v1/devices/AA:00:00:00:00:0A", NULL, NULL, NULL, 200);
+	const cJSON *job = at(j, "job"), *p = at(job, "progress"), *img, *ev;
+
+	assert_string_equal(str(j, "state"), "uploading");
+	assert_true(num(j, "rssi") == -40);
+	assert_int_equal(num(job, "offset"), 4096);
+	assert_true(cJSON_IsTrue(at(job, "canary")));
+	assert_int_equal(num(p, "bytes"), 4096);
+	assert_int_equal(num(p, "total"), 8192);
+	assert_true(num(p, "percent") == 50.0);
+	assert_int_equal(num(p, "eta_s"), 4);
+	assert_int_equal(cJSON_GetArraySize(at(j, "images")), 3);
+	img = cJSON_GetArrayItem(at(j, "images"), 0);
+	assert_string_equal(str(img, "hash"), "aa00");
+	assert_true(cJSON_IsTrue(at(at(img, "flags"), "active")));
+	assert_true(cJSON_IsTrue(at(at(img, "flags"), "confirmed")));
+	assert_true(cJSON_IsFalse(at(at(img, "flags"), "pending")));
+	assert_int_equal(cJSON_GetArraySize(at(j, "events")), 3);
+	ev = cJSON_GetArrayItem(at(j, "events"), 0);
+	assert_string_equal(str(ev, "to"), "uploading"); /* newest first */
+	cJSON_Delete(j);
+
+	/* A finished job has no live progress even when the provider could give some. */
+	j = get_json(f, "GET", "/v1/devices/AA:00:00:00:00:0E", NULL, NULL, NULL, 200);
+	assert_null(cJSON_GetObjectItemCaseSensitive(at(j, "job"), "progress"));
+	assert_int_equal(cJSON_GetArraySize(at(j, "images")), 0);
+	cJSON_Delete(j);
+}
+
+static void test_rollout(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *j = get_json(f, "GET", "/v1/rollout", NULL, NULL, NULL, 200);
+	const cJSON *counts = at(j, "counts"), *canary = at(j, "canary");
+	const cJSON *reasons = at(j, "failure_reasons"), *failures = at(j, "failures");
+
+	assert_string_equal(str(at(j, "release"), "id"), "r2");
+	assert_true(cJSON_IsTrue(at(j, "halted")));
+	assert_string_equal(str(j, "halted_by"), "operator");
+	assert_string_equal(str(j, "halted_reason"), "lunch");
+	assert_int_equal(num(j, "total_devices"), 6);
+	assert_int_equal(num(counts, "failed"), 2);
+	assert_int_equal(num(counts, "reverted"), 1);
+	assert_int_equal(num(counts, "uploading"), 1);
+	assert_int_equal(num(counts, "idle"), 1);
+	assert_int_equal(num(counts, "queued"), 0);
+	assert_int_equal(num(j, "in_progress"), 1);
+	assert_true(num(j, "failure_rate") == 0.75);
+	assert_true(num(j, "max_failure_rate") == 0.2);
+	assert_int_equal(num(canary, "total"), 2);
+	assert_int_equal(num(canary, "failed"), 1);
+	assert_int_equal(num(canary, "in_progress"), 1);
+	assert_string_equal(str(canary, "status"), "failed");
+	assert_string_equal(str(cJSON_GetArrayItem(reasons, 0), "reason"), "image rejected");
+	assert_int_equal(num(cJSON_GetArrayItem(reasons, 0), "count"), 2);
+	assert_int_equal(cJSON_GetArraySize(failures), 3);
+	assert_string_equal(str(cJSON_GetArrayItem(failures, 0), "address"), "AA:00:00:00:00:0D");
+	assert_int_equal(num(cJSON_GetArrayItem(failures, 0), "at"), 80);
+	cJSON_Delete(j);
+}
+
+static void test_rollout_empty(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *j = get_json(f, "GET", "/v1/rollout", NULL, NULL, NULL, 200);
+
+	assert_true(cJSON_IsNull(at(j, "release")));
+	assert_true(cJSON_IsNull(at(j, "failure_rate")));
+	assert_true(cJSON_IsFalse(at(j, "halted")));
+	assert_true(cJSON_IsNull(at(j, "halted_by")));
+	assert_int_equal(num(j, "total_devices"), 0);
+	assert_string_equal(str(at(j, "canary"), "status"), "none");
+	cJSON_Delete(j);
+	j = get_json(f, "GET", "/v1/devices", NULL, NULL, NULL, 200);
+	assert_int_equal(cJSON_GetArraySize(at(j, "devices")), 0);
+	assert_true(cJSON_IsNull(at(j, "release")));
+	assert_true(cJSON_IsNull(at(j, "next_cursor")));
+	cJSON_Delete(j);
+	j = get_json(f, "GET", "/v1/health", NULL, NULL, NULL, 200);
+	assert_true(cJSON_IsNull(at(j, "release")));
+	cJSON_Delete(j);
+}
+
+static void test_health(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *j = get_json(f, "GET", "/v1/health", NULL, NULL, NULL, 200);
+
+	assert_string_equal(str(j, "status"), "ok");
+	assert_string_equal(str(j, "version"), "9.9.9");
+	assert_true(num(j, "uptime_s") == 1.5);
+	assert_string_equal(str(j, "adapter_state"), "powered");
+	assert_string_equal(str(at(j, "database"), "state"), "ok");
+	assert_true(num(at(j, "database"), "schema_version") >= 2);
+	assert_string_equal(str(at(j, "release"), "id"), "r2");
+	assert_true(cJSON_IsTrue(at(j, "rollout_halted")));
+	cJSON_Delete(j);
+
+	/* The provider cannot answer: degraded, 503, and nothing made up in its place. */
+	f->fake.health_r = -EIO;
+	j = get_json(f, "GET", "/v1/health", NULL, NULL, NULL, 503);
+	assert_string_equal(str(j, "status"), "degraded");
+	assert_null(cJSON_GetObjectItemCaseSensitive(j, "version"));
+	assert_true(cJSON_IsNull(at(j, "adapter_state")));
+	cJSON_Delete(j);
+}
+
+static void test_no_provider(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *j = get_json(f, "GET", "/v1/health", NULL, NULL, NULL, 200);
+	struct api_response resp;
+
+	assert_null(cJSON_GetObjectItemCaseSensitive(j, "version"));
+	assert_null(cJSON_GetObjectItemCaseSensitive(j, "uptime_s"));
+	assert_true(cJSON_IsNull(at(j, "adapter_state")));
+	cJSON_Delete(j);
+	j = get_json(f, "GET", "/v1/devices/AA:00:00:00:00:0A", NULL, NULL, NULL, 200);
+	assert_null(cJSON_GetObjectItemCaseSensitive(at(j, "job"), "progress"));
+	cJSON_Delete(j);
+	j = get_json(f, "POST", "/v1/rollout/pause", NULL, BEARER, NULL, 503);
+	assert_string_equal(str(j, "error"), "unavailable");
+	cJSON_Delete(j);
+	j = get_json(f, "POST", "/v1/rollout/resume", NULL, BEARER, NULL, 503);
+	cJSON_Delete(j);
+	j = get_json(f, "POST", "/v1/devices/AA:00:00:00:00:0B/retry", NULL, BEARER, NULL, 503);
+	cJSON_Delete(j);
+	/* Auth still comes first. */
+	j = get_json(f, "POST", "/v1/rollout/pause", NULL, NULL, NULL, 401);
+	cJSON_Delete(j);
+	request(f, "GET", "/metrics", NULL, NULL, NULL, &resp);
+	assert_int_equal(resp.status, 200);
+	assert_null(strstr(resp.body, "fotagw_build_info"));
+	assert_non_null(strstr(resp.body, "fotagw_devices{state=\"failed\"} 2\n"));
+	api_response_done(&resp);
+}
+
+static void test_no_token(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *j;
+
+	f->api.token = NULL;
+	f->api.token_len = 0;
+	j = get_json(f, "POST", "/v1/rollout/pause", NULL, BEARER, NULL, 401);
+	assert_non_null(strstr(str(j, "message"), "no API token"));
+	cJSON_Delete(j);
+	assert_int_equal(f->fake.pauses, 0);
+	assert_int_equal(f->api.stats.unauthorized, 1);
+}
+
+static void test_actions(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *j;
+
+	j = get_json(f, "POST", "/v1/rollout/pause", NULL, BEARER, "{\"reason\":\"storm\"}", 200);
+	assert_true(cJSON_IsTrue(at(j, "halted")));
+	assert_true(cJSON_IsTrue(at(j, "changed")));
+	assert_string_equal(f->fake.last_reason, "storm");
+	cJSON_Delete(j);
+
+	f->fake.pause_r = -EALREADY;
+	j = get_json(f, "POST", "/v1/rollout/pause", NULL, BEARER, NULL, 200);
+	assert_true(cJSON_IsFalse(at(j, "changed")));
+	assert_string_equal(f->fake.last_reason, "(null)");
+	cJSON_Delete(j);
+
+	f->fake.resume_r = -ENOENT;
+	cJSON_Delete(get_json(f, "POST", "/v1/rollout/resume", NULL, BEARER, NULL, 409));
+	f->fake.resume_r = -EIO;
+	cJSON_Delete(get_json(f, "POST", "/v1/rollout/resume", NULL, BEARER, NULL, 500));
+
+	j = get_json(f, "POST", "/v1/devices/AA:00:00:00:00:0B/retry", NULL, BEARER, NULL, 202);
+	assert_string_equal(str(j, "address"), "AA:00:00:00:00:0B");
+	assert_string_equal(f->fake.last_retry, "AA:00:00:00:00:0B");
+	cJSON_Delete(j);
+	f->fake.retry_r = -EBUSY;
+	cJSON_Delete(
+	    get_json(f, "POST", "/v1/devices/AA:00:00:00:00:0A/retry", NULL, BEARER, NULL, 409));
+	f->fake.retry_r = -EALREADY;
+	cJSON_Delete(
+	    get_json(f, "POST", "/v1/devices/AA:00:00:00:00:0E/retry", NULL, BEARER, NULL, 409));
+	/* Unknown devices never reach the provider. */
+	cJSON_Delete(
+	    get_json(f, "POST", "/v1/devices/AA:00:00:00:00:77/retry", NULL, BEARER, NULL, 404));
+	assert_int_equal(f->fake.retries, 3);
+	assert_int_equal(f->fake.pauses, 2);
+	assert_int_equal(f->fake.resumes, 2);
+}
+
+static void test_releases(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *j = get_json(f, "GET", "/v1/releases", NULL, NULL, NULL, 200);
+	const cJSON *list = at(j, "releases"), *r2 = cJSON_GetArrayItem(list, 1);
+
+	assert_string_equal(str(j, "current"), "r2");
+	assert_int_equal(cJSON_GetArraySize(list), 4);
+	assert_string_equal(str(cJSON_GetArrayItem(list, 0), "id"), "r3");
+	assert_string_equal(str(r2, "id"), "r2");
+	assert_true(cJSON_IsTrue(at(r2, "current")));
+	assert_true(cJSON_IsFalse(at(cJSON_GetArrayItem(list, 0), "current")));
+	assert_true(num(at(r2, "policy"), "max_failure_rate") == 0.2);
+	assert_string_equal(str(at(r2, "bundle"), "sha256"), "bb");
+	assert_true(cJSON_IsNull(at(r2, "groups")));
+	cJSON_Delete(j);
+}
+
+static void test_metrics(void **state)
+{
+	struct fixture *f = *state;
+	struct api_response resp;
+	static const char *const want[] = {
+	    "# TYPE fotagw_devices gauge\n",
+	    "fotagw_devices{state=\"failed\"} 2\n",
+	    "fotagw_devices{state=\"idle\"} 1\n",
+	    "fotagw_devices{state=\"queued\"} 0\n",
+	    "fotagw_canary_devices{state=\"uploading\"} 1\n",
+	    "fotagw_rollout_halted 1\n",
+	    "fotagw_rollout_failure_rate 0.75\n",
+	    "fotagw_job_failures{reason=\"image rejected\"} 2\n",
+	    "fotagw_releases{state=\"verified\"} 2\n",
+	    "fotagw_manifest_sequence 3\n",
+	    "fotagw_manifest_last_result{result=\"not-modified\"} 1\n",
+	    "fotagw_build_info{version=\"9.9.9\"} 1\n",
+	    "fotagw_current_release_info{release=\"r2\",version=\"1.1.0\"} 1\n",
+	    "fotagw_upload_bytes_total 123456\n",
+	    "fotagw_job_duration_seconds_bucket{le=\"10\"} 1\n",
+	    "fotagw_job_duration_seconds_bucket{le=\"60\"} 3\n",
+	    "fotagw_job_duration_seconds_bucket{le=\"+Inf\"} 6\n",
+	    "fotagw_job_duration_seconds_sum 400.5\n",
+	    "fotagw_job_duration_seconds_count 6\n",
+	    "fotagw_api_requests_total{code=\"2xx\"} 0\n",
+	};
+
+	request(f, "GET", "/metrics", NULL, NULL, NULL, &resp);
+	assert_int_equal(resp.status, 200);
+	assert_string_equal(resp.content_type, "text/plain; version=0.0.4; charset=utf-8");
+	for (size_t i = 0; i < ARRAY_SIZE(want); i++)
+		if (!strstr(resp.body, want[i]))
+			fail_msg("metrics lack '%s':\n%s", want[i], resp.body);
+	api_response_done(&resp);
+	/* The scrape itself is counted for the next one. */
+	request(f, "GET", "/metrics", NULL, NULL, NULL, &resp);
+	assert_non_null(strstr(resp.body, "fotagw_api_requests_total{code=\"2xx\"} 1\n"));
+	api_response_done(&resp);
+}
+
+/* ---- small pure pieces ---- */
+
+static void awkward_metrics(void *ud, struct fgw_prom *w)
+{
+	const char *labels[] = {"reason", "a\"b\\c\nd", "x", "y", NULL};
+
+	fgw_prom_family(w, "t_metric", "counter", "help with \\ and\nnewline");
+	fgw_prom_sample(w, "t_metric", labels, 1.25);
+	fgw_prom_sample(w, "t_nan", NULL, 0.0 / 0.0);
+	fgw_prom_sample(w, "t_inf", NULL, 1.0 / 0.0);
+}
+
+static void test_prom_awkward(void **state)
+{
+	struct fixture *f = *state;
+	struct api_response resp;
+
+	f->api.prov.metrics = awkward_metrics;
+	request(f, "GET", "/metrics", NULL, NULL, NULL, &resp);
+	assert_non_null(strstr(resp.body, "# HELP t_metric help with \\\\ and\\nnewline\n"));
+	assert_non_null(strstr(resp.body, "t_metric{reason=\"a\\\"b\\\\c\\nd\",x=\"y\"} 1.25\n"));
+	assert_non_null(strstr(resp.body, "t_nan NaN\n"));
+	assert_non_null(strstr(resp.body, "t_inf +Inf\n"));
+	api_response_done(&resp);
+}
+
+static void test_token_equal(void **state)
+{
+	assert_true(api_token_equal("abcdef", 6, "abcdef", 6));
+	assert_false(api_token_equal("abcdef", 6, "abcdeg", 6));
+	assert_false(api_token_equal("abcdef", 6, "abcde", 5));
+	assert_false(api_token_equal("abcdef", 6, "abcdefg", 7));
+	assert_false(api_token_equal("abcdef", 6, "", 0));
+	/* A presented token with a NUL inside is not a prefix match. */
+	assert_false(api_token_equal("abc", 3, "abc\0", 4));
+}
+
+static void test_cursor(void **state)
+{
+	static const char *const bad[] = {
+	    "",
+	    "d",
+	    "x41",
+	    "d4",
+	    "d4g",
+	    "d00",
+	    "d2241",
+	    "d"
+	    "4141414141414141414141414141414141414141414141414141414141414141"
+	    "4141414141414141414141414141414141414141414141414141414141414141"
+	    "41"};
+	char *c, *addr;
+
+	assert_int_equal(api_cursor_encode("AA:00:00:00:00:0A", &c), 0);
+	assert_int_equal(api_cursor_decode(c, &addr), 0);
+	assert_string_equal(addr, "AA:00:00:00:00:0A");
+	free(addr);
+	free(c);
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+		if (api_cursor_decode(bad[i], &addr) != -EINVAL)
+			fail_msg("cursor '%s' accepted", bad[i]);
+}
+
+static void test_address_valid(void **state)
+{
+	assert_true(api_address_valid("AA:BB:CC:DD:EE:FF", 17));
+	assert_true(api_address_valid("udp:127.0.0.1:1337", 18));
+	assert_true(api_address_valid("udp:[::1]:1337", 14));
+	assert_false(api_address_valid("", 0));
+	assert_false(api_address_valid("a b", 3));
+	assert_false(api_address_valid("a/b", 3));
+	assert_false(api_address_valid("a%00", 4));
+}
+
+struct token_case {
+	const char *content;
+	int r;
+	const char *want;
+};
+
+static const struct token_case token_cases[] = {
+    {"0123456789abcdef\n", 0, "0123456789abcdef"},
+    {"0123456789abcdef-more_chars.\r\n\n", 0, "0123456789abcdef-more_chars."},
+    {"short\n", -EINVAL, NULL},
+    {"", -EINVAL, NULL},
+    {"0123456789 abcdef\n", -EINVAL, NULL},
+    {"0123456789abcdef\n0123\n", -EINVAL, NULL},
+    {NULL, -ENOENT, NULL}, /* no file */
+};
+
+static void test_token_read(void **state)
+{
+	char dir[] = "/tmp/fgw-test-token-XXXXXX", path[64], cmd[96];
+
+	assert_non_null(mkdtemp(dir));
+	for (size_t i = 0; i < ARRAY_SIZE(token_cases); i++) {
+		const struct token_case *c = &token_cases[i];
+		char *tok = NULL;
+
+		snprintf(path, sizeof(path), "%s/t%zu", dir, i);
+		if (c->content) {
+			FILE *fp = fopen(path, "w");
+			assert_non_null(fp);
+			fputs(c->content, fp);
+			fclose(fp);
+		}
+		assert_int_equal(fgw_api_token_read(path, &tok), c->r);
+		if (c->want)
+			assert_string_equal(tok, c->want);
+		free(tok);
+	}
+	/* Longer than any token. */
+	snprintf(path, sizeof(path), "%s/big", dir);
+	{
+		FILE *fp = fopen(path, "w");
+		for (int i = 0; i < 5000; i++)
+			fputc('a', fp);
+		fclose(fp);
+		char *tok = NULL;
+		assert_int_equal(fgw_api_token_read(path, &tok), -EINVAL);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	(void) !system(cmd);
+}
+
+/* ---- the real server over a socket ---- */
+
+struct client {
+	uint16_t port;
+	uv_async_t done;
+	int failures;
+	char log[4096];
+};
+
+/* One request on a fresh connection; returns the status and copies the body. */
+static int http(uint16_t port, const char *raw, size_t raw_len, char *body, size_t body_size)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+	struct timeval tv = {.tv_sec = 10};
+	char buf[16384];
+	size_t got = 0;
+	ssize_t n;
+	int fd, status = -1;
+	const char *b;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	/* The server may answer before the whole body is sent (413): send errors are fine. */
+	for (size_t off = 0; off < raw_len; off += (size_t) n) {
+		n = send(fd, raw + off, raw_len - off, MSG_NOSIGNAL);
+		if (n <= 0)
+			break;
+	}
+	while (got < sizeof(buf) - 1 && (n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0)) > 0)
+		got += (size_t) n;
+	close(fd);
+	buf[got] = '\0';
+	if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+		return -1;
+	b = strstr(buf, "\r\n\r\n");
+	snprintf(body, body_size, "%s", b ? b + 4 : "");
+	if (strstr(buf, "WWW-Authenticate: Bearer"))
+		status += 10000; /* tells the caller the challenge header was there */
+	return status;
+}
+
+static int http_s(uint16_t port, const char *raw, char *body, size_t body_size)
+{
+	return http(port, raw, strlen(raw), body, body_size);
+}
+
+static void check(struct client *c, bool ok, const char *what, const char *body)
+{
+	if (!ok) {
+		c->failures++;
+		snprintf(c->log + strlen(c->log), sizeof(c->log) - strlen(c->log), "%s: %.200s\n",
+			 what, body);
+	}
+}
+
+#define AUTH "Authorization: Bearer " TOKEN "\r\n"
+#define CLOSE "Host: x\r\nConnection: close\r\n"
+
+static void *client_main(void *arg)
+{
+	struct client *c = arg;
+	char body[8192], *big;
+	size_t big_len, off;
+	int st;
+
+	st = http_s(c->port, "GET /v1/health HTTP/1.1\r\n" CLOSE "\r\n", body, sizeof(body));
+	check(c, st == 200 && strstr(body, "\"database\""), "health", body);
+
+	st = http_s(c->port,
+		    "GET /v1/devices?limit=2&state=failed%2Creverted HTTP/1.1\r\n" CLOSE "\r\n",
+		    body, sizeof(body));
+	check(c,
+	      st == 200 && strstr(body, "AA:00:00:00:00:0B") && strstr(body, "next_cursor\":\"d"),
+	      "devices query decoding", body);
+
+	st =
+	    http_s(c->port, "GET /v1/devices/AA%3A00%3A00%3A00%3A00%3A0A HTTP/1.1\r\n" CLOSE "\r\n",
+		   body, sizeof(body));
+	check(c, st == 200 && strstr(body, "\"images\""), "device path decoding", body);
+
+	st =
+	    http_s(c->port, "POST /v1/rollout/pause HTTP/1.1\r\nContent-Length: 0\r\n" CLOSE "\r\n",
+		   body, sizeof(body));
+	check(c, st == 10401 && strstr(body, "\"unauthorized\""), "401 with challenge", body);
+
+	st = http_s(c->port,
+		    "POST /v1/rollout/pause HTTP/1.1\r\n" AUTH "Content-Length: 18\r\n"
+		    "Content-Type: application/json\r\n" CLOSE "\r\n{\"reason\":\"tests\"}",
+		    body, sizeof(body));
+	check(c, st == 200 && strstr(body, "\"halted\":true"), "pause", body);
+
+	/* Content-Length over the cap: refused from the headers, body never read. */
+	st = http_s(c->port,
+		    "POST /v1/rollout/pause HTTP/1.1\r\n" AUTH "Content-Length: 70000\r\n" CLOSE
+		    "\r\n",
+		    body, sizeof(body));
+	check(c, st == 413 && strstr(body, "payload_too_large"), "413 by length", body);
+
+	/* Chunked body over the cap: read, dropped, then refused. */
+	big_len = 256 + 3 * (API_MAX_BODY / 2 + 16);
+	big = malloc(big_len);
+	off = (size_t) sprintf(big, "POST /v1/rollout/pause HTTP/1.1\r\n" AUTH
+				    "Transfer-Encoding: chunked\r\n" CLOSE "\r\n");
+	for (int i = 0; i < 3; i++) {
+		off += (size_t) sprintf(big + off, "%x\r\n", API_MAX_BODY / 2);
+		memset(big + off, ' ', API_MAX_BODY / 2);
+		off += API_MAX_BODY / 2;
+		off += (size_t) sprintf(big + off, "\r\n");
+	}
+	off += (size_t) sprintf(big + off, "0\r\n\r\n");
+	st = http(c->port, big, off, body, sizeof(body));
+	free(big);
+	check(c, st == 413 && strstr(body, "payload_too_large"), "413 chunked", body);
+
+	st = http_s(c->port, "DELETE /v1/devices HTTP/1.1\r\n" CLOSE "\r\n", body, sizeof(body));
+	check(c, st == 405 && strstr(body, "method_not_allowed"), "405", body);
+
+	st = http_s(c->port, "GET /nope HTTP/1.1\r\n" CLOSE "\r\n", body, sizeof(body));
+	check(c, st == 404 && strstr(body, "not_found"), "404", body);
+
+	/* Too many header fields: refused with a JSON body of our own. */
+	{
+		char req[4096];
+		size_t o = (size_t) sprintf(req, "GET /v1/health HTTP/1.1\r\n" CLOSE);
+		for (int i = 0; i < API_MAX_HEADERS + 1; i++)
+			o += (size_t) sprintf(req + o, "X-H%d: v\r\n", i);
+		sprintf(req + o, "\r\n");
+		st = http_s(c->port, req, body, sizeof(body));
+		check(c, st == 431 && strstr(body, "headers_too_large"), "431", body);
+	}
+
+	st = http_s(c->port, "GET /metrics HTTP/1.1\r\n" CLOSE "\r\n", body, sizeof(body));
+	check(c, st == 200 && strstr(body, "fotagw_api_unauthorized_total 1"), "metrics", body);
+
+	uv_async_send(&c->done);
+	return NULL;
+}
+
+static void on_client_done(uv_async_t *a)
+{
+	struct fgw_api **api = a->data;
+
+	*api = fgw_api_free(*api);
+	uv_close((uv_handle_t *) a, NULL);
+}
+
+static void test_server(void **state)
+{
+	struct fixture *f = *state;
+	struct fgw_api_options o = {.listen = "127.0.0.1", .token = TOKEN};
+	struct client c = {0};
+	struct fgw_api *api = NULL;
+	uv_loop_t loop;
+	pthread_t th;
+
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(fgw_api_new(&loop, f->s, &o, &f->api.prov, &api), 0);
+	c.port = fgw_api_port(api);
+	assert_true(c.port > 0);
+	uv_async_init(&loop, &c.done, on_client_done);
+	c.done.data = &api;
+	assert_int_equal(pthread_create(&th, NULL, client_main, &c), 0);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	pthread_join(th, NULL);
+	if (c.failures)
+		fail_msg("%d failed:\n%s", c.failures, c.log);
+	assert_int_equal(f->fake.pauses, 1);
+	assert_string_equal(f->fake.last_reason, "tests");
+	/* Every handle closed: the loop closes cleanly. */
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_server_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct fgw_api_options o = {.listen = "not-an-address"};
+	struct fgw_api *api = NULL, *api2 = NULL;
+	uv_loop_t loop;
+
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(fgw_api_new(&loop, f->s, &o, NULL, &api), -EINVAL);
+	o.listen = "::1";
+	o.token = "";
+	assert_int_equal(fgw_api_new(&loop, f->s, &o, NULL, &api), -EINVAL);
+	o.token = NULL;
+	o.listen = "127.0.0.1";
+	assert_int_equal(fgw_api_new(&loop, f->s, &o, NULL, &api), 0);
+	/* The same port twice: the second one says why. */
+	o.port = fgw_api_port(api);
+	assert_int_equal(fgw_api_new(&loop, f->s, &o, NULL, &api2), -EADDRINUSE);
+	fgw_api_free(api);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+#define T(fn, s, param)                                                                            \
+	{                                                                                          \
+#fn " " #param, fn, s, teardown, (void *) (param)                                  \
+	}
+
+int main(void)
+{
+	struct CMUnitTest tests[ARRAY_SIZE(route_cases) + 32];
+	size_t n = 0;
+	const struct CMUnitTest fixed[] = {
+	    T(test_body_limit, setup, NULL),
+	    T(test_long_path, setup, NULL),
+	    T(test_devices_pages, setup, NULL),
+	    T(test_devices_filters, setup, NULL),
+	    T(test_device_detail, setup, NULL),
+	    T(test_rollout, setup, NULL),
+	    T(test_rollout_empty, setup_empty, NULL),
+	    T(test_health, setup, NULL),
+	    T(test_no_provider, setup_bare, NULL),
+	    T(test_no_token, setup, NULL),
+	    T(test_actions, setup, NULL),
+	    T(test_releases, setup, NULL),
+	    T(test_metrics, setup, NULL),
+	    T(test_prom_awkward, setup, NULL),
+	    cmocka_unit_test(test_token_equal),
+	    cmocka_unit_test(test_cursor),
+	    cmocka_unit_test(test_address_valid),
+	    cmocka_unit_test(test_token_read),
+	    T(test_server, setup, NULL),
+	    T(test_server_errors, setup_bare, NULL),
+	};
+
+	/* One test per routing case, named by method and path. */
+	static char names[ARRAY_SIZE(route_cases)][160];
+	for (size_t i = 0; i < ARRAY_SIZE(route_cases); i++) {
+		snprintf(names[i], sizeof(names[i]), "route %s %s%s%s%s", route_cases[i].method,
+			 route_cases[i].path, route_cases[i].query ? "?" : "",
+			 route_cases[i].query ? route_cases[i].query : "",
+			 route_cases[i].auth ? " (auth)" : "");
+		tests[n++] = (struct CMUnitTest){names[i], test_route, setup, teardown,
+						 (void *) &route_cases[i]};
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
+		tests[n++] = fixed[i];
+	return _cmocka_run_group_tests("api", tests, n, NULL, NULL);
+}
