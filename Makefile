@@ -5,7 +5,7 @@ JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build build-asan check fuzz demo bench clean format
+.PHONY: all deps build build-asan check check-vm fuzz demo bench clean format
 
 all: build
 
@@ -27,6 +27,11 @@ check: deps build build-asan
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|fuzz'
+
+# Only the real BlueZ tier (tests/vm: QEMU guest, real kernel + bluetoothd; needs root, no
+# KVM). `make check` runs it too. docs/vm-tier.md.
+check-vm: deps build
+	ctest --test-dir $(BUILD) --output-on-failure -L vm
 
 # Runs every fuzz target for FUZZ_SECONDS each, keeping what it finds in build-asan/.
 fuzz: deps build-asan

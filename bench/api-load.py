@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Load on the REST API: wrk against GET /v1/devices of a fotagwd serving a seeded database of
+1,000 devices on loopback. Prints one JSON line per metric (requests/s, p99 latency).
+
+usage: bench/api-load.py FOTAGWD [--seconds N] [--connections N]
+
+The acceptance variant (the same load while 8 simulated uploads run, uploads slowed by at most
+5 %) needs the fleet wired into fotagwd; this script measures the API side alone.
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "api-it"))
+from apitest import Daemon, free_port, seed  # noqa: E402
+
+
+def wrk(url, seconds, connections):
+    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s",
+                          "--latency", url], capture_output=True, text=True, check=True,
+                         timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    p99_ms = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, p99_ms, int(errors.group(1)) if errors else 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("fotagwd")
+    ap.add_argument("--seconds", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=8)
+    a = ap.parse_args()
+    if not shutil.which("wrk"):
+        print("wrk not installed", file=sys.stderr)
+        return 77
+    with tempfile.TemporaryDirectory(prefix="fgw-bench-api-") as tmp:
+        d = Daemon(a.fotagwd, tmp, free_port(), extra_api="max_connections = 64\n")
+        seed(d.db, 1000)
+        d.start()
+        try:
+            for name, path in (("devices_page100", "/v1/devices"),
+                               ("devices_page1000", "/v1/devices?limit=1000"),
+                               ("health", "/v1/health")):
+                rps, p99, errors = wrk(d.url + path, a.seconds, a.connections)
+                for metric, value, unit in ((f"api_{name}_rps", rps, "req/s"),
+                                            (f"api_{name}_p99", p99, "ms")):
+                    print(json.dumps({"metric": metric, "value": round(value, 3), "unit": unit,
+                                      "connections": a.connections, "seconds": a.seconds,
+                                      "non_2xx": errors}))
+        finally:
+            rc, _ = d.stop()
+    return 0 if rc == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

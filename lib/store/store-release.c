@@ -1,0 +1,294 @@
+/*
+ * Release pipeline records: the manifest poller's memory (sequence, ETag, last result) and
+ * each release's row (pending -> verified | rejected, verified -> superseded). State changes
+ * are written together with a "release" event, in one transaction.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store-private.h"
+#include "util.h"
+
+static int step_done(struct fgw_store *s, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	int r = rc == SQLITE_DONE ? 0 : fgw_store__fail(s, rc);
+
+	sqlite3_finalize(st);
+	return r;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+static int tx_begin(struct fgw_store *s)
+{
+	return fgw_store__exec(s, "BEGIN IMMEDIATE");
+}
+
+static int tx_end(struct fgw_store *s, int r)
+{
+	if (r >= 0) {
+		int c = fgw_store__exec(s, "COMMIT");
+		if (c == 0)
+			return r;
+		r = c;
+	}
+	(void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+FGW_EXPORT int fgw_store_manifest_accept(struct fgw_store *s, int64_t sequence, const char *etag,
+					 const char *result, int64_t now)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(
+	    s,
+	    "UPDATE manifest_state SET sequence = ?1, etag = ?2, "
+	    "last_poll_at = ?3, last_result = ?4 WHERE id = 1 AND sequence <= ?1",
+	    &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, sequence);
+	bind_text(st, 2, etag);
+	sqlite3_bind_int64(st, 3, now);
+	bind_text(st, 4, result);
+	r = step_done(s, st);
+	if (r == 0 && sqlite3_changes(s->db) == 0)
+		return -ESTALE; /* never lower the rollback guard */
+	return r;
+}
+
+FGW_EXPORT int fgw_store_manifest_polled(struct fgw_store *s, const char *result, int64_t now)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s,
+			       "UPDATE manifest_state SET last_poll_at = ?1, last_result = ?2 "
+			       "WHERE id = 1",
+			       &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, now);
+	bind_text(st, 2, result);
+	return step_done(s, st);
+}
+
+static int insert_event(struct fgw_store *s, const char *from, const char *to, const char *detail,
+			int64_t now)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s,
+			       "INSERT INTO events (at, kind, from_state, to_state, detail) "
+			       "VALUES (?1, 'release', ?2, ?3, ?4)",
+			       &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, now);
+	bind_text(st, 2, from);
+	bind_text(st, 3, to);
+	bind_text(st, 4, detail);
+	return step_done(s, st);
+}
+
+FGW_EXPORT int fgw_store_release_insert(struct fgw_store *s, const struct fgw_store_release *rel,
+					int64_t now)
+{
+	char detail[256];
+	sqlite3_stmt *st;
+	int r;
+
+	r = tx_begin(s);
+	if (r < 0)
+		return r;
+	r = fgw_store__prepare(
+	    s,
+	    "INSERT INTO releases (id, sequence, version, board, groups_json, "
+	    "policy_json, bundle_url, bundle_sha256, bundle_size, state, reason, "
+	    "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+	    "COALESCE(?10, 'pending'), ?11, ?12)",
+	    &st);
+	if (r == 0) {
+		bind_text(st, 1, rel->id);
+		sqlite3_bind_int64(st, 2, rel->sequence);
+		bind_text(st, 3, rel->version);
+		bind_text(st, 4, rel->board);
+		bind_text(st, 5, rel->groups_json);
+		bind_text(st, 6, rel->policy_json);
+		bind_text(st, 7, rel->bundle_url);
+		bind_text(st, 8, rel->bundle_sha256);
+		sqlite3_bind_int64(st, 9, rel->bundle_size);
+		bind_text(st, 10, rel->state);
+		bind_text(st, 11, rel->reason);
+		sqlite3_bind_int64(st, 12, now);
+		r = step_done(s, st);
+	}
+	if (r == 0) {
+		snprintf(detail, sizeof(detail), "release '%s' version %s, bundle %.16s...",
+			 rel->id, rel->version, rel->bundle_sha256);
+		r = insert_event(s, NULL, rel->state ? rel->state : "pending", detail, now);
+	}
+	return tx_end(s, r);
+}
+
+FGW_EXPORT int fgw_store_release_update(struct fgw_store *s, const struct fgw_store_release *rel,
+					int64_t now)
+{
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s,
+			       "UPDATE releases SET sequence = ?2, version = ?3, board = ?4, "
+			       "groups_json = ?5, policy_json = ?6, bundle_url = ?7 "
+			       "WHERE id = ?1 AND bundle_sha256 = ?8 AND bundle_size = ?9",
+			       &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, rel->id);
+	sqlite3_bind_int64(st, 2, rel->sequence);
+	bind_text(st, 3, rel->version);
+	bind_text(st, 4, rel->board);
+	bind_text(st, 5, rel->groups_json);
+	bind_text(st, 6, rel->policy_json);
+	bind_text(st, 7, rel->bundle_url);
+	bind_text(st, 8, rel->bundle_sha256);
+	sqlite3_bind_int64(st, 9, rel->bundle_size);
+	r = step_done(s, st);
+	if (r == 0 && sqlite3_changes(s->db) == 0)
+		return -ENOENT;
+	return r;
+}
+
+static const char *col(sqlite3_stmt *st, int i)
+{
+	return (const char *) sqlite3_column_text(st, i);
+}
+
+static int64_t col_int(sqlite3_stmt *st, int i)
+{
+	return sqlite3_column_type(st, i) == SQLITE_NULL ? FGW_STORE_NULL
+							 : sqlite3_column_int64(st, i);
+}
+
+FGW_EXPORT int fgw_store_release_get(struct fgw_store *s, const char *id, fgw_store_release_cb_t cb,
+				     void *user_data)
+{
+	sqlite3_stmt *st;
+	int rc, r;
+
+	r = fgw_store__prepare(s,
+			       "SELECT id, sequence, version, board, groups_json, policy_json, "
+			       "bundle_url, bundle_sha256, bundle_size, state, reason, created_at, "
+			       "verified_at FROM releases WHERE id = ?1",
+			       &st);
+	if (r < 0)
+		return r;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		struct fgw_store_release rel = {
+		    .id = col(st, 0),
+		    .sequence = col_int(st, 1),
+		    .version = col(st, 2),
+		    .board = col(st, 3),
+		    .groups_json = col(st, 4),
+		    .policy_json = col(st, 5),
+		    .bundle_url = col(st, 6),
+		    .bundle_sha256 = col(st, 7),
+		    .bundle_size = col_int(st, 8),
+		    .state = col(st, 9),
+		    .reason = col(st, 10),
+		    .created_at = col_int(st, 11),
+		    .verified_at = col_int(st, 12),
+		};
+		r = cb(&rel, user_data);
+		r = r < 0 ? r : 0;
+	} else {
+		r = rc == SQLITE_DONE ? -ENOENT : fgw_store__fail(s, rc);
+	}
+	sqlite3_finalize(st);
+	return r;
+}
+
+FGW_EXPORT int fgw_store_release_set_state(struct fgw_store *s, const char *id, const char *state,
+					   const char *reason, const char *bundle_path, int64_t now)
+{
+	char from[16] = "", detail[512];
+	sqlite3_stmt *st;
+	int rc, r;
+
+	r = tx_begin(s);
+	if (r < 0)
+		return r;
+	r = fgw_store__prepare(s, "SELECT state FROM releases WHERE id = ?1", &st);
+	if (r == 0) {
+		bind_text(st, 1, id);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW)
+			fgw_store__col_text(st, 0, from, sizeof(from));
+		else
+			r = rc == SQLITE_DONE ? -ENOENT : fgw_store__fail(s, rc);
+		sqlite3_finalize(st);
+	}
+	if (r == 0)
+		r = fgw_store__prepare(
+		    s,
+		    "UPDATE releases SET state = ?2, reason = ?3, "
+		    "bundle_path = CASE WHEN ?2 = 'verified' THEN ?4 ELSE bundle_path END, "
+		    "verified_at = CASE WHEN ?2 = 'verified' THEN ?5 ELSE verified_at END "
+		    "WHERE id = ?1",
+		    &st);
+	if (r == 0) {
+		bind_text(st, 1, id);
+		bind_text(st, 2, state);
+		bind_text(st, 3, reason);
+		bind_text(st, 4, bundle_path);
+		sqlite3_bind_int64(st, 5, now);
+		r = step_done(s, st);
+	}
+	if (r == 0) {
+		snprintf(detail, sizeof(detail), "release '%s'%s%s", id, reason ? ": " : "",
+			 reason ? reason : "");
+		r = insert_event(s, from, state, detail, now);
+	}
+	return tx_end(s, r);
+}
+
+FGW_EXPORT int fgw_store_releases_supersede(struct fgw_store *s, const char *keep_id,
+					    const char *board, int64_t now)
+{
+	char detail[256];
+	sqlite3_stmt *st;
+	int r, n = 0;
+
+	r = tx_begin(s);
+	if (r < 0)
+		return r;
+	r = fgw_store__prepare(s,
+			       "UPDATE releases SET state = 'superseded' WHERE state = 'verified' "
+			       "AND id != ?1 AND (?2 IS NULL OR board IS NULL OR board = ?2)",
+			       &st);
+	if (r == 0) {
+		bind_text(st, 1, keep_id);
+		bind_text(st, 2, board);
+		r = step_done(s, st);
+		n = sqlite3_changes(s->db);
+	}
+	if (r == 0 && n > 0) {
+		snprintf(detail, sizeof(detail), "%d release(s) superseded by '%s'", n, keep_id);
+		r = insert_event(s, "verified", "superseded", detail, now);
+	}
+	r = tx_end(s, r);
+	return r < 0 ? r : n;
+}

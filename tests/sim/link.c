@@ -1,0 +1,385 @@
+/*
+ * Link and flash model, and the per-device configuration vocabulary shared by the command line
+ * and scenario files.
+ *
+ * A BLE connection is a train of connection events every interval_ms; in each event at most
+ * `pkts` LL data packets of at most `dle` payload bytes go each way. An ATT write or notification
+ * of v value bytes is an L2CAP PDU of v + 3 (ATT) + 4 (L2CAP) bytes, i.e. ceil((v + 7) / dle)
+ * LL packets. PDUs are queued FIFO per direction, so a pipelined client keeps every event full
+ * while a stop-and-wait client leaves most of them empty — as on a real link.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "sim.h"
+
+uint64_t sim_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+void sim_link_reset(struct sim_link *l, uint64_t now_us)
+{
+	l->anchor_us = now_us;
+	l->ev[0] = l->ev[1] = -1;
+	l->used[0] = l->used[1] = 0;
+}
+
+static unsigned ll_packets(const struct sim_link_params *p, size_t att_len)
+{
+	return (unsigned) ((att_len + 7 + p->dle - 1) / p->dle);
+}
+
+uint64_t sim_link_pdu(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
+		      size_t att_len)
+{
+	double iv = p->interval_ms * 1000.0;
+	unsigned n = ll_packets(p, att_len);
+	int64_t ev_now = 0;
+
+	if (now_us > l->anchor_us)
+		ev_now = (int64_t) ceil((double) (now_us - l->anchor_us) / iv);
+	if (l->ev[dir] < ev_now) {
+		l->ev[dir] = ev_now;
+		l->used[dir] = 0;
+	}
+	while (n > 0) {
+		unsigned take;
+
+		if (l->used[dir] >= p->pkts) {
+			l->ev[dir]++;
+			l->used[dir] = 0;
+		}
+		take = FGW_MIN(p->pkts - l->used[dir], n);
+		l->used[dir] += take;
+		n -= take;
+	}
+	return l->anchor_us + (uint64_t) ((double) l->ev[dir] * iv) +
+	       (uint64_t) (p->latency_ms * 1000.0);
+}
+
+void sim_link_packet(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
+		     size_t len, uint64_t *ret_first, uint64_t *ret_last)
+{
+	size_t frag = p->mtu - 3, off = 0;
+	uint64_t t = now_us;
+
+	*ret_first = 0;
+	do {
+		size_t n = FGW_MIN(frag, len - off);
+		t = sim_link_pdu(l, p, dir, now_us, n);
+		if (off == 0)
+			*ret_first = t;
+		off += n;
+	} while (off < len);
+	*ret_last = t;
+}
+
+double sim_flash_erase_us(const struct sim_link_params *p, uint64_t bytes)
+{
+	uint64_t sectors = (bytes + p->sector - 1) / p->sector;
+	return (double) sectors * p->erase_ms * 1000.0;
+}
+
+/* Bytes of SMP framing around `data` in a non-first upload chunk, as a client would encode it:
+ * 8-byte header, a 2-entry map, "off" + uint32, "data" + byte string header. */
+static unsigned chunk_overhead(unsigned data_len)
+{
+	unsigned bstr_hdr = data_len < 24 ? 1 : data_len < 256 ? 2 : data_len < 65536 ? 3 : 5;
+	return SMP_HDR_LEN + 1 + 4 + 5 + 5 + bstr_hdr;
+}
+
+double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, unsigned buf_count,
+			 unsigned *ret_chunk)
+{
+	double best = 0, iv = p->interval_ms * 1000.0;
+	unsigned best_chunk = 0;
+	/* Response to a chunk: header + {"off": uint32} in an indefinite map = 19 bytes. */
+	double t_dn = ll_packets(p, 19) * iv / p->pkts;
+
+	(void) buf_count;
+	for (unsigned pkt = 64; pkt <= buf_size; pkt++) {
+		unsigned data, ll = 0, frag = p->mtu - 3;
+		double t_up, t_dev, t;
+
+		if (pkt < 40)
+			continue;
+		data = pkt - chunk_overhead(pkt);
+		data &= ~3u; /* clients keep non-final chunks 4-byte aligned */
+		if (data == 0)
+			continue;
+		for (unsigned off = 0; off < pkt; off += frag)
+			ll += ll_packets(p, FGW_MIN(frag, pkt - off));
+		t_up = ll * iv / p->pkts;
+		t_dev = p->proc_us + data * p->write_us;
+		t = FGW_MAX(t_up, FGW_MAX(t_dev, t_dn));
+		if ((double) data / t > best) {
+			best = (double) data / t;
+			best_chunk = data;
+		}
+	}
+	if (ret_chunk)
+		*ret_chunk = best_chunk;
+	return best * 1e6;
+}
+
+void sim_link_profile(const char *name, struct sim_link_params *p)
+{
+	/* Flash: QSPI NOR like the MX25R64 on the nRF5340 DK (4 KiB sectors, ~40 ms erase,
+	 * ~3.5 us/byte page program). */
+	p->erase_ms = 40;
+	p->write_us = 3.5;
+	p->sector = 4096;
+	p->boot_ms = 300;
+	p->proc_us = 200;
+	p->supervision_ms = 420;
+	if (!strcmp(name, "fast")) {
+		/* 2M PHY, DLE, NCS DFU "speedup": MTU 498, 7.5 ms interval. */
+		p->interval_ms = 7.5;
+		p->mtu = 498;
+		p->pkts = 6;
+		p->latency_ms = 2;
+		p->dle = 251;
+	} else if (!strcmp(name, "slow")) {
+		/* No DLE, default MTU, 50 ms interval. */
+		p->interval_ms = 50;
+		p->mtu = 23;
+		p->pkts = 4;
+		p->latency_ms = 10;
+		p->dle = 27;
+	} else {
+		/* "typical": 1M PHY with DLE, MTU 247, 30 ms interval. */
+		p->interval_ms = 30;
+		p->mtu = 247;
+		p->pkts = 4;
+		p->latency_ms = 5;
+		p->dle = 251;
+	}
+}
+
+static int parse_double(const char *s, double min, double max, double *ret)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end != '\0' || !isfinite(v))
+		return -EINVAL;
+	if (v < min || v > max)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret)
+{
+	int64_t v;
+	int r = fgw_parse_int64(s, min, max, &v);
+	if (r < 0)
+		return r;
+	*ret = (unsigned) v;
+	return 0;
+}
+
+static int link_set(struct sim_link_params *p, const char *k, const char *v)
+{
+	if (!strcmp(k, "mtu"))
+		return parse_uint(v, 23, 517, &p->mtu);
+	if (!strcmp(k, "interval"))
+		return parse_double(v, 7.5, 4000, &p->interval_ms);
+	if (!strcmp(k, "pkts"))
+		return parse_uint(v, 1, 64, &p->pkts);
+	if (!strcmp(k, "latency"))
+		return parse_double(v, 0, 10000, &p->latency_ms);
+	if (!strcmp(k, "dle"))
+		return parse_uint(v, 27, 251, &p->dle);
+	if (!strcmp(k, "erase"))
+		return parse_double(v, 0, 100000, &p->erase_ms);
+	if (!strcmp(k, "write"))
+		return parse_double(v, 0, 100000, &p->write_us);
+	if (!strcmp(k, "sector"))
+		return parse_uint(v, 256, 1u << 20, &p->sector);
+	if (!strcmp(k, "boot"))
+		return parse_double(v, 0, 600000, &p->boot_ms);
+	if (!strcmp(k, "proc"))
+		return parse_double(v, 0, 1000000, &p->proc_us);
+	if (!strcmp(k, "supervision"))
+		return parse_double(v, 0, 32000, &p->supervision_ms);
+	return -ENOENT;
+}
+
+int sim_link_parse(const char *s, struct sim_link_params *p)
+{
+	struct sim_link_params n = *p;
+	char buf[512], *save = NULL, *tok;
+
+	if (!strcmp(s, "fast") || !strcmp(s, "typical") || !strcmp(s, "slow")) {
+		sim_link_profile(s, p);
+		return 0;
+	}
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, s);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		int r;
+
+		if (!eq) {
+			if (!strcmp(tok, "fast") || !strcmp(tok, "typical") ||
+			    !strcmp(tok, "slow")) {
+				sim_link_profile(tok,
+						 &n); /* "fast,latency=5": profile, then tweaks */
+				continue;
+			}
+			return -EINVAL;
+		}
+		*eq = '\0';
+		r = link_set(&n, tok, eq + 1);
+		if (r < 0)
+			return r == -ENOENT ? -EINVAL : r;
+	}
+	*p = n;
+	return 0;
+}
+
+void sim_dev_config_defaults(struct sim_dev_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->mode = SIM_MODE_OVERWRITE; /* nRF5340 multi-image DFU is overwrite-only (mode 2) */
+	sim_link_profile("typical", &c->link);
+	snprintf(c->app_version, sizeof(c->app_version), "1.0.0");
+	snprintf(c->net_version, sizeof(c->net_version), "1.0.0");
+	c->buf_size = 2475; /* NCS DFU sample with reassembly: 5 x 495 */
+	c->buf_count = 4;
+	c->slot_size[0] = 0xf0000; /* 960 KiB app slots */
+	c->slot_size[1] = 0x40000; /* 256 KiB net core slots */
+	c->body_size[0] = 48 * 1024;
+	c->body_size[1] = 24 * 1024;
+	c->image_check = true;
+	c->ncs_order_bug = true;
+	c->rssi = -60;
+	c->faults.disconnect_at_chunk = -1;
+	c->faults.error_at_chunk = -1;
+	c->faults.reboot_at_chunk = -1;
+	c->faults.out_of_range_at_chunk = -1;
+	c->faults.watchdog_ms = 5000;
+}
+
+static int parse_chunk(const char *v, int64_t *ret)
+{
+	return fgw_parse_int64(v, -1, INT64_MAX / 2, ret);
+}
+
+static int parse_prob(const char *v, double *ret)
+{
+	return parse_double(v, 0, 1, ret);
+}
+
+int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
+{
+	struct sim_version ver;
+	struct sim_faults *f = &c->faults;
+	int r;
+
+	if (!strcmp(k, "mode")) {
+		if (!strcmp(v, "swap"))
+			c->mode = SIM_MODE_SWAP;
+		else if (!strcmp(v, "overwrite"))
+			c->mode = SIM_MODE_OVERWRITE;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	if (!strcmp(k, "app_version") || !strcmp(k, "net_version")) {
+		char *dst = k[0] == 'a' ? c->app_version : c->net_version;
+		if (strlen(v) >= SIM_VERSION_MAX || sim_version_parse(v, &ver) < 0)
+			return -EINVAL;
+		strcpy(dst, v);
+		return 0;
+	}
+	if (!strcmp(k, "link"))
+		return sim_link_parse(v, &c->link);
+	r = link_set(&c->link, k, v);
+	if (r != -ENOENT)
+		return r;
+	if (!strcmp(k, "buf_size"))
+		return parse_uint(v, 64, 65535, &c->buf_size);
+	if (!strcmp(k, "buf_count"))
+		return parse_uint(v, 1, SIM_MAX_BUFS, &c->buf_count);
+	if (!strcmp(k, "app_slot_size"))
+		return parse_uint(v, 4096, 64u << 20, &c->slot_size[0]);
+	if (!strcmp(k, "net_slot_size"))
+		return parse_uint(v, 4096, 64u << 20, &c->slot_size[1]);
+	if (!strcmp(k, "app_size"))
+		return parse_uint(v, 0, 16u << 20, &c->body_size[0]);
+	if (!strcmp(k, "net_size"))
+		return parse_uint(v, 0, 16u << 20, &c->body_size[1]);
+	if (!strcmp(k, "image_check"))
+		return fgw_parse_bool(v, &c->image_check);
+	if (!strcmp(k, "no_downgrade"))
+		return fgw_parse_bool(v, &c->no_downgrade);
+	if (!strcmp(k, "net_slot0_visible"))
+		return fgw_parse_bool(v, &c->net_slot0_visible);
+	if (!strcmp(k, "ncs_order_bug"))
+		return fgw_parse_bool(v, &c->ncs_order_bug);
+	if (!strcmp(k, "allow_erase_pending"))
+		return fgw_parse_bool(v, &c->allow_erase_pending);
+	if (!strcmp(k, "adv_smp_uuid"))
+		return fgw_parse_bool(v, &c->adv_smp_uuid);
+	if (!strcmp(k, "rssi")) {
+		int64_t x;
+		r = fgw_parse_int64(v, -127, 20, &x);
+		if (r == 0)
+			c->rssi = (int) x;
+		return r;
+	}
+	/* faults */
+	if (!strcmp(k, "disconnect_at_chunk"))
+		return parse_chunk(v, &f->disconnect_at_chunk);
+	if (!strcmp(k, "disconnect_prob"))
+		return parse_prob(v, &f->disconnect_prob);
+	if (!strcmp(k, "drop_notify_prob"))
+		return parse_prob(v, &f->drop_notify_prob);
+	if (!strcmp(k, "rsp_delay_ms"))
+		return parse_double(v, 0, 600000, &f->rsp_delay_ms);
+	if (!strcmp(k, "error")) {
+		if (!strcmp(v, "busy"))
+			f->error = SIM_ERR_BUSY;
+		else if (!strcmp(v, "nomem"))
+			f->error = SIM_ERR_NOMEM;
+		else if (!strcmp(v, "none"))
+			f->error = SIM_ERR_NONE;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	if (!strcmp(k, "error_prob"))
+		return parse_prob(v, &f->error_prob);
+	if (!strcmp(k, "error_at_chunk"))
+		return parse_chunk(v, &f->error_at_chunk);
+	if (!strcmp(k, "reboot_at_chunk"))
+		return parse_chunk(v, &f->reboot_at_chunk);
+	if (!strcmp(k, "bad_boot"))
+		return fgw_parse_bool(v, &f->bad_boot);
+	if (!strcmp(k, "no_confirm"))
+		return fgw_parse_bool(v, &f->no_confirm);
+	if (!strcmp(k, "watchdog_ms"))
+		return parse_double(v, 0, 600000, &f->watchdog_ms);
+	if (!strcmp(k, "net_unreadable"))
+		return fgw_parse_bool(v, &f->net_unreadable);
+	if (!strcmp(k, "out_of_range"))
+		return fgw_parse_bool(v, &f->out_of_range);
+	if (!strcmp(k, "out_of_range_at_chunk"))
+		return parse_chunk(v, &f->out_of_range_at_chunk);
+	if (!strcmp(k, "out_of_range_ms"))
+		return parse_double(v, 0, 86400000, &f->out_of_range_ms);
+	return -ENOENT;
+}

@@ -1,0 +1,549 @@
+/*
+ * fotagw-sim: command line, wiring, signals. See docs/simulator.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <openssl/evp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sim.h"
+
+struct cli {
+	struct sim_options opt;
+	const char *mode;
+	const char *link;
+	const char *key_path;
+	const char *scenario;
+	const char *udp;
+	bool capacity;
+	const char **sets;
+	size_t n_sets;
+	const char **faults;
+	size_t n_faults;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "Usage: fotagw-sim [OPTIONS]\n"
+	    "Simulated nRF5340 fleet (MCUboot, SMP) over SMP/UDP and a fake bluetoothd.\n\n"
+	    "  --devices N            number of devices (default 1)\n"
+	    "  --state-dir DIR        where slots and MCUboot state persist (required unless "
+	    "--capacity)\n"
+	    "  --udp HOST:BASEPORT    device i answers SMP on BASEPORT+i\n"
+	    "  --bluez                own org.bluez on DBUS_SYSTEM_BUS_ADDRESS (fake bluetoothd)\n"
+	    "  --no-acquire           no AcquireWrite/AcquireNotify (WriteValue/StartNotify only)\n"
+	    "  --max-connections N    controller connection limit (default 8)\n"
+	    "  --connect-timeout MS   LE connection attempt timeout (default 20000)\n"
+	    "  --disconnect-delay MS  Device1.Disconnect duration (default 500)\n"
+	    "  --temporary-timeout S  unseen, unconnected devices removed after S s (default 30)\n"
+	    "  --mode swap|overwrite|mixed   MCUboot mode (default overwrite; mixed: odd = swap)\n"
+	    "  --link PROFILE|K=V,..  fast, typical (default), slow, or mtu=,interval=,pkts=,\n"
+	    "                         "
+	    "latency=,dle=,erase=,write=,sector=,boot=,proc=,supervision=\n"
+	    "  --mcuboot-key PEM      images must be signed by this key (private: also signs the\n"
+	    "                         generated starting images)\n"
+	    "  --scenario FILE        per-device settings and faults (INI)\n"
+	    "  --set KEY=VALUE        a scenario key for every device (repeatable)\n"
+	    "  --fault I:K=V[,K=V]    scenario keys for device I, or * for all (repeatable)\n"
+	    "  --canonical            definite-length CBOR replies (ZCBOR_CANONICAL)\n"
+	    "  --seed N               seed for random faults and RSSI (default 0)\n"
+	    "  --capacity             print each device's link capacity as JSON and exit\n"
+	    "  --log-level LEVEL      err, warning, notice (default), info, debug\n"
+	    "  --help\n");
+}
+
+static int add_str(const char ***arr, size_t *n, const char *s)
+{
+	const char **a = realloc(*arr, (*n + 1) * sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a[(*n)++] = s;
+	*arr = a;
+	return 0;
+}
+
+static int parse_cli(int argc, char **argv, struct cli *c)
+{
+	enum {
+		O_DEVICES = 256,
+		O_STATE,
+		O_UDP,
+		O_BLUEZ,
+		O_NOACQ,
+		O_MAXCONN,
+		O_CONNTO,
+		O_DISC,
+		O_TEMP,
+		O_MODE,
+		O_LINK,
+		O_KEY,
+		O_SCEN,
+		O_SET,
+		O_FAULT,
+		O_CANON,
+		O_SEED,
+		O_CAP,
+		O_LOG,
+		O_HELP,
+	};
+	static const struct option opts[] = {
+	    {"devices", required_argument, NULL, O_DEVICES},
+	    {"state-dir", required_argument, NULL, O_STATE},
+	    {"udp", required_argument, NULL, O_UDP},
+	    {"bluez", no_argument, NULL, O_BLUEZ},
+	    {"no-acquire", no_argument, NULL, O_NOACQ},
+	    {"max-connections", required_argument, NULL, O_MAXCONN},
+	    {"connect-timeout", required_argument, NULL, O_CONNTO},
+	    {"disconnect-delay", required_argument, NULL, O_DISC},
+	    {"temporary-timeout", required_argument, NULL, O_TEMP},
+	    {"mode", required_argument, NULL, O_MODE},
+	    {"link", required_argument, NULL, O_LINK},
+	    {"mcuboot-key", required_argument, NULL, O_KEY},
+	    {"scenario", required_argument, NULL, O_SCEN},
+	    {"set", required_argument, NULL, O_SET},
+	    {"fault", required_argument, NULL, O_FAULT},
+	    {"canonical", no_argument, NULL, O_CANON},
+	    {"seed", required_argument, NULL, O_SEED},
+	    {"capacity", no_argument, NULL, O_CAP},
+	    {"log-level", required_argument, NULL, O_LOG},
+	    {"help", no_argument, NULL, O_HELP},
+	    {},
+	};
+	int64_t v;
+	int o, r;
+
+	c->opt.n_devices = 1;
+	c->opt.max_connections = 8;
+	c->opt.connect_timeout_ms = 20000;
+	c->opt.disconnect_ms = 500;
+	c->opt.temporary_timeout_ms = 30000;
+	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (o) {
+		case O_DEVICES:
+			if (fgw_parse_int64(optarg, 1, 65536, &v) < 0)
+				goto bad;
+			c->opt.n_devices = (unsigned) v;
+			break;
+		case O_STATE:
+			c->opt.state_dir = optarg;
+			break;
+		case O_UDP:
+			c->udp = optarg;
+			break;
+		case O_BLUEZ:
+			c->opt.bluez = true;
+			break;
+		case O_NOACQ:
+			c->opt.no_acquire = true;
+			break;
+		case O_MAXCONN:
+			if (fgw_parse_int64(optarg, 1, 65536, &v) < 0)
+				goto bad;
+			c->opt.max_connections = (unsigned) v;
+			break;
+		case O_CONNTO:
+			if (fgw_parse_int64(optarg, 0, 600000, &v) < 0)
+				goto bad;
+			c->opt.connect_timeout_ms = (double) v;
+			break;
+		case O_DISC:
+			if (fgw_parse_int64(optarg, 0, 600000, &v) < 0)
+				goto bad;
+			c->opt.disconnect_ms = (double) v;
+			break;
+		case O_TEMP:
+			if (fgw_parse_int64(optarg, 0, 86400, &v) < 0)
+				goto bad;
+			c->opt.temporary_timeout_ms = (double) v * 1000.0;
+			break;
+		case O_MODE:
+			if (strcmp(optarg, "swap") && strcmp(optarg, "overwrite") &&
+			    strcmp(optarg, "mixed"))
+				goto bad;
+			c->mode = optarg;
+			break;
+		case O_LINK:
+			c->link = optarg;
+			break;
+		case O_KEY:
+			c->key_path = optarg;
+			break;
+		case O_SCEN:
+			c->scenario = optarg;
+			break;
+		case O_SET:
+			if (add_str(&c->sets, &c->n_sets, optarg) < 0)
+				return -ENOMEM;
+			break;
+		case O_FAULT:
+			if (add_str(&c->faults, &c->n_faults, optarg) < 0)
+				return -ENOMEM;
+			break;
+		case O_CANON:
+			c->opt.canonical = true;
+			break;
+		case O_SEED:
+			if (fgw_parse_int64(optarg, 0, INT64_MAX, &v) < 0)
+				goto bad;
+			c->opt.seed = (uint64_t) v;
+			break;
+		case O_CAP:
+			c->capacity = true;
+			break;
+		case O_LOG:
+			r = fgw_log_level_from_string(optarg);
+			if (r < 0)
+				goto bad;
+			fgw_log_set_level(r);
+			break;
+		case O_HELP:
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "fotagw-sim: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+bad:
+	fprintf(stderr, "fotagw-sim: bad value '%s' for --%s\n", optarg, opts[o - O_DEVICES].name);
+	return -EINVAL;
+}
+
+static int apply_kv_list(struct sim_dev_config *cfg, const char *list, const char *what)
+{
+	char buf[1024], *save = NULL, *tok;
+	int r;
+
+	if (strlen(list) >= sizeof(buf))
+		return -EINVAL;
+	strcpy(buf, list);
+	/* "link=mtu=247,interval=30" would split badly: link goes through --link or --set. */
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(tok, '=');
+		if (!eq) {
+			fprintf(stderr, "fotagw-sim: %s: '%s' is not KEY=VALUE\n", what, tok);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		r = sim_dev_config_set(cfg, tok, eq + 1);
+		if (r < 0) {
+			fprintf(stderr, "fotagw-sim: %s: %s '%s'\n", what,
+				r == -ENOENT ? "unknown key" : "bad value for", tok);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Configuration of device @i: defaults, --mode/--link, scenario, --set, --fault. */
+static int device_config(const struct cli *c, const struct sim_scenario *scen, unsigned i,
+			 struct sim_dev_config *cfg)
+{
+	int r;
+
+	sim_dev_config_defaults(cfg);
+	if (c->mode) {
+		if (!strcmp(c->mode, "mixed"))
+			cfg->mode = i % 2 ? SIM_MODE_SWAP : SIM_MODE_OVERWRITE;
+		else
+			(void) sim_dev_config_set(cfg, "mode", c->mode);
+	}
+	if (c->link && sim_link_parse(c->link, &cfg->link) < 0) {
+		fprintf(stderr, "fotagw-sim: bad --link '%s'\n", c->link);
+		return -EINVAL;
+	}
+	if (scen) {
+		r = sim_scenario_apply(scen, i, cfg);
+		if (r < 0)
+			return r;
+	}
+	for (size_t k = 0; k < c->n_sets; k++) {
+		const char *eq = strchr(c->sets[k], '=');
+		char key[64];
+
+		if (!eq || (size_t) (eq - c->sets[k]) >= sizeof(key)) {
+			fprintf(stderr, "fotagw-sim: --set '%s' is not KEY=VALUE\n", c->sets[k]);
+			return -EINVAL;
+		}
+		memcpy(key, c->sets[k], (size_t) (eq - c->sets[k]));
+		key[eq - c->sets[k]] = '\0';
+		r = sim_dev_config_set(cfg, key, eq + 1);
+		if (r < 0) {
+			fprintf(stderr, "fotagw-sim: --set: %s '%s'\n",
+				r == -ENOENT ? "unknown key" : "bad value for", key);
+			return -EINVAL;
+		}
+	}
+	for (size_t k = 0; k < c->n_faults; k++) {
+		const char *colon = strchr(c->faults[k], ':');
+		int64_t idx;
+		char ibuf[16];
+
+		if (!colon || colon == c->faults[k] ||
+		    (size_t) (colon - c->faults[k]) >= sizeof(ibuf)) {
+			fprintf(stderr, "fotagw-sim: --fault '%s' is not I:KEY=VALUE\n",
+				c->faults[k]);
+			return -EINVAL;
+		}
+		memcpy(ibuf, c->faults[k], (size_t) (colon - c->faults[k]));
+		ibuf[colon - c->faults[k]] = '\0';
+		if (strcmp(ibuf, "*")) {
+			if (fgw_parse_int64(ibuf, 0, 65535, &idx) < 0) {
+				fprintf(stderr, "fotagw-sim: --fault: bad device '%s'\n", ibuf);
+				return -EINVAL;
+			}
+			if ((unsigned) idx != i)
+				continue;
+		}
+		r = apply_kv_list(cfg, colon + 1, "--fault");
+		if (r < 0)
+			return r;
+	}
+	if (cfg->link.mtu - 3 > cfg->buf_size)
+		cfg->buf_size = cfg->link.mtu - 3;
+	return 0;
+}
+
+static int print_capacity(const struct cli *c, const struct sim_scenario *scen)
+{
+	printf("[");
+	for (unsigned i = 0; i < c->opt.n_devices; i++) {
+		struct sim_dev_config cfg;
+		unsigned chunk;
+		double cap;
+		int r = device_config(c, scen, i, &cfg);
+
+		if (r < 0)
+			return r;
+		cap = sim_link_capacity(&cfg.link, cfg.buf_size, cfg.buf_count, &chunk);
+		printf("%s{\"index\":%u,\"address\":\"C0:FF:EE:00:%02X:%02X\",\"name\":\"fotagw-"
+		       "sim-%04u\","
+		       "\"udp_port\":",
+		       i ? "," : "", i, (i >> 8) & 0xff, i & 0xff, i);
+		if (c->udp)
+			printf("%u", c->opt.udp_base + i);
+		else
+			printf("null");
+		printf(",\"capacity_bytes_per_s\":%.0f,\"chunk_bytes\":%u,\"mtu\":%u,"
+		       "\"interval_ms\":%g,\"pkts\":%u,\"latency_ms\":%g,\"dle\":%u,"
+		       "\"buf_size\":%u,\"buf_count\":%u,\"write_us_per_byte\":%g}",
+		       cap, chunk, cfg.link.mtu, cfg.link.interval_ms, cfg.link.pkts,
+		       cfg.link.latency_ms, cfg.link.dle, cfg.buf_size, cfg.buf_count,
+		       cfg.link.write_us);
+	}
+	printf("]\n");
+	return fflush(stdout) == 0 ? 0 : -EIO;
+}
+
+static int parse_udp(const char *s, struct sockaddr_storage *ss, unsigned *port)
+{
+	char host[256];
+	const char *colon = strrchr(s, ':');
+	int64_t p;
+
+	if (!colon || (size_t) (colon - s) >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, s, (size_t) (colon - s));
+	host[colon - s] = '\0';
+	if (fgw_parse_int64(colon + 1, 1, 65535, &p) < 0)
+		return -EINVAL;
+	*port = (unsigned) p;
+	if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+		host[strlen(host) - 1] = '\0';
+		return uv_ip6_addr(host + 1, 0, (struct sockaddr_in6 *) ss) < 0 ? -EINVAL : 0;
+	}
+	return uv_ip4_addr(host, 0, (struct sockaddr_in *) ss) < 0 ? -EINVAL : 0;
+}
+
+struct app {
+	struct sim sim;
+	uv_signal_t sigterm, sigint;
+	bool stopping;
+};
+
+static void stop(struct app *a)
+{
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	fgw_notice("event: shutdown, devices: %u", a->sim.n_devs);
+	a->sim.bluez = sim_bluez_free(a->sim.bluez);
+	for (unsigned i = 0; i < a->sim.n_devs; i++)
+		sim_device_close(&a->sim.devs[i]);
+	sim_device_close_requests(a->sim.loop);
+	uv_close((uv_handle_t *) &a->sigterm, NULL);
+	uv_close((uv_handle_t *) &a->sigint, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+	struct app *a = s->data;
+
+	(void) signum;
+	stop(a);
+}
+
+static void app_free(struct app *a)
+{
+	if (!a)
+		return;
+	if (a->sim.key)
+		EVP_PKEY_free(a->sim.key);
+	free(a->sim.devs);
+	free(a);
+}
+
+/* Brings up devices, transports and signals; on failure everything opened is closed again. */
+static int app_start(struct app *a, const struct cli *c, const struct sim_dev_config *cfgs,
+		     const struct sockaddr_storage *udp_addr)
+{
+	int r;
+
+	uv_signal_init(a->sim.loop, &a->sigterm);
+	uv_signal_init(a->sim.loop, &a->sigint);
+	a->sigterm.data = a->sigint.data = a;
+	for (unsigned i = 0; i < c->opt.n_devices; i++) {
+		r = sim_device_init(&a->sim, &a->sim.devs[i], i, &cfgs[i]);
+		a->sim.n_devs = i + 1; /* its handles exist even when init failed */
+		if (r < 0)
+			return r;
+		if (c->udp) {
+			struct sockaddr_storage ss = *udp_addr;
+			if (ss.ss_family == AF_INET6)
+				((struct sockaddr_in6 *) &ss)->sin6_port =
+				    htons(c->opt.udp_base + i);
+			else
+				((struct sockaddr_in *) &ss)->sin_port = htons(c->opt.udp_base + i);
+			r = sim_udp_start(&a->sim.devs[i], (struct sockaddr *) &ss);
+			if (r < 0)
+				return r;
+		}
+	}
+	if (c->opt.bluez) {
+		r = sim_bluez_new(&a->sim, &a->sim.bluez);
+		if (r < 0)
+			return fgw_log_errno(LOG_ERR, r, "cannot start the fake bluetoothd");
+	}
+	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&a->sigint, on_signal, SIGINT);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct cli c = {};
+	struct sim_scenario *scen = NULL;
+	struct sim_dev_config *cfgs = NULL;
+	struct sockaddr_storage udp_addr = {};
+	struct app *a = NULL;
+	char path[600];
+	int r, line = 0, ret = 2;
+
+	fgw_log_set_level(LOG_NOTICE);
+	if (parse_cli(argc, argv, &c) < 0)
+		goto out;
+	if (c.udp && parse_udp(c.udp, &udp_addr, &c.opt.udp_base) < 0) {
+		fprintf(stderr, "fotagw-sim: bad --udp '%s' (HOST:BASEPORT)\n", c.udp);
+		goto out;
+	}
+	if (c.udp && c.opt.udp_base + c.opt.n_devices - 1 > 65535) {
+		fprintf(stderr, "fotagw-sim: --udp: ports beyond 65535\n");
+		goto out;
+	}
+	if (c.scenario) {
+		r = sim_scenario_load(c.scenario, &scen, &line);
+		if (r < 0) {
+			if (line > 0)
+				fprintf(stderr, "fotagw-sim: %s:%d: %s\n", c.scenario, line,
+					r == -ENOENT ? "unknown key" : "bad section or value");
+			else
+				fprintf(stderr, "fotagw-sim: cannot read '%s': %s\n", c.scenario,
+					strerror(-r));
+			goto out;
+		}
+	}
+	if (c.capacity) {
+		ret = print_capacity(&c, scen) < 0 ? 2 : 0;
+		goto out;
+	}
+	if (!c.opt.state_dir) {
+		fprintf(stderr, "fotagw-sim: --state-dir is required\n");
+		goto out;
+	}
+	/* Every device's configuration is checked before anything is created. */
+	cfgs = calloc(c.opt.n_devices, sizeof(*cfgs));
+	if (!cfgs) {
+		ret = 1;
+		goto out;
+	}
+	for (unsigned i = 0; i < c.opt.n_devices; i++)
+		if (device_config(&c, scen, i, &cfgs[i]) < 0)
+			goto out;
+	if (!c.udp && !c.opt.bluez)
+		fgw_warning("neither --udp nor --bluez: devices are unreachable");
+
+	ret = 1;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		goto out;
+	a->sim.loop = uv_default_loop();
+	a->sim.opt = c.opt;
+	if (c.key_path) {
+		r = sim_key_load(c.key_path, &a->sim.key);
+		if (r < 0) {
+			fprintf(stderr, "fotagw-sim: cannot load key '%s': %s\n", c.key_path,
+				strerror(-r));
+			ret = 2;
+			goto out;
+		}
+	}
+	if (mkdir(c.opt.state_dir, 0755) < 0 && errno != EEXIST) {
+		fgw_log_errno(LOG_ERR, -errno, "cannot create '%s'", c.opt.state_dir);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "%s/images", c.opt.state_dir);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+		fgw_log_errno(LOG_ERR, -errno, "cannot create '%s'", path);
+		goto out;
+	}
+	a->sim.devs = calloc(c.opt.n_devices, sizeof(*a->sim.devs));
+	if (!a->sim.devs)
+		goto out;
+	signal(SIGPIPE, SIG_IGN);
+	r = app_start(a, &c, cfgs, &udp_addr);
+	if (r < 0) {
+		stop(a);
+		uv_run(a->sim.loop, UV_RUN_DEFAULT);
+		(void) uv_loop_close(a->sim.loop);
+		goto out;
+	}
+
+	/* Test helpers wait for this line. */
+	printf("fotagw-sim: ready devices=%u udp=%s bluez=%s\n", c.opt.n_devices,
+	       c.udp ? c.udp : "off", c.opt.bluez ? "on" : "off");
+	fflush(stdout);
+
+	uv_run(a->sim.loop, UV_RUN_DEFAULT);
+	r = uv_loop_close(a->sim.loop);
+	if (r < 0)
+		fgw_warning("event loop not empty at exit: %s", uv_strerror(r));
+	ret = 0;
+out:
+	app_free(a);
+	free(cfgs);
+	sim_scenario_free(scen);
+	free(c.sets);
+	free(c.faults);
+	return ret;
+}

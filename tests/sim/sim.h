@@ -1,0 +1,377 @@
+/*
+ * fotagw-sim: a fleet of simulated nRF5340 devices (app core image 0, net core image 1,
+ * MCUboot swap or overwrite-only), each an SMP server behind a link model, reachable over SMP/UDP
+ * and through a fake bluetoothd (org.bluez on a private bus). Written from the Zephyr/MCUboot/
+ * BlueZ documentation and sources, independently of fotagw's lib/ (only lib/util is used), so that
+ * it cross-checks the gateway instead of mirroring it.
+ *
+ * This header is private to tests/sim/.
+ */
+#pragma once
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "util.h"
+
+struct cbor_item_t;
+struct evp_pkey_st;
+struct sim;
+struct sim_device;
+struct sim_bluez;
+struct sim_ble_dev;
+
+#define SIM_IMAGES 2
+#define SIM_HASH_LEN 32
+#define SIM_MAX_BUFS 16
+#define SIM_VERSION_MAX 32
+
+/* ---- MCUboot image model (mcuboot.c) -------------------------------------------------------- */
+
+#define SIM_IMAGE_MAGIC 0x96f3b83du
+#define SIM_IMAGE_HDR_LEN 32
+#define SIM_IMAGE_F_NON_BOOTABLE 0x10u
+
+struct sim_version {
+	uint8_t major, minor;
+	uint16_t rev;
+	uint32_t build;
+};
+
+struct sim_img_info {
+	uint32_t hdr_size, img_size, prot_size, flags;
+	struct sim_version ver;
+	uint8_t hash[SIM_HASH_LEN]; /* value of the SHA256 TLV */
+	uint64_t total_len;	    /* header + body + both TLV areas */
+};
+
+/* Reads header and TLVs like img_mgmt_read_info(): 0, or -ENOENT (empty/no magic), -EBADMSG. */
+int sim_img_read_info(int fd, struct sim_img_info *ret);
+/* MCUboot's boot-time check: magic, TLV layout, SHA-256 TLV over header+body+protected TLVs, and
+ * with @key a signature TLV by that key. 0 if bootable, else -EBADMSG with *why set. */
+int sim_img_validate(int fd, struct evp_pkey_st *key, const char **why);
+/* Writes a complete image (deterministic body from @seed), signed when @key holds a private key. */
+int sim_img_generate(const char *path, const struct sim_version *ver, uint32_t body_size,
+		     uint64_t seed, struct evp_pkey_st *key);
+int sim_version_parse(const char *s, struct sim_version *ret);
+/* "1.2.3" or "1.2.3.4" (build shown only when non-zero), like Zephyr's img_mgmt_ver_str. */
+void sim_version_format(const struct sim_version *v, char *out, size_t n);
+int sim_version_cmp(const struct sim_version *a, const struct sim_version *b, bool with_build);
+/* Loads a PEM private key (or public key, then images cannot be signed). */
+int sim_key_load(const char *path, struct evp_pkey_st **ret);
+/* SHA-256 of the first @len bytes of @fd. -EIO if shorter. */
+int sim_sha256_fd(int fd, uint64_t len, uint8_t out[SIM_HASH_LEN]);
+
+/* ---- configuration ----------------------------------------------------------------------------
+ */
+
+enum sim_mode {
+	SIM_MODE_SWAP,	    /* MCUboot swap-using-move: test boots once, reverts unless confirmed */
+	SIM_MODE_OVERWRITE, /* MCUboot overwrite-only: test and confirm are both permanent */
+};
+
+struct sim_link_params {
+	double interval_ms; /* connection interval */
+	unsigned mtu;	    /* ATT MTU (payload per write/notification = mtu - 3) */
+	unsigned pkts;	    /* LL data packets per connection event, per direction */
+	double latency_ms;  /* one-way latency added to every arrival (host stack, HCI) */
+	unsigned dle;	    /* LL payload bytes per packet (27 without DLE, 251 with) */
+	double erase_ms;    /* flash erase time per sector */
+	double write_us;    /* flash write time per byte */
+	unsigned sector;    /* flash sector size */
+	double boot_ms;	    /* boot time before MCUboot copies anything */
+	double proc_us;	    /* CPU time to handle one SMP request */
+	double
+	    supervision_ms; /* link supervision timeout: how long a vanished peer looks connected */
+};
+
+enum sim_err_kind {
+	SIM_ERR_NONE,
+	SIM_ERR_BUSY,  /* {"rc": 10} MGMT_ERR_EBUSY */
+	SIM_ERR_NOMEM, /* {"rc": 2} MGMT_ERR_ENOMEM */
+};
+
+struct sim_faults {
+	int64_t disconnect_at_chunk; /* 0-based upload request index; -1 = off */
+	double disconnect_prob;	     /* per request */
+	double drop_notify_prob;     /* per response */
+	double rsp_delay_ms;	     /* added to every response */
+	enum sim_err_kind error;
+	double error_prob;	 /* per upload request */
+	int64_t error_at_chunk;	 /* -1 = off */
+	int64_t reboot_at_chunk; /* -1 = off */
+	bool bad_boot;		 /* the next images to be installed fail validation at boot */
+	bool no_confirm;	 /* a test-booted image never comes up: watchdog reset, revert */
+	double watchdog_ms;
+	bool net_unreadable; /* net core secondary slot cannot be opened either */
+	bool out_of_range;   /* from start */
+	int64_t out_of_range_at_chunk;
+	double out_of_range_ms; /* how long it stays away; 0 = for good */
+};
+
+struct sim_dev_config {
+	enum sim_mode mode;
+	struct sim_link_params link;
+	struct sim_faults faults;
+	char app_version[SIM_VERSION_MAX];
+	char net_version[SIM_VERSION_MAX];
+	unsigned buf_size, buf_count;
+	uint32_t slot_size[SIM_IMAGES];
+	uint32_t body_size[SIM_IMAGES]; /* body of the generated starting images */
+	bool image_check;	/* CONFIG_IMG_ENABLE_IMAGE_CHECK: "match" and same-image shortcut */
+	bool no_downgrade;	/* MCUBOOT_DOWNGRADE_PREVENTION (overwrite-only) */
+	bool net_slot0_visible; /* unrealistic: list image 1 slot 0 in image state */
+	bool ncs_order_bug;	/* NCSDK-34106: app marked before net core skips the net update */
+	bool allow_erase_pending; /* CONFIG_MCUMGR_GRP_IMG_ALLOW_ERASE_PENDING */
+	bool adv_smp_uuid;	  /* put the SMP service UUID in advertising data */
+	int rssi;		  /* mean RSSI in dBm */
+};
+
+void sim_dev_config_defaults(struct sim_dev_config *c);
+/* Named profile ("fast", "typical", "slow") or "key=value,..." over the current values. */
+int sim_link_parse(const char *s, struct sim_link_params *p);
+void sim_link_profile(const char *name, struct sim_link_params *p);
+/* Applies one "key = value" of the scenario vocabulary to @c (see docs/simulator.md). */
+int sim_dev_config_set(struct sim_dev_config *c, const char *key, const char *value);
+
+/* Scenario file: [default] and [device N] / [device N-M] sections (scenario.c). */
+struct sim_scenario;
+int sim_scenario_parse_string(const char *text, struct sim_scenario **ret, int *ret_line);
+int sim_scenario_load(const char *path, struct sim_scenario **ret, int *ret_line);
+/* Applies the [default] and the matching [device] sections for device @index, in file order. */
+int sim_scenario_apply(const struct sim_scenario *s, unsigned index, struct sim_dev_config *c);
+struct sim_scenario *sim_scenario_free(struct sim_scenario *s);
+
+/* ---- link model (link.c) ----------------------------------------------------------------------
+ */
+
+struct sim_link {
+	uint64_t anchor_us; /* time of connection event 0 */
+	int64_t ev[2];	    /* per direction: event index last used */
+	unsigned used[2];   /* packets used in that event */
+};
+
+enum { SIM_UP = 0, SIM_DOWN = 1 };
+
+uint64_t sim_now_us(void);
+void sim_link_reset(struct sim_link *l, uint64_t now_us);
+/* Queues one ATT PDU of @att_len payload bytes in @dir from @now_us; returns its arrival time. */
+uint64_t sim_link_pdu(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
+		      size_t att_len);
+/* Queues an SMP packet of @len bytes split into mtu-3 PDUs; arrival of first and last PDU. */
+void sim_link_packet(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
+		     size_t len, uint64_t *ret_first, uint64_t *ret_last);
+/* Best image-upload goodput in bytes/s (docs/simulator.md, "Capacity"); @chunk = data per chunk. */
+double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, unsigned buf_count,
+			 unsigned *ret_chunk);
+double sim_flash_erase_us(const struct sim_link_params *p, uint64_t bytes);
+
+/* ---- SMP (smp.c) ------------------------------------------------------------------------------
+ */
+
+#define SMP_HDR_LEN 8
+enum { SMP_OP_READ = 0, SMP_OP_READ_RSP = 1, SMP_OP_WRITE = 2, SMP_OP_WRITE_RSP = 3 };
+
+struct smp_hdr {
+	uint8_t op, ver, flags, seq, id;
+	uint16_t len, group;
+};
+
+/* A decoded request: header plus the top-level map's text keys (values borrowed from root). */
+#define SMP_MAX_KEYS 16
+struct smp_req {
+	struct smp_hdr hdr;
+	struct cbor_item_t *root;
+	size_t n_keys;
+	struct {
+		char name[16];
+		struct cbor_item_t *value;
+	} keys[SMP_MAX_KEYS];
+	int err; /* MGMT_ERR_* found while decoding (payload not a map, dup key...), 0 if fine */
+};
+
+int smp_hdr_decode(const uint8_t *buf, size_t len, struct smp_hdr *ret);
+void smp_hdr_encode(const struct smp_hdr *h, uint8_t out[SMP_HDR_LEN]);
+/* Decodes one packet; @buf holds exactly header + payload. -EBADMSG if the header is short or
+ * len disagrees; CBOR problems are reported through req->err so that an error reply can go out. */
+int smp_req_decode(const uint8_t *buf, size_t len, struct smp_req *ret);
+void smp_req_done(struct smp_req *r);
+
+/* Response builder: Zephyr answers with indefinite-length maps unless canonical. */
+struct smp_rsp {
+	struct cbor_item_t *map;
+	bool canonical;
+};
+
+/* Handles all SMP packets back to back in @buf for @dev. Each response goes to @emit. */
+typedef void (*smp_emit_cb_t)(struct sim_device *dev, const uint8_t *rsp, size_t len,
+			      void *user_data);
+struct smp_result {
+	uint64_t cost_us; /* device time spent (flash), on top of proc_us */
+	bool reset;	  /* os reset requested: reboot after the response went out */
+	bool was_upload;  /* for fault counting */
+};
+void smp_handle(struct sim_device *dev, const uint8_t *buf, size_t len, smp_emit_cb_t emit,
+		void *user_data, struct smp_result *res);
+
+/* ---- device (device.c) ------------------------------------------------------------------------
+ */
+
+enum sim_dev_state {
+	SIM_DEV_UP,	 /* running, advertising, answering */
+	SIM_DEV_BOOTING, /* in reset/MCUboot copy: silent, not advertising */
+	SIM_DEV_HUNG,	 /* new image crashed before confirming; waiting for the watchdog */
+	SIM_DEV_AWAY,	 /* out of range */
+	SIM_DEV_DEAD,	 /* no bootable primary image */
+	_SIM_DEV_STATE_MAX,
+};
+const char *sim_dev_state_to_string(enum sim_dev_state s);
+
+/* MCUboot trailer flags per image, the ground truth MCUboot and img_mgmt read. */
+struct sim_trailer {
+	bool pri_magic, pri_ok, pri_copy_done;
+	bool sec_magic, sec_ok;
+};
+
+enum sim_swap_type { SIM_SWAP_NONE, SIM_SWAP_TEST, SIM_SWAP_PERM, SIM_SWAP_REVERT };
+
+struct sim_upload {
+	bool active;
+	unsigned image;
+	uint64_t len, off;
+	uint8_t sha[SIM_HASH_LEN];
+	size_t sha_len;
+	int fd;
+};
+
+enum sim_src_kind { SIM_SRC_UDP, SIM_SRC_BLE };
+
+/* A request waiting for the device (arrived, not yet handled) or a response in flight. */
+struct sim_req {
+	uv_timer_t timer;
+	struct sim_device *dev;
+	struct sim_req *next;
+	enum sim_src_kind src;
+	uint32_t gen; /* device boot/connection generation when it arrived */
+	struct sockaddr_storage peer;
+	uint64_t t_first, t_last; /* model arrival of first/last fragment */
+	int stage;
+	bool holds_buf;
+	size_t len;
+	uint8_t *data;
+};
+
+struct sim_device {
+	struct sim *sim;
+	unsigned index;
+	char addr[18];
+	char name[20];
+	char dir[512];
+	struct sim_dev_config cfg;
+	enum sim_dev_state state;
+	uint32_t gen; /* bumped on every reset and link drop: stale work is discarded */
+	struct sim_trailer tr[SIM_IMAGES];
+	uint64_t mark_seq[SIM_IMAGES]; /* order in which images were marked (NCSDK-34106) */
+	uint64_t seq_counter;
+	uint64_t boots;
+	struct sim_upload up;
+	struct sim_link link;
+	uint64_t busy_until_us; /* the single SMP work queue */
+	unsigned bufs_used;
+	struct sim_req *queue_head, *queue_tail;
+	bool worker_armed;
+	uv_timer_t worker;
+	uv_timer_t life; /* reset delay, boot completion, watchdog, return from out of range */
+	int life_action;
+	uint64_t chunks; /* upload requests seen since start (fault counter) */
+	bool fired_disconnect, fired_error, fired_reboot, fired_away;
+	uint64_t rng;
+	uint64_t blackout_until_us; /* UDP: after a "disconnect" fault, silent for a while */
+	/* reassembly (BLE), one context per device as in smp_reassembly.c */
+	uint8_t *rx_buf;
+	size_t rx_len, rx_expected;
+	uint64_t rx_t_first;
+	/* UDP transport */
+	uv_udp_t udp;
+	bool udp_on;
+	/* fake bluetoothd per-device state, NULL until first discovered */
+	struct sim_ble_dev *ble;
+	int n_closing;
+};
+
+int sim_device_init(struct sim *sim, struct sim_device *d, unsigned index,
+		    const struct sim_dev_config *cfg);
+void sim_device_close(struct sim_device *d);
+/* Closes the timers of all requests still in flight (shutdown). */
+void sim_device_close_requests(uv_loop_t *loop);
+int sim_device_save(struct sim_device *d);
+/* Swap type MCUboot would act on for @image at the next boot (bootutil's table). */
+enum sim_swap_type sim_device_swap_type(const struct sim_device *d, unsigned image);
+/* Paths of absolute slot @slot (0..3). */
+void sim_device_slot_path(const struct sim_device *d, unsigned slot, char *out, size_t n);
+bool sim_device_reachable(const struct sim_device *d);
+double sim_device_rand(struct sim_device *d);
+/* Counters and faults for one SMP request about to be handled: 0 handle it, -1 drop it
+ * (link lost, device gone), > 0 answer with that mcumgr rc instead. */
+int sim_device_fault_on_request(struct sim_device *d, bool is_upload);
+/* Schedules a reboot @delay_ms from now (os reset, reboot fault). */
+void sim_device_reset_later(struct sim_device *d, double delay_ms);
+/* Link lost (fault, out of range, reset): BLE disconnect, reassembly reset, stale work dropped. */
+void sim_device_link_lost(struct sim_device *d, const char *why);
+void sim_device_go_away(struct sim_device *d, double ms);
+
+/* Entry points of the request pipeline (device.c). */
+/* A whole SMP packet arrived at @now over UDP from @peer. */
+void sim_device_rx_udp(struct sim_device *d, const uint8_t *buf, size_t len,
+		       const struct sockaddr *peer);
+/* One ATT write (one fragment) arrived over BLE. */
+void sim_device_rx_ble_write(struct sim_device *d, const uint8_t *buf, size_t len);
+/* BLE notifications disabled / link dropped: reset reassembly. */
+void sim_device_rx_reset(struct sim_device *d);
+
+/* ---- transports -------------------------------------------------------------------------------
+ */
+
+int sim_udp_start(struct sim_device *d, const struct sockaddr *addr);
+void sim_udp_send(struct sim_device *d, const struct sockaddr *peer, const uint8_t *buf,
+		  size_t len);
+
+int sim_bluez_new(struct sim *sim, struct sim_bluez **ret);
+struct sim_bluez *sim_bluez_free(struct sim_bluez *b);
+/* Device events for the fake bluetoothd. */
+void sim_bluez_device_link_lost(struct sim_bluez *b, struct sim_device *d);
+void sim_bluez_device_advertising(struct sim_bluez *b, struct sim_device *d);
+/* Sends @len bytes of SMP response as notifications of at most mtu-3 bytes. Returns false if no
+ * subscriber (the response is lost, as bt_gatt_notify on a disabled CCC). */
+bool sim_bluez_notify(struct sim_bluez *b, struct sim_device *d, const uint8_t *buf, size_t len);
+
+/* ---- the whole simulator ----------------------------------------------------------------------
+ */
+
+struct sim_options {
+	unsigned n_devices;
+	const char *state_dir;
+	const char *udp_host;
+	unsigned udp_base;
+	bool bluez;
+	bool no_acquire;
+	bool canonical;
+	unsigned max_connections;
+	double connect_timeout_ms;
+	double disconnect_ms;
+	double temporary_timeout_ms;
+	uint64_t seed;
+};
+
+struct sim {
+	uv_loop_t *loop;
+	struct sim_options opt;
+	struct evp_pkey_st *key;
+	struct sim_device *devs;
+	unsigned n_devs;
+	struct sim_bluez *bluez;
+	uint8_t udp_rx[65536];
+};

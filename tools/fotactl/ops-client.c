@@ -1,0 +1,310 @@
+#define _GNU_SOURCE /* asprintf */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "api.h"
+#include "config.h"
+#include "ops-client.h"
+#include "util.h"
+
+/* Answers of the API are small; a listing of 1,000 devices is a few hundred KiB. */
+#define MAX_RESPONSE (32u * 1024 * 1024)
+
+static void quiet_diag(const char *file, int line, const char *section, const char *key,
+		       const char *message, void *user_data)
+{
+	if (user_data)
+		fprintf(stderr, "fotactl: %s:%d: %s\n", file ? file : "config", line, message);
+}
+
+static char *url_from_config(const struct fgw_config *cfg)
+{
+	char *url = NULL;
+	const char *host = cfg->api_listen && *cfg->api_listen ? cfg->api_listen : "127.0.0.1";
+	bool v6 = strchr(host, ':') != NULL;
+
+	/* A wildcard listen address is reached on loopback from the gateway itself. */
+	if (strcmp(host, "0.0.0.0") == 0)
+		host = "127.0.0.1";
+	else if (strcmp(host, "::") == 0)
+		host = "::1";
+	if (asprintf(&url, "http://%s%s%s:%d", v6 ? "[" : "", host, v6 ? "]" : "", cfg->api_port) <
+	    0)
+		return NULL;
+	return url;
+}
+
+int ops_conn_open(const struct fotactl_ctx *ctx, const struct ops_opts *o, struct ops_conn *ret)
+{
+	struct fgw_config cfg = {0};
+	const char *config = o->config ? o->config : FOTACTL_DEFAULT_CONFIG;
+	const char *url = o->url ? o->url : ctx->url;
+	const char *token_file = o->token_file;
+	bool have_cfg = false;
+	int r;
+
+	*ret = (struct ops_conn){.json = o->json || ctx->json};
+	/* The gateway's own config knows where its API listens and where its token is. */
+	if (o->config || access(config, F_OK) == 0) {
+		r = fgw_config_load_file(config, &cfg, quiet_diag, o->config ? (void *) 1 : NULL);
+		if (r < 0 && o->config) {
+			fprintf(stderr, "fotactl: cannot use config '%s'\n", config);
+			return FOTACTL_EXIT_USAGE;
+		}
+		have_cfg = r == 0;
+	}
+	if (url) {
+		ret->url = strdup(url);
+	} else if (have_cfg) {
+		ret->url = url_from_config(&cfg);
+	} else {
+		ret->url = strdup("http://127.0.0.1:8370");
+	}
+	if (!token_file && !ctx->token && have_cfg && cfg.api_token_file && *cfg.api_token_file)
+		token_file = cfg.api_token_file;
+	if (ctx->token) {
+		ret->token = strdup(ctx->token);
+	} else if (token_file) {
+		ret->token_file = strdup(token_file);
+		ret->token_err = fgw_api_token_read(token_file, &ret->token);
+	}
+	fgw_config_done(&cfg);
+	if (!ret->url || (token_file && !ret->token_file)) {
+		ops_conn_close(ret);
+		return FOTACTL_EXIT_FAILED;
+	}
+	while (strlen(ret->url) > 0 && ret->url[strlen(ret->url) - 1] == '/')
+		ret->url[strlen(ret->url) - 1] = '\0';
+	ret->curl = curl_easy_init();
+	if (!ret->curl) {
+		ops_conn_close(ret);
+		return FOTACTL_EXIT_FAILED;
+	}
+	return 0;
+}
+
+void ops_conn_close(struct ops_conn *c)
+{
+	if (c->curl)
+		curl_easy_cleanup(c->curl);
+	if (c->token)
+		explicit_bzero(c->token, strlen(c->token));
+	free(c->token);
+	free(c->token_file);
+	free(c->url);
+	*c = (struct ops_conn){0};
+}
+
+struct buf {
+	char *data;
+	size_t len;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t n, void *user_data)
+{
+	struct buf *b = user_data;
+	size_t add = size * n;
+	char *p;
+
+	if (b->len + add > MAX_RESPONSE)
+		return 0; /* curl reports a write error */
+	p = realloc(b->data, b->len + add + 1);
+	if (!p)
+		return 0;
+	memcpy(p + b->len, ptr, add);
+	b->data = p;
+	b->len += add;
+	b->data[b->len] = '\0';
+	return add;
+}
+
+int ops_request(struct ops_conn *c, const char *method, const char *path, const char *body,
+		long *ret_status, cJSON **ret_json, char *err, size_t err_size)
+{
+	_cleanup_free_ char *url = NULL, *auth = NULL;
+	struct curl_slist *hdrs = NULL;
+	struct buf b = {0};
+	CURLcode rc;
+	CURL *h = c->curl;
+
+	if (asprintf(&url, "%s%s", c->url, path) < 0)
+		return -ENOMEM;
+	curl_easy_reset(h);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	if (strcmp(method, "POST") == 0) {
+		curl_easy_setopt(h, CURLOPT_POST, 1L);
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		if (c->token) {
+			if (asprintf(&auth, "Authorization: Bearer %s", c->token) < 0) {
+				curl_slist_free_all(hdrs);
+				return -ENOMEM;
+			}
+			hdrs = curl_slist_append(hdrs, auth);
+		}
+	}
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	rc = curl_easy_perform(h);
+	curl_slist_free_all(hdrs);
+	if (auth)
+		explicit_bzero(auth, strlen(auth));
+	if (rc != CURLE_OK) {
+		if (err)
+			snprintf(err, err_size, "cannot reach fotagwd at %s: %s", c->url,
+				 curl_easy_strerror(rc));
+		free(b.data);
+		return rc == CURLE_OUT_OF_MEMORY ? -ENOMEM : -EIO;
+	}
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, ret_status);
+	*ret_json = b.data ? cJSON_ParseWithLength(b.data, b.len) : NULL;
+	free(b.data);
+	return 0;
+}
+
+cJSON *ops_get(struct ops_conn *c, const char *path)
+{
+	char err[512];
+	long status = 0;
+	cJSON *j = NULL;
+
+	if (ops_request(c, "GET", path, NULL, &status, &j, err, sizeof(err)) < 0) {
+		fprintf(stderr, "fotactl: %s\n", err);
+		return NULL;
+	}
+	if (status != 200 || !j) {
+		fprintf(stderr, "fotactl: GET %s: HTTP %ld: %s\n", path, status,
+			ops_str(j, "message"));
+		cJSON_Delete(j);
+		return NULL;
+	}
+	return j;
+}
+
+char *ops_escape(struct ops_conn *c, const char *s)
+{
+	char *e = curl_easy_escape(c->curl, s, 0);
+	char *r = e ? strdup(e) : NULL;
+
+	curl_free(e);
+	return r;
+}
+
+/* ---- tables ---- */
+
+struct ops_table {
+	size_t n_cols, n_rows;
+	char **cells; /* n_rows * n_cols, row 0 = headers */
+};
+
+struct ops_table *ops_table_new(size_t n_cols, const char *const *headers)
+{
+	struct ops_table *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->n_cols = n_cols;
+	ops_table_add(t, headers);
+	return t;
+}
+
+void ops_table_add(struct ops_table *t, const char *const *cells)
+{
+	char **p;
+
+	if (!t)
+		return;
+	p = realloc(t->cells, (t->n_rows + 1) * t->n_cols * sizeof(char *));
+	if (!p)
+		return;
+	t->cells = p;
+	for (size_t i = 0; i < t->n_cols; i++)
+		p[t->n_rows * t->n_cols + i] = strdup(cells[i] ? cells[i] : "-");
+	t->n_rows++;
+}
+
+void ops_table_print(struct ops_table *t, FILE *out)
+{
+	size_t w[32] = {0};
+
+	if (!t || t->n_cols > ARRAY_SIZE(w))
+		return;
+	for (size_t r = 0; r < t->n_rows; r++)
+		for (size_t i = 0; i < t->n_cols; i++) {
+			const char *s = t->cells[r * t->n_cols + i];
+			w[i] = FGW_MAX(w[i], s ? strlen(s) : 1);
+		}
+	for (size_t r = 0; r < t->n_rows; r++) {
+		for (size_t i = 0; i < t->n_cols; i++) {
+			const char *s = t->cells[r * t->n_cols + i];
+			/* The last column is not padded: no trailing blanks. */
+			if (i + 1 == t->n_cols)
+				fprintf(out, "%s", s ? s : "?");
+			else
+				fprintf(out, "%-*s  ", (int) w[i], s ? s : "?");
+		}
+		fputc('\n', out);
+	}
+}
+
+void ops_table_free(struct ops_table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n_rows * t->n_cols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	free(t);
+}
+
+/* ---- fields ---- */
+
+const char *ops_str(const cJSON *o, const char *key)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsString(v) ? v->valuestring : "-";
+}
+
+const char *ops_int(const cJSON *o, const char *key, char *buf, size_t size)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	if (!cJSON_IsNumber(v))
+		return "-";
+	snprintf(buf, size, "%.0f", v->valuedouble);
+	return buf;
+}
+
+double ops_num(const cJSON *o, const char *key, double dflt)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+	return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+const char *ops_time(const cJSON *o, const char *key, char *buf, size_t size)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+	time_t t;
+	struct tm tm;
+
+	if (!cJSON_IsNumber(v))
+		return "-";
+	t = (time_t) (v->valuedouble / 1000.0);
+	if (!localtime_r(&t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		return "-";
+	return buf;
+}

@@ -1,0 +1,84 @@
+/*
+ * The ops side of fotactl: a small blocking REST client for fotagwd (libcurl easy; blocking
+ * is fine in a CLI), where to find the gateway (--url, else [api] listen/port of the
+ * gateway's config), the bearer token (--token, --token-file, else [api] token_file), and
+ * aligned tables for people.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "fotactl.h"
+
+#define FOTACTL_DEFAULT_CONFIG "/etc/fotagw/fotagw.conf"
+
+/* Where and how to talk to fotagwd, resolved from the options and the gateway's config. */
+struct ops_conn {
+	char *url;	  /* "http://127.0.0.1:8370", no trailing slash */
+	char *token;	  /* NULL: none known */
+	char *token_file; /* where the token came from, for messages */
+	int token_err;	  /* why the token file could not be read, 0 if it could */
+	bool json;
+	void *curl; /* CURL *, reused across requests (keep-alive) */
+};
+
+/* The options every ops command takes after its name (besides the global ones). */
+struct ops_opts {
+	const char *url, *token_file, *config;
+	bool json;
+};
+
+/*
+ * Resolves the connection: explicit options first, then the global ones in @ctx, then the
+ * gateway config (@o->config, else FOTACTL_DEFAULT_CONFIG if it exists), then the built-in
+ * defaults. Returns 0 or an exit code (usage or failure) after printing why.
+ */
+int ops_conn_open(const struct fotactl_ctx *ctx, const struct ops_opts *o, struct ops_conn *ret);
+void ops_conn_close(struct ops_conn *c);
+
+/*
+ * One request. 0 with the HTTP status and the parsed JSON body (NULL if not JSON), or -errno
+ * when the gateway could not be reached (message printed to @err unless NULL). @body may be
+ * NULL. POSTs carry the token when one is known.
+ */
+int ops_request(struct ops_conn *c, const char *method, const char *path, const char *body,
+		long *ret_status, cJSON **ret_json, char *err, size_t err_size);
+
+/*
+ * GET @path expecting 200 and JSON; on anything else prints the gateway's error message
+ * and returns NULL.
+ */
+cJSON *ops_get(struct ops_conn *c, const char *path);
+
+/* Percent-encodes @s for a path segment or query value; malloc'd. */
+char *ops_escape(struct ops_conn *c, const char *s);
+
+/* Aligned text tables: add cells row by row, then print. Cells are copied. */
+struct ops_table;
+struct ops_table *ops_table_new(size_t n_cols, const char *const *headers);
+void ops_table_add(struct ops_table *t, const char *const *cells);
+void ops_table_print(struct ops_table *t, FILE *out);
+void ops_table_free(struct ops_table *t);
+
+/* Field helpers for printing; never NULL ("-" for missing/null). */
+const char *ops_str(const cJSON *o, const char *key);
+/* Integer field as text, "-" for missing/null. @buf of at least 24 bytes. */
+const char *ops_int(const cJSON *o, const char *key, char *buf, size_t size);
+double ops_num(const cJSON *o, const char *key, double dflt);
+/* Unix ms to "YYYY-MM-DD HH:MM:SS" local time, "-" for null. */
+const char *ops_time(const cJSON *o, const char *key, char *buf, size_t size);
+
+/* Commands (ops.c, watch.c). */
+int fotactl_devices(const struct fotactl_ctx *ctx, int argc, char **argv);
+int fotactl_device(const struct fotactl_ctx *ctx, int argc, char **argv);
+int fotactl_rollout(const struct fotactl_ctx *ctx, int argc, char **argv);
+int fotactl_releases(const struct fotactl_ctx *ctx, int argc, char **argv);
+int fotactl_pause(const struct fotactl_ctx *ctx, int argc, char **argv);
+int fotactl_resume(const struct fotactl_ctx *ctx, int argc, char **argv);
+int fotactl_retry(const struct fotactl_ctx *ctx, int argc, char **argv);
+int fotactl_watch(const struct fotactl_ctx *ctx, int argc, char **argv);
+extern const char fotactl_ops_usage[];
+extern const char fotactl_watch_usage[];

@@ -1,0 +1,604 @@
+/*
+ * fotactl ops commands: what the gateway is doing (devices, device, rollout, releases) and
+ * the three actions (pause, resume, retry), over fotagwd's REST API. Tables for people,
+ * --json for scripts (the API's own JSON, pages of a listing merged into one document).
+ */
+#define _GNU_SOURCE /* asprintf */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops-client.h"
+#include "util.h"
+
+const char fotactl_ops_usage[] =
+    "devices [--state S[,S...]] [--group G] [--release R] [--limit N]\n"
+    "                               devices in address order, all pages\n"
+    "device ADDR                    one device: images, job, recent events\n"
+    "rollout                        the current rollout: counts, failure rate, failures\n"
+    "releases                       releases the gateway knows\n"
+    "pause [--reason TEXT]          halt the current rollout (needs the token)\n"
+    "resume                         resume it (needs the token)\n"
+    "retry ADDR                     schedule a device's job again now (needs the token)\n"
+    "  ops options after the command: --json, --url URL (default: [api] of the gateway\n"
+    "  config), --token-file F (default: [api] token_file), --config F (default\n"
+    "  " FOTACTL_DEFAULT_CONFIG "); --url, --token and --json also work before it\n";
+
+enum {
+	OPT_URL = 0x100,
+	OPT_TOKEN_FILE,
+	OPT_CONFIG,
+	OPT_JSON,
+	OPT_STATE,
+	OPT_GROUP,
+	OPT_RELEASE,
+	OPT_LIMIT,
+	OPT_REASON,
+};
+
+#define COMMON_OPTS                                                                                \
+	{"url", required_argument, NULL, OPT_URL},                                                 \
+	    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},                               \
+	    {"config", required_argument, NULL, OPT_CONFIG},                                       \
+	    {"json", no_argument, NULL, OPT_JSON},                                                 \
+	{                                                                                          \
+		"help", no_argument, NULL, 'h'                                                     \
+	}
+
+/* Handles the options every ops command takes; 1 if @c was one of them. */
+static int common_opt(int c, struct ops_opts *o)
+{
+	switch (c) {
+	case OPT_URL:
+		o->url = optarg;
+		return 1;
+	case OPT_TOKEN_FILE:
+		o->token_file = optarg;
+		return 1;
+	case OPT_CONFIG:
+		o->config = optarg;
+		return 1;
+	case OPT_JSON:
+		o->json = true;
+		return 1;
+	}
+	return 0;
+}
+
+static int bad_usage(const char *cmd)
+{
+	fprintf(stderr, "Usage: fotactl %s\n%s", cmd, fotactl_ops_usage);
+	return FOTACTL_EXIT_USAGE;
+}
+
+static void print_json(const cJSON *j)
+{
+	char *s = cJSON_Print(j);
+
+	if (s)
+		puts(s);
+	free(s);
+}
+
+/* ---- devices ---- */
+
+static const char *job_progress(const cJSON *job, char *buf, size_t size)
+{
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(job, "progress");
+	double off = ops_num(job, "offset", -1);
+
+	if (cJSON_IsObject(p) && ops_num(p, "total", 0) > 0)
+		snprintf(buf, size, "img %s %.1f%%", ops_int(p, "image", (char[24]){0}, 24),
+			 ops_num(p, "percent", 0));
+	else if (cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(job, "image")) && off >= 0)
+		snprintf(buf, size, "img %s @%.0f KiB", ops_int(job, "image", (char[24]){0}, 24),
+			 off / 1024);
+	else
+		snprintf(buf, size, "-");
+	return buf;
+}
+
+static void device_row(struct ops_table *t, const cJSON *d)
+{
+	const cJSON *job = cJSON_GetObjectItemCaseSensitive(d, "job");
+	char att[24], prog[64];
+	const char *cells[] = {
+	    ops_str(d, "address"),
+	    ops_str(d, "name"),
+	    ops_str(d, "group"),
+	    ops_str(d, "state"),
+	    cJSON_IsObject(job) ? ops_str(job, "release") : "-",
+	    cJSON_IsObject(job) ? job_progress(job, prog, sizeof(prog)) : "-",
+	    cJSON_IsObject(job) ? ops_int(job, "attempts", att, sizeof(att)) : "-",
+	    cJSON_IsObject(job) ? ops_str(job, "reason") : "-",
+	};
+
+	ops_table_add(t, cells);
+}
+
+int fotactl_devices(const struct fotactl_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    COMMON_OPTS,
+	    {"state", required_argument, NULL, OPT_STATE},
+	    {"group", required_argument, NULL, OPT_GROUP},
+	    {"release", required_argument, NULL, OPT_RELEASE},
+	    {"limit", required_argument, NULL, OPT_LIMIT},
+	    {},
+	};
+	static const char *const headers[] = {"ADDRESS", "NAME",     "GROUP", "STATE",
+					      "RELEASE", "PROGRESS", "TRIES", "REASON"};
+	const char *state = NULL, *group = NULL, *release = NULL;
+	struct ops_opts o = {0};
+	struct ops_conn conn;
+	struct ops_table *t = NULL;
+	cJSON *all = NULL, *list, *page = NULL;
+	_cleanup_free_ char *cursor = NULL;
+	int64_t limit = INT64_MAX, shown = 0;
+	int c, r = FOTACTL_EXIT_FAILED;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (common_opt(c, &o))
+			continue;
+		switch (c) {
+		case OPT_STATE:
+			state = optarg;
+			break;
+		case OPT_GROUP:
+			group = optarg;
+			break;
+		case OPT_RELEASE:
+			release = optarg;
+			break;
+		case OPT_LIMIT:
+			if (fgw_parse_int64(optarg, 1, INT64_MAX, &limit) < 0)
+				return bad_usage("devices");
+			break;
+		default:
+			return bad_usage("devices");
+		}
+	}
+	if (optind != argc)
+		return bad_usage("devices");
+	r = ops_conn_open(ctx, &o, &conn);
+	if (r)
+		return r;
+	r = FOTACTL_EXIT_FAILED;
+	all = cJSON_CreateObject();
+	list = cJSON_AddArrayToObject(all, "devices");
+	if (!conn.json)
+		t = ops_table_new(ARRAY_SIZE(headers), headers);
+	/* Follow the cursor to the end (or to --limit): people want the whole list. */
+	do {
+		_cleanup_free_ char *path = NULL, *qs = NULL, *qg = NULL, *qr = NULL, *qc = NULL;
+		const cJSON *d, *next;
+		int64_t want = FGW_MIN(limit - shown, (int64_t) 1000);
+
+		qs = state ? ops_escape(&conn, state) : NULL;
+		qg = group ? ops_escape(&conn, group) : NULL;
+		qr = release ? ops_escape(&conn, release) : NULL;
+		qc = cursor ? ops_escape(&conn, cursor) : NULL;
+		if (asprintf(&path, "/v1/devices?limit=%lld%s%s%s%s%s%s%s%s", (long long) want,
+			     qs ? "&state=" : "", qs ? qs : "", qg ? "&group=" : "", qg ? qg : "",
+			     qr ? "&release=" : "", qr ? qr : "", qc ? "&cursor=" : "",
+			     qc ? qc : "") < 0)
+			goto out;
+		cJSON_Delete(page);
+		page = ops_get(&conn, path);
+		if (!page)
+			goto out;
+		cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(page, "devices"))
+		{
+			if (shown >= limit)
+				break;
+			if (t)
+				device_row(t, d);
+			else
+				cJSON_AddItemToArray(list, cJSON_Duplicate(d, true));
+			shown++;
+		}
+		next = cJSON_GetObjectItemCaseSensitive(page, "next_cursor");
+		free(cursor);
+		cursor = cJSON_IsString(next) ? strdup(next->valuestring) : NULL;
+	} while (cursor && shown < limit);
+
+	if (t) {
+		ops_table_print(t, stdout);
+		printf("%lld device%s%s%s\n", (long long) shown, shown == 1 ? "" : "s",
+		       cursor ? " (more: raise --limit)" : "",
+		       cJSON_IsString(cJSON_GetObjectItemCaseSensitive(page, "release"))
+			   ? ""
+			   : " (no current release)");
+	} else {
+		cJSON_AddItemToObject(
+		    all, "release",
+		    cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(page, "release"), true));
+		print_json(all);
+	}
+	r = 0;
+out:
+	cJSON_Delete(page);
+	cJSON_Delete(all);
+	ops_table_free(t);
+	ops_conn_close(&conn);
+	return r;
+}
+
+/* ---- one device ---- */
+
+static void flags_text(const cJSON *flags, char *buf, size_t size)
+{
+	static const char *const names[] = {"active", "confirmed", "pending", "permanent",
+					    "bootable"};
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(flags, names[i])))
+			n += (size_t) snprintf(buf + n, n < size ? size - n : 0, "%s%s",
+					       n ? "," : "", names[i]);
+	if (!buf[0])
+		snprintf(buf, size, "-");
+}
+
+static void print_device(const cJSON *d)
+{
+	const cJSON *job = cJSON_GetObjectItemCaseSensitive(d, "job"), *it;
+	char b1[64], b2[64], prog[64];
+	struct ops_table *t;
+
+	printf("Address:     %s\n", ops_str(d, "address"));
+	printf("Name:        %s\n", ops_str(d, "name"));
+	printf("Transport:   %s\n", ops_str(d, "transport"));
+	printf("Board:       %s\n", ops_str(d, "board"));
+	printf("Group:       %s\n", ops_str(d, "group"));
+	printf("RSSI:        %s\n", ops_int(d, "rssi", b1, sizeof(b1)));
+	printf("Last seen:   %s\n", ops_time(d, "last_seen", b2, sizeof(b2)));
+	printf("State:       %s\n", ops_str(d, "state"));
+	if (cJSON_IsObject(job)) {
+		printf("Job:         #%s for release %s, %s\n", ops_int(job, "id", b1, sizeof(b1)),
+		       ops_str(job, "release"), ops_str(job, "state"));
+		printf("  Progress:  %s\n", job_progress(job, prog, sizeof(prog)));
+		printf("  Attempts:  %s\n", ops_int(job, "attempts", b1, sizeof(b1)));
+		printf("  Next try:  %s\n", ops_time(job, "next_attempt_at", b2, sizeof(b2)));
+		printf("  Reason:    %s\n", ops_str(job, "reason"));
+		printf("  Canary:    %s\n",
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(job, "canary")) ? "yes"
+										     : "no");
+		printf("  Results:   app %s, net %s\n", ops_str(job, "app_result"),
+		       ops_str(job, "net_result"));
+		printf("  Started:   %s\n", ops_time(job, "started_at", b2, sizeof(b2)));
+		printf("  Finished:  %s\n", ops_time(job, "finished_at", b2, sizeof(b2)));
+	} else {
+		printf("Job:         none for the current release\n");
+	}
+
+	printf("\nImages:\n");
+	t = ops_table_new(5, (const char *const[]){"IMAGE", "SLOT", "VERSION", "FLAGS", "HASH"});
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(d, "images"))
+	{
+		char img[24], slot[24], flags[64];
+		flags_text(cJSON_GetObjectItemCaseSensitive(it, "flags"), flags, sizeof(flags));
+		ops_table_add(t, (const char *const[]){ops_int(it, "image", img, sizeof(img)),
+						       ops_int(it, "slot", slot, sizeof(slot)),
+						       ops_str(it, "version"), flags,
+						       ops_str(it, "hash")});
+	}
+	ops_table_print(t, stdout);
+	ops_table_free(t);
+
+	printf("\nRecent events:\n");
+	t = ops_table_new(5, (const char *const[]){"TIME", "KIND", "FROM", "TO", "DETAIL"});
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(d, "events"))
+	{
+		char at[64];
+		ops_table_add(t, (const char *const[]){ops_time(it, "at", at, sizeof(at)),
+						       ops_str(it, "kind"), ops_str(it, "from"),
+						       ops_str(it, "to"), ops_str(it, "detail")});
+	}
+	ops_table_print(t, stdout);
+	ops_table_free(t);
+}
+
+int fotactl_device(const struct fotactl_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {COMMON_OPTS, {}};
+	_cleanup_free_ char *path = NULL, *addr = NULL;
+	struct ops_opts o = {0};
+	struct ops_conn conn;
+	cJSON *d;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+		if (!common_opt(c, &o))
+			return bad_usage("device ADDR");
+	if (optind + 1 != argc)
+		return bad_usage("device ADDR");
+	r = ops_conn_open(ctx, &o, &conn);
+	if (r)
+		return r;
+	addr = ops_escape(&conn, argv[optind]);
+	if (!addr || asprintf(&path, "/v1/devices/%s", addr) < 0) {
+		ops_conn_close(&conn);
+		return FOTACTL_EXIT_FAILED;
+	}
+	d = ops_get(&conn, path);
+	if (d) {
+		if (conn.json)
+			print_json(d);
+		else
+			print_device(d);
+	}
+	cJSON_Delete(d);
+	ops_conn_close(&conn);
+	return d ? 0 : FOTACTL_EXIT_FAILED;
+}
+
+/* ---- rollout ---- */
+
+static void print_rollout(const cJSON *ro)
+{
+	const cJSON *rel = cJSON_GetObjectItemCaseSensitive(ro, "release");
+	const cJSON *canary = cJSON_GetObjectItemCaseSensitive(ro, "canary");
+	const cJSON *counts = cJSON_GetObjectItemCaseSensitive(ro, "counts"), *it;
+	double rate = ops_num(ro, "failure_rate", -1), max = ops_num(ro, "max_failure_rate", -1);
+	char b1[24], b2[24], b3[24];
+	struct ops_table *t;
+
+	if (cJSON_IsObject(rel))
+		printf("Release:       %s (%s)\n", ops_str(rel, "id"), ops_str(rel, "version"));
+	else
+		printf("Release:       none verified yet\n");
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ro, "halted")))
+		printf("Halted:        YES, by %s: %s\n", ops_str(ro, "halted_by"),
+		       ops_str(ro, "halted_reason"));
+	else
+		printf("Halted:        no\n");
+	printf("Devices:       %s, %s in progress\n", ops_int(ro, "total_devices", b1, sizeof(b1)),
+	       ops_int(ro, "in_progress", b2, sizeof(b2)));
+	if (rate >= 0 && max >= 0)
+		printf("Failure rate:  %.1f%% (halts above %.1f%%)\n", 100 * rate, 100 * max);
+	else if (rate >= 0)
+		printf("Failure rate:  %.1f%%\n", 100 * rate);
+	printf("Canary:        %s (%s done, %s failed of %s)\n", ops_str(canary, "status"),
+	       ops_int(canary, "done", b1, sizeof(b1)), ops_int(canary, "failed", b2, sizeof(b2)),
+	       ops_int(canary, "total", b3, sizeof(b3)));
+
+	printf("\n");
+	t = ops_table_new(2, (const char *const[]){"STATE", "DEVICES"});
+	cJSON_ArrayForEach(it, counts)
+	{
+		char n[24];
+		if (cJSON_IsNumber(it) && it->valuedouble > 0)
+			ops_table_add(
+			    t, (const char *const[]){it->string,
+						     ops_int(counts, it->string, n, sizeof(n))});
+	}
+	ops_table_print(t, stdout);
+	ops_table_free(t);
+
+	if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(ro, "failure_reasons")) > 0) {
+		printf("\nFailures by reason:\n");
+		t = ops_table_new(2, (const char *const[]){"REASON", "DEVICES"});
+		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(ro, "failure_reasons"))
+		{
+			char n[24];
+			ops_table_add(t, (const char *const[]){ops_str(it, "reason"),
+							       ops_int(it, "count", n, sizeof(n))});
+		}
+		ops_table_print(t, stdout);
+		ops_table_free(t);
+		printf("\nRecent failures:\n");
+		t = ops_table_new(
+		    5, (const char *const[]){"TIME", "ADDRESS", "STATE", "TRIES", "REASON"});
+		cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(ro, "failures"))
+		{
+			char at[64], n[24];
+			ops_table_add(
+			    t, (const char *const[]){ops_time(it, "at", at, sizeof(at)),
+						     ops_str(it, "address"), ops_str(it, "state"),
+						     ops_int(it, "attempts", n, sizeof(n)),
+						     ops_str(it, "reason")});
+		}
+		ops_table_print(t, stdout);
+		ops_table_free(t);
+	}
+}
+
+static int simple_get(const struct fotactl_ctx *ctx, int argc, char **argv, const char *cmd,
+		      const char *path, void (*print)(const cJSON *))
+{
+	static const struct option opts[] = {COMMON_OPTS, {}};
+	struct ops_opts o = {0};
+	struct ops_conn conn;
+	cJSON *j;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+		if (!common_opt(c, &o))
+			return bad_usage(cmd);
+	if (optind != argc)
+		return bad_usage(cmd);
+	r = ops_conn_open(ctx, &o, &conn);
+	if (r)
+		return r;
+	j = ops_get(&conn, path);
+	if (j) {
+		if (conn.json)
+			print_json(j);
+		else
+			print(j);
+	}
+	cJSON_Delete(j);
+	ops_conn_close(&conn);
+	return j ? 0 : FOTACTL_EXIT_FAILED;
+}
+
+int fotactl_rollout(const struct fotactl_ctx *ctx, int argc, char **argv)
+{
+	return simple_get(ctx, argc, argv, "rollout", "/v1/rollout", print_rollout);
+}
+
+static void print_releases(const cJSON *j)
+{
+	struct ops_table *t =
+	    ops_table_new(7, (const char *const[]){"ID", "VERSION", "SEQ", "STATE", "CURRENT",
+						   "SIZE", "CREATED"});
+	const cJSON *it;
+
+	cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(j, "releases"))
+	{
+		const cJSON *bundle = cJSON_GetObjectItemCaseSensitive(it, "bundle");
+		char seq[24], size[24], at[64];
+		ops_table_add(
+		    t, (const char *const[]){
+			   ops_str(it, "id"), ops_str(it, "version"),
+			   ops_int(it, "sequence", seq, sizeof(seq)), ops_str(it, "state"),
+			   cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "current")) ? "*" : "",
+			   ops_int(bundle, "size", size, sizeof(size)),
+			   ops_time(it, "created_at", at, sizeof(at))});
+	}
+	ops_table_print(t, stdout);
+	ops_table_free(t);
+}
+
+int fotactl_releases(const struct fotactl_ctx *ctx, int argc, char **argv)
+{
+	return simple_get(ctx, argc, argv, "releases", "/v1/releases", print_releases);
+}
+
+/* ---- actions ---- */
+
+static int post(struct ops_conn *conn, const char *path, const char *body, const char *what)
+{
+	char err[512];
+	long status = 0;
+	cJSON *j = NULL;
+	int r;
+
+	if (!conn->token) {
+		if (conn->token_file)
+			fprintf(stderr, "fotactl: cannot read token file '%s': %s\n",
+				conn->token_file,
+				conn->token_err == -EINVAL ? "not a token (16 to 4096 visible "
+							     "ASCII characters)"
+							   : strerror(-conn->token_err));
+		else
+			fprintf(stderr,
+				"fotactl: %s needs the API token: give --token-file FILE "
+				"(or set [api] token_file in the gateway config)\n",
+				what);
+		return FOTACTL_EXIT_FAILED;
+	}
+	r = ops_request(conn, "POST", path, body, &status, &j, err, sizeof(err));
+	if (r < 0) {
+		fprintf(stderr, "fotactl: %s\n", err);
+		return FOTACTL_EXIT_FAILED;
+	}
+	if (status < 200 || status > 299) {
+		fprintf(stderr, "fotactl: %s refused: HTTP %ld: %s\n", what, status,
+			ops_str(j, "message"));
+		cJSON_Delete(j);
+		return FOTACTL_EXIT_FAILED;
+	}
+	if (conn->json)
+		print_json(j);
+	else if (cJSON_IsObject(j) && cJSON_GetObjectItemCaseSensitive(j, "changed"))
+		printf("rollout %s%s\n",
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "halted")) ? "halted"
+										   : "running",
+		       cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "changed"))
+			   ? ""
+			   : " (it already was)");
+	else
+		printf("%s: done\n", what);
+	cJSON_Delete(j);
+	return 0;
+}
+
+int fotactl_pause(const struct fotactl_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    COMMON_OPTS, {"reason", required_argument, NULL, OPT_REASON}, {}};
+	const char *reason = NULL;
+	struct ops_opts o = {0};
+	struct ops_conn conn;
+	char *body = NULL;
+	cJSON *b;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (common_opt(c, &o))
+			continue;
+		if (c != OPT_REASON)
+			return bad_usage("pause [--reason TEXT]");
+		reason = optarg;
+	}
+	if (optind != argc)
+		return bad_usage("pause [--reason TEXT]");
+	r = ops_conn_open(ctx, &o, &conn);
+	if (r)
+		return r;
+	if (reason) {
+		b = cJSON_CreateObject();
+		if (b && cJSON_AddStringToObject(b, "reason", reason))
+			body = cJSON_PrintUnformatted(b);
+		cJSON_Delete(b);
+		if (!body) {
+			ops_conn_close(&conn);
+			return FOTACTL_EXIT_FAILED;
+		}
+	}
+	r = post(&conn, "/v1/rollout/pause", body, "pause");
+	free(body);
+	ops_conn_close(&conn);
+	return r;
+}
+
+int fotactl_resume(const struct fotactl_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {COMMON_OPTS, {}};
+	struct ops_opts o = {0};
+	struct ops_conn conn;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+		if (!common_opt(c, &o))
+			return bad_usage("resume");
+	if (optind != argc)
+		return bad_usage("resume");
+	r = ops_conn_open(ctx, &o, &conn);
+	if (r)
+		return r;
+	r = post(&conn, "/v1/rollout/resume", NULL, "resume");
+	ops_conn_close(&conn);
+	return r;
+}
+
+int fotactl_retry(const struct fotactl_ctx *ctx, int argc, char **argv)
+{
+	static const struct option opts[] = {COMMON_OPTS, {}};
+	_cleanup_free_ char *path = NULL, *addr = NULL;
+	struct ops_opts o = {0};
+	struct ops_conn conn;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
+		if (!common_opt(c, &o))
+			return bad_usage("retry ADDR");
+	if (optind + 1 != argc)
+		return bad_usage("retry ADDR");
+	r = ops_conn_open(ctx, &o, &conn);
+	if (r)
+		return r;
+	addr = ops_escape(&conn, argv[optind]);
+	if (!addr || asprintf(&path, "/v1/devices/%s/retry", addr) < 0) {
+		ops_conn_close(&conn);
+		return FOTACTL_EXIT_FAILED;
+	}
+	r = post(&conn, path, NULL, "retry");
+	ops_conn_close(&conn);
+	return r;
+}
