@@ -2,10 +2,12 @@
  * fotagw-smp: a field engineer's SMP client on top of lib/smp and lib/upload, like the mcumgr
  * CLI but with a pipelined upload. One command per run; --json for every command.
  *
- *   fotagw-smp [--transport udp:HOST[:PORT]] [--json] [--timeout MS] COMMAND ...
+ *   fotagw-smp [--transport udp:HOST[:PORT]|ble:AA:BB:CC:DD:EE:FF] [--json] [--timeout MS]
+ *              COMMAND ...
  *     echo TEXT | reset [--force] | params | info
  *     image list | image slots | image upload FILE [--image N] [--window N]
  *     image test HASH | image confirm [HASH] | image erase [--slot N]
+ *   fotagw-smp scan [--seconds N]     (BLE devices listing the SMP service)
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -23,6 +25,10 @@
 #include "transport.h"
 #include "upload.h"
 #include "util.h"
+#ifdef FGW_WITH_BLE
+#include "bluez.h"
+#include "transport-ble.h"
+#endif
 
 #define MAX_IMAGE_SIZE (64u << 20) /* nRF5340 slots are < 1 MiB; refuse absurd files */
 
@@ -37,10 +43,13 @@ enum cmd {
 	CMD_IMAGE_TEST,
 	CMD_IMAGE_CONFIRM,
 	CMD_IMAGE_ERASE,
+	CMD_SCAN,
 };
 
 struct tool {
 	uv_loop_t loop;
+	struct fgw_bluez *bluez; /* ble: only; keeps the loop alive until freed */
+	unsigned scan_seconds;
 	struct fgw_transport *t;
 	struct fgw_smp_client *c;
 	struct fgw_upload *up;
@@ -156,7 +165,8 @@ static int parse_host_port(const char *rest, char *host, size_t size, uint16_t *
 	return 0;
 }
 
-static int transport_from_spec(uv_loop_t *loop, const char *spec, struct fgw_transport **ret)
+static int transport_from_spec(uv_loop_t *loop, const char *spec, struct fgw_bluez **bluez,
+			       struct fgw_transport **ret)
 {
 	const char *colon = strchr(spec, ':');
 	char scheme[16], host[128];
@@ -184,7 +194,30 @@ static int transport_from_spec(uv_loop_t *loop, const char *spec, struct fgw_tra
 				colon + 1);
 		return r;
 	}
+#ifdef FGW_WITH_BLE
+	if (!strcmp(scheme, "ble")) {
+		struct fgw_bluez_options o;
+
+		/* bluetoothd on the system bus (DBUS_SYSTEM_BUS_ADDRESS); scanning only while
+		 * the link looks for the device */
+		fgw_bluez_options_init(&o);
+		o.scan = false;
+		r = fgw_bluez_new(loop, &o, bluez);
+		if (r < 0) {
+			fprintf(stderr, "fotagw-smp: cannot reach bluetoothd: %s\n", strerror(-r));
+			return r;
+		}
+		r = fgw_transport_ble_new(*bluez, colon + 1, ret);
+		if (r < 0)
+			fprintf(stderr,
+				"fotagw-smp: bad ble address '%s' (want AA:BB:CC:DD:EE:FF)\n",
+				colon + 1);
+		return r;
+	}
+	fprintf(stderr, "fotagw-smp: unknown transport '%s' (supported: udp, ble)\n", scheme);
+#else
 	fprintf(stderr, "fotagw-smp: unknown transport '%s' (supported: udp)\n", scheme);
+#endif
 	return -EPROTONOSUPPORT;
 }
 
@@ -435,6 +468,7 @@ static int handle_answer(struct tool *tl, const struct fgw_smp_rsp *rsp)
 			printf("erased\n");
 		break;
 	case CMD_IMAGE_UPLOAD:
+	case CMD_SCAN:
 		break;
 	}
 	return r;
@@ -636,6 +670,9 @@ static void run_command(struct tool *tl)
 		/* erase is synchronous on the device: tens of seconds on external flash */
 		send_req(tl, b_erase, FGW_MAX(tl->timeout_ms, 75000u));
 		break;
+	case CMD_SCAN: /* handled in main(), without a transport */
+		finish(tl, 2);
+		break;
 	}
 }
 
@@ -644,6 +681,10 @@ static void on_state(struct fgw_smp_client *c, int err, void *user_data)
 	struct tool *tl = user_data;
 
 	if (err < 0) {
+#ifdef FGW_WITH_BLE
+		if (tl->bluez && *fgw_transport_ble_last_error(tl->t))
+			fprintf(stderr, "fotagw-smp: %s\n", fgw_transport_ble_last_error(tl->t));
+#endif
 		if (tl->exit_code < 0)
 			fail(tl, "link lost", err, NULL);
 		return;
@@ -658,6 +699,8 @@ static void finish(struct tool *tl, int code)
 		tl->exit_code = code;
 	if (tl->c)
 		fgw_smp_client_close(tl->c);
+	if (tl->bluez)
+		uv_stop(&tl->loop); /* bluez' bus handles would keep the loop running */
 }
 
 /* ---- main ---- */
@@ -665,7 +708,8 @@ static void finish(struct tool *tl, int code)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: fotagw-smp [--transport udp:HOST[:PORT]] [--json] [--timeout MS] COMMAND\n"
+		"usage: fotagw-smp [--transport udp:HOST[:PORT]|ble:AA:BB:CC:DD:EE:FF] [--json]\n"
+		"                  [--timeout MS] COMMAND\n"
 		"  echo TEXT                     liveness: the device echoes TEXT\n"
 		"  reset [--force]               reboot the device\n"
 		"  params                        SMP buffer size and count\n"
@@ -676,6 +720,7 @@ static void usage(FILE *f)
 		"  image test HASH               boot HASH once at the next reset\n"
 		"  image confirm [HASH]          make HASH permanent (none: the running image)\n"
 		"  image erase [--slot N]        erase a slot (default: the device's choice)\n"
+		"  scan [--seconds N]            BLE devices with the SMP service (default 5 s)\n"
 		"options: --retries N (resend a timed-out request, not reset; default 2),\n"
 		"         --v1 (SMP v1 headers), -v (debug log), --help\n"
 		"HASH is the MCUboot image hash (SHA256 TLV) as 64 hex digits.\n");
@@ -726,6 +771,7 @@ static int parse_args(struct tool *tl, int argc, char **argv, const char **ret_t
 	    {"retries", required_argument, NULL, 'r'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"seconds", required_argument, NULL, 'S'},
 	    {},
 	};
 	int c, n;
@@ -777,6 +823,11 @@ static int parse_args(struct tool *tl, int argc, char **argv, const char **ret_t
 		case 'h':
 			usage(stdout);
 			exit(0);
+		case 'S':
+			if (fgw_parse_int64(optarg, 1, 3600, &v) < 0)
+				goto bad;
+			tl->scan_seconds = (unsigned) v;
+			break;
 		default:
 			usage(stderr);
 			return -1;
@@ -793,6 +844,8 @@ static int parse_args(struct tool *tl, int argc, char **argv, const char **ret_t
 		tl->cmd = CMD_PARAMS;
 	} else if (n == 1 && !strcmp(pos[0], "info")) {
 		tl->cmd = CMD_INFO;
+	} else if (n == 1 && !strcmp(pos[0], "scan")) {
+		tl->cmd = CMD_SCAN;
 	} else if (n >= 2 && !strcmp(pos[0], "image")) {
 		const char *sub = pos[1];
 
@@ -831,6 +884,64 @@ usage:
 	return -1;
 }
 
+#ifdef FGW_WITH_BLE
+static void scan_done(uv_timer_t *t)
+{
+	uv_stop(t->loop);
+}
+
+static void scan_print(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
+		       const struct fgw_bluez_device_info *info, void *user_data)
+{
+	struct tool *tl = user_data;
+	cJSON *arr = cJSON_GetObjectItem(tl->out, "devices"), *d;
+
+	if (!info->smp_service)
+		return;
+	if (!tl->json) {
+		printf("%s  %4d dBm  %s\n", info->addr, info->has_rssi ? info->rssi : 0,
+		       info->name ? info->name : "");
+		return;
+	}
+	d = cJSON_CreateObject();
+	cJSON_AddStringToObject(d, "addr", info->addr);
+	cJSON_AddStringToObject(d, "name", info->name ? info->name : "");
+	if (info->has_rssi)
+		cJSON_AddNumberToObject(d, "rssi", info->rssi);
+	cJSON_AddItemToArray(arr, d);
+}
+
+/* Discovery for N seconds with the SMP service filter, then the devices bluetoothd lists. */
+static int run_scan(struct tool *tl)
+{
+	struct fgw_bluez_options o;
+	uv_timer_t timer;
+	int r;
+
+	fgw_bluez_options_init(&o);
+	r = fgw_bluez_new(&tl->loop, &o, &tl->bluez);
+	if (r < 0) {
+		fprintf(stderr, "fotagw-smp: cannot reach bluetoothd: %s\n", strerror(-r));
+		return 1;
+	}
+	uv_timer_init(&tl->loop, &timer);
+	uv_timer_start(&timer, scan_done, (tl->scan_seconds ? tl->scan_seconds : 5) * 1000u, 0);
+	uv_run(&tl->loop, UV_RUN_DEFAULT);
+	r = fgw_bluez_adapter_state(tl->bluez) == FGW_BLUEZ_ADAPTER_STATE_ON ? 0 : 1;
+	if (r)
+		fprintf(stderr, "fotagw-smp: no usable adapter: %s\n",
+			fgw_bluez_last_error(tl->bluez));
+	cJSON_AddItemToObject(tl->out, "devices", cJSON_CreateArray());
+	fgw_bluez_foreach_device(tl->bluez, scan_print, tl);
+	if (tl->json)
+		print_json(tl);
+	tl->bluez = fgw_bluez_free(tl->bluez);
+	uv_close((uv_handle_t *) &timer, NULL);
+	uv_run(&tl->loop, UV_RUN_DEFAULT);
+	return r;
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	struct tool tl = {.timeout_ms = 10000, .slot = -1, .exit_code = -1, .retries = 2};
@@ -846,7 +957,18 @@ int main(int argc, char **argv)
 		return 1;
 	if (uv_loop_init(&tl.loop) < 0)
 		return 1;
-	r = transport_from_spec(&tl.loop, spec, &tl.t);
+	if (tl.cmd == CMD_SCAN) {
+#ifdef FGW_WITH_BLE
+		code = run_scan(&tl);
+#else
+		fprintf(stderr, "fotagw-smp: built without BLE\n");
+		code = 2;
+#endif
+		(void) uv_loop_close(&tl.loop);
+		cJSON_Delete(tl.out);
+		return code;
+	}
+	r = transport_from_spec(&tl.loop, spec, &tl.bluez, &tl.t);
 	if (r < 0)
 		return 2;
 	r = fgw_smp_client_new(&tl.loop, tl.t, &tl.c);
@@ -864,6 +986,9 @@ int main(int argc, char **argv)
 	tl.up = fgw_upload_free(tl.up);
 	tl.c = fgw_smp_client_free(tl.c);
 	tl.t = fgw_transport_free(tl.t);
+#ifdef FGW_WITH_BLE
+	tl.bluez = fgw_bluez_free(tl.bluez);
+#endif
 	uv_run(&tl.loop, UV_RUN_DEFAULT);
 	(void) uv_loop_close(&tl.loop);
 	cJSON_Delete(tl.out);

@@ -1,0 +1,261 @@
+/*
+ * bluez internals, shared by the files of lib/bluez (and by the unit tests' fake bluetoothd,
+ * which reuses the bus glue). Nothing outside lib/bluez and tests/unit includes this.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <systemd/sd-bus.h>
+#include <uv.h>
+
+#include "bluez.h"
+
+#define BLUEZ_SERVICE "org.bluez"
+#define BLUEZ_ADAPTER_IFACE "org.bluez.Adapter1"
+#define BLUEZ_DEVICE_IFACE "org.bluez.Device1"
+#define BLUEZ_SERVICE_IFACE "org.bluez.GattService1"
+#define BLUEZ_CHAR_IFACE "org.bluez.GattCharacteristic1"
+#define DBUS_PROPS_IFACE "org.freedesktop.DBus.Properties"
+#define DBUS_OM_IFACE "org.freedesktop.DBus.ObjectManager"
+
+/* ---- a minimal intrusive doubly linked list ---- */
+
+struct bz_list {
+	struct bz_list *prev, *next;
+};
+
+static inline void bz_list_init(struct bz_list *h)
+{
+	h->prev = h->next = h;
+}
+
+static inline bool bz_list_empty(const struct bz_list *h)
+{
+	return h->next == h;
+}
+
+static inline void bz_list_add_tail(struct bz_list *h, struct bz_list *n)
+{
+	n->prev = h->prev;
+	n->next = h;
+	h->prev->next = n;
+	h->prev = n;
+}
+
+static inline void bz_list_del(struct bz_list *n)
+{
+	n->prev->next = n->next;
+	n->next->prev = n->prev;
+	n->prev = n->next = n;
+}
+
+#define bz_list_for_each(pos, head) for ((pos) = (head)->next; (pos) != (head); (pos) = (pos)->next)
+#define bz_list_for_each_safe(pos, tmp, head)                                                      \
+	for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);                           \
+	     (pos) = (tmp), (tmp) = (pos)->next)
+
+/* ---- sd-bus on the libuv loop (bus.c) ---- */
+
+struct fgw_busio;
+/* The connection failed (sd_bus_process() < 0): @err. Called at most once. */
+typedef void (*fgw_busio_fail_cb_t)(struct fgw_busio *io, int err, void *user_data);
+
+/*
+ * Drives @bus from @loop: its fd in a uv_poll, its timeout in a uv_timer, and a uv_prepare that
+ * refreshes both before the loop sleeps (sd-bus queues writes and replies from anywhere).
+ * Takes a reference on @bus.
+ */
+int fgw_busio_new(uv_loop_t *loop, sd_bus *bus, fgw_busio_fail_cb_t fail_cb, void *user_data,
+		  struct fgw_busio **ret);
+/* Stops driving the bus, flushes and drops the reference once the handles are closed. */
+struct fgw_busio *fgw_busio_free(struct fgw_busio *io);
+/* Opens a bus connection: @address, or the system bus when NULL. Not attached to a loop. */
+int fgw_bus_open(const char *address, const char *description, sd_bus **ret);
+
+/* ---- errors (error.c) ---- */
+
+/* From a method reply: 0 if it is not an error; else the errno and a "Name: message" text. */
+int bz_reply_error(sd_bus_message *m, char *buf, size_t size);
+
+/* ---- properties (props.c) ---- */
+
+enum bz_prop_type {
+	BZ_PROP_STRING, /* s */
+	BZ_PROP_PATH,	/* o */
+	BZ_PROP_BOOL,	/* b */
+	BZ_PROP_INT16,	/* n */
+	BZ_PROP_UINT16, /* q */
+	BZ_PROP_STRV,	/* as */
+	BZ_PROP_BYTES,	/* ay */
+};
+
+struct bz_prop_value {
+	enum bz_prop_type type;
+	union {
+		const char *s;
+		bool b;
+		int16_t n;
+		uint16_t q;
+		char **strv; /* NULL-terminated, owned by the reader (freed after the callback) */
+		struct {
+			const uint8_t *data;
+			size_t len;
+		} bytes;
+	};
+};
+
+struct bz_prop_def {
+	const char *name;
+	enum bz_prop_type type;
+	int id;
+};
+
+/*
+ * Reads an a{sv} at the read position of @m. For each entry whose name is in @defs and whose
+ * variant has the expected type, calls @cb(id, value); entries of a wrong type are skipped and
+ * counted in *@ret_bad (when non-NULL); unknown names are skipped. -EBADMSG if @m does not hold
+ * an a{sv} there.
+ */
+int bz_read_props(sd_bus_message *m, const struct bz_prop_def *defs, size_t n_defs,
+		  void (*cb)(void *obj, int id, const struct bz_prop_value *v), void *obj,
+		  unsigned *ret_bad);
+/* "as" at the read position into a NULL-terminated vector; -EBADMSG if not an "as". */
+int bz_read_strv(sd_bus_message *m, char ***ret);
+void bz_strv_free(char **v);
+bool bz_strv_contains_case(char *const *v, const char *s);
+
+/* "/org/bluez/hci0/dev_AA_BB_CC_DD_EE_FF" → "AA:BB:CC:DD:EE:FF"; -EINVAL if not a device path. */
+int bz_path_to_addr(const char *path, char ret[18]);
+/* Normalises "aa:bb:..:ff" to upper case; -EINVAL if malformed. */
+int bz_addr_normalize(const char *in, char ret[18]);
+/* @path equals @prefix or lies below it ("/a/b" is below "/a"). */
+bool bz_path_has_prefix(const char *path, const char *prefix);
+
+/* ---- the object model (bluez.c) ---- */
+
+struct bz_adapter {
+	struct bz_list node;
+	char *path;
+	char name[32]; /* last path component, "hci0" */
+	bool powered;
+	bool discovering;
+};
+
+struct bz_device {
+	struct bz_list node;
+	char *path;
+	char *adapter; /* Adapter property, else derived from the path */
+	char addr[18];
+	char *name;
+	char *alias;
+	int16_t rssi;
+	bool has_rssi;
+	bool smp_service;
+	bool connected;
+	bool services_resolved;
+	uint64_t last_seen_ms;
+};
+
+struct bz_gatt_service {
+	struct bz_list node;
+	char *path;
+	char *uuid;
+	char *device;
+};
+
+struct bz_gatt_char {
+	struct bz_list node;
+	char *path;
+	char *uuid;
+	char *service;
+	bool flag_write_cmd; /* "write-without-response" */
+	bool flag_notify;
+	bool has_write_acquired; /* the WriteAcquired property exists: AcquireWrite offered */
+	bool has_notify_acquired;
+	uint16_t mtu;
+};
+
+struct bz_watch {
+	struct bz_list node;
+	unsigned id;
+	bool removed; /* removed while a dispatch runs; reaped afterwards */
+	fgw_bluez_device_cb_t device_cb;
+	fgw_bluez_adapter_cb_t adapter_cb;
+	void *user_data;
+};
+
+/* A Disconnect() in flight for a freed link: holds a connection slot until it answers. */
+struct bz_release {
+	struct bz_list node;
+	struct fgw_bluez *b;
+	sd_bus_slot *slot;
+	char *dev_path; /* a new link to this device waits until the Disconnect is answered */
+};
+
+struct fgw_bluez {
+	uv_loop_t *loop;
+	struct fgw_bluez_options opts;
+	char *opt_bus_address, *opt_adapter; /* owned copies of the option strings */
+	sd_bus *bus;
+	struct fgw_busio *io;
+	bool freeing;
+
+	char *bluez_owner; /* unique name owning org.bluez, NULL when bluetoothd is gone */
+	sd_bus_slot *match_slots[4];
+	sd_bus_slot *owner_slot, *objects_slot, *power_slot, *filter_slot, *discovery_slot;
+	bool objects_loaded;
+
+	struct bz_list adapters, devices, services, chars;
+	struct bz_adapter *adapter; /* the chosen one, or NULL */
+	enum fgw_bluez_adapter_state adapter_state;
+	bool power_requested; /* Powered=true sent for the current adapter */
+	bool filter_set;      /* SetDiscoveryFilter answered for the current adapter */
+	bool discovery_on;    /* StartDiscovery answered OK (we own a discovery session) */
+	bool want_scan;	      /* fgw_bluez_set_scan() */
+
+	struct bz_list watches;
+	unsigned next_watch_id;
+	unsigned dispatching; /* > 0 while watch callbacks run */
+
+	struct bz_list links;	 /* every fgw_bluez_link not yet freed */
+	struct bz_list releases; /* struct bz_release */
+	unsigned active;	 /* slots in use: connecting/connected links + releases */
+
+	uv_timer_t retry_timer; /* re-reads objects after a failed GetManagedObjects */
+	uv_idle_t kick;		/* runs deferred work (link pump) on the next iteration */
+	unsigned n_handles;	/* handles still open; memory goes when it drops to 0 */
+
+	char last_error[256];
+};
+
+/* Called by bluez.c when the view changes, for link.c to react. */
+/* @connected_false: the change carried Connected=false (the only disconnect signal 5.66 has). */
+void bz_links_on_device_changed(struct fgw_bluez *b, struct bz_device *d, bool connected_false);
+void bz_links_on_device_removed(struct fgw_bluez *b, struct bz_device *d);
+void bz_links_on_char_removed(struct fgw_bluez *b, struct bz_gatt_char *c);
+void bz_links_on_char_value(struct fgw_bluez *b, struct bz_gatt_char *c, const uint8_t *data,
+			    size_t len);
+void bz_links_on_adapter_changed(struct fgw_bluez *b);
+/* Starts waiting links when slots are free and devices known; safe to call any time. */
+void bz_links_pump(struct fgw_bluez *b);
+/* fgw_bluez_free(): fail every link with -ECANCELED and detach it. */
+void bz_links_detach_all(struct fgw_bluez *b);
+/* Number of links searching for their device (they want discovery on). */
+unsigned bz_links_searching(struct fgw_bluez *b);
+
+/* For on_objects_reply() and the fuzzer: parse a GetManagedObjects reply into the view, and
+ * forget it. With b->freeing set nothing is reported and no loop handle is touched. */
+int bz_objects_parse(struct fgw_bluez *b, sd_bus_message *m);
+void bz_objects_clear(struct fgw_bluez *b);
+struct bz_device *bz_device_find_addr(struct fgw_bluez *b, const char *addr);
+struct bz_gatt_char *bz_find_smp_char(struct fgw_bluez *b, struct bz_device *d);
+/* Re-evaluates whether discovery should run (scan wanted or a link searching). */
+void bz_discovery_update(struct fgw_bluez *b);
+/* Schedules bz_links_pump() on the next loop iteration. */
+void bz_kick(struct fgw_bluez *b);
+/* Async call to org.bluez with the configured call timeout. */
+int bz_call(struct fgw_bluez *b, sd_bus_message *m, sd_bus_slot **slot, sd_bus_message_handler_t cb,
+	    void *user_data, uint64_t timeout_usec);
+void bz_set_error(struct fgw_bluez *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

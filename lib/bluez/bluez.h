@@ -1,0 +1,205 @@
+/*
+ * bluez: Bluetooth LE through bluetoothd's D-Bus API (org.bluez), on the libuv loop. It keeps a
+ * live view of one adapter and the devices it sees (ObjectManager: GetManagedObjects,
+ * InterfacesAdded/Removed, PropertiesChanged), powers the adapter and scans with a discovery
+ * filter, and manages connections to devices' SMP characteristic: Device1.Connect, wait for
+ * ServicesResolved, find the SMP characteristic, open the data path with AcquireWrite +
+ * AcquireNotify (fds polled by libuv) or, when those are not offered, with
+ * WriteValue(type=command) + StartNotify. The bus fd sits in a uv_poll and sd-bus' timeout in a
+ * uv_timer; no call blocks the loop. Only this part (and the ble transport on top of it) speaks
+ * sd-bus. bluetoothd restarts, adapter removal and Powered=false fail the open links cleanly;
+ * the view and discovery come back by themselves when the adapter returns.
+ *
+ * Facts the code relies on (BlueZ 5.66): there is no Connected=true signal for LE centrals, so
+ * "connected" is the Connect() reply plus ServicesResolved; a loss is Connected=false, a hang-up
+ * on an acquired fd, the device or characteristic object going away, or the adapter going away,
+ * whichever comes first, and it is reported once.
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct fgw_bluez;
+struct fgw_bluez_link;
+
+#define FGW_BLUEZ_SMP_SERVICE_UUID "8d53dc1d-1db7-4cd3-868b-8a527460aa84"
+#define FGW_BLUEZ_SMP_CHAR_UUID "da2e7828-fbce-4e01-ae9e-261174997c48"
+
+/*
+ * Largest value written in one ATT write. ATT allows MTU-3, but a bluetoothd-hosted peripheral
+ * (the real-BlueZ test tier) silently drops writes of 511+ bytes, and Zephyr's ATT MTU is at
+ * most 498 anyway, so the cap costs nothing on real devices.
+ */
+#define FGW_BLUEZ_MAX_WRITE 510
+
+struct fgw_bluez_options {
+	const char *bus_address;     /* NULL: the system bus (honours DBUS_SYSTEM_BUS_ADDRESS) */
+	const char *adapter;	     /* "hci0"; NULL or "": the first adapter bluetoothd lists */
+	bool power_on;		     /* set Powered=true when the adapter is off */
+	bool scan;		     /* discover from the start (see fgw_bluez_set_scan()) */
+	bool filter_service;	     /* discovery filter on the SMP service UUID */
+	int rssi_threshold;	     /* dBm for the discovery filter; 0: no threshold */
+	unsigned max_connections;    /* links connecting or connected at once, >= 1 */
+	unsigned connect_timeout_ms; /* finding + connecting + resolving + acquiring */
+	unsigned call_timeout_ms;    /* any other D-Bus call */
+	bool acquire;		     /* use AcquireWrite/AcquireNotify when offered */
+};
+
+/* Defaults: system bus, first adapter, power on, scan, SMP filter, -90 dBm, 8 links, 20 s. */
+void fgw_bluez_options_init(struct fgw_bluez_options *opts);
+
+/*
+ * Connects to the bus and starts tracking (asynchronously: nothing is reported before this
+ * returns). Fails only if the bus cannot be reached or the options are invalid; a missing
+ * adapter or bluetoothd is a state (FGW_BLUEZ_ADAPTER_STATE_ABSENT), not an error.
+ */
+int fgw_bluez_new(uv_loop_t *loop, const struct fgw_bluez_options *opts, struct fgw_bluez **ret);
+/*
+ * Links still open fail with -ECANCELED (their callback runs) and are detached: they must still
+ * be freed with fgw_bluez_link_free(). Memory is released once the loop has closed the handles.
+ * Must not be called from a callback of this object. NULL ok.
+ */
+struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b);
+
+/* Turns continuous discovery on or off. Links that look for a device scan while they do. */
+void fgw_bluez_set_scan(struct fgw_bluez *b, bool on);
+
+/* ---- adapter ---- */
+
+enum fgw_bluez_adapter_state {
+	FGW_BLUEZ_ADAPTER_STATE_ABSENT, /* no bluetoothd on the bus, or no (matching) adapter */
+	FGW_BLUEZ_ADAPTER_STATE_OFF,	/* adapter present, Powered=false */
+	FGW_BLUEZ_ADAPTER_STATE_ON,	/* powered: links may connect */
+	_FGW_BLUEZ_ADAPTER_STATE_MAX,
+	_FGW_BLUEZ_ADAPTER_STATE_INVALID = -EINVAL,
+};
+const char *fgw_bluez_adapter_state_to_string(enum fgw_bluez_adapter_state s);
+
+/*
+ * Called on every adapter state change. @err explains a step that went wrong (-EBADMSG for a
+ * malformed GetManagedObjects reply, -ENODEV for a configured adapter that is not there,
+ * -EACCES when powering on is refused, ...); 0 when there is nothing to explain. The last
+ * such reason is also in fgw_bluez_last_error().
+ */
+typedef void (*fgw_bluez_adapter_cb_t)(struct fgw_bluez *b, enum fgw_bluez_adapter_state state,
+				       int err, void *user_data);
+unsigned fgw_bluez_add_adapter_watch(struct fgw_bluez *b, fgw_bluez_adapter_cb_t cb,
+				     void *user_data);
+void fgw_bluez_remove_adapter_watch(struct fgw_bluez *b, unsigned id);
+enum fgw_bluez_adapter_state fgw_bluez_adapter_state(struct fgw_bluez *b);
+/* "hci0" or NULL when absent. Borrowed until the next loop iteration. */
+const char *fgw_bluez_adapter_name(struct fgw_bluez *b);
+/* Human-readable reason of the last failed step ("" if none), for logs. Borrowed. */
+const char *fgw_bluez_last_error(struct fgw_bluez *b);
+
+/* ---- devices ---- */
+
+struct fgw_bluez_device_info {
+	char addr[18];	  /* "AA:BB:CC:DD:EE:FF" */
+	const char *name; /* Name, else Alias, else NULL; borrowed */
+	int16_t rssi;	  /* dBm; valid if has_rssi */
+	bool has_rssi;
+	bool smp_service; /* the SMP service UUID is listed (advertised or resolved) */
+	bool connected;
+	uint64_t last_seen_ms; /* fgw_now_ms() when bluetoothd last told us about it */
+};
+
+enum fgw_bluez_device_event {
+	FGW_BLUEZ_DEVICE_FOUND,	  /* new object under our adapter */
+	FGW_BLUEZ_DEVICE_UPDATED, /* RSSI, name, UUIDs or connection changed (also: seen again) */
+	FGW_BLUEZ_DEVICE_LOST,	  /* object removed (or the adapter went away) */
+};
+typedef void (*fgw_bluez_device_cb_t)(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
+				      const struct fgw_bluez_device_info *info, void *user_data);
+/* Returns an id > 0 for fgw_bluez_remove_device_watch(), 0 on allocation failure. */
+unsigned fgw_bluez_add_device_watch(struct fgw_bluez *b, fgw_bluez_device_cb_t cb, void *user_data);
+void fgw_bluez_remove_device_watch(struct fgw_bluez *b, unsigned id);
+/* Fills @ret for a known device. -ENOENT if bluetoothd does not list it. */
+int fgw_bluez_device_get(struct fgw_bluez *b, const char *addr, struct fgw_bluez_device_info *ret);
+/* Calls @cb(FGW_BLUEZ_DEVICE_FOUND) for each known device; @cb must not free @b. */
+void fgw_bluez_foreach_device(struct fgw_bluez *b, fgw_bluez_device_cb_t cb, void *user_data);
+
+/* ---- links: the connection manager ---- */
+
+enum fgw_bluez_link_state {
+	FGW_BLUEZ_LINK_STATE_SEARCHING,	 /* adapter off or device not listed: scanning for it */
+	FGW_BLUEZ_LINK_STATE_WAITING,	 /* device known; max_connections links are busy (FIFO) */
+	FGW_BLUEZ_LINK_STATE_CONNECTING, /* Device1.Connect sent */
+	FGW_BLUEZ_LINK_STATE_RESOLVING,	 /* connected, waiting for ServicesResolved */
+	FGW_BLUEZ_LINK_STATE_ACQUIRING,	 /* opening the notify and write paths */
+	FGW_BLUEZ_LINK_STATE_READY,	 /* data path open; state_cb(0) was called */
+	FGW_BLUEZ_LINK_STATE_FAILED,	 /* failed or lost; state_cb(<0) was called */
+	_FGW_BLUEZ_LINK_STATE_MAX,
+	_FGW_BLUEZ_LINK_STATE_INVALID = -EINVAL,
+};
+const char *fgw_bluez_link_state_to_string(enum fgw_bluez_link_state s);
+
+/*
+ * Link outcome, called once: 0 when the link is READY, or < 0 when opening failed or an open
+ * link was lost; after a failure only fgw_bluez_link_free() is left. May free the link.
+ *
+ * Errors (the D-Bus error behind them is in fgw_bluez_link_error()):
+ *   -ETIMEDOUT     the attempt took longer than connect_timeout_ms (org.bluez.Error.Failed
+ *                  "le-connection-abort-by-local", D-Bus NoReply/Timeout too)
+ *   -EINPROGRESS   org.bluez.Error.InProgress (another client is connecting/acquiring)
+ *   -EAGAIN        org.bluez.Error.NotAvailable
+ *   -ENETDOWN      adapter off or gone, bluetoothd left the bus (NotReady, ServiceUnknown)
+ *   -ECONNREFUSED  org.bluez.Error.Failed for a connection ("le-connection-*")
+ *   -EIO           org.bluez.Error.Failed otherwise
+ *   -EPERM         org.bluez.Error.NotPermitted     -EACCES  NotAuthorized / Authentication*
+ *   -ENODEV        DoesNotExist, UnknownObject      -EOPNOTSUPP  NotSupported, UnknownMethod
+ *   -ENOTCONN      NotConnected                     -EINVAL  InvalidArguments, Invalid*
+ *   -ENOENT        the device has no SMP characteristic
+ *   -EBADMSG       a reply or property with an unexpected signature or missing field
+ *   -ECONNRESET    an open link was lost (Connected=false, fd hang-up, object removed)
+ *   -ECANCELED     fgw_bluez_free() while the link was open
+ */
+typedef void (*fgw_bluez_link_state_cb_t)(struct fgw_bluez_link *l, int err, void *user_data);
+/* One notification (one ATT Handle Value Notification's value). May free the link. */
+typedef void (*fgw_bluez_link_rx_cb_t)(struct fgw_bluez_link *l, const uint8_t *data, size_t len,
+				       void *user_data);
+
+/*
+ * Starts opening a link to @addr ("AA:BB:CC:DD:EE:FF", either case). Requests beyond
+ * max_connections wait in FIFO order (state WAITING) without a time limit; connect_timeout_ms
+ * applies while searching and again from the moment the attempt gets its slot. The slot is held
+ * until the link is freed and bluetoothd has disconnected the device. A connection that drops
+ * while opening (Connected=false, or "Not connected" from an Acquire*: typically an earlier
+ * user's Disconnect() completing) is connected again, up to 3 times within the timeout.
+ * Returns -EINVAL for a bad address; otherwise 0 and @state_cb follows (never before return).
+ */
+int fgw_bluez_connect(struct fgw_bluez *b, const char *addr, fgw_bluez_link_state_cb_t state_cb,
+		      fgw_bluez_link_rx_cb_t rx_cb, void *user_data, struct fgw_bluez_link **ret);
+/* Disconnects (if connected) and frees; no callback follows. NULL ok. */
+struct fgw_bluez_link *fgw_bluez_link_free(struct fgw_bluez_link *l);
+
+/*
+ * Queues one SMP packet, split into writes of fgw_bluez_link_write_size() bytes; all of its
+ * writes are queued or none. 0 when queued, -ENOTCONN unless READY, -ENOBUFS when more than
+ * 128 KiB are queued already. Never calls back from inside.
+ */
+int fgw_bluez_link_send(struct fgw_bluez_link *l, const uint8_t *data, size_t len);
+enum fgw_bluez_link_state fgw_bluez_link_state(struct fgw_bluez_link *l);
+/* ATT MTU from AcquireWrite/AcquireNotify or the MTU property (23 if unknown). */
+unsigned fgw_bluez_link_mtu(struct fgw_bluez_link *l);
+/* Bytes per write: min(MTU - 3, FGW_BLUEZ_MAX_WRITE). */
+size_t fgw_bluez_link_write_size(struct fgw_bluez_link *l);
+/* true when both directions use acquired fds, false on the WriteValue/StartNotify path. */
+bool fgw_bluez_link_acquired(struct fgw_bluez_link *l);
+const char *fgw_bluez_link_addr(struct fgw_bluez_link *l);
+/* Why the link failed, e.g. "org.bluez.Error.Failed: le-connection-abort-by-local". Borrowed. */
+const char *fgw_bluez_link_error(struct fgw_bluez_link *l);
+
+/* Links connecting or connected now (the number max_connections bounds). */
+unsigned fgw_bluez_active_links(struct fgw_bluez *b);
+
+/*
+ * Maps a D-Bus error name (and message, which refines org.bluez.Error.Failed) to a negative
+ * errno, as listed above. Exposed for the transport and tests.
+ */
+int fgw_bluez_error_to_errno(const char *name, const char *message);

@@ -1,0 +1,1135 @@
+/*
+ * Connection manager: one fgw_bluez_link per wanted connection, each an explicit state machine
+ * (bluez.h lists the states), a FIFO of links waiting for one of max_connections slots, and the
+ * data path: acquired SOCK_SEQPACKET fds (one datagram = one ATT write or notification) polled
+ * by libuv, or WriteValue(type=command) + StartNotify/PropertiesChanged when acquiring is not
+ * offered.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bluez-private.h"
+#include "util.h"
+
+#define ATT_MTU_MIN 23
+#define ATT_MTU_MAX 517
+/* Queued bytes per link: two packets of the largest SMP size, far above what a window needs. */
+#define TXQ_MAX_BYTES (128 * 1024)
+/* WriteValue calls in flight on the fallback path: D-Bus keeps them in order. */
+#define FALLBACK_WINDOW 8
+/* Datagrams read per poll wake-up, so one busy link cannot starve the loop. */
+#define RX_BURST 32
+/* Disconnect() of a released link: bluetoothd answers once the link is down (about 2 s). */
+#define RELEASE_TIMEOUT_USEC (10 * 1000 * 1000ull)
+
+struct bz_frame {
+	struct bz_list node;
+	struct fgw_bluez_link *l;
+	sd_bus_slot *slot; /* WriteValue in flight (fallback path) */
+	size_t len;
+	uint8_t data[];
+};
+
+struct fgw_bluez_link {
+	struct bz_list node; /* in b->links until freed or detached */
+	struct fgw_bluez *b; /* NULL once detached by fgw_bluez_free() */
+	char addr[18];
+	enum fgw_bluez_link_state state;
+	bool freed;
+	bool holds_slot;
+	fgw_bluez_link_state_cb_t state_cb;
+	fgw_bluez_link_rx_cb_t rx_cb;
+	void *user_data;
+
+	char *dev_path;
+	char *char_path;
+	sd_bus_slot *call_slot; /* the one call of the opening sequence in flight */
+	sd_bus_slot *get_slot;	/* Get(ServicesResolved), beside it */
+	uv_timer_t timer;	/* bounds searching and opening */
+	unsigned n_open;	/* open handles; memory goes with the last */
+
+	int write_fd, notify_fd;
+	uv_poll_t write_poll, notify_poll;
+	bool write_poll_init, notify_poll_init;
+	int write_poll_events;
+	bool notifying;	       /* StartNotify path */
+	bool await_disconnect; /* opening hit "Not connected": reconnect at Connected=false */
+	unsigned reopens;      /* reconnects during this opening */
+	unsigned mtu;
+
+	struct bz_list txq;	 /* frames not yet written */
+	struct bz_list inflight; /* WriteValue calls not yet answered */
+	unsigned n_inflight;
+	size_t tx_bytes;
+
+	char error[256];
+};
+
+static const char *const link_state_names[_FGW_BLUEZ_LINK_STATE_MAX] = {
+    [FGW_BLUEZ_LINK_STATE_SEARCHING] = "searching",
+    [FGW_BLUEZ_LINK_STATE_WAITING] = "waiting",
+    [FGW_BLUEZ_LINK_STATE_CONNECTING] = "connecting",
+    [FGW_BLUEZ_LINK_STATE_RESOLVING] = "resolving",
+    [FGW_BLUEZ_LINK_STATE_ACQUIRING] = "acquiring",
+    [FGW_BLUEZ_LINK_STATE_READY] = "ready",
+    [FGW_BLUEZ_LINK_STATE_FAILED] = "failed",
+};
+
+FGW_EXPORT const char *fgw_bluez_link_state_to_string(enum fgw_bluez_link_state s)
+{
+	if ((int) s < 0 || s >= _FGW_BLUEZ_LINK_STATE_MAX)
+		return NULL;
+	return link_state_names[s];
+}
+
+static void link_set_error(struct fgw_bluez_link *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void link_set_error(struct fgw_bluez_link *l, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(l->error, sizeof(l->error), fmt, ap);
+	va_end(ap);
+}
+
+static void link_enter_state(struct fgw_bluez_link *l, enum fgw_bluez_link_state s)
+{
+	fgw_debug("bluez: link %s: %s -> %s", l->addr, fgw_bluez_link_state_to_string(l->state),
+		  fgw_bluez_link_state_to_string(s));
+	l->state = s;
+}
+
+/* ---- slots ---- */
+
+static int on_release_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
+{
+	struct bz_release *rel = user_data;
+	struct fgw_bluez *b = rel->b;
+
+	/* Whatever the answer (done, NotConnected, timeout), the attempt no longer holds the
+	 * radio. */
+	bz_list_del(&rel->node);
+	sd_bus_slot_unref(rel->slot);
+	free(rel->dev_path);
+	free(rel);
+	b->active--;
+	bz_kick(b);
+	return 0;
+}
+
+/*
+ * Gives the link's slot back. With @disconnect, Device1.Disconnect() is sent first (it also
+ * cancels a pending Connect) and the slot stays taken until bluetoothd answers.
+ */
+static void link_release_slot(struct fgw_bluez_link *l, bool disconnect)
+{
+	struct fgw_bluez *b = l->b;
+	sd_bus_message *m = NULL;
+	struct bz_release *rel;
+	int r;
+
+	if (!l->holds_slot || !b)
+		return;
+	l->holds_slot = false;
+	if (disconnect && l->dev_path && b->bluez_owner &&
+	    b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON && (rel = calloc(1, sizeof(*rel)))) {
+		rel->b = b;
+		rel->dev_path = strdup(l->dev_path);
+		r = rel->dev_path ? 0 : -ENOMEM;
+		if (r >= 0)
+			r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->dev_path,
+							   BLUEZ_DEVICE_IFACE, "Disconnect");
+		if (r >= 0)
+			r = bz_call(b, m, &rel->slot, on_release_reply, rel, RELEASE_TIMEOUT_USEC);
+		sd_bus_message_unref(m);
+		if (r >= 0) {
+			bz_list_add_tail(&b->releases, &rel->node);
+			return;
+		}
+		free(rel->dev_path);
+		free(rel);
+	}
+	b->active--;
+	bz_kick(b);
+}
+
+/* ---- data path teardown ---- */
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct fgw_bluez_link *l = h->data;
+
+	if (--l->n_open > 0)
+		return;
+	free(l->dev_path);
+	free(l->char_path);
+	free(l);
+}
+
+static void frames_free(struct bz_list *list)
+{
+	struct bz_list *pos, *tmp;
+
+	bz_list_for_each_safe(pos, tmp, list)
+	{
+		struct bz_frame *f = container_of(pos, struct bz_frame, node);
+		bz_list_del(&f->node);
+		sd_bus_slot_unref(f->slot);
+		free(f);
+	}
+}
+
+static void link_drop_path(struct fgw_bluez_link *l)
+{
+	l->call_slot = sd_bus_slot_unref(l->call_slot);
+	l->get_slot = sd_bus_slot_unref(l->get_slot);
+	if (l->write_poll_init) {
+		l->write_poll_init = false;
+		uv_close((uv_handle_t *) &l->write_poll, handle_closed);
+	}
+	if (l->notify_poll_init) {
+		l->notify_poll_init = false;
+		uv_close((uv_handle_t *) &l->notify_poll, handle_closed);
+	}
+	/* Closing after uv_close() is what libuv allows; bluetoothd sees the hang-up. */
+	if (l->write_fd >= 0)
+		close(l->write_fd);
+	if (l->notify_fd >= 0)
+		close(l->notify_fd);
+	l->write_fd = l->notify_fd = -1;
+	frames_free(&l->txq);
+	frames_free(&l->inflight);
+	l->n_inflight = 0;
+	l->tx_bytes = 0;
+	l->notifying = false;
+	l->await_disconnect = false;
+}
+
+static void link_close_path(struct fgw_bluez_link *l)
+{
+	link_drop_path(l);
+	uv_timer_stop(&l->timer);
+}
+
+/*
+ * The one door to FAILED: tears the path down, gives the slot back and reports @err once.
+ * The callback may free @l (or other links): callers touch nothing after this.
+ */
+static void link_fail(struct fgw_bluez_link *l, int err, bool disconnect)
+{
+	if (l->freed || l->state == FGW_BLUEZ_LINK_STATE_FAILED)
+		return;
+	if (!l->error[0])
+		link_set_error(l, "%s", strerror(-err));
+	fgw_debug("bluez: link %s failed in state %s: %s", l->addr,
+		  fgw_bluez_link_state_to_string(l->state), l->error);
+	link_close_path(l);
+	link_release_slot(l, disconnect);
+	link_enter_state(l, FGW_BLUEZ_LINK_STATE_FAILED);
+	l->state_cb(l, err, l->user_data);
+}
+
+/*
+ * An open link dropped. After Connected=false the device is down already (@disconnect false);
+ * after a hang-up of our fds it may still be connected, so Disconnect() it.
+ */
+static void link_lost(struct fgw_bluez_link *l, const char *why, bool disconnect)
+{
+	link_set_error(l, "link lost: %s", why);
+	link_fail(l, -ECONNRESET, disconnect);
+}
+
+static void link_ready(struct fgw_bluez_link *l)
+{
+	uv_timer_stop(&l->timer);
+	l->error[0] = '\0';
+	link_enter_state(l, FGW_BLUEZ_LINK_STATE_READY);
+	l->state_cb(l, 0, l->user_data);
+}
+
+/* ---- tx ---- */
+
+static void write_poll_update(struct fgw_bluez_link *l);
+
+static void fd_flush(struct fgw_bluez_link *l)
+{
+	while (!bz_list_empty(&l->txq)) {
+		struct bz_frame *f = container_of(l->txq.next, struct bz_frame, node);
+		ssize_t n = send(l->write_fd, f->data, f->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break; /* bluetoothd is behind: wait for writable */
+		if (n < 0) {
+			char why[96];
+			snprintf(why, sizeof(why), "write fd: %s", strerror(errno));
+			link_lost(l, why, true);
+			return;
+		}
+		bz_list_del(&f->node);
+		l->tx_bytes -= f->len;
+		free(f);
+	}
+	write_poll_update(l);
+}
+
+static int on_write_value_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error);
+
+static void fallback_flush(struct fgw_bluez_link *l)
+{
+	struct fgw_bluez *b = l->b;
+
+	while (!bz_list_empty(&l->txq) && l->n_inflight < FALLBACK_WINDOW) {
+		struct bz_frame *f = container_of(l->txq.next, struct bz_frame, node);
+		sd_bus_message *m = NULL;
+		int r;
+
+		r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
+						   BLUEZ_CHAR_IFACE, "WriteValue");
+		if (r >= 0)
+			r = sd_bus_message_append_array(m, 'y', f->data, f->len);
+		if (r >= 0)
+			r = sd_bus_message_append(m, "a{sv}", 1, "type", "s", "command");
+		if (r >= 0)
+			r = bz_call(b, m, &f->slot, on_write_value_reply, f, 0);
+		sd_bus_message_unref(m);
+		if (r < 0) {
+			link_set_error(l, "cannot send WriteValue: %s", strerror(-r));
+			link_fail(l, r, true);
+			return;
+		}
+		bz_list_del(&f->node);
+		bz_list_add_tail(&l->inflight, &f->node);
+		l->n_inflight++;
+	}
+}
+
+static int on_write_value_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
+{
+	struct bz_frame *f = user_data;
+	struct fgw_bluez_link *l = f->l;
+	char text[256];
+	int r;
+
+	r = bz_reply_error(m, text, sizeof(text));
+	bz_list_del(&f->node);
+	f->slot = sd_bus_slot_unref(f->slot);
+	l->n_inflight--;
+	l->tx_bytes -= f->len;
+	free(f);
+	if (r < 0) {
+		link_set_error(l, "WriteValue: %s", text);
+		link_fail(l, r, true);
+		return 0;
+	}
+	fallback_flush(l);
+	return 0;
+}
+
+FGW_EXPORT int fgw_bluez_link_send(struct fgw_bluez_link *l, const uint8_t *data, size_t len)
+{
+	struct bz_list frames;
+	size_t size, off;
+
+	if (!l || !data || len == 0)
+		return -EINVAL;
+	if (l->state != FGW_BLUEZ_LINK_STATE_READY || !l->b)
+		return -ENOTCONN;
+	if (l->tx_bytes + len > TXQ_MAX_BYTES)
+		return -ENOBUFS;
+	size = fgw_bluez_link_write_size(l);
+	bz_list_init(&frames);
+	/* Never bytes of two packets in one write: the device's reassembly drops those. */
+	for (off = 0; off < len; off += size) {
+		size_t n = FGW_MIN(size, len - off);
+		struct bz_frame *f = malloc(sizeof(*f) + n);
+
+		if (!f) {
+			frames_free(&frames);
+			return -ENOMEM;
+		}
+		f->l = l;
+		f->slot = NULL;
+		f->len = n;
+		memcpy(f->data, data + off, n);
+		bz_list_add_tail(&frames, &f->node);
+	}
+	/* splice */
+	while (!bz_list_empty(&frames)) {
+		struct bz_list *n = frames.next;
+		bz_list_del(n);
+		bz_list_add_tail(&l->txq, n);
+	}
+	l->tx_bytes += len;
+	if (l->write_fd >= 0)
+		write_poll_update(l); /* written from the poll callback, never from here */
+	else
+		fallback_flush(l); /* only queues D-Bus calls; replies come later */
+	return 0;
+}
+
+/* ---- rx and hang-ups ---- */
+
+static void on_write_poll(uv_poll_t *h, int status, int events)
+{
+	struct fgw_bluez_link *l = h->data;
+	uint8_t buf[64];
+	ssize_t n;
+
+	if (status < 0) {
+		link_lost(l, "write fd error", true);
+		return;
+	}
+	if (events & (UV_READABLE | UV_DISCONNECT)) {
+		/* bluetoothd never sends on the write fd: readable means hang-up. */
+		n = recv(l->write_fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
+		    (events & UV_DISCONNECT)) {
+			link_lost(l, "write fd closed by bluetoothd", true);
+			return;
+		}
+	}
+	if (events & UV_WRITABLE)
+		fd_flush(l);
+}
+
+static void write_poll_update(struct fgw_bluez_link *l)
+{
+	int want = UV_READABLE | UV_DISCONNECT;
+
+	if (!l->write_poll_init)
+		return;
+	if (!bz_list_empty(&l->txq))
+		want |= UV_WRITABLE;
+	if (want == l->write_poll_events)
+		return;
+	l->write_poll_events = want;
+	uv_poll_start(&l->write_poll, want, on_write_poll);
+}
+
+static void on_notify_poll(uv_poll_t *h, int status, int events)
+{
+	struct fgw_bluez_link *l = h->data;
+	uint8_t buf[2048];
+
+	if (status < 0) {
+		link_lost(l, "notify fd error", true);
+		return;
+	}
+	for (int i = 0; i < RX_BURST; i++) {
+		ssize_t n = recv(l->notify_fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			link_lost(l, n == 0 ? "notify fd closed by bluetoothd" : "notify fd error",
+				  true);
+			return;
+		}
+		l->rx_cb(l, buf, (size_t) n, l->user_data);
+		/* The callback may have freed the link or hit a loss. */
+		if (l->freed || l->state != FGW_BLUEZ_LINK_STATE_READY)
+			return;
+	}
+	if (events & UV_DISCONNECT)
+		link_lost(l, "notify fd closed by bluetoothd", true);
+}
+
+void bz_links_on_char_value(struct fgw_bluez *b, struct bz_gatt_char *c, const uint8_t *data,
+			    size_t len)
+{
+	struct bz_list *pos;
+
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		if (l->state == FGW_BLUEZ_LINK_STATE_READY && l->notifying && l->char_path &&
+		    strcmp(l->char_path, c->path) == 0) {
+			/* One link per characteristic: the callback may free it, so stop here. */
+			l->rx_cb(l, data, len, l->user_data);
+			return;
+		}
+	}
+}
+
+/* ---- opening: connect, resolve, acquire ---- */
+
+/* A connection dropped while opening is tried again this often, within connect_timeout_ms. */
+#define MAX_REOPENS 3
+
+static void link_acquire(struct fgw_bluez_link *l);
+static void link_reopen(struct fgw_bluez_link *l, const char *why);
+static void link_not_connected(struct fgw_bluez_link *l, const char *what, const char *text);
+static void link_open_write(struct fgw_bluez_link *l);
+
+static struct bz_device *link_device(struct fgw_bluez_link *l)
+{
+	return l->b ? bz_device_find_addr(l->b, l->addr) : NULL;
+}
+
+/* Takes the fd out of a "(hq)" AcquireWrite/AcquireNotify reply. */
+static int read_acquire_reply(struct fgw_bluez_link *l, sd_bus_message *m, const char *what,
+			      int *ret_fd, unsigned *ret_mtu)
+{
+	const char *sig = sd_bus_message_get_signature(m, true);
+	uint16_t mtu;
+	int fd, r;
+
+	if (!sig || strcmp(sig, "hq") != 0) {
+		link_set_error(l, "%s replied with signature '%s', expected 'hq'", what,
+			       sig ? sig : "");
+		return -EBADMSG;
+	}
+	r = sd_bus_message_read(m, "hq", &fd, &mtu);
+	if (r < 0) {
+		link_set_error(l, "%s reply unreadable: %s", what, strerror(-r));
+		return -EBADMSG;
+	}
+	/* The message owns its fd: keep our own copy. */
+	fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (fd < 0) {
+		r = -errno;
+		link_set_error(l, "%s: dup: %s", what, strerror(-r));
+		return r;
+	}
+	/* bluetoothd sets O_NONBLOCK, but do not rely on a peer for that. */
+	(void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	*ret_fd = fd;
+	*ret_mtu = mtu;
+	return 0;
+}
+
+static void link_set_mtu(struct fgw_bluez_link *l, unsigned mtu)
+{
+	if (mtu < ATT_MTU_MIN)
+		mtu = ATT_MTU_MIN;
+	if (mtu > ATT_MTU_MAX)
+		mtu = ATT_MTU_MAX;
+	l->mtu = mtu;
+}
+
+static int start_poll(struct fgw_bluez_link *l, uv_poll_t *p, int fd, int events, uv_poll_cb cb)
+{
+	int r = uv_poll_init(l->b->loop, p, fd);
+
+	if (r < 0)
+		return r;
+	p->data = l;
+	l->n_open++;
+	return uv_poll_start(p, events, cb);
+}
+
+static int on_write_acquired(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
+{
+	struct fgw_bluez_link *l = user_data;
+	char text[256];
+	unsigned mtu;
+	int fd, r;
+
+	l->call_slot = sd_bus_slot_unref(l->call_slot);
+	r = bz_reply_error(m, text, sizeof(text));
+	if (r == -EOPNOTSUPP) {
+		link_ready(l); /* not offered after all: WriteValue path */
+		return 0;
+	}
+	if (r == -ENOTCONN) {
+		link_not_connected(l, "AcquireWrite", text);
+		return 0;
+	}
+	if (r < 0) {
+		link_set_error(l, "AcquireWrite: %s", text);
+		link_fail(l, r, true);
+		return 0;
+	}
+	r = read_acquire_reply(l, m, "AcquireWrite", &fd, &mtu);
+	if (r < 0) {
+		link_fail(l, r, true);
+		return 0;
+	}
+	l->write_fd = fd;
+	link_set_mtu(l, mtu);
+	l->write_poll_events = UV_READABLE | UV_DISCONNECT;
+	r = start_poll(l, &l->write_poll, fd, l->write_poll_events, on_write_poll);
+	l->write_poll_init = true;
+	if (r < 0) {
+		link_set_error(l, "cannot poll the write fd: %s", strerror(-r));
+		link_fail(l, r, true);
+		return 0;
+	}
+	link_ready(l);
+	return 0;
+}
+
+static void link_open_write(struct fgw_bluez_link *l)
+{
+	struct fgw_bluez *b = l->b;
+	struct bz_gatt_char *c = NULL;
+	struct bz_device *d = link_device(l);
+	sd_bus_message *m = NULL;
+	int r;
+
+	if (d)
+		c = bz_find_smp_char(b, d);
+	if (!c || !b->opts.acquire || !c->has_write_acquired) {
+		if (c && c->mtu && l->write_fd < 0 && l->notify_fd < 0)
+			link_set_mtu(l, c->mtu);
+		link_ready(l);
+		return;
+	}
+	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
+					   BLUEZ_CHAR_IFACE, "AcquireWrite");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "a{sv}", 0);
+	if (r >= 0)
+		r = bz_call(b, m, &l->call_slot, on_write_acquired, l, 0);
+	sd_bus_message_unref(m);
+	if (r < 0) {
+		link_set_error(l, "cannot send AcquireWrite: %s", strerror(-r));
+		link_fail(l, r, true);
+	}
+}
+
+static int on_start_notify(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
+{
+	struct fgw_bluez_link *l = user_data;
+	char text[256];
+	int r;
+
+	l->call_slot = sd_bus_slot_unref(l->call_slot);
+	r = bz_reply_error(m, text, sizeof(text));
+	if (r == -ENOTCONN) {
+		link_not_connected(l, "StartNotify", text);
+		return 0;
+	}
+	if (r < 0) {
+		link_set_error(l, "StartNotify: %s", text);
+		link_fail(l, r, true);
+		return 0;
+	}
+	l->notifying = true;
+	link_open_write(l);
+	return 0;
+}
+
+static void link_start_notify(struct fgw_bluez_link *l)
+{
+	struct fgw_bluez *b = l->b;
+	sd_bus_message *m = NULL;
+	int r;
+
+	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
+					   BLUEZ_CHAR_IFACE, "StartNotify");
+	if (r >= 0)
+		r = bz_call(b, m, &l->call_slot, on_start_notify, l, 0);
+	sd_bus_message_unref(m);
+	if (r < 0) {
+		link_set_error(l, "cannot send StartNotify: %s", strerror(-r));
+		link_fail(l, r, true);
+	}
+}
+
+static int on_notify_acquired(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
+{
+	struct fgw_bluez_link *l = user_data;
+	char text[256];
+	unsigned mtu;
+	int fd, r;
+
+	l->call_slot = sd_bus_slot_unref(l->call_slot);
+	r = bz_reply_error(m, text, sizeof(text));
+	if (r == -EOPNOTSUPP) {
+		link_start_notify(l);
+		return 0;
+	}
+	if (r == -ENOTCONN) {
+		link_not_connected(l, "AcquireNotify", text);
+		return 0;
+	}
+	if (r < 0) {
+		link_set_error(l, "AcquireNotify: %s", text);
+		link_fail(l, r, true);
+		return 0;
+	}
+	r = read_acquire_reply(l, m, "AcquireNotify", &fd, &mtu);
+	if (r < 0) {
+		link_fail(l, r, true);
+		return 0;
+	}
+	l->notify_fd = fd;
+	link_set_mtu(l, mtu);
+	r = start_poll(l, &l->notify_poll, fd, UV_READABLE | UV_DISCONNECT, on_notify_poll);
+	l->notify_poll_init = true;
+	if (r < 0) {
+		link_set_error(l, "cannot poll the notify fd: %s", strerror(-r));
+		link_fail(l, r, true);
+		return 0;
+	}
+	link_open_write(l);
+	return 0;
+}
+
+/* Notifications first, so that no response can be missed, then the write path. */
+static void link_acquire(struct fgw_bluez_link *l)
+{
+	struct fgw_bluez *b = l->b;
+	struct bz_device *d = link_device(l);
+	struct bz_gatt_char *c = d ? bz_find_smp_char(b, d) : NULL;
+	sd_bus_message *m = NULL;
+	int r;
+
+	link_enter_state(l, FGW_BLUEZ_LINK_STATE_ACQUIRING);
+	if (!c) {
+		link_set_error(l, "no SMP characteristic (%s) on '%s'", FGW_BLUEZ_SMP_CHAR_UUID,
+			       l->addr);
+		link_fail(l, -ENOENT, true);
+		return;
+	}
+	free(l->char_path);
+	l->char_path = strdup(c->path);
+	if (!l->char_path) {
+		link_fail(l, -ENOMEM, true);
+		return;
+	}
+	if (c->mtu)
+		link_set_mtu(l, c->mtu);
+	if (!b->opts.acquire || !c->has_notify_acquired) {
+		link_start_notify(l);
+		return;
+	}
+	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
+					   BLUEZ_CHAR_IFACE, "AcquireNotify");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "a{sv}", 0);
+	if (r >= 0)
+		r = bz_call(b, m, &l->call_slot, on_notify_acquired, l, 0);
+	sd_bus_message_unref(m);
+	if (r < 0) {
+		link_set_error(l, "cannot send AcquireNotify: %s", strerror(-r));
+		link_fail(l, r, true);
+	}
+}
+
+static int on_resolved_get(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
+{
+	struct fgw_bluez_link *l = user_data;
+	int v = 0;
+
+	l->get_slot = sd_bus_slot_unref(l->get_slot);
+	/* Insurance only: an error or odd reply just leaves us waiting for the signal. */
+	if (sd_bus_message_is_method_error(m, NULL) || sd_bus_message_read(m, "v", "b", &v) < 0)
+		return 0;
+	if (v && l->state == FGW_BLUEZ_LINK_STATE_RESOLVING && !l->await_disconnect)
+		link_acquire(l);
+	return 0;
+}
+
+static int on_connect_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
+{
+	struct fgw_bluez_link *l = user_data;
+	struct bz_device *d;
+	sd_bus_message *get = NULL;
+	char text[256];
+	int r;
+
+	l->call_slot = sd_bus_slot_unref(l->call_slot);
+	r = bz_reply_error(m, text, sizeof(text));
+	/* AlreadyConnected is success; InProgress means an earlier Connect (ours, from a freed
+	 * link, or another client's) is still running: wait for its outcome. */
+	if (r < 0 && r != -EALREADY && r != -EINPROGRESS) {
+		link_set_error(l, "Connect: %s", text);
+		link_fail(l, r, true);
+		return 0;
+	}
+	d = link_device(l);
+	if (!d) {
+		link_set_error(l, "device '%s' went away while connecting", l->addr);
+		link_fail(l, -ECONNRESET, false);
+		return 0;
+	}
+	/* BlueZ 5.66 sends no Connected=true for LE centrals: the reply is our evidence. */
+	if (r == 0 || r == -EALREADY)
+		d->connected = true;
+	link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
+	if (d->services_resolved) {
+		link_acquire(l);
+		return 0;
+	}
+	r = sd_bus_message_new_method_call(l->b->bus, &get, BLUEZ_SERVICE, l->dev_path,
+					   DBUS_PROPS_IFACE, "Get");
+	if (r >= 0)
+		r = sd_bus_message_append(get, "ss", BLUEZ_DEVICE_IFACE, "ServicesResolved");
+	if (r >= 0)
+		r = bz_call(l->b, get, &l->get_slot, on_resolved_get, l, 0);
+	sd_bus_message_unref(get);
+	/* Failing to send the Get is harmless: the signal will come or the timer fires. */
+	return 0;
+}
+
+static void on_link_timer(uv_timer_t *t)
+{
+	struct fgw_bluez_link *l = t->data;
+	struct fgw_bluez *b = l->b;
+
+	if (l->state == FGW_BLUEZ_LINK_STATE_SEARCHING) {
+		if (!b || b->adapter_state != FGW_BLUEZ_ADAPTER_STATE_ON)
+			link_set_error(l, "no powered adapter within %u ms (%s)",
+				       b ? b->opts.connect_timeout_ms : 0,
+				       b && b->last_error[0] ? b->last_error : "no detail");
+		else
+			link_set_error(l, "device not found within %u ms",
+				       b->opts.connect_timeout_ms);
+	} else {
+		link_set_error(l, "%s took longer than %u ms",
+			       fgw_bluez_link_state_to_string(l->state),
+			       b ? b->opts.connect_timeout_ms : 0);
+	}
+	link_fail(l, -ETIMEDOUT, true);
+}
+
+static void link_start_timer(struct fgw_bluez_link *l)
+{
+	uv_timer_start(&l->timer, on_link_timer, l->b->opts.connect_timeout_ms, 0);
+}
+
+static int link_send_connect(struct fgw_bluez_link *l)
+{
+	struct fgw_bluez *b = l->b;
+	sd_bus_message *m = NULL;
+	int r;
+
+	link_enter_state(l, FGW_BLUEZ_LINK_STATE_CONNECTING);
+	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->dev_path,
+					   BLUEZ_DEVICE_IFACE, "Connect");
+	/* Our timer decides; the call's own timeout is only a backstop behind it. */
+	if (r >= 0)
+		r = bz_call(b, m, &l->call_slot, on_connect_reply, l,
+			    ((uint64_t) b->opts.connect_timeout_ms + 5000u) * 1000u);
+	sd_bus_message_unref(m);
+	if (r < 0)
+		link_set_error(l, "cannot send Connect: %s", strerror(-r));
+	return r;
+}
+
+static int link_connect(struct fgw_bluez_link *l, struct bz_device *d)
+{
+	char *path;
+
+	path = strdup(d->path);
+	if (!path)
+		return -ENOMEM;
+	free(l->dev_path);
+	l->dev_path = path;
+	l->holds_slot = true;
+	l->b->active++;
+	l->error[0] = '\0';
+	l->reopens = 0;
+	link_start_timer(l);
+	return link_send_connect(l);
+}
+
+/*
+ * The connection went down while we were opening it: typically the Disconnect() of an earlier
+ * user (another process, a previous run) completing just after our Connect() was answered.
+ * Connect again, keeping the slot and the running timer.
+ */
+static void link_reopen(struct fgw_bluez_link *l, const char *why)
+{
+	int r;
+
+	if (l->reopens >= MAX_REOPENS) {
+		link_set_error(l, "connection dropped while opening, %u times (%s)", l->reopens,
+			       why);
+		link_fail(l, -ECONNRESET, true);
+		return;
+	}
+	l->reopens++;
+	fgw_debug("bluez: link %s: %s while opening, connecting again", l->addr, why);
+	link_drop_path(l);
+	r = link_send_connect(l);
+	if (r < 0)
+		link_fail(l, r, true);
+}
+
+/* An opening step answered "Not connected": wait for Connected=false, then connect again. */
+static void link_not_connected(struct fgw_bluez_link *l, const char *what, const char *text)
+{
+	struct bz_device *d = link_device(l);
+
+	if (!d || !d->connected) {
+		link_reopen(l, text);
+		return;
+	}
+	link_drop_path(l);
+	l->await_disconnect = true;
+	link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
+	fgw_debug("bluez: link %s: %s: %s, waiting for the disconnect", l->addr, what, text);
+}
+
+/* ---- reactions to the object view ---- */
+
+static bool release_pending(struct fgw_bluez *b, const char *dev_path)
+{
+	struct bz_list *pos;
+
+	bz_list_for_each(pos, &b->releases)
+	{
+		struct bz_release *rel = container_of(pos, struct bz_release, node);
+		if (rel->dev_path && strcmp(rel->dev_path, dev_path) == 0)
+			return true;
+	}
+	return false;
+}
+
+unsigned bz_links_searching(struct fgw_bluez *b)
+{
+	struct bz_list *pos;
+	unsigned n = 0;
+
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		n += l->state == FGW_BLUEZ_LINK_STATE_SEARCHING;
+	}
+	return n;
+}
+
+void bz_links_pump(struct fgw_bluez *b)
+{
+	struct bz_list *pos;
+	bool on = b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON;
+
+again:
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		bool known = on && link_device(l);
+
+		if (l->state == FGW_BLUEZ_LINK_STATE_SEARCHING && known) {
+			uv_timer_stop(&l->timer);
+			link_enter_state(l, FGW_BLUEZ_LINK_STATE_WAITING);
+		} else if (l->state == FGW_BLUEZ_LINK_STATE_WAITING && !known) {
+			link_start_timer(l);
+			link_enter_state(l, FGW_BLUEZ_LINK_STATE_SEARCHING);
+		}
+	}
+	/* FIFO: b->links is in request order. */
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		struct bz_device *d;
+		int r;
+
+		if (b->active >= b->opts.max_connections)
+			break;
+		if (l->state != FGW_BLUEZ_LINK_STATE_WAITING)
+			continue;
+		d = link_device(l);
+		/* A freed link's Disconnect() to the same device would cut the new connection. */
+		if (release_pending(b, d->path))
+			continue;
+		r = link_connect(l, d);
+		if (r < 0) {
+			link_fail(l, r, true);
+			goto again; /* the callback may have changed the list */
+		}
+	}
+	bz_discovery_update(b);
+}
+
+/* Finds the first link in @states on @path not yet handled in this pass, or NULL. */
+static struct fgw_bluez_link *link_on_path(struct fgw_bluez *b, const char *path, bool by_char,
+					   unsigned state_mask)
+{
+	struct bz_list *pos;
+
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		const char *p = by_char ? l->char_path : l->dev_path;
+
+		if ((state_mask & (1u << l->state)) && p && strcmp(p, path) == 0)
+			return l;
+	}
+	return NULL;
+}
+
+#define OPENING_OR_OPEN                                                                            \
+	((1u << FGW_BLUEZ_LINK_STATE_CONNECTING) | (1u << FGW_BLUEZ_LINK_STATE_RESOLVING) |        \
+	 (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING) | (1u << FGW_BLUEZ_LINK_STATE_READY))
+#define OPENING_AFTER_CONNECT                                                                      \
+	((1u << FGW_BLUEZ_LINK_STATE_RESOLVING) | (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING))
+
+void bz_links_on_device_changed(struct fgw_bluez *b, struct bz_device *d, bool connected_false)
+{
+	struct fgw_bluez_link *l;
+
+	if (connected_false) {
+		/* Links still opening connect again; open ones are lost. Each step may free
+		 * links: look the next one up afresh. */
+		while ((l = link_on_path(b, d->path, false, OPENING_AFTER_CONNECT)))
+			link_reopen(l, "Connected=false");
+		while ((l = link_on_path(b, d->path, false, 1u << FGW_BLUEZ_LINK_STATE_READY)))
+			link_lost(l, "Connected=false", false);
+		return;
+	}
+	if (d->services_resolved &&
+	    (l = link_on_path(b, d->path, false, 1u << FGW_BLUEZ_LINK_STATE_RESOLVING)) &&
+	    !l->await_disconnect)
+		link_acquire(l);
+	bz_kick(b);
+}
+
+void bz_links_on_device_removed(struct fgw_bluez *b, struct bz_device *d)
+{
+	struct fgw_bluez_link *l;
+
+	while ((l = link_on_path(b, d->path, false, OPENING_OR_OPEN))) {
+		link_set_error(l, "device object '%s' removed", d->path);
+		link_fail(l, -ECONNRESET, false);
+	}
+	bz_kick(b);
+}
+
+void bz_links_on_char_removed(struct fgw_bluez *b, struct bz_gatt_char *c)
+{
+	struct fgw_bluez_link *l;
+
+	while ((l = link_on_path(b, c->path, true,
+				 (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING) |
+				     (1u << FGW_BLUEZ_LINK_STATE_READY))))
+		link_lost(l, "SMP characteristic removed", false);
+}
+
+void bz_links_on_adapter_changed(struct fgw_bluez *b)
+{
+	struct bz_list *pos;
+
+	if (b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON) {
+		bz_kick(b);
+		return;
+	}
+again:
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+
+		if ((1u << l->state) & OPENING_OR_OPEN) {
+			link_set_error(l, "adapter lost: %s", b->last_error);
+			link_fail(l, -ENETDOWN, false);
+			goto again;
+		}
+	}
+	bz_kick(b);
+}
+
+void bz_links_detach_all(struct fgw_bluez *b)
+{
+	struct fgw_bluez_link *l;
+
+	while (!bz_list_empty(&b->links)) {
+		l = container_of(b->links.next, struct fgw_bluez_link, node);
+		if (l->state != FGW_BLUEZ_LINK_STATE_FAILED) {
+			link_set_error(l, "bluez context freed");
+			link_fail(l, -ECANCELED, true);
+			continue; /* the callback may have freed it */
+		}
+		bz_list_del(&l->node);
+		l->b = NULL;
+	}
+}
+
+/* ---- public ---- */
+
+FGW_EXPORT int fgw_bluez_connect(struct fgw_bluez *b, const char *addr,
+				 fgw_bluez_link_state_cb_t state_cb, fgw_bluez_link_rx_cb_t rx_cb,
+				 void *user_data, struct fgw_bluez_link **ret)
+{
+	struct fgw_bluez_link *l;
+	char a[18];
+
+	if (!b || !state_cb || !rx_cb || !ret || b->freeing || bz_addr_normalize(addr, a) < 0)
+		return -EINVAL;
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->b = b;
+	memcpy(l->addr, a, sizeof(a));
+	l->state_cb = state_cb;
+	l->rx_cb = rx_cb;
+	l->user_data = user_data;
+	l->write_fd = l->notify_fd = -1;
+	l->mtu = ATT_MTU_MIN;
+	bz_list_init(&l->txq);
+	bz_list_init(&l->inflight);
+	uv_timer_init(b->loop, &l->timer);
+	l->timer.data = l;
+	l->n_open = 1;
+	l->state = FGW_BLUEZ_LINK_STATE_SEARCHING;
+	link_start_timer(l);
+	bz_list_add_tail(&b->links, &l->node);
+	/* Everything else happens on the loop, so no callback runs before we return. */
+	bz_kick(b);
+	*ret = l;
+	return 0;
+}
+
+FGW_EXPORT struct fgw_bluez_link *fgw_bluez_link_free(struct fgw_bluez_link *l)
+{
+	if (!l || l->freed)
+		return NULL;
+	l->freed = true;
+	link_close_path(l);
+	if (l->b) {
+		bz_list_del(&l->node);
+		link_release_slot(l, true);
+		bz_discovery_update(l->b);
+	}
+	uv_close((uv_handle_t *) &l->timer, handle_closed);
+	return NULL;
+}
+
+FGW_EXPORT enum fgw_bluez_link_state fgw_bluez_link_state(struct fgw_bluez_link *l)
+{
+	return l->state;
+}
+
+FGW_EXPORT unsigned fgw_bluez_link_mtu(struct fgw_bluez_link *l)
+{
+	return l->mtu;
+}
+
+FGW_EXPORT size_t fgw_bluez_link_write_size(struct fgw_bluez_link *l)
+{
+	return FGW_MIN((size_t) l->mtu - 3, (size_t) FGW_BLUEZ_MAX_WRITE);
+}
+
+FGW_EXPORT bool fgw_bluez_link_acquired(struct fgw_bluez_link *l)
+{
+	return l->write_fd >= 0 && l->notify_fd >= 0;
+}
+
+FGW_EXPORT const char *fgw_bluez_link_addr(struct fgw_bluez_link *l)
+{
+	return l->addr;
+}
+
+FGW_EXPORT const char *fgw_bluez_link_error(struct fgw_bluez_link *l)
+{
+	return l->error;
+}
+
+FGW_EXPORT unsigned fgw_bluez_active_links(struct fgw_bluez *b)
+{
+	return b->active;
+}

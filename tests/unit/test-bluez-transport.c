@@ -1,0 +1,183 @@
+/*
+ * The ble transport (lib/transport/ble.c) over lib/bluez, against the scripted fake
+ * bluetoothd: open, split sends, notifications handed up, loss reported once, reopen, free.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "bluez-fake.h"
+#include "bluez.h"
+#include "transport-ble.h"
+#include "util.h"
+
+struct ctx {
+	uv_loop_t loop;
+	uv_timer_t tick;
+	struct fake_bluez fake;
+	struct fgw_bluez *b;
+	unsigned n_state;
+	int err;
+	uint8_t rx[2048];
+	size_t rx_len;
+	bool free_in_cb;
+	struct fgw_transport *t;
+};
+
+static void on_tick(uv_timer_t *t)
+{
+}
+
+static bool run_until(struct ctx *c, bool (*pred)(struct ctx *), unsigned ms)
+{
+	uint64_t end = fgw_now_ms() + ms;
+
+	while (!pred(c)) {
+		if (fgw_now_ms() > end)
+			return false;
+		uv_run(&c->loop, UV_RUN_ONCE);
+	}
+	return true;
+}
+
+static bool got_state(struct ctx *c)
+{
+	return c->n_state > 0;
+}
+
+static bool got_500(struct ctx *c)
+{
+	return c->rx_len >= 500;
+}
+
+static void on_state(struct fgw_transport *t, int err, void *ud)
+{
+	struct ctx *c = ud;
+
+	c->n_state++;
+	c->err = err;
+	if (c->free_in_cb)
+		c->t = fgw_transport_free(t); /* allowed by the contract */
+}
+
+static void on_rx(struct fgw_transport *t, const uint8_t *data, size_t len, void *ud)
+{
+	struct ctx *c = ud;
+
+	if (c->rx_len + len <= sizeof(c->rx)) {
+		memcpy(c->rx + c->rx_len, data, len);
+		c->rx_len += len;
+	}
+}
+
+static int setup(void **state)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	struct fgw_bluez_options o;
+
+	assert_non_null(c);
+	assert_int_equal(uv_loop_init(&c->loop), 0);
+	uv_timer_init(&c->loop, &c->tick);
+	uv_timer_start(&c->tick, on_tick, 10, 10);
+	c->fake.powered = true;
+	assert_int_equal(fake_start(&c->fake, &c->loop), 0);
+	fake_add_device(&c->fake, "C0:00:00:00:00:01", "dev", true);
+	fgw_bluez_options_init(&o);
+	o.bus_address = c->fake.address;
+	o.connect_timeout_ms = 3000;
+	assert_int_equal(fgw_bluez_new(&c->loop, &o, &c->b), 0);
+	*state = c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+
+	c->t = fgw_transport_free(c->t);
+	c->b = fgw_bluez_free(c->b);
+	fake_stop(&c->fake);
+	uv_close((uv_handle_t *) &c->tick, NULL);
+	for (int i = 0; i < 50; i++)
+		uv_run(&c->loop, UV_RUN_NOWAIT);
+	assert_int_equal(uv_loop_close(&c->loop), 0);
+	free(c);
+	return 0;
+}
+
+static void test_transport(void **state)
+{
+	struct ctx *c = *state;
+	struct fake_dev *d = &c->fake.dev[0];
+	uint8_t pkt[500];
+
+	assert_int_equal(fgw_transport_ble_new(c->b, "C0:00:00:00:00", &c->t), -EINVAL);
+	assert_int_equal(fgw_transport_ble_new(c->b, "C0-00-00-00-00-01", &c->t), -EINVAL);
+	assert_int_equal(fgw_transport_ble_new(c->b, "c0:00:00:00:00:01", &c->t), 0);
+	assert_string_equal(fgw_transport_kind(c->t), "ble");
+	assert_string_equal(fgw_transport_peer(c->t), "ble:C0:00:00:00:00:01");
+	assert_int_equal(fgw_transport_send(c->t, pkt, 10), -ENOTCONN);
+	assert_int_equal(fgw_transport_max_packet(c->t), FGW_TRANSPORT_BLE_MAX_PACKET);
+	assert_int_equal(fgw_transport_mtu(c->t), 20);
+	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
+	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), -EALREADY);
+	assert_int_equal(c->n_state, 0);
+	assert_true(run_until(c, got_state, 3000));
+	assert_int_equal(c->err, 0);
+	assert_int_equal(fgw_transport_mtu(c->t), 244);
+	assert_int_equal(fgw_transport_ble_att_mtu(c->t), 247);
+	assert_true(fgw_transport_ble_acquired(c->t));
+	for (size_t i = 0; i < sizeof(pkt); i++)
+		pkt[i] = (uint8_t) i;
+	assert_int_equal(fgw_transport_send(c->t, pkt, sizeof(pkt)), 0);
+	assert_true(run_until(c, got_500, 2000));
+	assert_memory_equal(c->rx, pkt, sizeof(pkt));
+	assert_int_equal(d->n_frames, 3); /* 244 + 244 + 12 */
+
+	/* a loss comes through the state callback once, with its reason kept */
+	c->n_state = 0;
+	fake_drop(&c->fake, d, true, true);
+	assert_true(run_until(c, got_state, 2000));
+	assert_int_equal(c->err, -ECONNRESET);
+	assert_non_null(strstr(fgw_transport_ble_last_error(c->t), "lost"));
+	assert_int_equal(fgw_transport_send(c->t, pkt, 10), -ENOTCONN);
+
+	/* it opens again, and closing asks for no callback */
+	c->n_state = 0;
+	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
+	assert_true(run_until(c, got_state, 3000));
+	assert_int_equal(c->err, 0);
+	c->n_state = 0;
+	fgw_transport_close(c->t);
+	for (int i = 0; i < 20; i++)
+		uv_run(&c->loop, UV_RUN_NOWAIT);
+	assert_int_equal(c->n_state, 0);
+	assert_int_equal(fgw_transport_send(c->t, pkt, 10), -ENOTCONN);
+}
+
+static void test_free_in_callback(void **state)
+{
+	struct ctx *c = *state;
+
+	c->free_in_cb = true;
+	assert_int_equal(fgw_transport_ble_new(c->b, "C0:00:00:00:00:77", &c->t), 0);
+	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
+	/* unknown device: fails after the timeout, and the callback frees the transport */
+	assert_true(run_until(c, got_state, 5000));
+	assert_int_equal(c->err, -ETIMEDOUT);
+	assert_null(c->t);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_transport, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_free_in_callback, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
