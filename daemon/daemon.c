@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "daemon.h"
+#include "fleet-glue.h"
 #include "provider.h"
 #include "store.h"
 #include "util.h"
@@ -144,6 +145,9 @@ int fgw_daemon_start(struct fgw_daemon *d)
 	if (r < 0)
 		return fgw_log_errno(LOG_ERR, r, "Failed to install signal handlers");
 
+	r = fgw_daemon_fleet_start(d);
+	if (r < 0)
+		return r;
 	r = fgw_daemon_api_start(d);
 	if (r < 0)
 		return r;
@@ -175,6 +179,7 @@ void fgw_daemon_stop(struct fgw_daemon *d)
 	close_handle(d, (uv_handle_t *) &d->sig_hup);
 	close_handle(d, (uv_handle_t *) &d->watchdog);
 	d->api = fgw_api_free(d->api);
+	fgw_daemon_fleet_stop(d);
 }
 
 void fgw_daemon_done(struct fgw_daemon *d)

@@ -2,7 +2,9 @@
 #include <string.h>
 
 #include "api.h"
+#include "bluez.h"
 #include "daemon.h"
+#include "fleet.h"
 #include "provider.h"
 #include "util.h"
 
@@ -13,9 +15,89 @@ static int provider_health(void *user_data, struct fgw_api_health *ret)
 	*ret = (struct fgw_api_health){
 	    .version = FGW_VERSION,
 	    .uptime_ms = (int64_t) (fgw_now_ms() - d->started_ms),
-	    .adapter_state = NULL, /* no Bluetooth part wired in yet: unknown, not guessed */
+	    /* BLE disabled in the configuration: there is no adapter to speak of. */
+	    .adapter_state = d->bluez ? fgw_bluez_adapter_state_to_string(
+						fgw_bluez_adapter_state(d->bluez))
+				      : "disabled",
 	};
 	return 0;
+}
+
+static int provider_pause(void *user_data, const char *reason)
+{
+	struct fgw_daemon *d = user_data;
+
+	return d->fleet ? fgw_fleet_pause(d->fleet, "operator", reason ? reason : "paused")
+			: -ENOENT;
+}
+
+static int provider_resume(void *user_data)
+{
+	struct fgw_daemon *d = user_data;
+
+	return d->fleet ? fgw_fleet_resume(d->fleet) : -ENOENT;
+}
+
+static int provider_retry(void *user_data, const char *address)
+{
+	struct fgw_daemon *d = user_data;
+
+	return d->fleet ? fgw_fleet_retry(d->fleet, address) : -ENOENT;
+}
+
+static int provider_progress(void *user_data, const char *address, struct fgw_api_progress *ret)
+{
+	struct fgw_daemon *d = user_data;
+	struct fgw_fleet_progress p;
+	int r;
+
+	if (!d->fleet)
+		return -ENOENT;
+	r = fgw_fleet_progress_get(d->fleet, address, &p);
+	if (r < 0)
+		return r;
+	*ret = (struct fgw_api_progress){
+	    .image = p.image,
+	    .bytes = p.offset,
+	    .total = p.total,
+	    .rate_bps = p.rate_bps,
+	    .eta_s = p.rate_bps > 0 ? (int64_t) ((double) (p.total - p.offset) / p.rate_bps) : -1,
+	};
+	return 0;
+}
+
+static void provider_metrics(void *user_data, struct fgw_prom *w)
+{
+	struct fgw_daemon *d = user_data;
+	struct fgw_fleet_stats st;
+
+	if (!d->fleet)
+		return;
+	fgw_fleet_get_stats(d->fleet, &st);
+	fgw_prom_family(w, "fotagw_upload_bytes_total", "counter",
+			"Image bytes the devices acknowledged, all jobs since start");
+	fgw_prom_sample(w, "fotagw_upload_bytes_total", NULL, (double) st.bytes_uploaded);
+	fgw_prom_family(w, "fotagw_upload_goodput_bytes_per_second", "gauge",
+			"Acknowledged image bytes per second of upload time, since start");
+	fgw_prom_sample(w, "fotagw_upload_goodput_bytes_per_second", NULL,
+			st.upload_ms ? (double) st.bytes_uploaded * 1000.0 / (double) st.upload_ms
+				     : 0);
+	fgw_prom_histogram(w, "fotagw_job_duration_seconds",
+			   "Time from job creation to its end (done, skipped, failed, reverted)",
+			   fgw_fleet_duration_bounds, st.duration_buckets,
+			   ARRAY_SIZE(fgw_fleet_duration_bounds), st.duration_sum_s);
+	fgw_prom_family(w, "fotagw_job_failures_total", "counter",
+			"Jobs that failed or reverted since start, by kind");
+	for (size_t i = 0; i < ARRAY_SIZE(st.failures); i++) {
+		const char *labels[] = {"reason", fgw_fleet_failure_kinds[i], NULL};
+		fgw_prom_sample(w, "fotagw_job_failures_total", labels, (double) st.failures[i]);
+	}
+	fgw_prom_family(w, "fotagw_ble_connections_in_use", "gauge",
+			"Devices the gateway is connected to now");
+	fgw_prom_sample(w, "fotagw_ble_connections_in_use", NULL, (double) st.connections);
+	fgw_prom_family(w, "fotagw_jobs_active", "gauge",
+			"Jobs between connecting and confirming now");
+	fgw_prom_sample(w, "fotagw_jobs_active", NULL, (double) st.active);
 }
 
 int fgw_daemon_api_start(struct fgw_daemon *d)
@@ -23,6 +105,11 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	const struct fgw_api_provider prov = {
 	    .user_data = d,
 	    .health = provider_health,
+	    .pause = provider_pause,
+	    .resume = provider_resume,
+	    .retry = provider_retry,
+	    .progress = provider_progress,
+	    .metrics = provider_metrics,
 	};
 	struct fgw_api_options o = {
 	    .listen = d->cfg.api_listen,

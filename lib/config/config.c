@@ -67,6 +67,7 @@ static const struct key_def keys[] = {
 	{"ble", "connect_timeout_s", KEY_INT, OFF(ble_connect_timeout_s), 1, 600, "20", false,
 	 false},
 	{"ble", "acquire", KEY_BOOL, OFF(ble_acquire), 0, 0, "true", false, false},
+	{"ble", "name_prefix", KEY_STRING, OFF(ble_name_prefix), 0, 0, "", false, true},
 	{"release", "manifest_url", KEY_STRING, OFF(release_manifest_url), 0, 0, "", false, false},
 	{"release", "poll_interval_s", KEY_INT, OFF(release_poll_interval_s), 10, 86400, "300", false,
 	 false},

@@ -45,6 +45,7 @@ struct fgw_config {
 	int ble_max_connections;   /* links connecting or connected at once */
 	int ble_connect_timeout_s; /* find + connect + resolve + acquire */
 	bool ble_acquire;          /* AcquireWrite/AcquireNotify when offered */
+	char *ble_name_prefix;     /* devices named so are fleet devices even without the SMP UUID */
 	/* [release] (lib/fetch/release-source.h: struct fgw_release_source_options) */
 	char *release_manifest_url;   /* "" = no release source */
 	int release_poll_interval_s;

@@ -24,7 +24,7 @@ enum {
 struct fgw_fleet_slot {
 	bool present;
 	uint8_t hash[32]; /* SHA256 TLV */
-	char version[32];
+	char version[48];
 	bool active, confirmed, pending, permanent;
 };
 
@@ -33,13 +33,13 @@ struct fgw_fleet_device_view {
 	int mode;
 	struct fgw_fleet_slot slot[2][2]; /* [image][slot] */
 	bool net_version_known;
-	char net_version[32];
+	char net_version[48];
 };
 
 struct fgw_fleet_release_view {
 	bool has[2];          /* the bundle carries image i */
 	uint8_t hash[2][32];  /* SHA256 TLV of image i */
-	char version[2][32];  /* as image state prints it ("1.2.3", "1.2.3.4") */
+	char version[2][48];  /* as image state prints it ("1.2.3", "1.2.3.4") */
 	bool policy_confirm;  /* manifest policy "confirm"; false = "test-confirm" */
 };
 

@@ -608,8 +608,9 @@ FGW_EXPORT int fgw_store_rollout_set(struct fgw_store *s, const char *release_id
 		return r;
 	sqlite3_bind_text(st, 1, release_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int(st, 2, halted);
-	bind_text_or_null(st, 3, halted ? by : NULL);
-	bind_text_or_null(st, 4, halted ? reason : NULL);
+	/* Also kept when not halted: who resumed it, which the halt rule needs after a restart. */
+	bind_text_or_null(st, 3, by);
+	bind_text_or_null(st, 4, reason);
 	sqlite3_bind_int64(st, 5, now);
 	r = step_done(s, st);
 	if (r < 0)

@@ -157,7 +157,10 @@ int fgw_store_jobs_supersede(struct fgw_store *s, const char *release_id, int64_
 int fgw_store_event_add(struct fgw_store *s, const char *address, int64_t job_id,
 			const char *kind, const char *detail, int64_t now);
 
-/* Rollout control of a release; a release without a row is not halted. */
+/*
+ * Rollout control of a release; a release without a row is not halted. @by and @reason are
+ * kept with either state (who halted it and why, or who resumed it).
+ */
 int fgw_store_rollout_state(struct fgw_store *s, const char *release_id, bool *ret_halted,
 			  char *ret_by, size_t by_size, char *ret_reason, size_t reason_size);
 int fgw_store_rollout_set(struct fgw_store *s, const char *release_id, bool halted,

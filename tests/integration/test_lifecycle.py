@@ -41,7 +41,7 @@ def main():
         conf = os.path.join(tmp, "fotagw.conf")
         db = os.path.join(tmp, "fotagw.db")
         with open(conf, "w") as f:
-            f.write(f"[log]\nlevel = info\n[store]\npath = {db}\n[api]\nenabled = false\n")
+            f.write(f"[log]\nlevel = info\n[store]\npath = {db}\n[api]\nenabled = false\n[ble]\nenabled = false\n")
         sock_path = os.path.join(tmp, "notify.sock")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(sock_path)
@@ -57,7 +57,7 @@ def main():
 
             # SIGHUP: reload raises the level to debug, and the daemon keeps running.
             with open(conf, "w") as f:
-                f.write(f"[log]\nlevel = debug\n[store]\npath = {db}\n[api]\nenabled = false\n")
+                f.write(f"[log]\nlevel = debug\n[store]\npath = {db}\n[api]\nenabled = false\n[ble]\nenabled = false\n")
             p.send_signal(signal.SIGHUP)
             read_notify(sock, "RELOADING=1", time.monotonic() + 5)
             read_notify(sock, "READY=1", time.monotonic() + 5)

@@ -1,0 +1,273 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bluez.h"
+#include "daemon.h"
+#include "fleet-glue.h"
+#include "fleet.h"
+#include "release-images.h"
+#include "release-source.h"
+#include "transport-ble.h"
+#include "transport.h"
+#include "util.h"
+
+#define MAX_TRUSTED_KEYS 8
+
+/* "udp:HOST:PORT" (HOST may be [v6]) → host and port. */
+static int parse_udp_address(const char *address, char *host, size_t size, uint16_t *port)
+{
+	const char *hp = address + 4, *colon = strrchr(hp, ':');
+	int64_t p;
+
+	if (strncmp(address, "udp:", 4) != 0 || !colon || colon == hp)
+		return -EINVAL;
+	if (fgw_parse_int64(colon + 1, 1, 65535, &p) < 0)
+		return -EINVAL;
+	if (*hp == '[' && colon[-1] == ']')
+		snprintf(host, size, "%.*s", (int) (colon - hp - 2), hp + 1);
+	else
+		snprintf(host, size, "%.*s", (int) (colon - hp), hp);
+	*port = (uint16_t) p;
+	return 0;
+}
+
+static int transport_new(void *user_data, const char *address, struct fgw_transport **ret)
+{
+	struct fgw_daemon *d = user_data;
+	char host[256];
+	uint16_t port;
+
+	if (strncmp(address, "udp:", 4) == 0) {
+		if (parse_udp_address(address, host, sizeof(host), &port) < 0)
+			return -EINVAL;
+		return fgw_transport_udp_new(d->loop, host, port, ret);
+	}
+	if (!d->bluez)
+		return -ENODEV; /* BLE is disabled in the configuration */
+	return fgw_transport_ble_new(d->bluez, address, ret);
+}
+
+static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
+			  const struct fgw_bluez_device_info *info, void *user_data)
+{
+	struct fgw_daemon *d = user_data;
+	int rssi = info->rssi;
+
+	const char *prefix = d->cfg.ble_name_prefix;
+	bool named = prefix && *prefix && info->name &&
+		     strncmp(info->name, prefix, strlen(prefix)) == 0;
+
+	/* A LOST object just stops being seen; the job waits for the device to come back. */
+	if (ev == FGW_BLUEZ_DEVICE_LOST || !d->fleet || !(info->smp_service || named))
+		return;
+	fgw_fleet_device_seen(d->fleet, info->addr, "ble", info->name,
+			      info->has_rssi ? &rssi : NULL);
+}
+
+static void on_adapter(struct fgw_bluez *b, enum fgw_bluez_adapter_state state, int err,
+		       void *user_data)
+{
+	fgw_notice("event: adapter, state: %s%s%s", fgw_bluez_adapter_state_to_string(state),
+		   err < 0 ? ", reason: " : "", err < 0 ? fgw_bluez_last_error(b) : "");
+}
+
+/* ---- releases ---------------------------------------------------------------------------- */
+
+struct prepare_work {
+	uv_work_t work;
+	struct fgw_daemon *d;
+	char bundle_path[512];
+	char sha_hex[65];
+	int64_t sequence;
+	struct fgw_fleet_release rel;
+	int err;
+};
+
+static void prepare_run(uv_work_t *w)
+{
+	struct prepare_work *p = container_of(w, struct prepare_work, work);
+
+	p->err = fgw_release_images_prepare(p->bundle_path, p->sha_hex, p->d->cfg.release_cache_dir,
+					    fgw_release_source_mcuboot_key(p->d->rsrc), &p->rel);
+}
+
+static void prepare_done(uv_work_t *w, int status)
+{
+	struct prepare_work *p = container_of(w, struct prepare_work, work);
+	struct fgw_daemon *d = p->d;
+	int r;
+
+	d->n_prepare--;
+	if (status < 0 || d->stopping || !d->fleet) {
+		free(p);
+		return;
+	}
+	if (p->err < 0) {
+		fgw_log_errno(LOG_ERR, p->err, "Release %s: cannot prepare its images", p->rel.id);
+	} else if (p->sequence < d->release_sequence) {
+		fgw_info("Release %s is older than the current one, not rolled out", p->rel.id);
+	} else {
+		r = fgw_fleet_set_release(d->fleet, &p->rel);
+		if (r < 0)
+			fgw_log_errno(LOG_ERR, r, "Release %s: the fleet cannot take it", p->rel.id);
+		else
+			d->release_sequence = p->sequence;
+	}
+	free(p);
+}
+
+static void on_release_verified(const struct fgw_release_info *info, void *user_data)
+{
+	struct fgw_daemon *d = user_data;
+	const struct fgw_manifest_release *m = info->release;
+	struct prepare_work *p;
+	int r;
+
+	if (info->sequence < d->release_sequence)
+		return;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return;
+	p->d = d;
+	p->sequence = info->sequence;
+	snprintf(p->bundle_path, sizeof(p->bundle_path), "%s", info->bundle_path);
+	snprintf(p->sha_hex, sizeof(p->sha_hex), "%s", m->bundle_sha256_hex);
+	snprintf(p->rel.id, sizeof(p->rel.id), "%s", m->id);
+	snprintf(p->rel.version, sizeof(p->rel.version), "%s", m->version);
+	snprintf(p->rel.board, sizeof(p->rel.board), "%s", m->board ? m->board : "");
+	for (size_t i = 0; i < m->n_groups && i < ARRAY_SIZE(p->rel.groups); i++)
+		snprintf(p->rel.groups[i], sizeof(p->rel.groups[i]), "%s", m->groups[i]);
+	p->rel.n_groups = FGW_MIN(m->n_groups, ARRAY_SIZE(p->rel.groups));
+	p->rel.policy_confirm = m->policy.mode == FGW_ROLLOUT_MODE_CONFIRM;
+	p->rel.canary_percent = (unsigned) m->policy.canary_percent;
+	p->rel.max_failure_rate = m->policy.max_failure_rate;
+	p->rel.max_concurrent = (unsigned) m->policy.max_concurrent;
+	r = uv_queue_work(d->loop, &p->work, prepare_run, prepare_done);
+	if (r < 0) {
+		fgw_log_errno(LOG_ERR, r, "Release %s: cannot queue image preparation", m->id);
+		free(p);
+		return;
+	}
+	d->n_prepare++;
+}
+
+static int start_release_source(struct fgw_daemon *d)
+{
+	struct fgw_release_source_options o = {0};
+	char *keys[MAX_TRUSTED_KEYS];
+	char *list, *save = NULL, *tok;
+	size_t n = 0;
+	int r;
+
+	list = strdup(d->cfg.release_trusted_keys ? d->cfg.release_trusted_keys : "");
+	if (!list)
+		return -ENOMEM;
+	for (tok = strtok_r(list, " \t", &save); tok && n < MAX_TRUSTED_KEYS;
+	     tok = strtok_r(NULL, " \t", &save))
+		keys[n++] = tok;
+	o.manifest_url = d->cfg.release_manifest_url;
+	o.poll_interval_s = (unsigned) d->cfg.release_poll_interval_s;
+	o.trusted_keys = (const char *const *) keys;
+	o.n_trusted_keys = n;
+	o.mcuboot_key = *d->cfg.release_mcuboot_key ? d->cfg.release_mcuboot_key : NULL;
+	o.cache_dir = d->cfg.release_cache_dir;
+	o.cache_budget_bytes = (uint64_t) d->cfg.release_cache_budget_mib * 1024 * 1024;
+	o.fetch.ca_file = *d->cfg.release_ca_file ? d->cfg.release_ca_file : NULL;
+	o.fetch.client_cert = *d->cfg.release_client_cert ? d->cfg.release_client_cert : NULL;
+	o.fetch.client_key = *d->cfg.release_client_key ? d->cfg.release_client_key : NULL;
+	o.fetch.timeout_s = d->cfg.release_download_timeout_s;
+	o.fetch.low_speed_limit = d->cfg.release_low_speed_limit_bytes;
+	o.fetch.low_speed_time_s = d->cfg.release_low_speed_time_s;
+	r = fgw_release_source_new(d->loop, d->store, &o, &d->rsrc);
+	free(list);
+	if (r < 0)
+		return fgw_log_errno(LOG_ERR, r, "Failed to set up the release source '%s'",
+				     d->cfg.release_manifest_url);
+	fgw_release_source_set_verified_cb(d->rsrc, on_release_verified, d);
+	r = fgw_release_source_start(d->rsrc);
+	if (r < 0)
+		return fgw_log_errno(LOG_ERR, r, "Failed to start the release source");
+	return 0;
+}
+
+/* ---- start / stop ------------------------------------------------------------------------ */
+
+int fgw_daemon_fleet_start(struct fgw_daemon *d)
+{
+	struct fgw_fleet_options fo = {
+		.max_connections = (unsigned) d->cfg.ble_max_connections,
+		.retry_limit = (unsigned) d->cfg.retry_limit,
+		.backoff_base_ms = (uint64_t) d->cfg.backoff_base_s * 1000,
+		.backoff_max_ms = (uint64_t) d->cfg.backoff_max_s * 1000,
+		.reboot_timeout_ms = (uint64_t) d->cfg.reboot_timeout_s * 1000,
+		.progress_flush_ms = (uint64_t) d->cfg.progress_flush_s * 1000,
+		.request_timeout_ms = 10000,
+		.chunk_timeout_ms = (uint64_t) d->cfg.chunk_timeout_ms,
+		.first_chunk_timeout_ms = (uint64_t) d->cfg.first_chunk_timeout_ms,
+		.upload_window = (unsigned) d->cfg.upload_window,
+		.netcore_version_group = (unsigned) d->cfg.netcore_version_group,
+		.default_group = d->cfg.fleet_group,
+		.transport_new = transport_new,
+		.transport_user_data = d,
+	};
+	char *list, *save = NULL, *tok;
+	int r;
+
+	if (d->cfg.ble_enabled) {
+		struct fgw_bluez_options bo;
+		fgw_bluez_options_init(&bo);
+		bo.adapter = d->cfg.ble_adapter;
+		bo.power_on = d->cfg.ble_power_on;
+		bo.scan = d->cfg.ble_scan;
+		bo.filter_service = d->cfg.ble_filter_service;
+		bo.rssi_threshold = d->cfg.ble_rssi_threshold;
+		bo.max_connections = (unsigned) d->cfg.ble_max_connections;
+		bo.connect_timeout_ms = (unsigned) d->cfg.ble_connect_timeout_s * 1000;
+		bo.acquire = d->cfg.ble_acquire;
+		r = fgw_bluez_new(d->loop, &bo, &d->bluez);
+		if (r < 0)
+			return fgw_log_errno(LOG_ERR, r, "Failed to connect to the system bus for BlueZ");
+		fgw_bluez_add_adapter_watch(d->bluez, on_adapter, d);
+		fgw_bluez_add_device_watch(d->bluez, on_ble_device, d);
+	}
+
+	r = fgw_fleet_new(d->loop, d->store, &fo, &d->fleet);
+	if (r < 0)
+		return fgw_log_errno(LOG_ERR, r, "Failed to set up the fleet");
+	r = fgw_fleet_start(d->fleet, NULL);
+	if (r < 0)
+		return r;
+
+	list = strdup(d->cfg.udp_devices ? d->cfg.udp_devices : "");
+	if (!list)
+		return -ENOMEM;
+	for (tok = strtok_r(list, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+		char address[300], host[256];
+		uint16_t port;
+		snprintf(address, sizeof(address), "udp:%s", tok);
+		if (parse_udp_address(address, host, sizeof(host), &port) < 0) {
+			fgw_warning("fleet.udp_devices: '%s' is not HOST:PORT, ignoring", tok);
+			continue;
+		}
+		fgw_fleet_device_seen(d->fleet, address, "udp", NULL, NULL);
+	}
+	free(list);
+
+	if (d->cfg.release_manifest_url && *d->cfg.release_manifest_url) {
+		r = start_release_source(d);
+		if (r < 0)
+			return r;
+	} else {
+		fgw_warning("release.manifest_url is empty: no releases will be rolled out");
+	}
+	return 0;
+}
+
+void fgw_daemon_fleet_stop(struct fgw_daemon *d)
+{
+	d->rsrc = fgw_release_source_free(d->rsrc);
+	d->fleet = fgw_fleet_free(d->fleet);
+	d->bluez = fgw_bluez_free(d->bluez);
+}

@@ -1,0 +1,714 @@
+/*
+ * The fleet object: the current release, the device registry as devices are seen, the queue
+ * of jobs with its scheduler (connection limit, canaries first, longest-waiting first,
+ * back-off), the rollout's tallies and the halt rule, and operator control.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fleet-private.h"
+
+/* A BLE device not seen for this long is out of range: its queued job waits for it. */
+#define PRESENCE_WINDOW_MS (60 * 1000)
+#define TICK_MS 1000
+
+FGW_EXPORT const double fgw_fleet_duration_bounds[7] = {30, 60, 120, 300, 600, 1200, 3600};
+FGW_EXPORT const char *const fgw_fleet_failure_kinds[6] = {
+	"reverted", "rejected", "not-applied", "no-return", "unreachable", "other"};
+
+struct fleet_release *fleet_release_ref(struct fleet_release *r)
+{
+	if (r)
+		r->refs++;
+	return r;
+}
+
+void fleet_release_unref(struct fleet_release *r)
+{
+	if (!r || --r->refs > 0)
+		return;
+	for (int i = 0; i < 2; i++)
+		if (r->map[i])
+			munmap((void *) r->map[i], r->map_len[i]);
+	free(r);
+}
+
+static int map_image(struct fleet_release *nr, int i)
+{
+	const struct fgw_fleet_image *img = &nr->r.image[i];
+	struct stat st;
+	void *p;
+	int fd, r = 0;
+
+	if (!img->present)
+		return 0;
+	fd = open(img->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		r = -errno;
+	else if ((uint64_t) st.st_size != img->size || st.st_size == 0)
+		r = -EBADF; /* not the file that was verified */
+	if (r == 0) {
+		p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (p == MAP_FAILED) {
+			r = -errno;
+		} else {
+			nr->map[i] = p;
+			nr->map_len[i] = (size_t) st.st_size;
+		}
+	}
+	close(fd);
+	return r;
+}
+
+double fleet_random(struct fgw_fleet *f)
+{
+	/* xorshift64*: jitter only needs to differ between devices, not to be secret. */
+	f->rnd ^= f->rnd >> 12;
+	f->rnd ^= f->rnd << 25;
+	f->rnd ^= f->rnd >> 27;
+	return (double) ((f->rnd * 0x2545F4914F6CDD1DULL) >> 11) / (double) (1ULL << 53);
+}
+
+unsigned fleet_connections(struct fgw_fleet *f)
+{
+	unsigned n = 0;
+
+	for (struct fleet_job *j = f->jobs; j; j = j->next)
+		if (j->conn && j->conn->open)
+			n++;
+	return n;
+}
+
+/* The device's job in memory, of any release: a device has one job running at a time. */
+static struct fleet_job *find_job(struct fgw_fleet *f, const char *address)
+{
+	for (struct fleet_job *j = f->jobs; j; j = j->next)
+		if (strcmp(j->address, address) == 0)
+			return j;
+	return NULL;
+}
+
+static void unlink_job(struct fgw_fleet *f, struct fleet_job *job)
+{
+	for (struct fleet_job **p = &f->jobs; *p; p = &(*p)->next)
+		if (*p == job) {
+			*p = job->next;
+			return;
+		}
+}
+
+void fleet_store_failed(struct fgw_fleet *f, int err, const char *what)
+{
+	if (!f->store_failed)
+		fgw_log_errno(LOG_ERR, err,
+			      "Database write failed (%s: %s); no new jobs start until fotagwd "
+			      "restarts",
+			      what, fgw_store_errmsg(f->store));
+	f->store_failed = true;
+}
+
+static bool present(const struct fgw_fleet *f, const struct fleet_job *j, uint64_t now)
+{
+	if (strcmp(j->transport, "udp") == 0)
+		return true;
+	return j->seen_ms && now - j->seen_ms <= PRESENCE_WINDOW_MS;
+}
+
+static void schedule(struct fgw_fleet *f)
+{
+	unsigned limit, active = 0;
+	bool canary_gate;
+	uint64_t now = fgw_now_ms();
+
+	if (!f->rel || f->halted || f->store_failed || f->freeing)
+		return;
+	limit = f->o.max_connections;
+	if (f->rel->r.max_concurrent && f->rel->r.max_concurrent < limit)
+		limit = f->rel->r.max_concurrent;
+	for (struct fleet_job *j = f->jobs; j; j = j->next)
+		if (job_is_active(j))
+			active++;
+	canary_gate = !f->resumed && !fgw_fleet_canary_passed(&f->counts);
+
+	while (active < limit) {
+		struct fleet_job *best = NULL;
+
+		for (struct fleet_job *j = f->jobs; j; j = j->next) {
+			if (j->state != FGW_JOB_STATE_QUEUED || j->rel != f->rel ||
+			    j->next_attempt_ms > now || !present(f, j, now) ||
+			    (canary_gate && !j->canary))
+				continue;
+			if (!best || (j->canary && !best->canary) ||
+			    (j->canary == best->canary &&
+			     (j->last_start_ms < best->last_start_ms ||
+			      (j->last_start_ms == best->last_start_ms && j->id < best->id))))
+				best = j;
+		}
+		if (!best)
+			break;
+		job_start(best);
+		active++;
+		if (f->halted || f->store_failed)
+			break;
+	}
+}
+
+static void on_kick(uv_timer_t *t)
+{
+	schedule(t->data);
+}
+
+void fleet_kick(struct fgw_fleet *f)
+{
+	if (!f->freeing)
+		uv_timer_start(&f->kick, on_kick, 0, 0);
+}
+
+static bool in_groups(const struct fgw_fleet_release *rel, const char *grp)
+{
+	if (rel->n_groups == 0)
+		return true;
+	for (size_t i = 0; i < rel->n_groups; i++)
+		if (grp && strcmp(rel->groups[i], grp) == 0)
+			return true;
+	return false;
+}
+
+static void count_terminal(struct fgw_fleet *f, bool canary, enum fgw_job_state s, int sign)
+{
+	bool failed = s == FGW_JOB_STATE_FAILED || s == FGW_JOB_STATE_REVERTED;
+
+	if (s == FGW_JOB_STATE_SUPERSEDED)
+		return;
+	f->counts.finished += sign;
+	f->counts.failed += failed ? sign : 0;
+	if (canary) {
+		f->counts.canary_finished += sign;
+		f->counts.canary_failed += failed ? sign : 0;
+	}
+}
+
+static void ensure_job(struct fgw_fleet *f, const char *address, const char *transport,
+		       const char *grp);
+
+static bool fleet_should_halt(struct fgw_fleet *f, char *reason, size_t size)
+{
+	struct fgw_fleet_rollout_counts c = f->counts;
+
+	if (f->resumed) {
+		c.finished -= f->baseline.finished;
+		c.failed -= f->baseline.failed;
+		c.canary_total = c.canary_finished = c.canary_failed = 0;
+	}
+	return fgw_fleet_should_halt(&c, f->rel->r.max_failure_rate, reason, size);
+}
+
+void fleet_job_finished(struct fgw_fleet *f, struct fleet_job *job, enum fgw_job_state to)
+{
+	char reason[200];
+	double secs = (double) (fgw_wall_ms() - job->created_wall_ms) / 1000.0;
+
+	if (job->rel == f->rel)
+		count_terminal(f, job->canary, to, 1);
+	switch (to) {
+	case FGW_JOB_STATE_DONE:
+		f->stats.jobs_done++;
+		break;
+	case FGW_JOB_STATE_FAILED:
+		f->stats.jobs_failed++;
+		f->stats.failures[job->failure_kind]++;
+		break;
+	case FGW_JOB_STATE_REVERTED:
+		f->stats.jobs_reverted++;
+		f->stats.failures[FLEET_FAIL_REVERTED]++;
+		break;
+	case FGW_JOB_STATE_SKIPPED:
+		f->stats.jobs_skipped++;
+		break;
+	default:
+		break;
+	}
+	if (to != FGW_JOB_STATE_SUPERSEDED) {
+		size_t i = 0;
+		while (i < ARRAY_SIZE(fgw_fleet_duration_bounds) && secs > fgw_fleet_duration_bounds[i])
+			i++;
+		f->stats.duration_buckets[i]++;
+		f->stats.duration_sum_s += secs;
+	}
+	unlink_job(f, job);
+	if (job->rel != f->rel && f->rel) {
+		/* A job of an older release finished: the device's turn for the current one. */
+		struct fgw_store_device_rec dev;
+		char address[40];
+		snprintf(address, sizeof(address), "%s", job->address);
+		job_free(job);
+		if (fgw_store_device_get(f->store, address, &dev) == 0)
+			ensure_job(f, dev.address, dev.transport, dev.grp);
+	} else {
+		job_free(job);
+	}
+
+	if (!f->halted && f->rel && fleet_should_halt(f, reason, sizeof(reason)))
+		(void) fgw_fleet_pause(f, "policy", reason);
+	fleet_kick(f);
+}
+
+/* Creates the device's job for the current release if it is a target and has none. */
+static void ensure_job(struct fgw_fleet *f, const char *address, const char *transport,
+		       const char *grp)
+{
+	struct fgw_store_job_rec rec;
+	struct fleet_job *job;
+	bool created, canary;
+	int r;
+
+	if (!f->rel || !in_groups(&f->rel->r, grp) || find_job(f, address))
+		return;
+	canary = f->n_canary < fgw_fleet_canary_quota(f->rel->r.canary_percent, f->n_targets + 1);
+	r = fgw_store_job_ensure(f->store, address, f->rel->r.id, canary, fgw_wall_ms(), &rec,
+				 &created);
+	if (r < 0) {
+		fleet_store_failed(f, r, "job creation");
+		return;
+	}
+	if (!created)
+		return; /* finished already: a job per device and release, once */
+	f->n_targets++;
+	f->n_canary += rec.canary;
+	f->counts.canary_total += rec.canary;
+	job = job_new(f, &rec, f->rel);
+	if (!job)
+		return;
+	snprintf(job->transport, sizeof(job->transport), "%s", transport);
+	job->next = f->jobs;
+	f->jobs = job;
+	fleet_kick(f);
+}
+
+FGW_EXPORT void fgw_fleet_device_seen(struct fgw_fleet *f, const char *address,
+				      const char *transport, const char *name, const int *rssi)
+{
+	struct fgw_store_device_rec dev;
+	bool known;
+	int r;
+
+	known = fgw_store_device_get(f->store, address, &dev) == 0;
+	r = fgw_store_device_seen(f->store, address, transport, name, rssi, fgw_wall_ms());
+	if (r < 0) {
+		fgw_log_errno(LOG_WARNING, r, "Failed to record device '%s', ignoring", address);
+		return;
+	}
+	if (!known) {
+		(void) fgw_store_device_set_group(f->store, address, f->default_group);
+		snprintf(dev.grp, sizeof(dev.grp), "%s", f->default_group);
+		fgw_notice("event: device-new, device: %s, transport: %s, name: %s", address,
+			   transport, name ? name : "");
+	}
+	ensure_job(f, address, transport, dev.grp);
+	for (struct fleet_job *j = f->jobs; j; j = j->next)
+		if (strcmp(j->address, address) == 0) {
+			bool was_absent = !present(f, j, fgw_now_ms());
+			j->seen_ms = fgw_now_ms();
+			job_device_seen(j);
+			if (was_absent && j->state == FGW_JOB_STATE_QUEUED)
+				fleet_kick(f);
+		}
+}
+
+struct load_ctx {
+	struct fgw_fleet *f;
+	int err;
+};
+
+static int load_job(const struct fgw_store_job_rec *rec, void *ud)
+{
+	struct load_ctx *c = ud;
+	struct fgw_fleet *f = c->f;
+	enum fgw_job_state s = fgw_job_state_from_string(rec->state);
+	struct fgw_store_device_rec dev;
+	struct fleet_job *job;
+
+	f->n_targets++;
+	f->n_canary += rec->canary;
+	f->counts.canary_total += rec->canary;
+	if (fgw_job_state_is_terminal(s)) {
+		count_terminal(f, rec->canary, s, 1);
+		return 0;
+	}
+	job = job_new(f, rec, f->rel);
+	if (!job)
+		return -ENOMEM;
+	if (fgw_store_device_get(f->store, rec->address, &dev) == 0)
+		snprintf(job->transport, sizeof(job->transport), "%s", dev.transport);
+	job->next = f->jobs;
+	f->jobs = job;
+	return 0;
+}
+
+/* After a restart: jobs resume where the device can tell where they are. */
+static void resume_jobs(struct fgw_fleet *f)
+{
+	for (struct fleet_job *j = f->jobs; j; j = j->next) {
+		switch (j->state) {
+		case FGW_JOB_STATE_CONNECTING:
+		case FGW_JOB_STATE_PROBING:
+		case FGW_JOB_STATE_UPLOADING:
+		case FGW_JOB_STATE_MARKING:
+			/* The probe finds what is already on the device; the upload resumes. */
+			(void) job_enter_state(j, FGW_JOB_STATE_QUEUED, NULL,
+					       "daemon restarted: re-probe the device");
+			break;
+		case FGW_JOB_STATE_RESETTING:
+		case FGW_JOB_STATE_REBOOTING:
+		case FGW_JOB_STATE_VERIFYING:
+		case FGW_JOB_STATE_CONFIRMING:
+			/* The reset may have happened: never upload again, verify. */
+			(void) job_enter_state(j, FGW_JOB_STATE_REBOOTING, NULL,
+					       "daemon restarted: verify what the reset did");
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+static int scan_device(const struct fgw_store_device *d, void *ud)
+{
+	struct fgw_fleet *f = ud;
+
+	ensure_job(f, d->address, d->transport ? d->transport : "ble", d->group);
+	return 0;
+}
+
+struct stale {
+	const char *release_id;
+	int64_t *ids;
+	char (*states)[16];
+	size_t n, cap;
+	int err;
+};
+
+static int collect_stale(const struct fgw_store_job_rec *rec, void *ud)
+{
+	struct stale *st = ud;
+
+	if (strcmp(rec->release_id, st->release_id) == 0)
+		return 0;
+	if (st->n == st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 16;
+		int64_t *ids = realloc(st->ids, cap * sizeof(*ids));
+		char(*states)[16] = ids ? realloc(st->states, cap * sizeof(*states)) : NULL;
+		if (ids)
+			st->ids = ids;
+		if (!states)
+			return -ENOMEM;
+		st->states = states;
+		st->cap = cap;
+	}
+	st->ids[st->n] = rec->id;
+	snprintf(st->states[st->n], 16, "%s", rec->state);
+	st->n++;
+	return 0;
+}
+
+/*
+ * At start: unfinished jobs of an older release (a release change before a restart) are
+ * superseded; the current release's job re-probes their device and finds what is on it.
+ */
+static int supersede_stale(struct fgw_fleet *f)
+{
+	struct stale st = {.release_id = f->rel->r.id};
+	int r = fgw_store_jobs_foreach(f->store, NULL, true, collect_stale, &st);
+
+	for (size_t i = 0; r >= 0 && i < st.n; i++)
+		r = fgw_store_job_set_state(f->store, st.ids[i], st.states[i], "superseded",
+					    "superseded by a newer release while the daemon was "
+					    "down",
+					    NULL, fgw_wall_ms());
+	free(st.ids);
+	free(st.states);
+	return r;
+}
+
+static int adopt_release(struct fgw_fleet *f, const struct fgw_fleet_release *rel, bool at_start)
+{
+	struct fleet_release *nr = calloc(1, sizeof(*nr));
+	struct load_ctx lc = {f, 0};
+	struct fgw_store_device_filter all = {0};
+	int r;
+
+	if (!nr)
+		return -ENOMEM;
+	nr->refs = 1;
+	nr->r = *rel;
+	for (int i = 0; i < 2; i++) {
+		r = map_image(nr, i);
+		if (r < 0) {
+			fgw_log_errno(LOG_ERR, r, "Cannot read image %d of release %s ('%s')", i,
+				      rel->id, rel->image[i].path);
+			fleet_release_unref(nr);
+			return r;
+		}
+	}
+	fleet_release_unref(f->rel);
+	f->rel = nr;
+	f->counts = (struct fgw_fleet_rollout_counts){0};
+	f->baseline = (struct fgw_fleet_rollout_counts){0};
+	f->resumed = false;
+	f->n_targets = f->n_canary = 0;
+
+	r = fgw_store_rollout_state(f->store, rel->id, &f->halted, f->halted_by,
+				    sizeof(f->halted_by), f->halted_reason,
+				    sizeof(f->halted_reason));
+	if (r < 0)
+		return r;
+	r = fgw_store_jobs_supersede(f->store, rel->id, fgw_wall_ms());
+	if (r < 0)
+		return r;
+	if (at_start) {
+		r = supersede_stale(f);
+		if (r < 0)
+			return r;
+	}
+	r = fgw_store_jobs_foreach(f->store, rel->id, false, load_job, &lc);
+	if (r < 0)
+		return r;
+	/* Resumed by an operator before a restart: what had finished then stays accepted. */
+	if (!f->halted && strcmp(f->halted_by, "operator") == 0) {
+		f->resumed = true;
+		f->baseline = f->counts;
+	}
+	resume_jobs(f);
+	r = fgw_store_devices_query(f->store, &all, scan_device, f);
+	if (r < 0)
+		return r;
+	fgw_notice("event: release-active, release: %s, version: %s, targets: %u, canaries: %u%s",
+		   rel->id, rel->version, f->n_targets, f->n_canary,
+		   f->halted ? ", halted: yes" : "");
+	fleet_kick(f);
+	return 0;
+}
+
+FGW_EXPORT int fgw_fleet_start(struct fgw_fleet *f, const struct fgw_fleet_release *rel)
+{
+	uv_timer_start(&f->tick, on_kick, TICK_MS, TICK_MS);
+	if (!rel)
+		return 0;
+	return adopt_release(f, rel, true);
+}
+
+FGW_EXPORT int fgw_fleet_set_release(struct fgw_fleet *f, const struct fgw_fleet_release *rel)
+{
+	struct fleet_job **p = &f->jobs;
+	bool first = !f->rel;
+
+	if (f->rel && strcmp(f->rel->r.id, rel->id) == 0)
+		return 0;
+	/* Jobs that did not start yet go; running ones finish their release (never mid-image). */
+	while (*p) {
+		struct fleet_job *j = *p;
+		if (j->state == FGW_JOB_STATE_QUEUED) {
+			*p = j->next;
+			job_free(j);
+		} else {
+			p = &j->next;
+		}
+	}
+	/* The first release after a start picks up the jobs a previous run left. */
+	return adopt_release(f, rel, first);
+}
+
+FGW_EXPORT int fgw_fleet_new(uv_loop_t *loop, struct fgw_store *store,
+			     const struct fgw_fleet_options *o, struct fgw_fleet **ret)
+{
+	struct fgw_fleet *f;
+
+	if (!o->transport_new || o->max_connections == 0)
+		return -EINVAL;
+	f = calloc(1, sizeof(*f));
+	if (!f)
+		return -ENOMEM;
+	f->loop = loop;
+	f->store = store;
+	f->o = *o;
+	snprintf(f->default_group, sizeof(f->default_group), "%s",
+		 o->default_group ? o->default_group : "default");
+	f->o.default_group = f->default_group;
+	f->rnd = (uint64_t) fgw_wall_ms() ^ ((uint64_t) getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
+	uv_timer_init(loop, &f->tick);
+	uv_timer_init(loop, &f->kick);
+	f->tick.data = f->kick.data = f;
+	f->n_handles = 2;
+	*ret = f;
+	return 0;
+}
+
+static void fleet_handle_closed(uv_handle_t *h)
+{
+	struct fgw_fleet *f = h->data;
+
+	if (--f->n_handles == 0)
+		free(f);
+}
+
+FGW_EXPORT struct fgw_fleet *fgw_fleet_free(struct fgw_fleet *f)
+{
+	if (!f)
+		return NULL;
+	f->freeing = true;
+	while (f->jobs) {
+		struct fleet_job *j = f->jobs;
+		f->jobs = j->next;
+		job_free(j);
+	}
+	fleet_release_unref(f->rel);
+	f->rel = NULL;
+	uv_close((uv_handle_t *) &f->tick, fleet_handle_closed);
+	uv_close((uv_handle_t *) &f->kick, fleet_handle_closed);
+	return NULL;
+}
+
+FGW_EXPORT int fgw_fleet_pause(struct fgw_fleet *f, const char *by, const char *reason)
+{
+	int r;
+
+	if (!f->rel)
+		return -ENOENT;
+	if (f->halted)
+		return -EALREADY;
+	r = fgw_store_rollout_set(f->store, f->rel->r.id, true, by, reason, fgw_wall_ms());
+	if (r < 0)
+		return r;
+	f->halted = true;
+	snprintf(f->halted_by, sizeof(f->halted_by), "%s", by);
+	snprintf(f->halted_reason, sizeof(f->halted_reason), "%s", reason ? reason : "");
+	fgw_notice("event: rollout-halted, release: %s, by: %s, reason: %s", f->rel->r.id, by,
+		   reason ? reason : "");
+	return 0;
+}
+
+FGW_EXPORT int fgw_fleet_resume(struct fgw_fleet *f)
+{
+	int r;
+
+	if (!f->rel)
+		return -ENOENT;
+	if (!f->halted)
+		return -EALREADY;
+	r = fgw_store_rollout_set(f->store, f->rel->r.id, false, "operator", "resumed",
+				  fgw_wall_ms());
+	if (r < 0)
+		return r;
+	f->halted = false;
+	f->halted_by[0] = f->halted_reason[0] = '\0';
+	f->resumed = true;
+	f->baseline = f->counts;
+	fgw_notice("event: rollout-resumed, release: %s", f->rel->r.id);
+	fleet_kick(f);
+	return 0;
+}
+
+struct retry_ctx {
+	const char *address;
+	struct fgw_store_job_rec rec;
+	bool found;
+};
+
+static int find_rec(const struct fgw_store_job_rec *rec, void *ud)
+{
+	struct retry_ctx *c = ud;
+
+	if (strcmp(rec->address, c->address) == 0) {
+		c->rec = *rec;
+		c->found = true;
+	}
+	return 0;
+}
+
+FGW_EXPORT int fgw_fleet_retry(struct fgw_fleet *f, const char *address)
+{
+	struct retry_ctx c = {.address = address};
+	struct fleet_job *job = find_job(f, address);
+	enum fgw_job_state s;
+	int r;
+
+	if (!f->rel)
+		return -ENOENT;
+	if (job) {
+		if (job_is_active(job))
+			return -EBUSY;
+		/* Waiting in back-off: go now, with a fresh count. */
+		job->attempts = 0;
+		job->next_attempt_ms = 0;
+		fleet_kick(f);
+		return 0;
+	}
+	r = fgw_store_jobs_foreach(f->store, f->rel->r.id, false, find_rec, &c);
+	if (r < 0)
+		return r;
+	if (!c.found)
+		return -ENOENT;
+	s = fgw_job_state_from_string(c.rec.state);
+	if (s == FGW_JOB_STATE_DONE || s == FGW_JOB_STATE_SKIPPED)
+		return -EALREADY; /* running the release already */
+	r = fgw_store_job_set_retry(f->store, c.rec.id, 0, 0, fgw_wall_ms());
+	if (r >= 0)
+		r = fgw_store_job_set_state(f->store, c.rec.id, c.rec.state, "queued", NULL,
+					    "retry requested by the operator", fgw_wall_ms());
+	if (r < 0)
+		return r;
+	count_terminal(f, c.rec.canary, s, -1);
+	snprintf(c.rec.state, sizeof(c.rec.state), "queued");
+	c.rec.attempts = 0;
+	c.rec.next_attempt_at = 0;
+	job = job_new(f, &c.rec, f->rel);
+	if (!job)
+		return -ENOMEM;
+	{
+		struct fgw_store_device_rec dev;
+		if (fgw_store_device_get(f->store, address, &dev) == 0)
+			snprintf(job->transport, sizeof(job->transport), "%s", dev.transport);
+	}
+	job->seen_ms = fgw_now_ms();
+	job->next = f->jobs;
+	f->jobs = job;
+	fleet_kick(f);
+	return 0;
+}
+
+FGW_EXPORT int fgw_fleet_progress_get(struct fgw_fleet *f, const char *address,
+				      struct fgw_fleet_progress *ret)
+{
+	struct fleet_job *job = find_job(f, address);
+
+	if (!job || job->state != FGW_JOB_STATE_UPLOADING || !job->conn || job->conn->image < 0)
+		return -ENOENT;
+	*ret = (struct fgw_fleet_progress){
+		.image = job->conn->image,
+		.offset = job->conn->offset,
+		.total = job->conn->total,
+		.rate_bps = job->conn->rate_bps,
+	};
+	return 0;
+}
+
+FGW_EXPORT void fgw_fleet_get_stats(struct fgw_fleet *f, struct fgw_fleet_stats *ret)
+{
+	*ret = f->stats;
+	ret->halted = f->halted;
+	snprintf(ret->halted_by, sizeof(ret->halted_by), "%s", f->halted_by);
+	snprintf(ret->halted_reason, sizeof(ret->halted_reason), "%s", f->halted_reason);
+	snprintf(ret->release_id, sizeof(ret->release_id), "%s", f->rel ? f->rel->r.id : "");
+	ret->connections = fleet_connections(f);
+	ret->active = 0;
+	for (struct fleet_job *j = f->jobs; j; j = j->next)
+		ret->active += job_is_active(j);
+}

@@ -1,0 +1,188 @@
+/*
+ * The uploading state of a job: erase a slot that holds another pending image, then each
+ * image the plan needs, net core first, through the upload engine; progress is persisted in
+ * batches (progress_flush_ms), not per chunk.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "fleet-private.h"
+#include "upload.h"
+
+static void persist_progress(struct fleet_job *job, bool force)
+{
+	struct job_conn *c = job->conn;
+	uint64_t now = fgw_now_ms();
+	int r;
+
+	if (!force && now - c->last_flush_ms < job->fleet->o.progress_flush_ms)
+		return;
+	c->last_flush_ms = now;
+	r = fgw_store_job_set_progress(job->fleet->store, job->id, c->image, (int64_t) c->offset,
+				       fgw_wall_ms());
+	if (r < 0)
+		fgw_log_errno(LOG_WARNING, r, "Failed to record upload progress of '%s', ignoring",
+			      job->address);
+}
+
+static void on_progress(struct fgw_upload *u, uint64_t bytes, uint64_t total, double rate,
+			void *user_data)
+{
+	struct fleet_job *job = user_data;
+	struct job_conn *c = job->conn;
+
+	if (!c)
+		return;
+	if (bytes > c->offset)
+		job->fleet->stats.bytes_uploaded += bytes - c->offset;
+	c->offset = bytes;
+	c->total = total;
+	c->rate_bps = rate;
+	persist_progress(job, false);
+}
+
+static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_result *res,
+		    void *user_data)
+{
+	struct fleet_job *job = user_data;
+	struct job_conn *c = job->conn;
+	char what[352], st[160];
+
+	if (err == -ECANCELED || !c)
+		return;
+	job->fleet->stats.upload_ms += fgw_now_ms() - c->upload_started_ms;
+	if (res && res->off > c->offset)
+		c->offset = res->off;
+	persist_progress(job, true);
+	if (err == 0) {
+		fgw_info("fleet: '%s' image %d uploaded (%llu bytes)", job->address, c->image,
+			 (unsigned long long) c->total);
+		c->uploaded |= 1u << c->image;
+		job_upload_next(job);
+		return;
+	}
+	switch (err) {
+	case -EREMOTEIO:
+		fgw_smp_status_format(&res->status, st, sizeof(st));
+		snprintf(what, sizeof(what), "upload of image %d refused: %s", c->image, st);
+		/* Busy and out-of-memory pass; anything else the device will say again. */
+		job_on_failure(job, err,
+			       fgw_smp_status_is_busy(&res->status) ||
+				       res->status.rc == FGW_SMP_RC_ENOMEM,
+			       what);
+		return;
+	case -EILSEQ:
+		snprintf(what, sizeof(what), "upload of image %d: device's image check failed",
+			 c->image);
+		break;
+	default:
+		snprintf(what, sizeof(what), "upload of image %d at %llu/%llu: %s", c->image,
+			 (unsigned long long) c->offset, (unsigned long long) c->total,
+			 strerror(-err));
+		break;
+	}
+	job_on_failure(job, err, true, what);
+}
+
+static void on_erase_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+{
+	struct fleet_job *job = user_data;
+	char st[160], what[256];
+
+	if (err == -ECANCELED || !job->conn)
+		return;
+	if (err < 0) {
+		snprintf(what, sizeof(what), "erase: %s", strerror(-err));
+		job_on_failure(job, err, true, what);
+		return;
+	}
+	if (!fgw_smp_status_ok(&rsp->status)) {
+		fgw_smp_status_format(&rsp->status, st, sizeof(st));
+		snprintf(what, sizeof(what), "erase of a foreign pending image refused: %s", st);
+		job_on_failure(job, -EREMOTEIO, fgw_smp_status_is_busy(&rsp->status), what);
+		return;
+	}
+	job->conn->erased |= 1u << job->conn->image;
+	job_upload_next(job);
+}
+
+static int start_image(struct fleet_job *job, int i)
+{
+	struct fgw_fleet *f = job->fleet;
+	struct job_conn *c = job->conn;
+	const struct fgw_fleet_image *img = &job->rel->r.image[i];
+	struct fgw_upload_image ui = {
+		.data = job->rel->map[i],
+		.len = job->rel->map_len[i],
+		.image = (uint32_t) i,
+	};
+	struct fgw_upload_opts o;
+	int r;
+
+	memcpy(ui.sha256, img->file_sha, sizeof(ui.sha256));
+	fgw_upload_opts_init(&o);
+	if (c->has_params) {
+		o.buf_size = c->params.buf_size;
+		o.buf_count = c->params.buf_count;
+	}
+	o.window = f->o.upload_window;
+	if (f->o.first_chunk_timeout_ms)
+		o.first_timeout_ms = (unsigned) f->o.first_chunk_timeout_ms;
+	if (f->o.chunk_timeout_ms)
+		o.chunk_timeout_ms = (unsigned) f->o.chunk_timeout_ms;
+	if (!c->upload) {
+		r = fgw_upload_new(f->loop, c->smp, &c->upload);
+		if (r < 0)
+			return r;
+	}
+	c->image = i;
+	c->offset = 0;
+	c->total = ui.len;
+	c->upload_started_ms = fgw_now_ms();
+	/* Offset 0: the engine's first chunk asks the device where its session is. */
+	return fgw_upload_start(c->upload, &ui, 0, &o, on_progress, on_done, job);
+}
+
+void job_upload_next(struct fleet_job *job)
+{
+	static const int order[] = {1, 0};
+	struct job_conn *c = job->conn;
+	char what[128];
+
+	for (size_t k = 0; k < ARRAY_SIZE(order); k++) {
+		int i = order[k], r;
+
+		if (c->plan.action[i] != FGW_FLEET_IMAGE_UPLOAD || (c->uploaded & (1u << i)))
+			continue;
+		if (c->plan.erase_first[i] && !(c->erased & (1u << i))) {
+			struct fgw_smp_req req = {0};
+			c->image = i;
+			/* Absolute slot number: image i's secondary slot is 2i+1. */
+			r = fgw_smp_req_img_erase(2 * i + 1, &req);
+			if (r >= 0)
+				r = fgw_smp_client_request(c->smp, &req, 60000, on_erase_rsp, job,
+							   NULL, NULL);
+			fgw_smp_req_done(&req);
+			if (r < 0)
+				job_on_failure(job, r, true, "erase request");
+			return;
+		}
+		r = start_image(job, i);
+		if (r < 0) {
+			snprintf(what, sizeof(what), "cannot start upload of image %d: %s", i,
+				 strerror(-r));
+			job_on_failure(job, r, r != -EMSGSIZE && r != -EINVAL, what);
+		}
+		return;
+	}
+	(void) job_enter_state(job, FGW_JOB_STATE_MARKING, NULL, NULL);
+}
+
+void job_upload_cancel(struct fleet_job *job)
+{
+	struct job_conn *c = job->conn;
+
+	if (c && c->upload)
+		c->upload = fgw_upload_free(c->upload);
+}

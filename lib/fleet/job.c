@@ -1,0 +1,775 @@
+/*
+ * One device's job: the state machine of fleet.h. Handlers (link state, SMP responses,
+ * timers) read job->state, decide, and call job_enter_state(), which persists the transition
+ * and its event before acting on it; nothing else writes job->state.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fleet-private.h"
+#include "transport.h"
+
+/* A sighting closer than this to the reset is the device still going down, not coming back. */
+#define REBOOT_SIGHTING_GUARD_MS 1000
+/* While waiting for a device to come back, try to reach it this often anyway (UDP has no
+ * advertisements; a BLE scan may miss one). */
+#define REBOOT_POLL_MS 3000
+
+static const char *const state_names[_FGW_JOB_STATE_MAX] = {
+	[FGW_JOB_STATE_QUEUED] = "queued",	 [FGW_JOB_STATE_CONNECTING] = "connecting",
+	[FGW_JOB_STATE_PROBING] = "probing",	 [FGW_JOB_STATE_UPLOADING] = "uploading",
+	[FGW_JOB_STATE_MARKING] = "marking",	 [FGW_JOB_STATE_RESETTING] = "resetting",
+	[FGW_JOB_STATE_REBOOTING] = "rebooting", [FGW_JOB_STATE_VERIFYING] = "verifying",
+	[FGW_JOB_STATE_CONFIRMING] = "confirming", [FGW_JOB_STATE_DONE] = "done",
+	[FGW_JOB_STATE_SKIPPED] = "skipped",	 [FGW_JOB_STATE_REVERTED] = "reverted",
+	[FGW_JOB_STATE_FAILED] = "failed",	 [FGW_JOB_STATE_SUPERSEDED] = "superseded",
+};
+
+FGW_EXPORT const char *fgw_job_state_to_string(enum fgw_job_state s)
+{
+	return (unsigned) s < _FGW_JOB_STATE_MAX ? state_names[s] : "invalid";
+}
+
+FGW_EXPORT enum fgw_job_state fgw_job_state_from_string(const char *s)
+{
+	for (int i = 0; s && i < _FGW_JOB_STATE_MAX; i++)
+		if (strcmp(s, state_names[i]) == 0)
+			return (enum fgw_job_state) i;
+	return _FGW_JOB_STATE_INVALID;
+}
+
+FGW_EXPORT bool fgw_job_state_is_terminal(enum fgw_job_state s)
+{
+	return s == FGW_JOB_STATE_DONE || s == FGW_JOB_STATE_SKIPPED ||
+	       s == FGW_JOB_STATE_REVERTED || s == FGW_JOB_STATE_FAILED ||
+	       s == FGW_JOB_STATE_SUPERSEDED;
+}
+
+bool job_is_active(const struct fleet_job *job)
+{
+	return job->state != FGW_JOB_STATE_QUEUED && !fgw_job_state_is_terminal(job->state);
+}
+
+static const char *name(const struct fleet_job *job)
+{
+	return job->address;
+}
+
+struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *rec,
+			  struct fleet_release *rel)
+{
+	struct fleet_job *job = calloc(1, sizeof(*job));
+
+	if (!job)
+		return NULL;
+	job->fleet = f;
+	job->rel = fleet_release_ref(rel);
+	job->id = rec->id;
+	snprintf(job->address, sizeof(job->address), "%s", rec->address);
+	job->state = fgw_job_state_from_string(rec->state);
+	job->canary = rec->canary;
+	job->attempts = rec->attempts;
+	job->images_mask = rec->images_mask;
+	job->created_wall_ms = rec->created_at;
+	job->failure_kind = FLEET_FAIL_OTHER;
+	/* Back-off deadlines are wall-clock in the store and monotonic here. */
+	if (rec->next_attempt_at > fgw_wall_ms())
+		job->next_attempt_ms = fgw_now_ms() + (uint64_t) (rec->next_attempt_at - fgw_wall_ms());
+	uv_timer_init(f->loop, &job->timer);
+	job->timer.data = job;
+	return job;
+}
+
+/* ---- connection ---------------------------------------------------------------------- */
+
+static void conn_close(struct fleet_job *job)
+{
+	struct job_conn *c = job->conn;
+
+	if (!c)
+		return;
+	job_upload_cancel(job);
+	job->conn = NULL; /* callbacks of the cancelled requests see no connection */
+	c->smp = fgw_smp_client_free(c->smp);
+	c->t = fgw_transport_free(c->t);
+	free(c);
+}
+
+static void on_link(struct fgw_smp_client *smp, int err, void *user_data);
+
+static int conn_open(struct fleet_job *job)
+{
+	struct fgw_fleet *f = job->fleet;
+	struct job_conn *c;
+	int r;
+
+	conn_close(job);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->image = -1;
+	r = f->o.transport_new(f->o.transport_user_data, job->address, &c->t);
+	if (r >= 0)
+		r = fgw_smp_client_new(f->loop, c->t, &c->smp);
+	if (r < 0) {
+		fgw_transport_free(c->t);
+		free(c);
+		return r;
+	}
+	job->conn = c;
+	r = fgw_smp_client_open(c->smp, on_link, job);
+	if (r < 0)
+		conn_close(job);
+	return r;
+}
+
+static void job_timer_closed(uv_handle_t *h)
+{
+	free(container_of(h, struct fleet_job, timer));
+}
+
+void job_free(struct fleet_job *job)
+{
+	if (!job)
+		return;
+	conn_close(job);
+	fleet_release_unref(job->rel);
+	job->rel = NULL;
+	job->closing = true;
+	uv_close((uv_handle_t *) &job->timer, job_timer_closed);
+}
+
+/* ---- requests --------------------------------------------------------------------------- */
+
+/* Sends @req (always released); a failure to send is a transient failure of the job. */
+static int send_req(struct fleet_job *job, struct fgw_smp_req *req, int build_err,
+		    uint64_t timeout_ms, fgw_smp_rsp_cb_t cb, const char *what)
+{
+	int r = build_err;
+
+	if (r >= 0 && (!job->conn || !job->conn->smp))
+		r = -ENOTCONN;
+	if (r >= 0)
+		r = fgw_smp_client_request(job->conn->smp, req, (unsigned) timeout_ms, cb, job, NULL,
+					   NULL);
+	fgw_smp_req_done(req);
+	if (r < 0)
+		job_on_failure(job, r, true, what);
+	return r;
+}
+
+/*
+ * Common prologue of response callbacks: false when the callback must stop (cancelled, or a
+ * failure that was handled). A device error is handled unless @allow_device_error.
+ */
+static bool rsp_usable(struct fleet_job *job, int err, const struct fgw_smp_rsp *rsp,
+		       bool allow_device_error, const char *what)
+{
+	char buf[160], msg[256];
+
+	if (err == -ECANCELED || !job->conn)
+		return false;
+	if (err < 0) {
+		snprintf(msg, sizeof(msg), "%s: %s", what, strerror(-err));
+		job_on_failure(job, err, true, msg);
+		return false;
+	}
+	if (!allow_device_error && !fgw_smp_status_ok(&rsp->status)) {
+		fgw_smp_status_format(&rsp->status, buf, sizeof(buf));
+		snprintf(msg, sizeof(msg), "%s: device answered %s", what, buf);
+		job_on_failure(job, -EREMOTEIO, fgw_smp_status_is_busy(&rsp->status), msg);
+		return false;
+	}
+	return true;
+}
+
+static uint64_t req_timeout(const struct fleet_job *job)
+{
+	return job->fleet->o.request_timeout_ms ? job->fleet->o.request_timeout_ms : 5000;
+}
+
+/* ---- probing: params, bootloader mode, image state, net core version ---------------------- */
+
+static void probe_step(struct fleet_job *job);
+static void verify_step(struct fleet_job *job);
+
+static void view_from_state(struct fgw_fleet_device_view *v, const struct fgw_smp_img_state *st)
+{
+	for (int i = 0; i < 2; i++)
+		for (int s = 0; s < 2; s++) {
+			const struct fgw_smp_img_slot *e = fgw_smp_img_state_find(st, (uint32_t) i,
+										  (uint32_t) s);
+			struct fgw_fleet_slot *d = &v->slot[i][s];
+
+			*d = (struct fgw_fleet_slot){0};
+			if (!e || !e->has_hash)
+				continue;
+			d->present = true;
+			memcpy(d->hash, e->hash, 32);
+			snprintf(d->version, sizeof(d->version), "%s", e->version);
+			d->active = e->active;
+			d->confirmed = e->confirmed;
+			d->pending = e->pending;
+			d->permanent = e->permanent;
+		}
+}
+
+/* Records the slots as the device reported them, for the API and for the next probe. */
+static void store_slots(struct fleet_job *job, const struct fgw_smp_img_state *st)
+{
+	struct fgw_store_image rows[FGW_SMP_MAX_IMG_SLOTS];
+	size_t n = 0;
+	int r;
+
+	for (size_t i = 0; i < st->n_slots && n < ARRAY_SIZE(rows); i++) {
+		const struct fgw_smp_img_slot *e = &st->slots[i];
+		struct fgw_store_image *row = &rows[n++];
+
+		*row = (struct fgw_store_image){.image = (int) e->image, .slot = (int) e->slot};
+		snprintf(row->version, sizeof(row->version), "%s", e->version);
+		if (e->has_hash)
+			fgw_hex_encode(e->hash, 32, row->hash);
+		row->flags = (e->active ? FGW_STORE_IMG_ACTIVE : 0) |
+			     (e->confirmed ? FGW_STORE_IMG_CONFIRMED : 0) |
+			     (e->pending ? FGW_STORE_IMG_PENDING : 0) |
+			     (e->permanent ? FGW_STORE_IMG_PERMANENT : 0) |
+			     (e->bootable ? FGW_STORE_IMG_BOOTABLE : 0);
+	}
+	r = fgw_store_device_images_set(job->fleet->store, job->address, rows, n, fgw_wall_ms());
+	if (r < 0)
+		fgw_log_errno(LOG_WARNING, r, "Failed to record image slots of '%s', ignoring",
+			      name(job));
+}
+
+static void release_view(const struct fleet_job *job, struct fgw_fleet_release_view *rv)
+{
+	const struct fgw_fleet_release *rel = &job->rel->r;
+
+	*rv = (struct fgw_fleet_release_view){.policy_confirm = rel->policy_confirm};
+	for (int i = 0; i < 2; i++) {
+		rv->has[i] = rel->image[i].present;
+		memcpy(rv->hash[i], rel->image[i].hash, 32);
+		snprintf(rv->version[i], sizeof(rv->version[i]), "%s", rel->image[i].version);
+	}
+}
+
+static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+{
+	struct fleet_job *job = user_data;
+	struct job_conn *c = job->conn;
+	static const char *const what[] = {"mcumgr params", "bootloader info", "image state",
+					   "net core version"};
+	int r;
+
+	if (!rsp_usable(job, err, rsp, true, what[c ? c->step : 0]))
+		return;
+	switch (c->step) {
+	case 0:
+		/* Without params the device takes one MTU-sized packet at a time. */
+		c->has_params = fgw_smp_status_ok(&rsp->status) &&
+				fgw_smp_params_decode(rsp->payload, rsp->len, &c->params) == 0;
+		break;
+	case 1: {
+		struct fgw_smp_bootloader_info bi;
+		c->view.mode = FGW_FLEET_BOOT_UNKNOWN;
+		if (fgw_smp_status_ok(&rsp->status) &&
+		    fgw_smp_bootloader_info_decode(rsp->payload, rsp->len, &bi) == 0 && bi.has_mode)
+			c->view.mode = bi.mode;
+		break;
+	}
+	case 2: {
+		struct fgw_smp_img_state st;
+		char buf[160];
+		if (!fgw_smp_status_ok(&rsp->status)) {
+			fgw_smp_status_format(&rsp->status, buf, sizeof(buf));
+			job_on_failure(job, -EREMOTEIO, fgw_smp_status_is_busy(&rsp->status), buf);
+			return;
+		}
+		r = fgw_smp_img_state_decode(rsp->payload, rsp->len, &st);
+		if (r < 0) {
+			job_on_failure(job, r, true, "image state: malformed answer");
+			return;
+		}
+		view_from_state(&c->view, &st);
+		store_slots(job, &st);
+		break;
+	}
+	case 3: {
+		_cleanup_free_ char *version = NULL;
+		c->view.net_version_known =
+			fgw_smp_status_ok(&rsp->status) &&
+			fgw_smp_text_field_decode(rsp->payload, rsp->len, "net", &version) == 0;
+		if (c->view.net_version_known)
+			snprintf(c->view.net_version, sizeof(c->view.net_version), "%s", version);
+		break;
+	}
+	}
+	c->step++;
+	if (job->state == FGW_JOB_STATE_PROBING)
+		probe_step(job);
+	else
+		verify_step(job);
+}
+
+/* Sends probe request @step; false when there is no such step. */
+static bool probe_send(struct fleet_job *job, int step)
+{
+	struct fgw_smp_req req = {0};
+	int r;
+
+	switch (step) {
+	case 0:
+		r = fgw_smp_req_params(&req);
+		break;
+	case 1:
+		r = fgw_smp_req_bootloader_info("mode", &req);
+		break;
+	case 2:
+		r = fgw_smp_req_img_state(&req);
+		break;
+	case 3:
+		if (!job->fleet->o.netcore_version_group)
+			return false;
+		r = fgw_smp_req_custom_read((uint16_t) job->fleet->o.netcore_version_group, 0, &req);
+		break;
+	default:
+		return false;
+	}
+	(void) send_req(job, &req, r, req_timeout(job), on_probe_rsp, "probe");
+	return true;
+}
+
+static void plan_and_go(struct fleet_job *job)
+{
+	struct job_conn *c = job->conn;
+	struct fgw_fleet_release_view rv;
+	const char *why;
+	char reason[200];
+	int r;
+
+	(void) fgw_store_device_set_probe(job->fleet->store, job->address, NULL, c->view.mode);
+	release_view(job, &rv);
+	r = fgw_fleet_plan(&c->view, &rv, &c->plan, &why);
+	if (r < 0) {
+		job->failure_kind = FLEET_FAIL_REJECTED;
+		snprintf(reason, sizeof(reason), "%s (mode %d)", why, c->view.mode);
+		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
+		return;
+	}
+	if (c->plan.images_mask == 0) {
+		if (c->plan.confirm_running) {
+			job->images_mask = 1;
+			(void) fgw_store_job_set_plan(job->fleet->store, job->id, 1, fgw_wall_ms());
+			(void) job_enter_state(job, FGW_JOB_STATE_CONFIRMING, NULL,
+					       "release runs as an unconfirmed test boot");
+			return;
+		}
+		snprintf(reason, sizeof(reason), "already running release %s%s",
+			 job->rel->r.version,
+			 c->plan.net_assumed ? " (net core not readable: taken as updated with "
+					       "the app core)"
+					     : "");
+		(void) job_enter_state(job, FGW_JOB_STATE_SKIPPED, reason, NULL);
+		return;
+	}
+	job->images_mask = c->plan.images_mask;
+	r = fgw_store_job_set_plan(job->fleet->store, job->id, c->plan.images_mask, fgw_wall_ms());
+	if (r < 0) {
+		fleet_store_failed(job->fleet, r, "job plan");
+		return;
+	}
+	snprintf(reason, sizeof(reason), "app: %s, net: %s, mark: %s",
+		 c->plan.action[0] == FGW_FLEET_IMAGE_UPLOAD ? "upload" : "no upload",
+		 c->plan.action[1] == FGW_FLEET_IMAGE_UPLOAD ? "upload" : "no upload",
+		 c->plan.mark == FGW_FLEET_MARK_TEST ? "test" : "confirm");
+	(void) job_enter_state(job, FGW_JOB_STATE_UPLOADING, NULL, reason);
+}
+
+static void probe_step(struct fleet_job *job)
+{
+	while (job->conn && job->conn->step < 4) {
+		if (probe_send(job, job->conn->step))
+			return;
+		job->conn->step++;
+	}
+	if (job->conn)
+		plan_and_go(job);
+}
+
+/* ---- marking: net core first, then app core (NCS known issue NCSDK-34106) ------------------ */
+
+static void mark_step(struct fleet_job *job);
+
+static void on_mark_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+{
+	struct fleet_job *job = user_data;
+
+	if (!rsp_usable(job, err, rsp, false, "mark image"))
+		return;
+	job->conn->step++;
+	mark_step(job);
+}
+
+static void mark_step(struct fleet_job *job)
+{
+	static const int order[] = {1, 0};
+	struct job_conn *c = job->conn;
+
+	while (c->step < (int) ARRAY_SIZE(order)) {
+		int i = order[c->step];
+		enum fgw_fleet_image_action a = c->plan.action[i];
+		struct fgw_smp_req req = {0};
+		int r;
+
+		if (a != FGW_FLEET_IMAGE_UPLOAD && a != FGW_FLEET_IMAGE_MARK) {
+			c->step++;
+			continue;
+		}
+		r = fgw_smp_req_img_state_write(job->rel->r.image[i].hash,
+						c->plan.mark == FGW_FLEET_MARK_CONFIRM, &req);
+		(void) send_req(job, &req, r, req_timeout(job), on_mark_rsp, "mark image");
+		return;
+	}
+	(void) job_enter_state(job, FGW_JOB_STATE_RESETTING, NULL, NULL);
+}
+
+/* ---- reset and the way back -------------------------------------------------------------- */
+
+static void on_reset_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+{
+	struct fleet_job *job = user_data;
+
+	if (err == -ECANCELED || !job->conn || job->state != FGW_JOB_STATE_RESETTING)
+		return;
+	/* An application reset hook may refuse once; then force, as mcumgr clients do. */
+	if (err == 0 && fgw_smp_status_is_busy(&rsp->status) && job->conn->step == 0) {
+		struct fgw_smp_req req = {0};
+		int r = fgw_smp_req_reset(true, &req);
+		job->conn->step = 1;
+		(void) send_req(job, &req, r, req_timeout(job), on_reset_rsp, "reset");
+		return;
+	}
+	/* The answer, a timeout or the link dropping: the device is on its way down either way;
+	 * what it did is for the verification to find out. */
+	(void) job_enter_state(job, FGW_JOB_STATE_REBOOTING, NULL,
+			       err == 0 ? "reset acknowledged" : "reset sent, link dropped");
+}
+
+static void reboot_arm(struct fleet_job *job);
+
+static void reboot_try(struct fleet_job *job)
+{
+	int r;
+
+	if (job->conn)
+		return; /* an attempt is under way */
+	r = conn_open(job);
+	if (r < 0)
+		fgw_debug("fleet: '%s' not reachable yet: %s", name(job), strerror(-r));
+}
+
+static void on_reboot_timer(uv_timer_t *t)
+{
+	struct fleet_job *job = t->data;
+	uint64_t now = fgw_now_ms();
+	char reason[128];
+
+	if (job->state != FGW_JOB_STATE_REBOOTING)
+		return;
+	if (now >= job->reset_ms + job->fleet->o.reboot_timeout_ms) {
+		snprintf(reason, sizeof(reason), "device did not come back within %llu s of its reset",
+			 (unsigned long long) (job->fleet->o.reboot_timeout_ms / 1000));
+		job->failure_kind = FLEET_FAIL_NO_RETURN;
+		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
+		return;
+	}
+	reboot_try(job);
+	reboot_arm(job);
+}
+
+static void reboot_arm(struct fleet_job *job)
+{
+	uint64_t now = fgw_now_ms(), ceiling = job->reset_ms + job->fleet->o.reboot_timeout_ms;
+	uint64_t next = now + REBOOT_POLL_MS;
+
+	uv_timer_start(&job->timer, on_reboot_timer, (next < ceiling ? next : ceiling) - now, 0);
+}
+
+void job_device_seen(struct fleet_job *job)
+{
+	if (job->state == FGW_JOB_STATE_REBOOTING &&
+	    fgw_now_ms() >= job->reset_ms + REBOOT_SIGHTING_GUARD_MS)
+		reboot_try(job);
+}
+
+/* ---- verification and confirmation ------------------------------------------------------- */
+
+static void finish_verification(struct fleet_job *job)
+{
+	struct job_conn *c = job->conn;
+	struct fgw_fleet_release_view rv;
+	enum fgw_fleet_verdict app = FGW_FLEET_VERDICT_OK, net = FGW_FLEET_VERDICT_OK;
+	const char *app_result = NULL, *net_result = NULL;
+	char reason[200];
+
+	release_view(job, &rv);
+	if (job->images_mask & 1) {
+		app = fgw_fleet_verify(&c->view, &rv, 0);
+		app_result = fgw_fleet_verdict_to_string(app);
+	}
+	if (job->images_mask & 2) {
+		net = fgw_fleet_verify(&c->view, &rv, 1);
+		net_result = fgw_fleet_verdict_to_string(net);
+	}
+	(void) fgw_store_job_set_results(job->fleet->store, job->id, app_result, net_result,
+					 fgw_wall_ms());
+
+	if (app == FGW_FLEET_VERDICT_REVERTED) {
+		(void) job_enter_state(job, FGW_JOB_STATE_REVERTED,
+				       "app core went back to the old image: the new one was not "
+				       "confirmed or did not boot",
+				       NULL);
+		return;
+	}
+	if (app == FGW_FLEET_VERDICT_REJECTED || app == FGW_FLEET_VERDICT_NOT_APPLIED) {
+		job->failure_kind = app == FGW_FLEET_VERDICT_REJECTED ? FLEET_FAIL_REJECTED
+								     : FLEET_FAIL_NOT_APPLIED;
+		snprintf(reason, sizeof(reason), "app core %s",
+			 app == FGW_FLEET_VERDICT_REJECTED
+				 ? "image refused by the bootloader (old image still runs)"
+				 : "update did not run (new image still waits in slot 1)");
+		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
+		return;
+	}
+	if (net == FGW_FLEET_VERDICT_REJECTED || net == FGW_FLEET_VERDICT_NOT_APPLIED) {
+		job->failure_kind = net == FGW_FLEET_VERDICT_REJECTED ? FLEET_FAIL_REJECTED
+								     : FLEET_FAIL_NOT_APPLIED;
+		snprintf(reason, sizeof(reason), "net core %s",
+			 net == FGW_FLEET_VERDICT_REJECTED
+				 ? "still reports the old version"
+				 : "update did not run (image 1 still in slot 1 after the reset)");
+		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
+		return;
+	}
+	if (app == FGW_FLEET_VERDICT_NEEDS_CONFIRM) {
+		(void) job_enter_state(job, FGW_JOB_STATE_CONFIRMING, NULL,
+				       "new app image runs as a test boot");
+		return;
+	}
+	snprintf(reason, sizeof(reason), "running release %s: app core %s, net core %s",
+		 job->rel->r.version, app_result ? app_result : "unchanged",
+		 net_result ? (net == FGW_FLEET_VERDICT_UNVERIFIED
+				       ? "applied, unverified (slot cannot be read back)"
+				       : net_result)
+			    : "unchanged");
+	(void) job_enter_state(job, FGW_JOB_STATE_DONE, NULL, reason);
+}
+
+static void verify_step(struct fleet_job *job)
+{
+	/*
+	 * Verification reads the bootloader mode again (step 1: whether a test boot needs a
+	 * confirm), image state (step 2) and the net core version (step 3).
+	 */
+	while (job->conn && job->conn->step < 4) {
+		if (job->conn->step >= 1 && probe_send(job, job->conn->step))
+			return;
+		job->conn->step++;
+	}
+	if (job->conn)
+		finish_verification(job);
+}
+
+static void on_confirm_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+{
+	struct fleet_job *job = user_data;
+	struct fgw_smp_img_state st;
+	int r;
+
+	if (!rsp_usable(job, err, rsp, false, "confirm"))
+		return;
+	/* A state write answers with the whole image state: check the confirmation took. */
+	r = fgw_smp_img_state_decode(rsp->payload, rsp->len, &st);
+	if (r < 0) {
+		job_on_failure(job, r, true, "confirm: malformed answer");
+		return;
+	}
+	view_from_state(&job->conn->view, &st);
+	store_slots(job, &st);
+	finish_verification(job);
+}
+
+/* ---- failures ---------------------------------------------------------------------------- */
+
+void job_on_failure(struct fleet_job *job, int err, bool transient, const char *what)
+{
+	struct fgw_fleet *f = job->fleet;
+	char reason[256];
+	uint64_t delay;
+	int r;
+
+	fgw_info("fleet: '%s' in %s: %s (%s)", name(job), fgw_job_state_to_string(job->state), what,
+		 transient ? "transient" : "permanent");
+	if (!transient) {
+		job->failure_kind = err == -EREMOTEIO ? FLEET_FAIL_REJECTED : FLEET_FAIL_OTHER;
+		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, what, NULL);
+		return;
+	}
+	switch (job->state) {
+	case FGW_JOB_STATE_RESETTING:
+	case FGW_JOB_STATE_REBOOTING:
+	case FGW_JOB_STATE_VERIFYING:
+	case FGW_JOB_STATE_CONFIRMING:
+		/* After the reset only the ceiling decides: keep trying to reach the device. */
+		if (job->state == FGW_JOB_STATE_REBOOTING) {
+			conn_close(job);
+			return;
+		}
+		(void) job_enter_state(job, FGW_JOB_STATE_REBOOTING, NULL, what);
+		return;
+	default:
+		break;
+	}
+	/* A device that is not there (out of range) waits without burning an attempt. */
+	if (err == -ENODEV || err == -EHOSTDOWN || err == -EHOSTUNREACH) {
+		job->next_attempt_ms = fgw_now_ms() + f->o.backoff_base_ms;
+		(void) job_enter_state(job, FGW_JOB_STATE_QUEUED, NULL, what);
+		return;
+	}
+	job->attempts++;
+	if ((unsigned) job->attempts > f->o.retry_limit) {
+		snprintf(reason, sizeof(reason), "gave up after %d attempts: %s", job->attempts - 1,
+			 what);
+		job->failure_kind = FLEET_FAIL_UNREACHABLE;
+		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
+		return;
+	}
+	delay = fgw_fleet_backoff_ms((unsigned) job->attempts, f->o.backoff_base_ms,
+				     f->o.backoff_max_ms, fleet_random(f));
+	job->next_attempt_ms = fgw_now_ms() + delay;
+	r = fgw_store_job_set_retry(f->store, job->id, job->attempts,
+				    fgw_wall_ms() + (int64_t) delay, fgw_wall_ms());
+	if (r < 0)
+		fleet_store_failed(f, r, "job retry");
+	snprintf(reason, sizeof(reason), "attempt %d failed: %s; retry in %.1f s", job->attempts,
+		 what, (double) delay / 1000.0);
+	(void) job_enter_state(job, FGW_JOB_STATE_QUEUED, NULL, reason);
+}
+
+/* ---- link state --------------------------------------------------------------------------- */
+
+static void on_link(struct fgw_smp_client *smp, int err, void *user_data)
+{
+	struct fleet_job *job = user_data;
+	char what[128];
+
+	if (!job->conn)
+		return;
+	if (err == 0) {
+		job->conn->open = true;
+		if (job->state == FGW_JOB_STATE_CONNECTING)
+			(void) job_enter_state(job, FGW_JOB_STATE_PROBING, NULL, NULL);
+		else if (job->state == FGW_JOB_STATE_REBOOTING)
+			(void) job_enter_state(job, FGW_JOB_STATE_VERIFYING, NULL, "device is back");
+		return;
+	}
+	job->conn->open = false;
+	if (job->state == FGW_JOB_STATE_RESETTING) {
+		(void) job_enter_state(job, FGW_JOB_STATE_REBOOTING, NULL, "link dropped after reset");
+		return;
+	}
+	snprintf(what, sizeof(what), "link %s: %s",
+		 job->state == FGW_JOB_STATE_CONNECTING ? "not established" : "lost", strerror(-err));
+	job_on_failure(job, err, true, what);
+}
+
+/* ---- the one door in ---------------------------------------------------------------------- */
+
+void job_start(struct fleet_job *job)
+{
+	job->last_start_ms = fgw_now_ms();
+	(void) job_enter_state(job, FGW_JOB_STATE_CONNECTING, NULL, NULL);
+}
+
+int job_enter_state(struct fleet_job *job, enum fgw_job_state to, const char *reason,
+		    const char *detail)
+{
+	struct fgw_fleet *f = job->fleet;
+	enum fgw_job_state from = job->state;
+	struct fgw_smp_req req = {0};
+	int r;
+
+	r = fgw_store_job_set_state(f->store, job->id, fgw_job_state_to_string(from),
+				    fgw_job_state_to_string(to), reason, detail, fgw_wall_ms());
+	if (r < 0) {
+		/* Not persisted, so not acted on: stop talking to the device, stay where we were. */
+		uv_timer_stop(&job->timer);
+		conn_close(job);
+		fleet_store_failed(f, r, "job transition");
+		return r;
+	}
+	fgw_notice("event: job-state, device: %s, job: %lld, from: %s, to: %s%s%s%s%s",
+		   job->address, (long long) job->id, fgw_job_state_to_string(from),
+		   fgw_job_state_to_string(to), reason ? ", reason: " : "", reason ? reason : "",
+		   detail ? ", detail: " : "", detail ? detail : "");
+	job->state = to;
+	uv_timer_stop(&job->timer);
+
+	switch (to) {
+	case FGW_JOB_STATE_QUEUED:
+		conn_close(job);
+		fleet_kick(f);
+		break;
+	case FGW_JOB_STATE_CONNECTING:
+		r = conn_open(job);
+		if (r < 0)
+			job_on_failure(job, r, true, "cannot open a link");
+		break;
+	case FGW_JOB_STATE_PROBING:
+		job->conn->step = 0;
+		probe_step(job);
+		break;
+	case FGW_JOB_STATE_UPLOADING:
+		job_upload_next(job);
+		break;
+	case FGW_JOB_STATE_MARKING:
+		job->conn->step = 0;
+		mark_step(job);
+		break;
+	case FGW_JOB_STATE_RESETTING:
+		job->reset_ms = fgw_now_ms();
+		job->conn->step = 0;
+		r = fgw_smp_req_reset(false, &req);
+		(void) send_req(job, &req, r, req_timeout(job), on_reset_rsp, "reset");
+		break;
+	case FGW_JOB_STATE_REBOOTING:
+		conn_close(job);
+		if (job->reset_ms == 0) /* picked up after a daemon restart */
+			job->reset_ms = fgw_now_ms();
+		reboot_arm(job);
+		break;
+	case FGW_JOB_STATE_VERIFYING:
+		job->conn->step = 1;
+		verify_step(job);
+		break;
+	case FGW_JOB_STATE_CONFIRMING:
+		/* No hash: confirms the running image, never schedules a swap. */
+		r = fgw_smp_req_img_state_write(NULL, true, &req);
+		(void) send_req(job, &req, r, req_timeout(job), on_confirm_rsp, "confirm");
+		break;
+	case FGW_JOB_STATE_DONE:
+	case FGW_JOB_STATE_SKIPPED:
+	case FGW_JOB_STATE_REVERTED:
+	case FGW_JOB_STATE_FAILED:
+	case FGW_JOB_STATE_SUPERSEDED:
+		conn_close(job);
+		fleet_job_finished(f, job, to);
+		break;
+	case _FGW_JOB_STATE_MAX:
+	case _FGW_JOB_STATE_INVALID:
+		break;
+	}
+	return 0;
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""`fotactl watch` in a real terminal (tmux): against a running fotagwd whose job rows the test
+moves on (upload offsets, a failure, a finished device), the view must redraw with the new
+offsets and a measured rate, the new failure and its reason, and the new counts; `q` quits
+with exit status 0 and leaves the terminal as it was.
+
+The full variant during a real simulated rollout (live progress from the fleet: percent and
+ETA) needs the fleet wired into fotagwd and is not part of this test.
+
+usage: test_watch.py FOTAGWD FOTACTL
+"""
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from apitest import Daemon, Fail, address, check, free_port, seed  # noqa: E402
+
+FOTAGWD, FOTACTL = sys.argv[1], sys.argv[2]
+
+
+class Tmux:
+    def __init__(self, tmp):
+        self.sock = os.path.join(tmp, "tmux.sock")
+
+    def run(self, *args, check_rc=True):
+        p = subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, text=True,
+                           timeout=10)
+        if check_rc and p.returncode != 0:
+            raise Fail(f"tmux {args}: {p.stderr}")
+        return p.stdout
+
+    def screen(self):
+        return self.run("capture-pane", "-p", "-t", "w")
+
+    def wait_for(self, pred, what, timeout=10):
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            last = self.screen()
+            if pred(last):
+                return last
+            time.sleep(0.1)
+        raise Fail(f"screen never showed {what}:\n{last}")
+
+    def kill(self):
+        self.run("kill-server", check_rc=False)
+
+
+def update(db, sql, *args):
+    con = sqlite3.connect(db, timeout=5)
+    con.execute(sql, args)
+    con.commit()
+    con.close()
+
+
+def device_line(screen, addr):
+    for line in screen.splitlines():
+        if line.startswith(addr):
+            return line
+    return None
+
+
+def main():
+    if not shutil.which("tmux"):
+        print("tmux not installed")
+        return 77
+    with tempfile.TemporaryDirectory(prefix="fgw-watch-") as tmp:
+        d = Daemon(FOTAGWD, tmp, free_port())
+        seed(d.db, 60)
+        d.start()
+        tmux = Tmux(tmp)
+        status = os.path.join(tmp, "status")
+        up = address(3)  # uploading in the seed
+        try:
+            tmux.run("new-session", "-d", "-s", "w", "-x", "150", "-y", "60",
+                     f"{FOTACTL} watch --interval 200 --config {d.conf}; "
+                     f"echo $? > {status}; sleep 30")
+            s = tmux.wait_for(lambda s: "Active devices: 31" in s, "the first frame")
+            check("Release r2 (1.1.0)" in s, "release line")
+            check(re.search(r"failure rate \d+\.\d%", s), "failure rate")
+            check("\x1b" not in s, "raw escape codes on screen")
+            first = device_line(s, up)
+            check(first and "uploading" in first and "3 KiB" in first, f"device line {first}")
+
+            # The fleet persists a new offset: the view redraws it and measures a rate.
+            update(d.db, "UPDATE jobs SET offset = 102400 WHERE address = ?", up)
+            s = tmux.wait_for(lambda s: "100 KiB" in (device_line(s, up) or ""), "new offset")
+            line = device_line(s, up)
+            m = re.search(r"(\d+\.\d) KiB/s", line)
+            check(m and float(m.group(1)) > 0, f"no measured rate in '{line}'")
+            update(d.db, "UPDATE jobs SET offset = 204800 WHERE address = ?", up)
+            tmux.wait_for(lambda s: "200 KiB" in (device_line(s, up) or ""), "second offset")
+
+            # A device fails: it leaves the active list, its reason shows under failures.
+            update(d.db, "UPDATE jobs SET state = 'failed', reason = 'watch test reason', "
+                         "finished_at = 9999999999999 WHERE address = ?", up)
+            s = tmux.wait_for(lambda s: "watch test reason" in s, "the new failure")
+            check("Active devices: 30" in s, "active count after the failure")
+            check(re.search(re.escape(up) + r"\s+failed\s+watch test reason", s),
+                  "failure line with address and reason")
+            check(device_line(s, up) is None or "uploading" not in device_line(s, up),
+                  "failed device still shown as uploading")
+
+            # Halting shows at once.
+            update(d.db, "UPDATE rollout SET halted = 1 WHERE release_id = 'r2'")
+            tmux.wait_for(lambda s: "HALTED" in s, "HALTED")
+
+            # The gateway goes away and comes back: the view says so, then recovers.
+            d.stop()
+            tmux.wait_for(lambda s: "gateway unreachable" in s, "the outage")
+            d.start()
+            tmux.wait_for(lambda s: "Active devices: 30" in s, "recovery")
+
+            tmux.run("send-keys", "-t", "w", "q")
+            deadline = time.monotonic() + 5
+            while not os.path.exists(status) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            check(os.path.exists(status), "q did not quit")
+            with open(status) as f:
+                rc = f.read().strip()
+            check(rc == "0", f"exit status {rc}")
+            s = tmux.screen()
+            check("Active devices" not in s, "alternate screen not left")
+        except Fail as e:
+            print("FAIL:", e)
+            return 1
+        finally:
+            tmux.kill()
+            d.kill()
+        print("ok: watch redrew offsets, rate, failures, halt and outage; q quit cleanly")
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

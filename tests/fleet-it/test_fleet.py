@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Fleet end to end (issue 7): fotagwd + fotagw-sim + a release served by nginx.
+
+  test_fleet.py CASE FOTAGWD FOTACTL FOTAGW_SIM
+
+CASE:
+  rollout-udp  8 devices over SMP/UDP, mixed swap/overwrite-only: all done, both cores new
+  rollout-ble  20 devices through the fake bluetoothd, mixed modes and starting versions;
+               checked on the devices' own state
+  faults       random disconnects, a device whose image fails validation at boot, one that
+               reverts because nobody confirmed, one whose net core slot cannot be opened:
+               the others finish, the bad ones end with their reason, no test image is left
+               unconfirmed
+  canary       the canary devices fail: the rollout halts and non-canaries wait; resume
+               through the API continues it
+  restart      fotagwd is killed with SIGKILL at random moments and restarted: the fleet
+               converges, no job is lost or duplicated, PRAGMA integrity_check passes
+"""
+import random
+import signal
+import sqlite3
+import sys
+import time
+
+import fleettest as ft
+from fleettest import check
+
+CASE, FOTAGWD, FOTACTL, SIM = sys.argv[1:5]
+BIN = {"fotagwd": FOTAGWD, "fotactl": FOTACTL, "sim": SIM}
+# Quick link and flash so a rollout takes seconds; the link model still paces every packet.
+FAST = ["--link", "fast,erase=0,write=0,boot=1500"]
+
+
+def device_on_release(w, i):
+    """The device itself runs the release in both cores, confirmed."""
+    st = ft.device_state(w.sim.port(i))
+    s0 = st["slots"].get((0, 0))
+    check(s0 and s0["hash"] == w.release.app_hash, f"device {i}: app slot 0 runs the release")
+    check(s0.get("active") and s0.get("confirmed"), f"device {i}: app image active+confirmed")
+    check(st["versions"].get("net") == w.release.version.split("+")[0],
+          f"device {i}: net core reports {st['versions'].get('net')}")
+    return st
+
+
+def no_unconfirmed_test_image(w, i):
+    st = ft.device_state(w.sim.port(i))
+    s0 = st["slots"].get((0, 0))
+    check(s0 and s0.get("confirmed"), f"device {i}: no unconfirmed test image left")
+    for (img, slot), e in st["slots"].items():
+        check(not e.get("pending"), f"device {i}: image {img} slot {slot} not left pending")
+
+
+def case_rollout_udp():
+    w = ft.World(BIN, 8, sim_args=FAST + ["--mode", "mixed"])
+    ok = False
+    try:
+        w.gw.start()
+        jobs = w.gw.wait_all_terminal(8, 180)
+        check(all(j[1] == "done" for j in jobs), f"all 8 done: {[j[1] for j in jobs]}")
+        check(all(j[4] == "verified" and j[5] == "verified" for j in jobs),
+              "both cores verified (net core through the firmware's version group)")
+        for i in range(8):
+            device_on_release(w, i)
+        r = w.gw.get("/v1/rollout")
+        check(r["counts"]["done"] == 8 and r["halted"] is False and r["failure_rate"] == 0,
+              f"the API agrees: {r['counts']}")
+        ok = True
+    finally:
+        w.close(ok)
+
+
+def case_rollout_ble():
+    n = 20
+    scen_args = []
+    # Mixed starting versions (the sim generates each device's running images).
+    for i in range(n):
+        v = ["1.0.0", "1.1.0", "0.9.0+3"][i % 3]
+        scen_args += ["--fault", f"{i}:app_version={v},net_version={v}"]
+    w = ft.World(BIN, n, ble=True, sim_args=FAST + ["--mode", "mixed", "--seed", "3"] + scen_args)
+    ok = False
+    try:
+        w.gw.start()
+        jobs = w.gw.wait_all_terminal(n, 600)
+        states = [j[1] for j in jobs]
+        check(all(s == "done" for s in states), f"all {n} done over BLE: {states}")
+        for i in range(n):
+            device_on_release(w, i)
+        m = w.gw.get("/v1/health")
+        check(m["adapter_state"] in ("on", "powered"), f"adapter {m['adapter_state']}")
+        log = w.gw.log()
+        check("from: rebooting, to: verifying" in log, "reconnected after the reset")
+        ok = True
+    finally:
+        w.close(ok)
+
+
+def case_faults():
+    n = 8
+    args = FAST + ["--mode", "mixed", "--seed", "7",
+                   "--fault", "0:disconnect_prob=0.03",
+                   "--fault", "2:bad_boot=true",
+                   "--fault", "3:no_confirm=true,watchdog_ms=3000",   # odd index: swap
+                   "--fault", "4:net_unreadable=true",
+                   "--fault", "6:disconnect_at_chunk=20"]
+    w = ft.World(BIN, n, sim_args=args, rate=1.0)
+    ok = False
+    try:
+        w.gw.start()
+        jobs = w.gw.wait_all_terminal(n, 300)
+        by = {j[0]: j for j in jobs}
+        st = {i: by[w.address(i)] for i in range(n)}
+        for i in (0, 1, 5, 6, 7):
+            check(st[i][1] == "done", f"device {i} done despite the others: {st[i]}")
+            device_on_release(w, i)
+        check(st[2][1] == "failed" and "app core" in (st[2][2] or ""),
+              f"bad image at boot: failed with reason ({st[2][2]})")
+        check(st[3][1] == "reverted" and "old image" in (st[3][2] or ""),
+              f"never confirmed: reverted with reason ({st[3][2]})")
+        check(st[4][1] == "failed" and "image 1" in (st[4][2] or ""),
+              f"net core slot unreadable: failed with reason ({st[4][2]})")
+        for i in range(n):
+            no_unconfirmed_test_image(w, i)
+        ok = True
+    finally:
+        w.close(ok)
+
+
+def case_canary():
+    n = 10
+    # Canaries are assigned as devices become targets, keeping the share at 20 %: with the
+    # udp_devices order that is the 1st and the 6th device (index 0 and 5).
+    args = FAST + ["--fault", "0:bad_boot=true", "--fault", "5:bad_boot=true"]
+    w = ft.World(BIN, n, sim_args=args, canary=20, rate=0.3)
+    ok = False
+    try:
+        w.gw.start()
+        w.gw.wait(lambda j: len(j) == n and sum(1 for r in j if r[3] and r[1] == "failed") == 2,
+                  "both canaries to fail", 120)
+        time.sleep(3)
+        jobs = w.gw.jobs()
+        check(all(r[1] == "queued" for r in jobs if not r[3]),
+              "non-canary jobs did not start while the canary failed")
+        r = w.gw.get("/v1/rollout")
+        check(r["halted"] is True and r["halted_by"] == "policy" and
+              "canary" in (r["halted_reason"] or ""), f"rollout halted by policy: {r}")
+        check("event: rollout-halted" in w.gw.log() and "canary" in w.gw.log(), "halt logged")
+        w.gw.post("/v1/rollout/resume")
+        jobs = w.gw.wait_all_terminal(n, 240)
+        others = [r for r in jobs if not r[3]]
+        check(all(r[1] == "done" for r in others), f"after resume the rest finished: {others}")
+        ok = True
+    finally:
+        w.close(ok)
+
+
+def case_restart():
+    n = 10
+    w = ft.World(BIN, n, sim_args=["--link", "fast,erase=0,write=0,boot=1500", "--mode", "mixed"],
+                 app_size=160000, net_size=80000)
+    rng = random.Random(int(time.time()))
+    ok = False
+    kills = 0
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            w.gw.start()
+            jobs = w.gw.jobs()
+            if len(jobs) == n and all(j[1] in ft.TERMINAL for j in jobs) and kills >= 10:
+                break
+            time.sleep(rng.uniform(0.5, 4.0))
+            w.gw.kill(signal.SIGKILL)
+            kills += 1
+        else:
+            raise ft.Fail("did not converge")
+        jobs = w.gw.wait_all_terminal(n, 240)
+        check(kills >= 10, f"killed with SIGKILL {kills} times")
+        check(all(j[1] == "done" for j in jobs), f"all converged to done: {[j[1] for j in jobs]}")
+        con = sqlite3.connect(w.gw.db)
+        check(con.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "integrity_check ok")
+        dup = con.execute("SELECT count(*) FROM (SELECT address, release_id FROM jobs GROUP BY "
+                          "1, 2 HAVING count(*) > 1)").fetchone()[0]
+        check(dup == 0, "no job duplicated")
+        check(con.execute("SELECT count(*) FROM jobs").fetchone()[0] == n, "no job lost")
+        con.close()
+        for i in range(n):
+            device_on_release(w, i)
+        ok = True
+    finally:
+        w.close(ok)
+
+
+CASES = {"rollout-udp": case_rollout_udp, "rollout-ble": case_rollout_ble, "faults": case_faults,
+         "canary": case_canary, "restart": case_restart}
+
+try:
+    CASES[CASE]()
+except ft.Fail as e:
+    print("FAIL:", e)
+    sys.exit(1)
+print(f"fleet/{CASE}: passed")
