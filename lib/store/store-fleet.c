@@ -16,24 +16,6 @@ static bool is_terminal(const char *state)
 	return false;
 }
 
-/* Runs a prepared statement that returns no rows; finalizes it. */
-static int step_done(struct fgw_store *s, sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-	int r = rc == SQLITE_DONE ? 0 : fgw_store__fail(s, rc);
-
-	sqlite3_finalize(st);
-	return r;
-}
-
-static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v)
-{
-	if (v)
-		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(st, i);
-}
-
 FGW_EXPORT int fgw_store_device_seen(struct fgw_store *s, const char *address,
 				     const char *transport, const char *name, const int *rssi,
 				     int64_t now)
@@ -52,13 +34,13 @@ FGW_EXPORT int fgw_store_device_seen(struct fgw_store *s, const char *address,
 		return r;
 	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, transport, -1, SQLITE_TRANSIENT);
-	bind_text_or_null(st, 3, name);
+	fgw_store__bind_text(st, 3, name);
 	if (rssi)
 		sqlite3_bind_int(st, 4, *rssi);
 	else
 		sqlite3_bind_null(st, 4);
 	sqlite3_bind_int64(st, 5, now);
-	return step_done(s, st);
+	return fgw_store__step_done(s, st);
 }
 
 static int update_device(struct fgw_store *s, const char *sql, const char *address,
@@ -71,9 +53,9 @@ static int update_device(struct fgw_store *s, const char *sql, const char *addre
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
-	bind_text_or_null(st, 2, text);
+	fgw_store__bind_text(st, 2, text);
 	sqlite3_bind_int(st, 3, num);
-	r = step_done(s, st);
+	r = fgw_store__step_done(s, st);
 	if (r == 0 && sqlite3_changes(s->db) == 0)
 		return -ENOENT;
 	return r;
@@ -135,19 +117,11 @@ FGW_EXPORT int fgw_store_device_get(struct fgw_store *s, const char *address,
 /* BEGIN IMMEDIATE ... COMMIT around @fn; rolls back on any failure. */
 static int in_transaction(struct fgw_store *s, int (*fn)(struct fgw_store *s, void *ud), void *ud)
 {
-	int r = fgw_store__exec(s, "BEGIN IMMEDIATE");
+	int r = fgw_store__begin(s);
 
 	if (r < 0)
 		return r;
-	r = fn(s, ud);
-	if (r >= 0) {
-		int c = fgw_store__exec(s, "COMMIT");
-		if (c < 0)
-			r = c;
-	}
-	if (r < 0)
-		(void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	return r;
+	return fgw_store__end(s, fn(s, ud));
 }
 
 struct images_set {
@@ -167,7 +141,7 @@ static int images_set_tx(struct fgw_store *s, void *ud)
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, a->address, -1, SQLITE_TRANSIENT);
-	r = step_done(s, st);
+	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;
 	for (size_t i = 0; i < a->n; i++) {
@@ -182,10 +156,10 @@ static int images_set_tx(struct fgw_store *s, void *ud)
 		sqlite3_bind_int(st, 2, img->image);
 		sqlite3_bind_int(st, 3, img->slot);
 		sqlite3_bind_text(st, 4, img->version, -1, SQLITE_TRANSIENT);
-		bind_text_or_null(st, 5, img->hash[0] ? img->hash : NULL);
+		fgw_store__bind_text(st, 5, img->hash[0] ? img->hash : NULL);
 		sqlite3_bind_int(st, 6, (int) img->flags);
 		sqlite3_bind_int64(st, 7, a->now);
-		r = step_done(s, st);
+		r = fgw_store__step_done(s, st);
 		if (r < 0)
 			return r;
 	}
@@ -299,16 +273,16 @@ static int insert_event(struct fgw_store *s, const char *address, int64_t job_id
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, now);
-	bind_text_or_null(st, 2, address);
+	fgw_store__bind_text(st, 2, address);
 	if (job_id > 0)
 		sqlite3_bind_int64(st, 3, job_id);
 	else
 		sqlite3_bind_null(st, 3);
 	sqlite3_bind_text(st, 4, kind, -1, SQLITE_TRANSIENT);
-	bind_text_or_null(st, 5, from);
-	bind_text_or_null(st, 6, to);
-	bind_text_or_null(st, 7, detail);
-	return step_done(s, st);
+	fgw_store__bind_text(st, 5, from);
+	fgw_store__bind_text(st, 6, to);
+	fgw_store__bind_text(st, 7, detail);
+	return fgw_store__step_done(s, st);
 }
 
 struct job_ensure {
@@ -339,7 +313,7 @@ static int job_ensure_tx(struct fgw_store *s, void *ud)
 	sqlite3_bind_text(st, 2, a->release_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int(st, 3, a->canary);
 	sqlite3_bind_int64(st, 4, a->now);
-	r = step_done(s, st);
+	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;
 	r = job_select(s, "address = ?1 AND release_id = ?2", a->address, a->release_id, 0,
@@ -401,10 +375,10 @@ static int job_state_tx(struct fgw_store *s, void *ud)
 		return r;
 	sqlite3_bind_int64(st, 1, a->id);
 	sqlite3_bind_text(st, 2, a->to, -1, SQLITE_TRANSIENT);
-	bind_text_or_null(st, 3, a->reason);
+	fgw_store__bind_text(st, 3, a->reason);
 	sqlite3_bind_int64(st, 4, a->now);
 	sqlite3_bind_int(st, 5, is_terminal(a->to));
-	r = step_done(s, st);
+	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;
 	return insert_event(s, job.address, a->id, "job-state", a->from, a->to,
@@ -435,10 +409,10 @@ static int job_update(struct fgw_store *s, const char *set, int64_t id, int64_t 
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_int64(st, 2, a);
 	sqlite3_bind_int64(st, 3, b);
-	bind_text_or_null(st, 4, t1);
-	bind_text_or_null(st, 5, t2);
+	fgw_store__bind_text(st, 4, t1);
+	fgw_store__bind_text(st, 5, t2);
 	sqlite3_bind_int64(st, 6, now);
-	r = step_done(s, st);
+	r = fgw_store__step_done(s, st);
 	if (r == 0 && sqlite3_changes(s->db) == 0)
 		return -ENOENT;
 	return r;
@@ -486,7 +460,7 @@ FGW_EXPORT int fgw_store_jobs_foreach(struct fgw_store *s, const char *release_i
 			       &st);
 	if (r < 0)
 		return r;
-	bind_text_or_null(st, 1, release_id);
+	fgw_store__bind_text(st, 1, release_id);
 	sqlite3_bind_int(st, 2, unfinished_only);
 	r = 0;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -527,7 +501,7 @@ static int supersede_tx(struct fgw_store *s, void *ud)
 	sqlite3_bind_text(st, 1, a->release_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 2, a->now);
 	sqlite3_bind_text(st, 3, detail, -1, SQLITE_TRANSIENT);
-	r = step_done(s, st);
+	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;
 	r = fgw_store__prepare(s,
@@ -539,7 +513,7 @@ static int supersede_tx(struct fgw_store *s, void *ud)
 	sqlite3_bind_text(st, 1, a->release_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 2, a->now);
 	sqlite3_bind_text(st, 3, detail, -1, SQLITE_TRANSIENT);
-	r = step_done(s, st);
+	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;
 	a->count = sqlite3_changes(s->db);
@@ -609,10 +583,10 @@ FGW_EXPORT int fgw_store_rollout_set(struct fgw_store *s, const char *release_id
 	sqlite3_bind_text(st, 1, release_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int(st, 2, halted);
 	/* Also kept when not halted: who resumed it, which the halt rule needs after a restart. */
-	bind_text_or_null(st, 3, by);
-	bind_text_or_null(st, 4, reason);
+	fgw_store__bind_text(st, 3, by);
+	fgw_store__bind_text(st, 4, reason);
 	sqlite3_bind_int64(st, 5, now);
-	r = step_done(s, st);
+	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;
 	return insert_event(s, NULL, 0, "rollout", NULL, halted ? "halted" : "running", reason,

@@ -20,3 +20,11 @@ int fgw_store__exec(struct fgw_store *s, const char *sql);
 int fgw_store__prepare(struct fgw_store *s, const char *sql, sqlite3_stmt **ret);
 /* Copies column @col as text into @buf (empty string for NULL), truncating safely. */
 void fgw_store__col_text(sqlite3_stmt *st, int col, char *buf, size_t size);
+/* Steps a statement that returns no rows and finalizes it: 0 or -errno (message kept). */
+int fgw_store__step_done(struct fgw_store *s, sqlite3_stmt *st);
+/* Binds @v as text, or NULL when @v is NULL. */
+void fgw_store__bind_text(sqlite3_stmt *st, int i, const char *v);
+/* BEGIN IMMEDIATE; and its end: COMMIT when @r >= 0, else ROLLBACK. Returns @r or the
+ * COMMIT's error. */
+int fgw_store__begin(struct fgw_store *s);
+int fgw_store__end(struct fgw_store *s, int r);

@@ -10,40 +10,6 @@
 #include "store-private.h"
 #include "util.h"
 
-static int step_done(struct fgw_store *s, sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-	int r = rc == SQLITE_DONE ? 0 : fgw_store__fail(s, rc);
-
-	sqlite3_finalize(st);
-	return r;
-}
-
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
-{
-	if (v)
-		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-	else
-		sqlite3_bind_null(st, i);
-}
-
-static int tx_begin(struct fgw_store *s)
-{
-	return fgw_store__exec(s, "BEGIN IMMEDIATE");
-}
-
-static int tx_end(struct fgw_store *s, int r)
-{
-	if (r >= 0) {
-		int c = fgw_store__exec(s, "COMMIT");
-		if (c == 0)
-			return r;
-		r = c;
-	}
-	(void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-	return r;
-}
-
 FGW_EXPORT int fgw_store_manifest_accept(struct fgw_store *s, int64_t sequence, const char *etag,
 					 const char *result, int64_t now)
 {
@@ -58,10 +24,10 @@ FGW_EXPORT int fgw_store_manifest_accept(struct fgw_store *s, int64_t sequence, 
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, sequence);
-	bind_text(st, 2, etag);
+	fgw_store__bind_text(st, 2, etag);
 	sqlite3_bind_int64(st, 3, now);
-	bind_text(st, 4, result);
-	r = step_done(s, st);
+	fgw_store__bind_text(st, 4, result);
+	r = fgw_store__step_done(s, st);
 	if (r == 0 && sqlite3_changes(s->db) == 0)
 		return -ESTALE; /* never lower the rollback guard */
 	return r;
@@ -79,8 +45,8 @@ FGW_EXPORT int fgw_store_manifest_polled(struct fgw_store *s, const char *result
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, now);
-	bind_text(st, 2, result);
-	return step_done(s, st);
+	fgw_store__bind_text(st, 2, result);
+	return fgw_store__step_done(s, st);
 }
 
 static int insert_event(struct fgw_store *s, const char *from, const char *to, const char *detail,
@@ -96,10 +62,10 @@ static int insert_event(struct fgw_store *s, const char *from, const char *to, c
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, now);
-	bind_text(st, 2, from);
-	bind_text(st, 3, to);
-	bind_text(st, 4, detail);
-	return step_done(s, st);
+	fgw_store__bind_text(st, 2, from);
+	fgw_store__bind_text(st, 3, to);
+	fgw_store__bind_text(st, 4, detail);
+	return fgw_store__step_done(s, st);
 }
 
 FGW_EXPORT int fgw_store_release_insert(struct fgw_store *s, const struct fgw_store_release *rel,
@@ -109,7 +75,7 @@ FGW_EXPORT int fgw_store_release_insert(struct fgw_store *s, const struct fgw_st
 	sqlite3_stmt *st;
 	int r;
 
-	r = tx_begin(s);
+	r = fgw_store__begin(s);
 	if (r < 0)
 		return r;
 	r = fgw_store__prepare(
@@ -120,26 +86,26 @@ FGW_EXPORT int fgw_store_release_insert(struct fgw_store *s, const struct fgw_st
 	    "COALESCE(?10, 'pending'), ?11, ?12)",
 	    &st);
 	if (r == 0) {
-		bind_text(st, 1, rel->id);
+		fgw_store__bind_text(st, 1, rel->id);
 		sqlite3_bind_int64(st, 2, rel->sequence);
-		bind_text(st, 3, rel->version);
-		bind_text(st, 4, rel->board);
-		bind_text(st, 5, rel->groups_json);
-		bind_text(st, 6, rel->policy_json);
-		bind_text(st, 7, rel->bundle_url);
-		bind_text(st, 8, rel->bundle_sha256);
+		fgw_store__bind_text(st, 3, rel->version);
+		fgw_store__bind_text(st, 4, rel->board);
+		fgw_store__bind_text(st, 5, rel->groups_json);
+		fgw_store__bind_text(st, 6, rel->policy_json);
+		fgw_store__bind_text(st, 7, rel->bundle_url);
+		fgw_store__bind_text(st, 8, rel->bundle_sha256);
 		sqlite3_bind_int64(st, 9, rel->bundle_size);
-		bind_text(st, 10, rel->state);
-		bind_text(st, 11, rel->reason);
+		fgw_store__bind_text(st, 10, rel->state);
+		fgw_store__bind_text(st, 11, rel->reason);
 		sqlite3_bind_int64(st, 12, now);
-		r = step_done(s, st);
+		r = fgw_store__step_done(s, st);
 	}
 	if (r == 0) {
 		snprintf(detail, sizeof(detail), "release '%s' version %s, bundle %.16s...",
 			 rel->id, rel->version, rel->bundle_sha256);
 		r = insert_event(s, NULL, rel->state ? rel->state : "pending", detail, now);
 	}
-	return tx_end(s, r);
+	return fgw_store__end(s, r);
 }
 
 FGW_EXPORT int fgw_store_release_update(struct fgw_store *s, const struct fgw_store_release *rel,
@@ -155,16 +121,16 @@ FGW_EXPORT int fgw_store_release_update(struct fgw_store *s, const struct fgw_st
 			       &st);
 	if (r < 0)
 		return r;
-	bind_text(st, 1, rel->id);
+	fgw_store__bind_text(st, 1, rel->id);
 	sqlite3_bind_int64(st, 2, rel->sequence);
-	bind_text(st, 3, rel->version);
-	bind_text(st, 4, rel->board);
-	bind_text(st, 5, rel->groups_json);
-	bind_text(st, 6, rel->policy_json);
-	bind_text(st, 7, rel->bundle_url);
-	bind_text(st, 8, rel->bundle_sha256);
+	fgw_store__bind_text(st, 3, rel->version);
+	fgw_store__bind_text(st, 4, rel->board);
+	fgw_store__bind_text(st, 5, rel->groups_json);
+	fgw_store__bind_text(st, 6, rel->policy_json);
+	fgw_store__bind_text(st, 7, rel->bundle_url);
+	fgw_store__bind_text(st, 8, rel->bundle_sha256);
 	sqlite3_bind_int64(st, 9, rel->bundle_size);
-	r = step_done(s, st);
+	r = fgw_store__step_done(s, st);
 	if (r == 0 && sqlite3_changes(s->db) == 0)
 		return -ENOENT;
 	return r;
@@ -194,7 +160,7 @@ FGW_EXPORT int fgw_store_release_get(struct fgw_store *s, const char *id, fgw_st
 			       &st);
 	if (r < 0)
 		return r;
-	bind_text(st, 1, id);
+	fgw_store__bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
 		struct fgw_store_release rel = {
@@ -228,12 +194,12 @@ FGW_EXPORT int fgw_store_release_set_state(struct fgw_store *s, const char *id, 
 	sqlite3_stmt *st;
 	int rc, r;
 
-	r = tx_begin(s);
+	r = fgw_store__begin(s);
 	if (r < 0)
 		return r;
 	r = fgw_store__prepare(s, "SELECT state FROM releases WHERE id = ?1", &st);
 	if (r == 0) {
-		bind_text(st, 1, id);
+		fgw_store__bind_text(st, 1, id);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_ROW)
 			fgw_store__col_text(st, 0, from, sizeof(from));
@@ -250,19 +216,19 @@ FGW_EXPORT int fgw_store_release_set_state(struct fgw_store *s, const char *id, 
 		    "WHERE id = ?1",
 		    &st);
 	if (r == 0) {
-		bind_text(st, 1, id);
-		bind_text(st, 2, state);
-		bind_text(st, 3, reason);
-		bind_text(st, 4, bundle_path);
+		fgw_store__bind_text(st, 1, id);
+		fgw_store__bind_text(st, 2, state);
+		fgw_store__bind_text(st, 3, reason);
+		fgw_store__bind_text(st, 4, bundle_path);
 		sqlite3_bind_int64(st, 5, now);
-		r = step_done(s, st);
+		r = fgw_store__step_done(s, st);
 	}
 	if (r == 0) {
 		snprintf(detail, sizeof(detail), "release '%s'%s%s", id, reason ? ": " : "",
 			 reason ? reason : "");
 		r = insert_event(s, from, state, detail, now);
 	}
-	return tx_end(s, r);
+	return fgw_store__end(s, r);
 }
 
 FGW_EXPORT int fgw_store_releases_supersede(struct fgw_store *s, const char *keep_id,
@@ -272,7 +238,7 @@ FGW_EXPORT int fgw_store_releases_supersede(struct fgw_store *s, const char *kee
 	sqlite3_stmt *st;
 	int r, n = 0;
 
-	r = tx_begin(s);
+	r = fgw_store__begin(s);
 	if (r < 0)
 		return r;
 	r = fgw_store__prepare(s,
@@ -280,15 +246,15 @@ FGW_EXPORT int fgw_store_releases_supersede(struct fgw_store *s, const char *kee
 			       "AND id != ?1 AND (?2 IS NULL OR board IS NULL OR board = ?2)",
 			       &st);
 	if (r == 0) {
-		bind_text(st, 1, keep_id);
-		bind_text(st, 2, board);
-		r = step_done(s, st);
+		fgw_store__bind_text(st, 1, keep_id);
+		fgw_store__bind_text(st, 2, board);
+		r = fgw_store__step_done(s, st);
 		n = sqlite3_changes(s->db);
 	}
 	if (r == 0 && n > 0) {
 		snprintf(detail, sizeof(detail), "%d release(s) superseded by '%s'", n, keep_id);
 		r = insert_event(s, "verified", "superseded", detail, now);
 	}
-	r = tx_end(s, r);
+	r = fgw_store__end(s, r);
 	return r < 0 ? r : n;
 }

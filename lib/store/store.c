@@ -69,6 +69,40 @@ int fgw_store__prepare(struct fgw_store *s, const char *sql, sqlite3_stmt **ret)
 	return rc == SQLITE_OK ? 0 : remember(s, rc);
 }
 
+int fgw_store__step_done(struct fgw_store *s, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	int r = rc == SQLITE_DONE ? 0 : remember(s, rc);
+
+	sqlite3_finalize(st);
+	return r;
+}
+
+void fgw_store__bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+int fgw_store__begin(struct fgw_store *s)
+{
+	return exec(s, "BEGIN IMMEDIATE");
+}
+
+int fgw_store__end(struct fgw_store *s, int r)
+{
+	if (r >= 0) {
+		int c = exec(s, "COMMIT");
+		if (c == 0)
+			return r;
+		r = c;
+	}
+	(void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
 void fgw_store__col_text(sqlite3_stmt *st, int col, char *buf, size_t size)
 {
 	const unsigned char *t = sqlite3_column_text(st, col);
