@@ -4,8 +4,8 @@ moves on (upload offsets, a failure, a finished device), the view must redraw wi
 offsets and a measured rate, the new failure and its reason, and the new counts; `q` quits
 with exit status 0 and leaves the terminal as it was.
 
-The full variant during a real simulated rollout (live progress from the fleet: percent and
-ETA) needs the fleet wired into fotagwd and is not part of this test.
+The variant during a real simulated rollout (live progress from the fleet: percent, KiB/s and
+ETA) is tests/fleet-it/test_fleet.py watch.
 
 usage: test_watch.py FOTAGWD FOTACTL
 """
@@ -19,37 +19,28 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 from apitest import Daemon, Fail, address, check, free_port, seed  # noqa: E402
+import tmux as tmuxlib  # noqa: E402
 
-FOTAGWD, FOTACTL = sys.argv[1], sys.argv[2]
 
-
-class Tmux:
-    def __init__(self, tmp):
-        self.sock = os.path.join(tmp, "tmux.sock")
+class Tmux(tmuxlib.Tmux):
+    """The shared helper, failing the way this test reports failures."""
 
     def run(self, *args, check_rc=True):
-        p = subprocess.run(["tmux", "-S", self.sock, *args], capture_output=True, text=True,
-                           timeout=10)
-        if check_rc and p.returncode != 0:
-            raise Fail(f"tmux {args}: {p.stderr}")
-        return p.stdout
-
-    def screen(self):
-        return self.run("capture-pane", "-p", "-t", "w")
+        try:
+            return super().run(*args, check_rc=check_rc)
+        except tmuxlib.TmuxError as e:
+            raise Fail(str(e))
 
     def wait_for(self, pred, what, timeout=10):
-        deadline = time.monotonic() + timeout
-        last = ""
-        while time.monotonic() < deadline:
-            last = self.screen()
-            if pred(last):
-                return last
-            time.sleep(0.1)
-        raise Fail(f"screen never showed {what}:\n{last}")
+        try:
+            return super().wait_for(pred, what, timeout)
+        except tmuxlib.TmuxError as e:
+            raise Fail(str(e))
 
-    def kill(self):
-        self.run("kill-server", check_rc=False)
+
+FOTAGWD, FOTACTL = sys.argv[1], sys.argv[2]
 
 
 def update(db, sql, *args):

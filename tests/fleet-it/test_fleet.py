@@ -15,6 +15,8 @@ CASE:
                through the API continues it
   restart      fotagwd is killed with SIGKILL at random moments and restarted: the fleet
                converges, no job is lost or duplicated, PRAGMA integrity_check passes
+  watch        fotactl watch in tmux during the rollout: live bars (image, %, KiB/s, ETA)
+               that move on, then the final counts; q quits
 """
 import random
 import signal
@@ -189,8 +191,49 @@ def case_restart():
         w.close(ok)
 
 
+def case_watch():
+    """`fotactl watch` in a real terminal (tmux) while the fleet rolls out for real."""
+    import os
+    import re
+    import tmux as tmuxlib
+    n = 6
+    # A slower link so that the uploads last long enough to be watched.
+    w = ft.World(BIN, n, sim_args=["--link", "typical,erase=0,write=0,boot=1500"],
+                 app_size=200000, net_size=60000)
+    t = tmuxlib.Tmux(w.tmp)
+    status = os.path.join(w.tmp, "watch-status")
+    ok = False
+    try:
+        w.gw.start()
+        t.start(f"{FOTACTL} watch --interval 300 --config {w.gw.conf}; echo $? > {status}; "
+                "sleep 60")
+        bar = re.compile(r"uploading\s+img[01]\s+\[[#.]+\]\s+\d+\.\d%\s+\d+\.\d KiB/s"
+                         r"\s+ETA \d+:\d\d")
+        s = t.wait_for(lambda s: bar.search(s), "a live progress bar (image, %, KiB/s, ETA)",
+                       60)
+        check("Release fw-2.0.0 (2.0.0)" in s, "release line")
+        m = re.search(r"(\d+\.\d)%", bar.search(s).group(0))
+        first = float(m.group(1))
+        s = t.wait_for(lambda s: any(float(x) > first for x in re.findall(
+            r"uploading\s+img[01]\s+\[[^]]*\]\s+(\d+\.\d)%", s)), "the percent moving on", 30)
+        w.gw.wait_all_terminal(n, 240)
+        s = t.wait_for(lambda s: re.search(r"\bdone 6\b", s), "the final counts", 15)
+        check("Active devices: 0" in s, "no device left active")
+        t.run("send-keys", "-t", "w", "q")
+        deadline = time.monotonic() + 5
+        while not os.path.exists(status) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check(os.path.exists(status) and open(status).read().strip() == "0", "q quit with 0")
+        ok = True
+    except tmuxlib.TmuxError as e:
+        raise ft.Fail(str(e))
+    finally:
+        t.kill()
+        w.close(ok)
+
+
 CASES = {"rollout-udp": case_rollout_udp, "rollout-ble": case_rollout_ble, "faults": case_faults,
-         "canary": case_canary, "restart": case_restart}
+         "canary": case_canary, "restart": case_restart, "watch": case_watch}
 
 try:
     CASES[CASE]()
