@@ -267,7 +267,8 @@ set -e
 QPID=
 T1=${EPOCHREALTIME/./}
 sleep 0.3 # let the stamp process drain
-[ $QUIET = 1 ] || { kill "$TAILPID" 2>/dev/null; wait "$TAILPID" 2>/dev/null || true; }
+# tail --pid may have gone already: neither may stop the script (set -e)
+[ $QUIET = 1 ] || { kill "$TAILPID" 2>/dev/null || true; wait "$TAILPID" 2>/dev/null || true; }
 # children's CPU time (utime, stime, cutime, cstime in ticks): QEMU and the stamper
 read -r _ _ cu cs <<<"$(cut -d' ' -f14-17 /proc/$$/stat)"
 read -r _ _ cu0 cs0 <<<"$t_before"
