@@ -59,8 +59,14 @@ static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 	bool named = prefix && *prefix && info->name &&
 		     strncmp(info->name, prefix, strlen(prefix)) == 0;
 
-	/* A LOST object just stops being seen; the job waits for the device to come back. */
-	if (ev == FGW_BLUEZ_DEVICE_LOST || !d->fleet || !(info->smp_service || named))
+	if (!d->fleet)
+		return;
+	if (ev == FGW_BLUEZ_DEVICE_LOST) {
+		/* Out of range: its job waits for the next sighting. */
+		fgw_fleet_device_lost(d->fleet, info->addr);
+		return;
+	}
+	if (!(info->smp_service || named))
 		return;
 	fgw_fleet_device_seen(d->fleet, info->addr, "ble", info->name,
 			      info->has_rssi ? &rssi : NULL);

@@ -144,6 +144,8 @@ const char *fgw_bluez_link_state_to_string(enum fgw_bluez_link_state s);
  * link was lost; after a failure only fgw_bluez_link_free() is left. May free the link.
  *
  * Errors (the D-Bus error behind them is in fgw_bluez_link_error()):
+ *   -EHOSTDOWN     the device was not listed by bluetoothd within connect_timeout_ms (out of
+ *                  range: not seen advertising)
  *   -ETIMEDOUT     the attempt took longer than connect_timeout_ms (org.bluez.Error.Failed
  *                  "le-connection-abort-by-local", D-Bus NoReply/Timeout too)
  *   -EINPROGRESS   org.bluez.Error.InProgress (another client is connecting/acquiring)

@@ -780,21 +780,25 @@ static void on_link_timer(uv_timer_t *t)
 {
 	struct fgw_bluez_link *l = t->data;
 	struct fgw_bluez *b = l->b;
+	int err = -ETIMEDOUT;
 
 	if (l->state == FGW_BLUEZ_LINK_STATE_SEARCHING) {
-		if (!b || b->adapter_state != FGW_BLUEZ_ADAPTER_STATE_ON)
+		if (!b || b->adapter_state != FGW_BLUEZ_ADAPTER_STATE_ON) {
 			link_set_error(l, "no powered adapter within %u ms (%s)",
 				       b ? b->opts.connect_timeout_ms : 0,
 				       b && b->last_error[0] ? b->last_error : "no detail");
-		else
+		} else {
+			/* Never listed: out of range, not a failed connection. */
 			link_set_error(l, "device not found within %u ms",
 				       b->opts.connect_timeout_ms);
+			err = -EHOSTDOWN;
+		}
 	} else {
 		link_set_error(l, "%s took longer than %u ms",
 			       fgw_bluez_link_state_to_string(l->state),
 			       b ? b->opts.connect_timeout_ms : 0);
 	}
-	link_fail(l, -ETIMEDOUT, true);
+	link_fail(l, err, true);
 }
 
 static void link_start_timer(struct fgw_bluez_link *l)

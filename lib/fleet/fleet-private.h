@@ -103,6 +103,8 @@ double fleet_random(struct fgw_fleet *f);
 void fleet_job_finished(struct fgw_fleet *f, struct fleet_job *job, enum fgw_job_state to);
 void fleet_store_failed(struct fgw_fleet *f, int err, const char *what);
 unsigned fleet_connections(struct fgw_fleet *f);
+/* UDP devices are always reachable; a BLE device only when seen in the presence window. */
+bool fleet_job_present(const struct fgw_fleet *f, const struct fleet_job *j, uint64_t now);
 struct fleet_release *fleet_release_ref(struct fleet_release *r);
 void fleet_release_unref(struct fleet_release *r);
 

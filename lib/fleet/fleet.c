@@ -14,8 +14,12 @@
 
 #include "fleet-private.h"
 
-/* A BLE device not seen for this long is out of range: its queued job waits for it. */
-#define PRESENCE_WINDOW_MS (60 * 1000)
+/*
+ * A BLE device not seen for this long is out of range: its queued job waits for it. Devices
+ * advertise every few hundred ms to a couple of seconds; bluetoothd drops them (LOST) after
+ * 30 s unseen, which ends presence sooner.
+ */
+#define PRESENCE_WINDOW_MS (20 * 1000)
 #define TICK_MS 1000
 
 FGW_EXPORT const double fgw_fleet_duration_bounds[7] = {30, 60, 120, 300, 600, 1200, 3600};
@@ -115,7 +119,7 @@ void fleet_store_failed(struct fgw_fleet *f, int err, const char *what)
 	f->store_failed = true;
 }
 
-static bool present(const struct fgw_fleet *f, const struct fleet_job *j, uint64_t now)
+bool fleet_job_present(const struct fgw_fleet *f, const struct fleet_job *j, uint64_t now)
 {
 	if (strcmp(j->transport, "udp") == 0)
 		return true;
@@ -143,7 +147,7 @@ static void schedule(struct fgw_fleet *f)
 
 		for (struct fleet_job *j = f->jobs; j; j = j->next) {
 			if (j->state != FGW_JOB_STATE_QUEUED || j->rel != f->rel ||
-			    j->next_attempt_ms > now || !present(f, j, now) ||
+			    j->next_attempt_ms > now || !fleet_job_present(f, j, now) ||
 			    (canary_gate && !j->canary))
 				continue;
 			if (!best || (j->canary && !best->canary) ||
@@ -315,12 +319,19 @@ FGW_EXPORT void fgw_fleet_device_seen(struct fgw_fleet *f, const char *address,
 	ensure_job(f, address, transport, dev.grp);
 	for (struct fleet_job *j = f->jobs; j; j = j->next)
 		if (strcmp(j->address, address) == 0) {
-			bool was_absent = !present(f, j, fgw_now_ms());
+			bool was_absent = !fleet_job_present(f, j, fgw_now_ms());
 			j->seen_ms = fgw_now_ms();
 			job_device_seen(j);
 			if (was_absent && j->state == FGW_JOB_STATE_QUEUED)
 				fleet_kick(f);
 		}
+}
+
+FGW_EXPORT void fgw_fleet_device_lost(struct fgw_fleet *f, const char *address)
+{
+	for (struct fleet_job *j = f->jobs; j; j = j->next)
+		if (strcmp(j->address, address) == 0)
+			j->seen_ms = 0;
 }
 
 struct load_ctx {

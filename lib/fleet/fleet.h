@@ -107,6 +107,12 @@ int fgw_fleet_set_release(struct fgw_fleet *f, const struct fgw_fleet_release *r
 void fgw_fleet_device_seen(struct fgw_fleet *f, const char *address, const char *transport,
 			   const char *name, const int *rssi);
 
+/*
+ * The device is gone (bluetoothd dropped it after not seeing it for a while): its job waits
+ * for the next sighting instead of trying to connect, and burns no attempts meanwhile.
+ */
+void fgw_fleet_device_lost(struct fgw_fleet *f, const char *address);
+
 /* Operator control; persisted (survives restarts). -ENOENT without a release, -EALREADY. */
 int fgw_fleet_pause(struct fgw_fleet *f, const char *by, const char *reason);
 int fgw_fleet_resume(struct fgw_fleet *f);

@@ -632,8 +632,12 @@ void job_on_failure(struct fleet_job *job, int err, bool transient, const char *
 	default:
 		break;
 	}
-	/* A device that is not there (out of range) waits without burning an attempt. */
-	if (err == -ENODEV || err == -EHOSTDOWN || err == -EHOSTUNREACH) {
+	/*
+	 * A device that is not there (out of range) waits without burning an attempt: the link
+	 * says so, or a BLE device has not been seen advertising lately.
+	 */
+	if (err == -ENODEV || err == -EHOSTDOWN || err == -EHOSTUNREACH ||
+	    (job->state == FGW_JOB_STATE_CONNECTING && !fleet_job_present(f, job, fgw_now_ms()))) {
 		job->next_attempt_ms = fgw_now_ms() + f->o.backoff_base_ms;
 		(void) job_enter_state(job, FGW_JOB_STATE_QUEUED, NULL, what);
 		return;

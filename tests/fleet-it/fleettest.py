@@ -205,7 +205,7 @@ def device_state(port):
 class World:
     """Temp dir + nginx + (bus) + simulator + gateway, torn down in reverse order."""
 
-    def __init__(self, binaries, devices, ble=False, sim_args=(), **rel):
+    def __init__(self, binaries, devices, ble=False, sim_args=(), gw_extra="", **rel):
         self.b = binaries
         self.tmp = tempfile.mkdtemp(prefix="fgw-fleet-")
         self.ng = Nginx(self.tmp)
@@ -218,7 +218,8 @@ class World:
         gwdir = os.path.join(self.tmp, "gw")
         os.makedirs(gwdir)
         self.gw = Gateway(binaries["fotagwd"], gwdir, self.ng.base + "/manifest.json",
-                          os.path.join(self.tmp, "manifest.pub"), udp_devices=udp, ble=ble)
+                          os.path.join(self.tmp, "manifest.pub"), udp_devices=udp, ble=ble,
+                          extra=gw_extra)
         if ble:
             self.gw.env = dict(os.environ, **self.bus.env)
         self.devices = devices

@@ -15,6 +15,8 @@ CASE:
                through the API continues it
   restart      fotagwd is killed with SIGKILL at random moments and restarted: the fleet
                converges, no job is lost or duplicated, PRAGMA integrity_check passes
+  out-of-range a BLE device away mid-upload for 30 s, retry limit 3: it waits, burns no
+               attempts while away, and finishes
   watch        fotactl watch in tmux during the rollout: live bars (image, %, KiB/s, ETA)
                that move on, then the final counts; q quits
 """
@@ -191,6 +193,32 @@ def case_restart():
         w.close(ok)
 
 
+def case_out_of_range():
+    """A BLE device goes out of range mid-upload for 30 s, far longer than a retry budget of
+    3 attempts with back-off of at most 4 s would last if every failed attempt counted: the
+    link loss and the attempts until bluetoothd drops the device count, the wait does not."""
+    n = 3
+    args = FAST + ["--temporary-timeout", "3",
+                   "--fault", "1:out_of_range_at_chunk=8,out_of_range_ms=30000"]
+    w = ft.World(BIN, n, ble=True, sim_args=args,
+                 gw_extra="[fleet]\nretry_limit = 3\n")
+    ok = False
+    try:
+        w.gw.start()
+        jobs = w.gw.wait_all_terminal(n, 300)
+        check(all(j[1] == "done" for j in jobs), f"all done after the absence: {jobs}")
+        con = sqlite3.connect(w.gw.db)
+        att = con.execute("SELECT attempts FROM jobs WHERE address = ?",
+                          (w.address(1),)).fetchone()[0]
+        con.close()
+        check(att <= 3, f"the absence burned only {att} attempt(s) of 3")
+        for i in range(n):
+            device_on_release(w, i)
+        ok = True
+    finally:
+        w.close(ok)
+
+
 def case_watch():
     """`fotactl watch` in a real terminal (tmux) while the fleet rolls out for real."""
     import os
@@ -233,7 +261,8 @@ def case_watch():
 
 
 CASES = {"rollout-udp": case_rollout_udp, "rollout-ble": case_rollout_ble, "faults": case_faults,
-         "canary": case_canary, "restart": case_restart, "watch": case_watch}
+         "canary": case_canary, "restart": case_restart, "watch": case_watch,
+         "out-of-range": case_out_of_range}
 
 try:
     CASES[CASE]()

@@ -168,7 +168,7 @@ static void test_free_in_callback(void **state)
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
 	/* unknown device: fails after the timeout, and the callback frees the transport */
 	assert_true(run_until(c, got_state, 5000));
-	assert_int_equal(c->err, -ETIMEDOUT);
+	assert_int_equal(c->err, -EHOSTDOWN);
 	assert_null(c->t);
 }
 
