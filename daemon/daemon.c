@@ -134,8 +134,7 @@ int fgw_daemon_start(struct fgw_daemon *d)
 	if (r < 0)
 		return fgw_log_errno(LOG_ERR, r, "Failed to prepare database '%s' (%s)",
 				     d->cfg.db_path, fgw_store_errmsg(d->store));
-	fgw_info("Database '%s' at schema version %d", d->cfg.db_path,
-		 fgw_store_version(d->store));
+	fgw_info("Database '%s' at schema version %d", d->cfg.db_path, fgw_store_version(d->store));
 
 	r = start_signal(d, &d->sig_term, SIGTERM);
 	if (r >= 0)

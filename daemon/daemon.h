@@ -19,12 +19,12 @@ struct fgw_daemon {
 	char *config_path;
 	struct fgw_config cfg;
 	struct fgw_store *store;
-	struct fgw_api *api; /* NULL when [api] enabled = false */
+	struct fgw_api *api;	 /* NULL when [api] enabled = false */
 	struct fgw_bluez *bluez; /* NULL when [ble] enabled = false */
 	struct fgw_fleet *fleet;
 	struct fgw_release_source *rsrc; /* NULL without a manifest URL */
-	int64_t release_sequence; /* manifest sequence of the fleet's current release */
-	unsigned n_prepare;       /* release image preparations in the thread pool */
+	int64_t release_sequence;	 /* manifest sequence of the fleet's current release */
+	unsigned n_prepare;		 /* release image preparations in the thread pool */
 
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;

@@ -56,8 +56,8 @@ static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 	int rssi = info->rssi;
 
 	const char *prefix = d->cfg.ble_name_prefix;
-	bool named = prefix && *prefix && info->name &&
-		     strncmp(info->name, prefix, strlen(prefix)) == 0;
+	bool named =
+	    prefix && *prefix && info->name && strncmp(info->name, prefix, strlen(prefix)) == 0;
 
 	if (!d->fleet)
 		return;
@@ -117,7 +117,8 @@ static void prepare_done(uv_work_t *w, int status)
 	} else {
 		r = fgw_fleet_set_release(d->fleet, &p->rel);
 		if (r < 0)
-			fgw_log_errno(LOG_ERR, r, "Release %s: the fleet cannot take it", p->rel.id);
+			fgw_log_errno(LOG_ERR, r, "Release %s: the fleet cannot take it",
+				      p->rel.id);
 		else
 			d->release_sequence = p->sequence;
 	}
@@ -203,20 +204,20 @@ static int start_release_source(struct fgw_daemon *d)
 int fgw_daemon_fleet_start(struct fgw_daemon *d)
 {
 	struct fgw_fleet_options fo = {
-		.max_connections = (unsigned) d->cfg.ble_max_connections,
-		.retry_limit = (unsigned) d->cfg.retry_limit,
-		.backoff_base_ms = (uint64_t) d->cfg.backoff_base_s * 1000,
-		.backoff_max_ms = (uint64_t) d->cfg.backoff_max_s * 1000,
-		.reboot_timeout_ms = (uint64_t) d->cfg.reboot_timeout_s * 1000,
-		.progress_flush_ms = (uint64_t) d->cfg.progress_flush_s * 1000,
-		.request_timeout_ms = 10000,
-		.chunk_timeout_ms = (uint64_t) d->cfg.chunk_timeout_ms,
-		.first_chunk_timeout_ms = (uint64_t) d->cfg.first_chunk_timeout_ms,
-		.upload_window = (unsigned) d->cfg.upload_window,
-		.netcore_version_group = (unsigned) d->cfg.netcore_version_group,
-		.default_group = d->cfg.fleet_group,
-		.transport_new = transport_new,
-		.transport_user_data = d,
+	    .max_connections = (unsigned) d->cfg.ble_max_connections,
+	    .retry_limit = (unsigned) d->cfg.retry_limit,
+	    .backoff_base_ms = (uint64_t) d->cfg.backoff_base_s * 1000,
+	    .backoff_max_ms = (uint64_t) d->cfg.backoff_max_s * 1000,
+	    .reboot_timeout_ms = (uint64_t) d->cfg.reboot_timeout_s * 1000,
+	    .progress_flush_ms = (uint64_t) d->cfg.progress_flush_s * 1000,
+	    .request_timeout_ms = 10000,
+	    .chunk_timeout_ms = (uint64_t) d->cfg.chunk_timeout_ms,
+	    .first_chunk_timeout_ms = (uint64_t) d->cfg.first_chunk_timeout_ms,
+	    .upload_window = (unsigned) d->cfg.upload_window,
+	    .netcore_version_group = (unsigned) d->cfg.netcore_version_group,
+	    .default_group = d->cfg.fleet_group,
+	    .transport_new = transport_new,
+	    .transport_user_data = d,
 	};
 	char *list, *save = NULL, *tok;
 	int r;
@@ -234,7 +235,8 @@ int fgw_daemon_fleet_start(struct fgw_daemon *d)
 		bo.acquire = d->cfg.ble_acquire;
 		r = fgw_bluez_new(d->loop, &bo, &d->bluez);
 		if (r < 0)
-			return fgw_log_errno(LOG_ERR, r, "Failed to connect to the system bus for BlueZ");
+			return fgw_log_errno(LOG_ERR, r,
+					     "Failed to connect to the system bus for BlueZ");
 		fgw_bluez_add_adapter_watch(d->bluez, on_adapter, d);
 		fgw_bluez_add_device_watch(d->bluez, on_ble_device, d);
 	}

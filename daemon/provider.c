@@ -16,9 +16,9 @@ static int provider_health(void *user_data, struct fgw_api_health *ret)
 	    .version = FGW_VERSION,
 	    .uptime_ms = (int64_t) (fgw_now_ms() - d->started_ms),
 	    /* BLE disabled in the configuration: there is no adapter to speak of. */
-	    .adapter_state = d->bluez ? fgw_bluez_adapter_state_to_string(
-						fgw_bluez_adapter_state(d->bluez))
-				      : "disabled",
+	    .adapter_state =
+		d->bluez ? fgw_bluez_adapter_state_to_string(fgw_bluez_adapter_state(d->bluez))
+			 : "disabled",
 	};
 	return 0;
 }

@@ -24,68 +24,67 @@ struct key_def {
 	const char *name;
 	enum key_type type;
 	size_t offset;
-	int64_t min, max;    /* KEY_INT */
+	int64_t min, max;	   /* KEY_INT */
 	const char *default_value; /* NULL: no default */
-	bool required;       /* must be given and non-empty */
-	bool reloadable;     /* SIGHUP applies it */
+	bool required;		   /* must be given and non-empty */
+	bool reloadable;	   /* SIGHUP applies it */
 };
 
 #define OFF(f) offsetof(struct fgw_config, f)
 
 /* Keep in step with config/fotagw.conf, which documents each key. */
 static const struct key_def keys[] = {
-	{"log", "level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info", false, true},
-	{"store", "path", KEY_STRING, OFF(db_path), 0, 0, NULL, true, false},
-	{"store", "busy_timeout_ms", KEY_INT, OFF(busy_timeout_ms), 0, 600000, "5000", false, false},
-	{"fleet", "group", KEY_STRING, OFF(fleet_group), 0, 0, "default", false, true},
-	{"fleet", "udp_devices", KEY_STRING, OFF(udp_devices), 0, 0, "", false, false},
-	{"fleet", "retry_limit", KEY_INT, OFF(retry_limit), 0, 1000, "8", false, true},
-	{"fleet", "backoff_base_s", KEY_INT, OFF(backoff_base_s), 1, 3600, "5", false, true},
-	{"fleet", "backoff_max_s", KEY_INT, OFF(backoff_max_s), 1, 86400, "300", false, true},
-	{"fleet", "reboot_timeout_s", KEY_INT, OFF(reboot_timeout_s), 5, 3600, "180", false, true},
-	{"fleet", "progress_flush_s", KEY_INT, OFF(progress_flush_s), 1, 600, "5", false, true},
-	{"fleet", "netcore_version_group", KEY_INT, OFF(netcore_version_group), 0, 65535, "0", false,
-	 false},
-	{"upload", "window", KEY_INT, OFF(upload_window), 0, 64, "0", false, true},
-	{"upload", "chunk_timeout_ms", KEY_INT, OFF(chunk_timeout_ms), 100, 600000, "5000", false,
-	 true},
-	{"upload", "first_chunk_timeout_ms", KEY_INT, OFF(first_chunk_timeout_ms), 1000, 600000,
-	 "40000", false, true},
-	{"api", "enabled", KEY_BOOL, OFF(api_enabled), 0, 0, "true", false, false},
-	{"api", "listen", KEY_STRING, OFF(api_listen), 0, 0, "127.0.0.1", false, false},
-	{"api", "port", KEY_INT, OFF(api_port), 1, 65535, "8370", false, false},
-	{"api", "token_file", KEY_STRING, OFF(api_token_file), 0, 0, "", false, false},
-	{"api", "max_connections", KEY_INT, OFF(api_max_connections), 1, 1024, "32", false, false},
-	{"api", "timeout_s", KEY_INT, OFF(api_timeout_s), 1, 3600, "15", false, false},
-	{"ble", "enabled", KEY_BOOL, OFF(ble_enabled), 0, 0, "true", false, false},
-	{"ble", "adapter", KEY_STRING, OFF(ble_adapter), 0, 0, "", false, false},
-	{"ble", "power_on", KEY_BOOL, OFF(ble_power_on), 0, 0, "true", false, false},
-	{"ble", "scan", KEY_BOOL, OFF(ble_scan), 0, 0, "true", false, false},
-	{"ble", "filter_service", KEY_BOOL, OFF(ble_filter_service), 0, 0, "true", false, false},
-	{"ble", "rssi_threshold", KEY_INT, OFF(ble_rssi_threshold), -127, 0, "-90", false, false},
-	{"ble", "max_connections", KEY_INT, OFF(ble_max_connections), 1, 64, "8", false, false},
-	{"ble", "connect_timeout_s", KEY_INT, OFF(ble_connect_timeout_s), 1, 600, "20", false,
-	 false},
-	{"ble", "acquire", KEY_BOOL, OFF(ble_acquire), 0, 0, "true", false, false},
-	{"ble", "name_prefix", KEY_STRING, OFF(ble_name_prefix), 0, 0, "", false, true},
-	{"release", "manifest_url", KEY_STRING, OFF(release_manifest_url), 0, 0, "", false, false},
-	{"release", "poll_interval_s", KEY_INT, OFF(release_poll_interval_s), 10, 86400, "300", false,
-	 false},
-	{"release", "trusted_keys", KEY_STRING, OFF(release_trusted_keys), 0, 0, "", false, false},
-	{"release", "mcuboot_key", KEY_STRING, OFF(release_mcuboot_key), 0, 0, "", false, false},
-	{"release", "cache_dir", KEY_STRING, OFF(release_cache_dir), 0, 0, "/var/cache/fotagw", false,
-	 false},
-	{"release", "cache_budget_mib", KEY_INT, OFF(release_cache_budget_mib), 0, 1048576, "512",
-	 false, false},
-	{"release", "ca_file", KEY_STRING, OFF(release_ca_file), 0, 0, "", false, false},
-	{"release", "client_cert", KEY_STRING, OFF(release_client_cert), 0, 0, "", false, false},
-	{"release", "client_key", KEY_STRING, OFF(release_client_key), 0, 0, "", false, false},
-	{"release", "download_timeout_s", KEY_INT, OFF(release_download_timeout_s), 0, 86400, "1800",
-	 false, false},
-	{"release", "low_speed_limit_bytes", KEY_INT, OFF(release_low_speed_limit_bytes), 0,
-	 1000000000, "100", false, false},
-	{"release", "low_speed_time_s", KEY_INT, OFF(release_low_speed_time_s), 0, 3600, "60", false,
-	 false},
+    {"log", "level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info", false, true},
+    {"store", "path", KEY_STRING, OFF(db_path), 0, 0, NULL, true, false},
+    {"store", "busy_timeout_ms", KEY_INT, OFF(busy_timeout_ms), 0, 600000, "5000", false, false},
+    {"fleet", "group", KEY_STRING, OFF(fleet_group), 0, 0, "default", false, true},
+    {"fleet", "udp_devices", KEY_STRING, OFF(udp_devices), 0, 0, "", false, false},
+    {"fleet", "retry_limit", KEY_INT, OFF(retry_limit), 0, 1000, "8", false, true},
+    {"fleet", "backoff_base_s", KEY_INT, OFF(backoff_base_s), 1, 3600, "5", false, true},
+    {"fleet", "backoff_max_s", KEY_INT, OFF(backoff_max_s), 1, 86400, "300", false, true},
+    {"fleet", "reboot_timeout_s", KEY_INT, OFF(reboot_timeout_s), 5, 3600, "180", false, true},
+    {"fleet", "progress_flush_s", KEY_INT, OFF(progress_flush_s), 1, 600, "5", false, true},
+    {"fleet", "netcore_version_group", KEY_INT, OFF(netcore_version_group), 0, 65535, "0", false,
+     false},
+    {"upload", "window", KEY_INT, OFF(upload_window), 0, 64, "0", false, true},
+    {"upload", "chunk_timeout_ms", KEY_INT, OFF(chunk_timeout_ms), 100, 600000, "5000", false,
+     true},
+    {"upload", "first_chunk_timeout_ms", KEY_INT, OFF(first_chunk_timeout_ms), 1000, 600000,
+     "40000", false, true},
+    {"api", "enabled", KEY_BOOL, OFF(api_enabled), 0, 0, "true", false, false},
+    {"api", "listen", KEY_STRING, OFF(api_listen), 0, 0, "127.0.0.1", false, false},
+    {"api", "port", KEY_INT, OFF(api_port), 1, 65535, "8370", false, false},
+    {"api", "token_file", KEY_STRING, OFF(api_token_file), 0, 0, "", false, false},
+    {"api", "max_connections", KEY_INT, OFF(api_max_connections), 1, 1024, "32", false, false},
+    {"api", "timeout_s", KEY_INT, OFF(api_timeout_s), 1, 3600, "15", false, false},
+    {"ble", "enabled", KEY_BOOL, OFF(ble_enabled), 0, 0, "true", false, false},
+    {"ble", "adapter", KEY_STRING, OFF(ble_adapter), 0, 0, "", false, false},
+    {"ble", "power_on", KEY_BOOL, OFF(ble_power_on), 0, 0, "true", false, false},
+    {"ble", "scan", KEY_BOOL, OFF(ble_scan), 0, 0, "true", false, false},
+    {"ble", "filter_service", KEY_BOOL, OFF(ble_filter_service), 0, 0, "true", false, false},
+    {"ble", "rssi_threshold", KEY_INT, OFF(ble_rssi_threshold), -127, 0, "-90", false, false},
+    {"ble", "max_connections", KEY_INT, OFF(ble_max_connections), 1, 64, "8", false, false},
+    {"ble", "connect_timeout_s", KEY_INT, OFF(ble_connect_timeout_s), 1, 600, "20", false, false},
+    {"ble", "acquire", KEY_BOOL, OFF(ble_acquire), 0, 0, "true", false, false},
+    {"ble", "name_prefix", KEY_STRING, OFF(ble_name_prefix), 0, 0, "", false, true},
+    {"release", "manifest_url", KEY_STRING, OFF(release_manifest_url), 0, 0, "", false, false},
+    {"release", "poll_interval_s", KEY_INT, OFF(release_poll_interval_s), 10, 86400, "300", false,
+     false},
+    {"release", "trusted_keys", KEY_STRING, OFF(release_trusted_keys), 0, 0, "", false, false},
+    {"release", "mcuboot_key", KEY_STRING, OFF(release_mcuboot_key), 0, 0, "", false, false},
+    {"release", "cache_dir", KEY_STRING, OFF(release_cache_dir), 0, 0, "/var/cache/fotagw", false,
+     false},
+    {"release", "cache_budget_mib", KEY_INT, OFF(release_cache_budget_mib), 0, 1048576, "512",
+     false, false},
+    {"release", "ca_file", KEY_STRING, OFF(release_ca_file), 0, 0, "", false, false},
+    {"release", "client_cert", KEY_STRING, OFF(release_client_cert), 0, 0, "", false, false},
+    {"release", "client_key", KEY_STRING, OFF(release_client_key), 0, 0, "", false, false},
+    {"release", "download_timeout_s", KEY_INT, OFF(release_download_timeout_s), 0, 86400, "1800",
+     false, false},
+    {"release", "low_speed_limit_bytes", KEY_INT, OFF(release_low_speed_limit_bytes), 0, 1000000000,
+     "100", false, false},
+    {"release", "low_speed_time_s", KEY_INT, OFF(release_low_speed_time_s), 0, 3600, "60", false,
+     false},
 };
 
 /* Config files are small; anything bigger is not a config file. */
@@ -281,10 +280,10 @@ FGW_EXPORT int fgw_config_load_string(const char *text, const char *file, struct
 				      fgw_config_diag_cb_t diag, void *user_data)
 {
 	struct parse_ctx p = {
-		.file = file ? file : "<config>",
-		.diag = diag,
-		.user_data = user_data,
-		.pos = text,
+	    .file = file ? file : "<config>",
+	    .diag = diag,
+	    .user_data = user_data,
+	    .pos = text,
 	};
 	int r;
 

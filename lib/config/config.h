@@ -17,43 +17,44 @@ struct fgw_config {
 	char *db_path;
 	int busy_timeout_ms;
 	/* [fleet] */
-	char *fleet_group;          /* group given to newly seen devices */
-	char *udp_devices;          /* "HOST:PORT ..." devices reached over SMP/UDP */
-	int retry_limit;            /* transient failures before a job fails */
+	char *fleet_group; /* group given to newly seen devices */
+	char *udp_devices; /* "HOST:PORT ..." devices reached over SMP/UDP */
+	int retry_limit;   /* transient failures before a job fails */
 	int backoff_base_s, backoff_max_s;
-	int reboot_timeout_s;       /* ceiling for a device to come back after its reset */
-	int progress_flush_s;       /* upload offsets are persisted at most this often */
-	int netcore_version_group;  /* SMP group the firmware answers its net core version on, 0 none */
+	int reboot_timeout_s;	   /* ceiling for a device to come back after its reset */
+	int progress_flush_s;	   /* upload offsets are persisted at most this often */
+	int netcore_version_group; /* SMP group the firmware answers its net core version on, 0 none
+				    */
 	/* [upload] */
-	int upload_window;          /* requests in flight, 0 = from the device's buffer count */
+	int upload_window; /* requests in flight, 0 = from the device's buffer count */
 	int chunk_timeout_ms;
 	int first_chunk_timeout_ms; /* the first chunk waits while the device erases its slot */
 	/* [api] */
 	bool api_enabled;
-	char *api_listen;        /* numeric address to bind, 127.0.0.1 by default */
+	char *api_listen; /* numeric address to bind, 127.0.0.1 by default */
 	int api_port;
-	char *api_token_file;    /* bearer token for POSTs; "" = every POST is refused */
+	char *api_token_file; /* bearer token for POSTs; "" = every POST is refused */
 	int api_max_connections;
-	int api_timeout_s;       /* idle HTTP connections are closed after this */
+	int api_timeout_s; /* idle HTTP connections are closed after this */
 	/* [ble] (lib/bluez: struct fgw_bluez_options) */
 	bool ble_enabled;
-	char *ble_adapter;         /* "hci0"; "" = the first adapter bluetoothd lists */
-	bool ble_power_on;         /* keep the adapter powered */
-	bool ble_scan;             /* discover continuously */
+	char *ble_adapter;	   /* "hci0"; "" = the first adapter bluetoothd lists */
+	bool ble_power_on;	   /* keep the adapter powered */
+	bool ble_scan;		   /* discover continuously */
 	bool ble_filter_service;   /* discovery filter on the SMP service UUID */
-	int ble_rssi_threshold;    /* dBm, 0 = none */
+	int ble_rssi_threshold;	   /* dBm, 0 = none */
 	int ble_max_connections;   /* links connecting or connected at once */
 	int ble_connect_timeout_s; /* find + connect + resolve + acquire */
-	bool ble_acquire;          /* AcquireWrite/AcquireNotify when offered */
-	char *ble_name_prefix;     /* devices named so are fleet devices even without the SMP UUID */
+	bool ble_acquire;	   /* AcquireWrite/AcquireNotify when offered */
+	char *ble_name_prefix; /* devices named so are fleet devices even without the SMP UUID */
 	/* [release] (lib/fetch/release-source.h: struct fgw_release_source_options) */
-	char *release_manifest_url;   /* "" = no release source */
+	char *release_manifest_url; /* "" = no release source */
 	int release_poll_interval_s;
-	char *release_trusted_keys;   /* space-separated Ed25519 public key PEM paths */
-	char *release_mcuboot_key;    /* PEM; "" = image signatures not checked */
+	char *release_trusted_keys; /* space-separated Ed25519 public key PEM paths */
+	char *release_mcuboot_key;  /* PEM; "" = image signatures not checked */
 	char *release_cache_dir;
 	int release_cache_budget_mib; /* 0 = keep every bundle */
-	char *release_ca_file;        /* "" = system CA store */
+	char *release_ca_file;	      /* "" = system CA store */
 	char *release_client_cert;    /* "" = no client certificate */
 	char *release_client_key;
 	int release_download_timeout_s; /* whole download, 0 = none */

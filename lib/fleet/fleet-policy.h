@@ -28,7 +28,8 @@ struct fgw_fleet_slot {
 	bool active, confirmed, pending, permanent;
 };
 
-/* What the device said: bootloader mode, image state, and the net core version if it has a way to report it. */
+/* What the device said: bootloader mode, image state, and the net core version if it has a way to
+ * report it. */
 struct fgw_fleet_device_view {
 	int mode;
 	struct fgw_fleet_slot slot[2][2]; /* [image][slot] */
@@ -37,22 +38,22 @@ struct fgw_fleet_device_view {
 };
 
 struct fgw_fleet_release_view {
-	bool has[2];          /* the bundle carries image i */
-	uint8_t hash[2][32];  /* SHA256 TLV of image i */
-	char version[2][48];  /* as image state prints it ("1.2.3", "1.2.3.4") */
-	bool policy_confirm;  /* manifest policy "confirm"; false = "test-confirm" */
+	bool has[2];	     /* the bundle carries image i */
+	uint8_t hash[2][32]; /* SHA256 TLV of image i */
+	char version[2][48]; /* as image state prints it ("1.2.3", "1.2.3.4") */
+	bool policy_confirm; /* manifest policy "confirm"; false = "test-confirm" */
 };
 
 enum fgw_fleet_image_action {
-	FGW_FLEET_IMAGE_NONE,    /* not in the release */
+	FGW_FLEET_IMAGE_NONE,	 /* not in the release */
 	FGW_FLEET_IMAGE_CURRENT, /* running the release already */
-	FGW_FLEET_IMAGE_UPLOAD,  /* upload, then mark */
-	FGW_FLEET_IMAGE_MARK,    /* staged in slot 1 already, only mark */
-	FGW_FLEET_IMAGE_STAGED,  /* staged and marked: only the reset is missing */
+	FGW_FLEET_IMAGE_UPLOAD,	 /* upload, then mark */
+	FGW_FLEET_IMAGE_MARK,	 /* staged in slot 1 already, only mark */
+	FGW_FLEET_IMAGE_STAGED,	 /* staged and marked: only the reset is missing */
 };
 
 enum fgw_fleet_mark {
-	FGW_FLEET_MARK_TEST,    /* swap modes: test, confirm after the new image booted */
+	FGW_FLEET_MARK_TEST,	/* swap modes: test, confirm after the new image booted */
 	FGW_FLEET_MARK_CONFIRM, /* overwrite-only: confirm (permanent) right away */
 };
 
@@ -74,12 +75,13 @@ int fgw_fleet_plan(const struct fgw_fleet_device_view *dev,
 		   const char **ret_why);
 
 enum fgw_fleet_verdict {
-	FGW_FLEET_VERDICT_OK,            /* running the release (and confirmed) */
+	FGW_FLEET_VERDICT_OK,		 /* running the release (and confirmed) */
 	FGW_FLEET_VERDICT_NEEDS_CONFIRM, /* swap: running the release as a test boot */
-	FGW_FLEET_VERDICT_UNVERIFIED,    /* net core: applied, cannot be read back */
-	FGW_FLEET_VERDICT_REVERTED,      /* old image runs, new one back in slot 1 */
-	FGW_FLEET_VERDICT_REJECTED,      /* old image runs, new one gone: bootloader refused it */
-	FGW_FLEET_VERDICT_NOT_APPLIED,   /* new image still waits in slot 1: the reset did not apply it */
+	FGW_FLEET_VERDICT_UNVERIFIED,	 /* net core: applied, cannot be read back */
+	FGW_FLEET_VERDICT_REVERTED,	 /* old image runs, new one back in slot 1 */
+	FGW_FLEET_VERDICT_REJECTED,	 /* old image runs, new one gone: bootloader refused it */
+	FGW_FLEET_VERDICT_NOT_APPLIED,	 /* new image still waits in slot 1: the reset did not apply
+					    it */
 };
 
 const char *fgw_fleet_verdict_to_string(enum fgw_fleet_verdict v);

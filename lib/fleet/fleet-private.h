@@ -30,9 +30,9 @@ struct job_conn {
 	bool has_params;
 	struct fgw_fleet_device_view view;
 	struct fgw_fleet_plan plan;
-	int image;             /* image uploading */
-	unsigned uploaded;     /* images done in this connection (bit i) */
-	unsigned erased;       /* slots erased in this connection (bit i: image i's slot 1) */
+	int image;	   /* image uploading */
+	unsigned uploaded; /* images done in this connection (bit i) */
+	unsigned erased;   /* slots erased in this connection (bit i: image i's slot 1) */
 	uint64_t offset, total;
 	double rate_bps;
 	uint64_t last_flush_ms, upload_started_ms, bytes_at_start;
@@ -48,23 +48,23 @@ struct fleet_job {
 	enum fgw_job_state state;
 	bool canary;
 	int attempts;
-	unsigned images_mask;     /* images the plan touches (bit i: image i) */
+	unsigned images_mask;	  /* images the plan touches (bit i: image i) */
 	uint64_t next_attempt_ms; /* monotonic; the queue ignores the job before it */
-	uint64_t last_start_ms;   /* fairness: longest-waiting first */
-	uint64_t seen_ms;         /* last sighting (monotonic); BLE jobs wait for one */
-	uint64_t reset_ms;        /* when the reset went out (rebooting) */
+	uint64_t last_start_ms;	  /* fairness: longest-waiting first */
+	uint64_t seen_ms;	  /* last sighting (monotonic); BLE jobs wait for one */
+	uint64_t reset_ms;	  /* when the reset went out (rebooting) */
 	int64_t created_wall_ms;
 	uv_timer_t timer; /* step deadline, reboot ceiling, reconnect pacing */
 	struct job_conn *conn;
-	bool closing; /* the timer handle is closing: free in its close callback */
+	bool closing;	  /* the timer handle is closing: free in its close callback */
 	int failure_kind; /* index into fgw_fleet_failure_kinds, set before entering failed */
 };
 
 enum {
 	FLEET_FAIL_REVERTED,
-	FLEET_FAIL_REJECTED,    /* the device or its bootloader refused the image */
+	FLEET_FAIL_REJECTED,	/* the device or its bootloader refused the image */
 	FLEET_FAIL_NOT_APPLIED, /* the reset did not apply the update */
-	FLEET_FAIL_NO_RETURN,   /* the device did not come back after its reset */
+	FLEET_FAIL_NO_RETURN,	/* the device did not come back after its reset */
 	FLEET_FAIL_UNREACHABLE, /* transient failures until the retry limit */
 	FLEET_FAIL_OTHER,
 };
@@ -75,7 +75,7 @@ struct fgw_fleet {
 	struct fgw_fleet_options o;
 	char default_group[64];
 	struct fleet_release *rel; /* current release, or NULL */
-	struct fleet_job *jobs;    /* unfinished jobs (current and superseded-but-running) */
+	struct fleet_job *jobs;	   /* unfinished jobs (current and superseded-but-running) */
 	uv_timer_t tick;
 	uv_timer_t kick;
 	int n_handles;

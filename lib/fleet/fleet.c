@@ -24,7 +24,7 @@
 
 FGW_EXPORT const double fgw_fleet_duration_bounds[7] = {30, 60, 120, 300, 600, 1200, 3600};
 FGW_EXPORT const char *const fgw_fleet_failure_kinds[6] = {
-	"reverted", "rejected", "not-applied", "no-return", "unreachable", "other"};
+    "reverted", "rejected", "not-applied", "no-return", "unreachable", "other"};
 
 struct fleet_release *fleet_release_ref(struct fleet_release *r)
 {
@@ -242,7 +242,8 @@ void fleet_job_finished(struct fgw_fleet *f, struct fleet_job *job, enum fgw_job
 	}
 	if (to != FGW_JOB_STATE_SUPERSEDED) {
 		size_t i = 0;
-		while (i < ARRAY_SIZE(fgw_fleet_duration_bounds) && secs > fgw_fleet_duration_bounds[i])
+		while (i < ARRAY_SIZE(fgw_fleet_duration_bounds) &&
+		       secs > fgw_fleet_duration_bounds[i])
 			i++;
 		f->stats.duration_buckets[i]++;
 		f->stats.duration_sum_s += secs;
@@ -703,10 +704,10 @@ FGW_EXPORT int fgw_fleet_progress_get(struct fgw_fleet *f, const char *address,
 	if (!job || job->state != FGW_JOB_STATE_UPLOADING || !job->conn || job->conn->image < 0)
 		return -ENOENT;
 	*ret = (struct fgw_fleet_progress){
-		.image = job->conn->image,
-		.offset = job->conn->offset,
-		.total = job->conn->total,
-		.rate_bps = job->conn->rate_bps,
+	    .image = job->conn->image,
+	    .offset = job->conn->offset,
+	    .total = job->conn->total,
+	    .rate_bps = job->conn->rate_bps,
 	};
 	return 0;
 }

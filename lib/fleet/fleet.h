@@ -21,19 +21,19 @@ struct fgw_store;
 struct fgw_transport;
 
 enum fgw_job_state {
-	FGW_JOB_STATE_QUEUED,     /* waiting for a connection slot, canaries or back-off */
+	FGW_JOB_STATE_QUEUED,	  /* waiting for a connection slot, canaries or back-off */
 	FGW_JOB_STATE_CONNECTING, /* transport opening (BLE: Connect, services, acquire) */
-	FGW_JOB_STATE_PROBING,    /* params, bootloader mode, image state; then the plan */
+	FGW_JOB_STATE_PROBING,	  /* params, bootloader mode, image state; then the plan */
 	FGW_JOB_STATE_UPLOADING,  /* image i from the offset the device reports */
-	FGW_JOB_STATE_MARKING,    /* test/confirm: net core first, then app core */
+	FGW_JOB_STATE_MARKING,	  /* test/confirm: net core first, then app core */
 	FGW_JOB_STATE_RESETTING,  /* reset sent; the device is about to go away */
 	FGW_JOB_STATE_REBOOTING,  /* waiting for the device to come back (ceiling timer) */
 	FGW_JOB_STATE_VERIFYING,  /* reading image state after the reset */
 	FGW_JOB_STATE_CONFIRMING, /* swap modes: confirming the test-booted image */
-	FGW_JOB_STATE_DONE,       /* running the release; verified as far as the device allows */
-	FGW_JOB_STATE_SKIPPED,    /* nothing to do: already running it, or not a target */
-	FGW_JOB_STATE_REVERTED,   /* the device went back to the old image */
-	FGW_JOB_STATE_FAILED,     /* gave up; the reason says why */
+	FGW_JOB_STATE_DONE,	  /* running the release; verified as far as the device allows */
+	FGW_JOB_STATE_SKIPPED,	  /* nothing to do: already running it, or not a target */
+	FGW_JOB_STATE_REVERTED,	  /* the device went back to the old image */
+	FGW_JOB_STATE_FAILED,	  /* gave up; the reason says why */
 	FGW_JOB_STATE_SUPERSEDED, /* a newer release replaced this job before it started */
 	_FGW_JOB_STATE_MAX,
 	_FGW_JOB_STATE_INVALID = -22,
@@ -47,28 +47,28 @@ bool fgw_job_state_is_terminal(enum fgw_job_state s);
 /* One image of the release, as the fleet uploads it: a file on disk, streamed, never held. */
 struct fgw_fleet_image {
 	bool present;
-	char path[512];        /* the MCUboot image file (extracted from the bundle) */
+	char path[512]; /* the MCUboot image file (extracted from the bundle) */
 	uint64_t size;
-	uint8_t file_sha[32];  /* SHA-256 of the file: the upload's `sha` */
-	uint8_t hash[32];      /* SHA256 TLV: what image state reports */
-	char version[48];      /* as image state prints it: "1.2.3" or "1.2.3.4" */
+	uint8_t file_sha[32]; /* SHA-256 of the file: the upload's `sha` */
+	uint8_t hash[32];     /* SHA256 TLV: what image state reports */
+	char version[48];     /* as image state prints it: "1.2.3" or "1.2.3.4" */
 };
 
 struct fgw_fleet_release {
 	char id[64];
 	char version[32];
-	char board[64];        /* "" any */
-	char groups[8][64];    /* target groups; none: every group */
+	char board[64];	    /* "" any */
+	char groups[8][64]; /* target groups; none: every group */
 	size_t n_groups;
-	bool policy_confirm;   /* manifest policy "confirm"; false: "test-confirm" */
+	bool policy_confirm; /* manifest policy "confirm"; false: "test-confirm" */
 	unsigned canary_percent;
 	double max_failure_rate;
-	unsigned max_concurrent; /* 0: no limit beyond max_connections */
+	unsigned max_concurrent;	 /* 0: no limit beyond max_connections */
 	struct fgw_fleet_image image[2]; /* 0 app core, 1 net core */
 };
 
 typedef int (*fgw_fleet_transport_new_t)(void *user_data, const char *address,
-					  struct fgw_transport **ret);
+					 struct fgw_transport **ret);
 
 struct fgw_fleet_options {
 	unsigned max_connections;
@@ -76,10 +76,10 @@ struct fgw_fleet_options {
 	uint64_t backoff_base_ms, backoff_max_ms;
 	uint64_t reboot_timeout_ms;
 	uint64_t progress_flush_ms;
-	uint64_t request_timeout_ms;     /* probe, mark, reset, confirm */
+	uint64_t request_timeout_ms; /* probe, mark, reset, confirm */
 	uint64_t chunk_timeout_ms, first_chunk_timeout_ms;
-	unsigned upload_window;          /* 0: from the device's buffer count */
-	unsigned netcore_version_group;  /* 0: net core version not asked */
+	unsigned upload_window;		/* 0: from the device's buffer count */
+	unsigned netcore_version_group; /* 0: net core version not asked */
 	const char *default_group;
 	/* How to reach a device: the daemon's BLE or UDP transport for an address. */
 	fgw_fleet_transport_new_t transport_new;
@@ -125,7 +125,7 @@ int fgw_fleet_retry(struct fgw_fleet *f, const char *address);
 struct fgw_fleet_progress {
 	int image;
 	uint64_t offset, total;
-	double rate_bps;   /* recent upload goodput */
+	double rate_bps; /* recent upload goodput */
 };
 /* Live upload progress of @address: 0, or -ENOENT when it is not uploading. */
 int fgw_fleet_progress_get(struct fgw_fleet *f, const char *address,
@@ -139,7 +139,7 @@ struct fgw_fleet_stats {
 	unsigned connections; /* devices connected now */
 	unsigned active;      /* jobs between connecting and confirming */
 	uint64_t bytes_uploaded;
-	uint64_t upload_ms;   /* time spent uploading, summed over devices */
+	uint64_t upload_ms; /* time spent uploading, summed over devices */
 	uint64_t jobs_done, jobs_failed, jobs_reverted, jobs_skipped;
 	/* job durations (created → terminal) in seconds, per bucket (not cumulative):
 	 * <= 30, 60, 120, 300, 600, 1200, 3600 s, and above */

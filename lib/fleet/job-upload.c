@@ -69,7 +69,7 @@ static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_resul
 		/* Busy and out-of-memory pass; anything else the device will say again. */
 		job_on_failure(job, err,
 			       fgw_smp_status_is_busy(&res->status) ||
-				       res->status.rc == FGW_SMP_RC_ENOMEM,
+				   res->status.rc == FGW_SMP_RC_ENOMEM,
 			       what);
 		return;
 	case -EILSEQ:
@@ -113,9 +113,9 @@ static int start_image(struct fleet_job *job, int i)
 	struct job_conn *c = job->conn;
 	const struct fgw_fleet_image *img = &job->rel->r.image[i];
 	struct fgw_upload_image ui = {
-		.data = job->rel->map[i],
-		.len = job->rel->map_len[i],
-		.image = (uint32_t) i,
+	    .data = job->rel->map[i],
+	    .len = job->rel->map_len[i],
+	    .image = (uint32_t) i,
 	};
 	struct fgw_upload_opts o;
 	int r;

@@ -18,13 +18,13 @@
 #define REBOOT_POLL_MS 3000
 
 static const char *const state_names[_FGW_JOB_STATE_MAX] = {
-	[FGW_JOB_STATE_QUEUED] = "queued",	 [FGW_JOB_STATE_CONNECTING] = "connecting",
-	[FGW_JOB_STATE_PROBING] = "probing",	 [FGW_JOB_STATE_UPLOADING] = "uploading",
-	[FGW_JOB_STATE_MARKING] = "marking",	 [FGW_JOB_STATE_RESETTING] = "resetting",
-	[FGW_JOB_STATE_REBOOTING] = "rebooting", [FGW_JOB_STATE_VERIFYING] = "verifying",
-	[FGW_JOB_STATE_CONFIRMING] = "confirming", [FGW_JOB_STATE_DONE] = "done",
-	[FGW_JOB_STATE_SKIPPED] = "skipped",	 [FGW_JOB_STATE_REVERTED] = "reverted",
-	[FGW_JOB_STATE_FAILED] = "failed",	 [FGW_JOB_STATE_SUPERSEDED] = "superseded",
+    [FGW_JOB_STATE_QUEUED] = "queued",	       [FGW_JOB_STATE_CONNECTING] = "connecting",
+    [FGW_JOB_STATE_PROBING] = "probing",       [FGW_JOB_STATE_UPLOADING] = "uploading",
+    [FGW_JOB_STATE_MARKING] = "marking",       [FGW_JOB_STATE_RESETTING] = "resetting",
+    [FGW_JOB_STATE_REBOOTING] = "rebooting",   [FGW_JOB_STATE_VERIFYING] = "verifying",
+    [FGW_JOB_STATE_CONFIRMING] = "confirming", [FGW_JOB_STATE_DONE] = "done",
+    [FGW_JOB_STATE_SKIPPED] = "skipped",       [FGW_JOB_STATE_REVERTED] = "reverted",
+    [FGW_JOB_STATE_FAILED] = "failed",	       [FGW_JOB_STATE_SUPERSEDED] = "superseded",
 };
 
 FGW_EXPORT const char *fgw_job_state_to_string(enum fgw_job_state s)
@@ -76,7 +76,8 @@ struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *r
 	job->failure_kind = FLEET_FAIL_OTHER;
 	/* Back-off deadlines are wall-clock in the store and monotonic here. */
 	if (rec->next_attempt_at > fgw_wall_ms())
-		job->next_attempt_ms = fgw_now_ms() + (uint64_t) (rec->next_attempt_at - fgw_wall_ms());
+		job->next_attempt_ms =
+		    fgw_now_ms() + (uint64_t) (rec->next_attempt_at - fgw_wall_ms());
 	uv_timer_init(f->loop, &job->timer);
 	job->timer.data = job;
 	return job;
@@ -152,8 +153,8 @@ static int send_req(struct fleet_job *job, struct fgw_smp_req *req, int build_er
 	if (r >= 0 && (!job->conn || !job->conn->smp))
 		r = -ENOTCONN;
 	if (r >= 0)
-		r = fgw_smp_client_request(job->conn->smp, req, (unsigned) timeout_ms, cb, job, NULL,
-					   NULL);
+		r = fgw_smp_client_request(job->conn->smp, req, (unsigned) timeout_ms, cb, job,
+					   NULL, NULL);
 	fgw_smp_req_done(req);
 	if (r < 0)
 		job_on_failure(job, r, true, what);
@@ -199,8 +200,8 @@ static void view_from_state(struct fgw_fleet_device_view *v, const struct fgw_sm
 {
 	for (int i = 0; i < 2; i++)
 		for (int s = 0; s < 2; s++) {
-			const struct fgw_smp_img_slot *e = fgw_smp_img_state_find(st, (uint32_t) i,
-										  (uint32_t) s);
+			const struct fgw_smp_img_slot *e =
+			    fgw_smp_img_state_find(st, (uint32_t) i, (uint32_t) s);
 			struct fgw_fleet_slot *d = &v->slot[i][s];
 
 			*d = (struct fgw_fleet_slot){0};
@@ -299,8 +300,8 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 	case 3: {
 		_cleanup_free_ char *version = NULL;
 		c->view.net_version_known =
-			fgw_smp_status_ok(&rsp->status) &&
-			fgw_smp_text_field_decode(rsp->payload, rsp->len, "net", &version) == 0;
+		    fgw_smp_status_ok(&rsp->status) &&
+		    fgw_smp_text_field_decode(rsp->payload, rsp->len, "net", &version) == 0;
 		if (c->view.net_version_known)
 			snprintf(c->view.net_version, sizeof(c->view.net_version), "%s", version);
 		break;
@@ -332,7 +333,8 @@ static bool probe_send(struct fleet_job *job, int step)
 	case 3:
 		if (!job->fleet->o.netcore_version_group)
 			return false;
-		r = fgw_smp_req_custom_read((uint16_t) job->fleet->o.netcore_version_group, 0, &req);
+		r = fgw_smp_req_custom_read((uint16_t) job->fleet->o.netcore_version_group, 0,
+					    &req);
 		break;
 	default:
 		return false;
@@ -479,7 +481,8 @@ static void on_reboot_timer(uv_timer_t *t)
 	if (job->state != FGW_JOB_STATE_REBOOTING)
 		return;
 	if (now >= job->reset_ms + job->fleet->o.reboot_timeout_ms) {
-		snprintf(reason, sizeof(reason), "device did not come back within %llu s of its reset",
+		snprintf(reason, sizeof(reason),
+			 "device did not come back within %llu s of its reset",
 			 (unsigned long long) (job->fleet->o.reboot_timeout_ms / 1000));
 		job->failure_kind = FLEET_FAIL_NO_RETURN;
 		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
@@ -535,21 +538,21 @@ static void finish_verification(struct fleet_job *job)
 	}
 	if (app == FGW_FLEET_VERDICT_REJECTED || app == FGW_FLEET_VERDICT_NOT_APPLIED) {
 		job->failure_kind = app == FGW_FLEET_VERDICT_REJECTED ? FLEET_FAIL_REJECTED
-								     : FLEET_FAIL_NOT_APPLIED;
+								      : FLEET_FAIL_NOT_APPLIED;
 		snprintf(reason, sizeof(reason), "app core %s",
 			 app == FGW_FLEET_VERDICT_REJECTED
-				 ? "image refused by the bootloader (old image still runs)"
-				 : "update did not run (new image still waits in slot 1)");
+			     ? "image refused by the bootloader (old image still runs)"
+			     : "update did not run (new image still waits in slot 1)");
 		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
 		return;
 	}
 	if (net == FGW_FLEET_VERDICT_REJECTED || net == FGW_FLEET_VERDICT_NOT_APPLIED) {
 		job->failure_kind = net == FGW_FLEET_VERDICT_REJECTED ? FLEET_FAIL_REJECTED
-								     : FLEET_FAIL_NOT_APPLIED;
+								      : FLEET_FAIL_NOT_APPLIED;
 		snprintf(reason, sizeof(reason), "net core %s",
 			 net == FGW_FLEET_VERDICT_REJECTED
-				 ? "still reports the old version"
-				 : "update did not run (image 1 still in slot 1 after the reset)");
+			     ? "still reports the old version"
+			     : "update did not run (image 1 still in slot 1 after the reset)");
 		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
 		return;
 	}
@@ -561,8 +564,8 @@ static void finish_verification(struct fleet_job *job)
 	snprintf(reason, sizeof(reason), "running release %s: app core %s, net core %s",
 		 job->rel->r.version, app_result ? app_result : "unchanged",
 		 net_result ? (net == FGW_FLEET_VERDICT_UNVERIFIED
-				       ? "applied, unverified (slot cannot be read back)"
-				       : net_result)
+				   ? "applied, unverified (slot cannot be read back)"
+				   : net_result)
 			    : "unchanged");
 	(void) job_enter_state(job, FGW_JOB_STATE_DONE, NULL, reason);
 }
@@ -676,16 +679,19 @@ static void on_link(struct fgw_smp_client *smp, int err, void *user_data)
 		if (job->state == FGW_JOB_STATE_CONNECTING)
 			(void) job_enter_state(job, FGW_JOB_STATE_PROBING, NULL, NULL);
 		else if (job->state == FGW_JOB_STATE_REBOOTING)
-			(void) job_enter_state(job, FGW_JOB_STATE_VERIFYING, NULL, "device is back");
+			(void) job_enter_state(job, FGW_JOB_STATE_VERIFYING, NULL,
+					       "device is back");
 		return;
 	}
 	job->conn->open = false;
 	if (job->state == FGW_JOB_STATE_RESETTING) {
-		(void) job_enter_state(job, FGW_JOB_STATE_REBOOTING, NULL, "link dropped after reset");
+		(void) job_enter_state(job, FGW_JOB_STATE_REBOOTING, NULL,
+				       "link dropped after reset");
 		return;
 	}
 	snprintf(what, sizeof(what), "link %s: %s",
-		 job->state == FGW_JOB_STATE_CONNECTING ? "not established" : "lost", strerror(-err));
+		 job->state == FGW_JOB_STATE_CONNECTING ? "not established" : "lost",
+		 strerror(-err));
 	job_on_failure(job, err, true, what);
 }
 
@@ -708,7 +714,8 @@ int job_enter_state(struct fleet_job *job, enum fgw_job_state to, const char *re
 	r = fgw_store_job_set_state(f->store, job->id, fgw_job_state_to_string(from),
 				    fgw_job_state_to_string(to), reason, detail, fgw_wall_ms());
 	if (r < 0) {
-		/* Not persisted, so not acted on: stop talking to the device, stay where we were. */
+		/* Not persisted, so not acted on: stop talking to the device, stay where we were.
+		 */
 		uv_timer_stop(&job->timer);
 		conn_close(job);
 		fleet_store_failed(f, r, "job transition");

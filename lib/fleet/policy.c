@@ -43,7 +43,8 @@ int fgw_fleet_plan(const struct fgw_fleet_device_view *dev,
 	}
 
 	for (int i = 0; i < 2; i++) {
-		const struct fgw_fleet_slot *primary = &dev->slot[i][0], *secondary = &dev->slot[i][1];
+		const struct fgw_fleet_slot *primary = &dev->slot[i][0],
+					    *secondary = &dev->slot[i][1];
 
 		if (!rel->has[i]) {
 			p.action[i] = FGW_FLEET_IMAGE_NONE;
@@ -62,7 +63,8 @@ int fgw_fleet_plan(const struct fgw_fleet_device_view *dev,
 			continue;
 		}
 		if (same_hash(secondary, rel->hash[i])) {
-			p.action[i] = secondary->pending ? FGW_FLEET_IMAGE_STAGED : FGW_FLEET_IMAGE_MARK;
+			p.action[i] =
+			    secondary->pending ? FGW_FLEET_IMAGE_STAGED : FGW_FLEET_IMAGE_MARK;
 			continue;
 		}
 		p.action[i] = FGW_FLEET_IMAGE_UPLOAD;
@@ -98,12 +100,12 @@ int fgw_fleet_plan(const struct fgw_fleet_device_view *dev,
 const char *fgw_fleet_verdict_to_string(enum fgw_fleet_verdict v)
 {
 	static const char *const names[] = {
-		[FGW_FLEET_VERDICT_OK] = "verified",
-		[FGW_FLEET_VERDICT_NEEDS_CONFIRM] = "needs-confirm",
-		[FGW_FLEET_VERDICT_UNVERIFIED] = "unverified",
-		[FGW_FLEET_VERDICT_REVERTED] = "reverted",
-		[FGW_FLEET_VERDICT_REJECTED] = "rejected",
-		[FGW_FLEET_VERDICT_NOT_APPLIED] = "not-applied",
+	    [FGW_FLEET_VERDICT_OK] = "verified",
+	    [FGW_FLEET_VERDICT_NEEDS_CONFIRM] = "needs-confirm",
+	    [FGW_FLEET_VERDICT_UNVERIFIED] = "unverified",
+	    [FGW_FLEET_VERDICT_REVERTED] = "reverted",
+	    [FGW_FLEET_VERDICT_REJECTED] = "rejected",
+	    [FGW_FLEET_VERDICT_NOT_APPLIED] = "not-applied",
 	};
 	return (unsigned) v < ARRAY_SIZE(names) ? names[v] : "invalid";
 }
@@ -111,7 +113,8 @@ const char *fgw_fleet_verdict_to_string(enum fgw_fleet_verdict v)
 enum fgw_fleet_verdict fgw_fleet_verify(const struct fgw_fleet_device_view *dev,
 					const struct fgw_fleet_release_view *rel, int image)
 {
-	const struct fgw_fleet_slot *primary = &dev->slot[image][0], *secondary = &dev->slot[image][1];
+	const struct fgw_fleet_slot *primary = &dev->slot[image][0],
+				    *secondary = &dev->slot[image][1];
 
 	if (same_hash(primary, rel->hash[image]) && primary->active) {
 		if (is_swap(dev->mode) && !primary->confirmed)
@@ -130,8 +133,8 @@ enum fgw_fleet_verdict fgw_fleet_verify(const struct fgw_fleet_device_view *dev,
 		/* The net core: only a version reported by the firmware can prove it. */
 		if (dev->net_version_known)
 			return strcmp(dev->net_version, rel->version[1]) == 0
-				       ? FGW_FLEET_VERDICT_OK
-				       : FGW_FLEET_VERDICT_REJECTED;
+				   ? FGW_FLEET_VERDICT_OK
+				   : FGW_FLEET_VERDICT_REJECTED;
 		return FGW_FLEET_VERDICT_UNVERIFIED;
 	}
 	return FGW_FLEET_VERDICT_REJECTED;

@@ -24,12 +24,12 @@ FGW_EXPORT int fgw_store_device_seen(struct fgw_store *s, const char *address,
 	int r;
 
 	r = fgw_store__prepare(
-		s,
-		"INSERT INTO devices (address, transport, name, rssi, last_seen, created_at) "
-		"VALUES (?1, ?2, ?3, ?4, ?5, ?5) "
-		"ON CONFLICT (address) DO UPDATE SET name = COALESCE(?3, name), "
-		"rssi = COALESCE(?4, rssi), last_seen = ?5",
-		&st);
+	    s,
+	    "INSERT INTO devices (address, transport, name, rssi, last_seen, created_at) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?5) "
+	    "ON CONFLICT (address) DO UPDATE SET name = COALESCE(?3, name), "
+	    "rssi = COALESCE(?4, rssi), last_seen = ?5",
+	    &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
@@ -70,11 +70,9 @@ FGW_EXPORT int fgw_store_device_set_probe(struct fgw_store *s, const char *addre
 			     address, board, bootloader_mode);
 }
 
-FGW_EXPORT int fgw_store_device_set_group(struct fgw_store *s, const char *address,
-					  const char *grp)
+FGW_EXPORT int fgw_store_device_set_group(struct fgw_store *s, const char *address, const char *grp)
 {
-	return update_device(s, "UPDATE devices SET grp = ?2 WHERE address = ?1",
-			     address, grp, 0);
+	return update_device(s, "UPDATE devices SET grp = ?2 WHERE address = ?1", address, grp, 0);
 }
 
 FGW_EXPORT int fgw_store_device_get(struct fgw_store *s, const char *address,
@@ -101,9 +99,8 @@ FGW_EXPORT int fgw_store_device_get(struct fgw_store *s, const char *address,
 		d.last_seen = sqlite3_column_int64(st, 4);
 		fgw_store__col_text(st, 5, d.board, sizeof(d.board));
 		fgw_store__col_text(st, 6, d.grp, sizeof(d.grp));
-		d.bootloader_mode = sqlite3_column_type(st, 7) == SQLITE_NULL
-					    ? -1
-					    : sqlite3_column_int(st, 7);
+		d.bootloader_mode =
+		    sqlite3_column_type(st, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 7);
 		r = 0;
 	} else {
 		r = rc == SQLITE_DONE ? -ENOENT : fgw_store__fail(s, rc);
@@ -175,10 +172,9 @@ FGW_EXPORT int fgw_store_device_images_set(struct fgw_store *s, const char *addr
 	return in_transaction(s, images_set_tx, &a);
 }
 
-FGW_EXPORT int fgw_store_device_slots_foreach(struct fgw_store *s, const char *address,
-					       void (*cb)(const struct fgw_store_image *img,
-							  void *ud),
-					       void *ud)
+FGW_EXPORT int
+fgw_store_device_slots_foreach(struct fgw_store *s, const char *address,
+			       void (*cb)(const struct fgw_store_image *img, void *ud), void *ud)
 {
 	sqlite3_stmt *st;
 	int rc, r;
@@ -205,8 +201,8 @@ FGW_EXPORT int fgw_store_device_slots_foreach(struct fgw_store *s, const char *a
 }
 
 #define JOB_COLUMNS                                                                                \
-	"id, address, release_id, state, image, offset, attempts, next_attempt_at, reason, "      \
-	"canary, images_mask, app_result, net_result, created_at, updated_at, started_at, "       \
+	"id, address, release_id, state, image, offset, attempts, next_attempt_at, reason, "       \
+	"canary, images_mask, app_result, net_result, created_at, updated_at, started_at, "        \
 	"finished_at"
 
 static void read_job(sqlite3_stmt *st, struct fgw_store_job_rec *j)
@@ -259,9 +255,8 @@ static int job_select(struct fgw_store *s, const char *where, const char *a, con
 	return r;
 }
 
-static int insert_event(struct fgw_store *s, const char *address, int64_t job_id,
-			const char *kind, const char *from, const char *to, const char *detail,
-			int64_t now)
+static int insert_event(struct fgw_store *s, const char *address, int64_t job_id, const char *kind,
+			const char *from, const char *to, const char *detail, int64_t now)
 {
 	sqlite3_stmt *st;
 	int r;
@@ -329,8 +324,8 @@ FGW_EXPORT int fgw_store_job_ensure(struct fgw_store *s, const char *address,
 				    const char *release_id, bool canary, int64_t now,
 				    struct fgw_store_job_rec *ret, bool *ret_created)
 {
-	struct job_ensure a = {.address = address, .release_id = release_id, .canary = canary,
-			       .now = now};
+	struct job_ensure a = {
+	    .address = address, .release_id = release_id, .canary = canary, .now = now};
 	int r = in_transaction(s, job_ensure_tx, &a);
 
 	if (r < 0)
@@ -365,12 +360,12 @@ static int job_state_tx(struct fgw_store *s, void *ud)
 	if (strcmp(job.state, a->from) != 0)
 		return -ESTALE;
 	r = fgw_store__prepare(
-		s,
-		"UPDATE jobs SET state = ?2, reason = COALESCE(?3, reason), updated_at = ?4, "
-		"started_at = CASE WHEN started_at IS NULL AND ?2 <> 'queued' THEN ?4 "
-		"ELSE started_at END, finished_at = CASE WHEN ?5 THEN ?4 ELSE NULL END "
-		"WHERE id = ?1",
-		&st);
+	    s,
+	    "UPDATE jobs SET state = ?2, reason = COALESCE(?3, reason), updated_at = ?4, "
+	    "started_at = CASE WHEN started_at IS NULL AND ?2 <> 'queued' THEN ?4 "
+	    "ELSE started_at END, finished_at = CASE WHEN ?5 THEN ?4 ELSE NULL END "
+	    "WHERE id = ?1",
+	    &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, a->id);
@@ -421,34 +416,33 @@ static int job_update(struct fgw_store *s, const char *set, int64_t id, int64_t 
 FGW_EXPORT int fgw_store_job_set_progress(struct fgw_store *s, int64_t id, int image,
 					  int64_t offset, int64_t now)
 {
-	return job_update(s, "image = ?2, offset = ?3", id, image, offset, NULL, NULL,
-			  now);
+	return job_update(s, "image = ?2, offset = ?3", id, image, offset, NULL, NULL, now);
 }
 
 FGW_EXPORT int fgw_store_job_set_retry(struct fgw_store *s, int64_t id, int attempts,
 				       int64_t next_attempt_at, int64_t now)
 {
-	return job_update(s, "attempts = ?2, next_attempt_at = ?3", id, attempts,
-			  next_attempt_at, NULL, NULL, now);
+	return job_update(s, "attempts = ?2, next_attempt_at = ?3", id, attempts, next_attempt_at,
+			  NULL, NULL, now);
 }
 
 FGW_EXPORT int fgw_store_job_set_plan(struct fgw_store *s, int64_t id, unsigned images_mask,
 				      int64_t now)
 {
-	return job_update(s, "images_mask = ?2", id, images_mask, 0, NULL,
-			  NULL, now);
+	return job_update(s, "images_mask = ?2", id, images_mask, 0, NULL, NULL, now);
 }
 
 FGW_EXPORT int fgw_store_job_set_results(struct fgw_store *s, int64_t id, const char *app_result,
 					 const char *net_result, int64_t now)
 {
-	return job_update(s, "app_result = ?4, net_result = ?5", id, 0, 0, app_result,
-			  net_result, now);
+	return job_update(s, "app_result = ?4, net_result = ?5", id, 0, 0, app_result, net_result,
+			  now);
 }
 
 FGW_EXPORT int fgw_store_jobs_foreach(struct fgw_store *s, const char *release_id,
 				      bool unfinished_only,
-				      int (*cb)(const struct fgw_store_job_rec *job, void *ud), void *ud)
+				      int (*cb)(const struct fgw_store_job_rec *job, void *ud),
+				      void *ud)
 {
 	sqlite3_stmt *st;
 	int rc, r;
@@ -504,10 +498,11 @@ static int supersede_tx(struct fgw_store *s, void *ud)
 	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;
-	r = fgw_store__prepare(s,
-			       "UPDATE jobs SET state = 'superseded', reason = ?3, updated_at = ?2, "
-			       "finished_at = ?2 WHERE state = 'queued' AND release_id <> ?1",
-			       &st);
+	r = fgw_store__prepare(
+	    s,
+	    "UPDATE jobs SET state = 'superseded', reason = ?3, updated_at = ?2, "
+	    "finished_at = ?2 WHERE state = 'queued' AND release_id <> ?1",
+	    &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, a->release_id, -1, SQLITE_TRANSIENT);
@@ -535,8 +530,8 @@ FGW_EXPORT int fgw_store_event_add(struct fgw_store *s, const char *address, int
 }
 
 FGW_EXPORT int fgw_store_rollout_state(struct fgw_store *s, const char *release_id,
-				     bool *ret_halted, char *ret_by, size_t by_size,
-				     char *ret_reason, size_t reason_size)
+				       bool *ret_halted, char *ret_by, size_t by_size,
+				       char *ret_reason, size_t reason_size)
 {
 	sqlite3_stmt *st;
 	int rc, r;
@@ -572,12 +567,13 @@ FGW_EXPORT int fgw_store_rollout_set(struct fgw_store *s, const char *release_id
 	sqlite3_stmt *st;
 	int r;
 
-	r = fgw_store__prepare(s,
-			       "INSERT INTO rollout (release_id, halted, halted_by, halted_reason, "
-			       "updated_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (release_id) DO "
-			       "UPDATE SET halted = ?2, halted_by = ?3, halted_reason = ?4, "
-			       "updated_at = ?5",
-			       &st);
+	r = fgw_store__prepare(
+	    s,
+	    "INSERT INTO rollout (release_id, halted, halted_by, halted_reason, "
+	    "updated_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (release_id) DO "
+	    "UPDATE SET halted = ?2, halted_by = ?3, halted_reason = ?4, "
+	    "updated_at = ?5",
+	    &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, release_id, -1, SQLITE_TRANSIENT);

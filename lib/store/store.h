@@ -15,7 +15,7 @@
 struct fgw_store;
 
 struct fgw_migration {
-	int version;      /* 1, 2, 3 ... contiguous */
+	int version;	  /* 1, 2, 3 ... contiguous */
 	const char *name; /* file name, for messages */
 	const char *sql;
 };
@@ -87,7 +87,7 @@ struct fgw_store_image {
 	int image; /* 0 app core, 1 net core */
 	int slot;  /* 0 primary, 1 secondary */
 	char version[48];
-	char hash[65]; /* hex SHA-256 TLV, "" if unknown */
+	char hash[65];	/* hex SHA-256 TLV, "" if unknown */
 	unsigned flags; /* FGW_STORE_IMG_* */
 };
 
@@ -96,15 +96,15 @@ int fgw_store_device_images_set(struct fgw_store *s, const char *address,
 				const struct fgw_store_image *images, size_t n, int64_t now);
 /* Calls @cb for each stored slot of the device, ordered by image, slot. */
 int fgw_store_device_slots_foreach(struct fgw_store *s, const char *address,
-				    void (*cb)(const struct fgw_store_image *img, void *ud),
-				    void *ud);
+				   void (*cb)(const struct fgw_store_image *img, void *ud),
+				   void *ud);
 
 struct fgw_store_job_rec {
 	int64_t id;
 	char address[40];
 	char release_id[64];
 	char state[16]; /* a jobs.state value, see migrations/0001_init.sql */
-	int image;      /* image being uploaded, -1 none */
+	int image;	/* image being uploaded, -1 none */
 	int64_t offset; /* last persisted upload offset of @image */
 	int attempts;
 	int64_t next_attempt_at; /* wall ms, 0 now */
@@ -121,7 +121,8 @@ struct fgw_store_job_rec {
  * event). *ret_created says which. Never creates a second job for the same pair.
  */
 int fgw_store_job_ensure(struct fgw_store *s, const char *address, const char *release_id,
-			 bool canary, int64_t now, struct fgw_store_job_rec *ret, bool *ret_created);
+			 bool canary, int64_t now, struct fgw_store_job_rec *ret,
+			 bool *ret_created);
 int fgw_store_job_get(struct fgw_store *s, int64_t id, struct fgw_store_job_rec *ret);
 
 /*
@@ -136,8 +137,8 @@ int fgw_store_job_set_state(struct fgw_store *s, int64_t id, const char *from, c
 int fgw_store_job_set_progress(struct fgw_store *s, int64_t id, int image, int64_t offset,
 			       int64_t now);
 /* Retry bookkeeping: attempts and the earliest next attempt. */
-int fgw_store_job_set_retry(struct fgw_store *s, int64_t id, int attempts,
-			    int64_t next_attempt_at, int64_t now);
+int fgw_store_job_set_retry(struct fgw_store *s, int64_t id, int attempts, int64_t next_attempt_at,
+			    int64_t now);
 int fgw_store_job_set_plan(struct fgw_store *s, int64_t id, unsigned images_mask, int64_t now);
 int fgw_store_job_set_results(struct fgw_store *s, int64_t id, const char *app_result,
 			      const char *net_result, int64_t now);
@@ -154,17 +155,17 @@ int fgw_store_jobs_foreach(struct fgw_store *s, const char *release_id, bool unf
 int fgw_store_jobs_supersede(struct fgw_store *s, const char *release_id, int64_t now);
 
 /* Appends an event; @job_id 0 for none, @address may be NULL. */
-int fgw_store_event_add(struct fgw_store *s, const char *address, int64_t job_id,
-			const char *kind, const char *detail, int64_t now);
+int fgw_store_event_add(struct fgw_store *s, const char *address, int64_t job_id, const char *kind,
+			const char *detail, int64_t now);
 
 /*
  * Rollout control of a release; a release without a row is not halted. @by and @reason are
  * kept with either state (who halted it and why, or who resumed it).
  */
 int fgw_store_rollout_state(struct fgw_store *s, const char *release_id, bool *ret_halted,
-			  char *ret_by, size_t by_size, char *ret_reason, size_t reason_size);
-int fgw_store_rollout_set(struct fgw_store *s, const char *release_id, bool halted,
-			  const char *by, const char *reason, int64_t now);
+			    char *ret_by, size_t by_size, char *ret_reason, size_t reason_size);
+int fgw_store_rollout_set(struct fgw_store *s, const char *release_id, bool halted, const char *by,
+			  const char *reason, int64_t now);
 
 /*
  * ---- Read-only queries for the REST API (store-query.c) ----
@@ -271,7 +272,7 @@ struct fgw_store_device_filter {
 	size_t n_states;
 	const char *group; /* only this rollout group */
 	const char *after; /* pagination: only addresses sorting after this one */
-	unsigned limit;    /* at most this many rows; 0: no limit */
+	unsigned limit;	   /* at most this many rows; 0: no limit */
 };
 
 typedef int (*fgw_store_device_cb_t)(const struct fgw_store_device *d, void *user_data);
@@ -308,8 +309,8 @@ int fgw_store_device_events_foreach(struct fgw_store *s, const char *address, un
 int fgw_store_state_counts(struct fgw_store *s, const char *release_id, fgw_store_count_cb_t cb,
 			   void *user_data);
 /* Failed and reverted jobs of @release_id per reason (NULL reason reported as ""). */
-int fgw_store_failure_reasons(struct fgw_store *s, const char *release_id,
-			      fgw_store_count_cb_t cb, void *user_data);
+int fgw_store_failure_reasons(struct fgw_store *s, const char *release_id, fgw_store_count_cb_t cb,
+			      void *user_data);
 /* The last @limit failed or reverted devices of @release_id, most recent first. */
 int fgw_store_failures_foreach(struct fgw_store *s, const char *release_id, unsigned limit,
 			       fgw_store_device_cb_t cb, void *user_data);
@@ -346,14 +347,12 @@ int fgw_store_manifest_polled(struct fgw_store *s, const char *result, int64_t n
  * version, board, groups_json, policy_json, bundle_url, bundle_sha256, bundle_size, state,
  * reason. -EEXIST if the id is known.
  */
-int fgw_store_release_insert(struct fgw_store *s, const struct fgw_store_release *rel,
-			     int64_t now);
+int fgw_store_release_insert(struct fgw_store *s, const struct fgw_store_release *rel, int64_t now);
 /*
  * A newer manifest lists a known release again: updates sequence, version, board, groups,
  * policy and URL. -ENOENT unless the id exists with the same bundle_sha256 and bundle_size.
  */
-int fgw_store_release_update(struct fgw_store *s, const struct fgw_store_release *rel,
-			     int64_t now);
+int fgw_store_release_update(struct fgw_store *s, const struct fgw_store_release *rel, int64_t now);
 /* One release by id: 0 with @cb called once (strings borrowed during the call), or -ENOENT. */
 int fgw_store_release_get(struct fgw_store *s, const char *id, fgw_store_release_cb_t cb,
 			  void *user_data);

@@ -13,10 +13,9 @@ static const struct {
 	const char *name;
 	int level;
 } level_names[] = {
-	{"emerg", LOG_EMERG},  {"alert", LOG_ALERT},	 {"crit", LOG_CRIT},
-	{"err", LOG_ERR},      {"error", LOG_ERR},	 {"warning", LOG_WARNING},
-	{"warn", LOG_WARNING}, {"notice", LOG_NOTICE}, {"info", LOG_INFO},
-	{"debug", LOG_DEBUG},
+    {"emerg", LOG_EMERG}, {"alert", LOG_ALERT},	    {"crit", LOG_CRIT},	   {"err", LOG_ERR},
+    {"error", LOG_ERR},	  {"warning", LOG_WARNING}, {"warn", LOG_WARNING}, {"notice", LOG_NOTICE},
+    {"info", LOG_INFO},	  {"debug", LOG_DEBUG},
 };
 
 FGW_EXPORT void fgw_log_set_level(int level)

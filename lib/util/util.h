@@ -15,7 +15,7 @@
 #define FGW_EXPORT __attribute__((visibility("default")))
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define container_of(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *) ((char *) (ptr) -offsetof(type, member)))
 #define FGW_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define FGW_MAX(a, b) ((a) > (b) ? (a) : (b))
 
