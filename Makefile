@@ -29,9 +29,10 @@ check: deps build build-asan
 		ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|fuzz'
 
 # Only the real BlueZ tier (tests/vm: QEMU guest, real kernel + bluetoothd; needs root, no
-# KVM). `make check` runs it too. docs/vm-tier.md.
+# KVM). `make check` runs it too, except vm/full (several minutes), which only this runs.
+# docs/vm-tier.md.
 check-vm: deps build
-	ctest --test-dir $(BUILD) --output-on-failure -L vm
+	FGW_VM_FULL=1 ctest --test-dir $(BUILD) --output-on-failure -L vm
 
 # Runs every fuzz target for FUZZ_SECONDS each, keeping what it finds in build-asan/.
 fuzz: deps build-asan
@@ -42,14 +43,18 @@ fuzz: deps build-asan
 			$(CURDIR)/tests/fuzz/corpus/$${name#fuzz-} || exit 1; \
 	done
 
-demo:
-	@echo "make demo: not built yet. It will install deps, build, sign a dual-core release,"
-	@echo "start a simulated fleet of nRF5340 devices and watch fotagwd update it (issue 9)."
-	@exit 1
+# A complete dual-core rollout to a simulated fleet (fotagw-sim as bluetoothd on a private
+# bus), watched live; DEMO_DEVICES=N (default 24), CI=true for plain progress lines.
+# tools/demo/demo.py says what else it takes.
+demo: deps build
+	FGW_BUILD=$(BUILD) python3 tools/demo/demo.py
 
-bench:
-	@echo "make bench: no benchmarks exist yet (issues 3 and 11 add them)."
-	@exit 1
+# Link utilisation, pipelining, fleet makespan, CPU (callgrind), memory, REST under load and
+# start-up on the release-like build; one JSON line per metric, exit 1 when a goal is missed.
+# Not part of `make check`. docs/performance.md. BENCH_ONLY=link,fleet,cpu,daemon picks phases.
+BENCH_ONLY ?= link,fleet,cpu,daemon
+bench: build
+	python3 bench/run.py --build $(BUILD) --out $(BUILD)/bench --only $(BENCH_ONLY)
 
 format:
 	find daemon lib tools tests -name '*.[ch]' | xargs clang-format -i

@@ -361,7 +361,9 @@ static int job_state_tx(struct fgw_store *s, void *ud)
 		return -ESTALE;
 	r = fgw_store__prepare(
 	    s,
-	    "UPDATE jobs SET state = ?2, reason = COALESCE(?3, reason), updated_at = ?4, "
+	    /* A job leaving a terminal state (a retry) starts without the old reason. */
+	    "UPDATE jobs SET state = ?2, reason = CASE WHEN ?3 IS NOT NULL THEN ?3 WHEN ?6 "
+	    "THEN NULL ELSE reason END, updated_at = ?4, "
 	    "started_at = CASE WHEN started_at IS NULL AND ?2 <> 'queued' THEN ?4 "
 	    "ELSE started_at END, finished_at = CASE WHEN ?5 THEN ?4 ELSE NULL END "
 	    "WHERE id = ?1",
@@ -373,6 +375,7 @@ static int job_state_tx(struct fgw_store *s, void *ud)
 	fgw_store__bind_text(st, 3, a->reason);
 	sqlite3_bind_int64(st, 4, a->now);
 	sqlite3_bind_int(st, 5, is_terminal(a->to));
+	sqlite3_bind_int(st, 6, is_terminal(a->from) && !is_terminal(a->to));
 	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;

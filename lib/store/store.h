@@ -127,7 +127,8 @@ int fgw_store_job_get(struct fgw_store *s, int64_t id, struct fgw_store_job_rec 
 
 /*
  * Moves job @id from @from to @to and appends a "job-state" event with @detail, in one
- * transaction. @reason (NULL keeps it) is stored on the job. started_at is set on the first
+ * transaction. @reason (NULL keeps it; a job leaving a terminal state loses its old one) is
+ * stored on the job. started_at is set on the first
  * move out of "queued"; finished_at when @to is terminal (done, skipped, reverted, failed,
  * superseded). -ESTALE if the job was not in @from (nothing written).
  */

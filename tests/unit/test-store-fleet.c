@@ -185,9 +185,17 @@ static void test_jobs(void **state)
 	assert_string_equal(j2.net_result, "unverified");
 	assert_int_equal(j2.started_at, 300);
 	assert_int_equal(j2.finished_at, 400);
-	/* created + 3 transitions; the refused one left no trace */
+	/* A retry: back to the queue without the old reason or finish time. */
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "failed", "queued", NULL, "retry", 500),
+			 0);
+	assert_int_equal(fgw_store_job_get(f->s, j.id, &j2), 0);
+	assert_string_equal(j2.reason, "");
+	assert_int_equal(j2.finished_at, 0);
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "failed", "again", NULL, 600),
+			 0);
+	/* created + 5 transitions; the refused one left no trace */
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE kind = 'job-state'"),
-			 4);
+			 6);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE to_state = 'probing'"),
 			 0);
 	assert_int_equal(fgw_store_job_get(f->s, 12345, &j2), -ENOENT);
