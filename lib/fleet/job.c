@@ -13,9 +13,14 @@
 
 /* A sighting closer than this to the reset is the device still going down, not coming back. */
 #define REBOOT_SIGHTING_GUARD_MS 1000
-/* While waiting for a device to come back, try to reach it this often anyway (UDP has no
- * advertisements; a BLE scan may miss one). */
-#define REBOOT_POLL_MS 3000
+/*
+ * While waiting for a device to come back, try to reach it this often anyway: UDP devices
+ * have no advertisements, so they are polled; a BLE device is reconnected when it is seen
+ * advertising again, and polled only rarely in case a sighting was missed — a Connect() to a
+ * device still booting holds one of the controller's connection slots until it times out.
+ */
+#define REBOOT_POLL_UDP_MS 2000
+#define REBOOT_POLL_BLE_MS 15000
 
 static const char *const state_names[_FGW_JOB_STATE_MAX] = {
     [FGW_JOB_STATE_QUEUED] = "queued",	       [FGW_JOB_STATE_CONNECTING] = "connecting",
@@ -495,7 +500,8 @@ static void on_reboot_timer(uv_timer_t *t)
 static void reboot_arm(struct fleet_job *job)
 {
 	uint64_t now = fgw_now_ms(), ceiling = job->reset_ms + job->fleet->o.reboot_timeout_ms;
-	uint64_t next = now + REBOOT_POLL_MS;
+	bool udp = strcmp(job->transport, "udp") == 0;
+	uint64_t next = now + (udp ? REBOOT_POLL_UDP_MS : REBOOT_POLL_BLE_MS);
 
 	uv_timer_start(&job->timer, on_reboot_timer, (next < ceiling ? next : ceiling) - now, 0);
 }

@@ -538,6 +538,15 @@ FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_im
 	 */
 	packet = o.buf_size ? o.buf_size : fgw_transport_mtu(t);
 	packet = FGW_MIN(packet, fgw_smp_client_max_packet(u->client));
+	/*
+	 * Where the transport splits a packet into link frames (BLE writes of MTU-3), a packet
+	 * ending in a short runt write pays a whole link slot for a few bytes: 2475 bytes at
+	 * MTU 247 are 10 writes and a 35-byte one. Drop a runt shorter than half a frame; a
+	 * nearly full last frame (2475 at 510-byte writes: 435) is worth its slot.
+	 */
+	if (fgw_transport_max_packet(t) > fgw_transport_mtu(t) && packet > fgw_transport_mtu(t) &&
+	    packet % fgw_transport_mtu(t) < fgw_transport_mtu(t) / 2)
+		packet -= packet % fgw_transport_mtu(t);
 	u->packet = packet;
 	u->img = *img;
 	u->opts = o;
