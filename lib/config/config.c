@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* asprintf */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 
 enum key_type {
 	KEY_STRING,
+	KEY_LIST, /* space-separated words; the key may be given on several lines, each appends */
 	KEY_INT,
 	KEY_BOOL,
 	KEY_LOG_LEVEL,
@@ -38,7 +40,7 @@ static const struct key_def keys[] = {
     {"store", "path", KEY_STRING, OFF(db_path), 0, 0, NULL, true, false},
     {"store", "busy_timeout_ms", KEY_INT, OFF(busy_timeout_ms), 0, 600000, "5000", false, false},
     {"fleet", "group", KEY_STRING, OFF(fleet_group), 0, 0, "default", false, true},
-    {"fleet", "udp_devices", KEY_STRING, OFF(udp_devices), 0, 0, "", false, false},
+    {"fleet", "udp_devices", KEY_LIST, OFF(udp_devices), 0, 0, "", false, false},
     {"fleet", "retry_limit", KEY_INT, OFF(retry_limit), 0, 1000, "8", false, true},
     {"fleet", "backoff_base_s", KEY_INT, OFF(backoff_base_s), 1, 3600, "5", false, true},
     {"fleet", "backoff_max_s", KEY_INT, OFF(backoff_max_s), 1, 86400, "300", false, true},
@@ -70,7 +72,7 @@ static const struct key_def keys[] = {
     {"release", "manifest_url", KEY_STRING, OFF(release_manifest_url), 0, 0, "", false, false},
     {"release", "poll_interval_s", KEY_INT, OFF(release_poll_interval_s), 10, 86400, "300", false,
      false},
-    {"release", "trusted_keys", KEY_STRING, OFF(release_trusted_keys), 0, 0, "", false, false},
+    {"release", "trusted_keys", KEY_LIST, OFF(release_trusted_keys), 0, 0, "", false, false},
     {"release", "mcuboot_key", KEY_STRING, OFF(release_mcuboot_key), 0, 0, "", false, false},
     {"release", "cache_dir", KEY_STRING, OFF(release_cache_dir), 0, 0, "/var/cache/fotagw", false,
      false},
@@ -144,7 +146,7 @@ static char *read_line(char *buf, int size, void *stream)
 	return buf;
 }
 
-static int set_value(struct parse_ctx *p, const struct key_def *k, const char *value)
+static int set_value(struct parse_ctx *p, const struct key_def *k, const char *value, bool append)
 {
 	char *base = (char *) &p->cfg;
 	int64_t v;
@@ -152,11 +154,18 @@ static int set_value(struct parse_ctx *p, const struct key_def *k, const char *v
 	int r;
 
 	switch (k->type) {
-	case KEY_STRING: {
+	case KEY_STRING:
+	case KEY_LIST: {
 		char **dst = (char **) (base + k->offset);
-		char *s = strdup(value);
-		if (!s)
-			return -ENOMEM;
+		char *s;
+		if (append && *dst && **dst) {
+			if (asprintf(&s, "%s %s", *dst, value) < 0)
+				return -ENOMEM;
+		} else {
+			s = strdup(value);
+			if (!s)
+				return -ENOMEM;
+		}
 		free(*dst);
 		*dst = s;
 		return 0;
@@ -188,6 +197,8 @@ static const char *type_hint(const struct key_def *k, char *buf, size_t size)
 	switch (k->type) {
 	case KEY_STRING:
 		return "a string";
+	case KEY_LIST:
+		return "space-separated words";
 	case KEY_INT:
 		snprintf(buf, size, "an integer from %lld to %lld", (long long) k->min,
 			 (long long) k->max);
@@ -223,6 +234,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	struct parse_ctx *p = user;
 	const struct key_def *k;
 	char hint[96];
+	bool append;
 	size_t idx;
 	int r;
 
@@ -244,16 +256,17 @@ static int on_key(void *user, const char *section, const char *name, const char 
 			       section, name);
 		return 1;
 	}
-	if (p->seen[idx]) {
+	if (p->seen[idx] && k->type != KEY_LIST) {
 		report(p, p->line, section, name, "key '%s.%s' given twice", section, name);
 		return 1;
 	}
+	append = p->seen[idx];
 	p->seen[idx] = true;
 	if (k->required && !*value) {
 		report(p, p->line, section, name, "key '%s.%s' needs a value", section, name);
 		return 1;
 	}
-	r = set_value(p, k, value);
+	r = set_value(p, k, value, append);
 	if (r == -ENOMEM) {
 		report(p, p->line, section, name, "out of memory");
 		return 0;
@@ -269,7 +282,7 @@ FGW_EXPORT void fgw_config_done(struct fgw_config *c)
 	if (!c)
 		return;
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
-		if (keys[i].type == KEY_STRING) {
+		if (keys[i].type == KEY_STRING || keys[i].type == KEY_LIST) {
 			char **s = (char **) ((char *) c + keys[i].offset);
 			free(*s);
 			*s = NULL;
@@ -289,7 +302,7 @@ FGW_EXPORT int fgw_config_load_string(const char *text, const char *file, struct
 
 	/* Defaults go through the same parser as file values, so a bad default cannot hide. */
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
-		if (keys[i].default_value && set_value(&p, &keys[i], keys[i].default_value) < 0) {
+		if (keys[i].default_value && set_value(&p, &keys[i], keys[i].default_value, false) < 0) {
 			report(&p, 0, keys[i].section, keys[i].name, "built-in default is invalid");
 		}
 
@@ -364,7 +377,8 @@ static bool value_equal(const struct key_def *k, const struct fgw_config *a,
 	const char *pa = (const char *) a + k->offset, *pb = (const char *) b + k->offset;
 
 	switch (k->type) {
-	case KEY_STRING: {
+	case KEY_STRING:
+	case KEY_LIST: {
 		const char *sa = *(char *const *) pa, *sb = *(char *const *) pb;
 		return (!sa && !sb) || (sa && sb && strcmp(sa, sb) == 0);
 	}
@@ -396,7 +410,8 @@ FGW_EXPORT int fgw_config_apply_reload(struct fgw_config *cur, const struct fgw_
 			continue;
 		}
 		switch (k->type) {
-		case KEY_STRING: {
+		case KEY_STRING:
+		case KEY_LIST: {
 			char *s = *(char *const *) src ? strdup(*(char *const *) src) : NULL;
 			free(*(char **) dst);
 			*(char **) dst = s;

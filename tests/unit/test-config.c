@@ -90,6 +90,22 @@ static void test_bad(void **state)
 	assert_null(c.db_path); /* nothing half-loaded */
 }
 
+static void test_list_key_lines(void **state)
+{
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	/* A list key may take several lines (a config line has a length limit); each appends. */
+	assert_int_equal(fgw_config_load_string("[store]\npath = x.db\n[fleet]\n"
+						"udp_devices = 10.0.0.1:1337 10.0.0.2:1337\n"
+						"udp_devices = 10.0.0.3:1337\n",
+						"t.conf", &c, collect, &d),
+			 0);
+	assert_int_equal(d.n, 0);
+	assert_string_equal(c.udp_devices, "10.0.0.1:1337 10.0.0.2:1337 10.0.0.3:1337");
+	fgw_config_done(&c);
+}
+
 static void test_long_line(void **state)
 {
 	char text[1024];
@@ -261,6 +277,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_bad, (void *) &bad_twice),
 		cmocka_unit_test_prestate(test_bad, (void *) &bad_syntax),
 		cmocka_unit_test_prestate(test_bad, (void *) &bad_outside),
+		cmocka_unit_test(test_list_key_lines),
 		cmocka_unit_test(test_long_line),
 		cmocka_unit_test(test_several_errors),
 		cmocka_unit_test(test_reload),
