@@ -469,7 +469,20 @@ struct emit_ctx {
 	struct sim_req *req;
 	struct sim_req *rsp[MAX_RSP_PER_REQ];
 	unsigned n;
+	unsigned reserved; /* response buffers taken by on_alloc, not yet used */
 };
+
+/* smp_alloc_rsp(): the response buffer is taken before the request is handled. */
+static bool on_alloc(struct sim_device *d, void *user_data)
+{
+	struct emit_ctx *e = user_data;
+
+	if (d->bufs_used >= d->cfg.buf_count)
+		return false;
+	d->bufs_used++;
+	e->reserved++;
+	return true;
+}
 
 static void on_emit(struct sim_device *d, const uint8_t *rsp, size_t len, void *user_data)
 {
@@ -482,8 +495,14 @@ static void on_emit(struct sim_device *d, const uint8_t *rsp, size_t len, void *
 	if (!r)
 		return;
 	r->peer = e->req->peer;
-	/* Zephyr allocates the response buffer before handling the request: none free, no answer */
-	if (!buf_take(d, r)) {
+	if (e->reserved > 0) {
+		e->reserved--;
+		r->holds_buf = true;
+	} else if (e->req->holds_buf) {
+		/* smp_on_err() without a response buffer: the answer goes out in the request's */
+		e->req->holds_buf = false;
+		r->holds_buf = true;
+	} else if (!buf_take(d, r)) {
 		fgw_debug("%s: no free SMP buffer for a response, dropped", d->name);
 		req_free(r);
 		return;
@@ -509,7 +528,11 @@ static void process_next(struct sim_device *d)
 		return;
 	}
 	start = FGW_MAX(now, d->busy_until_us);
-	smp_handle(d, r->data, r->len, on_emit, &e, &res);
+	smp_handle(d, r->data, r->len, on_alloc, on_emit, &e, &res);
+	/* buffers taken for responses that were never built (no answer) go back; after a link
+	 * drop (new generation) the count was reset already */
+	if (gen == d->gen && d->bufs_used >= e.reserved)
+		d->bufs_used -= e.reserved;
 	d->busy_until_us = start + (uint64_t) d->cfg.link.proc_us + res.cost_us;
 	for (unsigned i = 0; i < e.n; i++)
 		req_at(e.rsp[i], RQ_RSP_WAIT, d->busy_until_us);
@@ -556,6 +579,8 @@ static void deliver(struct sim_req *r)
 	}
 	if (r->src == SIM_SRC_UDP)
 		sim_udp_send(d, (const struct sockaddr *) &r->peer, r->data, r->len);
+	else if (d->sim->periph && !sim_periph_notify(d->sim->periph, d, r->data, r->len))
+		fgw_debug("%s: notifications disabled, response lost", d->name);
 	else if (d->sim->bluez && !sim_bluez_notify(d->sim->bluez, d, r->data, r->len))
 		fgw_debug("%s: notifications disabled, response lost", d->name);
 }
@@ -738,6 +763,8 @@ void sim_device_link_lost(struct sim_device *d, const char *why)
 	drop_pending(d);
 	if (d->sim->bluez)
 		sim_bluez_device_link_lost(d->sim->bluez, d);
+	if (d->sim->periph)
+		sim_periph_device_link_lost(d->sim->periph, d);
 	/* SMP over UDP has no link: the device stays silent for a while instead. */
 	d->blackout_until_us = sim_now_us() + 1000000;
 }
@@ -776,6 +803,8 @@ static void come_up(struct sim_device *d)
 		   (unsigned long long) d->boots);
 	if (d->sim->bluez)
 		sim_bluez_device_advertising(d->sim->bluez, d);
+	if (d->sim->periph)
+		sim_periph_device_advertising(d->sim->periph, d);
 }
 
 static void do_reset(struct sim_device *d, const char *why)

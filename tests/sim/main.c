@@ -24,6 +24,9 @@ struct cli {
 	size_t n_sets;
 	const char **faults;
 	size_t n_faults;
+	const char **adapters;
+	size_t n_adapters;
+	bool devices_set;
 };
 
 static void usage(FILE *f)
@@ -37,10 +40,17 @@ static void usage(FILE *f)
 	    "--capacity)\n"
 	    "  --udp HOST:BASEPORT    device i answers SMP on BASEPORT+i\n"
 	    "  --bluez                own org.bluez on DBUS_SYSTEM_BUS_ADDRESS (fake bluetoothd)\n"
+	    "  --bluez-restart-ms MS  on SIGUSR1 the fake bluetoothd leaves the bus (links drop,\n"
+	    "                         upload sessions survive) and rejoins after MS (default\n"
+	    "                         2000; 0: at the next SIGUSR1)\n"
+	    "  --peripheral           devices are GATT peripherals of the REAL bluetoothd (system\n"
+	    "                         bus): one adapter each, see --adapter\n"
+	    "  --adapter hciN         adapter of the next device with --peripheral (repeatable or\n"
+	    "                         comma-separated; default hci0)\n"
 	    "  --no-acquire           no AcquireWrite/AcquireNotify (WriteValue/StartNotify only)\n"
 	    "  --max-connections N    controller connection limit (default 8)\n"
 	    "  --connect-timeout MS   LE connection attempt timeout (default 20000)\n"
-	    "  --disconnect-delay MS  Device1.Disconnect duration (default 500)\n"
+	    "  --disconnect-delay MS  Device1.Disconnect duration (default 2000)\n"
 	    "  --temporary-timeout S  unseen, unconnected devices removed after S s (default 30)\n"
 	    "  --mode swap|overwrite|mixed   MCUboot mode (default overwrite; mixed: odd = swap)\n"
 	    "  --link PROFILE|K=V,..  fast, typical (default), slow, or mtu=,interval=,pkts=,\n"
@@ -55,7 +65,9 @@ static void usage(FILE *f)
 	    "  --seed N               seed for random faults and RSSI (default 0)\n"
 	    "  --capacity             print each device's link capacity as JSON and exit\n"
 	    "  --log-level LEVEL      err, warning, notice (default), info, debug\n"
-	    "  --help\n");
+	    "  --help\n\n"
+	    "Signals: SIGTERM/SIGINT save and exit; SIGUSR1 restarts the fake bluetoothd "
+	    "(--bluez).\n");
 }
 
 static int add_str(const char ***arr, size_t *n, const char *s)
@@ -75,6 +87,9 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		O_STATE,
 		O_UDP,
 		O_BLUEZ,
+		O_BLUEZ_RESTART,
+		O_PERIPH,
+		O_ADAPTER,
 		O_NOACQ,
 		O_MAXCONN,
 		O_CONNTO,
@@ -97,6 +112,9 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 	    {"state-dir", required_argument, NULL, O_STATE},
 	    {"udp", required_argument, NULL, O_UDP},
 	    {"bluez", no_argument, NULL, O_BLUEZ},
+	    {"bluez-restart-ms", required_argument, NULL, O_BLUEZ_RESTART},
+	    {"peripheral", no_argument, NULL, O_PERIPH},
+	    {"adapter", required_argument, NULL, O_ADAPTER},
 	    {"no-acquire", no_argument, NULL, O_NOACQ},
 	    {"max-connections", required_argument, NULL, O_MAXCONN},
 	    {"connect-timeout", required_argument, NULL, O_CONNTO},
@@ -121,14 +139,16 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 	c->opt.n_devices = 1;
 	c->opt.max_connections = 8;
 	c->opt.connect_timeout_ms = 20000;
-	c->opt.disconnect_ms = 500;
+	c->opt.disconnect_ms = 2000;
 	c->opt.temporary_timeout_ms = 30000;
+	c->opt.bluez_restart_ms = 2000;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case O_DEVICES:
 			if (fgw_parse_int64(optarg, 1, 65536, &v) < 0)
 				goto bad;
 			c->opt.n_devices = (unsigned) v;
+			c->devices_set = true;
 			break;
 		case O_STATE:
 			c->opt.state_dir = optarg;
@@ -139,6 +159,26 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		case O_BLUEZ:
 			c->opt.bluez = true;
 			break;
+		case O_BLUEZ_RESTART:
+			if (fgw_parse_int64(optarg, 0, 600000, &v) < 0)
+				goto bad;
+			c->opt.bluez_restart_ms = (double) v;
+			break;
+		case O_PERIPH:
+			c->opt.peripheral = true;
+			break;
+		case O_ADAPTER: {
+			char *save = NULL, *tok;
+			for (tok = strtok_r(optarg, ",", &save); tok;
+			     tok = strtok_r(NULL, ",", &save)) {
+				if (strncmp(tok, "hci", 3) ||
+				    fgw_parse_int64(tok + 3, 0, 255, &v) < 0)
+					goto bad;
+				if (add_str(&c->adapters, &c->n_adapters, tok) < 0)
+					return -ENOMEM;
+			}
+			break;
+		}
 		case O_NOACQ:
 			c->opt.no_acquire = true;
 			break;
@@ -212,6 +252,32 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "fotagw-sim: unexpected argument '%s'\n", argv[optind]);
+		return -EINVAL;
+	}
+	if (c->opt.peripheral) {
+		if (c->opt.bluez) {
+			fprintf(stderr,
+				"fotagw-sim: --peripheral and --bluez exclude each other\n");
+			return -EINVAL;
+		}
+		if (c->n_adapters == 0 && add_str(&c->adapters, &c->n_adapters, "hci0") < 0)
+			return -ENOMEM;
+		if (!c->devices_set)
+			c->opt.n_devices = (unsigned) c->n_adapters;
+		if (c->opt.n_devices != c->n_adapters) {
+			fprintf(stderr,
+				"fotagw-sim: --peripheral: one --adapter per device (%u "
+				"devices, %zu adapters)\n",
+				c->opt.n_devices, c->n_adapters);
+			return -EINVAL;
+		}
+		c->opt.adapters = c->adapters;
+		c->opt.n_adapters = (unsigned) c->n_adapters;
+		/* the real controllers are the link: the model adds (almost) nothing on top */
+		if (!c->link)
+			c->link = "fast,latency=0";
+	} else if (c->n_adapters) {
+		fprintf(stderr, "fotagw-sim: --adapter needs --peripheral\n");
 		return -EINVAL;
 	}
 	return 0;
@@ -368,7 +434,8 @@ static int parse_udp(const char *s, struct sockaddr_storage *ss, unsigned *port)
 
 struct app {
 	struct sim sim;
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sigusr1;
+	uv_timer_t rejoin; /* the fake bluetoothd comes back after a SIGUSR1 */
 	bool stopping;
 };
 
@@ -379,11 +446,14 @@ static void stop(struct app *a)
 	a->stopping = true;
 	fgw_notice("event: shutdown, devices: %u", a->sim.n_devs);
 	a->sim.bluez = sim_bluez_free(a->sim.bluez);
+	a->sim.periph = sim_periph_free(a->sim.periph);
 	for (unsigned i = 0; i < a->sim.n_devs; i++)
 		sim_device_close(&a->sim.devs[i]);
 	sim_device_close_requests(a->sim.loop);
 	uv_close((uv_handle_t *) &a->sigterm, NULL);
 	uv_close((uv_handle_t *) &a->sigint, NULL);
+	uv_close((uv_handle_t *) &a->sigusr1, NULL);
+	uv_close((uv_handle_t *) &a->rejoin, NULL);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -392,6 +462,51 @@ static void on_signal(uv_signal_t *s, int signum)
 
 	(void) signum;
 	stop(a);
+}
+
+static void bluez_rejoin(struct app *a)
+{
+	int r;
+
+	uv_timer_stop(&a->rejoin);
+	if (a->stopping || a->sim.bluez)
+		return;
+	r = sim_bluez_new(&a->sim, false, &a->sim.bluez);
+	if (r < 0) {
+		fgw_log_errno(LOG_ERR, r, "fake bluetoothd cannot rejoin the bus, stopping");
+		stop(a);
+		return;
+	}
+	fgw_notice("event: bluez-rejoined");
+}
+
+static void on_rejoin(uv_timer_t *t)
+{
+	bluez_rejoin(container_of(t, struct app, rejoin));
+}
+
+/* SIGUSR1: a bluetoothd restart. The fake bluetoothd leaves the bus (every connection drops,
+ * its objects vanish; the devices only lose their link, so their upload sessions survive) and
+ * comes back after --bluez-restart-ms, or at the next SIGUSR1. */
+static void on_usr1(uv_signal_t *s, int signum)
+{
+	struct app *a = s->data;
+
+	(void) signum;
+	if (a->stopping || !a->sim.opt.bluez) {
+		fgw_notice("SIGUSR1 ignored: no fake bluetoothd (--bluez)");
+		return;
+	}
+	if (!a->sim.bluez) {
+		bluez_rejoin(a);
+		return;
+	}
+	fgw_notice("event: bluez-leave, back_in_ms: %.0f", a->sim.opt.bluez_restart_ms);
+	a->sim.bluez = sim_bluez_free(a->sim.bluez);
+	for (unsigned i = 0; i < a->sim.n_devs; i++)
+		sim_device_rx_reset(&a->sim.devs[i]);
+	if (a->sim.opt.bluez_restart_ms > 0)
+		uv_timer_start(&a->rejoin, on_rejoin, (uint64_t) a->sim.opt.bluez_restart_ms, 0);
 }
 
 static void app_free(struct app *a)
@@ -412,7 +527,9 @@ static int app_start(struct app *a, const struct cli *c, const struct sim_dev_co
 
 	uv_signal_init(a->sim.loop, &a->sigterm);
 	uv_signal_init(a->sim.loop, &a->sigint);
-	a->sigterm.data = a->sigint.data = a;
+	uv_signal_init(a->sim.loop, &a->sigusr1);
+	uv_timer_init(a->sim.loop, &a->rejoin);
+	a->sigterm.data = a->sigint.data = a->sigusr1.data = a;
 	for (unsigned i = 0; i < c->opt.n_devices; i++) {
 		r = sim_device_init(&a->sim, &a->sim.devs[i], i, &cfgs[i]);
 		a->sim.n_devs = i + 1; /* its handles exist even when init failed */
@@ -431,12 +548,19 @@ static int app_start(struct app *a, const struct cli *c, const struct sim_dev_co
 		}
 	}
 	if (c->opt.bluez) {
-		r = sim_bluez_new(&a->sim, &a->sim.bluez);
+		r = sim_bluez_new(&a->sim, true, &a->sim.bluez);
 		if (r < 0)
 			return fgw_log_errno(LOG_ERR, r, "cannot start the fake bluetoothd");
 	}
+	if (c->opt.peripheral) {
+		r = sim_periph_new(&a->sim, &a->sim.periph);
+		if (r < 0)
+			return fgw_log_errno(LOG_ERR, r,
+					     "cannot reach bluetoothd on the system bus");
+	}
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a->sigint, on_signal, SIGINT);
+	uv_signal_start(&a->sigusr1, on_usr1, SIGUSR1);
 	return 0;
 }
 
@@ -490,7 +614,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < c.opt.n_devices; i++)
 		if (device_config(&c, scen, i, &cfgs[i]) < 0)
 			goto out;
-	if (!c.udp && !c.opt.bluez)
+	if (!c.udp && !c.opt.bluez && !c.opt.peripheral)
 		fgw_warning("neither --udp nor --bluez: devices are unreachable");
 
 	ret = 1;
@@ -530,8 +654,9 @@ int main(int argc, char **argv)
 	}
 
 	/* Test helpers wait for this line. */
-	printf("fotagw-sim: ready devices=%u udp=%s bluez=%s\n", c.opt.n_devices,
-	       c.udp ? c.udp : "off", c.opt.bluez ? "on" : "off");
+	printf("fotagw-sim: ready devices=%u udp=%s bluez=%s%s\n", c.opt.n_devices,
+	       c.udp ? c.udp : "off", c.opt.bluez ? "on" : "off",
+	       c.opt.peripheral ? " peripheral=on" : "");
 	fflush(stdout);
 
 	uv_run(a->sim.loop, UV_RUN_DEFAULT);
@@ -545,5 +670,6 @@ out:
 	sim_scenario_free(scen);
 	free(c.sets);
 	free(c.faults);
+	free(c.adapters);
 	return ret;
 }

@@ -23,6 +23,7 @@ struct sim;
 struct sim_device;
 struct sim_bluez;
 struct sim_ble_dev;
+struct sim_periph;
 
 #define SIM_IMAGES 2
 #define SIM_HASH_LEN 32
@@ -209,13 +210,17 @@ struct smp_rsp {
 /* Handles all SMP packets back to back in @buf for @dev. Each response goes to @emit. */
 typedef void (*smp_emit_cb_t)(struct sim_device *dev, const uint8_t *rsp, size_t len,
 			      void *user_data);
+/* Called before a read or write request is handled, like Zephyr's smp_alloc_rsp(): true when a
+ * response buffer was taken for it. false: the request is not handled; {"rc": 2} is emitted
+ * instead (in the request's own buffer) and the rest of the packet is dropped. */
+typedef bool (*smp_alloc_cb_t)(struct sim_device *dev, void *user_data);
 struct smp_result {
 	uint64_t cost_us; /* device time spent (flash), on top of proc_us */
 	bool reset;	  /* os reset requested: reboot after the response went out */
 	bool was_upload;  /* for fault counting */
 };
-void smp_handle(struct sim_device *dev, const uint8_t *buf, size_t len, smp_emit_cb_t emit,
-		void *user_data, struct smp_result *res);
+void smp_handle(struct sim_device *dev, const uint8_t *buf, size_t len, smp_alloc_cb_t alloc,
+		smp_emit_cb_t emit, void *user_data, struct smp_result *res);
 
 /* ---- device (device.c) ------------------------------------------------------------------------
  */
@@ -339,7 +344,8 @@ int sim_udp_start(struct sim_device *d, const struct sockaddr *addr);
 void sim_udp_send(struct sim_device *d, const struct sockaddr *peer, const uint8_t *buf,
 		  size_t len);
 
-int sim_bluez_new(struct sim *sim, struct sim_bluez **ret);
+/* Takes org.bluez; @wait: block until the name is ours (startup), else ask asynchronously. */
+int sim_bluez_new(struct sim *sim, bool wait, struct sim_bluez **ret);
 struct sim_bluez *sim_bluez_free(struct sim_bluez *b);
 /* Device events for the fake bluetoothd. */
 void sim_bluez_device_link_lost(struct sim_bluez *b, struct sim_device *d);
@@ -347,6 +353,17 @@ void sim_bluez_device_advertising(struct sim_bluez *b, struct sim_device *d);
 /* Sends @len bytes of SMP response as notifications of at most mtu-3 bytes. Returns false if no
  * subscriber (the response is lost, as bt_gatt_notify on a disabled CCC). */
 bool sim_bluez_notify(struct sim_bluez *b, struct sim_device *d, const uint8_t *buf, size_t len);
+
+/* --peripheral (peripheral.c): device i as a GATT peripheral of the real bluetoothd on adapter
+ * opt.adapters[i] (system bus). */
+int sim_periph_new(struct sim *sim, struct sim_periph **ret);
+struct sim_periph *sim_periph_free(struct sim_periph *p);
+/* The device lost its link or resets: disconnect the central, stop advertising while down. */
+void sim_periph_device_link_lost(struct sim_periph *p, struct sim_device *d);
+/* The device is up again: advertise. */
+void sim_periph_device_advertising(struct sim_periph *p, struct sim_device *d);
+/* Sends an SMP response as notifications of at most MTU - 5 bytes; false if nobody listens. */
+bool sim_periph_notify(struct sim_periph *p, struct sim_device *d, const uint8_t *buf, size_t len);
 
 /* ---- the whole simulator ----------------------------------------------------------------------
  */
@@ -363,7 +380,12 @@ struct sim_options {
 	double connect_timeout_ms;
 	double disconnect_ms;
 	double temporary_timeout_ms;
+	double bluez_restart_ms; /* SIGUSR1: the fake bluetoothd is away this long (0: until the
+				    next) */
 	uint64_t seed;
+	bool peripheral;       /* --peripheral: GATT peripherals of the real bluetoothd */
+	const char **adapters; /* --peripheral: adapter of device i ("hci1") */
+	unsigned n_adapters;
 };
 
 struct sim {
@@ -373,5 +395,6 @@ struct sim {
 	struct sim_device *devs;
 	unsigned n_devs;
 	struct sim_bluez *bluez;
+	struct sim_periph *periph;
 	uint8_t udp_rx[65536];
 };

@@ -931,21 +931,34 @@ static void emit_rc(struct sim_device *d, const struct smp_hdr *req, int rc, smp
 		cbor_decref(&m);
 }
 
-static void handle_one(struct sim_device *d, const uint8_t *buf, size_t len, smp_emit_cb_t emit,
-		       void *user_data, struct smp_result *res)
+/* Returns false when the rest of the packet must not be processed (no response buffer). */
+static bool handle_one(struct sim_device *d, const uint8_t *buf, size_t len, smp_alloc_cb_t alloc,
+		       smp_emit_cb_t emit, void *user_data, struct smp_result *res)
 {
 	struct smp_req req;
 	struct ctx c = {.dev = d, .req = &req, .res = res};
 	const struct handler *h = NULL;
+	bool go_on = true;
 	int rc, fault;
 
 	if (smp_req_decode(buf, len, &req) < 0)
-		return;
+		return true;
 	if (req.hdr.group == GRP_IMG && req.hdr.id == 1)
 		res->was_upload = true;
 	fault = sim_device_fault_on_request(d, res->was_upload);
 	if (fault < 0)
 		goto out; /* link dropped or device gone: no answer */
+	/* Zephyr's smp_process_request_packet() takes the response buffer before it handles a read
+	 * or write; without one the request is not handled at all, and smp_on_err() answers
+	 * MGMT_ERR_ENOMEM in the request's own buffer, abandoning the rest of the packet. */
+	if ((req.hdr.op == SMP_OP_READ || req.hdr.op == SMP_OP_WRITE) && alloc &&
+	    !alloc(d, user_data)) {
+		fgw_debug("%s: no free SMP buffer for the response: rc 2, request not handled",
+			  d->name);
+		emit_rc(d, &req.hdr, MGMT_ERR_ENOMEM, emit, user_data);
+		go_on = false;
+		goto out;
+	}
 	if (fault > 0) {
 		emit_rc(d, &req.hdr, fault, emit, user_data);
 		goto out;
@@ -996,10 +1009,11 @@ static void handle_one(struct sim_device *d, const uint8_t *buf, size_t len, smp
 	cbor_decref(&c.rsp);
 out:
 	smp_req_done(&req);
+	return go_on;
 }
 
-void smp_handle(struct sim_device *d, const uint8_t *buf, size_t len, smp_emit_cb_t emit,
-		void *user_data, struct smp_result *res)
+void smp_handle(struct sim_device *d, const uint8_t *buf, size_t len, smp_alloc_cb_t alloc,
+		smp_emit_cb_t emit, void *user_data, struct smp_result *res)
 {
 	size_t off = 0;
 
@@ -1016,7 +1030,8 @@ void smp_handle(struct sim_device *d, const uint8_t *buf, size_t len, smp_emit_c
 			emit_rc(d, &h, MGMT_ERR_ECORRUPT, emit, user_data);
 			return;
 		}
-		handle_one(d, buf + off, plen, emit, user_data, res);
+		if (!handle_one(d, buf + off, plen, alloc, emit, user_data, res))
+			return;
 		off += plen;
 		if (d->state != SIM_DEV_UP)
 			return;

@@ -425,6 +425,27 @@ def t_buffers(ctx):
         c.close()
 
 
+def t_nomem(ctx):
+    """No free buffer for the response: the request is not handled and {"rc": 2} comes back in
+    the request's own buffer (Zephyr smp.c: smp_alloc_rsp() fails, smp_on_err())."""
+    img = ctx.mkimage(size=2000)
+    chunk = {"off": 0, "data": img[:256], "len": len(img)}
+    state = ctx.path("nomem-state")
+    slot1 = os.path.join(state, "dev-0000", "slot1.bin")
+    # one buffer: every request holds it, so no response buffer is ever free
+    with ctx.start(1, QUICK + ["--set", "buf_count=1"], state_dir=state) as sim:
+        c = smpc.UdpClient(sim.port(0))
+        eq(c.request(OP_WRITE, 0, 0, {"d": "x"})["body"], {"rc": 2}, "echo: rc 2")
+        eq(c.request(OP_WRITE, 1, 1, chunk)["body"], {"rc": 2}, "upload chunk: rc 2")
+        check(not os.path.exists(slot1), "the refused chunk was not written")
+        c.close()
+    with ctx.start(1, QUICK + ["--set", "buf_count=2"], state_dir=state) as sim:
+        c = smpc.UdpClient(sim.port(0))
+        eq(c.request(OP_WRITE, 1, 1, chunk)["body"]["off"], 256, "two buffers: handled")
+        check(os.path.exists(slot1), "the chunk was written")
+        c.close()
+
+
 def t_first_chunk_erase_time(ctx):
     """The first chunk pays for erasing the slot: seconds on external flash."""
     img = ctx.mkimage("2.0.0", 200000, seed=17)
@@ -480,5 +501,5 @@ if __name__ == "__main__":
     simtest.run([t_os_group, t_canonical, t_default_state, t_upload_errors, t_overwrite_confirm,
                  t_overwrite_test_is_permanent, t_swap_test_confirm, t_swap_revert,
                  t_swap_permanent, t_state_write_rules, t_ncs_order_bug, t_upgrade_flag,
-                 t_persistence, t_capacity, t_pipelining, t_buffers, t_first_chunk_erase_time,
-                 t_reset_time_grows, t_cli_errors])
+                 t_persistence, t_capacity, t_pipelining, t_buffers, t_nomem,
+                 t_first_chunk_erase_time, t_reset_time_grows, t_cli_errors])

@@ -61,6 +61,9 @@ struct tool {
 	uint8_t hash[32];
 	int slot;
 	unsigned image, window;
+	const char *ble_adapter; /* --adapter: NULL = the first one bluetoothd lists */
+	int ble_rssi;		 /* --rssi: discovery filter threshold, 0 = none */
+	bool ble_rssi_set;
 	int exit_code;
 	int step;		      /* for commands of several requests */
 	unsigned retries, tries_left; /* timeouts of idempotent requests are retried */
@@ -165,8 +168,12 @@ static int parse_host_port(const char *rest, char *host, size_t size, uint16_t *
 	return 0;
 }
 
-static int transport_from_spec(uv_loop_t *loop, const char *spec, struct fgw_bluez **bluez,
-			       struct fgw_transport **ret)
+#ifdef FGW_WITH_BLE
+static void ble_options(const struct tool *tl, struct fgw_bluez_options *o);
+#endif
+
+static int transport_from_spec(const struct tool *tl, uv_loop_t *loop, const char *spec,
+			       struct fgw_bluez **bluez, struct fgw_transport **ret)
 {
 	const char *colon = strchr(spec, ':');
 	char scheme[16], host[128];
@@ -200,7 +207,7 @@ static int transport_from_spec(uv_loop_t *loop, const char *spec, struct fgw_blu
 
 		/* bluetoothd on the system bus (DBUS_SYSTEM_BUS_ADDRESS); scanning only while
 		 * the link looks for the device */
-		fgw_bluez_options_init(&o);
+		ble_options(tl, &o);
 		o.scan = false;
 		r = fgw_bluez_new(loop, &o, bluez);
 		if (r < 0) {
@@ -220,6 +227,18 @@ static int transport_from_spec(uv_loop_t *loop, const char *spec, struct fgw_blu
 #endif
 	return -EPROTONOSUPPORT;
 }
+
+#ifdef FGW_WITH_BLE
+/* The library's defaults, with --adapter and --rssi on top. */
+static void ble_options(const struct tool *tl, struct fgw_bluez_options *o)
+{
+	fgw_bluez_options_init(o);
+	if (tl->ble_adapter)
+		o->adapter = tl->ble_adapter;
+	if (tl->ble_rssi_set)
+		o->rssi_threshold = tl->ble_rssi;
+}
+#endif
 
 /* ---- requests ---- */
 
@@ -722,6 +741,8 @@ static void usage(FILE *f)
 		"  image erase [--slot N]        erase a slot (default: the device's choice)\n"
 		"  scan [--seconds N]            BLE devices with the SMP service (default 5 s)\n"
 		"options: --retries N (resend a timed-out request, not reset; default 2),\n"
+		"         --adapter hciN (ble; default: the first one bluetoothd lists),\n"
+		"         --rssi DBM (ble discovery threshold, default -90; 0: none),\n"
 		"         --v1 (SMP v1 headers), -v (debug log), --help\n"
 		"HASH is the MCUboot image hash (SHA256 TLV) as 64 hex digits.\n");
 }
@@ -772,6 +793,8 @@ static int parse_args(struct tool *tl, int argc, char **argv, const char **ret_t
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"seconds", required_argument, NULL, 'S'},
+	    {"adapter", required_argument, NULL, 'A'},
+	    {"rssi", required_argument, NULL, 'R'},
 	    {},
 	};
 	int c, n;
@@ -827,6 +850,15 @@ static int parse_args(struct tool *tl, int argc, char **argv, const char **ret_t
 			if (fgw_parse_int64(optarg, 1, 3600, &v) < 0)
 				goto bad;
 			tl->scan_seconds = (unsigned) v;
+			break;
+		case 'A':
+			tl->ble_adapter = optarg;
+			break;
+		case 'R':
+			if (fgw_parse_int64(optarg, -127, 0, &v) < 0)
+				goto bad;
+			tl->ble_rssi = (int) v;
+			tl->ble_rssi_set = true;
 			break;
 		default:
 			usage(stderr);
@@ -918,7 +950,7 @@ static int run_scan(struct tool *tl)
 	uv_timer_t timer;
 	int r;
 
-	fgw_bluez_options_init(&o);
+	ble_options(tl, &o);
 	r = fgw_bluez_new(&tl->loop, &o, &tl->bluez);
 	if (r < 0) {
 		fprintf(stderr, "fotagw-smp: cannot reach bluetoothd: %s\n", strerror(-r));
@@ -968,7 +1000,7 @@ int main(int argc, char **argv)
 		cJSON_Delete(tl.out);
 		return code;
 	}
-	r = transport_from_spec(&tl.loop, spec, &tl.bluez, &tl.t);
+	r = transport_from_spec(&tl, &tl.loop, spec, &tl.bluez, &tl.t);
 	if (r < 0)
 		return 2;
 	r = fgw_smp_client_new(&tl.loop, tl.t, &tl.c);
