@@ -4,8 +4,13 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
+# Under ASan+UBSan `make check` runs these labels; `make soak` runs everything but vm
+# (docs/reliability.md has the split and its timings).
+ASAN_CHECK_LABELS ?= unit|fuzz|integration|sim
+SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps build build-asan check check-vm fuzz demo bench clean format
+.PHONY: all deps build build-asan check check-vm fuzz demo bench clean format soak
 
 all: build
 
@@ -25,23 +30,37 @@ build-asan:
 
 check: deps build build-asan
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|fuzz'
+	$(SAN_ENV) ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L '$(ASAN_CHECK_LABELS)'
 
 # Only the real BlueZ tier (tests/vm: QEMU guest, real kernel + bluetoothd; needs root, no
-# KVM). `make check` runs it too, except vm/full (several minutes), which only this runs.
-# docs/vm-tier.md.
+# KVM). `make check` runs it too. docs/vm-tier.md.
 check-vm: deps build
-	FGW_VM_FULL=1 ctest --test-dir $(BUILD) --output-on-failure -L vm
+	ctest --test-dir $(BUILD) --output-on-failure -L vm
 
-# Runs every fuzz target for FUZZ_SECONDS each, keeping what it finds in build-asan/.
+# Runs every fuzz target for FUZZ_SECONDS each, keeping what it finds in build-asan/fuzz-work/.
+# A crash, leak or timeout is copied into the target's seed corpus as regress-<kind>-<sha1>,
+# so `make check` (which replays every corpus) fails on it until it is fixed; then commit it.
 fuzz: deps build-asan
 	cd $(ASAN_BUILD) && for f in $$(find . -maxdepth 3 -type f -name 'fuzz-*' -perm -u+x); do \
-		name=$$(basename $$f); mkdir -p fuzz-work/$$name; \
+		name=$$(basename $$f); corpus=$(CURDIR)/tests/fuzz/corpus/$${name#fuzz-}; \
+		mkdir -p fuzz-work/$$name fuzz-work/$$name-artifacts; \
 		echo "== $$name ($(FUZZ_SECONDS)s)"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 fuzz-work/$$name \
-			$(CURDIR)/tests/fuzz/corpus/$${name#fuzz-} || exit 1; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+			-artifact_prefix=fuzz-work/$$name-artifacts/ fuzz-work/$$name $$corpus && continue; \
+		for a in fuzz-work/$$name-artifacts/*; do \
+			[ -f "$$a" ] && cp "$$a" "$$corpus/regress-$$(basename $$a)" && \
+			echo "saved $$corpus/regress-$$(basename $$a)"; \
+		done; exit 1; \
 	done
+
+# Long runs: the reliability cases with larger counts (FGW_SOAK=1), fotagwd SIGKILLed through
+# five more rollouts, the whole suite but vm under ASan+UBSan, and every fuzzer for
+# FUZZ_SECONDS. docs/reliability.md.
+soak: deps build build-asan
+	FGW_SOAK=1 ctest --test-dir $(BUILD) --output-on-failure -L reliability
+	ctest --test-dir $(BUILD) --output-on-failure -R '^fleet/restart$$' --repeat until-fail:5
+	$(SAN_ENV) ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE vm
+	$(MAKE) fuzz
 
 # A complete dual-core rollout to a simulated fleet (fotagw-sim as bluetoothd on a private
 # bus), watched live; DEMO_DEVICES=N (default 24), CI=true for plain progress lines.

@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "store-private.h"
 #include "util.h"
@@ -189,6 +191,23 @@ static int migrate(struct fgw_store *s, const struct fgw_migration *m, size_t n)
 	return 0;
 }
 
+/* The database's directory cannot be written (read-only mount, or no permission). */
+static bool path_read_only(const char *path)
+{
+	_cleanup_free_ char *dir = strdup(path);
+	char *slash;
+	struct statvfs v;
+
+	if (!dir)
+		return false;
+	slash = strrchr(dir, '/');
+	if (slash)
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	else
+		strcpy(dir, ".");
+	return (statvfs(dir, &v) == 0 && (v.f_flag & ST_RDONLY)) || access(dir, W_OK) < 0;
+}
+
 FGW_EXPORT int fgw_store_migrate(struct fgw_store *s, const struct fgw_migration *migrations,
 				 size_t n_migrations)
 {
@@ -229,8 +248,16 @@ FGW_EXPORT int fgw_store_open(const char *path, int busy_timeout_ms, struct fgw_
 		else
 			r = remember(s, rc);
 		sqlite3_finalize(st);
-		if (rc != SQLITE_ROW)
+		if (rc != SQLITE_ROW) {
+			/* WAL needs its -shm and -wal files beside the database: on a read-only
+			 * file system that fails as "unable to open", which is no missing file. */
+			if (path_read_only(path)) {
+				snprintf(s->errmsg, sizeof(s->errmsg),
+					 "database is on a read-only file system");
+				r = -EROFS;
+			}
 			goto fail;
+		}
 		if (!mode || strcmp(mode, "wal") != 0) {
 			snprintf(s->errmsg, sizeof(s->errmsg), "could not enable WAL (mode '%s')",
 				 mode ? mode : "?");

@@ -985,10 +985,15 @@ int main(int argc, char **argv)
 		return 2;
 	tl.tty = isatty(STDERR_FILENO);
 	tl.out = cJSON_CreateObject();
-	if (tl.cmd == CMD_IMAGE_UPLOAD && read_file(&tl) < 0)
+	if (tl.cmd == CMD_IMAGE_UPLOAD && read_file(&tl) < 0) {
+		cJSON_Delete(tl.out);
 		return 1;
-	if (uv_loop_init(&tl.loop) < 0)
+	}
+	if (uv_loop_init(&tl.loop) < 0) {
+		cJSON_Delete(tl.out);
+		free(tl.data);
 		return 1;
+	}
 	if (tl.cmd == CMD_SCAN) {
 #ifdef FGW_WITH_BLE
 		code = run_scan(&tl);
@@ -1001,8 +1006,12 @@ int main(int argc, char **argv)
 		return code;
 	}
 	r = transport_from_spec(&tl, &tl.loop, spec, &tl.bluez, &tl.t);
-	if (r < 0)
+	if (r < 0) {
+		(void) uv_loop_close(&tl.loop);
+		cJSON_Delete(tl.out);
+		free(tl.data);
 		return 2;
+	}
 	r = fgw_smp_client_new(&tl.loop, tl.t, &tl.c);
 	if (r == 0) {
 		if (tl.v1)
