@@ -128,11 +128,21 @@ int fgw_daemon_start(struct fgw_daemon *d)
 	d->started_ms = fgw_now_ms();
 	notify_status("opening database");
 	r = fgw_store_open(d->cfg.db_path, d->cfg.busy_timeout_ms, &d->store);
-	if (r == -EROFS)
-		return fgw_log_errno(LOG_ERR, r,
-				     "Failed to open database '%s': its directory cannot be written "
-				     "(read-only file system or permissions; WAL needs files beside it)",
-				     d->cfg.db_path);
+	if (r == -EROFS) {
+		/*
+		 * A file system remounted read-only after errors: keep answering ops tools from
+		 * what is stored, start nothing, and say so, rather than a restart loop.
+		 */
+		fgw_log_errno(LOG_ERR, r,
+			      "Database '%s' cannot be written (read-only file system or "
+			      "permissions); running read-only: the API answers, no job starts",
+			      d->cfg.db_path);
+		r = fgw_store_open_read_only(d->cfg.db_path, &d->store);
+		if (r < 0)
+			return fgw_log_errno(LOG_ERR, r, "Failed to open database '%s' read-only",
+					     d->cfg.db_path);
+		d->db_read_only = true;
+	}
 	if (r < 0)
 		return fgw_log_errno(LOG_ERR, r, "Failed to open database '%s'", d->cfg.db_path);
 	r = fgw_store_migrate(d->store, NULL, 0);

@@ -247,6 +247,8 @@ int fgw_daemon_fleet_start(struct fgw_daemon *d)
 	r = fgw_fleet_start(d->fleet, NULL);
 	if (r < 0)
 		return r;
+	if (d->db_read_only)
+		fgw_fleet_hold(d->fleet, "the database is read-only");
 
 	list = strdup(d->cfg.udp_devices ? d->cfg.udp_devices : "");
 	if (!list)

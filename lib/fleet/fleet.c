@@ -109,6 +109,13 @@ static void unlink_job(struct fgw_fleet *f, struct fleet_job *job)
 		}
 }
 
+FGW_EXPORT void fgw_fleet_hold(struct fgw_fleet *f, const char *why)
+{
+	if (!f->store_failed)
+		fgw_error("No jobs will start: %s", why);
+	f->store_failed = true;
+}
+
 void fleet_store_failed(struct fgw_fleet *f, int err, const char *what)
 {
 	if (!f->store_failed)
@@ -305,6 +312,8 @@ FGW_EXPORT void fgw_fleet_device_seen(struct fgw_fleet *f, const char *address,
 	bool known;
 	int r;
 
+	if (f->store_failed)
+		return; /* nothing can be recorded; no job may start */
 	known = fgw_store_device_get(f->store, address, &dev) == 0;
 	r = fgw_store_device_seen(f->store, address, transport, name, rssi, fgw_wall_ms());
 	if (r < 0) {
@@ -452,6 +461,8 @@ static int supersede_stale(struct fgw_fleet *f)
 
 static int adopt_release(struct fgw_fleet *f, const struct fgw_fleet_release *rel, bool at_start)
 {
+	if (f->store_failed)
+		return -EROFS; /* held: the release waits for a writable database */
 	struct fleet_release *nr = calloc(1, sizeof(*nr));
 	struct load_ctx lc = {f, 0};
 	struct fgw_store_device_filter all = {0};

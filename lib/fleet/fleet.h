@@ -88,6 +88,11 @@ struct fgw_fleet_options {
 
 int fgw_fleet_new(uv_loop_t *loop, struct fgw_store *store, const struct fgw_fleet_options *o,
 		  struct fgw_fleet **ret);
+/*
+ * No job may start, for a reason the operator must fix (a read-only database): logged once,
+ * and the fleet keeps answering (stats, progress) without writing.
+ */
+void fgw_fleet_hold(struct fgw_fleet *f, const char *why);
 /* Stops every job where it is (the store keeps them for the next start) and frees. */
 struct fgw_fleet *fgw_fleet_free(struct fgw_fleet *f);
 

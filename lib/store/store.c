@@ -205,7 +205,8 @@ static bool path_read_only(const char *path)
 		*(slash == dir ? slash + 1 : slash) = '\0';
 	else
 		strcpy(dir, ".");
-	return (statvfs(dir, &v) == 0 && (v.f_flag & ST_RDONLY)) || access(dir, W_OK) < 0;
+	/* A directory that does not exist is not read-only: that is another error. */
+	return statvfs(dir, &v) == 0 && ((v.f_flag & ST_RDONLY) || access(dir, W_OK) < 0);
 }
 
 FGW_EXPORT int fgw_store_migrate(struct fgw_store *s, const struct fgw_migration *migrations,
@@ -248,16 +249,8 @@ FGW_EXPORT int fgw_store_open(const char *path, int busy_timeout_ms, struct fgw_
 		else
 			r = remember(s, rc);
 		sqlite3_finalize(st);
-		if (rc != SQLITE_ROW) {
-			/* WAL needs its -shm and -wal files beside the database: on a read-only
-			 * file system that fails as "unable to open", which is no missing file. */
-			if (path_read_only(path)) {
-				snprintf(s->errmsg, sizeof(s->errmsg),
-					 "database is on a read-only file system");
-				r = -EROFS;
-			}
+		if (rc != SQLITE_ROW)
 			goto fail;
-		}
 		if (!mode || strcmp(mode, "wal") != 0) {
 			snprintf(s->errmsg, sizeof(s->errmsg), "could not enable WAL (mode '%s')",
 				 mode ? mode : "?");
@@ -273,10 +266,52 @@ FGW_EXPORT int fgw_store_open(const char *path, int busy_timeout_ms, struct fgw_
 	*ret = s;
 	return 0;
 fail:
+	/*
+	 * WAL needs its -shm and -wal files beside the database: on a read-only file system
+	 * opening fails as "unable to open", which is no missing file. Say what it is.
+	 */
+	if ((r == -ENOENT || r == -EACCES || r == -EIO) && path_read_only(path)) {
+		snprintf(s->errmsg, sizeof(s->errmsg), "database is on a read-only file system");
+		r = -EROFS;
+	}
 	fgw_debug("store: open '%s' failed: %s", path, s->errmsg);
 	sqlite3_close(s->db);
 	free(s);
 	return r;
+}
+
+FGW_EXPORT int fgw_store_open_read_only(const char *path, struct fgw_store **ret)
+{
+	struct fgw_store *s;
+	char *uri;
+	size_t n = 0;
+	int rc;
+
+	/* A URI, to say immutable: with no -wal/-shm beside it and no way to create them,
+	 * SQLite opens a WAL database only so. Characters URIs reserve are escaped. */
+	uri = malloc(strlen(path) * 3 + 32);
+	if (!uri)
+		return -ENOMEM;
+	n += (size_t) sprintf(uri, "file:");
+	for (const char *c = path; *c; c++)
+		n += (size_t) (strchr("?#%", *c) ? sprintf(uri + n, "%%%02X", (unsigned char) *c)
+						  : sprintf(uri + n, "%c", *c));
+	sprintf(uri + n, "?immutable=1");
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		free(uri);
+		return -ENOMEM;
+	}
+	rc = sqlite3_open_v2(uri, &s->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+	free(uri);
+	if (rc != SQLITE_OK) {
+		int r = s->db ? remember(s, rc) : -ENOMEM;
+		sqlite3_close(s->db);
+		free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
 }
 
 FGW_EXPORT struct fgw_store *fgw_store_free(struct fgw_store *s)

@@ -29,6 +29,11 @@ const struct fgw_migration *fgw_store_builtin_migrations(size_t *ret_n);
  * -ENOTRECOVERABLE if the file is not a database, -EIO if WAL cannot be enabled.
  */
 int fgw_store_open(const char *path, int busy_timeout_ms, struct fgw_store **ret);
+/*
+ * Opens the database read-only and immutable, for a database whose file system became
+ * read-only: everything can be read, every write fails. The schema is not touched.
+ */
+int fgw_store_open_read_only(const char *path, struct fgw_store **ret);
 struct fgw_store *fgw_store_free(struct fgw_store *s);
 
 /*
