@@ -571,13 +571,36 @@ static int on_write_acquired(sd_bus_message *m, void *user_data, sd_bus_error *r
 	return 0;
 }
 
+/*
+ * Calls @method on the link's SMP characteristic (with an empty options dict if
+ * @with_options), answered through @cb on the link's call slot; a failure to send fails the
+ * link.
+ */
+static void link_call_char(struct fgw_bluez_link *l, const char *method, bool with_options,
+			   sd_bus_message_handler_t cb)
+{
+	struct fgw_bluez *b = l->b;
+	sd_bus_message *m = NULL;
+	int r;
+
+	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
+					   BLUEZ_CHAR_IFACE, method);
+	if (r >= 0 && with_options)
+		r = sd_bus_message_append(m, "a{sv}", 0);
+	if (r >= 0)
+		r = bz_call(b, m, &l->call_slot, cb, l, 0);
+	sd_bus_message_unref(m);
+	if (r < 0) {
+		link_set_error(l, "cannot send %s: %s", method, strerror(-r));
+		link_fail(l, r, true);
+	}
+}
+
 static void link_open_write(struct fgw_bluez_link *l)
 {
 	struct fgw_bluez *b = l->b;
 	struct bz_gatt_char *c = NULL;
 	struct bz_device *d = link_device(l);
-	sd_bus_message *m = NULL;
-	int r;
 
 	if (d)
 		c = bz_find_smp_char(b, d);
@@ -587,17 +610,7 @@ static void link_open_write(struct fgw_bluez_link *l)
 		link_ready(l);
 		return;
 	}
-	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
-					   BLUEZ_CHAR_IFACE, "AcquireWrite");
-	if (r >= 0)
-		r = sd_bus_message_append(m, "a{sv}", 0);
-	if (r >= 0)
-		r = bz_call(b, m, &l->call_slot, on_write_acquired, l, 0);
-	sd_bus_message_unref(m);
-	if (r < 0) {
-		link_set_error(l, "cannot send AcquireWrite: %s", strerror(-r));
-		link_fail(l, r, true);
-	}
+	link_call_char(l, "AcquireWrite", true, on_write_acquired);
 }
 
 static int on_start_notify(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
@@ -624,19 +637,7 @@ static int on_start_notify(sd_bus_message *m, void *user_data, sd_bus_error *ret
 
 static void link_start_notify(struct fgw_bluez_link *l)
 {
-	struct fgw_bluez *b = l->b;
-	sd_bus_message *m = NULL;
-	int r;
-
-	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
-					   BLUEZ_CHAR_IFACE, "StartNotify");
-	if (r >= 0)
-		r = bz_call(b, m, &l->call_slot, on_start_notify, l, 0);
-	sd_bus_message_unref(m);
-	if (r < 0) {
-		link_set_error(l, "cannot send StartNotify: %s", strerror(-r));
-		link_fail(l, r, true);
-	}
+	link_call_char(l, "StartNotify", false, on_start_notify);
 }
 
 static int on_notify_acquired(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
@@ -685,8 +686,6 @@ static void link_acquire(struct fgw_bluez_link *l)
 	struct fgw_bluez *b = l->b;
 	struct bz_device *d = link_device(l);
 	struct bz_gatt_char *c = d ? bz_find_smp_char(b, d) : NULL;
-	sd_bus_message *m = NULL;
-	int r;
 
 	link_enter_state(l, FGW_BLUEZ_LINK_STATE_ACQUIRING);
 	if (!c) {
@@ -707,17 +706,7 @@ static void link_acquire(struct fgw_bluez_link *l)
 		link_start_notify(l);
 		return;
 	}
-	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
-					   BLUEZ_CHAR_IFACE, "AcquireNotify");
-	if (r >= 0)
-		r = sd_bus_message_append(m, "a{sv}", 0);
-	if (r >= 0)
-		r = bz_call(b, m, &l->call_slot, on_notify_acquired, l, 0);
-	sd_bus_message_unref(m);
-	if (r < 0) {
-		link_set_error(l, "cannot send AcquireNotify: %s", strerror(-r));
-		link_fail(l, r, true);
-	}
+	link_call_char(l, "AcquireNotify", true, on_notify_acquired);
 }
 
 static int on_resolved_get(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
