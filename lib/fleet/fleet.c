@@ -21,6 +21,7 @@
  */
 #define PRESENCE_WINDOW_MS (20 * 1000)
 #define TICK_MS 1000
+#define SIGHTING_WRITE_MS 10000
 
 FGW_EXPORT const double fgw_fleet_duration_bounds[7] = {30, 60, 120, 300, 600, 1200, 3600};
 FGW_EXPORT const char *const fgw_fleet_failure_kinds[6] = {
@@ -315,10 +316,18 @@ FGW_EXPORT void fgw_fleet_device_seen(struct fgw_fleet *f, const char *address,
 	if (f->store_failed)
 		return; /* nothing can be recorded; no job may start */
 	known = fgw_store_device_get(f->store, address, &dev) == 0;
-	r = fgw_store_device_seen(f->store, address, transport, name, rssi, fgw_wall_ms());
-	if (r < 0) {
-		fgw_log_errno(LOG_WARNING, r, "Failed to record device '%s', ignoring", address);
-		return;
+	/*
+	 * BlueZ reports every advertisement (several a second per device): record a sighting
+	 * at most every SIGHTING_WRITE_MS unless the name changed, not one write per advert.
+	 */
+	if (!known || fgw_wall_ms() - dev.last_seen >= SIGHTING_WRITE_MS ||
+	    (name && strcmp(name, dev.name) != 0)) {
+		r = fgw_store_device_seen(f->store, address, transport, name, rssi, fgw_wall_ms());
+		if (r < 0) {
+			fgw_log_errno(LOG_WARNING, r, "Failed to record device '%s', ignoring",
+				      address);
+			return;
+		}
 	}
 	if (!known) {
 		(void) fgw_store_device_set_group(f->store, address, f->default_group);
