@@ -80,6 +80,14 @@ enum sim_swap_type sim_device_swap_type(const struct sim_device *d, unsigned ima
 	return SIM_SWAP_NONE;
 }
 
+unsigned sim_device_images(const struct sim_device *d)
+{
+	/* img_mgmt loops over CONFIG_MCUMGR_GRP_IMG_UPDATABLE_IMAGE_NUMBER images; with one, an
+	 * upload picks the free one of slots 0 and 1 whatever image number it names
+	 * (img_mgmt_get_unused_slot_area_id() in zephyr_img_mgmt.c) */
+	return d->cfg.single_image ? 1 : SIM_IMAGES;
+}
+
 bool sim_device_reachable(const struct sim_device *d)
 {
 	return d->state == SIM_DEV_UP && sim_now_us() >= d->blackout_until_us;
@@ -510,6 +518,8 @@ static void on_emit(struct sim_device *d, const uint8_t *rsp, size_t len, void *
 	e->rsp[e->n++] = r;
 }
 
+static void do_reset(struct sim_device *d, const char *why);
+
 static void process_next(struct sim_device *d)
 {
 	struct sim_req *r = d->queue_head;
@@ -538,7 +548,12 @@ static void process_next(struct sim_device *d)
 		req_at(e.rsp[i], RQ_RSP_WAIT, d->busy_until_us);
 	/* the request keeps its buffer until processing ends */
 	req_at(r, RQ_PROCESSING, d->busy_until_us);
-	if (res.reset && gen == d->gen)
+	/* os_mgmt reboots CONFIG_MCUMGR_GRP_OS_RESET_MS (250) after its answer; with
+	 * reset_no_answer the reboot wins the race and the queued answer is dropped with the
+	 * old generation (on BLE the link drops right after the request) */
+	if (res.reset && gen == d->gen && d->cfg.reset_no_answer)
+		do_reset(d, "reset (before its answer went out)");
+	else if (res.reset && gen == d->gen)
 		sim_device_reset_later(d, 250.0 + (double) (d->busy_until_us - now) / 1000.0);
 }
 

@@ -334,6 +334,10 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return fgw_parse_bool(v, &c->allow_erase_pending);
 	if (!strcmp(k, "adv_smp_uuid"))
 		return fgw_parse_bool(v, &c->adv_smp_uuid);
+	if (!strcmp(k, "single_image"))
+		return fgw_parse_bool(v, &c->single_image);
+	if (!strcmp(k, "reset_no_answer"))
+		return fgw_parse_bool(v, &c->reset_no_answer);
 	if (!strcmp(k, "rssi")) {
 		int64_t x;
 		r = fgw_parse_int64(v, -127, 20, &x);
