@@ -264,6 +264,7 @@ void sim_dev_config_defaults(struct sim_dev_config *c)
 	c->body_size[0] = 48 * 1024;
 	c->body_size[1] = 24 * 1024;
 	c->image_check = true;
+	c->bootloader_info = true;
 	c->ncs_order_bug = true;
 	c->rssi = -60;
 	c->faults.disconnect_at_chunk = -1;
@@ -336,6 +337,8 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return fgw_parse_bool(v, &c->adv_smp_uuid);
 	if (!strcmp(k, "single_image"))
 		return fgw_parse_bool(v, &c->single_image);
+	if (!strcmp(k, "bootloader_info"))
+		return fgw_parse_bool(v, &c->bootloader_info);
 	if (!strcmp(k, "reset_no_answer"))
 		return fgw_parse_bool(v, &c->reset_no_answer);
 	if (!strcmp(k, "rssi")) {

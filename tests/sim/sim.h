@@ -130,6 +130,7 @@ struct sim_dev_config {
 	bool adv_smp_uuid;	  /* put the SMP service UUID in advertising data */
 	bool single_image;	  /* CONFIG_MCUMGR_GRP_IMG_UPDATABLE_IMAGE_NUMBER=1: image 0 only,
 				     the upload's image number is ignored */
+	bool bootloader_info;	  /* CONFIG_MCUMGR_GRP_OS_BOOTLOADER_INFO (else rc 8) */
 	bool reset_no_answer;	  /* the reboot beats the answer to os reset out (reset_ms 0) */
 	int rssi;		  /* mean RSSI in dBm */
 };

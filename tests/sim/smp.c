@@ -321,6 +321,8 @@ static int os_bootloader(struct ctx *c)
 	size_t n;
 	int r = req_tstr(c->req, "query", &q, &n);
 
+	if (!c->dev->cfg.bootloader_info)
+		return MGMT_ERR_ENOTSUP; /* command not built in: as for any unknown command */
 	if (r < 0)
 		return MGMT_ERR_EINVAL;
 	if (r == 0)
