@@ -57,6 +57,8 @@ static int ble_transport(struct tool *tl, const char *addr)
 	 * looks for the device */
 	tool_ble_options(tl, &o);
 	o.scan = false;
+	/* found by address: NCS firmware does not advertise the SMP UUID, so no service filter */
+	o.filter_service = false;
 	r = fgw_bluez_new(&tl->loop, &o, &tl->bluez);
 	if (r < 0)
 		return tool_failf(tl, 1, "cannot reach bluetoothd", "%s", strerror(-r)), r;

@@ -125,6 +125,20 @@ int tool_failf(struct tool *tl, int code, const char *what, const char *fmt, ...
 	return fail_message(tl, code, what, buf, NULL, 0);
 }
 
+int tool_fail_errno(struct tool *tl, int err, const char *what, const char *fmt, ...)
+{
+	char buf[1024];
+	size_t n;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	n = strlen(buf);
+	snprintf(buf + n, sizeof(buf) - n, ": %s", strerror(-err));
+	return fail_message(tl, 1, what, buf, NULL, err);
+}
+
 void tool_warnf(struct tool *tl, const char *fmt, ...)
 {
 	char buf[1024];

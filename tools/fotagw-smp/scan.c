@@ -69,6 +69,8 @@ int scan_run(struct tool *tl)
 {
 	struct fgw_bluez_options o;
 	uv_timer_t timer;
+	char why[256];
+	bool on;
 	int r;
 
 	tool_ble_options(tl, &o);
@@ -79,18 +81,24 @@ int scan_run(struct tool *tl)
 	uv_timer_init(&tl->loop, &timer);
 	uv_timer_start(&timer, scan_done, (tl->scan_seconds ? tl->scan_seconds : 5) * 1000u, 0);
 	uv_run(&tl->loop, UV_RUN_DEFAULT);
-	if (fgw_bluez_adapter_state(tl->bluez) != FGW_BLUEZ_ADAPTER_STATE_ON) {
-		tool_failf(tl, 1, "no usable adapter", "%s", fgw_bluez_last_error(tl->bluez));
-	} else {
+	on = fgw_bluez_adapter_state(tl->bluez) == FGW_BLUEZ_ADAPTER_STATE_ON;
+	if (on) {
 		if (!tl->json)
 			printf("%-17s  %-8s  %-3s  %s\n", "address", "rssi", "smp", "name");
 		cJSON_AddItemToObject(tl->out, "devices", cJSON_CreateArray());
 		fgw_bluez_foreach_device(tl->bluez, scan_print, tl);
-		tool_done(tl);
+	} else {
+		snprintf(why, sizeof(why), "%s", fgw_bluez_last_error(tl->bluez));
 	}
+	/* freed before the outcome: with tl->bluez set, finishing would stop the loop that
+	 * still has to close the timer */
 	tl->bluez = fgw_bluez_free(tl->bluez);
 	uv_close((uv_handle_t *) &timer, NULL);
 	uv_run(&tl->loop, UV_RUN_DEFAULT);
+	if (on)
+		tool_done(tl);
+	else
+		tool_failf(tl, 1, "no usable adapter", "%s", why);
 	return tl->exit_code;
 }
 #else

@@ -106,6 +106,9 @@ int tool_fail(struct tool *tl, const char *what, int err, const struct fgw_smp_s
 /* Failure with a message of our own (and @code as exit code). Returns -1. */
 int tool_failf(struct tool *tl, int code, const char *what, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* A local failure: "@fmt...: strerror(-err)", with "errno" in JSON; exit 1. Returns -1. */
+int tool_fail_errno(struct tool *tl, int err, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* A warning on stderr, and in the JSON result's "warnings". */
 void tool_warnf(struct tool *tl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Ends the run with @code (closes the client); the first code wins. */

@@ -48,7 +48,7 @@ static int read_file(struct tool *tl)
 
 		if (fd >= 0)
 			close(fd);
-		return tool_failf(tl, 1, "cannot open image", "'%s': %s", tl->file, strerror(-err));
+		return tool_fail_errno(tl, err, "cannot open image", "'%s'", tl->file);
 	}
 	if (st.st_size <= 0 || (uint64_t) st.st_size > TOOL_MAX_IMAGE_SIZE) {
 		close(fd);
@@ -90,8 +90,7 @@ static int check_file(struct tool *tl)
 	if (tl->key_path) {
 		r = fgw_key_load_file(tl->key_path, &key);
 		if (r < 0)
-			return tool_failf(tl, 1, "cannot load key", "'%s': %s", tl->key_path,
-					  strerror(-r));
+			return tool_fail_errno(tl, r, "cannot load key", "'%s'", tl->key_path);
 	}
 	r = fgw_mcuboot_parse(tl->data, tl->len, &tl->chk.img, &why);
 	if (r < 0) {
