@@ -548,13 +548,15 @@ static void process_next(struct sim_device *d)
 		req_at(e.rsp[i], RQ_RSP_WAIT, d->busy_until_us);
 	/* the request keeps its buffer until processing ends */
 	req_at(r, RQ_PROCESSING, d->busy_until_us);
-	/* os_mgmt reboots CONFIG_MCUMGR_GRP_OS_RESET_MS (250) after its answer; with
-	 * reset_no_answer the reboot wins the race and the queued answer is dropped with the
-	 * old generation (on BLE the link drops right after the request) */
-	if (res.reset && gen == d->gen && d->cfg.reset_no_answer)
-		do_reset(d, "reset (before its answer went out)");
-	else if (res.reset && gen == d->gen)
+	if (res.reset && gen == d->gen)
 		sim_device_reset_later(d, 250.0 + (double) (d->busy_until_us - now) / 1000.0);
+	/* os_mgmt reboots CONFIG_MCUMGR_GRP_OS_RESET_MS (250) after its answer; with
+	 * reset_no_answer the reboot wins the race: the answers still queued belong to the old
+	 * generation and are dropped (on BLE the link drops right after the request) */
+	if (res.reset && gen == d->gen && d->cfg.reset_no_answer) {
+		uv_timer_stop(&d->life);
+		do_reset(d, "reset (before its answer went out)");
+	}
 }
 
 static void worker_cb(uv_timer_t *t)
