@@ -52,6 +52,8 @@ static uint64_t delay_ms(uv_loop_t *loop, uint64_t at_us)
 	return due > now ? due - now : 0;
 }
 
+static void do_reset(struct sim_device *d, const char *why);
+
 double sim_device_rand(struct sim_device *d)
 {
 	/* xorshift64*: deterministic per device and --seed */
@@ -518,8 +520,6 @@ static void on_emit(struct sim_device *d, const uint8_t *rsp, size_t len, void *
 	e->rsp[e->n++] = r;
 }
 
-static void do_reset(struct sim_device *d, const char *why);
-
 static void process_next(struct sim_device *d)
 {
 	struct sim_req *r = d->queue_head;
@@ -539,6 +539,11 @@ static void process_next(struct sim_device *d)
 	}
 	start = FGW_MAX(now, d->busy_until_us);
 	smp_handle(d, r->data, r->len, on_alloc, on_emit, &e, &res);
+	/* os_mgmt reboots CONFIG_MCUMGR_GRP_OS_RESET_MS (250) after its answer; with
+	 * reset_no_answer the reboot wins the race: the answers, scheduled below with the old
+	 * generation, are dropped (on BLE the link drops right after the request) */
+	if (res.reset && gen == d->gen && d->cfg.reset_no_answer)
+		do_reset(d, "reset (before its answer went out)");
 	/* buffers taken for responses that were never built (no answer) go back; after a link
 	 * drop (new generation) the count was reset already */
 	if (gen == d->gen && d->bufs_used >= e.reserved)
@@ -550,13 +555,6 @@ static void process_next(struct sim_device *d)
 	req_at(r, RQ_PROCESSING, d->busy_until_us);
 	if (res.reset && gen == d->gen)
 		sim_device_reset_later(d, 250.0 + (double) (d->busy_until_us - now) / 1000.0);
-	/* os_mgmt reboots CONFIG_MCUMGR_GRP_OS_RESET_MS (250) after its answer; with
-	 * reset_no_answer the reboot wins the race: the answers still queued belong to the old
-	 * generation and are dropped (on BLE the link drops right after the request) */
-	if (res.reset && gen == d->gen && d->cfg.reset_no_answer) {
-		uv_timer_stop(&d->life);
-		do_reset(d, "reset (before its answer went out)");
-	}
 }
 
 static void worker_cb(uv_timer_t *t)
