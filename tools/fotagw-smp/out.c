@@ -94,7 +94,10 @@ static int fail_message(struct tool *tl, int code, const char *what, const char 
 			cJSON_AddNumberToObject(tl->out, "errno", -err);
 		print_json(tl, false);
 	} else {
-		fprintf(stderr, "fotagw-smp: %s: %s\n", what, msg);
+		/* @msg may carry the device's own words (rsn): escaped */
+		fprintf(stderr, "fotagw-smp: %s: ", what);
+		print_safe(stderr, msg);
+		fputc('\n', stderr);
 	}
 	tool_finish(tl, code);
 	return -1;

@@ -307,8 +307,14 @@ static void upload_done(struct fgw_upload *u, int err, const struct fgw_upload_r
 			   "the device's image check failed (match false)");
 		return;
 	}
+	snprintf(what, sizeof(what), "upload failed at offset %" PRIu64, res->off);
+	if (err == -ETIMEDOUT) {
+		tool_failf(tl, 1, what,
+			   "no answer from %s (%" PRIu64 " timeouts, %" PRIu64 " chunks sent)",
+			   tl->spec, tl->chk.stats.timeouts, tl->chk.stats.chunks);
+		return;
+	}
 	if (err < 0) {
-		snprintf(what, sizeof(what), "upload failed at offset %" PRIu64, res->off);
 		tool_fail(tl, what, err, NULL);
 		return;
 	}
