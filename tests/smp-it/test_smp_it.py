@@ -379,6 +379,9 @@ def case_small_things():
             check(round(up[k], 1) == up[k], "%s not rounded: %r" % (k, up[k]))
         rc, out, _ = run(*udp(sim), "image", "list")
         check("flags: none" in out and "flags:\n" not in out, "empty flags: %r" % out)
+        # what the device sends back reaches the terminal escaped
+        rc, out, _ = run(*udp(sim), "echo", "red\x1b[31m\x07")
+        check(rc == 0 and out == "red\\x1b[31m\\x07\n", "escaped echo: %r" % out)
         rc, out, err = run(*udp(sim), "echo", "x" * 1500)
         check(rc == 1 and "at most 1458 bytes of text" in err and "1472-byte" in err,
               "long echo: %r" % err)

@@ -175,14 +175,10 @@ const char *fmt_count(uint64_t n, char buf[32])
 
 void print_safe(FILE *f, const char *s)
 {
-	for (const unsigned char *p = (const unsigned char *) s; *p; p++) {
-		if (*p < 0x20 || *p == 0x7f)
-			fprintf(f, "\\x%02x", *p);
-		else if (*p == '\\')
-			fputs("\\\\", f);
-		else
-			fputc(*p, f);
-	}
+	char *e = fgw_escape_dup(s);
+
+	fputs(e ? e : "(out of memory)", f);
+	free(e);
 }
 
 void json_add_rounded(cJSON *o, const char *key, double v, int decimals)

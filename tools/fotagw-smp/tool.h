@@ -115,7 +115,7 @@ void tool_warnf(struct tool *tl, const char *fmt, ...) __attribute__((format(pri
 void tool_finish(struct tool *tl, int code);
 /* 1,234,567 */
 const char *fmt_count(uint64_t n, char buf[32]);
-/* Device text on a terminal: control characters escaped. */
+/* Device text on a terminal: fgw_escape_text() rules (controls, bad UTF-8 as \\xNN). */
 void print_safe(FILE *f, const char *s);
 /* Adds @v rounded to @decimals places (no 17-digit noise in JSON). */
 void json_add_rounded(cJSON *o, const char *key, double v, int decimals);
