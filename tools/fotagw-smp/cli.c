@@ -211,7 +211,8 @@ static void help_cmd(FILE *f, const struct cmd_desc *d)
 	if (d->cmd == CMD_IMAGE) {
 		for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 			if (cmds[i].sub)
-				fprintf(f, "  image %-8s %s\n", cmds[i].sub, cmds[i].args);
+				fprintf(f, "  image %-8s %-7s %.*s\n", cmds[i].sub, cmds[i].args,
+					(int) strcspn(cmds[i].help, ";"), cmds[i].help);
 		return;
 	}
 	fprintf(f, "\noptions:\n");
