@@ -20,6 +20,8 @@
 #define API_MAX_LIMIT 1000
 #define API_DEVICE_EVENTS 20
 #define API_ROLLOUT_FAILURES 20
+#define API_EVENTS_DEFAULT 50
+#define API_EVENTS_MAX 1000
 
 struct api_request {
 	const char *method;
@@ -39,6 +41,7 @@ struct api_response {
 	size_t len;
 	const char *content_type;
 	const char *allow; /* for 405 */
+	const char *csp;   /* Content-Security-Policy, for the status page and its files */
 };
 
 enum api_route {
@@ -51,6 +54,10 @@ enum api_route {
 	API_ROUTE_PAUSE,
 	API_ROUTE_RESUME,
 	API_ROUTE_METRICS,
+	API_ROUTE_EVENTS,
+	API_ROUTE_PAGE,
+	API_ROUTE_PAGE_JS,
+	API_ROUTE_PAGE_CSS,
 	_API_ROUTE_MAX,
 	_API_ROUTE_INVALID = -EINVAL,
 };
@@ -60,6 +67,7 @@ struct api_stats {
 	uint64_t requests[6]; /* by status class: index 1..5 = 1xx..5xx */
 	uint64_t unauthorized;
 	uint64_t rejected_oversize;
+	uint64_t database_errors; /* store queries that failed while answering */
 };
 
 struct fgw_api {
@@ -124,3 +132,28 @@ void api_handle_resume(struct fgw_api *api, const struct api_request *req,
 void api_handle_retry(struct fgw_api *api, const char *address, const struct api_request *req,
 		      struct api_response *resp);
 void api_handle_metrics(struct fgw_api *api, struct api_response *resp);
+/* events.c: GET /v1/events. */
+void api_handle_events(struct fgw_api *api, const struct api_request *req,
+		       struct api_response *resp);
+/* page.c: the status page at / and its two compiled-in files. */
+void api_handle_page(struct fgw_api *api, struct api_response *resp);
+void api_handle_page_file(enum api_route route, struct api_response *resp);
+
+/*
+ * HTML output (html.c): a growing buffer with one failure flag, like the Prometheus writer.
+ * api_html_text() escapes markup and makes control, C1 and bidi-override characters and
+ * invalid UTF-8 visible (U+2400 pictures, U+FFFD) so device text can neither inject markup
+ * nor disguise itself.
+ */
+struct api_html {
+	char *buf;
+	size_t len, cap;
+	bool failed;
+};
+void api_html_raw(struct api_html *h, const char *s);
+void api_html_printf(struct api_html *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void api_html_text(struct api_html *h, const char *s);
+/* Compiled-in files (generated from lib/api/page/ at build time). */
+extern const unsigned char fgw_page_js[], fgw_page_css[];
+extern const size_t fgw_page_js_len, fgw_page_css_len;

@@ -103,6 +103,7 @@ static void reply_json(struct api_response *resp, unsigned status, struct jb *b,
 
 static void reply_store_error(struct fgw_api *api, struct api_response *resp, int r)
 {
+	api->stats.database_errors++;
 	fgw_log_errno(LOG_WARNING, r, "api: database query failed (%s)",
 		      fgw_store_errmsg(api->store));
 	api_error(resp, r == -EBUSY ? 503 : 500, "database", "database query failed: %s",
