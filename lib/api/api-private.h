@@ -58,6 +58,7 @@ enum api_route {
 	API_ROUTE_PAGE,
 	API_ROUTE_PAGE_JS,
 	API_ROUTE_PAGE_CSS,
+	API_ROUTE_PAGE_ICON,
 	_API_ROUTE_MAX,
 	_API_ROUTE_INVALID = -EINVAL,
 };
@@ -135,7 +136,7 @@ void api_handle_metrics(struct fgw_api *api, struct api_response *resp);
 /* events.c: GET /v1/events. */
 void api_handle_events(struct fgw_api *api, const struct api_request *req,
 		       struct api_response *resp);
-/* page.c: the status page at / and its two compiled-in files. */
+/* page.c: the status page at / and its compiled-in files. */
 void api_handle_page(struct fgw_api *api, struct api_response *resp);
 void api_handle_page_file(enum api_route route, struct api_response *resp);
 
@@ -155,5 +156,5 @@ void api_html_printf(struct api_html *h, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void api_html_text(struct api_html *h, const char *s);
 /* Compiled-in files (generated from lib/api/page/ at build time). */
-extern const unsigned char fgw_page_js[], fgw_page_css[];
-extern const size_t fgw_page_js_len, fgw_page_css_len;
+extern const unsigned char fgw_page_js[], fgw_page_css[], fgw_page_icon[];
+extern const size_t fgw_page_js_len, fgw_page_css_len, fgw_page_icon_len;

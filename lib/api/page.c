@@ -221,7 +221,10 @@ static void put_counts(struct api_html *h, const cJSON *rollout)
 		unavailable(h, "rollout");
 		return;
 	}
-	api_html_raw(h, "<table id=\"counts\"><caption>Devices per state</caption>\n<thead><tr>");
+	api_html_raw(h,
+		     "<div class=\"scroll\" tabindex=\"0\" role=\"region\" "
+		     "aria-label=\"Devices per state\">\n<table id=\"counts\"><caption>Devices per "
+		     "state</caption>\n<thead><tr>");
 	cJSON_ArrayForEach(c, counts)
 	{
 		api_html_raw(h, "<th scope=\"col\">");
@@ -230,7 +233,7 @@ static void put_counts(struct api_html *h, const cJSON *rollout)
 	}
 	api_html_raw(h, "</tr></thead>\n<tbody><tr>");
 	cJSON_ArrayForEach(c, counts) api_html_printf(h, "<td>%.0f</td>", c->valuedouble);
-	api_html_raw(h, "</tr></tbody></table>\n");
+	api_html_raw(h, "</tr></tbody></table>\n</div>\n");
 }
 
 static void put_progress(struct api_html *h, const cJSON *job, const char *state)
@@ -427,6 +430,7 @@ static void render(struct api_html *h, const struct page_model *m)
 		     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
 		     "<title>fotagw rollout</title>\n"
 		     "<link rel=\"stylesheet\" href=\"/ui/status.css\">\n"
+		     "<link rel=\"icon\" href=\"/ui/icon.svg\" type=\"image/svg+xml\">\n"
 		     "<script src=\"/ui/status.js\" defer></script>\n</head>\n<body>\n"
 		     "<header><h1>fotagw rollout</h1>\n<p id=\"live\" role=\"status\">Static view "
 		     "from the time the page was loaded; reload for fresh data.</p></header>\n"
@@ -471,19 +475,34 @@ void api_handle_page(struct fgw_api *api, struct api_response *resp)
 
 void api_handle_page_file(enum api_route route, struct api_response *resp)
 {
-	bool js = route == API_ROUTE_PAGE_JS;
-	size_t len = js ? fgw_page_js_len : fgw_page_css_len;
-	char *body = malloc(len + 1);
-
-	if (!body)
-		return;
-	memcpy(body, js ? fgw_page_js : fgw_page_css, len);
-	body[len] = '\0';
-	*resp = (struct api_response){
-	    .status = 200,
-	    .body = body,
-	    .len = len,
-	    .content_type = js ? "text/javascript; charset=utf-8" : "text/css; charset=utf-8",
-	    .csp = PAGE_CSP,
+	static const struct {
+		enum api_route route;
+		const unsigned char *data;
+		const size_t *len;
+		const char *type;
+	} files[] = {
+	    {API_ROUTE_PAGE_JS, fgw_page_js, &fgw_page_js_len, "text/javascript; charset=utf-8"},
+	    {API_ROUTE_PAGE_CSS, fgw_page_css, &fgw_page_css_len, "text/css; charset=utf-8"},
+	    {API_ROUTE_PAGE_ICON, fgw_page_icon, &fgw_page_icon_len, "image/svg+xml"},
 	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		char *body;
+
+		if (files[i].route != route)
+			continue;
+		body = malloc(*files[i].len + 1);
+		if (!body)
+			return;
+		memcpy(body, files[i].data, *files[i].len);
+		body[*files[i].len] = '\0';
+		*resp = (struct api_response){
+		    .status = 200,
+		    .body = body,
+		    .len = *files[i].len,
+		    .content_type = files[i].type,
+		    .csp = PAGE_CSP,
+		};
+		return;
+	}
 }

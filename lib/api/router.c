@@ -37,6 +37,7 @@ static const struct route_def routes[] = {
     {"/", "GET", API_ROUTE_PAGE, false},
     {"/ui/status.js", "GET", API_ROUTE_PAGE_JS, false},
     {"/ui/status.css", "GET", API_ROUTE_PAGE_CSS, false},
+    {"/ui/icon.svg", "GET", API_ROUTE_PAGE_ICON, false},
 };
 
 static const char ADDRESS_PARAM[] = "{address}";
@@ -269,6 +270,7 @@ void api_request_run(struct fgw_api *api, enum api_route route, const struct api
 		break;
 	case API_ROUTE_PAGE_JS:
 	case API_ROUTE_PAGE_CSS:
+	case API_ROUTE_PAGE_ICON:
 		api_handle_page_file(route, resp);
 		break;
 	case _API_ROUTE_MAX:

@@ -52,19 +52,32 @@ FGW_EXPORT const char *fgw_log_level_to_string(int level)
 
 FGW_EXPORT void fgw_logv(int prio, const char *fmt, va_list ap)
 {
-	char line[2048];
-	int n;
+	static const char hex[] = "0123456789abcdef";
+	char msg[2048], line[2048];
+	size_t n;
 
 	if (prio > log_level)
 		return;
-	n = snprintf(line, sizeof(line), "<%d>", prio);
-	vsnprintf(line + n, sizeof(line) - (size_t) n, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = (size_t) snprintf(line, sizeof(line), "<%d>", prio);
+	/*
+	 * Messages carry what devices and servers send (names, reasons, URLs): a control
+	 * character there could forge a log line or drive a terminal, so it goes out as \xHH.
+	 */
+	for (const unsigned char *s = (const unsigned char *) msg; *s && n < sizeof(line) - 5;
+	     s++) {
+		if (*s < 0x20 || *s == 0x7f) {
+			line[n++] = '\\';
+			line[n++] = 'x';
+			line[n++] = hex[*s >> 4];
+			line[n++] = hex[*s & 0xf];
+		} else {
+			line[n++] = (char) *s;
+		}
+	}
 	/* One write per line so concurrent writers and journald never see half a message. */
-	n = (int) strlen(line);
-	if (n > (int) sizeof(line) - 2)
-		n = (int) sizeof(line) - 2;
 	line[n++] = '\n';
-	(void) !write(STDERR_FILENO, line, (size_t) n);
+	(void) !write(STDERR_FILENO, line, n);
 }
 
 FGW_EXPORT void fgw_log(int prio, const char *fmt, ...)

@@ -231,6 +231,11 @@ static void test_page_files(void **state)
 	assert_string_equal(resp.content_type, "text/css; charset=utf-8");
 	assert_int_equal(resp.len, fgw_page_css_len);
 	api_response_done(&resp);
+	request(f, "/ui/icon.svg", NULL, &resp);
+	assert_int_equal(resp.status, 200);
+	assert_string_equal(resp.content_type, "image/svg+xml");
+	must_have(resp.body, "<svg");
+	api_response_done(&resp);
 	request(f, "/ui/other.js", NULL, &resp);
 	assert_int_equal(resp.status, 404);
 	api_response_done(&resp);

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "util.h"
@@ -59,13 +60,36 @@ static void test_log_levels(void **state)
 	assert_int_equal(fgw_log_errno(LOG_DEBUG, ENOENT, "x"), -ENOENT);
 }
 
+/* Device text in a log line cannot forge another line or drive a terminal. */
+static void test_log_escapes_controls(void **state)
+{
+	int fds[2], saved;
+	char buf[256] = {0};
+	ssize_t n;
+
+	assert_int_equal(pipe(fds), 0);
+	saved = dup(STDERR_FILENO);
+	dup2(fds[1], STDERR_FILENO);
+	fgw_log_set_level(LOG_INFO);
+	fgw_notice("event: device-new, name: %s", "a\x1b[31mb\nevent: forged\x07\x7f\xc3\xa4");
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fds[1]);
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	close(fds[0]);
+	assert_true(n > 0);
+	assert_string_equal(buf, "<5>event: device-new, name: a\\x1b[31mb\\x0aevent: "
+				 "forged\\x07\\x7f\xc3\xa4\n");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hex),
-		cmocka_unit_test(test_parse_int),
-		cmocka_unit_test(test_parse_bool),
-		cmocka_unit_test(test_log_levels),
+	    cmocka_unit_test(test_hex),
+	    cmocka_unit_test(test_parse_int),
+	    cmocka_unit_test(test_parse_bool),
+	    cmocka_unit_test(test_log_levels),
+	    cmocka_unit_test(test_log_escapes_controls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
