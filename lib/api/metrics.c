@@ -419,6 +419,10 @@ static void api_metrics(struct fgw_api *api, struct fgw_prom *w)
 			"Database queries that failed while answering the API or a scrape.");
 	fgw_prom_sample(w, "fotagw_database_errors_total", NULL,
 			(double) api->stats.database_errors);
+	fgw_prom_family(w, "fotagw_api_misdirected_total", "counter",
+			"Requests refused with 421 because their Host header did not name this "
+			"gateway (DNS rebinding)");
+	fgw_prom_sample(w, "fotagw_api_misdirected_total", NULL, (double) api->stats.misdirected);
 }
 
 /* The adapter as the Bluetooth part sees it; nothing when BLE is disabled or not reporting. */

@@ -52,32 +52,24 @@ FGW_EXPORT const char *fgw_log_level_to_string(int level)
 
 FGW_EXPORT void fgw_logv(int prio, const char *fmt, va_list ap)
 {
-	static const char hex[] = "0123456789abcdef";
-	char msg[2048], line[2048];
-	size_t n;
+	char msg[2048], line[4096];
+	int n, m;
 
 	if (prio > log_level)
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	n = (size_t) snprintf(line, sizeof(line), "<%d>", prio);
-	/*
-	 * Messages carry what devices and servers send (names, reasons, URLs): a control
-	 * character there could forge a log line or drive a terminal, so it goes out as \xHH.
-	 */
-	for (const unsigned char *s = (const unsigned char *) msg; *s && n < sizeof(line) - 5;
-	     s++) {
-		if (*s < 0x20 || *s == 0x7f) {
-			line[n++] = '\\';
-			line[n++] = 'x';
-			line[n++] = hex[*s >> 4];
-			line[n++] = hex[*s & 0xf];
-		} else {
-			line[n++] = (char) *s;
-		}
-	}
+	m = vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (m < 0)
+		return;
+	if (m >= (int) sizeof(msg))
+		m = (int) sizeof(msg) - 1;
+	/* Messages carry device and network text: escaped here, once for every caller, a
+	 * newline in it can never start a journald record of its own with a forged "<N>". */
+	n = snprintf(line, sizeof(line), "<%d>", prio);
+	fgw_escape_text(line + n, sizeof(line) - 1 - (size_t) n, msg, (size_t) m);
 	/* One write per line so concurrent writers and journald never see half a message. */
+	n = (int) strlen(line);
 	line[n++] = '\n';
-	(void) !write(STDERR_FILENO, line, n);
+	(void) !write(STDERR_FILENO, line, (size_t) n);
 }
 
 FGW_EXPORT void fgw_log(int prio, const char *fmt, ...)
