@@ -216,8 +216,13 @@ class Browser:
         root = self.call("DOM.getDocument", {"depth": -1})["root"]
         return self.call("DOM.getOuterHTML", {"nodeId": root["nodeId"]})["outerHTML"]
 
-    def screenshot(self, path):
-        data = self.call("Page.captureScreenshot", {"format": "png"})["data"]
+    def screenshot(self, path, full_page=False):
+        params = {"format": "png"}
+        if full_page:
+            size = self.call("Page.getLayoutMetrics")["cssContentSize"]
+            params.update(captureBeyondViewport=True, clip={
+                "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1})
+        data = self.call("Page.captureScreenshot", params)["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
 
