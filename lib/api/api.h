@@ -1,12 +1,12 @@
 /*
- * api: the gateway's REST status API and Prometheus /metrics, served by libmicrohttpd on the
- * daemon's libuv loop (MHD's epoll fd in a uv_poll, its timeout in a uv_timer; no threads).
- * Reads are open, every POST needs "Authorization: Bearer <token>". What SQLite knows
- * (devices, jobs, releases, events, counts) is read from the store with short read-only
- * statements; what only the running fleet knows (adapter state, live upload progress,
- * counters) and every action (pause, resume, retry) goes through a provider the daemon
- * fills in. A provider callback left NULL is answered honestly: live fields are left out,
- * actions answer 503. Nothing here blocks the loop. The endpoints are documented in
+ * api: the gateway's REST status API, its read-only status page (/) and Prometheus /metrics,
+ * served by libmicrohttpd on the daemon's libuv loop (MHD's epoll fd in a uv_poll, its timeout
+ * in a uv_timer; no threads). Reads are open, every POST needs "Authorization: Bearer
+ * <token>". What SQLite knows (devices, jobs, releases, events, counts) is read from the store
+ * with short read-only statements; what only the running fleet knows (adapter state, live
+ * upload progress, counters) and every action (pause, resume, retry) goes through a provider
+ * the daemon fills in. A provider callback left NULL is answered honestly: live fields are
+ * left out, actions answer 503. Nothing here blocks the loop. The endpoints are documented in
  * docs/api.md and docs/openapi.json.
  */
 #pragma once
@@ -66,10 +66,11 @@ struct fgw_api_provider {
 	 * repeat): fotagw_build_info, fotagw_uptime_seconds, fotagw_devices,
 	 * fotagw_canary_devices, fotagw_rollout_halted, fotagw_rollout_failure_rate,
 	 * fotagw_job_failures{reason} (current jobs), fotagw_releases, fotagw_manifest_*,
-	 * fotagw_api_*. Expected from the fleet: fotagw_upload_bytes_total,
-	 * fotagw_upload_goodput_bytes_per_second, fotagw_job_duration_seconds (histogram),
-	 * fotagw_job_failures_total{reason}, fotagw_ble_connections_in_use,
-	 * fotagw_manifest_polls_total{result}.
+	 * fotagw_api_*, fotagw_rollout_max_failure_rate, fotagw_jobs_stalled_seconds,
+	 * fotagw_ble_adapter_up (from health), fotagw_database_*. Expected from the fleet:
+	 * fotagw_upload_bytes_total, fotagw_upload_goodput_bytes_per_second,
+	 * fotagw_job_duration_seconds (histogram), fotagw_job_failures_total{reason},
+	 * fotagw_ble_connections_in_use, fotagw_manifest_polls_total{result}.
 	 */
 	void (*metrics)(void *user_data, struct fgw_prom *w);
 };
