@@ -12,6 +12,8 @@
 
 #include "api.h"
 
+struct cJSON;
+
 /* Limits on what a client may send; bigger requests get 413/414/431 with a JSON body. */
 #define API_MAX_BODY (64 * 1024)
 #define API_MAX_URL 2048
@@ -143,6 +145,8 @@ void api_handle_resume(struct fgw_api *api, const struct api_request *req,
 void api_handle_retry(struct fgw_api *api, const char *address, const struct api_request *req,
 		      struct api_response *resp);
 void api_handle_metrics(struct fgw_api *api, struct api_response *resp);
+/* images.c: "images" of @release_id into release object @o, when the fleet knows them. */
+int api_release_images_json(struct fgw_api *api, struct cJSON *o, const char *release_id);
 /* events.c: GET /v1/events. */
 void api_handle_events(struct fgw_api *api, const struct api_request *req,
 		       struct api_response *resp);

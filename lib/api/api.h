@@ -38,6 +38,14 @@ struct fgw_api_progress {
 	int64_t eta_s;	 /* < 0: unknown */
 };
 
+/* One image of a release as the fleet prepared it from the bundle, for GET /v1/releases. */
+struct fgw_api_image {
+	bool present;	  /* false: the bundle has no image for this core */
+	char version[48]; /* as image state prints it */
+	uint64_t size;	  /* bytes of the MCUboot image file */
+	char hash[65];	  /* hex of its SHA256 TLV: what image state reports */
+};
+
 /*
  * The fleet's side of the API. Every callback runs on the loop thread, must not block, and
  * may be NULL. Strings handed back are borrowed until the callback's caller returns.
@@ -61,6 +69,11 @@ struct fgw_api_provider {
 	int (*retry)(void *user_data, const char *address);
 	/* The live upload of @address: 0 and @ret filled, or -ENOENT if none is running. */
 	int (*progress)(void *user_data, const char *address, struct fgw_api_progress *ret);
+	/*
+	 * The images of release @release_id: 0 and @ret[0] (app core), @ret[1] (net core)
+	 * filled, or -ENOENT if the fleet has not prepared that release.
+	 */
+	int (*release_images)(void *user_data, const char *release_id, struct fgw_api_image ret[2]);
 	/*
 	 * Appends the fleet's own series to /metrics. Names the API writes itself (do not
 	 * repeat): fotagw_build_info, fotagw_uptime_seconds, fotagw_devices,

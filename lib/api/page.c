@@ -323,6 +323,34 @@ static void put_devices(struct api_html *h, const struct page_model *m)
 				" devices are shown; the API lists them all.</p>\n");
 }
 
+/* "app core 2.0.0, 240.0 KiB, 1a2b3c4d…" per image; a dash when the fleet does not say. */
+static void put_images(struct api_html *h, const cJSON *images)
+{
+	const cJSON *img;
+	bool any = false;
+
+	cJSON_ArrayForEach(img, images)
+	{
+		const char *hash = get_str(img, "hash");
+		char shortened[17] = "";
+		double size;
+
+		api_html_raw(h, any ? "<br>" : "");
+		api_html_text(h, get_str(img, "core") ? get_str(img, "core") : "?");
+		api_html_raw(h, " core ");
+		text_or_dash(h, get_str(img, "version"));
+		if (get_num(img, "size", &size))
+			api_html_printf(h, ", %.1f KiB", size / 1024.0);
+		snprintf(shortened, sizeof(shortened), "%s", hash ? hash : "");
+		api_html_raw(h, ", <span class=\"mono\">");
+		api_html_text(h, shortened);
+		api_html_raw(h, "</span>");
+		any = true;
+	}
+	if (!any)
+		api_html_raw(h, DASH);
+}
+
 static void put_release(struct api_html *h, const cJSON *r)
 {
 	const cJSON *b = cJSON_GetObjectItemCaseSensitive(r, "bundle");
@@ -365,6 +393,8 @@ static void put_release(struct api_html *h, const cJSON *r)
 		api_html_raw(h, DASH);
 	}
 	api_html_raw(h, "</td><td>");
+	put_images(h, cJSON_GetObjectItemCaseSensitive(r, "images"));
+	api_html_raw(h, "</td><td>");
 	put_time(h, r, "verified_at");
 	api_html_raw(h, "</td></tr>\n");
 }
@@ -381,6 +411,7 @@ static void put_releases(struct api_html *h, const cJSON *releases)
 			"<th scope=\"col\">Version</th><th scope=\"col\">Sequence</th>"
 			"<th scope=\"col\">State</th><th scope=\"col\">Board</th>"
 			"<th scope=\"col\">Bundle</th><th scope=\"col\">Policy</th>"
+			"<th scope=\"col\">Images</th>"
 			"<th scope=\"col\">Verified</th></tr></thead>\n<tbody>\n");
 	cJSON_ArrayForEach(r, arr) put_release(h, r);
 	api_html_raw(h, "</tbody></table>\n");

@@ -46,6 +46,16 @@ static int fake_progress(void *ud, const char *address, struct fgw_api_progress 
 	return 0;
 }
 
+static int fake_images(void *ud, const char *release_id, struct fgw_api_image ret[2])
+{
+	if (strcmp(release_id, "r2") != 0)
+		return -ENOENT;
+	ret[0] = (struct fgw_api_image){.present = true, .version = "1.1.0", .size = 12345};
+	memset(ret[0].hash, 'a', 64);
+	ret[1] = (struct fgw_api_image){.present = false};
+	return 0;
+}
+
 static int exec_sql(struct fixture *f, const char *sql)
 {
 	sqlite3 *db;
@@ -72,8 +82,10 @@ static int setup(void **state)
 		return -1;
 	f->adapter = "on";
 	f->api = (struct fgw_api){.store = f->s};
-	f->api.prov = (struct fgw_api_provider){
-	    .user_data = f, .health = fake_health, .progress = fake_progress};
+	f->api.prov = (struct fgw_api_provider){.user_data = f,
+						.health = fake_health,
+						.progress = fake_progress,
+						.release_images = fake_images};
 	*state = f;
 	return 0;
 }
@@ -202,6 +214,8 @@ static void test_page(void **state)
 	/* Releases and events. */
 	must_have(resp.body, "<th scope=\"row\">r2 <strong>(current)</strong></th>");
 	must_have(resp.body, "max failure rate 20.0 %");
+	must_have(resp.body, "<td>app core 1.1.0, 12.1 KiB, <span class=\"mono\">aaaaaaaaaaaaaaaa"
+			     "</span></td>");
 	must_have(resp.body, "<td>job-state</td><td>uploading \xe2\x86\x92 failed</td>");
 	/* Nothing is loaded from elsewhere: the only references are to this origin. */
 	assert_null(strstr(resp.body, "http://"));
@@ -263,6 +277,45 @@ static void test_page_database_broken(void **state)
 	must_have(resp.body, "fotagw_database_errors_total 4\n");
 	must_have(resp.body, "fotagw_build_info{version=\"9.9.9\"} 1\n");
 	assert_null(strstr(resp.body, "fotagw_devices{"));
+	api_response_done(&resp);
+}
+
+/* The release's images come from the fleet, for the release it runs only. */
+static void test_release_images(void **state)
+{
+	struct fixture *f = *state;
+	struct api_response resp;
+	cJSON *j, *rel, *img;
+
+	request(f, "/v1/releases", NULL, &resp);
+	assert_int_equal(resp.status, 200);
+	j = cJSON_Parse(resp.body);
+	cJSON_ArrayForEach(rel, cJSON_GetObjectItemCaseSensitive(j, "releases"))
+	{
+		const char *id = cJSON_GetObjectItemCaseSensitive(rel, "id")->valuestring;
+		cJSON *images = cJSON_GetObjectItemCaseSensitive(rel, "images");
+
+		if (strcmp(id, "r2") != 0) {
+			assert_null(images);
+			continue;
+		}
+		assert_int_equal(cJSON_GetArraySize(images), 1);
+		img = cJSON_GetArrayItem(images, 0);
+		assert_int_equal(cJSON_GetObjectItemCaseSensitive(img, "image")->valueint, 0);
+		assert_string_equal(cJSON_GetObjectItemCaseSensitive(img, "core")->valuestring,
+				    "app");
+		assert_string_equal(cJSON_GetObjectItemCaseSensitive(img, "version")->valuestring,
+				    "1.1.0");
+		assert_true(cJSON_GetObjectItemCaseSensitive(img, "size")->valuedouble == 12345);
+		assert_int_equal(strlen(cJSON_GetObjectItemCaseSensitive(img, "hash")->valuestring),
+				 64);
+	}
+	cJSON_Delete(j);
+	api_response_done(&resp);
+	/* Without a fleet: no images, never made up. */
+	f->api.prov.release_images = NULL;
+	request(f, "/v1/releases", NULL, &resp);
+	assert_null(strstr(resp.body, "\"images\""));
 	api_response_done(&resp);
 }
 
@@ -353,6 +406,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_page_files, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_page_database_broken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_events, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_release_images, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
 	};
 

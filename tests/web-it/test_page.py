@@ -141,6 +141,10 @@ def live_checks(w, b, shot):
     check(b.eval("document.querySelectorAll('#events tbody tr').length") > 0, "recent events")
     check(b.eval("document.querySelector('#releases tbody th').textContent")
           .startswith(w.release.id), "the release is listed")
+    images = b.eval("document.querySelector('#releases tbody tr').cells[7].textContent")
+    want = f"app core {w.release.version}"
+    check(want in images and f"net core {w.release.version}" in images and
+          w.release.app_hash.hex()[:16] in images, f"its images: {images!r}")
     # The page keeps up: the rows follow the rollout to its end.
     w.gw.wait_all_terminal(N, 120)
 

@@ -157,9 +157,18 @@
           policy += ", max failure rate " + (p.max_failure_rate * 100).toFixed(1) + " %";
         if (typeof p.max_concurrent === "number") policy += ", " + p.max_concurrent + " at a time";
       }
+      const images = el("td");
+      (r.images || []).forEach((img, i) => {
+        if (i) images.appendChild(el("br"));
+        images.appendChild(document.createTextNode(visible(img.core || "?") + " core " +
+          text(img.version) + (typeof img.size === "number" ? ", " +
+          (img.size / 1024).toFixed(1) + " KiB" : "") + ", "));
+        images.appendChild(el("span", visible((img.hash || "").slice(0, 16)), { class: "mono" }));
+      });
+      if (!images.firstChild) images.textContent = DASH;
       return el("tr", [name, el("td", text(r.version)),
         el("td", typeof r.sequence === "number" ? String(r.sequence) : "", { class: "num" }),
-        el("td", text(r.state)), el("td", text(r.board)), bundle, el("td", policy),
+        el("td", text(r.state)), el("td", text(r.board)), bundle, el("td", policy), images,
         el("td", time(r.verified_at))]);
     }));
   }
