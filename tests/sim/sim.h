@@ -113,6 +113,8 @@ struct sim_faults {
 	double out_of_range_ms; /* how long it stays away; 0 = for good */
 };
 
+#define SIM_NAME_MAX 30
+
 struct sim_dev_config {
 	enum sim_mode mode;
 	struct sim_link_params link;
@@ -133,6 +135,9 @@ struct sim_dev_config {
 	bool bootloader_info;	  /* CONFIG_MCUMGR_GRP_OS_BOOTLOADER_INFO (else rc 8) */
 	bool reset_no_answer;	  /* the reboot beats the answer to os reset out (reset_ms 0) */
 	int rssi;		  /* mean RSSI in dBm */
+	/* Advertised Complete Local Name; "" = fotagw-sim-NNNN. At most 29 bytes (a legacy scan
+	 * response), valid UTF-8 as BlueZ hands it to D-Bus, control characters allowed. */
+	char name[SIM_NAME_MAX];
 };
 
 void sim_dev_config_defaults(struct sim_dev_config *c);
@@ -277,7 +282,8 @@ struct sim_device {
 	struct sim *sim;
 	unsigned index;
 	char addr[18];
-	char name[20];
+	char name[20];		     /* for logs: always fotagw-sim-NNNN */
+	char adv_name[SIM_NAME_MAX]; /* what it advertises (scenario key `name`) */
 	char dir[512];
 	struct sim_dev_config cfg;
 	enum sim_dev_state state;
