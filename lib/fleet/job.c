@@ -63,13 +63,15 @@ static const char *name(const struct fleet_job *job)
 }
 
 struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *rec,
-			  struct fleet_release *rel)
+			  struct fleet_release *rel, struct fleet_dev *dev)
 {
 	struct fleet_job *job = calloc(1, sizeof(*job));
 
 	if (!job)
 		return NULL;
 	job->fleet = f;
+	job->dev = dev;
+	dev->job = job;
 	job->rel = fleet_release_ref(rel);
 	job->id = rec->id;
 	snprintf(job->address, sizeof(job->address), "%s", rec->address);
@@ -80,9 +82,9 @@ struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *r
 	job->created_wall_ms = rec->created_at;
 	job->failure_kind = FLEET_FAIL_OTHER;
 	/* Back-off deadlines are wall-clock in the store and monotonic here. */
-	if (rec->next_attempt_at > fgw_wall_ms())
+	if (rec->next_attempt_at > fleet_wall(f))
 		job->next_attempt_ms =
-		    fgw_now_ms() + (uint64_t) (rec->next_attempt_at - fgw_wall_ms());
+		    fleet_now(f) + (uint64_t) (rec->next_attempt_at - fleet_wall(f));
 	uv_timer_init(f->loop, &job->timer);
 	job->timer.data = job;
 	return job;
@@ -141,6 +143,8 @@ void job_free(struct fleet_job *job)
 	if (!job)
 		return;
 	conn_close(job);
+	if (job->dev && job->dev->job == job)
+		job->dev->job = NULL;
 	fleet_release_unref(job->rel);
 	job->rel = NULL;
 	job->closing = true;
@@ -243,7 +247,8 @@ static void store_slots(struct fleet_job *job, const struct fgw_smp_img_state *s
 			     (e->permanent ? FGW_STORE_IMG_PERMANENT : 0) |
 			     (e->bootable ? FGW_STORE_IMG_BOOTABLE : 0);
 	}
-	r = fgw_store_device_images_set(job->fleet->store, job->address, rows, n, fgw_wall_ms());
+	r = fgw_store_device_images_set(job->fleet->store, job->address, rows, n,
+					fleet_wall(job->fleet));
 	if (r < 0)
 		fgw_log_errno(LOG_WARNING, r, "Failed to record image slots of '%s', ignoring",
 			      name(job));
@@ -269,15 +274,15 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 					   "net core version"};
 	int r;
 
-	if (!rsp_usable(job, err, rsp, true, what[c ? c->step : 0]))
+	if (!rsp_usable(job, err, rsp, true, what[c ? c->probe : 0]))
 		return;
-	switch (c->step) {
-	case 0:
+	switch (c->probe) {
+	case JOB_PROBE_PARAMS:
 		/* Without params the device takes one MTU-sized packet at a time. */
 		c->has_params = fgw_smp_status_ok(&rsp->status) &&
 				fgw_smp_params_decode(rsp->payload, rsp->len, &c->params) == 0;
 		break;
-	case 1: {
+	case JOB_PROBE_BOOT_MODE: {
 		struct fgw_smp_bootloader_info bi;
 		c->view.mode = FGW_FLEET_BOOT_UNKNOWN;
 		if (fgw_smp_status_ok(&rsp->status) &&
@@ -285,7 +290,7 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 			c->view.mode = bi.mode;
 		break;
 	}
-	case 2: {
+	case JOB_PROBE_IMAGE_STATE: {
 		struct fgw_smp_img_state st;
 		char buf[160];
 		if (!fgw_smp_status_ok(&rsp->status)) {
@@ -302,7 +307,7 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 		store_slots(job, &st);
 		break;
 	}
-	case 3: {
+	case JOB_PROBE_NET_VERSION: {
 		_cleanup_free_ char *version = NULL;
 		c->view.net_version_known =
 		    fgw_smp_status_ok(&rsp->status) &&
@@ -311,31 +316,33 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 			snprintf(c->view.net_version, sizeof(c->view.net_version), "%s", version);
 		break;
 	}
+	case _JOB_PROBE_END:
+		break;
 	}
-	c->step++;
+	c->probe++;
 	if (job->state == FGW_JOB_STATE_PROBING)
 		probe_step(job);
 	else
 		verify_step(job);
 }
 
-/* Sends probe request @step; false when there is no such step. */
-static bool probe_send(struct fleet_job *job, int step)
+/* Sends probe request @step; false when this device is not asked that. */
+static bool probe_send(struct fleet_job *job, enum job_probe_step step)
 {
 	struct fgw_smp_req req = {0};
 	int r;
 
 	switch (step) {
-	case 0:
+	case JOB_PROBE_PARAMS:
 		r = fgw_smp_req_params(&req);
 		break;
-	case 1:
+	case JOB_PROBE_BOOT_MODE:
 		r = fgw_smp_req_bootloader_info("mode", &req);
 		break;
-	case 2:
+	case JOB_PROBE_IMAGE_STATE:
 		r = fgw_smp_req_img_state(&req);
 		break;
-	case 3:
+	case JOB_PROBE_NET_VERSION:
 		if (!job->fleet->o.netcore_version_group)
 			return false;
 		r = fgw_smp_req_custom_read((uint16_t) job->fleet->o.netcore_version_group, 0,
@@ -368,7 +375,8 @@ static void plan_and_go(struct fleet_job *job)
 	if (c->plan.images_mask == 0) {
 		if (c->plan.confirm_running) {
 			job->images_mask = 1;
-			(void) fgw_store_job_set_plan(job->fleet->store, job->id, 1, fgw_wall_ms());
+			(void) fgw_store_job_set_plan(job->fleet->store, job->id, 1,
+						      fleet_wall(job->fleet));
 			(void) job_enter_state(job, FGW_JOB_STATE_CONFIRMING, NULL,
 					       "release runs as an unconfirmed test boot");
 			return;
@@ -382,7 +390,8 @@ static void plan_and_go(struct fleet_job *job)
 		return;
 	}
 	job->images_mask = c->plan.images_mask;
-	r = fgw_store_job_set_plan(job->fleet->store, job->id, c->plan.images_mask, fgw_wall_ms());
+	r = fgw_store_job_set_plan(job->fleet->store, job->id, c->plan.images_mask,
+				   fleet_wall(job->fleet));
 	if (r < 0) {
 		fleet_store_failed(job->fleet, r, "job plan");
 		return;
@@ -396,10 +405,10 @@ static void plan_and_go(struct fleet_job *job)
 
 static void probe_step(struct fleet_job *job)
 {
-	while (job->conn && job->conn->step < 4) {
-		if (probe_send(job, job->conn->step))
+	while (job->conn && job->conn->probe < _JOB_PROBE_END) {
+		if (probe_send(job, job->conn->probe))
 			return;
-		job->conn->step++;
+		job->conn->probe++;
 	}
 	if (job->conn)
 		plan_and_go(job);
@@ -415,23 +424,23 @@ static void on_mark_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
 
 	if (!rsp_usable(job, err, rsp, false, "mark image"))
 		return;
-	job->conn->step++;
+	job->conn->mark++;
 	mark_step(job);
 }
 
 static void mark_step(struct fleet_job *job)
 {
-	static const int order[] = {1, 0};
+	static const int image_of[_JOB_MARK_END] = {[JOB_MARK_NET] = 1, [JOB_MARK_APP] = 0};
 	struct job_conn *c = job->conn;
 
-	while (c->step < (int) ARRAY_SIZE(order)) {
-		int i = order[c->step];
+	while (c->mark < _JOB_MARK_END) {
+		int i = image_of[c->mark];
 		enum fgw_fleet_image_action a = c->plan.action[i];
 		struct fgw_smp_req req = {0};
 		int r;
 
 		if (a != FGW_FLEET_IMAGE_UPLOAD && a != FGW_FLEET_IMAGE_MARK) {
-			c->step++;
+			c->mark++;
 			continue;
 		}
 		r = fgw_smp_req_img_state_write(job->rel->r.image[i].hash,
@@ -451,10 +460,10 @@ static void on_reset_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 	if (err == -ECANCELED || !job->conn || job->state != FGW_JOB_STATE_RESETTING)
 		return;
 	/* An application reset hook may refuse once; then force, as mcumgr clients do. */
-	if (err == 0 && fgw_smp_status_is_busy(&rsp->status) && job->conn->step == 0) {
+	if (err == 0 && fgw_smp_status_is_busy(&rsp->status) && job->conn->reset == JOB_RESET_ASK) {
 		struct fgw_smp_req req = {0};
 		int r = fgw_smp_req_reset(true, &req);
-		job->conn->step = 1;
+		job->conn->reset = JOB_RESET_FORCE;
 		(void) send_req(job, &req, r, req_timeout(job), on_reset_rsp, "reset");
 		return;
 	}
@@ -480,7 +489,7 @@ static void reboot_try(struct fleet_job *job)
 static void on_reboot_timer(uv_timer_t *t)
 {
 	struct fleet_job *job = t->data;
-	uint64_t now = fgw_now_ms();
+	uint64_t now = fleet_now(job->fleet);
 	char reason[128];
 
 	if (job->state != FGW_JOB_STATE_REBOOTING)
@@ -499,8 +508,9 @@ static void on_reboot_timer(uv_timer_t *t)
 
 static void reboot_arm(struct fleet_job *job)
 {
-	uint64_t now = fgw_now_ms(), ceiling = job->reset_ms + job->fleet->o.reboot_timeout_ms;
-	bool udp = strcmp(job->transport, "udp") == 0;
+	uint64_t now = fleet_now(job->fleet),
+		 ceiling = job->reset_ms + job->fleet->o.reboot_timeout_ms;
+	bool udp = strcmp(job->dev->transport, "udp") == 0;
 	uint64_t next = now + (udp ? REBOOT_POLL_UDP_MS : REBOOT_POLL_BLE_MS);
 
 	uv_timer_start(&job->timer, on_reboot_timer, (next < ceiling ? next : ceiling) - now, 0);
@@ -509,7 +519,7 @@ static void reboot_arm(struct fleet_job *job)
 void job_device_seen(struct fleet_job *job)
 {
 	if (job->state == FGW_JOB_STATE_REBOOTING &&
-	    fgw_now_ms() >= job->reset_ms + REBOOT_SIGHTING_GUARD_MS)
+	    fleet_now(job->fleet) >= job->reset_ms + REBOOT_SIGHTING_GUARD_MS)
 		reboot_try(job);
 }
 
@@ -533,7 +543,7 @@ static void finish_verification(struct fleet_job *job)
 		net_result = fgw_fleet_verdict_to_string(net);
 	}
 	(void) fgw_store_job_set_results(job->fleet->store, job->id, app_result, net_result,
-					 fgw_wall_ms());
+					 fleet_wall(job->fleet));
 
 	if (app == FGW_FLEET_VERDICT_REVERTED) {
 		(void) job_enter_state(job, FGW_JOB_STATE_REVERTED,
@@ -579,13 +589,13 @@ static void finish_verification(struct fleet_job *job)
 static void verify_step(struct fleet_job *job)
 {
 	/*
-	 * Verification reads the bootloader mode again (step 1: whether a test boot needs a
-	 * confirm), image state (step 2) and the net core version (step 3).
+	 * Verification reads the bootloader mode again (whether a test boot needs a confirm),
+	 * image state and the net core version; the params are known.
 	 */
-	while (job->conn && job->conn->step < 4) {
-		if (job->conn->step >= 1 && probe_send(job, job->conn->step))
+	while (job->conn && job->conn->probe < _JOB_PROBE_END) {
+		if (job->conn->probe != JOB_PROBE_PARAMS && probe_send(job, job->conn->probe))
 			return;
-		job->conn->step++;
+		job->conn->probe++;
 	}
 	if (job->conn)
 		finish_verification(job);
@@ -646,8 +656,9 @@ void job_on_failure(struct fleet_job *job, int err, bool transient, const char *
 	 * says so, or a BLE device has not been seen advertising lately.
 	 */
 	if (err == -ENODEV || err == -EHOSTDOWN || err == -EHOSTUNREACH ||
-	    (job->state == FGW_JOB_STATE_CONNECTING && !fleet_job_present(f, job, fgw_now_ms()))) {
-		job->next_attempt_ms = fgw_now_ms() + f->o.backoff_base_ms;
+	    (job->state == FGW_JOB_STATE_CONNECTING &&
+	     !fleet_job_present(f, job, fleet_now(job->fleet)))) {
+		job->next_attempt_ms = fleet_now(job->fleet) + f->o.backoff_base_ms;
 		(void) job_enter_state(job, FGW_JOB_STATE_QUEUED, NULL, what);
 		return;
 	}
@@ -661,9 +672,10 @@ void job_on_failure(struct fleet_job *job, int err, bool transient, const char *
 	}
 	delay = fgw_fleet_backoff_ms((unsigned) job->attempts, f->o.backoff_base_ms,
 				     f->o.backoff_max_ms, fleet_random(f));
-	job->next_attempt_ms = fgw_now_ms() + delay;
+	job->next_attempt_ms = fleet_now(job->fleet) + delay;
 	r = fgw_store_job_set_retry(f->store, job->id, job->attempts,
-				    fgw_wall_ms() + (int64_t) delay, fgw_wall_ms());
+				    fleet_wall(job->fleet) + (int64_t) delay,
+				    fleet_wall(job->fleet));
 	if (r < 0)
 		fleet_store_failed(f, r, "job retry");
 	snprintf(reason, sizeof(reason), "attempt %d failed: %s; retry in %.1f s", job->attempts,
@@ -705,7 +717,7 @@ static void on_link(struct fgw_smp_client *smp, int err, void *user_data)
 
 void job_start(struct fleet_job *job)
 {
-	job->last_start_ms = fgw_now_ms();
+	job->last_start_ms = fleet_now(job->fleet);
 	(void) job_enter_state(job, FGW_JOB_STATE_CONNECTING, NULL, NULL);
 }
 
@@ -718,7 +730,8 @@ int job_enter_state(struct fleet_job *job, enum fgw_job_state to, const char *re
 	int r;
 
 	r = fgw_store_job_set_state(f->store, job->id, fgw_job_state_to_string(from),
-				    fgw_job_state_to_string(to), reason, detail, fgw_wall_ms());
+				    fgw_job_state_to_string(to), reason, detail,
+				    fleet_wall(job->fleet));
 	if (r < 0) {
 		/* Not persisted, so not acted on: stop talking to the device, stay where we were.
 		 */
@@ -745,30 +758,30 @@ int job_enter_state(struct fleet_job *job, enum fgw_job_state to, const char *re
 			job_on_failure(job, r, true, "cannot open a link");
 		break;
 	case FGW_JOB_STATE_PROBING:
-		job->conn->step = 0;
+		job->conn->probe = JOB_PROBE_PARAMS;
 		probe_step(job);
 		break;
 	case FGW_JOB_STATE_UPLOADING:
 		job_upload_next(job);
 		break;
 	case FGW_JOB_STATE_MARKING:
-		job->conn->step = 0;
+		job->conn->mark = JOB_MARK_NET;
 		mark_step(job);
 		break;
 	case FGW_JOB_STATE_RESETTING:
-		job->reset_ms = fgw_now_ms();
-		job->conn->step = 0;
+		job->reset_ms = fleet_now(job->fleet);
+		job->conn->reset = JOB_RESET_ASK;
 		r = fgw_smp_req_reset(false, &req);
 		(void) send_req(job, &req, r, req_timeout(job), on_reset_rsp, "reset");
 		break;
 	case FGW_JOB_STATE_REBOOTING:
 		conn_close(job);
 		if (job->reset_ms == 0) /* picked up after a daemon restart */
-			job->reset_ms = fgw_now_ms();
+			job->reset_ms = fleet_now(job->fleet);
 		reboot_arm(job);
 		break;
 	case FGW_JOB_STATE_VERIFYING:
-		job->conn->step = 1;
+		job->conn->probe = JOB_PROBE_BOOT_MODE;
 		verify_step(job);
 		break;
 	case FGW_JOB_STATE_CONFIRMING:
