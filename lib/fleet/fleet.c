@@ -594,7 +594,9 @@ static int adopt_release(struct fgw_fleet *f, const struct fgw_fleet_release *re
 		f->resumed = true;
 		f->baseline = f->counts;
 	}
-	resume_jobs(f);
+	/* Only jobs a previous run left; a release change never touches running jobs. */
+	if (at_start)
+		resume_jobs(f);
 	/* Every target's job in one transaction; in memory only for the devices met so far. */
 	r = fgw_store_jobs_create(f->store, rel->id, fleet_wall(f), offer_device, f);
 	if (r < 0)

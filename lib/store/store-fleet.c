@@ -367,11 +367,7 @@ static int job_state_tx(struct fgw_store *s, void *ud)
 	sqlite3_stmt *st;
 	int r;
 
-	r = fgw_store_job_get(s, a->id, &job);
-	if (r < 0)
-		return r;
-	if (strcmp(job.state, a->from) != 0)
-		return -ESTALE;
+	/* The state check is in the UPDATE: no read of the row first. */
 	r = fgw_store__prepare(
 	    s,
 	    /* A job leaving a terminal state (a retry) starts without the old reason. */
@@ -379,21 +375,37 @@ static int job_state_tx(struct fgw_store *s, void *ud)
 	    "THEN NULL ELSE reason END, updated_at = ?4, "
 	    "started_at = CASE WHEN started_at IS NULL AND ?2 <> 'queued' THEN ?4 "
 	    "ELSE started_at END, finished_at = CASE WHEN ?5 THEN ?4 ELSE NULL END "
-	    "WHERE id = ?1",
+	    "WHERE id = ?1 AND state = ?7",
 	    &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, a->id);
-	sqlite3_bind_text(st, 2, a->to, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, a->to, -1, SQLITE_STATIC);
 	fgw_store__bind_text(st, 3, a->reason);
 	sqlite3_bind_int64(st, 4, a->now);
 	sqlite3_bind_int(st, 5, is_terminal(a->to));
 	sqlite3_bind_int(st, 6, is_terminal(a->from) && !is_terminal(a->to));
+	sqlite3_bind_text(st, 7, a->from, -1, SQLITE_STATIC);
 	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;
-	return insert_event(s, job.address, a->id, "job-state", a->from, a->to,
-			    a->detail ? a->detail : a->reason, a->now);
+	if (sqlite3_changes(s->db) == 0) {
+		r = fgw_store_job_get(s, a->id, &job);
+		return r < 0 ? r : -ESTALE;
+	}
+	r = fgw_store__prepare(s,
+			       "INSERT INTO events (at, address, job_id, kind, from_state, "
+			       "to_state, detail) SELECT ?1, address, id, 'job-state', ?3, ?4, ?5 "
+			       "FROM jobs WHERE id = ?2",
+			       &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, a->now);
+	sqlite3_bind_int64(st, 2, a->id);
+	sqlite3_bind_text(st, 3, a->from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, a->to, -1, SQLITE_STATIC);
+	fgw_store__bind_text(st, 5, a->detail ? a->detail : a->reason);
+	return fgw_store__step_done(s, st);
 }
 
 FGW_EXPORT int fgw_store_job_set_state(struct fgw_store *s, int64_t id, const char *from,

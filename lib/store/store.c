@@ -155,20 +155,31 @@ void fgw_store__bind_text(sqlite3_stmt *st, int i, const char *v)
 		sqlite3_bind_null(st, i);
 }
 
+/* BEGIN, COMMIT and ROLLBACK through the cache too: sqlite3_exec compiles them each time. */
+static int exec_cached(struct fgw_store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+	int r = fgw_store__prepare(s, sql, &st);
+
+	return r < 0 ? r : fgw_store__step_done(s, st);
+}
+
 int fgw_store__begin(struct fgw_store *s)
 {
-	return exec(s, "BEGIN IMMEDIATE");
+	return exec_cached(s, "BEGIN IMMEDIATE");
 }
 
 int fgw_store__end(struct fgw_store *s, int r)
 {
 	if (r >= 0) {
-		int c = exec(s, "COMMIT");
+		int c = exec_cached(s, "COMMIT");
 		if (c == 0)
 			return r;
 		r = c;
 	}
-	(void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	/* Without a transaction (COMMIT failed and ended it) there is nothing to roll back. */
+	if (!sqlite3_get_autocommit(s->db))
+		(void) exec_cached(s, "ROLLBACK");
 	return r;
 }
 
