@@ -198,6 +198,36 @@ bool job_is_active(const struct fleet_job *job);
 int job_enter_state(struct fleet_job *job, enum fgw_job_state to, const char *reason,
 		    const char *detail);
 
+/* Shared by job.c, job-verify.c and job-upload.c (the job's own halves). */
+int job_conn_open(struct fleet_job *job);
+void job_conn_close(struct fleet_job *job);
+/* Sends @req (always released); a failure to send is a transient failure of the job. */
+int job_send_req(struct fleet_job *job, struct fgw_smp_req *req, int build_err, uint64_t timeout_ms,
+		 fgw_smp_rsp_cb_t cb, const char *what);
+/*
+ * Common prologue of response callbacks: false when the callback must stop (cancelled, or a
+ * failure that was handled). A device error is handled unless @allow_device_error.
+ */
+bool job_rsp_usable(struct fleet_job *job, int err, const struct fgw_smp_rsp *rsp,
+		    bool allow_device_error, const char *what);
+uint64_t job_req_timeout(const struct fleet_job *job);
+/* Sends probe request @step; false when this device is not asked that. */
+bool job_probe_send(struct fleet_job *job, enum job_probe_step step);
+void job_view_from_state(struct fgw_fleet_device_view *v, const struct fgw_smp_img_state *st);
+/* Records the slots as the device reported them, for the API and for the next probe. */
+void job_store_slots(struct fleet_job *job, const struct fgw_smp_img_state *st);
+void job_release_view(const struct fleet_job *job, struct fgw_fleet_release_view *rv);
+
+/* job-verify.c */
+/* Entering resetting: the reset request (forced once if an application hook refuses). */
+void job_reset_send(struct fleet_job *job);
+/* Entering rebooting: the next reconnection attempt or the ceiling, whichever comes first. */
+void job_reboot_arm(struct fleet_job *job);
+/* Verifying: the next read, then the verdict. */
+void job_verify_step(struct fleet_job *job);
+/* Entering confirming: confirm the running (test-booted) image. */
+void job_confirm_send(struct fleet_job *job);
+
 /* job-upload.c */
 /* Uploads the next image the plan needs (net core first), or moves to marking when none is left. */
 void job_upload_next(struct fleet_job *job);
