@@ -175,6 +175,10 @@ static void on_state_write(struct fdev *d, const uint8_t *req, cbor_item_t *q)
 	bool c = confirm && cbor_get_bool(confirm);
 
 	d->state_writes++;
+	if (d->mark_rc) {
+		answer_rc(d, req, (unsigned) d->mark_rc);
+		return;
+	}
 	if (!hash) { /* confirm the running image */
 		d->s[0].confirmed = true;
 	} else {

@@ -46,6 +46,7 @@ struct fdev {
 	unsigned busy_image_state; /* answer this many image state reads with EBUSY */
 	unsigned busy_resets;	   /* answer this many resets with EBUSY (a reset hook) */
 	int upload_rc;		   /* != 0: refuse every upload chunk with this rc */
+	int mark_rc;		   /* != 0: refuse state writes (test/confirm marks) with this */
 	int drop_at_chunk;	   /* > 0: drop the link instead of answering chunk k (once) */
 	bool silent;		   /* answer nothing at all */
 	/* counts */

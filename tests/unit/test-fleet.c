@@ -467,6 +467,56 @@ static void test_failed_canary_halts(void **state)
 	assert_state(x, b, "done");
 }
 
+static void test_unconfirmed_test_boot_is_confirmed(void **state)
+{
+	struct fx *x = *state;
+	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
+
+	/* An earlier run reset it into the release, then lost it before confirming. */
+	memcpy(d->s[0].hash, x->rel.image[0].hash, 32);
+	snprintf(d->s[0].version, sizeof(d->s[0].version), "2.0.0");
+	d->s[0].confirmed = false;
+	fx_start(x, true);
+	fx_seen(x, d);
+	assert_state(x, d, "done");
+	assert_history(x, d, "queued>connecting>probing>confirming>done");
+	assert_true(d->s[0].confirmed);
+	assert_int_equal(d->chunks, 0);
+}
+
+static void test_mark_refused(void **state)
+{
+	struct fx *x = *state;
+	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
+
+	d->mark_rc = 6; /* EBADSTATE: the device says it again, no retry */
+	fx_start(x, true);
+	fx_seen(x, d);
+	assert_state(x, d, "failed");
+	assert_history(x, d, "queued>connecting>probing>uploading>marking>failed");
+	assert_reason_has(x, d, "mark image");
+	assert_int_equal(d->resets, 0);
+}
+
+static void test_verify_interrupted_waits_again(void **state)
+{
+	struct fx *x = *state;
+	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
+
+	fx_start(x, true);
+	fx_seen(x, d);
+	assert_state(x, d, "rebooting");
+	d->busy_image_state = 1; /* after the reset only the ceiling ends the wait */
+	come_back(x, d);
+	assert_true(fx_wait_state(x, d->address, "verifying", WAIT_MS));
+	come_back(x, d);
+	assert_state(x, d, "done");
+	assert_history(x, d,
+		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"
+		       "verifying>rebooting>verifying>confirming>done");
+	assert_int_equal(d->resets, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -495,6 +545,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_restart_resumes, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_operator_retry, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_canary_halts, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_unconfirmed_test_boot_is_confirmed, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_mark_refused, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_interrupted_waits_again, fx_setup,
+					    fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
