@@ -427,8 +427,16 @@ static bool http_step(struct http *h, struct fetched *fx)
 			continue;
 		}
 		curl_easy_getinfo(q->h, CURLINFO_RESPONSE_CODE, i ? &fx->st2 : &fx->st1);
-		if (q->body)
-			*(i ? &fx->devs : &fx->ro) = cJSON_ParseWithLength(q->body, q->len);
+		if (q->body) {
+			cJSON **j = i ? &fx->devs : &fx->ro;
+			*j = cJSON_ParseWithLength(q->body, q->len);
+			/* Device and network text, bound for the terminal: escaped, as ops_request
+			 * does for the blocking path. Without memory for that, nothing is shown. */
+			if (*j && ops_sanitize_tree(*j) < 0) {
+				cJSON_Delete(*j);
+				*j = NULL;
+			}
+		}
 	}
 	return true;
 }
