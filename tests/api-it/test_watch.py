@@ -111,9 +111,11 @@ def main():
             tmux.wait_for(lambda s: "200 KiB" in (device_line(s, up) or ""), "second offset")
 
             # A device fails: it leaves the active list, its reason shows under failures.
-            update(d.db, "UPDATE jobs SET state = 'failed', reason = 'watch test reason', "
-                         "finished_at = 9999999999999 WHERE address = ?", up)
+            # Its reason came from the device: a terminal escape in it is shown escaped.
+            update(d.db, "UPDATE jobs SET state = 'failed', reason = 'watch test reason"
+                         "\x1b[2J', finished_at = 9999999999999 WHERE address = ?", up)
             s = tmux.wait_for(lambda s: "watch test reason" in s, "the new failure")
+            check("watch test reason\\x1b[2J" in s, "escape in a reason not shown escaped")
             check("Active devices: 30" in s, "active count after the failure")
             check(re.search(re.escape(up) + r"\s+failed\s+watch test reason", s),
                   "failure line with address and reason")
