@@ -193,38 +193,13 @@ static void device_line(struct view *v, const cJSON *d, struct seen *now, uint64
 		line(v, "%-20s %s", addr, state);
 }
 
-/* One frame from what was fetched: lay out, the text is owned by @v. */
-static void render(struct view *v, const struct fetched *fx)
+/* The release, canary and count lines of a frame. */
+static void summary(struct view *v, const cJSON *ro)
 {
-	char when[32], b1[24], b2[24];
-	const cJSON *ro = fx->ro, *devs = fx->devs;
-	const cJSON *rel, *counts, *it, *canary;
-	long st1 = fx->st1, st2 = fx->st2;
-	struct seen *next_seen = NULL;
-	size_t n_next = 0, n_active = 0, shown = 0;
-	uint64_t now_ms = fgw_now_ms();
-	time_t t = time(NULL);
-	struct tm tm;
-	int r = fx->r;
+	const cJSON *rel = cJSON_GetObjectItemCaseSensitive(ro, "release");
+	const cJSON *canary = cJSON_GetObjectItemCaseSensitive(ro, "canary"), *counts, *it;
+	char b1[24], b2[24];
 
-	v->len = 0;
-	v->line = 0;
-	localtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-	line(v, "fotagw watch  %s  %s  (q quits)", v->conn->url, when);
-
-	if (r < 0 || st1 != 200 || st2 != 200 || !ro || !devs) {
-		line(v, "%s", "");
-		if (r < 0)
-			line(v, "gateway unreachable: %s", fx->err);
-		else
-			line(v, "gateway answered HTTP %ld/%ld: %s", st1, st2,
-			     ops_str(st1 != 200 ? ro : devs, "message"));
-		goto out;
-	}
-
-	rel = cJSON_GetObjectItemCaseSensitive(ro, "release");
-	canary = cJSON_GetObjectItemCaseSensitive(ro, "canary");
 	if (cJSON_IsObject(rel)) {
 		char max[48] = "";
 		if (ops_num(ro, "max_failure_rate", -1) >= 0)
@@ -253,6 +228,39 @@ static void render(struct view *v, const struct fetched *fx)
 				      it->valuedouble);
 		line(v, "%s", buf[0] ? buf : "no devices");
 	}
+}
+
+/* One frame from what was fetched: lay out, the text is owned by @v. */
+static void render(struct view *v, const struct fetched *fx)
+{
+	char when[32], b1[24];
+	const cJSON *ro = fx->ro, *devs = fx->devs;
+	const cJSON *it;
+	long st1 = fx->st1, st2 = fx->st2;
+	struct seen *next_seen = NULL;
+	size_t n_next = 0, n_active = 0, shown = 0;
+	uint64_t now_ms = fgw_now_ms();
+	time_t t = time(NULL);
+	struct tm tm;
+	int r = fx->r;
+
+	v->len = 0;
+	v->line = 0;
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	line(v, "fotagw watch  %s  %s  (q quits)", v->conn->url, when);
+
+	if (r < 0 || st1 != 200 || st2 != 200 || !ro || !devs) {
+		line(v, "%s", "");
+		if (r < 0)
+			line(v, "gateway unreachable: %s", fx->err);
+		else
+			line(v, "gateway answered HTTP %ld/%ld: %s", st1, st2,
+			     ops_str(st1 != 200 ? ro : devs, "message"));
+		goto out;
+	}
+
+	summary(v, ro);
 	line(v, "%s", "");
 
 	n_active = (size_t) cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(devs, "devices"));
