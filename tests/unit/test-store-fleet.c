@@ -160,6 +160,7 @@ static void test_jobs(void **state)
 	/* Wrong "from": nothing written. */
 	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "probing", NULL, NULL, 310),
 			 -ESTALE);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE at = 310"), 0);
 	assert_int_equal(
 	    fgw_store_job_set_state(f->s, j.id, "connecting", "uploading", NULL, "image 1", 320),
 	    0);
@@ -196,6 +197,10 @@ static void test_jobs(void **state)
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE to_state = 'probing'"),
 			 0);
 	assert_int_equal(fgw_store_job_get(f->s, 12345, &j2), -ENOENT);
+	/* No such job: not a stale state, and no event written for it. */
+	assert_int_equal(
+	    fgw_store_job_set_state(f->s, 12345, "queued", "connecting", NULL, NULL, 1), -ENOENT);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE job_id = 12345"), 0);
 	assert_int_equal(fgw_store_job_set_progress(f->s, 12345, 0, 1, 1), -ENOENT);
 	/* A job needs a known device and release. */
 	assert_true(fgw_store_job_ensure(f->s, "AA:00:00:00:00:03", "nope", false, 1, &j2, NULL) <
