@@ -479,9 +479,10 @@ int fx_setup(void **state)
 	    .backoff_max_ms = 20,
 	    .reboot_timeout_ms = 60000,
 	    .progress_flush_ms = 0,
-	    .request_timeout_ms = 300,
-	    .chunk_timeout_ms = 300,
-	    .first_chunk_timeout_ms = 300,
+	    /* Far above what a fake device takes, also under valgrind on a loaded host. */
+	    .request_timeout_ms = 3000,
+	    .chunk_timeout_ms = 3000,
+	    .first_chunk_timeout_ms = 3000,
 	    .transport_new = transport_new,
 	    .transport_user_data = x,
 	};

@@ -196,6 +196,7 @@ static void test_silent_device_gives_up(void **state)
 	struct fgw_fleet_stats st;
 
 	d->silent = true;
+	x->o.request_timeout_ms = 200; /* silence is what this test waits for */
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_true(fx_wait_state(x, d->address, "failed", 3 * WAIT_MS));
@@ -293,13 +294,17 @@ static void test_out_of_range_burns_no_attempt(void **state)
 	x->transport_err = -EHOSTDOWN;
 	fx_start(x, true);
 	fx_seen(x, d);
-	/* It went to connecting, found no device and went back without burning an attempt. */
+	/* It went to connecting, found no device and went back without burning an attempt (as
+	 * often as the scheduler looked again meanwhile: only ever back to queued). */
 	for (int i = 0; i < 1000 && !strstr(fx_history(x, d->address, buf, sizeof(buf)),
 					    "queued>connecting>queued");
 	     i++)
 		uv_run(&x->loop, UV_RUN_ONCE);
-	assert_string_equal(fx_history(x, d->address, buf, sizeof(buf)),
-			    "queued>connecting>queued");
+	fx_history(x, d->address, buf, sizeof(buf));
+	assert_true(strncmp(buf, "queued>connecting>queued", 24) == 0);
+	for (const char *p = strstr(buf, "connecting"); p; p = strstr(p + 1, "connecting"))
+		assert_true(strncmp(p, "connecting>queued", 17) == 0 ||
+			    strcmp(p, "connecting") == 0);
 	assert_int_equal(fgw_store_job_ensure(x->store, d->address, "r1", false, 0, &rec, NULL), 0);
 	assert_int_equal(rec.attempts, 0);
 	x->transport_err = 0;
