@@ -318,7 +318,7 @@ FGW_EXPORT int fgw_store_events_recent(struct fgw_store *s, unsigned limit, fgw_
 	if (r < 0)
 		return r;
 	if ((r = bind_int(s, st, 1, limit)) < 0) {
-		sqlite3_finalize(st);
+		fgw_store__finish(s, st);
 		return r;
 	}
 	return step_all(s, st, event_row, (void *) cb, user_data);
