@@ -13,14 +13,14 @@
 static void persist_progress(struct fleet_job *job, bool force)
 {
 	struct job_conn *c = job->conn;
-	uint64_t now = fgw_now_ms();
+	uint64_t now = fleet_now(job->fleet);
 	int r;
 
 	if (!force && now - c->last_flush_ms < job->fleet->o.progress_flush_ms)
 		return;
 	c->last_flush_ms = now;
 	r = fgw_store_job_set_progress(job->fleet->store, job->id, c->image, (int64_t) c->offset,
-				       fgw_wall_ms());
+				       fleet_wall(job->fleet));
 	if (r < 0)
 		fgw_log_errno(LOG_WARNING, r, "Failed to record upload progress of '%s', ignoring",
 			      job->address);
@@ -51,7 +51,7 @@ static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_resul
 
 	if (err == -ECANCELED || !c)
 		return;
-	job->fleet->stats.upload_ms += fgw_now_ms() - c->upload_started_ms;
+	job->fleet->stats.upload_ms += fleet_now(job->fleet) - c->upload_started_ms;
 	if (res && res->off > c->offset)
 		c->offset = res->off;
 	persist_progress(job, true);
@@ -139,7 +139,7 @@ static int start_image(struct fleet_job *job, int i)
 	c->image = i;
 	c->offset = 0;
 	c->total = ui.len;
-	c->upload_started_ms = fgw_now_ms();
+	c->upload_started_ms = fleet_now(job->fleet);
 	/* Offset 0: the engine's first chunk asks the device where its session is. */
 	return fgw_upload_start(c->upload, &ui, 0, &o, on_progress, on_done, job);
 }
