@@ -257,8 +257,8 @@ void sim_dev_config_defaults(struct sim_dev_config *c)
 	sim_link_profile("typical", &c->link);
 	snprintf(c->app_version, sizeof(c->app_version), "1.0.0");
 	snprintf(c->net_version, sizeof(c->net_version), "1.0.0");
-	c->buf_size = 2475; /* NCS DFU sample with reassembly: 5 x 495 */
-	c->buf_count = 4;
+	c->buf_size = 2475;	   /* NCS DFU sample with reassembly: 5 x 495 */
+	c->buf_count = 0;	   /* the transport's default, resolved in main.c */
 	c->slot_size[0] = 0xf0000; /* 960 KiB app slots */
 	c->slot_size[1] = 0x40000; /* 256 KiB net core slots */
 	c->body_size[0] = 48 * 1024;

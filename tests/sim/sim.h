@@ -119,7 +119,7 @@ struct sim_dev_config {
 	struct sim_faults faults;
 	char app_version[SIM_VERSION_MAX];
 	char net_version[SIM_VERSION_MAX];
-	unsigned buf_size, buf_count;
+	unsigned buf_size, buf_count; /* buf_count 0: the transport's Zephyr default (main.c) */
 	uint32_t slot_size[SIM_IMAGES];
 	uint32_t body_size[SIM_IMAGES]; /* body of the generated starting images */
 	bool image_check;	/* CONFIG_IMG_ENABLE_IMAGE_CHECK: "match" and same-image shortcut */
@@ -264,7 +264,7 @@ struct sim_req {
 	struct sockaddr_storage peer;
 	uint64_t t_first, t_last; /* model arrival of first/last fragment */
 	int stage;
-	bool holds_buf;
+	unsigned bufs; /* SMP buffers held: its own, then its responses' until they are sent */
 	size_t len;
 	uint8_t *data;
 };
