@@ -231,6 +231,13 @@ static void on_state(struct fgw_transport *t, int err, void *user_data)
 	struct fgw_smp_client *c = user_data;
 
 	client_ref(c);
+	if (err == -ECONNREFUSED && c->open) {
+		/* Nothing listens (UDP): the link stays, what waits for an answer fails now. */
+		c->stats.refused++;
+		fail_all(c, err);
+		client_unref(c);
+		return;
+	}
 	fgw_smp_reasm_reset(c->reasm);
 	c->open = err == 0;
 	if (err < 0)

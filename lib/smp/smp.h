@@ -357,7 +357,8 @@ struct fgw_smp_rsp {
 /*
  * err == 0: @rsp is the device's answer (which may carry a device error in rsp->status).
  * err < 0:  -ETIMEDOUT, -ECANCELED (cancelled or client freed), -ENOTCONN/-ECONNRESET (link
- *           lost), -EBADMSG (answer not a CBOR map); @rsp is NULL.
+ *           lost), -EBADMSG (answer not a CBOR map), -ECONNREFUSED (UDP: nothing listens on
+ *           the port; the client stays open); @rsp is NULL.
  * May free the client.
  */
 typedef void (*fgw_smp_rsp_cb_t)(int err, const struct fgw_smp_rsp *rsp, void *user_data);
@@ -406,7 +407,8 @@ size_t fgw_smp_client_pending(struct fgw_smp_client *c);
 struct fgw_smp_client_stats {
 	uint64_t tx_packets, rx_packets;
 	uint64_t timeouts;
-	uint64_t stray; /* responses for no request in flight (late after a timeout) */
-	uint64_t bad;	/* frames the reassembler or the decoder refused */
+	uint64_t stray;	  /* responses for no request in flight (late after a timeout) */
+	uint64_t bad;	  /* frames the reassembler or the decoder refused */
+	uint64_t refused; /* -ECONNREFUSED from an open transport: nothing listened */
 };
 void fgw_smp_client_get_stats(struct fgw_smp_client *c, struct fgw_smp_client_stats *ret);

@@ -732,7 +732,9 @@ static void window_init(struct fgw_upload *u, const struct fgw_upload_opts *o)
 	u->window = o->window ? u->limit : 1;
 	u->ceiling = u->limit;
 	u->clean = 0;
-	u->probe_after = 32;
+	/* Over BLE the link layer retransmits: a lost chunk is the device's pool, and a probe
+	 * above the ceiling costs a loss (the chunk and those behind it). Rarely, then. */
+	u->probe_after = 256;
 	u->nomem_in_row = 0;
 	u->stale_before = 0;
 	u->srtt_ms = 0;

@@ -369,6 +369,8 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return parse_chunk(v, &f->reboot_at_chunk);
 	if (!strcmp(k, "bad_boot"))
 		return fgw_parse_bool(v, &f->bad_boot);
+	if (!strcmp(k, "lose_final_chunk"))
+		return fgw_parse_bool(v, &f->lose_final_chunk);
 	if (!strcmp(k, "no_confirm"))
 		return fgw_parse_bool(v, &f->no_confirm);
 	if (!strcmp(k, "watchdog_ms"))

@@ -105,6 +105,7 @@ struct sim_faults {
 	int64_t error_at_chunk;	 /* -1 = off */
 	int64_t reboot_at_chunk; /* -1 = off */
 	bool bad_boot;		 /* the next images to be installed fail validation at boot */
+	bool lose_final_chunk;	 /* the chunk completing an upload is lost on its way, once */
 	bool no_confirm;	 /* a test-booted image never comes up: watchdog reset, revert */
 	double watchdog_ms;
 	bool net_unreadable; /* net core secondary slot cannot be opened either */
@@ -292,7 +293,7 @@ struct sim_device {
 	uv_timer_t life; /* reset delay, boot completion, watchdog, return from out of range */
 	int life_action;
 	uint64_t chunks; /* upload requests seen since start (fault counter) */
-	bool fired_disconnect, fired_error, fired_reboot, fired_away;
+	bool fired_disconnect, fired_error, fired_reboot, fired_away, fired_lose_final;
 	uint64_t rng;
 	uint64_t blackout_until_us; /* UDP: after a "disconnect" fault, silent for a while */
 	/* reassembly (BLE), one context per device as in smp_reassembly.c */

@@ -98,6 +98,9 @@ static int fail(struct tool *tl, const char *what, int err, const struct fgw_smp
 
 	if (st)
 		fgw_smp_status_format(st, buf, sizeof(buf));
+	else if (err == -ECONNREFUSED && tl->t && !strncmp(fgw_transport_peer(tl->t), "udp:", 4))
+		snprintf(buf, sizeof(buf), "connection refused (nothing listens on %s)",
+			 fgw_transport_peer(tl->t) + 4);
 	else
 		snprintf(buf, sizeof(buf), "%s", strerror(-err));
 	if (tl->json) {
@@ -530,6 +533,16 @@ static void upload_done(struct fgw_upload *u, int err, const struct fgw_upload_r
 		     NULL);
 		return;
 	}
+	if (err == -ENOMEM) {
+		char what[128];
+
+		snprintf(what, sizeof(what),
+			 "upload failed at offset %" PRIu64
+			 ": the device stayed out of SMP buffers (ENOMEM) at window 1",
+			 res->off);
+		fail(tl, what, err, &res->status);
+		return;
+	}
 	if (err < 0) {
 		char what[96];
 
@@ -590,6 +603,15 @@ static void start_upload(struct tool *tl)
 		o.buf_count = tl->params.buf_count;
 	}
 	o.window = tl->window;
+	/* No answer to params: a device that never answered gets no 40 s erase wait (#21). */
+	o.device_silent = !tl->has_params;
+	o.chunk_timeout_ms = FGW_MIN(tl->timeout_ms, o.chunk_timeout_ms);
+	o.max_timeouts = tl->retries + 1;
+	if (o.window > fgw_upload_window_limit(&o))
+		fprintf(stderr,
+			"fotagw-smp: --window %u clamped to %u: the device has %" PRIu32
+			" SMP buffers and needs one for each answer\n",
+			o.window, fgw_upload_window_limit(&o), o.buf_count);
 	r = fgw_upload_new(&tl->loop, tl->c, &tl->up);
 	if (r == 0)
 		r = fgw_upload_start(tl->up, &img, 0, &o, upload_progress, upload_done, tl);
