@@ -191,8 +191,11 @@ def phase_link(bench, tmp):
                        first_chunk_ms=r["first_ms"], window=r["window"],
                        packet_size=r["packet_size"], retransmissions=r["retransmissions"])
     pipe, sw = results[("ble", "fast", 0)], results[("ble", "fast", 1)]
-    bench.emit("pipelining_gain", goodput(pipe) / goodput(sw), "ratio", (">=", 2.0),
+    # Issue 22: against Zephyr's buffer pool (buf_count 4, answers sent by the SMP work queue)
+    # the adaptive window must still beat stop-and-wait by 1.3x, lost chunks not counted.
+    bench.emit("pipelining_gain", goodput(pipe) / goodput(sw), "ratio", (">=", 1.3),
                transport="ble", link=PROFILES["fast"], window=pipe["window"],
+               buf_count=4, lost=pipe["lost"], retransmissions=pipe["retransmissions"],
                goodput_window1_bytes_per_s=round(goodput(sw)),
                goodput_default_bytes_per_s=round(goodput(pipe)),
                window1_ratio_of_capacity=round(goodput(sw) / caps["fast"], 3))

@@ -76,6 +76,14 @@ static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_resul
 		snprintf(what, sizeof(what), "upload of image %d: device's image check failed",
 			 c->image);
 		break;
+	case -ENOMEM:
+		/* The engine halved its window down to 1 and the device still had no buffer: its
+		 * pool is shared with its other transports. Worth another try later. */
+		snprintf(what, sizeof(what),
+			 "upload of image %d at %llu/%llu: device out of SMP buffers (rc 2 ENOMEM) "
+			 "even at window 1",
+			 c->image, (unsigned long long) c->offset, (unsigned long long) c->total);
+		break;
 	default:
 		snprintf(what, sizeof(what), "upload of image %d at %llu/%llu: %s", c->image,
 			 (unsigned long long) c->offset, (unsigned long long) c->total,
