@@ -328,6 +328,8 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return fgw_parse_bool(v, &c->no_downgrade);
 	if (!strcmp(k, "net_slot0_visible"))
 		return fgw_parse_bool(v, &c->net_slot0_visible);
+	if (!strcmp(k, "single_image"))
+		return fgw_parse_bool(v, &c->single_image);
 	if (!strcmp(k, "ncs_order_bug"))
 		return fgw_parse_bool(v, &c->ncs_order_bug);
 	if (!strcmp(k, "allow_erase_pending"))

@@ -378,9 +378,10 @@ static int device_config(const struct cli *c, const struct sim_scenario *scen, u
 	}
 	if (cfg->link.mtu - 3 > cfg->buf_size)
 		cfg->buf_size = cfg->link.mtu - 3;
-	/* Zephyr's MCUMGR_TRANSPORT_NETBUF_COUNT: "default 2 if MCUMGR_TRANSPORT_UDP", else 4. */
+	/* Zephyr's MCUMGR_TRANSPORT_NETBUF_COUNT: "default 2 if MCUMGR_TRANSPORT_UDP", else 4.
+	 * UDP next to BLE is the test harness's side door, not the device's transport: 4. */
 	if (cfg->buf_count == 0)
-		cfg->buf_count = c->udp ? 2 : 4;
+		cfg->buf_count = c->udp && !c->opt.bluez && !c->opt.peripheral ? 2 : 4;
 	return 0;
 }
 

@@ -127,6 +127,7 @@ struct sim_dev_config {
 	bool no_downgrade;	/* MCUBOOT_DOWNGRADE_PREVENTION (overwrite-only) */
 	bool net_slot0_visible; /* unrealistic: list image 1 slot 0 in image state */
 	bool ncs_order_bug;	/* NCSDK-34106: app marked before net core skips the net update */
+	bool single_image; /* one updateable image: upload ignores "image", state lists image 0 */
 	bool allow_erase_pending; /* CONFIG_MCUMGR_GRP_IMG_ALLOW_ERASE_PENDING */
 	bool adv_smp_uuid;	  /* put the SMP service UUID in advertising data */
 	int rssi;		  /* mean RSSI in dBm */

@@ -439,7 +439,7 @@ static int img_state_read(struct ctx *c)
 	cbor_item_t *arr = cbor_new_indefinite_array();
 	bool ok = arr != NULL;
 
-	for (unsigned i = 0; ok && i < SIM_IMAGES; i++) {
+	for (unsigned i = 0; ok && i < (d->cfg.single_image ? 1u : SIM_IMAGES); i++) {
 		enum next_type type;
 		unsigned nbs = next_boot_slot(d, i, &type), a = 2 * i, o = a + 1;
 		bool a_conf = type != NEXT_REVERT;
@@ -606,6 +606,8 @@ static int img_upload(struct ctx *c)
 	for (int i = 0; i < 6; i++)
 		if (r[i] < 0)
 			return MGMT_ERR_EINVAL;
+	if (d->cfg.single_image)
+		image = 0; /* one updateable image: the number is not looked at (issue 21 item 9) */
 	if (!has_off) {
 		c->grp_rc = IMG_ERR_INVALID_OFFSET;
 		return 0;
