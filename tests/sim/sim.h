@@ -167,9 +167,10 @@ uint64_t sim_link_pdu(struct sim_link *l, const struct sim_link_params *p, int d
 /* Queues an SMP packet of @len bytes split into mtu-3 PDUs; arrival of first and last PDU. */
 void sim_link_packet(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
 		     size_t len, uint64_t *ret_first, uint64_t *ret_last);
-/* Best image-upload goodput in bytes/s (docs/simulator.md, "Capacity"); @chunk = data per chunk. */
+/* Best image-upload goodput in bytes/s (docs/simulator.md, "Capacity"); @chunk = data per chunk.
+ * @ble: the device's work queue also waits for each answer's notification to complete. */
 double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, unsigned buf_count,
-			 unsigned *ret_chunk);
+			 bool ble, unsigned *ret_chunk);
 double sim_flash_erase_us(const struct sim_link_params *p, uint64_t bytes);
 
 /* ---- SMP (smp.c) ------------------------------------------------------------------------------
