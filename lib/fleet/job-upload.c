@@ -152,6 +152,10 @@ static int start_image(struct fleet_job *job, int i)
 	c->offset = 0;
 	c->total = ui.len;
 	c->upload_started_ms = fgw_now_ms();
+	if (o.window > fgw_upload_window_limit(&o))
+		fgw_info("fleet: '%s': [upload] window %u clamped to %u (the device has %" PRIu32
+			 " SMP buffers)",
+			 job->address, o.window, fgw_upload_window_limit(&o), o.buf_count);
 	/* Offset 0: the engine's first chunk asks the device where its session is. */
 	return fgw_upload_start(c->upload, &ui, 0, &o, on_progress, on_done, job);
 }

@@ -7,72 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "upload.h"
 #include "transport.h"
-#include "util.h"
+#include "upload-private.h"
 
 /* An MCUboot header is 32 bytes; Zephyr refuses a first chunk shorter than that (err 22). */
 #define FIRST_CHUNK_MIN 32
 /* Retry after the transport's send queue was full and nothing is in flight to wait for. */
 #define SEND_RETRY_MS 5
-
-struct chunk {
-	struct fgw_upload *u;
-	bool used;
-	uint64_t off;
-	size_t len;
-	uint64_t req_id;
-	uint64_t sent_order; /* responses come back in this order (the device works in order) */
-	uint64_t sent_ms;
-};
-
-struct fgw_upload {
-	uv_loop_t *loop;
-	struct fgw_smp_client *client;
-	uv_timer_t timer; /* back-off */
-	uv_timer_t tail;  /* the final chunk's answer is overdue: send it again */
-	enum fgw_upload_state state;
-	struct fgw_upload_image img;
-	struct fgw_upload_opts opts;
-	fgw_upload_progress_cb_t progress_cb;
-	fgw_upload_done_cb_t done_cb;
-	void *user_data;
-
-	struct chunk chunks[FGW_UPLOAD_MAX_WINDOW];
-	unsigned inflight;
-	uint64_t next_order;
-	uint64_t next_off;   /* the next chunk to send */
-	uint64_t sent_end;   /* highest byte ever sent, for counting retransmissions */
-	uint64_t acked;	     /* the device's last word on its offset */
-	uint64_t best;	     /* highest acked this run: progress */
-	uint64_t resync_off; /* offset of the last resync, to spot a device stuck on it */
-	unsigned same_off_failures;
-	unsigned timeouts_in_row;
-	bool busy;
-	bool reprobe; /* after timeouts, continue with a first chunk (resume probe) */
-	bool has_match, match;
-	bool probed;   /* the first answer of this run came in */
-	bool answered; /* the device answered anything this run */
-	bool drain;    /* in resync: wait until nothing is in flight (busy, timeout, refusal) */
-	unsigned backoff_ms; /* then wait this long before going on */
-	uint64_t started_ms;
-	size_t packet;
-	/* the adaptive window (see upload.h) */
-	unsigned window;      /* chunks in flight at most, now */
-	unsigned limit;	      /* never above: fgw_upload_window_limit() */
-	unsigned ceiling;     /* a window that lost is not tried again for a while */
-	unsigned clean;	      /* answers without loss since the window last changed */
-	unsigned probe_after; /* clean answers at the ceiling before trying one more */
-	unsigned nomem_in_row;
-	uint64_t stale_before; /* chunks sent before this order predate the last loss */
-	bool tail_resent;
-	double srtt_ms; /* smoothed send-to-answer time of chunks; 0: no sample yet */
-	struct fgw_upload_stats stats;
-
-	unsigned refs;
-	unsigned closing;
-	bool freed;
-};
 
 static const char *const state_names[_FGW_UPLOAD_STATE_MAX] = {
     [FGW_UPLOAD_STATE_IDLE] = "idle",		[FGW_UPLOAD_STATE_PROBING] = "probing",
@@ -314,62 +255,6 @@ static void schedule_retry(struct fgw_upload *u, unsigned ms)
 		finish(u, r, NULL);
 }
 
-/* ---- the window ---- */
-
-/* Chunks sent before the last loss are answered with what the device knew then: not news. */
-static bool is_stale(struct fgw_upload *u, const struct chunk *k)
-{
-	return k->sent_order < u->stale_before;
-}
-
-/*
- * A lost chunk, a timeout or rc 2: the device ran out of buffers (or the link lost a
- * packet). Halve at once, and do not try the window that lost again for a while: with
- * Zephyr's pool the loss repeats at the same window.
- */
-static void narrow(struct fgw_upload *u, const char *why)
-{
-	unsigned lost_at = u->window;
-
-	u->stats.narrowed++;
-	if (u->window >= u->ceiling && u->ceiling < u->limit)
-		u->probe_after =
-		    FGW_MIN(u->probe_after * 2, 1024u); /* a failed probe: wait longer */
-	u->ceiling = FGW_MAX(lost_at > 1 ? lost_at - 1 : 1, 1u);
-	u->window = FGW_MAX(u->window / 2, 1u);
-	u->clean = 0;
-	u->stale_before = u->next_order;
-	fgw_debug("upload %s: %s at window %u: window %u, ceiling %u",
-		  fgw_transport_peer(fgw_smp_client_transport(u->client)), why, lost_at, u->window,
-		  u->ceiling);
-}
-
-/* An answer in order, without loss: after a whole window of them, one more in flight. */
-static void widen(struct fgw_upload *u)
-{
-	u->nomem_in_row = 0;
-	if (++u->clean < u->window)
-		return;
-	if (u->window < u->ceiling) {
-		u->window++;
-		u->clean = 0;
-	} else if (u->ceiling < u->limit && u->clean >= u->probe_after) {
-		/* The loss that set the ceiling may have been the radio's: try again, rarely. */
-		u->ceiling++;
-		u->window++;
-		u->clean = 0;
-	}
-}
-
-static void rtt_sample(struct fgw_upload *u, const struct chunk *k)
-{
-	double ms = (double) (fgw_now_ms() - k->sent_ms);
-
-	if (k->off == 0 || k->off + k->len >= u->img.len)
-		return; /* erase and image check times say nothing about the link */
-	u->srtt_ms = u->srtt_ms > 0 ? u->srtt_ms * 0.875 + ms * 0.125 : ms;
-}
-
 static struct chunk *final_chunk(struct fgw_upload *u)
 {
 	for (unsigned i = 0; i < FGW_UPLOAD_MAX_WINDOW; i++)
@@ -506,7 +391,7 @@ static void on_refusal(struct fgw_upload *u, struct chunk *k, const struct fgw_s
 		return;
 	}
 	u->stats.nomem++;
-	if (is_stale(u, k) && u->state == FGW_UPLOAD_STATE_RESYNC)
+	if (upload_is_stale(u, k) && u->state == FGW_UPLOAD_STATE_RESYNC)
 		return; /* already narrowed for this one */
 	if (u->window == 1) {
 		/* Nothing of ours fills the pool: another transport or the app holds it. */
@@ -514,12 +399,35 @@ static void on_refusal(struct fgw_upload *u, struct chunk *k, const struct fgw_s
 			finish(u, -ENOMEM, &rsp->status);
 			return;
 		}
-		narrow(u, "rc 2 (ENOMEM)");
+		upload_narrow(u, "rc 2 (ENOMEM)");
 		drain_then(u, u->opts.busy_retry_ms);
 		return;
 	}
-	narrow(u, "rc 2 (ENOMEM)");
+	upload_narrow(u, "rc 2 (ENOMEM)");
 	enter_resync(u);
+}
+
+/* The device's word on its offset (and image check): the truth from now on. */
+static void note_offset(struct fgw_upload *u, const struct chunk *k,
+			const struct fgw_smp_upload_rsp *ur)
+{
+	bool was_probe = k->off == 0;
+
+	if (ur->off < u->acked && (ur->off == 0 || was_probe)) {
+		/* The device lost its session (it rebooted without keeping it): from 0 again. */
+		u->stats.restarts++;
+	}
+	u->acked = ur->off;
+	if (ur->has_match) {
+		u->has_match = true;
+		u->match = ur->match;
+	}
+	if (was_probe && !u->probed) {
+		/* A resumed session answers the probe with its own offset, a new one with ours. */
+		u->probed = true;
+		u->stats.first_ms = fgw_now_ms() - u->started_ms;
+		u->stats.start_off = ur->off == k->off + k->len ? 0 : ur->off;
+	}
 }
 
 static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_smp_rsp *rsp)
@@ -543,21 +451,7 @@ static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_sm
 		finish(u, -EPROTO, NULL);
 		return;
 	}
-	if (ur.off < u->acked && (ur.off == 0 || was_probe)) {
-		/* The device lost its session (it rebooted without keeping it): from 0 again. */
-		u->stats.restarts++;
-	}
-	u->acked = ur.off;
-	if (ur.has_match) {
-		u->has_match = true;
-		u->match = ur.match;
-	}
-	if (was_probe && !u->probed) {
-		/* A resumed session answers the probe with its own offset, a new one with ours. */
-		u->probed = true;
-		u->stats.first_ms = fgw_now_ms() - u->started_ms;
-		u->stats.start_off = ur.off == expected ? 0 : ur.off;
-	}
+	note_offset(u, k, &ur);
 	if (ur.off > u->best || was_probe) {
 		if (ur.off > u->best)
 			u->timeouts_in_row = 0;
@@ -587,11 +481,11 @@ static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_sm
 		return;
 	case FGW_UPLOAD_STATE_STREAMING:
 	case FGW_UPLOAD_STATE_RESYNC:
-		if (is_stale(u, k))
+		if (upload_is_stale(u, k))
 			return; /* the device's answer to something sent before the last loss */
 		if (ur.off == expected) {
-			rtt_sample(u, k);
-			widen(u);
+			upload_rtt_sample(u, k);
+			upload_widen(u);
 			if (u->state == FGW_UPLOAD_STATE_STREAMING)
 				fill(u);
 			return;
@@ -600,7 +494,7 @@ static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_sm
 		 * (Ahead: the device had more than we sent; go on from there.) The chunks still in
 		 * flight will answer the same: not news. */
 		if (ur.off < expected)
-			narrow(u, "lost chunk");
+			upload_narrow(u, "lost chunk");
 		u->stale_before = u->next_order;
 		enter_resync(u);
 		return;
@@ -620,7 +514,7 @@ static void on_silence(struct fgw_upload *u, struct chunk *k, int err)
 		finish(u, err, NULL); /* nothing ever answered: nobody is there */
 		return;
 	}
-	if ((k->off > 0 && u->acked >= k->off + k->len) || is_stale(u, k) ||
+	if ((k->off > 0 && u->acked >= k->off + k->len) || upload_is_stale(u, k) ||
 	    (u->state == FGW_UPLOAD_STATE_RESYNC && u->drain)) {
 		/* Covered by a later answer, sent before a loss already dealt with, or one
 		 * silence already being dealt with. A first chunk is never covered: it is the
@@ -632,7 +526,7 @@ static void on_silence(struct fgw_upload *u, struct chunk *k, int err)
 		return;
 	}
 	if (k->off > 0)
-		narrow(u, "timeout");
+		upload_narrow(u, "timeout");
 	/* A device that went silent may have lost our session: re-probe (same sha) to learn its
 	 * offset rather than guess at it. A refusal (UDP: the device restarting) comes at once:
 	 * wait a chunk timeout before the next try. */
@@ -713,31 +607,26 @@ FGW_EXPORT struct fgw_upload *fgw_upload_free(struct fgw_upload *u)
 	return NULL;
 }
 
-FGW_EXPORT unsigned fgw_upload_window_limit(const struct fgw_upload_opts *o)
+/*
+ * Packet size: the device's buffer, else (no mcumgr params) one link frame as Nordic's
+ * libraries assume, and never more than the transport (and client) accept.
+ */
+static size_t packet_size(struct fgw_upload *u, const struct fgw_upload_opts *o)
 {
-	unsigned w = o->window ? o->window : o->window_cap ? o->window_cap : FGW_UPLOAD_MAX_WINDOW;
+	struct fgw_transport *t = fgw_smp_client_transport(u->client);
+	size_t packet = o->buf_size ? o->buf_size : fgw_transport_mtu(t);
 
-	/* Zephyr answers from the same pool of buf_count buffers its requests wait in. */
-	if (o->buf_count > 0)
-		w = FGW_MIN(w, o->buf_count > 1 ? o->buf_count - 1 : 1);
-	else if (!o->window)
-		w = 1; /* no params: nothing says the device has a second buffer */
-	return FGW_MIN(FGW_MAX(w, 1u), (unsigned) FGW_UPLOAD_MAX_WINDOW);
-}
-
-/* Adaptive from 1, or the caller's window (clamped); see upload.h. */
-static void window_init(struct fgw_upload *u, const struct fgw_upload_opts *o)
-{
-	u->limit = fgw_upload_window_limit(o);
-	u->window = o->window ? u->limit : 1;
-	u->ceiling = u->limit;
-	u->clean = 0;
-	/* Over BLE the link layer retransmits: a lost chunk is the device's pool, and a probe
-	 * above the ceiling costs a loss (the chunk and those behind it). Rarely, then. */
-	u->probe_after = 256;
-	u->nomem_in_row = 0;
-	u->stale_before = 0;
-	u->srtt_ms = 0;
+	packet = FGW_MIN(packet, fgw_smp_client_max_packet(u->client));
+	/*
+	 * Where the transport splits a packet into link frames (BLE writes of MTU-3), a packet
+	 * ending in a short runt write pays a whole link slot for a few bytes: 2475 bytes at
+	 * MTU 247 are 10 writes and a 35-byte one. Drop a runt shorter than half a frame; a
+	 * nearly full last frame (2475 at 510-byte writes: 435) is worth its slot.
+	 */
+	if (fgw_transport_max_packet(t) > fgw_transport_mtu(t) && packet > fgw_transport_mtu(t) &&
+	    packet % fgw_transport_mtu(t) < fgw_transport_mtu(t) / 2)
+		packet -= packet % fgw_transport_mtu(t);
+	return packet;
 }
 
 FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_image *img,
@@ -745,7 +634,6 @@ FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_im
 				fgw_upload_progress_cb_t progress_cb, fgw_upload_done_cb_t done_cb,
 				void *user_data)
 {
-	struct fgw_transport *t;
 	struct fgw_upload_opts o;
 	size_t packet;
 	int r;
@@ -766,22 +654,7 @@ FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_im
 		o.max_failures = 1;
 	if (o.max_timeouts == 0)
 		o.max_timeouts = 1;
-	t = fgw_smp_client_transport(u->client);
-	/*
-	 * Packet size: the device's buffer, else (no mcumgr params) one link frame as Nordic's
-	 * libraries assume, and never more than the transport (and client) accept.
-	 */
-	packet = o.buf_size ? o.buf_size : fgw_transport_mtu(t);
-	packet = FGW_MIN(packet, fgw_smp_client_max_packet(u->client));
-	/*
-	 * Where the transport splits a packet into link frames (BLE writes of MTU-3), a packet
-	 * ending in a short runt write pays a whole link slot for a few bytes: 2475 bytes at
-	 * MTU 247 are 10 writes and a 35-byte one. Drop a runt shorter than half a frame; a
-	 * nearly full last frame (2475 at 510-byte writes: 435) is worth its slot.
-	 */
-	if (fgw_transport_max_packet(t) > fgw_transport_mtu(t) && packet > fgw_transport_mtu(t) &&
-	    packet % fgw_transport_mtu(t) < fgw_transport_mtu(t) / 2)
-		packet -= packet % fgw_transport_mtu(t);
+	packet = packet_size(u, &o);
 	u->packet = packet;
 	u->img = *img;
 	u->opts = o;
@@ -793,7 +666,7 @@ FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_im
 		if (d < FGW_MIN((size_t) FIRST_CHUNK_MIN, img->len))
 			return -EMSGSIZE;
 	}
-	window_init(u, &o);
+	upload_window_init(u, &o);
 	u->progress_cb = progress_cb;
 	u->done_cb = done_cb;
 	u->user_data = user_data;
