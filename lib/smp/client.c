@@ -335,6 +335,21 @@ FGW_EXPORT size_t fgw_smp_client_max_packet(struct fgw_smp_client *c)
 	return c->max_packet && c->max_packet < t ? c->max_packet : t;
 }
 
+FGW_EXPORT size_t fgw_smp_client_frame_size(struct fgw_smp_client *c)
+{
+	return fgw_transport_mtu(c->t);
+}
+
+FGW_EXPORT bool fgw_smp_client_splits_packets(struct fgw_smp_client *c)
+{
+	return fgw_transport_max_packet(c->t) > fgw_transport_mtu(c->t);
+}
+
+FGW_EXPORT const char *fgw_smp_client_peer(struct fgw_smp_client *c)
+{
+	return fgw_transport_peer(c->t);
+}
+
 FGW_EXPORT int fgw_smp_client_request(struct fgw_smp_client *c, const struct fgw_smp_req *req,
 				      unsigned timeout_ms, fgw_smp_rsp_cb_t cb, void *user_data,
 				      fgw_destroy_cb_t destroy, uint64_t *ret_id)

@@ -388,6 +388,15 @@ enum fgw_smp_version fgw_smp_client_get_version(struct fgw_smp_client *c);
 /* Largest request packet the client sends (transport max_packet, lowered by this call). */
 void fgw_smp_client_set_max_packet(struct fgw_smp_client *c, size_t max_packet);
 size_t fgw_smp_client_max_packet(struct fgw_smp_client *c);
+/*
+ * The link's preferred packet multiple: the payload of one link frame (BLE: ATT_MTU - 3; UDP:
+ * the datagram limit), and whether a packet is split into several of them. The upload engine
+ * sizes its chunks by these without knowing the transport.
+ */
+size_t fgw_smp_client_frame_size(struct fgw_smp_client *c);
+bool fgw_smp_client_splits_packets(struct fgw_smp_client *c);
+/* The transport's peer, for logs ("udp:127.0.0.1:1337", "ble:AA:BB:..."). */
+const char *fgw_smp_client_peer(struct fgw_smp_client *c);
 
 /*
  * Sends @req (copied; the caller still owns and frees it) with its own seq and a @timeout_ms

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "transport.h"
 #include "upload-private.h"
 
 /* An MCUboot header is 32 bytes; Zephyr refuses a first chunk shorter than that (err 22). */
@@ -77,9 +76,8 @@ static void enter_state(struct fgw_upload *u, enum fgw_upload_state s)
 {
 	if (u->state != s)
 		fgw_debug("upload %s: %s -> %s (next %" PRIu64 ", device %" PRIu64 ")",
-			  fgw_transport_peer(fgw_smp_client_transport(u->client)),
-			  fgw_upload_state_to_string(u->state), fgw_upload_state_to_string(s),
-			  u->next_off, u->acked);
+			  fgw_smp_client_peer(u->client), fgw_upload_state_to_string(u->state),
+			  fgw_upload_state_to_string(s), u->next_off, u->acked);
 	u->state = s;
 }
 
@@ -284,7 +282,7 @@ static void tail_timer(uv_timer_t *t)
 	u->next_off = k->off;
 	if (send_chunk(u) == 0)
 		fgw_debug("upload %s: final chunk overdue, sent again",
-			  fgw_transport_peer(fgw_smp_client_transport(u->client)));
+			  fgw_smp_client_peer(u->client));
 	upload_unref(u);
 }
 
@@ -613,8 +611,8 @@ FGW_EXPORT struct fgw_upload *fgw_upload_free(struct fgw_upload *u)
  */
 static size_t packet_size(struct fgw_upload *u, const struct fgw_upload_opts *o)
 {
-	struct fgw_transport *t = fgw_smp_client_transport(u->client);
-	size_t packet = o->buf_size ? o->buf_size : fgw_transport_mtu(t);
+	size_t frame = fgw_smp_client_frame_size(u->client);
+	size_t packet = o->buf_size ? o->buf_size : frame;
 
 	packet = FGW_MIN(packet, fgw_smp_client_max_packet(u->client));
 	/*
@@ -623,9 +621,9 @@ static size_t packet_size(struct fgw_upload *u, const struct fgw_upload_opts *o)
 	 * MTU 247 are 10 writes and a 35-byte one. Drop a runt shorter than half a frame; a
 	 * nearly full last frame (2475 at 510-byte writes: 435) is worth its slot.
 	 */
-	if (fgw_transport_max_packet(t) > fgw_transport_mtu(t) && packet > fgw_transport_mtu(t) &&
-	    packet % fgw_transport_mtu(t) < fgw_transport_mtu(t) / 2)
-		packet -= packet % fgw_transport_mtu(t);
+	if (fgw_smp_client_splits_packets(u->client) && packet > frame &&
+	    packet % frame < frame / 2)
+		packet -= packet % frame;
 	return packet;
 }
 

@@ -7,7 +7,6 @@
 #include <errno.h>
 
 #include "smp.h"
-#include "transport.h"
 #include "upload-private.h"
 
 /* Chunks sent before the last loss are answered with what the device knew then: not news. */
@@ -34,8 +33,7 @@ void upload_narrow(struct fgw_upload *u, const char *why)
 	u->clean = 0;
 	u->stale_before = u->next_order;
 	fgw_debug("upload %s: %s at window %u: window %u, ceiling %u",
-		  fgw_transport_peer(fgw_smp_client_transport(u->client)), why, lost_at, u->window,
-		  u->ceiling);
+		  fgw_smp_client_peer(u->client), why, lost_at, u->window, u->ceiling);
 }
 
 /* An answer in order, without loss: after a whole window of them, one more in flight. */
