@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "smp-client.h"
 #include "smp-private.h"
 #include "transport.h"
 

@@ -22,7 +22,7 @@
 
 #include <uv.h>
 
-#include "smp.h"
+#include "smp-client.h"
 
 struct fgw_upload;
 

@@ -6,7 +6,6 @@
  */
 #include <errno.h>
 
-#include "smp.h"
 #include "upload-private.h"
 
 /* Chunks sent before the last loss are answered with what the device knew then: not news. */

@@ -13,7 +13,7 @@
 
 #include "golden.h"
 #include "peer-transport.h"
-#include "smp.h"
+#include "smp-client.h"
 
 struct fx {
 	uv_loop_t loop;
