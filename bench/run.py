@@ -142,7 +142,12 @@ def phase_link(bench, tmp):
         if size not in images:
             images[size] = os.path.join(tmp, f"img-{size}.bin")
             bench.make_image(images[size], size)
-    caps = {p: bench.capacity(l)["capacity_bytes_per_s"] for p, l in PROFILES.items()}
+    # BLE: the device's work queue also waits for each answer to complete (Zephyr smp_bt.c,
+    # docs/simulator.md "Capacity"); UDP: it does not.
+    capj = {p: bench.capacity(l) for p, l in PROFILES.items()}
+    caps_t = {"ble": {p: c["capacity_ble_bytes_per_s"] for p, c in capj.items()},
+              "udp": {p: c["capacity_bytes_per_s"] for p, c in capj.items()}}
+    caps = caps_t["ble"]
     results, lock = {}, threading.Lock()
 
     errs = []
@@ -184,15 +189,19 @@ def phase_link(bench, tmp):
             r = results[(transport, prof, 0)]
             g = goodput(r)
             goal = (">=", 0.85) if (transport, prof) == ("ble", "fast") else None
-            bench.emit(f"link_utilisation_{transport}_{prof}", g / caps[prof], "ratio", goal,
-                       link=PROFILES[prof], capacity_bytes_per_s=caps[prof],
+            cap = caps_t[transport][prof]
+            bench.emit(f"link_utilisation_{transport}_{prof}", g / cap, "ratio", goal,
+                       link=PROFILES[prof], capacity_bytes_per_s=cap,
                        goodput_bytes_per_s=round(g), image_bytes=r["bytes"],
-                       end_to_end_ratio=round(r["bytes"] / r["seconds"] / caps[prof], 3),
+                       end_to_end_ratio=round(r["bytes"] / r["seconds"] / cap, 3),
                        first_chunk_ms=r["first_ms"], window=r["window"],
                        packet_size=r["packet_size"], retransmissions=r["retransmissions"])
     pipe, sw = results[("ble", "fast", 0)], results[("ble", "fast", 1)]
-    bench.emit("pipelining_gain", goodput(pipe) / goodput(sw), "ratio", (">=", 2.0),
+    # Issue 22: against Zephyr's buffer pool (buf_count 4, answers sent by the SMP work queue)
+    # the adaptive window must still beat stop-and-wait by 1.3x, lost chunks not counted.
+    bench.emit("pipelining_gain", goodput(pipe) / goodput(sw), "ratio", (">=", 1.3),
                transport="ble", link=PROFILES["fast"], window=pipe["window"],
+               buf_count=4, lost=pipe["lost"], retransmissions=pipe["retransmissions"],
                goodput_window1_bytes_per_s=round(goodput(sw)),
                goodput_default_bytes_per_s=round(goodput(pipe)),
                window1_ratio_of_capacity=round(goodput(sw) / caps["fast"], 3))
@@ -255,7 +264,7 @@ def state_times(events):
 
 
 def phase_fleet(bench, tmp):
-    cap = bench.capacity(FLEET_LINK)["capacity_bytes_per_s"]
+    cap = bench.capacity(FLEET_LINK)["capacity_ble_bytes_per_s"]
     ng = ft.Nginx(tmp)
     ng.start()
     bus = sim = gw = None

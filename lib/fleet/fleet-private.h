@@ -3,7 +3,7 @@
 
 #include "fleet-policy.h"
 #include "fleet.h"
-#include "smp.h"
+#include "smp-client.h"
 #include "store.h"
 #include "util.h"
 

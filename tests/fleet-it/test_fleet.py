@@ -9,8 +9,8 @@ CASE:
                checked on the devices' own state
   faults       random disconnects, a device whose image fails validation at boot, one that
                reverts because nobody confirmed, one whose net core slot cannot be opened:
-               the others finish, the bad ones end with their reason, no test image is left
-               unconfirmed
+               a single-image device that stores the net core image as image 0: the others
+               finish, the bad ones end with their reason, no test image is left unconfirmed
   canary       the canary devices fail: the rollout halts and non-canaries wait; resume
                through the API continues it
   restart      fotagwd is killed with SIGKILL at random moments and restarted: the fleet
@@ -99,13 +99,14 @@ def case_rollout_ble():
 
 
 def case_faults():
-    n = 8
+    n = 9
     args = FAST + ["--mode", "mixed", "--seed", "7",
                    "--fault", "0:disconnect_prob=0.03",
                    "--fault", "2:bad_boot=true",
                    "--fault", "3:no_confirm=true,watchdog_ms=3000",   # odd index: swap
                    "--fault", "4:net_unreadable=true",
-                   "--fault", "6:disconnect_at_chunk=20"]
+                   "--fault", "6:disconnect_at_chunk=20",
+                   "--fault", "8:single_image=true"]                    # ignores "image"
     w = ft.World(BIN, n, sim_args=args, rate=1.0)
     ok = False
     try:
@@ -122,6 +123,11 @@ def case_faults():
               f"never confirmed: reverted with reason ({st[3][2]})")
         check(st[4][1] == "failed" and "image 1" in (st[4][2] or ""),
               f"net core slot unreadable: failed with reason ({st[4][2]})")
+        # issue 21 item 9: the image list after the upload shows the net core image in image 0
+        # slot 1; marking it would have updated the app core with the net core's image
+        check(st[8][1] == "failed" and "lists it as image 0 slot 1" in (st[8][2] or "") and
+              "net core would not be updated" in (st[8][2] or ""),
+              f"single-image device: failed with reason ({st[8][2]})")
         for i in range(n):
             no_unconfirmed_test_image(w, i)
         ok = True

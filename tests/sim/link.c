@@ -97,12 +97,16 @@ static unsigned chunk_overhead(unsigned data_len)
 }
 
 double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, unsigned buf_count,
-			 unsigned *ret_chunk)
+			 bool ble, unsigned *ret_chunk)
 {
 	double best = 0, iv = p->interval_ms * 1000.0;
 	unsigned best_chunk = 0;
 	/* Response to a chunk: header + {"off": uint32} in an indefinite map = 19 bytes. */
 	double t_dn = ll_packets(p, 19) * iv / p->pkts;
+	/* BLE: the work queue sends the answer and waits for its completion before it takes the
+	 * next request (device.c send_rsps): half an interval for the event on average, then the
+	 * acknowledgement one interval later, seen after the latency, plus 1 ms. */
+	double t_rsp = ble ? iv / 2 + iv + p->latency_ms * 1000.0 + 1000.0 : 0;
 
 	(void) buf_count;
 	for (unsigned pkt = 64; pkt <= buf_size; pkt++) {
@@ -118,7 +122,7 @@ double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, uns
 		for (unsigned off = 0; off < pkt; off += frag)
 			ll += ll_packets(p, FGW_MIN(frag, pkt - off));
 		t_up = ll * iv / p->pkts;
-		t_dev = p->proc_us + data * p->write_us;
+		t_dev = p->proc_us + data * p->write_us + t_rsp;
 		t = FGW_MAX(t_up, FGW_MAX(t_dev, t_dn));
 		if ((double) data / t > best) {
 			best = (double) data / t;
@@ -257,8 +261,8 @@ void sim_dev_config_defaults(struct sim_dev_config *c)
 	sim_link_profile("typical", &c->link);
 	snprintf(c->app_version, sizeof(c->app_version), "1.0.0");
 	snprintf(c->net_version, sizeof(c->net_version), "1.0.0");
-	c->buf_size = 2475; /* NCS DFU sample with reassembly: 5 x 495 */
-	c->buf_count = 4;
+	c->buf_size = 2475;	   /* NCS DFU sample with reassembly: 5 x 495 */
+	c->buf_count = 0;	   /* the transport's default, resolved in main.c */
 	c->slot_size[0] = 0xf0000; /* 960 KiB app slots */
 	c->slot_size[1] = 0x40000; /* 256 KiB net core slots */
 	c->body_size[0] = 48 * 1024;
@@ -434,6 +438,8 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return parse_chunk(v, &f->reboot_at_chunk);
 	if (!strcmp(k, "bad_boot"))
 		return fgw_parse_bool(v, &f->bad_boot);
+	if (!strcmp(k, "lose_final_chunk"))
+		return fgw_parse_bool(v, &f->lose_final_chunk);
 	if (!strcmp(k, "no_confirm"))
 		return fgw_parse_bool(v, &f->no_confirm);
 	if (!strcmp(k, "watchdog_ms"))

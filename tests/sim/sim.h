@@ -105,6 +105,7 @@ struct sim_faults {
 	int64_t error_at_chunk;	 /* -1 = off */
 	int64_t reboot_at_chunk; /* -1 = off */
 	bool bad_boot;		 /* the next images to be installed fail validation at boot */
+	bool lose_final_chunk;	 /* the chunk completing an upload is lost on its way, once */
 	bool no_confirm;	 /* a test-booted image never comes up: watchdog reset, revert */
 	double watchdog_ms;
 	bool net_unreadable; /* net core secondary slot cannot be opened either */
@@ -121,7 +122,7 @@ struct sim_dev_config {
 	struct sim_faults faults;
 	char app_version[SIM_VERSION_MAX];
 	char net_version[SIM_VERSION_MAX];
-	unsigned buf_size, buf_count;
+	unsigned buf_size, buf_count; /* buf_count 0: the transport's Zephyr default (main.c) */
 	uint32_t slot_size[SIM_IMAGES];
 	uint32_t body_size[SIM_IMAGES]; /* body of the generated starting images */
 	bool image_check;	/* CONFIG_IMG_ENABLE_IMAGE_CHECK: "match" and same-image shortcut */
@@ -174,9 +175,10 @@ uint64_t sim_link_pdu(struct sim_link *l, const struct sim_link_params *p, int d
 /* Queues an SMP packet of @len bytes split into mtu-3 PDUs; arrival of first and last PDU. */
 void sim_link_packet(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
 		     size_t len, uint64_t *ret_first, uint64_t *ret_last);
-/* Best image-upload goodput in bytes/s (docs/simulator.md, "Capacity"); @chunk = data per chunk. */
+/* Best image-upload goodput in bytes/s (docs/simulator.md, "Capacity"); @chunk = data per chunk.
+ * @ble: the device's work queue also waits for each answer's notification to complete. */
 double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, unsigned buf_count,
-			 unsigned *ret_chunk);
+			 bool ble, unsigned *ret_chunk);
 double sim_flash_erase_us(const struct sim_link_params *p, uint64_t bytes);
 
 /* ---- SMP (smp.c) ------------------------------------------------------------------------------
@@ -273,7 +275,7 @@ struct sim_req {
 	struct sockaddr_storage peer;
 	uint64_t t_first, t_last; /* model arrival of first/last fragment */
 	int stage;
-	bool holds_buf;
+	unsigned bufs; /* SMP buffers held: its own, then its responses' until they are sent */
 	size_t len;
 	uint8_t *data;
 };
@@ -302,7 +304,7 @@ struct sim_device {
 	uv_timer_t life; /* reset delay, boot completion, watchdog, return from out of range */
 	int life_action;
 	uint64_t chunks; /* upload requests seen since start (fault counter) */
-	bool fired_disconnect, fired_error, fired_reboot, fired_away;
+	bool fired_disconnect, fired_error, fired_reboot, fired_away, fired_lose_final;
 	uint64_t rng;
 	uint64_t blackout_until_us; /* UDP: after a "disconnect" fault, silent for a while */
 	/* reassembly (BLE), one context per device as in smp_reassembly.c */

@@ -935,6 +935,22 @@ static void emit_rc(struct sim_device *d, const struct smp_hdr *req, int rc, smp
 		cbor_decref(&m);
 }
 
+/* Fault lose_final_chunk: the request that would complete the open upload, as if it had found
+ * no buffer on its way in. */
+static bool lose_final(struct sim_device *d, const struct smp_req *req)
+{
+	cbor_item_t *off = req_key(req, "off"), *data = req_key(req, "data");
+
+	if (!d->cfg.faults.lose_final_chunk || d->fired_lose_final || !d->up.active || !off ||
+	    !data || !cbor_isa_uint(off) || !cbor_isa_bytestring(data) ||
+	    !cbor_bytestring_is_definite(data) || cbor_get_int(off) != d->up.off ||
+	    d->up.off + cbor_bytestring_length(data) != d->up.len)
+		return false;
+	d->fired_lose_final = true;
+	fgw_notice("event: fault, device: %s, what: final chunk lost", d->name);
+	return true;
+}
+
 /* Returns false when the rest of the packet must not be processed (no response buffer). */
 static bool handle_one(struct sim_device *d, const uint8_t *buf, size_t len, smp_alloc_cb_t alloc,
 		       smp_emit_cb_t emit, void *user_data, struct smp_result *res)
@@ -950,8 +966,8 @@ static bool handle_one(struct sim_device *d, const uint8_t *buf, size_t len, smp
 	if (req.hdr.group == GRP_IMG && req.hdr.id == 1)
 		res->was_upload = true;
 	fault = sim_device_fault_on_request(d, res->was_upload);
-	if (fault < 0)
-		goto out; /* link dropped or device gone: no answer */
+	if (fault < 0 || (res->was_upload && lose_final(d, &req)))
+		goto out; /* link dropped, device gone, request lost: no answer */
 	/* Zephyr's smp_process_request_packet() takes the response buffer before it handles a read
 	 * or write; without one the request is not handled at all, and smp_on_err() answers
 	 * MGMT_ERR_ENOMEM in the request's own buffer, abandoning the rest of the packet. */

@@ -118,7 +118,7 @@ def case_cli_basics():
         p = smp(sim, "echo", "plain", json_out=False)
         check(p.stdout == "plain\n", "echo text: %r" % p.stdout)
         _, r = smp(sim, "params")
-        check(r["buf_size"] == 2475 and r["buf_count"] == 4, "params: %s" % r)
+        check(r["buf_size"] == 2475 and r["buf_count"] == 2, "params (UDP default): %s" % r)
         _, r = smp(sim, "info")
         check(r.get("bootloader") == "MCUboot" and r.get("mode") == 2, "info: %s" % r)
         _, r = smp(sim, "image", "list")
@@ -147,7 +147,7 @@ def case_upload_sizes():
             path, h = mkimage("size-%d.bin" % size, size, seed=100 + i)
             up = upload_and_verify(sim, path, h)
             check(up["retransmissions"] == 0 and up["restarts"] == 0, "clean link: %s" % up)
-            check(up["window"] == 3, "window from buf_count 4: %s" % up)
+            check(up["window"] == 1, "window from buf_count 2 (UDP): %s" % up)
             print("  %7d bytes: %.1f KiB/s streaming, %d chunks" %
                   (up["bytes"], up["stream_kib_per_s"], up["chunks"]))
 
@@ -164,6 +164,28 @@ def case_lost_answers():
         check(up["bytes_sent"] < 1.2 * up["bytes"], "too much resent: %s" % up)
         print("  lost %d, timeouts %d, retransmissions %d" %
               (up["lost"], up["timeouts"], up["retransmissions"]))
+
+
+def case_lost_final_chunk_and_window():
+    """Issue 22: the chunk completing the upload is lost with nothing after it; it is sent again
+    after about two round trips, not after the 20 s last-chunk timeout (no timeout counted).
+    Issue 21: --window above buf_count - 1 is clamped with a notice; a refused port fails at
+    once, naming it."""
+    with simctl.Sim(A.sim, args=["--link", QUICK, "--set", "lose_final_chunk=true"]) as sim:
+        path, h = mkimage("final.bin", 60 * 1024, seed=77)
+        up = upload_and_verify(sim, path, h)
+        check(up["timeouts"] == 0 and up["retransmissions"] == 1, "recovered early: %s" % up)
+    with simctl.Sim(A.sim, args=["--link", QUICK]) as sim:
+        path, h = mkimage("clamp.bin", 20 * 1024, seed=78)
+        p = smp(sim, "image", "upload", path, "--window", "4", json_out=False)
+        check("--window 4 clamped to 1" in p.stderr, "clamp notice: %r" % p.stderr)
+    port = simctl.free_udp_base(1)
+    t0 = time.monotonic()
+    p = subprocess.run([A.smp, "--transport", "udp:127.0.0.1:%d" % port, "--timeout", "30000",
+                        "echo", "x"], capture_output=True, text=True, timeout=60)
+    check(p.returncode == 1 and "connection refused (nothing listens on 127.0.0.1:%d)" % port
+          in p.stderr, "refused: %r" % p.stderr)
+    check(time.monotonic() - t0 < 20, "refused at once, not after the 30 s timeout")
 
 
 def case_out_of_range_resumes():
@@ -449,7 +471,8 @@ def case_reset_ble_link_drop():
 
 
 GROUPS = {
-    "upload": [case_cli_basics, case_upload_sizes, case_lost_answers, case_out_of_range_resumes,
+    "upload": [case_cli_basics, case_upload_sizes, case_lost_answers,
+               case_lost_final_chunk_and_window, case_out_of_range_resumes,
                case_killed_client_resumes, case_reboot_mid_upload,
                case_device_errors_and_marking],
     "field": [case_reset_outcomes, case_summary_resume_restart, case_json_outcomes,

@@ -109,6 +109,9 @@ int tool_fail(struct tool *tl, const char *what, int err, const struct fgw_smp_s
 
 	if (st)
 		fgw_smp_status_format(st, buf, sizeof(buf));
+	else if (err == -ECONNREFUSED && tl->t && !strncmp(fgw_transport_peer(tl->t), "udp:", 4))
+		snprintf(buf, sizeof(buf), "connection refused (nothing listens on %s)",
+			 fgw_transport_peer(tl->t) + 4);
 	else if (err == -ETIMEDOUT && tl->t)
 		snprintf(buf, sizeof(buf), "no answer from %s within %u ms", tl->spec,
 			 tl->last_ms ? tl->last_ms : tl->timeout_ms);

@@ -314,6 +314,10 @@ static void upload_done(struct fgw_upload *u, int err, const struct fgw_upload_r
 			   tl->spec, tl->chk.stats.timeouts, tl->chk.stats.chunks);
 		return;
 	}
+	if (err == -ENOMEM) {
+		tool_failf(tl, 1, what, "the device stayed out of SMP buffers (ENOMEM) at window 1");
+		return;
+	}
 	if (err < 0) {
 		tool_fail(tl, what, err, NULL);
 		return;
@@ -346,6 +350,15 @@ static void start_upload(struct tool *tl)
 		o.buf_count = tl->params.buf_count;
 	}
 	o.window = tl->window;
+	/* No answer to params: a device that never answered gets no 40 s erase wait (#21). */
+	o.device_silent = !tl->has_params;
+	o.chunk_timeout_ms = FGW_MIN(tl->timeout_ms, o.chunk_timeout_ms);
+	o.max_timeouts = tl->retries + 1;
+	if (o.window > fgw_upload_window_limit(&o))
+		tool_warnf(tl,
+			   "--window %u clamped to %u: the device has %" PRIu32
+			   " SMP buffers and needs one for each answer",
+			   o.window, fgw_upload_window_limit(&o), o.buf_count);
 	tl->step = 2;
 	r = fgw_upload_new(&tl->loop, tl->c, &tl->up);
 	if (r == 0)
