@@ -134,6 +134,8 @@ int fgw_image_version_compare(const struct fgw_image_version *a, const struct fg
 #define FGW_MANIFEST_MAX_GROUPS 32
 #define FGW_MANIFEST_MAX_ID 64
 #define FGW_MANIFEST_MAX_URL 2048
+/* Trusted manifest keys: the one limit the config, the release part and fotactl share. */
+#define FGW_MANIFEST_MAX_KEYS 8
 #define FGW_BUNDLE_MAX_SIZE ((uint64_t) 256 * 1024 * 1024)
 /* Largest sequence: JSON numbers are doubles, integers are exact up to 2^53. */
 #define FGW_MANIFEST_MAX_SEQUENCE ((int64_t) 1 << 53)
@@ -354,5 +356,17 @@ int fgw_bundle_write(const char *path, const char *name, const struct fgw_bundle
 
 /* SHA-256 and size of a file, refusing more than @max_size bytes (-EFBIG). */
 int fgw_sha256_file(const char *path, uint64_t max_size, uint8_t ret_hash[32], uint64_t *ret_size);
+/*
+ * Reads a whole file of at most @max_size bytes (-EFBIG beyond) into *@ret_data (free()),
+ * hashing it as it is read, so the bytes hashed are the bytes returned.
+ */
+int fgw_file_load_sha256(const char *path, uint64_t max_size, uint8_t **ret_data, size_t *ret_len,
+			 uint8_t ret_hash[32]);
+/* Incremental SHA-256, to hash bytes while they are written somewhere. */
+struct fgw_sha256_ctx;
+int fgw_sha256_begin(struct fgw_sha256_ctx **ret);
+int fgw_sha256_update(struct fgw_sha256_ctx *c, const void *data, size_t len);
+/* Writes the digest and frees @c; with @ret_hash NULL it only frees. */
+int fgw_sha256_end(struct fgw_sha256_ctx *c, uint8_t ret_hash[32]);
 /* Writes @len bytes to @path atomically: temp file, fsync, rename, fsync of the directory. */
 int fgw_write_file_atomic(const char *path, const void *data, size_t len, int mode);

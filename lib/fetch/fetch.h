@@ -4,7 +4,7 @@
  * small GETs into memory with a conditional If-None-Match (the manifest and its signature),
  * and downloads to a file with a hard cap at the declared size that resume with a Range
  * request from what a previous, interrupted download left in the file. Only this part
- * includes <curl/curl.h>; release-source.h builds the release pipeline on top of it.
+ * includes <curl/curl.h>; lib/release builds the release pipeline on top of it.
  *
  * Callbacks follow the project contract: a function that returns < 0 never calls back; one
  * that returns 0 calls back exactly once, never before it has returned; cancelling or freeing

@@ -21,7 +21,7 @@
 
 #include "config.h"
 #include "fetch.h"
-#include "release-source.h"
+#include "release.h"
 #include "store.h"
 #include "util.h"
 
@@ -180,7 +180,7 @@ static void on_verified(const struct fgw_release_info *info, void *user_data)
 	printf("{\"event\": \"verified\", \"id\": \"%s\", \"version\": \"%s\", \"restored\": %s, "
 	       "\"images\": %zu, \"path\": \"%s\"}\n",
 	       info->release->id, info->release->version, info->restored ? "true" : "false",
-	       info->bundle->n_images, info->bundle_path);
+	       info->n_images, info->bundle_path);
 	fflush(stdout);
 }
 
@@ -205,7 +205,7 @@ static int cmd_source(int argc, char **argv)
 	struct fgw_store *store = NULL;
 	struct fgw_release_source *src = NULL;
 	struct source_run sr = {0};
-	const char *keys[16];
+	const char *keys[FGW_MANIFEST_MAX_KEYS];
 	size_t n_keys = 0;
 	char *saveptr = NULL, *tok, *key_list;
 	int want = 1, r;
@@ -227,7 +227,7 @@ static int cmd_source(int argc, char **argv)
 		return 1;
 	}
 	key_list = strdup(cfg.release_trusted_keys);
-	for (tok = strtok_r(key_list, " \t", &saveptr); tok && n_keys < 16;
+	for (tok = strtok_r(key_list, " \t", &saveptr); tok && n_keys < FGW_MANIFEST_MAX_KEYS;
 	     tok = strtok_r(NULL, " \t", &saveptr))
 		keys[n_keys++] = tok;
 	struct fgw_release_source_options o = {

@@ -253,7 +253,7 @@ static int cmd_verify(int argc, char **argv)
 	    {"sequence", required_argument, NULL, 'n'},
 	    {},
 	};
-	struct fgw_key *keys[8];
+	struct fgw_key *keys[FGW_MANIFEST_MAX_KEYS];
 	size_t n_keys = 0;
 	const char *sig_path = NULL, *manifest;
 	_cleanup_free_ char *sig_buf = NULL;
@@ -269,7 +269,10 @@ static int cmd_verify(int argc, char **argv)
 		switch (c) {
 		case 'k':
 			if (n_keys == ARRAY_SIZE(keys)) {
-				ret = usage_error("at most 8 keys");
+				char msg[32];
+				snprintf(msg, sizeof(msg), "at most %d keys",
+					 FGW_MANIFEST_MAX_KEYS);
+				ret = usage_error(msg);
 				goto out;
 			}
 			r = fgw_key_load_file(optarg, &keys[n_keys]);

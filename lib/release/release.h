@@ -1,17 +1,24 @@
 /*
- * release-source: the release pipeline on the loop. It polls the signed manifest (ETag kept in
- * the store), checks signature, sequence and expiry, downloads each new release's bundle into
- * the cache (resuming interrupted downloads), verifies it in the libuv thread pool (size,
- * SHA-256, NCS zip, every MCUboot image with the configured key, version and board), stores
- * it as <cache_dir>/<sha256>.zip atomically, records the outcome in the releases table and
- * prunes the cache to its budget. Every refusal is logged once as
+ * release: the release pipeline on the loop, from the signed manifest to the images the fleet
+ * uploads. It polls the manifest (ETag kept in the store), checks signature, sequence and
+ * expiry, downloads each new release's bundle into the cache through lib/fetch (resuming
+ * interrupted downloads), and verifies it once, in the libuv thread pool: the file is read
+ * once, and the same bytes are hashed (size, SHA-256), parsed (NCS zip, every MCUboot image
+ * with the configured key, version and board) and extracted. Each image goes into a sealed
+ * memfd (no write, grow, shrink or further seals), hashed while it is written, so what the
+ * fleet maps is exactly what was verified, whatever happens to the cache afterwards. Only the
+ * bytes up to the end of an image's TLV area are extracted: trailing bytes are not signed and
+ * are never uploaded.
+ *
+ * The verified bundle is stored as <cache_dir>/<sha256>.zip atomically, the outcome recorded
+ * in the releases table and the cache pruned to its budget. Every refusal is logged once as
  * "event: release-rejected" / "event: manifest-rejected" with its reason, and recorded; the
  * releases verified before stay in force. Each newly verified release is announced through a
- * callback, and so is each verified release found intact in the cache at start.
+ * callback, and so is each verified release found intact in the cache at start (re-verified
+ * and re-extracted the same way).
  *
  * Cache layout (docs/manifest.md): <sha256>.zip verified bundles, <sha256>.part downloads in
- * progress; pruning removes every "<sha256>.*" file of a bundle, so files derived from a
- * bundle (e.g. extracted images) belong in the cache under that prefix.
+ * progress; pruning removes every "<sha256>.*" file of a bundle.
  */
 #pragma once
 
@@ -41,9 +48,10 @@ enum fgw_release_source_state {
 const char *fgw_release_source_state_to_string(enum fgw_release_source_state s);
 
 struct fgw_release_source_options {
-	const char *manifest_url;	 /* http(s):// or file://; required */
-	unsigned poll_interval_s;	 /* 0: 300 */
-	const char *const *trusted_keys; /* Ed25519 public key PEM files; at least one */
+	const char *manifest_url; /* http(s):// or file://; required */
+	unsigned poll_interval_s; /* 0: 300 */
+	const char *const
+	    *trusted_keys; /* Ed25519 public key PEM files; 1..FGW_MANIFEST_MAX_KEYS */
 	size_t n_trusted_keys;
 	const char *mcuboot_key;	/* PEM; NULL: image signatures not checked */
 	const char *cache_dir;		/* required; created if missing */
@@ -51,13 +59,31 @@ struct fgw_release_source_options {
 	struct fgw_fetch_options fetch; /* TLS files, timeouts */
 };
 
+/*
+ * One image of a verified release, as the fleet uploads it. @fd is a memfd sealed against
+ * writes, growth, shrinking and further seals, and @data maps it read-only: nothing, not even
+ * this process, can change these bytes any more. Both stay valid for the duration of the
+ * callback; a holder that needs them longer maps @fd itself (the mapping keeps the memfd).
+ */
+struct fgw_release_image {
+	int index;	     /* MCUboot image number: 0 app core, 1 net core */
+	int fd;		     /* the sealed memfd */
+	const uint8_t *data; /* @size bytes, read-only */
+	size_t size;	     /* up to the end of the TLV area: what is uploaded */
+	size_t trailing;     /* bytes after the TLV area in the bundle, dropped */
+	uint8_t sha256[32];  /* SHA-256 of the @size bytes, computed as they were written */
+	uint8_t hash[32];    /* the SHA256 TLV: what image state reports */
+	struct fgw_image_version version;
+};
+
 /* A verified release. Everything is borrowed for the duration of the callback. */
 struct fgw_release_info {
 	const struct fgw_manifest_release *release; /* bundle_url resolved to an absolute URL */
 	int64_t sequence;			    /* of the manifest that listed it */
 	const char *bundle_path;		    /* <cache_dir>/<sha256>.zip */
-	const struct fgw_bundle *bundle;	    /* its images, parsed and verified */
-	bool restored;				    /* found intact in the cache at start */
+	const struct fgw_release_image *images;	    /* sorted by index; images[0] is index 0 */
+	size_t n_images;
+	bool restored; /* found intact in the cache at start */
 };
 
 typedef void (*fgw_release_verified_cb_t)(const struct fgw_release_info *info, void *user_data);
@@ -65,9 +91,9 @@ typedef void (*fgw_release_verified_cb_t)(const struct fgw_release_info *info, v
 typedef void (*fgw_release_cycle_cb_t)(const char *result, void *user_data);
 
 /*
- * Loads the keys and checks the options: -EINVAL (no URL, no trusted key, no cache dir),
- * or the error of the key file that failed, logged with its path. Nothing starts yet.
- * @store is borrowed and must outlive the source.
+ * Loads the keys and checks the options: -EINVAL (no URL, no trusted key or more than
+ * FGW_MANIFEST_MAX_KEYS, no cache dir), or the error of the key file that failed, logged with
+ * its path. Nothing starts yet. @store is borrowed and must outlive the source.
  */
 int fgw_release_source_new(uv_loop_t *loop, struct fgw_store *store,
 			   const struct fgw_release_source_options *opts,
@@ -90,5 +116,3 @@ int fgw_release_source_start(struct fgw_release_source *s);
 void fgw_release_source_poll_now(struct fgw_release_source *s);
 
 enum fgw_release_source_state fgw_release_source_get_state(struct fgw_release_source *s);
-/* The MCUboot key images are verified with (borrowed), NULL if none is configured. */
-const struct fgw_key *fgw_release_source_mcuboot_key(struct fgw_release_source *s);
