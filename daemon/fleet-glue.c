@@ -142,6 +142,25 @@ static void on_release_verified(const struct fgw_release_info *info, void *user_
 		d->release_sequence = info->sequence;
 }
 
+/*
+ * After every poll: an expired manifest in force holds the rollout (no new job starts) when
+ * the policy says so; a fresh one lifts the hold. The alarm itself (event, metric, health)
+ * comes from the release part's status, whatever the policy.
+ */
+static void on_release_cycle(const char *result, void *user_data)
+{
+	struct fgw_daemon *d = user_data;
+	struct fgw_release_status st;
+
+	if (!d->fleet || !d->rsrc)
+		return;
+	fgw_release_source_get_status(d->rsrc, &st);
+	if (st.freshness == FGW_MANIFEST_FRESHNESS_EXPIRED && d->cfg.release_expired_holds_rollout)
+		fgw_fleet_set_gate(d->fleet, "the release manifest in force has expired");
+	else
+		fgw_fleet_set_gate(d->fleet, NULL);
+}
+
 static int start_release_source(struct fgw_daemon *d)
 {
 	struct fgw_release_source_options o = {0};
@@ -169,6 +188,7 @@ static int start_release_source(struct fgw_daemon *d)
 	o.n_trusted_keys = n;
 	o.mcuboot_key = *d->cfg.release_mcuboot_key ? d->cfg.release_mcuboot_key : NULL;
 	o.cache_dir = d->cfg.release_cache_dir;
+	o.channel = d->cfg.release_channel;
 	o.cache_budget_bytes = (uint64_t) d->cfg.release_cache_budget_mib * 1024 * 1024;
 	o.fetch.ca_file = *d->cfg.release_ca_file ? d->cfg.release_ca_file : NULL;
 	o.fetch.client_cert = *d->cfg.release_client_cert ? d->cfg.release_client_cert : NULL;
@@ -182,6 +202,7 @@ static int start_release_source(struct fgw_daemon *d)
 		return fgw_log_errno(LOG_ERR, r, "Failed to set up the release source '%s'",
 				     d->cfg.release_manifest_url);
 	fgw_release_source_set_verified_cb(d->rsrc, on_release_verified, d);
+	fgw_release_source_set_cycle_cb(d->rsrc, on_release_cycle, d);
 	r = fgw_release_source_start(d->rsrc);
 	if (r < 0)
 		return fgw_log_errno(LOG_ERR, r, "Failed to start the release source");

@@ -6,6 +6,7 @@
 #include "daemon.h"
 #include "fleet.h"
 #include "provider.h"
+#include "release.h"
 #include "util.h"
 
 static int provider_health(void *user_data, struct fgw_api_health *ret)
@@ -100,6 +101,26 @@ static void provider_metrics(void *user_data, struct fgw_prom *w)
 	fgw_prom_sample(w, "fotagw_jobs_active", NULL, (double) st.active);
 }
 
+static int provider_manifest(void *user_data, struct fgw_api_manifest *ret)
+{
+	struct fgw_daemon *d = user_data;
+	struct fgw_release_status st;
+
+	if (!d->rsrc)
+		return -ENOENT;
+	fgw_release_source_get_status(d->rsrc, &st);
+	*ret = (struct fgw_api_manifest){
+	    .freshness = fgw_manifest_freshness_to_string(st.freshness),
+	    .expires = st.expires,
+	};
+	for (int i = 0; i < _FGW_POLL_RESULT_MAX && i < (int) ARRAY_SIZE(ret->result); i++) {
+		ret->result[i] = fgw_poll_result_to_string((enum fgw_poll_result) i);
+		ret->polls[i] = st.polls[i];
+		ret->n_results++;
+	}
+	return 0;
+}
+
 int fgw_daemon_api_start(struct fgw_daemon *d)
 {
 	const struct fgw_api_provider prov = {
@@ -110,6 +131,7 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	    .retry = provider_retry,
 	    .progress = provider_progress,
 	    .metrics = provider_metrics,
+	    .manifest = provider_manifest,
 	};
 	struct fgw_api_options o = {
 	    .listen = d->cfg.api_listen,

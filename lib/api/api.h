@@ -29,6 +29,15 @@ struct fgw_api_health {
 	const char *adapter_state; /* e.g. "powered", "off", "absent"; NULL: unknown (null) */
 };
 
+/* The release manifest in force and the polls, as the release part (lib/release) counts them. */
+struct fgw_api_manifest {
+	const char *freshness; /* "unknown", "fresh", "expired", "clock-untrusted" */
+	int64_t expires;       /* `expires` of the manifest in force (Unix s), 0: none seen */
+	size_t n_results;
+	const char *result[8]; /* poll results ("accepted", "not-modified", ...) */
+	uint64_t polls[8];     /* polls with that result since start */
+};
+
 /* One live upload, as the upload engine sees it, for device views and `fotactl watch`. */
 struct fgw_api_progress {
 	int image;	 /* image being sent: 0 app core, 1 net core */
@@ -68,10 +77,15 @@ struct fgw_api_provider {
 	 * fotagw_job_failures{reason} (current jobs), fotagw_releases, fotagw_manifest_*,
 	 * fotagw_api_*. Expected from the fleet: fotagw_upload_bytes_total,
 	 * fotagw_upload_goodput_bytes_per_second, fotagw_job_duration_seconds (histogram),
-	 * fotagw_job_failures_total{reason}, fotagw_ble_connections_in_use,
-	 * fotagw_manifest_polls_total{result}.
+	 * fotagw_job_failures_total{reason}, fotagw_ble_connections_in_use.
 	 */
 	void (*metrics)(void *user_data, struct fgw_prom *w);
+	/*
+	 * The manifest in force: 0 and @ret filled, or -ENOENT without a release source. Feeds
+	 * fotagw_manifest_polls_total{result}, fotagw_manifest_expired and health ("degraded"
+	 * while it is expired).
+	 */
+	int (*manifest)(void *user_data, struct fgw_api_manifest *ret);
 };
 
 struct fgw_api_options {

@@ -729,6 +729,7 @@ void api_handle_health(struct fgw_api *api, const struct api_request *req,
 		       struct api_response *resp)
 {
 	struct fgw_api_health h = {.uptime_ms = -1};
+	struct fgw_api_manifest man = {0};
 	struct release_ref cur = {0};
 	struct jb b = {0};
 	cJSON *root, *o;
@@ -737,6 +738,8 @@ void api_handle_health(struct fgw_api *api, const struct api_request *req,
 
 	if (api->prov.health)
 		hr = api->prov.health(api->prov.user_data, &h);
+	if (!api->prov.manifest || api->prov.manifest(api->prov.user_data, &man) < 0)
+		man.freshness = NULL;
 	version = fgw_store_version(api->store);
 	if (version >= 0) {
 		r = current_release(api, &cur);
@@ -752,6 +755,8 @@ void api_handle_health(struct fgw_api *api, const struct api_request *req,
 	}
 	if (version < 0 || r < 0 || hr < 0)
 		ok = false;
+	if (man.freshness && strcmp(man.freshness, "expired") == 0)
+		ok = false; /* a replayed or frozen manifest: the operator must look */
 
 	root = cJSON_CreateObject();
 	jb_str(&b, root, "status", ok ? "ok" : "degraded");
@@ -771,6 +776,12 @@ void api_handle_health(struct fgw_api *api, const struct api_request *req,
 		jb_put(&b, root, "release", cJSON_CreateNull());
 	}
 	jb_bool(&b, root, "rollout_halted", halted);
+	if (man.freshness) {
+		o = jb_obj(&b, root, "manifest");
+		jb_str(&b, o, "freshness", man.freshness);
+		if (man.expires > 0)
+			jb_num(&b, o, "expires", (double) man.expires);
+	}
 	release_ref_done(&cur);
 	reply_json(resp, ok ? 200 : 503, &b, root);
 }

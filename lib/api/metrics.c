@@ -359,6 +359,31 @@ static void api_metrics(struct fgw_api *api, struct fgw_prom *w)
 	fgw_prom_sample(w, "fotagw_api_unauthorized_total", NULL, (double) api->stats.unauthorized);
 }
 
+/* From the release part's status: what the store's manifest_state cannot say. */
+static void manifest_metrics(struct fgw_api *api, struct fgw_prom *w)
+{
+	struct fgw_api_manifest m = {0};
+
+	if (!api->prov.manifest || api->prov.manifest(api->prov.user_data, &m) < 0)
+		return;
+	fgw_prom_family(w, "fotagw_manifest_polls_total", "counter",
+			"Manifest polls since start, by result.");
+	for (size_t i = 0; i < m.n_results && i < ARRAY_SIZE(m.result); i++) {
+		const char *labels[] = {"result", m.result[i], NULL};
+		fgw_prom_sample(w, "fotagw_manifest_polls_total", labels, (double) m.polls[i]);
+	}
+	fgw_prom_family(w, "fotagw_manifest_expired", "gauge",
+			"1 while the manifest in force has expired (judged after every poll).");
+	fgw_prom_sample(w, "fotagw_manifest_expired", NULL,
+			m.freshness && strcmp(m.freshness, "expired") == 0 ? 1 : 0);
+	if (m.expires > 0) {
+		fgw_prom_family(w, "fotagw_manifest_expires_timestamp_seconds", "gauge",
+				"`expires` of the manifest in force.");
+		fgw_prom_sample(w, "fotagw_manifest_expires_timestamp_seconds", NULL,
+				(double) m.expires);
+	}
+}
+
 void api_handle_metrics(struct fgw_api *api, struct api_response *resp)
 {
 	struct fgw_prom w = {0};
@@ -378,6 +403,7 @@ void api_handle_metrics(struct fgw_api *api, struct api_response *resp)
 					(double) h.uptime_ms / 1000.0);
 		}
 	}
+	manifest_metrics(api, &w);
 	r = store_metrics(api, &w);
 	if (r < 0) {
 		free(w.buf);

@@ -46,6 +46,7 @@ enum fgw_reject_reason {
 	FGW_REJECT_BAD_IMAGE_SIGNATURE, /* signature TLV missing, for another key, or invalid */
 	FGW_REJECT_VERSION_MISMATCH,	/* image version differs from what was declared */
 	FGW_REJECT_BOARD_MISMATCH,	/* app image board differs from the release target */
+	FGW_REJECT_WRONG_CHANNEL,	/* the manifest's `channel` is not the gateway's */
 	FGW_REJECT_IO,			/* the cache could not be read or written */
 	_FGW_REJECT_REASON_MAX,
 	_FGW_REJECT_REASON_INVALID = -EINVAL,
@@ -172,10 +173,13 @@ struct fgw_manifest_release {
 	char *policy_json; /* the policy with defaults filled in, as a compact JSON object */
 };
 
+#define FGW_MANIFEST_MAX_CHANNEL 64
+
 struct fgw_manifest {
 	int schema;
 	int64_t sequence;
 	int64_t expires; /* Unix seconds */
+	char *channel;	 /* the audience: 1..64 of [A-Za-z0-9._-]; NULL when absent */
 	struct fgw_manifest_release *releases;
 	size_t n_releases;
 };
@@ -210,6 +214,12 @@ int fgw_manifest_sign(const void *json, size_t len, const struct fgw_key *key, c
  */
 int fgw_manifest_check(const struct fgw_manifest *m, int64_t stored_sequence, int64_t now_s,
 		       struct fgw_reject *why);
+/*
+ * The audience check: -EPERM (FGW_REJECT_WRONG_CHANNEL) unless the manifest's `channel` equals
+ * @channel, an absent one counting as "" (so does a NULL @channel).
+ */
+int fgw_manifest_check_channel(const struct fgw_manifest *m, const char *channel,
+			       struct fgw_reject *why);
 /* RFC 3339 date-time ("2026-01-31T12:00:00Z", offsets, fractions) to Unix seconds. */
 int fgw_rfc3339_parse(const char *s, int64_t *ret);
 

@@ -35,6 +35,7 @@ static const char *const reason_names[_FGW_REJECT_REASON_MAX] = {
     [FGW_REJECT_BAD_IMAGE_SIGNATURE] = "bad-image-signature",
     [FGW_REJECT_VERSION_MISMATCH] = "version-mismatch",
     [FGW_REJECT_BOARD_MISMATCH] = "board-mismatch",
+    [FGW_REJECT_WRONG_CHANNEL] = "wrong-channel",
     [FGW_REJECT_IO] = "io-error",
 };
 
@@ -496,9 +497,34 @@ FGW_EXPORT struct fgw_manifest *fgw_manifest_free(struct fgw_manifest *m)
 		for (size_t i = 0; i < m->n_releases; i++)
 			release_done(&m->releases[i]);
 		free(m->releases);
+		free(m->channel);
 		free(m);
 	}
 	return NULL;
+}
+
+static bool channel_valid(const char *c)
+{
+	size_t n = strlen(c);
+
+	if (n == 0 || n > FGW_MANIFEST_MAX_CHANNEL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((c[i] >= 'a' && c[i] <= 'z') || (c[i] >= 'A' && c[i] <= 'Z') ||
+		      (c[i] >= '0' && c[i] <= '9') || c[i] == '.' || c[i] == '_' || c[i] == '-'))
+			return false;
+	return true;
+}
+
+static int parse_channel(const cJSON *root, struct fgw_manifest *m, struct fgw_reject *why)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "channel");
+
+	if (!it)
+		return 0;
+	if (!cJSON_IsString(it) || !channel_valid(it->valuestring))
+		return MALFORMED("channel must be 1..64 of A-Z a-z 0-9 . _ -");
+	return dup_to(&m->channel, it->valuestring);
 }
 
 static int parse_root(const cJSON *root, struct fgw_manifest *m, struct fgw_reject *why)
@@ -524,6 +550,9 @@ static int parse_root(const cJSON *root, struct fgw_manifest *m, struct fgw_reje
 	expires = get_string(root, "expires");
 	if (!expires || fgw_rfc3339_parse(expires, &m->expires) < 0)
 		return MALFORMED("expires must be an RFC 3339 date-time");
+	r = parse_channel(root, m, why);
+	if (r < 0)
+		return r;
 	releases = cJSON_GetObjectItemCaseSensitive(root, "releases");
 	if (!cJSON_IsArray(releases))
 		return MALFORMED("releases missing or not an array");
@@ -707,5 +736,18 @@ FGW_EXPORT int fgw_manifest_check(const struct fgw_manifest *m, int64_t stored_s
 			      "sequence is not above the last accepted one");
 	if (m->expires <= now_s)
 		return reject(why, -ETIME, FGW_REJECT_EXPIRED, -1, "expires is in the past");
+	return 0;
+}
+
+FGW_EXPORT int fgw_manifest_check_channel(const struct fgw_manifest *m, const char *channel,
+					  struct fgw_reject *why)
+{
+	const char *have = m->channel ? m->channel : "";
+
+	reject_clear(why);
+	if (strcmp(have, channel ? channel : "") != 0)
+		return reject(why, -EPERM, FGW_REJECT_WRONG_CHANNEL, -1,
+			      *have ? "the manifest is for another channel"
+				    : "the manifest names no channel, the gateway has one");
 	return 0;
 }

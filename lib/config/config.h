@@ -52,7 +52,9 @@ struct fgw_config {
 	int release_poll_interval_s;
 	char
 	    *release_trusted_keys; /* Ed25519 public key PEM paths, at most FGW_MANIFEST_MAX_KEYS */
-	char *release_mcuboot_key; /* PEM; "" = image signatures not checked */
+	char *release_channel;	   /* the manifest's signed `channel` must equal it */
+	bool release_expired_holds_rollout; /* an expired manifest starts no new jobs */
+	char *release_mcuboot_key;	    /* PEM; "" = image signatures not checked */
 	char *release_cache_dir;
 	int release_cache_budget_mib; /* 0 = keep every bundle */
 	char *release_ca_file;	      /* "" = system CA store */

@@ -141,7 +141,7 @@ static void schedule(struct fgw_fleet *f)
 	bool canary_gate;
 	uint64_t now = fgw_now_ms();
 
-	if (!f->rel || f->halted || f->store_failed || f->freeing)
+	if (!f->rel || f->halted || f->store_failed || f->gate[0] || f->freeing)
 		return;
 	limit = f->o.max_connections;
 	if (f->rel->r.max_concurrent && f->rel->r.max_concurrent < limit)
@@ -172,6 +172,21 @@ static void schedule(struct fgw_fleet *f)
 		if (f->halted || f->store_failed)
 			break;
 	}
+}
+
+FGW_EXPORT void fgw_fleet_set_gate(struct fgw_fleet *f, const char *why)
+{
+	if (why && *why) {
+		if (strcmp(f->gate, why) != 0)
+			fgw_warning("No new jobs start: %s", why);
+		snprintf(f->gate, sizeof(f->gate), "%s", why);
+		return;
+	}
+	if (!f->gate[0])
+		return;
+	fgw_notice("New jobs may start again (was: %s)", f->gate);
+	f->gate[0] = '\0';
+	schedule(f);
 }
 
 static void on_kick(uv_timer_t *t)

@@ -98,6 +98,11 @@ int fgw_fleet_new(uv_loop_t *loop, struct fgw_store *store, const struct fgw_fle
  * and the fleet keeps answering (stats, progress) without writing.
  */
 void fgw_fleet_hold(struct fgw_fleet *f, const char *why);
+/*
+ * While a gate is set (@why: e.g. "the release manifest expired"), no new job starts; jobs
+ * already running go on. NULL lifts it, and scheduling resumes. Logged when it changes.
+ */
+void fgw_fleet_set_gate(struct fgw_fleet *f, const char *why);
 /* Stops every job where it is (the store keeps them for the next start) and frees. */
 struct fgw_fleet *fgw_fleet_free(struct fgw_fleet *f);
 

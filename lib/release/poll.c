@@ -45,35 +45,29 @@ static void manifest_rejected(struct fgw_release_source *s, const struct fgw_rej
 	(void) fgw_store_manifest_polled(s->store, s->result, fgw_wall_ms());
 }
 
-void rsrc_check_done(struct fgw_release_source *s, struct work *w)
+/* The manifest against the store and the clock: accepted, unchanged or rejected. */
+static enum fgw_poll_result judge(struct fgw_release_source *s, struct work *w,
+				  const struct stored_manifest *sm)
 {
-	struct stored_manifest sm = {0};
 	struct fgw_manifest *m = w->manifest;
 	struct fgw_reject why;
 	int r;
 
-	if (w->err < 0) {
-		manifest_rejected(s, &w->why, 0);
-		goto queue;
-	}
-	r = fgw_store_manifest_state_get(s->store, read_manifest_row, &sm);
-	if (r < 0) {
-		fgw_log_errno(LOG_ERR, r, "Failed to read the manifest state: %s",
-			      fgw_store_errmsg(s->store));
-		rsrc_set_result(s, "error: store");
-		goto queue;
-	}
-	if (m->sequence == sm.sequence && rsrc_manifest_unchanged(s, m)) {
+	/* first: a manifest for another audience is refused even if it is the one in force */
+	r = fgw_manifest_check_channel(m, s->channel, &why);
+	if (r == 0 && m->sequence == sm->sequence && rsrc_manifest_unchanged(s, m)) {
 		/* the same manifest again (no ETag support, or a restart): nothing to do */
 		rsrc_set_result(s, "unchanged");
 		(void) fgw_store_manifest_accept(s->store, m->sequence, s->etag, s->result,
 						 fgw_wall_ms());
-		goto queue;
+		rsrc_in_force(s, m);
+		return FGW_POLL_RESULT_UNCHANGED;
 	}
-	r = fgw_manifest_check(m, sm.sequence, (int64_t) time(NULL), &why);
+	if (r == 0)
+		r = fgw_manifest_check(m, sm->sequence, rsrc_judge_now(s), &why);
 	if (r < 0) {
 		manifest_rejected(s, &why, m->sequence);
-		goto queue;
+		return FGW_POLL_RESULT_REJECTED;
 	}
 	fgw_notice("event: manifest-accepted, url: %s, sequence: %" PRId64
 		   ", releases: %zu, key: %s",
@@ -85,8 +79,29 @@ void rsrc_check_done(struct fgw_release_source *s, struct work *w)
 	if (r < 0)
 		fgw_log_errno(LOG_ERR, r, "Failed to record manifest sequence %" PRId64 ": %s",
 			      m->sequence, fgw_store_errmsg(s->store));
-queue:
+	rsrc_in_force(s, m);
+	return FGW_POLL_RESULT_ACCEPTED;
+}
+
+void rsrc_check_done(struct fgw_release_source *s, struct work *w)
+{
+	struct stored_manifest sm = {0};
+	enum fgw_poll_result result;
+	int r;
+
+	if (w->err < 0) {
+		manifest_rejected(s, &w->why, 0);
+		result = FGW_POLL_RESULT_REJECTED;
+	} else if ((r = fgw_store_manifest_state_get(s->store, read_manifest_row, &sm)) < 0) {
+		fgw_log_errno(LOG_ERR, r, "Failed to read the manifest state: %s",
+			      fgw_store_errmsg(s->store));
+		rsrc_set_result(s, "error: store");
+		result = FGW_POLL_RESULT_ERROR;
+	} else {
+		result = judge(s, w, &sm);
+	}
 	free(TAKE_PTR(s->etag));
+	rsrc_poll_end(s, result);
 	rsrc_queue_from_store(s, false);
 	rsrc_process_next(s);
 }
@@ -114,6 +129,7 @@ static void poll_failed(struct fgw_release_source *s, const char *what, int err,
 	(void) fgw_store_manifest_polled(s->store, s->result, fgw_wall_ms());
 	free(TAKE_PTR(s->json));
 	free(TAKE_PTR(s->etag));
+	rsrc_poll_end(s, FGW_POLL_RESULT_ERROR);
 	/* pending releases from an earlier manifest still get their retry */
 	rsrc_queue_from_store(s, false);
 	rsrc_process_next(s);
@@ -167,6 +183,7 @@ static void on_manifest(int err, const struct fgw_fetch_result *res, void *user_
 		fgw_debug("manifest '%s' not modified", s->manifest_url);
 		rsrc_set_result(s, "not-modified");
 		(void) fgw_store_manifest_polled(s->store, s->result, fgw_wall_ms());
+		rsrc_poll_end(s, FGW_POLL_RESULT_NOT_MODIFIED);
 		rsrc_queue_from_store(s, false);
 		rsrc_process_next(s);
 		return;
@@ -193,8 +210,13 @@ void rsrc_poll_begin(struct fgw_release_source *s)
 	int r;
 
 	rsrc_enter_state(s, FGW_RELEASE_SOURCE_STATE_POLLING);
-	/* an ETag is only kept for a manifest that was accepted (see check_done) */
+	/*
+	 * An ETag is only kept for a manifest that was accepted (see judge()), and only sent once
+	 * this run has seen that manifest: a 304 must not hide its `expires` after a restart.
+	 */
 	(void) fgw_store_manifest_state_get(s->store, read_manifest_row, &sm);
+	if (s->in_force_sequence != sm.sequence)
+		sm.has_etag = false;
 	r = fgw_fetch_get(s->fetch, s->manifest_url, sm.has_etag && sm.etag[0] ? sm.etag : NULL,
 			  FGW_MANIFEST_MAX_BYTES, on_manifest, s, NULL, &s->req);
 	if (r < 0)

@@ -82,6 +82,14 @@ struct fgw_release_source {
 	bool freeing, timer_closed;
 	unsigned cb_depth;
 
+	/* the manifest in force (this run): what freshness is judged on */
+	int64_t clock_floor;
+	char *channel;
+	int64_t in_force_sequence, in_force_expires;
+	enum fgw_manifest_freshness freshness;
+	bool clock_warned;
+	uint64_t polls[_FGW_POLL_RESULT_MAX];
+
 	fgw_release_verified_cb_t verified_cb;
 	void *verified_ud;
 	fgw_release_cycle_cb_t cycle_cb;
@@ -102,6 +110,15 @@ void rsrc_work_free(struct work *w);
 void rsrc_poll_begin(struct fgw_release_source *s);
 void rsrc_check_done(struct fgw_release_source *s, struct work *w);
 void rsrc_do_check(uv_work_t *req);
+
+/* freshness.c */
+/* The manifest @m is the one in force now (accepted, or served again unchanged). */
+void rsrc_in_force(struct fgw_release_source *s, const struct fgw_manifest *m);
+/* Now, for expiry checks: INT64_MIN (expiry not judged) while the clock is before the floor. */
+int64_t rsrc_judge_now(struct fgw_release_source *s);
+int64_t rsrc_clock_floor_default(void);
+/* Counts a poll's result and judges the manifest in force again. */
+void rsrc_poll_end(struct fgw_release_source *s, enum fgw_poll_result result);
 
 /* rows.c */
 void rsrc_queue_from_store(struct fgw_release_source *s, bool include_verified);

@@ -1,14 +1,14 @@
 /*
  * release: the release pipeline on the loop, from the signed manifest to the images the fleet
- * uploads. It polls the manifest (ETag kept in the store), checks signature, sequence and
- * expiry, downloads each new release's bundle into the cache through lib/fetch (resuming
- * interrupted downloads), and verifies it once, in the libuv thread pool: the file is read
- * once, and the same bytes are hashed (size, SHA-256), parsed (NCS zip, every MCUboot image
- * with the configured key, version and board) and extracted. Each image goes into a sealed
- * memfd (no write, grow, shrink or further seals), hashed while it is written, so what the
- * fleet maps is exactly what was verified, whatever happens to the cache afterwards. Only the
- * bytes up to the end of an image's TLV area are extracted: trailing bytes are not signed and
- * are never uploaded.
+ * uploads. It polls the manifest (ETag kept in the store), checks signature, sequence, channel
+ * and expiry (and re-checks the expiry of the manifest in force after every poll), downloads each
+ * new release's bundle into the cache through lib/fetch (resuming interrupted downloads), and
+ * verifies it once, in the libuv thread pool: the file is read once, and the same bytes are hashed
+ * (size, SHA-256), parsed (NCS zip, every MCUboot image with the configured key, version and board)
+ * and extracted. Each image goes into a sealed memfd (no write, grow, shrink or further seals),
+ * hashed while it is written, so what the fleet maps is exactly what was verified, whatever happens
+ * to the cache afterwards. Only the bytes up to the end of an image's TLV area are extracted:
+ * trailing bytes are not signed and are never uploaded.
  *
  * The verified bundle is stored as <cache_dir>/<sha256>.zip atomically, the outcome recorded
  * in the releases table and the cache pruned to its budget. Every refusal is logged once as
@@ -57,6 +57,48 @@ struct fgw_release_source_options {
 	const char *cache_dir;		/* required; created if missing */
 	uint64_t cache_budget_bytes;	/* 0: keep every bundle */
 	struct fgw_fetch_options fetch; /* TLS files, timeouts */
+	/*
+	 * The clock is not trusted before this (Unix s; 0: the build date): until the clock
+	 * passes it, no manifest is judged expired, neither when accepted nor in force.
+	 */
+	int64_t clock_floor_s;
+	const char *channel; /* the manifest's signed `channel` must equal it; NULL: "" */
+};
+
+/* What one manifest poll came to; fgw_release_status counts them. */
+enum fgw_poll_result {
+	FGW_POLL_RESULT_ACCEPTED,     /* a new manifest was accepted */
+	FGW_POLL_RESULT_UNCHANGED,    /* the manifest in force, served again */
+	FGW_POLL_RESULT_NOT_MODIFIED, /* 304 */
+	FGW_POLL_RESULT_REJECTED,     /* refused (signature, rollback, expired, channel, ...) */
+	FGW_POLL_RESULT_ERROR,	      /* not fetched (network, HTTP, store) */
+	_FGW_POLL_RESULT_MAX,
+	_FGW_POLL_RESULT_INVALID = -EINVAL,
+};
+/* "accepted", "unchanged", "not-modified", "rejected", "error" */
+const char *fgw_poll_result_to_string(enum fgw_poll_result r);
+
+/*
+ * Freshness of the manifest in force, judged again at the end of every poll (including a 304
+ * and "unchanged"): a replayed or frozen manifest is noticed when its `expires` passes.
+ */
+enum fgw_manifest_freshness {
+	FGW_MANIFEST_FRESHNESS_UNKNOWN,		/* no manifest seen since start */
+	FGW_MANIFEST_FRESHNESS_FRESH,		/* `expires` is in the future */
+	FGW_MANIFEST_FRESHNESS_EXPIRED,		/* `expires` has passed */
+	FGW_MANIFEST_FRESHNESS_CLOCK_UNTRUSTED, /* the clock is before the floor: not judged */
+	_FGW_MANIFEST_FRESHNESS_MAX,
+	_FGW_MANIFEST_FRESHNESS_INVALID = -EINVAL,
+};
+/* "unknown", "fresh", "expired", "clock-untrusted" */
+const char *fgw_manifest_freshness_to_string(enum fgw_manifest_freshness f);
+
+struct fgw_release_status {
+	enum fgw_release_source_state state;
+	enum fgw_manifest_freshness freshness;
+	int64_t sequence; /* of the manifest in force, 0 if none seen since start */
+	int64_t expires;  /* its `expires` (Unix s), 0 if none */
+	uint64_t polls[_FGW_POLL_RESULT_MAX];
 };
 
 /*
@@ -116,3 +158,4 @@ int fgw_release_source_start(struct fgw_release_source *s);
 void fgw_release_source_poll_now(struct fgw_release_source *s);
 
 enum fgw_release_source_state fgw_release_source_get_state(struct fgw_release_source *s);
+void fgw_release_source_get_status(struct fgw_release_source *s, struct fgw_release_status *ret);

@@ -183,7 +183,9 @@ FGW_EXPORT int fgw_release_source_new(uv_loop_t *loop, struct fgw_store *store,
 	s->manifest_url = strdup(o->manifest_url);
 	s->sig_url = sig_url_for(o->manifest_url);
 	s->cache_dir = strdup(o->cache_dir);
-	if (!s->manifest_url || !s->sig_url || !s->cache_dir) {
+	s->channel = strdup(o->channel ? o->channel : "");
+	s->clock_floor = o->clock_floor_s ? o->clock_floor_s : rsrc_clock_floor_default();
+	if (!s->manifest_url || !s->sig_url || !s->cache_dir || !s->channel) {
 		r = -ENOMEM;
 		goto fail;
 	}
@@ -229,6 +231,7 @@ fail:
 	free(s->manifest_url);
 	free(s->sig_url);
 	free(s->cache_dir);
+	free(s->channel);
 	free(s);
 	return r;
 }
@@ -301,6 +304,7 @@ static void finish_free(struct fgw_release_source *s)
 	free(s->manifest_url);
 	free(s->sig_url);
 	free(s->cache_dir);
+	free(s->channel);
 	free(s);
 }
 

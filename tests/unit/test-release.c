@@ -35,7 +35,10 @@ struct fix {
 	struct fgw_store *store;
 	struct fgw_release_source *src;
 	uint64_t budget;
-	const void *param; /* the test's initial state (a refusal case) */
+	int64_t clock_floor;
+	const char *channel;	      /* the gateway's */
+	const char *manifest_channel; /* what publish() signs, NULL: none */
+	const void *param;	      /* the test's initial state (a refusal case) */
 	/* what the callbacks saw */
 	int cycles;
 	char result[160];
@@ -159,6 +162,8 @@ static void source_start(struct fix *f)
 	    .mcuboot_key = f->boot_pub,
 	    .cache_dir = f->cache,
 	    .cache_budget_bytes = f->budget,
+	    .clock_floor_s = f->clock_floor,
+	    .channel = f->channel,
 	};
 
 	snprintf(url, sizeof(url), "file://%s/manifest.json", f->srv);
@@ -308,10 +313,13 @@ static void publish(struct fix *f, int64_t seq, int64_t expires_in, const struct
 		free(body);
 		body = next;
 	}
+	char chan[96] = "";
+	if (f->manifest_channel)
+		snprintf(chan, sizeof(chan), "\"channel\": \"%s\", ", f->manifest_channel);
 	assert_true(asprintf(&json,
-			     "{\"schema\": 1, \"sequence\": %lld, \"expires\": \"%s\", "
+			     "{\"schema\": 1, \"sequence\": %lld, %s\"expires\": \"%s\", "
 			     "\"releases\": [%s]}\n",
-			     (long long) seq, expires, body) > 0);
+			     (long long) seq, chan, expires, body) > 0);
 	assert_int_equal(fgw_manifest_sign(json, strlen(json), key, &sig), 0);
 	if (tamper) {
 		/* one more blank after signing: still valid JSON, but not the signed bytes */
@@ -727,6 +735,136 @@ static void test_key_limit(void **state)
 	uv_run(&f->loop, UV_RUN_DEFAULT);
 }
 
+static void on_pace(uv_timer_t *t)
+{
+	*(bool *) t->data = true;
+}
+
+/* Lets the loop run for @ms between polls: the condition waited for is the wall clock's. */
+static void pace(struct fix *f, uint64_t ms)
+{
+	uv_timer_t t;
+	bool fired = false;
+
+	uv_timer_init(&f->loop, &t);
+	t.data = &fired;
+	uv_timer_start(&t, on_pace, ms, 0);
+	while (!fired)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *) &t, NULL);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static struct fgw_release_status status_of(struct fix *f)
+{
+	struct fgw_release_status st;
+
+	fgw_release_source_get_status(f->src, &st);
+	return st;
+}
+
+/*
+ * Issue #18 item 2: `expires` of the manifest in force is judged after every poll, so a
+ * manifest served unchanged past its expiry (replayed, or a frozen server) raises the alarm:
+ * an event, the status the metric and health read. A newer manifest clears it.
+ */
+static void test_expiry_recheck(void **state)
+{
+	struct fix *f = *state;
+	struct fgw_release_status st;
+	char text[64];
+	uint64_t size;
+	time_t until;
+
+	make_bundle(f, "r1.zip", "1.0.0+1", C_NONE, r1_sha, &size);
+	const struct rel r1 = {"fw-1.0.0", "1.0.0+1", "r1.zip", r1_sha, size, NULL};
+	publish(f, 5, 2, &r1, 1, f->a, false);
+	until = time(NULL) + 2;
+	run_cycle(f);
+	assert_string_equal(f->result, "accepted");
+	st = status_of(f);
+	assert_int_equal(st.freshness, FGW_MANIFEST_FRESHNESS_FRESH);
+	assert_int_equal(st.sequence, 5);
+	assert_int_equal(st.polls[FGW_POLL_RESULT_ACCEPTED], 1);
+	/* the same bytes, polled until their `expires` has passed: each poll re-judges them */
+	while (status_of(f).freshness == FGW_MANIFEST_FRESHNESS_FRESH) {
+		assert_true(time(NULL) <= until + 5);
+		pace(f, 100);
+		run_cycle(f);
+		assert_string_equal(f->result, "unchanged");
+	}
+	st = status_of(f);
+	assert_int_equal(st.freshness, FGW_MANIFEST_FRESHNESS_EXPIRED);
+	assert_true(st.polls[FGW_POLL_RESULT_UNCHANGED] >= 1);
+	query_text(f, "SELECT count(*) FROM events WHERE detail LIKE '%sequence 5 expired%'", text,
+		   sizeof(text));
+	assert_string_equal(text, "1");
+	run_cycle(f); /* still expired: no second event */
+	query_text(f, "SELECT count(*) FROM events WHERE detail LIKE '%sequence 5 expired%'", text,
+		   sizeof(text));
+	assert_string_equal(text, "1");
+
+	publish(f, 6, 86400, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_string_equal(f->result, "accepted");
+	assert_int_equal(status_of(f).freshness, FGW_MANIFEST_FRESHNESS_FRESH);
+}
+
+/* Before the clock floor (the build date by default) expiry is not judged at all. */
+static void test_clock_untrusted(void **state)
+{
+	struct fix *f = *state;
+	uint64_t size;
+
+	f->clock_floor = (int64_t) time(NULL) + 10 * 365 * 86400;
+	make_bundle(f, "r1.zip", "1.0.0+1", C_NONE, r1_sha, &size);
+	const struct rel r1 = {"fw-1.0.0", "1.0.0+1", "r1.zip", r1_sha, size, NULL};
+	publish(f, 5, -3600, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_string_equal(f->result, "accepted");
+	assert_int_equal(status_of(f).freshness, FGW_MANIFEST_FRESHNESS_CLOCK_UNTRUSTED);
+	assert_int_equal(f->n_verified, 1);
+}
+
+/*
+ * Issue #18 item 4: a manifest is bound to its audience. Its signed `channel` must equal the
+ * gateway's; one for another channel, or none when the gateway has one, is refused, and so
+ * is one with a channel when the gateway has none.
+ */
+static void test_channel(void **state)
+{
+	struct fix *f = *state;
+	struct fgw_release_status st;
+	uint64_t size;
+
+	f->channel = "eu-prod";
+	make_bundle(f, "r1.zip", "1.0.0+1", C_NONE, r1_sha, &size);
+	const struct rel r1 = {"fw-1.0.0", "1.0.0+1", "r1.zip", r1_sha, size, NULL};
+	f->manifest_channel = "us-beta";
+	publish(f, 5, 86400, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_string_equal(f->result, "rejected: wrong-channel");
+	f->manifest_channel = NULL;
+	publish(f, 5, 86400, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_string_equal(f->result, "rejected: wrong-channel");
+	assert_int_equal(f->n_verified, 0);
+	f->manifest_channel = "eu-prod";
+	publish(f, 5, 86400, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_string_equal(f->result, "accepted");
+	assert_int_equal(f->n_verified, 1);
+	st = status_of(f);
+	assert_int_equal(st.polls[FGW_POLL_RESULT_REJECTED], 2);
+	assert_int_equal(st.polls[FGW_POLL_RESULT_ACCEPTED], 1);
+
+	/* the gateway moved to no channel: even the manifest in force is refused now */
+	source_stop(f);
+	f->channel = NULL;
+	run_cycle(f);
+	assert_string_equal(f->result, "rejected: wrong-channel");
+}
+
 int main(void)
 {
 	struct CMUnitTest tests[64] = {
@@ -736,8 +874,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sealed_images, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_key_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expiry_recheck, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_clock_untrusted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_channel, setup, teardown),
 	};
-	size_t n = 6;
+	size_t n = 9;
 
 	for (size_t i = 0; i < ARRAY_SIZE(refusals); i++)
 		tests[n++] = (struct CMUnitTest){refusals[i].name, test_refusal, setup, teardown,
