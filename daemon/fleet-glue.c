@@ -101,6 +101,7 @@ static void fleet_release_from(const struct fgw_release_info *info, struct fgw_f
 	fr->canary_percent = (unsigned) m->policy.canary_percent;
 	fr->max_failure_rate = m->policy.max_failure_rate;
 	fr->max_concurrent = (unsigned) m->policy.max_concurrent;
+	fr->no_downgrade = !m->policy.allow_downgrade;
 	for (size_t i = 0; i < info->n_images; i++) {
 		const struct fgw_release_image *ri = &info->images[i];
 		struct fgw_fleet_image *fi;

@@ -155,6 +155,7 @@ struct fgw_release_policy {
 	int canary_percent;	 /* 0..100, default 10 */
 	double max_failure_rate; /* 0..1, default 0.2 */
 	int max_concurrent;	 /* 1..1000, default 4 */
+	bool allow_downgrade;	 /* default true; false: uploads carry SMP's `upgrade` flag */
 };
 
 struct fgw_manifest_release {

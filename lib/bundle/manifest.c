@@ -303,9 +303,11 @@ static int dup_to(char **dst, const char *s)
 static int parse_policy(const cJSON *p, struct fgw_release_policy *ret, char **ret_json,
 			struct fgw_reject *why)
 {
-	struct fgw_release_policy pol = {
-	    .canary_percent = 10, .max_failure_rate = 0.2, .max_concurrent = 4};
-	const cJSON *rate;
+	struct fgw_release_policy pol = {.canary_percent = 10,
+					 .max_failure_rate = 0.2,
+					 .max_concurrent = 4,
+					 .allow_downgrade = true};
+	const cJSON *rate, *down;
 	cJSON *out;
 	int64_t v;
 
@@ -320,6 +322,12 @@ static int parse_policy(const cJSON *p, struct fgw_release_policy *ret, char **r
 	if (get_int(p, "max_concurrent", 1, 1000, false, 4, &v) < 0)
 		return MALFORMED("policy.max_concurrent must be an integer 1..1000");
 	pol.max_concurrent = (int) v;
+	down = cJSON_GetObjectItemCaseSensitive(p, "allow_downgrade");
+	if (down) {
+		if (!cJSON_IsBool(down))
+			return MALFORMED("policy.allow_downgrade must be true or false");
+		pol.allow_downgrade = cJSON_IsTrue(down);
+	}
 	rate = cJSON_GetObjectItemCaseSensitive(p, "max_failure_rate");
 	if (rate) {
 		if (!cJSON_IsNumber(rate) || !isfinite(rate->valuedouble) ||
@@ -331,7 +339,8 @@ static int parse_policy(const cJSON *p, struct fgw_release_policy *ret, char **r
 	if (!out || !cJSON_AddStringToObject(out, "mode", mode_names[pol.mode]) ||
 	    !cJSON_AddNumberToObject(out, "canary_percent", pol.canary_percent) ||
 	    !cJSON_AddNumberToObject(out, "max_failure_rate", pol.max_failure_rate) ||
-	    !cJSON_AddNumberToObject(out, "max_concurrent", pol.max_concurrent)) {
+	    !cJSON_AddNumberToObject(out, "max_concurrent", pol.max_concurrent) ||
+	    !cJSON_AddBoolToObject(out, "allow_downgrade", pol.allow_downgrade)) {
 		cJSON_Delete(out);
 		return -ENOMEM;
 	}

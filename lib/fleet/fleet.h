@@ -66,6 +66,7 @@ struct fgw_fleet_release {
 	char groups[8][64]; /* target groups; none: every group */
 	size_t n_groups;
 	bool policy_confirm; /* manifest policy "confirm"; false: "test-confirm" */
+	bool no_downgrade;   /* policy forbids downgrades: app core uploads carry `upgrade` */
 	unsigned canary_percent;
 	double max_failure_rate;
 	unsigned max_concurrent;	 /* 0: no limit beyond max_connections */

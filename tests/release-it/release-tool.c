@@ -238,6 +238,7 @@ static int cmd_source(int argc, char **argv)
 	    .mcuboot_key = *cfg.release_mcuboot_key ? cfg.release_mcuboot_key : NULL,
 	    .cache_dir = cfg.release_cache_dir,
 	    .cache_budget_bytes = (uint64_t) cfg.release_cache_budget_mib * 1024 * 1024,
+	    .channel = cfg.release_channel,
 	    .fetch =
 		{
 		    .ca_file = *cfg.release_ca_file ? cfg.release_ca_file : NULL,

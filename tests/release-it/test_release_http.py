@@ -68,8 +68,10 @@ def make_bundle(tmp, name, version, size=40000, key="boot.pem"):
     return json.loads(out)
 
 
-def write_manifest(tmp, srv, seq, releases):
+def write_manifest(tmp, srv, seq, releases, channel=None):
     m = {"schema": 1, "sequence": seq, "expires": "2100-01-01T00:00:00Z", "releases": releases}
+    if channel:
+        m["channel"] = channel
     path = os.path.join(srv, "manifest.json")
     old = os.stat(path).st_mtime if os.path.exists(path) else None
     with open(path, "w") as f:
@@ -146,6 +148,22 @@ def case_etag(tmp, ng):
     ids = sorted((e["id"], e["restored"]) for e in out if e["event"] == "verified")
     expect(ids == [("fw-1", True), ("fw-2", False)], f"restart restores fw-1, new manifest brings fw-2 ({ids})")
     expect(db_one(tmp, "SELECT state FROM releases WHERE id='fw-1'") == "superseded", "fw-1 superseded")
+
+    # issue 18 item 4: a manifest for another audience is refused, by fotactl and the pipeline
+    write_manifest(tmp, ng.srv, 3, [release("fw-2", "1.1.0", "r2.zip", info2)], channel="eu-prod")
+    man, pub = f"{ng.srv}/manifest.json", f"{tmp}/manifest.pub.pem"
+    p = run([FOTACTL, "release", "verify", man, "--key", pub, "--channel", "eu-prod"])
+    expect("channel eu-prod" in p.stdout, f"fotactl verifies its channel ({p.stdout.strip()})")
+    p = run([FOTACTL, "release", "verify", man, "--key", pub, "--channel", "us-beta"], check=False)
+    expect(p.returncode != 0 and "wrong-channel" in p.stdout + p.stderr,
+           "fotactl refuses another channel")
+    out, p = tool("source", conf)
+    cyc = [e["result"] for e in out if e["event"] == "cycle"]
+    expect(cyc == ["rejected: wrong-channel"], f"a gateway without a channel refuses it ({cyc})")
+    conf = write_config(tmp, ng.base, "channel = eu-prod\n")
+    out, p = tool("source", conf)
+    cyc = [e["result"] for e in out if e["event"] == "cycle"]
+    expect(cyc == ["accepted"], f"the gateway of channel eu-prod accepts it ({cyc})")
 
 
 def case_errors(tmp, ng):
