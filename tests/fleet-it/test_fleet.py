@@ -21,6 +21,8 @@ CASE:
                event, health degraded, fotagw_manifest_expired 1, and a job retried then
                does not start; a fresh manifest lifts the hold (issue 18 item 2); the
                polls are counted in fotagw_manifest_polls_total{result} (issue 20 item 4)
+  no-downgrade policy allow_downgrade false: the app upload carries mcumgr's upgrade flag, so
+               a device already running a newer app refuses it; the other one is updated
   watch        fotactl watch in tmux during the rollout: live bars (image, %, KiB/s, ETA)
                that move on, then the final counts; q quits
 """
@@ -319,9 +321,30 @@ def case_manifest_expiry():
         w.close(ok)
 
 
+def case_no_downgrade():
+    args = FAST + ["--fault", "0:app_version=3.0.0"]
+    w = ft.World(BIN, 2, sim_args=args, rate=1.0, allow_downgrade=False)
+    ok = False
+    try:
+        w.gw.start()
+        jobs = {j[0]: j for j in w.gw.wait_all_terminal(2, 120)}
+        newer, older = jobs[w.address(0)], jobs[w.address(1)]
+        check(older[1] == "done", f"the device on 1.0.0 is updated: {older}")
+        device_on_release(w, 1)
+        check(newer[1] == "failed" and "CURRENT_VERSION_IS_NEWER" in (newer[2] or ""),
+              f"the device on 3.0.0 refuses 2.0.0 at upload (mcumgr rc 27): {newer}")
+        st = ft.device_state(w.sim.port(0))
+        check(st["slots"][(0, 0)]["hash"] != w.release.app_hash and
+              (0, 1) not in st["slots"], "nothing of 2.0.0 reached its app slots")
+        ok = True
+    finally:
+        w.close(ok)
+
+
 CASES = {"rollout-udp": case_rollout_udp, "rollout-ble": case_rollout_ble, "faults": case_faults,
          "canary": case_canary, "restart": case_restart, "watch": case_watch,
-         "out-of-range": case_out_of_range, "manifest-expiry": case_manifest_expiry}
+         "out-of-range": case_out_of_range, "manifest-expiry": case_manifest_expiry,
+         "no-downgrade": case_no_downgrade}
 
 try:
     CASES[CASE]()
