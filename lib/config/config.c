@@ -251,6 +251,17 @@ static bool section_known(const char *section)
 	return false;
 }
 
+/* "scheme://user[:password]@host/...": an '@' in the authority. */
+static bool url_has_userinfo(const char *url)
+{
+	const char *auth = strstr(url, "://");
+
+	if (!auth)
+		return false;
+	auth += 3;
+	return memchr(auth, '@', strcspn(auth, "/?#")) != NULL;
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *p = user;
@@ -293,7 +304,12 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		report(p, p->line, section, name, "out of memory");
 		return 0;
 	}
-	if (r == -E2BIG)
+	if (r == 0 && k->offset == OFF(release_manifest_url) && url_has_userinfo(value))
+		report(p, p->line, section, name,
+		       "'%s.%s' carries credentials (user:password@); they would be logged and "
+		       "stored: authenticate with client_cert and client_key instead",
+		       section, name);
+	else if (r == -E2BIG)
 		report(p, p->line, section, name, "'%s.%s' takes at most %lld entries", section,
 		       name, (long long) k->max);
 	else if (r < 0)

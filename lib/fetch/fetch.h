@@ -88,7 +88,8 @@ unsigned fgw_fetch_active(struct fgw_fetch *f);
 
 /*
  * Resolves @ref against @base as a browser would ("b.zip", "../x/b.zip", "/b.zip" or an
- * absolute URL). Only http, https and file results are accepted (-EPROTONOSUPPORT).
- * -EINVAL for something that is not a URL. *@ret is malloc()ed.
+ * absolute URL). Only http, https and file results are accepted (-EPROTONOSUPPORT); under an
+ * https @base only https (-EPERM: no downgrade). -EINVAL for something that is not a URL.
+ * *@ret is malloc()ed. Requests to https URLs follow redirects to https only.
  */
 int fgw_fetch_resolve_url(const char *base, const char *ref, char **ret);

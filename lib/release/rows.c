@@ -183,9 +183,11 @@ void rsrc_accept_release(struct fgw_release_source *s, const struct fgw_manifest
 	r = fgw_fetch_resolve_url(s->manifest_url, rel->bundle_url, &url);
 	if (r < 0) {
 		fgw_warning("event: release-rejected, release: %s, reason: %s, detail: bundle.url "
-			    "'%s' does not resolve to an http, https or file URL",
+			    "'%s' %s",
 			    rel->id, fgw_reject_reason_to_string(FGW_REJECT_MALFORMED_MANIFEST),
-			    rel->bundle_url);
+			    rel->bundle_url,
+			    r == -EPERM ? "is not https under an https manifest"
+					: "does not resolve to an http, https or file URL");
 		return;
 	}
 	free(rel->bundle_url);

@@ -115,6 +115,7 @@ static int cmd_fetch(int argc, char **argv, bool download)
 	    {"timeout", required_argument, NULL, 't'},
 	    {"low-speed-limit", required_argument, NULL, 'l'},
 	    {"low-speed-time", required_argument, NULL, 'L'},
+	    {"ca", required_argument, NULL, 'c'},
 	    {},
 	};
 	struct fgw_fetch_options o = {0};
@@ -141,6 +142,9 @@ static int cmd_fetch(int argc, char **argv, bool download)
 			break;
 		case 'L':
 			o.low_speed_time_s = atoi(optarg);
+			break;
+		case 'c':
+			o.ca_file = optarg;
 			break;
 		default:
 			return 2;

@@ -362,12 +362,38 @@ def case_mkimage(tmp, ng):
            "inspect prints both images with signature status")
 
 
+def case_tls(tmp, ng):
+    """Issue 18 item 6: no downgrade from https to http, by redirect or by bundle URL."""
+    keys(tmp)
+    info = make_bundle(tmp, "r1", "1.0.0")
+    shutil.copy(f"{tmp}/r1.zip", f"{ng.srv}/r1.zip")
+    write_manifest(tmp, ng.srv, 1, [release("fw-1", "1.0.0", f"{ng.base}/r1.zip", info)])
+    ng.start()
+    (r,), _ = tool("get", f"{ng.tls_base}/manifest.json", "--ca", ng.ca)
+    expect(r["err"] == "OK" and r["status"] == 200, f"https GET 200 ({r})")
+    (r,), _ = tool("get", f"{ng.tls_base}/to-https/manifest.json", "--ca", ng.ca)
+    expect(r["err"] == "OK" and r["status"] == 200, f"a redirect to https is followed ({r})")
+    (r,), _ = tool("get", f"{ng.tls_base}/to-http/manifest.json", "--ca", ng.ca)
+    expect(r["err"] != "OK", f"a redirect from https to http is refused ({r})")
+    expect(" 302 " in ng.access_log(), "nginx did redirect")
+    (r,), _ = tool("get", f"{ng.base}/manifest.json")
+    expect(r["err"] == "OK", "plain http still works")
+    # an https manifest naming an http bundle: the release is refused, nothing downloaded
+    conf = write_config(tmp, ng.tls_base, f"ca_file = {ng.ca}\n")
+    out, p = tool("source", conf)
+    cyc = [e["result"] for e in out if e["event"] == "cycle"]
+    expect(cyc == ["accepted"], f"the https manifest itself is accepted ({cyc})")
+    expect("is not https under an https manifest" in p.stderr, "the http bundle URL is refused")
+    expect(db_one(tmp, "SELECT count(*) FROM releases") == 0, "no release recorded")
+    expect("GET /r1.zip" not in ng.access_log(), "the bundle was never fetched")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="fgw-release-it-")
-    ng = Nginx(tmp)
+    ng = Nginx(tmp, tls=CASE == "tls")
     try:
         {"etag": case_etag, "errors": case_errors, "slow": case_slow, "resume": case_resume,
-         "pipeline": case_pipeline, "mkimage": case_mkimage}[CASE](tmp, ng)
+         "pipeline": case_pipeline, "mkimage": case_mkimage, "tls": case_tls}[CASE](tmp, ng)
     finally:
         ng.kill()
         # kept for a look after a failure only when asked

@@ -263,6 +263,28 @@ static void test_release_keys(void **state)
 	assert_string_equal(d.key[0], "release.poll_interval_s");
 }
 
+/* Issue 18 item 5: credentials in the manifest URL are refused, pointing to the TLS options. */
+static void test_release_url_userinfo(void **state)
+{
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	assert_int_equal(fgw_config_load_string("[store]\npath = x.db\n[release]\n"
+						"manifest_url = https://u:pw@r.example/m.json\n",
+						"t.conf", &c, collect, &d),
+			 -EINVAL);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.line[0], 4);
+	assert_string_equal(d.key[0], "release.manifest_url");
+	assert_non_null(strstr(d.msg[0], "client_cert"));
+	/* an '@' after the host is not userinfo */
+	assert_int_equal(fgw_config_load_string("[store]\npath = x.db\n[release]\n"
+						"manifest_url = https://r.example/a@b/m.json?x=@\n",
+						"t.conf", &c, collect, &d),
+			 0);
+	fgw_config_done(&c);
+}
+
 /* One limit on trusted keys (FGW_MANIFEST_MAX_KEYS, 8): one more is a config error. */
 static void test_release_key_limit(void **state)
 {
@@ -304,6 +326,7 @@ int main(void)
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_release_keys),
 		cmocka_unit_test(test_release_key_limit),
+		cmocka_unit_test(test_release_url_userinfo),
 		cmocka_unit_test(test_api_section),
 		cmocka_unit_test(test_ble_section),
 	};
