@@ -101,6 +101,7 @@ class Gateway:
         token = os.path.join(tmp, "token")
         with open(token, "w") as f:
             f.write(TOKEN + "\n")
+        os.chmod(token, 0o600)  # fotagwd refuses a token others can read
         os.makedirs(os.path.join(tmp, "cache"), exist_ok=True)
         with open(self.conf, "w") as f:
             f.write(f"""[log]
