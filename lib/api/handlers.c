@@ -483,6 +483,7 @@ static int release_row(const struct fgw_store_release *rel, void *user_data)
 {
 	struct releases_ctx *c = user_data;
 	cJSON *o = jb_obj(c->b, c->arr, NULL), *bundle;
+	char url[FGW_URL_LOG_MAX];
 
 	jb_str(c->b, o, "id", rel->id);
 	jb_int(c->b, o, "sequence", rel->sequence);
@@ -491,7 +492,9 @@ static int release_row(const struct fgw_store_release *rel, void *user_data)
 	jb_raw_json(c->b, o, "groups", rel->groups_json);
 	jb_raw_json(c->b, o, "policy", rel->policy_json);
 	bundle = jb_obj(c->b, o, "bundle");
-	jb_str(c->b, bundle, "url", rel->bundle_url);
+	/* served without a token: never the userinfo or query a download URL may carry */
+	jb_str(c->b, bundle, "url",
+	       rel->bundle_url ? fgw_url_redact(rel->bundle_url, url, sizeof(url)) : NULL);
 	jb_str(c->b, bundle, "sha256", rel->bundle_sha256);
 	jb_int(c->b, bundle, "size", rel->bundle_size);
 	jb_str(c->b, o, "state", rel->state);

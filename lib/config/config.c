@@ -251,17 +251,6 @@ static bool section_known(const char *section)
 	return false;
 }
 
-/* "scheme://user[:password]@host/...": an '@' in the authority. */
-static bool url_has_userinfo(const char *url)
-{
-	const char *auth = strstr(url, "://");
-
-	if (!auth)
-		return false;
-	auth += 3;
-	return memchr(auth, '@', strcspn(auth, "/?#")) != NULL;
-}
-
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *p = user;
@@ -304,7 +293,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		report(p, p->line, section, name, "out of memory");
 		return 0;
 	}
-	if (r == 0 && k->offset == OFF(release_manifest_url) && url_has_userinfo(value))
+	if (r == 0 && k->offset == OFF(release_manifest_url) && fgw_url_has_userinfo(value))
 		report(p, p->line, section, name,
 		       "'%s.%s' carries credentials (user:password@); they would be logged and "
 		       "stored: authenticate with client_cert and client_key instead",

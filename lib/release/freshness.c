@@ -81,12 +81,12 @@ static void announce(struct fgw_release_source *s, enum fgw_manifest_freshness f
 	format_time(s->in_force_expires, when, sizeof(when));
 	if (f == FGW_MANIFEST_FRESHNESS_EXPIRED) {
 		fgw_warning("event: manifest-expired, url: %s, sequence: %" PRId64 ", expires: %s",
-			    s->manifest_url, s->in_force_sequence, when);
+			    s->log_url, s->in_force_sequence, when);
 		snprintf(text, sizeof(text), "manifest sequence %" PRId64 " expired at %s",
 			 s->in_force_sequence, when);
 	} else {
 		fgw_notice("event: manifest-fresh, url: %s, sequence: %" PRId64 ", expires: %s",
-			   s->manifest_url, s->in_force_sequence, when);
+			   s->log_url, s->in_force_sequence, when);
 		snprintf(text, sizeof(text), "manifest sequence %" PRId64 " in force until %s",
 			 s->in_force_sequence, when);
 	}

@@ -205,6 +205,7 @@ void rsrc_verify_done(struct fgw_release_source *s, struct work *w)
 
 static void on_download(int err, const struct fgw_fetch_result *res, void *user_data)
 {
+	char url[FGW_URL_LOG_MAX];
 	struct fgw_release_source *s = user_data;
 	struct item *it = TAKE_PTR(s->current);
 	char *part;
@@ -244,8 +245,9 @@ static void on_download(int err, const struct fgw_fetch_result *res, void *user_
 	fgw_warning(
 	    "event: release-download-failed, release: %s, url: %s, status: %ld, error: %s%s%s;"
 	    " will retry",
-	    it->rel->id, it->rel->bundle_url, res ? res->status : 0L, strerror(-err),
-	    res && res->error && *res->error ? ", " : "", res ? res->error : "");
+	    it->rel->id, fgw_url_redact(it->rel->bundle_url, url, sizeof(url)),
+	    res ? res->status : 0L, strerror(-err), res && res->error && *res->error ? ", " : "",
+	    res ? res->error : "");
 	free(part);
 	rsrc_item_free(it);
 	rsrc_process_next(s);
@@ -267,8 +269,9 @@ static void download_begin(struct fgw_release_source *s, struct item *it)
 			       on_download, s, NULL, &s->req);
 	free(part);
 	if (r < 0) {
+		char url[FGW_URL_LOG_MAX];
 		fgw_log_errno(LOG_WARNING, r, "Failed to start downloading release '%s' from '%s'",
-			      it->rel->id, it->rel->bundle_url);
+			      it->rel->id, fgw_url_redact(it->rel->bundle_url, url, sizeof(url)));
 		s->current = NULL;
 		rsrc_item_free(it);
 		rsrc_process_next(s);

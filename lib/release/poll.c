@@ -37,10 +37,10 @@ static void manifest_rejected(struct fgw_release_source *s, const struct fgw_rej
 	if (sequence > 0)
 		fgw_warning("event: manifest-rejected, url: %s, sequence: %" PRId64
 			    ", reason: %s, detail: %s",
-			    s->manifest_url, sequence, reason, why->detail ? why->detail : "");
+			    s->log_url, sequence, reason, why->detail ? why->detail : "");
 	else
-		fgw_warning("event: manifest-rejected, url: %s, reason: %s, detail: %s",
-			    s->manifest_url, reason, why->detail ? why->detail : "");
+		fgw_warning("event: manifest-rejected, url: %s, reason: %s, detail: %s", s->log_url,
+			    reason, why->detail ? why->detail : "");
 	rsrc_set_result(s, "rejected: %s", reason);
 	(void) fgw_store_manifest_polled(s->store, s->result, fgw_wall_ms());
 }
@@ -71,7 +71,7 @@ static enum fgw_poll_result judge(struct fgw_release_source *s, struct work *w,
 	}
 	fgw_notice("event: manifest-accepted, url: %s, sequence: %" PRId64
 		   ", releases: %zu, key: %s",
-		   s->manifest_url, m->sequence, m->n_releases, fgw_key_id(w->used_key));
+		   s->log_url, m->sequence, m->n_releases, fgw_key_id(w->used_key));
 	for (size_t i = 0; i < m->n_releases; i++)
 		rsrc_accept_release(s, m, &m->releases[i]);
 	rsrc_set_result(s, "accepted");
@@ -122,7 +122,7 @@ static void poll_failed(struct fgw_release_source *s, const char *what, int err,
 			const struct fgw_fetch_result *res)
 {
 	fgw_warning("Failed to fetch %s '%s': %s%s%s (HTTP %ld), will retry", what,
-		    what[0] == 'm' ? s->manifest_url : s->sig_url, strerror(-err),
+		    what[0] == 'm' ? s->log_url : s->log_sig_url, strerror(-err),
 		    res && res->error && *res->error ? ": " : "",
 		    res && res->error ? res->error : "", res ? res->status : 0L);
 	rsrc_set_result(s, "error: %s: %s", what, strerror(-err));
@@ -180,7 +180,7 @@ static void on_manifest(int err, const struct fgw_fetch_result *res, void *user_
 		return;
 	}
 	if (res->not_modified) {
-		fgw_debug("manifest '%s' not modified", s->manifest_url);
+		fgw_debug("manifest '%s' not modified", s->log_url);
 		rsrc_set_result(s, "not-modified");
 		(void) fgw_store_manifest_polled(s->store, s->result, fgw_wall_ms());
 		rsrc_poll_end(s, FGW_POLL_RESULT_NOT_MODIFIED);

@@ -63,6 +63,8 @@ struct fgw_release_source {
 	struct fgw_fetch *fetch;
 	uv_timer_t timer;
 	char *manifest_url, *sig_url, *cache_dir;
+	/* the same, without userinfo, query or fragment: what logs and events show */
+	char log_url[FGW_URL_LOG_MAX], log_sig_url[FGW_URL_LOG_MAX];
 	unsigned poll_interval_s;
 	uint64_t budget;
 	struct fgw_key *keys[FGW_MANIFEST_MAX_KEYS];

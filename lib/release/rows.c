@@ -177,17 +177,22 @@ void rsrc_accept_release(struct fgw_release_source *s, const struct fgw_manifest
 			 struct fgw_manifest_release *rel)
 {
 	struct row_state rs = {0};
-	char *url = NULL;
+	char *url = NULL, shown[FGW_URL_LOG_MAX];
 	int r;
 
 	r = fgw_fetch_resolve_url(s->manifest_url, rel->bundle_url, &url);
+	if (r == 0 && fgw_url_has_userinfo(url)) {
+		r = -EACCES; /* it would be stored, and served by GET /v1/releases */
+		free(TAKE_PTR(url));
+	}
 	if (r < 0) {
 		fgw_warning("event: release-rejected, release: %s, reason: %s, detail: bundle.url "
 			    "'%s' %s",
 			    rel->id, fgw_reject_reason_to_string(FGW_REJECT_MALFORMED_MANIFEST),
-			    rel->bundle_url,
-			    r == -EPERM ? "is not https under an https manifest"
-					: "does not resolve to an http, https or file URL");
+			    fgw_url_redact(rel->bundle_url, shown, sizeof(shown)),
+			    r == -EPERM	   ? "is not https under an https manifest"
+			    : r == -EACCES ? "carries credentials (user:password@)"
+					   : "does not resolve to an http, https or file URL");
 		return;
 	}
 	free(rel->bundle_url);

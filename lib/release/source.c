@@ -183,6 +183,9 @@ FGW_EXPORT int fgw_release_source_new(uv_loop_t *loop, struct fgw_store *store,
 	s->manifest_url = strdup(o->manifest_url);
 	s->sig_url = sig_url_for(o->manifest_url);
 	s->cache_dir = strdup(o->cache_dir);
+	fgw_url_redact(o->manifest_url, s->log_url, sizeof(s->log_url));
+	if (s->sig_url)
+		fgw_url_redact(s->sig_url, s->log_sig_url, sizeof(s->log_sig_url));
 	s->channel = strdup(o->channel ? o->channel : "");
 	s->clock_floor = o->clock_floor_s ? o->clock_floor_s : rsrc_clock_floor_default();
 	if (!s->manifest_url || !s->sig_url || !s->cache_dir || !s->channel) {

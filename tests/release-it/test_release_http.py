@@ -387,6 +387,19 @@ def case_tls(tmp, ng):
     expect(db_one(tmp, "SELECT count(*) FROM releases") == 0, "no release recorded")
     expect("GET /r1.zip" not in ng.access_log(), "the bundle was never fetched")
 
+    # issue 18 item 5: what URLs carry after '?' (tokens, signatures) never reaches the log
+    write_manifest(tmp, ng.srv, 2, [release("fw-q", "1.0.0", "gone.zip?sig=bundle-s3cret", info)])
+    conf = write_config(tmp, ng.base)
+    with open(conf) as f:
+        text = f.read().replace("/manifest.json", "/manifest.json?token=manifest-s3cret")
+    with open(conf, "w") as f:
+        f.write(text)
+    out, p = tool("source", conf)
+    expect("event: release-download-failed, release: fw-q, url: " + ng.base + "/gone.zip,"
+           in p.stderr, "the failed download is logged with its URL, redacted")
+    expect("s3cret" not in p.stderr and "s3cret" not in p.stdout, "no secret in the log")
+    expect("manifest-s3cret" in ng.access_log(), "the query did go to the server")
+
 
 def main():
     tmp = tempfile.mkdtemp(prefix="fgw-release-it-")
