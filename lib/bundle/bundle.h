@@ -373,6 +373,12 @@ int fgw_sha256_file(const char *path, uint64_t max_size, uint8_t ret_hash[32], u
  */
 int fgw_file_load_sha256(const char *path, uint64_t max_size, uint8_t **ret_data, size_t *ret_len,
 			 uint8_t ret_hash[32]);
+/*
+ * For work in threads the caller does not own (libuv's pool): frees OpenSSL's per-thread state
+ * of the calling thread now. Left to thread exit, it is lost when OpenSSL's atexit cleanup runs
+ * before the pool's threads end.
+ */
+void fgw_bundle_thread_done(void);
 /* Incremental SHA-256, to hash bytes while they are written somewhere. */
 struct fgw_sha256_ctx;
 int fgw_sha256_begin(struct fgw_sha256_ctx **ret);

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "bundle-private.h"
 #include "util.h"
 
@@ -213,4 +215,9 @@ out:
 	*ret_data = buf;
 	*ret_len = len;
 	return 0;
+}
+
+FGW_EXPORT void fgw_bundle_thread_done(void)
+{
+	OPENSSL_thread_stop();
 }

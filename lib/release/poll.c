@@ -116,6 +116,7 @@ void rsrc_do_check(uv_work_t *req)
 					       s->n_keys, &w->used_key, &w->why);
 	if (w->err == 0)
 		w->err = fgw_manifest_parse(w->json, w->json_len, &w->manifest, &w->why);
+	fgw_bundle_thread_done();
 }
 
 static void poll_failed(struct fgw_release_source *s, const char *what, int err,

@@ -158,6 +158,7 @@ void rsrc_do_verify(uv_work_t *req)
 		r = move_into_place(w);
 	fgw_bundle_free(b);
 	free(data);
+	fgw_bundle_thread_done();
 	if (r == 0) {
 		w->err = 0;
 		return;
