@@ -71,6 +71,7 @@ static int map_image(struct fleet_release *nr, int i)
 		return -errno;
 	nr->map[i] = p;
 	nr->map_len[i] = (size_t) st.st_size;
+	nr->r.image[i].fd = -1; /* the caller's; the mapping is what the fleet keeps */
 	return 0;
 }
 
@@ -550,6 +551,11 @@ FGW_EXPORT int fgw_fleet_start(struct fgw_fleet *f, const struct fgw_fleet_relea
 	if (!rel)
 		return 0;
 	return adopt_release(f, rel, true);
+}
+
+FGW_EXPORT const struct fgw_fleet_release *fgw_fleet_release_get(struct fgw_fleet *f)
+{
+	return f->rel ? &f->rel->r : NULL;
 }
 
 FGW_EXPORT int fgw_fleet_set_release(struct fgw_fleet *f, const struct fgw_fleet_release *rel)

@@ -52,6 +52,8 @@ static uint64_t delay_ms(uv_loop_t *loop, uint64_t at_us)
 	return due > now ? due - now : 0;
 }
 
+static void do_reset(struct sim_device *d, const char *why);
+
 double sim_device_rand(struct sim_device *d)
 {
 	/* xorshift64*: deterministic per device and --seed */
@@ -78,6 +80,14 @@ enum sim_swap_type sim_device_swap_type(const struct sim_device *d, unsigned ima
 	if (t->pri_magic && !t->pri_ok && t->pri_copy_done)
 		return SIM_SWAP_REVERT;
 	return SIM_SWAP_NONE;
+}
+
+unsigned sim_device_images(const struct sim_device *d)
+{
+	/* img_mgmt loops over CONFIG_MCUMGR_GRP_IMG_UPDATABLE_IMAGE_NUMBER images; with one, an
+	 * upload picks the free one of slots 0 and 1 whatever image number it names
+	 * (img_mgmt_get_unused_slot_area_id() in zephyr_img_mgmt.c) */
+	return d->cfg.single_image ? 1 : SIM_IMAGES;
 }
 
 bool sim_device_reachable(const struct sim_device *d)
@@ -529,6 +539,11 @@ static void process_next(struct sim_device *d)
 	}
 	start = FGW_MAX(now, d->busy_until_us);
 	smp_handle(d, r->data, r->len, on_alloc, on_emit, &e, &res);
+	/* os_mgmt reboots CONFIG_MCUMGR_GRP_OS_RESET_MS (250) after its answer; with
+	 * reset_no_answer the reboot wins the race: the answers, scheduled below with the old
+	 * generation, are dropped (on BLE the link drops right after the request) */
+	if (res.reset && gen == d->gen && d->cfg.reset_no_answer)
+		do_reset(d, "reset (before its answer went out)");
 	/* buffers taken for responses that were never built (no answer) go back; after a link
 	 * drop (new generation) the count was reset already */
 	if (gen == d->gen && d->bufs_used >= e.reserved)
@@ -920,6 +935,7 @@ int sim_device_init(struct sim *sim, struct sim_device *d, unsigned index,
 	snprintf(d->addr, sizeof(d->addr), "C0:FF:EE:00:%02X:%02X", (index >> 8) & 0xff,
 		 index & 0xff);
 	snprintf(d->name, sizeof(d->name), "fotagw-sim-%04u", index);
+	snprintf(d->adv_name, sizeof(d->adv_name), "%s", cfg->name[0] ? cfg->name : d->name);
 	snprintf(d->dir, sizeof(d->dir), "%s/dev-%04u", sim->opt.state_dir, index);
 	uv_timer_init(sim->loop, &d->worker);
 	uv_timer_init(sim->loop, &d->life);

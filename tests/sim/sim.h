@@ -113,6 +113,8 @@ struct sim_faults {
 	double out_of_range_ms; /* how long it stays away; 0 = for good */
 };
 
+#define SIM_NAME_MAX 30
+
 struct sim_dev_config {
 	enum sim_mode mode;
 	struct sim_link_params link;
@@ -128,7 +130,14 @@ struct sim_dev_config {
 	bool ncs_order_bug;	/* NCSDK-34106: app marked before net core skips the net update */
 	bool allow_erase_pending; /* CONFIG_MCUMGR_GRP_IMG_ALLOW_ERASE_PENDING */
 	bool adv_smp_uuid;	  /* put the SMP service UUID in advertising data */
+	bool single_image;	  /* CONFIG_MCUMGR_GRP_IMG_UPDATABLE_IMAGE_NUMBER=1: image 0 only,
+				     the upload's image number is ignored */
+	bool bootloader_info;	  /* CONFIG_MCUMGR_GRP_OS_BOOTLOADER_INFO (else rc 8) */
+	bool reset_no_answer;	  /* the reboot beats the answer to os reset out (reset_ms 0) */
 	int rssi;		  /* mean RSSI in dBm */
+	/* Advertised Complete Local Name; "" = fotagw-sim-NNNN. At most 29 bytes (a legacy scan
+	 * response), valid UTF-8 as BlueZ hands it to D-Bus, control characters allowed. */
+	char name[SIM_NAME_MAX];
 };
 
 void sim_dev_config_defaults(struct sim_dev_config *c);
@@ -273,7 +282,8 @@ struct sim_device {
 	struct sim *sim;
 	unsigned index;
 	char addr[18];
-	char name[20];
+	char name[20];		     /* for logs: always fotagw-sim-NNNN */
+	char adv_name[SIM_NAME_MAX]; /* what it advertises (scenario key `name`) */
 	char dir[512];
 	struct sim_dev_config cfg;
 	enum sim_dev_state state;
@@ -318,6 +328,8 @@ enum sim_swap_type sim_device_swap_type(const struct sim_device *d, unsigned ima
 /* Paths of absolute slot @slot (0..3). */
 void sim_device_slot_path(const struct sim_device *d, unsigned slot, char *out, size_t n);
 bool sim_device_reachable(const struct sim_device *d);
+/* Images mcumgr serves (1 with single_image, else SIM_IMAGES). */
+unsigned sim_device_images(const struct sim_device *d);
 double sim_device_rand(struct sim_device *d);
 /* Counters and faults for one SMP request about to be handled: 0 handle it, -1 drop it
  * (link lost, device gone), > 0 answer with that mcumgr rc instead. */

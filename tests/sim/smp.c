@@ -284,7 +284,7 @@ static int os_info(struct ctx *c)
 			v = "Zephyr";
 			break;
 		case 'n':
-			v = c->dev->name;
+			v = c->dev->adv_name;
 			break;
 		case 'r':
 			v = "3.5.99";
@@ -321,6 +321,8 @@ static int os_bootloader(struct ctx *c)
 	size_t n;
 	int r = req_tstr(c->req, "query", &q, &n);
 
+	if (!c->dev->cfg.bootloader_info)
+		return MGMT_ERR_ENOTSUP; /* command not built in: as for any unknown command */
 	if (r < 0)
 		return MGMT_ERR_EINVAL;
 	if (r == 0)
@@ -439,7 +441,7 @@ static int img_state_read(struct ctx *c)
 	cbor_item_t *arr = cbor_new_indefinite_array();
 	bool ok = arr != NULL;
 
-	for (unsigned i = 0; ok && i < SIM_IMAGES; i++) {
+	for (unsigned i = 0; ok && i < sim_device_images(d); i++) {
 		enum next_type type;
 		unsigned nbs = next_boot_slot(d, i, &type), a = 2 * i, o = a + 1;
 		bool a_conf = type != NEXT_REVERT;
@@ -465,7 +467,7 @@ static int img_state_read(struct ctx *c)
 
 static int find_by_hash(struct sim_device *d, const uint8_t *hash)
 {
-	for (unsigned s = 0; s < 2 * SIM_IMAGES; s++) {
+	for (unsigned s = 0; s < 2 * sim_device_images(d); s++) {
 		struct sim_img_info info;
 		if (slot_info(d, s, &info) == 0 && !memcmp(info.hash, hash, SIM_HASH_LEN))
 			return (int) s;
@@ -598,6 +600,8 @@ static int img_upload(struct ctx *c)
 	char path[600];
 
 	r[0] = req_uint(c->req, "image", &image);
+	if (sim_device_images(d) == 1)
+		image = 0;
 	r[1] = req_bstr(c->req, "data", &data, &data_len);
 	r[2] = has_len = req_uint(c->req, "len", &len);
 	r[3] = has_off = req_uint(c->req, "off", &off);
@@ -750,7 +754,7 @@ static int img_erase(struct ctx *c)
 
 	if (req_uint(c->req, "slot", &slot) < 0)
 		return MGMT_ERR_EINVAL;
-	if (slot >= 2 * SIM_IMAGES) {
+	if (slot >= 2 * sim_device_images(d)) {
 		c->grp_rc = IMG_ERR_INVALID_SLOT;
 		return 0;
 	}
@@ -777,7 +781,7 @@ static int img_slot_info(struct ctx *c)
 	cbor_item_t *imgs = cbor_new_indefinite_array();
 	bool ok = imgs != NULL;
 
-	for (unsigned i = 0; ok && i < SIM_IMAGES; i++) {
+	for (unsigned i = 0; ok && i < sim_device_images(d); i++) {
 		cbor_item_t *m = new_map(), *slots = cbor_new_indefinite_array();
 		for (unsigned s = 0; ok && s < 2; s++) {
 			cbor_item_t *sm = new_map();
