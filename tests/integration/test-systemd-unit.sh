@@ -3,11 +3,13 @@
 # verify also checks that ExecStart exists, and fotagwd is not installed on a build machine,
 # so the copy verified here differs from the configured unit in that one path only (pointing
 # at this build); everything else is checked as written, and any finding fails the test.
-# usage: test-systemd-unit.sh UNIT FOTAGWD SBINDIR
+# verify runs `man` for each Documentation=man: page, found here in the build tree's man/.
+# usage: test-systemd-unit.sh UNIT FOTAGWD SBINDIR MANDIR
 set -eu
 unit=$1
 fotagwd=$2
 sbindir=$3
+export MANPATH=$4
 tmp=$(mktemp -d /tmp/fgw-unit-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
