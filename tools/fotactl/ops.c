@@ -84,9 +84,11 @@ static int bad_operands(const char *cmd, int argc, char **argv, int want)
 static void print_json(const cJSON *j)
 {
 	char *s = cJSON_Print(j);
+	char *safe = s ? ops_json_terminal_safe(s) : NULL;
 
-	if (s)
-		puts(s);
+	if (safe)
+		puts(safe);
+	free(safe);
 	free(s);
 }
 
