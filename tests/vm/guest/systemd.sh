@@ -242,7 +242,8 @@ for e in 'event: started' 'event: reload' 'event: reloaded' 'event: signal, name
 	'event: stopped'; do
 	vm_check "journalctl -u fotagw: '$e'" grep -q -- "$e" "$L/fotagw-journal.txt"
 done
-vm_check "journalctl -u fotagw: a job reached done" grep -qE 'done' "$L/fotagw-journal.txt"
+vm_check "journalctl -u fotagw: both jobs' state changes, to done" \
+	test "$(grep -c 'event: job-state, .*to: done' "$L/fotagw-journal.txt")" -ge 2
 vm_check "journalctl -u fotagw: systemd's watchdog kill and restart" bash -c \
 	"journalctl -b -u fotagw.service --no-pager | grep -qiE 'Scheduled restart job|restart counter'"
 vm_stop "$SIMPID"
