@@ -10,6 +10,8 @@ packages=(
 	dbus systemd nginx-light sqlite3 python3 zip unzip tmux wrk valgrind curl openssl
 	# the Debian package (make deb, tests/package): build, man pages, lintian, completion
 	debhelper dpkg-dev fakeroot lintian scdoc man-db bash-completion
+	# the status page in a real browser, the alert rules and a real Prometheus (tests/web-it)
+	chromium prometheus
 )
 
 missing=()

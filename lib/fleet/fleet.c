@@ -537,6 +537,11 @@ FGW_EXPORT int fgw_fleet_start(struct fgw_fleet *f, const struct fgw_fleet_relea
 	return adopt_release(f, rel, true);
 }
 
+FGW_EXPORT const struct fgw_fleet_release *fgw_fleet_release_get(struct fgw_fleet *f)
+{
+	return f->rel ? &f->rel->r : NULL;
+}
+
 FGW_EXPORT int fgw_fleet_set_release(struct fgw_fleet *f, const struct fgw_fleet_release *rel)
 {
 	struct fleet_job **p = &f->jobs;

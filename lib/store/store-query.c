@@ -305,6 +305,25 @@ FGW_EXPORT int fgw_store_device_events_foreach(struct fgw_store *s, const char *
 	return step_all(s, st, event_row, (void *) cb, user_data);
 }
 
+FGW_EXPORT int fgw_store_events_recent(struct fgw_store *s, unsigned limit, fgw_store_event_cb_t cb,
+				       void *user_data)
+{
+	/* The rowid order: no sort, no index needed. */
+	static const char sql[] = "SELECT id, at, address, job_id, kind, from_state, to_state, "
+				  "detail FROM events ORDER BY id DESC LIMIT ?1";
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	if ((r = bind_int(s, st, 1, limit)) < 0) {
+		sqlite3_finalize(st);
+		return r;
+	}
+	return step_all(s, st, event_row, (void *) cb, user_data);
+}
+
 /* ---- releases ---- */
 
 #define RELEASE_COLUMNS                                                                            \

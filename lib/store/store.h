@@ -308,6 +308,9 @@ int fgw_store_device_images_foreach(struct fgw_store *s, const char *address,
 /* The device's last @limit events, newest first. */
 int fgw_store_device_events_foreach(struct fgw_store *s, const char *address, unsigned limit,
 				    fgw_store_event_cb_t cb, void *user_data);
+/* The last @limit events of every device and of the gateway itself, newest first. */
+int fgw_store_events_recent(struct fgw_store *s, unsigned limit, fgw_store_event_cb_t cb,
+			    void *user_data);
 /*
  * Devices per state for @release_id (NULL: no release, so every device is "idle"), split
  * by canary. States with no device are not reported.

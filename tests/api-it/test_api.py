@@ -87,6 +87,13 @@ def test_endpoints(d, api):
     get("/v1/devices/C0:00:00:00:FF:FF", 404)
     get("/v1/devices/bad%20addr", 400)
 
+    ev = get("/v1/events?limit=5")
+    n_events = db_scalar(d.db, "SELECT count(*) FROM events")
+    check(len(ev["events"]) == min(5, n_events), f"{len(ev['events'])} recent events")
+    newest = db_scalar(d.db, "SELECT max(id) FROM events")
+    check(not ev["events"] or ev["events"][0]["id"] == newest, "events newest first")
+    get("/v1/events?limit=0", 400)
+
     m = get("/metrics")
     per_state = {}
     for line in m.splitlines():
@@ -190,7 +197,7 @@ def test_bad_requests(d, api):
         return h
 
     expect("GET", "/v1/nothing", 404)
-    expect("GET", "/", 404)
+    expect("GET", "/index.html", 404)
     expect("GET", "/v1/devices/", 404)
     h = expect("DELETE", "/v1/devices", 405)
     check(h.get("Allow") == "GET, HEAD", f"Allow {h.get('Allow')}")

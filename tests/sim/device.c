@@ -920,6 +920,7 @@ int sim_device_init(struct sim *sim, struct sim_device *d, unsigned index,
 	snprintf(d->addr, sizeof(d->addr), "C0:FF:EE:00:%02X:%02X", (index >> 8) & 0xff,
 		 index & 0xff);
 	snprintf(d->name, sizeof(d->name), "fotagw-sim-%04u", index);
+	snprintf(d->adv_name, sizeof(d->adv_name), "%s", cfg->name[0] ? cfg->name : d->name);
 	snprintf(d->dir, sizeof(d->dir), "%s/dev-%04u", sim->opt.state_dir, index);
 	uv_timer_init(sim->loop, &d->worker);
 	uv_timer_init(sim->loop, &d->life);

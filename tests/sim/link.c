@@ -283,6 +283,62 @@ static int parse_prob(const char *v, double *ret)
 	return parse_double(v, 0, 1, ret);
 }
 
+static bool utf8_ok(const unsigned char *s, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		size_t n = s[i] < 0x80			  ? 1
+			   : s[i] >= 0xc2 && s[i] <= 0xdf ? 2
+			   : s[i] >= 0xe0 && s[i] <= 0xef ? 3
+			   : s[i] >= 0xf0 && s[i] <= 0xf4 ? 4
+							  : 0;
+		if (n == 0 || i + n > len)
+			return false;
+		for (size_t k = 1; k < n; k++)
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+		/* overlong 3/4-byte forms, surrogates, past U+10FFFF */
+		if ((s[i] == 0xe0 && s[i + 1] < 0xa0) || (s[i] == 0xed && s[i + 1] > 0x9f) ||
+		    (s[i] == 0xf0 && s[i + 1] < 0x90) || (s[i] == 0xf4 && s[i + 1] > 0x8f))
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+/*
+ * A device name as a scenario writes it: text, with \xHH for any byte (control characters
+ * cannot be written in an INI value) and \\ for a backslash. It must come out as valid
+ * UTF-8 of 1 to @size - 1 bytes without NUL: what BlueZ passes on to D-Bus (it does not
+ * strip control characters).
+ */
+static int parse_name(const char *v, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (const char *s = v; *s; s++) {
+		unsigned char c = (unsigned char) *s;
+
+		if (c == '\\' && s[1] == '\\') {
+			s++;
+		} else if (c == '\\' && s[1] == 'x') {
+			uint8_t b;
+			if (fgw_hex_decode((const char[]){s[2] ? s[2] : '?', s[2] ? s[3] : '?', 0},
+					   &b, 1) < 0 ||
+			    b == 0)
+				return -EINVAL;
+			c = b;
+			s += 3;
+		} else if (c == '\\') {
+			return -EINVAL;
+		}
+		if (n + 1 >= size)
+			return -EINVAL;
+		out[n++] = (char) c;
+	}
+	out[n] = '\0';
+	return n > 0 && utf8_ok((const unsigned char *) out, n) ? 0 : -EINVAL;
+}
+
 int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 {
 	struct sim_version ver;
@@ -334,6 +390,8 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return fgw_parse_bool(v, &c->allow_erase_pending);
 	if (!strcmp(k, "adv_smp_uuid"))
 		return fgw_parse_bool(v, &c->adv_smp_uuid);
+	if (!strcmp(k, "name"))
+		return parse_name(v, c->name, sizeof(c->name));
 	if (!strcmp(k, "rssi")) {
 		int64_t x;
 		r = fgw_parse_int64(v, -127, 20, &x);

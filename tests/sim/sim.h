@@ -113,6 +113,8 @@ struct sim_faults {
 	double out_of_range_ms; /* how long it stays away; 0 = for good */
 };
 
+#define SIM_NAME_MAX 30
+
 struct sim_dev_config {
 	enum sim_mode mode;
 	struct sim_link_params link;
@@ -129,6 +131,9 @@ struct sim_dev_config {
 	bool allow_erase_pending; /* CONFIG_MCUMGR_GRP_IMG_ALLOW_ERASE_PENDING */
 	bool adv_smp_uuid;	  /* put the SMP service UUID in advertising data */
 	int rssi;		  /* mean RSSI in dBm */
+	/* Advertised Complete Local Name; "" = fotagw-sim-NNNN. At most 29 bytes (a legacy scan
+	 * response), valid UTF-8 as BlueZ hands it to D-Bus, control characters allowed. */
+	char name[SIM_NAME_MAX];
 };
 
 void sim_dev_config_defaults(struct sim_dev_config *c);
@@ -273,7 +278,8 @@ struct sim_device {
 	struct sim *sim;
 	unsigned index;
 	char addr[18];
-	char name[20];
+	char name[20];		     /* for logs: always fotagw-sim-NNNN */
+	char adv_name[SIM_NAME_MAX]; /* what it advertises (scenario key `name`) */
 	char dir[512];
 	struct sim_dev_config cfg;
 	enum sim_dev_state state;

@@ -284,7 +284,7 @@ static int os_info(struct ctx *c)
 			v = "Zephyr";
 			break;
 		case 'n':
-			v = c->dev->name;
+			v = c->dev->adv_name;
 			break;
 		case 'r':
 			v = "3.5.99";

@@ -217,7 +217,11 @@ def t_scenario(ctx):
     # errors: unknown key, bad value, bad section, each with its line number
     for text, line in (("[device 0]\nbogus = 1\n", 2), ("[default]\nmode = sideways\n", 2),
                        ("\n\n[devices 3]\nmode = swap\n", 4), ("[device 5-2]\nmode=swap\n", 2),
-                       ("[default]\nrssi = -500\n", 2)):
+                       ("[default]\nrssi = -500\n", 2),
+                       # names: over 29 bytes, not UTF-8, NUL, unknown escape
+                       ("[device 0]\nname = " + "n" * 30 + "\n", 2),
+                       ("[device 0]\nname = a\\xffb\n", 2), ("[device 0]\nname = \\x00\n", 2),
+                       ("[device 0]\nname = a\\qb\n", 2)):
         with open(path, "w") as f:
             f.write(text)
         r = subprocess.run([ctx.sim, "--state-dir", ctx.path("st"), "--scenario", path],
