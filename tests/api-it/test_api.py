@@ -10,7 +10,6 @@ import os
 import sqlite3
 import sys
 import tempfile
-import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -280,9 +279,9 @@ def test_token_files(tmp):
     sub = os.path.join(tmp, "disabled")
     os.mkdir(sub)
     d = Daemon(FOTAGWD, sub, free_port(), extra_api="enabled = false\n")
-    d.start(wait=False)
+    # Up means READY=1: everything that would listen has been started by then.
+    d.start(wait=False, ready=True)
     try:
-        time.sleep(0.5)
         check(d.proc.poll() is None, "daemon exited with the API disabled")
         try:
             request(d.url, "GET", "/v1/health", timeout=2)

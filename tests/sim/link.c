@@ -97,12 +97,16 @@ static unsigned chunk_overhead(unsigned data_len)
 }
 
 double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, unsigned buf_count,
-			 unsigned *ret_chunk)
+			 bool ble, unsigned *ret_chunk)
 {
 	double best = 0, iv = p->interval_ms * 1000.0;
 	unsigned best_chunk = 0;
 	/* Response to a chunk: header + {"off": uint32} in an indefinite map = 19 bytes. */
 	double t_dn = ll_packets(p, 19) * iv / p->pkts;
+	/* BLE: the work queue sends the answer and waits for its completion before it takes the
+	 * next request (device.c send_rsps): half an interval for the event on average, then the
+	 * acknowledgement one interval later, seen after the latency, plus 1 ms. */
+	double t_rsp = ble ? iv / 2 + iv + p->latency_ms * 1000.0 + 1000.0 : 0;
 
 	(void) buf_count;
 	for (unsigned pkt = 64; pkt <= buf_size; pkt++) {
@@ -118,7 +122,7 @@ double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, uns
 		for (unsigned off = 0; off < pkt; off += frag)
 			ll += ll_packets(p, FGW_MIN(frag, pkt - off));
 		t_up = ll * iv / p->pkts;
-		t_dev = p->proc_us + data * p->write_us;
+		t_dev = p->proc_us + data * p->write_us + t_rsp;
 		t = FGW_MAX(t_up, FGW_MAX(t_dev, t_dn));
 		if ((double) data / t > best) {
 			best = (double) data / t;
@@ -257,13 +261,14 @@ void sim_dev_config_defaults(struct sim_dev_config *c)
 	sim_link_profile("typical", &c->link);
 	snprintf(c->app_version, sizeof(c->app_version), "1.0.0");
 	snprintf(c->net_version, sizeof(c->net_version), "1.0.0");
-	c->buf_size = 2475; /* NCS DFU sample with reassembly: 5 x 495 */
-	c->buf_count = 4;
+	c->buf_size = 2475;	   /* NCS DFU sample with reassembly: 5 x 495 */
+	c->buf_count = 0;	   /* the transport's default, resolved in main.c */
 	c->slot_size[0] = 0xf0000; /* 960 KiB app slots */
 	c->slot_size[1] = 0x40000; /* 256 KiB net core slots */
 	c->body_size[0] = 48 * 1024;
 	c->body_size[1] = 24 * 1024;
 	c->image_check = true;
+	c->bootloader_info = true;
 	c->ncs_order_bug = true;
 	c->rssi = -60;
 	c->faults.disconnect_at_chunk = -1;
@@ -390,6 +395,12 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return fgw_parse_bool(v, &c->allow_erase_pending);
 	if (!strcmp(k, "adv_smp_uuid"))
 		return fgw_parse_bool(v, &c->adv_smp_uuid);
+	if (!strcmp(k, "single_image"))
+		return fgw_parse_bool(v, &c->single_image);
+	if (!strcmp(k, "bootloader_info"))
+		return fgw_parse_bool(v, &c->bootloader_info);
+	if (!strcmp(k, "reset_no_answer"))
+		return fgw_parse_bool(v, &c->reset_no_answer);
 	if (!strcmp(k, "name"))
 		return parse_name(v, c->name, sizeof(c->name));
 	if (!strcmp(k, "rssi")) {
@@ -427,6 +438,8 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return parse_chunk(v, &f->reboot_at_chunk);
 	if (!strcmp(k, "bad_boot"))
 		return fgw_parse_bool(v, &f->bad_boot);
+	if (!strcmp(k, "lose_final_chunk"))
+		return fgw_parse_bool(v, &f->lose_final_chunk);
 	if (!strcmp(k, "no_confirm"))
 		return fgw_parse_bool(v, &f->no_confirm);
 	if (!strcmp(k, "watchdog_ms"))
