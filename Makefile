@@ -10,7 +10,7 @@ ASAN_CHECK_LABELS ?= unit|fuzz|integration|sim
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps build build-asan check check-vm fuzz demo bench clean format soak
+.PHONY: all deps build build-asan check check-vm fuzz demo bench clean format soak deb
 
 all: build
 
@@ -31,6 +31,13 @@ build-asan:
 check: deps build build-asan
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	$(SAN_ENV) ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L '$(ASAN_CHECK_LABELS)'
+
+# The Debian package (debian/): fotagw_<version>_<arch>.deb and its dbgsym package in
+# build-deb/, then lintian (fails on errors). Incremental after the first run. `make check`
+# builds and checks it too (CTest label "package").
+DEB_OUT ?= build-deb
+deb:
+	JOBS=$(JOBS) ./tools/mkdeb.sh $(DEB_OUT)
 
 # Only the real BlueZ tier (tests/vm: QEMU guest, real kernel + bluetoothd; needs root, no
 # KVM). `make check` runs it too. docs/vm-tier.md.
@@ -79,4 +86,4 @@ format:
 	find daemon lib tools tests -name '*.[ch]' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(DEB_OUT)

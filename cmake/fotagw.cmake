@@ -4,6 +4,9 @@
 # A cmocka test, labelled "unit": the sanitizer build and valgrind run these.
 function(fgw_unit_test)
   cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  if(NOT BUILD_TESTING)
+    return()
+  endif()
   add_executable(${T_NAME} ${T_SOURCES})
   target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} PkgConfig::CMOCKA)
   target_compile_definitions(${T_NAME} PRIVATE FGW_TEST_DATA="${FGW_TEST_DATA}"
@@ -21,7 +24,7 @@ endfunction()
 # `make fuzz` runs each target for FUZZ_SECONDS.
 function(fgw_fuzzer)
   cmake_parse_arguments(F "" "NAME;CORPUS;RUNS;MAX_LEN" "SOURCES;LIBS" ${ARGN})
-  if(NOT FGW_FUZZ)
+  if(NOT FGW_FUZZ OR NOT BUILD_TESTING)
     return()
   endif()
   if(NOT F_RUNS)

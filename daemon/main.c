@@ -17,10 +17,10 @@ enum { EXIT_USAGE = 2 };
 
 static void usage(FILE *out)
 {
-	fprintf(out, "Usage: fotagwd [--config FILE] [--check-config]\n"
+	fprintf(out, "Usage: fotagwd [--config FILE] [--check-config] (options in any order)\n"
 		     "  -c, --config FILE    configuration file (default " DEFAULT_CONFIG ")\n"
 		     "      --check-config   validate the configuration and exit (2 if bad)\n"
-		     "      --version        print the version\n"
+		     "  -V, --version        print the version\n"
 		     "  -h, --help           this text\n");
 }
 
@@ -39,7 +39,8 @@ int main(int argc, char **argv)
 	uv_loop_t loop;
 	int c, r;
 
-	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	/* getopt has named a bad option itself ("unrecognized option '--x'") */
+	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			config = optarg;
@@ -54,12 +55,13 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
+			fprintf(stderr, "Try 'fotagwd --help'.\n");
 			return EXIT_USAGE;
 		}
 	}
 	if (optind != argc) {
-		usage(stderr);
+		fprintf(stderr, "fotagwd: unexpected argument '%s' (fotagwd takes options only)\n",
+			argv[optind]);
 		return EXIT_USAGE;
 	}
 

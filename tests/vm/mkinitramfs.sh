@@ -59,5 +59,6 @@ for m in "${ORDER[@]}"; do
 	echo "${f%%.ko*}.ko" >>"$T/mod/order"
 done
 install -m 0755 "$HERE/init" "$T/init"
+install -m 0755 "$HERE/init-systemd" "$T/init-systemd" # run.sh --systemd
 (cd "$T" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) >"$OUT"
 echo "mkinitramfs: $OUT, $(stat -c %s "$OUT") bytes, kernel $KVER, modules: $(tr '\n' ' ' <"$T/mod/order")"

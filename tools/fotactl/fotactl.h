@@ -15,15 +15,18 @@ enum {
 	FOTACTL_EXIT_USAGE = 2,
 };
 
-/* Options given before the command, for the commands that talk to fotagwd. */
+/* The global options (anywhere on the line), for the commands that talk to fotagwd. */
 struct fotactl_ctx {
-	const char *url;   /* --url; NULL: from the gateway config (ops-client.c) */
-	const char *token; /* --token, NULL if none */
-	bool json;         /* --json: machine-readable output */
+	const char *url;	/* --url; NULL: from the gateway config (ops-client.c) */
+	const char *token;	/* --token, NULL if none */
+	const char *token_file; /* --token-file, NULL: [api] token_file of the config */
+	const char *config;	/* --config, NULL: FOTACTL_DEFAULT_CONFIG if it exists */
+	bool json;		/* --json: machine-readable output */
 };
 
 struct fotactl_command {
 	const char *name;
+	const char *prog; /* "fotactl NAME", argv[0] for the command (getopt's messages) */
 	/* argv[0] is the command name; getopt state is reset before the call. */
 	int (*run)(const struct fotactl_ctx *ctx, int argc, char **argv);
 	const char *usage; /* one line per form, for `fotactl --help` */
@@ -35,3 +38,5 @@ int fotactl_release(const struct fotactl_ctx *ctx, int argc, char **argv);
 int fotactl_keygen(const struct fotactl_ctx *ctx, int argc, char **argv);
 int fotactl_sign_manifest(const struct fotactl_ctx *ctx, int argc, char **argv);
 extern const char fotactl_release_usage[];
+/* Whether @name is a subcommand of `fotactl release`. */
+bool fotactl_release_has_sub(const char *name);

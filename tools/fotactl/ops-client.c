@@ -43,17 +43,19 @@ static char *url_from_config(const struct fgw_config *cfg)
 int ops_conn_open(const struct fotactl_ctx *ctx, const struct ops_opts *o, struct ops_conn *ret)
 {
 	struct fgw_config cfg = {0};
-	const char *config = o->config ? o->config : FOTACTL_DEFAULT_CONFIG;
+	const char *explicit_config = o->config ? o->config : ctx->config;
+	const char *config = explicit_config ? explicit_config : FOTACTL_DEFAULT_CONFIG;
 	const char *url = o->url ? o->url : ctx->url;
-	const char *token_file = o->token_file;
+	const char *token_file = o->token_file ? o->token_file : ctx->token_file;
 	bool have_cfg = false;
 	int r;
 
 	*ret = (struct ops_conn){.json = o->json || ctx->json};
 	/* The gateway's own config knows where its API listens and where its token is. */
-	if (o->config || access(config, F_OK) == 0) {
-		r = fgw_config_load_file(config, &cfg, quiet_diag, o->config ? (void *) 1 : NULL);
-		if (r < 0 && o->config) {
+	if (explicit_config || access(config, F_OK) == 0) {
+		r = fgw_config_load_file(config, &cfg, quiet_diag,
+					 explicit_config ? (void *) 1 : NULL);
+		if (r < 0 && explicit_config) {
 			fprintf(stderr, "fotactl: cannot use config '%s'\n", config);
 			return FOTACTL_EXIT_USAGE;
 		}

@@ -21,10 +21,7 @@ const char fotactl_ops_usage[] =
     "releases                       releases the gateway knows\n"
     "pause [--reason TEXT]          halt the current rollout (needs the token)\n"
     "resume                         resume it (needs the token)\n"
-    "retry ADDR                     schedule a device's job again now (needs the token)\n"
-    "  ops options after the command: --json, --url URL (default: [api] of the gateway\n"
-    "  config), --token-file F (default: [api] token_file), --config F (default\n"
-    "  " FOTACTL_DEFAULT_CONFIG "); --url, --token and --json also work before it\n";
+    "retry ADDR                     schedule a device's job again now (needs the token)\n";
 
 enum {
 	OPT_URL = 0x100,
@@ -69,8 +66,19 @@ static int common_opt(int c, struct ops_opts *o)
 
 static int bad_usage(const char *cmd)
 {
-	fprintf(stderr, "Usage: fotactl %s\n%s", cmd, fotactl_ops_usage);
+	fprintf(stderr, "Usage: fotactl %s (fotactl %.*s --help)\n", cmd, (int) strcspn(cmd, " "),
+		cmd);
 	return FOTACTL_EXIT_USAGE;
+}
+
+/* An operand the command does not take, or a missing one: say which. */
+static int bad_operands(const char *cmd, int argc, char **argv, int want)
+{
+	if (argc - optind > want)
+		fprintf(stderr, "fotactl: unexpected argument '%s'\n", argv[optind + want]);
+	else
+		fprintf(stderr, "fotactl: missing argument\n");
+	return bad_usage(cmd);
 }
 
 static void print_json(const cJSON *j)
@@ -155,15 +163,17 @@ int fotactl_devices(const struct fotactl_ctx *ctx, int argc, char **argv)
 			release = optarg;
 			break;
 		case OPT_LIMIT:
-			if (fgw_parse_int64(optarg, 1, INT64_MAX, &limit) < 0)
+			if (fgw_parse_int64(optarg, 1, INT64_MAX, &limit) < 0) {
+				fprintf(stderr, "fotactl: bad --limit '%s' (1 or more)\n", optarg);
 				return bad_usage("devices");
+			}
 			break;
 		default:
 			return bad_usage("devices");
 		}
 	}
 	if (optind != argc)
-		return bad_usage("devices");
+		return bad_operands("devices", argc, argv, 0);
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r)
 		return r;
@@ -317,7 +327,7 @@ int fotactl_device(const struct fotactl_ctx *ctx, int argc, char **argv)
 		if (!common_opt(c, &o))
 			return bad_usage("device ADDR");
 	if (optind + 1 != argc)
-		return bad_usage("device ADDR");
+		return bad_operands("device ADDR", argc, argv, 1);
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r)
 		return r;
@@ -422,7 +432,7 @@ static int simple_get(const struct fotactl_ctx *ctx, int argc, char **argv, cons
 		if (!common_opt(c, &o))
 			return bad_usage(cmd);
 	if (optind != argc)
-		return bad_usage(cmd);
+		return bad_operands(cmd, argc, argv, 0);
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r)
 		return r;
@@ -539,7 +549,7 @@ int fotactl_pause(const struct fotactl_ctx *ctx, int argc, char **argv)
 		reason = optarg;
 	}
 	if (optind != argc)
-		return bad_usage("pause [--reason TEXT]");
+		return bad_operands("pause [--reason TEXT]", argc, argv, 0);
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r)
 		return r;
@@ -570,7 +580,7 @@ int fotactl_resume(const struct fotactl_ctx *ctx, int argc, char **argv)
 		if (!common_opt(c, &o))
 			return bad_usage("resume");
 	if (optind != argc)
-		return bad_usage("resume");
+		return bad_operands("resume", argc, argv, 0);
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r)
 		return r;
@@ -591,7 +601,7 @@ int fotactl_retry(const struct fotactl_ctx *ctx, int argc, char **argv)
 		if (!common_opt(c, &o))
 			return bad_usage("retry ADDR");
 	if (optind + 1 != argc)
-		return bad_usage("retry ADDR");
+		return bad_operands("retry ADDR", argc, argv, 1);
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r)
 		return r;

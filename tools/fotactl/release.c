@@ -23,8 +23,9 @@ const char fotactl_release_usage[] =
     "release sign MANIFEST --key KEY.pem [-o MANIFEST.sig]\n"
     "release verify MANIFEST --key PUB.pem... [--sig SIG] [--sequence N] [--channel C]\n"
     "release inspect BUNDLE.zip|IMAGE.bin [--mcuboot-key PEM] [--json]\n"
-    "release make-image -o OUT --version V (--payload FILE | --size N [--seed S])\n"
+    "release make-image -o OUT --image-version V (--payload FILE | --size N [--seed S])\n"
     "                   [--key PEM] [--header-size N] [--load-addr A] [--security-counter N]\n"
+    "                   (--version V, followed by a value, is an older spelling)\n"
     "release make-bundle -o OUT --app APP.bin [--net NET.bin] [--app-board B] [--net-board B]\n"
     "                    [--app-file NAME] [--net-file NAME] [--name NAME]\n";
 
@@ -47,7 +48,28 @@ static int fail(int err, const char *fmt, ...)
 
 static int usage_error(const char *msg)
 {
-	fprintf(stderr, "fotactl: %s\nUsage:\n%s", msg, fotactl_release_usage);
+	fprintf(stderr, "fotactl: %s (fotactl release --help)\n", msg);
+	return FOTACTL_EXIT_USAGE;
+}
+
+/* getopt has already named the option: only point at the usage. */
+static int bad_option(char **argv)
+{
+	fprintf(stderr, "Usage: see %s --help\n", argv[0]);
+	return FOTACTL_EXIT_USAGE;
+}
+
+/* A value an option does not accept: name both. */
+static int bad_value(const char *opt, const char *value, const char *expected)
+{
+	fprintf(stderr, "fotactl: bad %s '%s' (%s)\n", opt, value, expected);
+	return FOTACTL_EXIT_USAGE;
+}
+
+/* An operand too many. */
+static int extra_operand(const char *arg)
+{
+	fprintf(stderr, "fotactl: unexpected argument '%s'\n", arg);
 	return FOTACTL_EXIT_USAGE;
 }
 
@@ -124,7 +146,8 @@ static int cmd_keygen(int argc, char **argv)
 		case 't':
 			type = fgw_key_type_from_string(optarg);
 			if (type < 0)
-				return usage_error("unknown key type");
+				return bad_value("--type", optarg,
+						 "ed25519, ecdsa-p256, rsa-2048 or rsa-3072");
 			break;
 		case 'o':
 			out = optarg;
@@ -133,12 +156,14 @@ static int cmd_keygen(int argc, char **argv)
 			pub = optarg;
 			break;
 		default:
-			return usage_error("bad option");
+			return bad_option(argv);
 		}
 	}
 	if (!out && optind < argc)
 		out = argv[optind++];
-	if (!out || optind != argc)
+	if (optind != argc)
+		return extra_operand(argv[optind]);
+	if (!out)
 		return usage_error("keygen needs -o KEY.pem");
 	if (!pub) {
 		size_t n = strlen(out);
@@ -196,9 +221,11 @@ static int cmd_sign(int argc, char **argv)
 			force = true;
 			break;
 		default:
-			return usage_error("bad option");
+			return bad_option(argv);
 		}
 	}
+	if (optind + 1 < argc)
+		return extra_operand(argv[optind + 1]);
 	if (optind + 1 != argc || !key_path)
 		return usage_error("sign needs MANIFEST and --key KEY.pem");
 	manifest = argv[optind];
@@ -283,15 +310,17 @@ static int verify_args_parse(int argc, char **argv, struct verify_args *a)
 			break;
 		case 'n':
 			if (fgw_parse_int64(optarg, 0, FGW_MANIFEST_MAX_SEQUENCE, &a->stored) < 0)
-				return usage_error("bad --sequence");
+				return bad_value("--sequence", optarg, "a number >= 0");
 			break;
 		case 'c':
 			a->channel = optarg;
 			break;
 		default:
-			return usage_error("bad option");
+			return bad_option(argv);
 		}
 	}
+	if (optind + 1 < argc)
+		return extra_operand(argv[optind + 1]);
 	if (optind + 1 != argc || a->n_keys == 0)
 		return usage_error("verify needs MANIFEST and --key PUB.pem");
 	return FOTACTL_EXIT_OK;
@@ -434,9 +463,11 @@ static int cmd_inspect(const struct fotactl_ctx *ctx, int argc, char **argv)
 			json = true;
 			break;
 		default:
-			return usage_error("bad option");
+			return bad_option(argv);
 		}
 	}
+	if (optind + 1 < argc)
+		return extra_operand(argv[optind + 1]);
 	if (optind + 1 != argc)
 		return usage_error("inspect needs one BUNDLE.zip or IMAGE.bin");
 	path = argv[optind];
@@ -525,6 +556,7 @@ static int cmd_make_image(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"output", required_argument, NULL, 'o'},
+	    {"image-version", required_argument, NULL, 'v'},
 	    {"version", required_argument, NULL, 'v'},
 	    {"payload", required_argument, NULL, 'p'},
 	    {"size", required_argument, NULL, 's'},
@@ -552,7 +584,8 @@ static int cmd_make_image(int argc, char **argv)
 			break;
 		case 'v':
 			if (fgw_image_version_parse(optarg, &o.version) < 0)
-				return usage_error("bad --version (expected like 1.2.3+4)");
+				return bad_value("--image-version", optarg,
+						 "expected like 1.2.3+4");
 			have_version = true;
 			break;
 		case 'p':
@@ -560,40 +593,44 @@ static int cmd_make_image(int argc, char **argv)
 			break;
 		case 's':
 			if (fgw_parse_int64(optarg, 0, FGW_MCUBOOT_MAX_IMAGE / 2, &size) < 0)
-				return usage_error("bad --size");
+				return bad_value("--size", optarg,
+						 "bytes, at most half the largest image");
 			break;
 		case 'S':
 			if (fgw_parse_int64(optarg, 0, INT64_MAX, &seed) < 0)
-				return usage_error("bad --seed");
+				return bad_value("--seed", optarg, "a number >= 0");
 			break;
 		case 'k':
 			key_path = optarg;
 			break;
 		case 'H':
 			if (fgw_parse_int64(optarg, 32, 65535, &v) < 0)
-				return usage_error("bad --header-size (32..65535)");
+				return bad_value("--header-size", optarg, "32..65535");
 			o.hdr_size = (uint32_t) v;
 			break;
 		case 'L': {
 			char *end;
 			unsigned long long a = strtoull(optarg, &end, 0);
 			if (*end || end == optarg || a > UINT32_MAX)
-				return usage_error("bad --load-addr");
+				return bad_value("--load-addr", optarg, "a 32-bit address");
 			o.load_addr = (uint32_t) a;
 			break;
 		}
 		case 'C':
 			if (fgw_parse_int64(optarg, 0, UINT32_MAX, &v) < 0)
-				return usage_error("bad --security-counter");
+				return bad_value("--security-counter", optarg, "0..4294967295");
 			o.has_sec_cnt = true;
 			o.sec_cnt = (uint32_t) v;
 			break;
 		default:
-			return usage_error("bad option");
+			return bad_option(argv);
 		}
 	}
-	if (optind != argc || !out || !have_version || (!payload) == (size < 0))
-		return usage_error("make-image needs -o, --version and one of --payload/--size");
+	if (optind != argc)
+		return extra_operand(argv[optind]);
+	if (!out || !have_version || (!payload) == (size < 0))
+		return usage_error(
+		    "make-image needs -o, --image-version and one of --payload/--size");
 	if (payload) {
 		r = read_file(payload, FGW_MCUBOOT_MAX_IMAGE / 2, &body, &len);
 		if (r < 0)
@@ -686,10 +723,12 @@ static int cmd_make_bundle(int argc, char **argv)
 			name = optarg;
 			break;
 		default:
-			return usage_error("bad option");
+			return bad_option(argv);
 		}
 	}
-	if (optind != argc || !out || !app)
+	if (optind != argc)
+		return extra_operand(argv[optind]);
+	if (!out || !app)
 		return usage_error("make-bundle needs -o OUT and --app APP.bin");
 	r = read_file(app, FGW_MCUBOOT_MAX_IMAGE, &app_data, &app_len);
 	if (r < 0)
@@ -734,26 +773,60 @@ int fotactl_sign_manifest(const struct fotactl_ctx *ctx, int argc, char **argv)
 	return cmd_sign(argc, argv);
 }
 
+static int run_inspect(const struct fotactl_ctx *ctx, int argc, char **argv)
+{
+	return cmd_inspect(ctx, argc, argv);
+}
+
+static int run_offline(int (*cmd)(int, char **), int argc, char **argv)
+{
+	return cmd(argc, argv);
+}
+
+#define OFFLINE(f)                                                                                 \
+	static int run_##f(const struct fotactl_ctx *ctx, int argc, char **argv)                   \
+	{                                                                                          \
+		return run_offline(cmd_##f, argc, argv);                                           \
+	}
+OFFLINE(keygen)
+OFFLINE(sign)
+OFFLINE(verify)
+OFFLINE(make_image)
+OFFLINE(make_bundle)
+
+/* argv[0] of a subcommand is its prog name, which getopt's messages start with. */
+static const struct fotactl_command subs[] = {
+    {"keygen", "fotactl release keygen", run_keygen, NULL},
+    {"sign", "fotactl release sign", run_sign, NULL},
+    {"verify", "fotactl release verify", run_verify, NULL},
+    {"inspect", "fotactl release inspect", run_inspect, NULL},
+    {"make-image", "fotactl release make-image", run_make_image, NULL},
+    {"make-bundle", "fotactl release make-bundle", run_make_bundle, NULL},
+};
+
+bool fotactl_release_has_sub(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(subs); i++)
+		if (strcmp(name, subs[i].name) == 0)
+			return true;
+	return false;
+}
+
 int fotactl_release(const struct fotactl_ctx *ctx, int argc, char **argv)
 {
-	const char *sub;
-
 	if (argc < 2)
 		return usage_error("release needs a subcommand");
-	sub = argv[1];
-	argc--;
-	argv++;
-	if (strcmp(sub, "keygen") == 0)
-		return cmd_keygen(argc, argv);
-	if (strcmp(sub, "sign") == 0)
-		return cmd_sign(argc, argv);
-	if (strcmp(sub, "verify") == 0)
-		return cmd_verify(argc, argv);
-	if (strcmp(sub, "inspect") == 0)
-		return cmd_inspect(ctx, argc, argv);
-	if (strcmp(sub, "make-image") == 0)
-		return cmd_make_image(argc, argv);
-	if (strcmp(sub, "make-bundle") == 0)
-		return cmd_make_bundle(argc, argv);
-	return usage_error("unknown release subcommand");
+	if (argv[1][0] == '-') {
+		fprintf(stderr, "fotactl: '%s' before the release subcommand: options follow it\n",
+			argv[1]);
+		return FOTACTL_EXIT_USAGE;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(subs); i++)
+		if (strcmp(argv[1], subs[i].name) == 0) {
+			argv[1] = (char *) subs[i].prog;
+			return subs[i].run(ctx, argc - 1, argv + 1);
+		}
+	fprintf(stderr, "fotactl: unknown release subcommand '%s' (fotactl release --help)\n",
+		argv[1]);
+	return FOTACTL_EXIT_USAGE;
 }
