@@ -67,13 +67,23 @@ struct sim_ble_dev {
 	uint16_t mtu;
 	uv_timer_t timer;
 	int step;
-	sd_bus_message *pending_connect, *pending_disconnect;
+	sd_bus_message *pending_connect;
+	sd_bus_message *pending_disconnect[8]; /* 5.66 queues every Disconnect until the drop */
+	struct acq_pending *acq_notify;	       /* AcquireNotify waiting for its CCC write */
+	bool notify_wedged; /* bluetoothd 5.66's stale notify_io: "Notify acquired" for good */
 	int write_fd, notify_fd;
 	/* allocated per acquisition: a closing handle must not be reused for the next one */
 	uv_poll_t *write_poll, *notify_poll;
 	struct notify_client *notify_clients;
 	uint8_t value[512];
 	size_t value_len;
+};
+
+/* An AcquireNotify whose CCC write is on the air (own timer: it outlives a closing link). */
+struct acq_pending {
+	uv_timer_t timer;
+	struct sim_ble_dev *x;
+	sd_bus_message *m;
 };
 
 struct disc_client {
@@ -540,6 +550,7 @@ static int m_connect(sd_bus_message *m, void *userdata, sd_bus_error *err)
 	case CONN_DISCONNECTING:
 		/* bluetoothd 5.66 (VM tier): within the ~2 s a Disconnect lingers the link is
 		 * still up, a Connect succeeds on it, and the pending Disconnect still drops it */
+		fgw_notice("event: ble-connect-while-disconnecting, device: %s", x->dev->name);
 		return sd_bus_reply_method_return(m, NULL);
 	case CONN_CONNECTING:
 		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InProgress", "In Progress");
@@ -574,12 +585,18 @@ static int m_disconnect(sd_bus_message *m, void *userdata, sd_bus_error *err)
 		ble_disconnect_now(x, "connection attempt cancelled");
 		return sd_bus_reply_method_return(m, NULL);
 	case CONN_DISCONNECTING:
-		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InProgress", "In Progress");
 	case CONN_CONNECTED:
 		break;
 	}
+	/* device.c device_request_disconnect(): every caller is answered once the link is down */
+	for (size_t i = 0; i < ARRAY_SIZE(x->pending_disconnect); i++)
+		if (!x->pending_disconnect[i]) {
+			x->pending_disconnect[i] = sd_bus_message_ref(m);
+			break;
+		}
+	if (x->conn == CONN_DISCONNECTING)
+		return 1;
 	x->conn = CONN_DISCONNECTING;
-	x->pending_disconnect = sd_bus_message_ref(m);
 	/* bluetoothd lingers before it tears the link down (about 2 s in 5.66). */
 	ble_step_at(x, STEP_DISCONNECT_DONE, x->b->sim->opt.disconnect_ms);
 	return 1;
@@ -847,27 +864,12 @@ static void on_notify_fd(uv_poll_t *p, int status, int events)
 		release_notify(x);
 }
 
-static int acquire(sd_bus_message *m, struct sim_ble_dev *x, bool write)
+/* Opens the fd pair of an acquisition and answers @m with the client's end. */
+static int acquire_open(sd_bus_message *m, struct sim_ble_dev *x, bool write)
 {
 	int sv[2], r;
 	uv_poll_t *poll;
 
-	if (read_options(m, NULL, NULL) < 0)
-		return invalid_args(m);
-	if (x->b->sim->opt.no_acquire)
-		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotSupported",
-						  "Operation is not supported");
-	if (!gatt_usable(x))
-		return not_connected(m);
-	if (write && x->write_fd >= 0)
-		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
-						  "Write acquired");
-	if (!write && x->notify_fd >= 0)
-		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
-						  "Notify acquired");
-	if (!write && x->notify_clients)
-		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InProgress",
-						  "Operation already in progress");
 	poll = calloc(1, sizeof(*poll));
 	if (!poll)
 		return -ENOMEM;
@@ -898,6 +900,86 @@ static int acquire(sd_bus_message *m, struct sim_ble_dev *x, bool write)
 			release_notify(x);
 		return r;
 	}
+	return 1;
+}
+
+static void acq_closed(uv_handle_t *h)
+{
+	free(container_of((uv_timer_t *) h, struct acq_pending, timer));
+}
+
+static void acq_end(struct sim_ble_dev *x)
+{
+	struct acq_pending *a = x->acq_notify;
+
+	x->acq_notify = NULL;
+	a->m = sd_bus_message_unref(a->m);
+	uv_close((uv_handle_t *) &a->timer, acq_closed);
+}
+
+/* The CCC write of a pending AcquireNotify was answered: hand out the fd. */
+static void on_acq_written(uv_timer_t *t)
+{
+	struct acq_pending *a = container_of(t, struct acq_pending, timer);
+	struct sim_ble_dev *x = a->x;
+
+	if (acquire_open(a->m, x, false) < 0)
+		(void) sd_bus_reply_method_errorf(a->m, "org.bluez.Error.Failed",
+						  "Failed allocate notify session");
+	acq_end(x);
+	bus_kick(x->b);
+}
+
+/*
+ * The link went down while an AcquireNotify waited for its CCC write. bluetoothd 5.66 keeps
+ * the characteristic's notify_io (gatt-client.c, fixed upstream in 476ae809a, BlueZ 5.84):
+ * the call is never answered and every later AcquireNotify/StartNotify on it fails with
+ * "Notify acquired" until bluetoothd restarts.
+ */
+static void acq_link_lost(struct sim_ble_dev *x)
+{
+	if (!x->acq_notify)
+		return;
+	fgw_warning("event: bluez-notify-wedged, device: %s, reason: 'link lost during a pending "
+		    "AcquireNotify (BlueZ 5.66 bug)'",
+		    x->dev->name);
+	x->notify_wedged = true;
+	acq_end(x);
+}
+
+static int acquire(sd_bus_message *m, struct sim_ble_dev *x, bool write)
+{
+	struct acq_pending *a;
+
+	if (read_options(m, NULL, NULL) < 0)
+		return invalid_args(m);
+	if (x->b->sim->opt.no_acquire)
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotSupported",
+						  "Operation is not supported");
+	if (!gatt_usable(x))
+		return not_connected(m);
+	if (write && x->write_fd >= 0)
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
+						  "Write acquired");
+	if (!write && (x->notify_fd >= 0 || x->acq_notify || x->notify_wedged))
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
+						  "Notify acquired");
+	if (!write && x->notify_clients)
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InProgress",
+						  "Operation already in progress");
+	if (write)
+		return acquire_open(m, x, true);
+	/* AcquireNotify answers once the CCC write is acknowledged: a request and its
+	 * response, one connection event each way. */
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->x = x;
+	a->m = sd_bus_message_ref(m);
+	uv_timer_init(x->b->sim->loop, &a->timer);
+	uv_timer_start(&a->timer, on_acq_written,
+		       (uint64_t) (2 * x->dev->cfg.link.interval_ms + 1.999), 0);
+	x->acq_notify = a;
 	return 1;
 }
 
@@ -963,7 +1045,7 @@ static int m_start_notify(sd_bus_message *m, void *userdata, sd_bus_error *err)
 
 	if (!gatt_usable(x))
 		return not_connected(m);
-	if (x->notify_fd >= 0)
+	if (x->notify_fd >= 0 || x->acq_notify || x->notify_wedged)
 		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
 						  "Notify acquired");
 	if (notify_find(x, sender))
@@ -1201,6 +1283,7 @@ static void ble_disconnect_now(struct sim_ble_dev *x, const char *why)
 	if (b->n_conn > 0)
 		b->n_conn--;
 	x->conn = CONN_NONE;
+	acq_link_lost(x);
 	reply_pending_connect(x, "org.bluez.Error.Failed", "le-connection-abort-by-local");
 	if (x->services_resolved) {
 		x->services_resolved = 0;
@@ -1213,10 +1296,11 @@ static void ble_disconnect_now(struct sim_ble_dev *x, const char *why)
 	if (was_connected && x->exported)
 		emit(b, x->path, IFACE_DEVICE, "Connected");
 	sim_device_rx_reset(x->dev);
-	if (x->pending_disconnect) {
-		(void) sd_bus_reply_method_return(x->pending_disconnect, NULL);
-		x->pending_disconnect = sd_bus_message_unref(x->pending_disconnect);
-	}
+	for (size_t i = 0; i < ARRAY_SIZE(x->pending_disconnect); i++)
+		if (x->pending_disconnect[i]) {
+			(void) sd_bus_reply_method_return(x->pending_disconnect[i], NULL);
+			x->pending_disconnect[i] = sd_bus_message_unref(x->pending_disconnect[i]);
+		}
 	x->last_seen_us = sim_now_us();
 }
 
@@ -1343,7 +1427,9 @@ static bool filter_match(const struct disc_client *c, const struct sim_ble_dev *
 
 	if (!c->has_filter)
 		return true;
-	if (c->has_rssi && x->rssi < c->rssi)
+	/* The kernel applies bluetoothd's merged RSSI threshold (mgmt.c is_filter_match): with
+	 * a threshold, a report whose RSSI is invalid (127) is dropped as well. */
+	if (c->has_rssi && (x->rssi == 127 || x->rssi < c->rssi))
 		return false;
 	if (c->pattern[0] && strncasecmp(d->addr, c->pattern, strlen(c->pattern)) != 0 &&
 	    strncmp(d->name, c->pattern, strlen(c->pattern)) != 0)
@@ -1385,6 +1471,9 @@ static void scan_tick(uv_timer_t *t)
 		    now >= x->next_adv_us) {
 			int16_t rssi =
 			    (int16_t) (d->cfg.rssi + (int) (sim_device_rand(d) * 13) - 6);
+
+			if (d->cfg.rssi == 127)
+				rssi = 127; /* "not available" in every report */
 
 			x->next_adv_us =
 			    now + ADV_REPORT_MS * 1000 + (uint64_t) (sim_device_rand(d) * 200000.0);

@@ -336,6 +336,11 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return fgw_parse_bool(v, &c->adv_smp_uuid);
 	if (!strcmp(k, "rssi")) {
 		int64_t x;
+		/* 127: the controller reports "RSSI not available" (HCI), as virtual ones do */
+		if (!strcmp(v, "127") || !strcmp(v, "invalid")) {
+			c->rssi = 127;
+			return 0;
+		}
 		r = fgw_parse_int64(v, -127, 20, &x);
 		if (r == 0)
 			c->rssi = (int) x;

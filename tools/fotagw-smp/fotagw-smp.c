@@ -931,8 +931,12 @@ static void scan_print(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 	if (!info->smp_service)
 		return;
 	if (!tl->json) {
-		printf("%s  %4d dBm  %s\n", info->addr, info->has_rssi ? info->rssi : 0,
-		       info->name ? info->name : "");
+		/* 127 (not available) comes as has_rssi false: unknown, not weak */
+		if (info->has_rssi)
+			printf("%s  %4d dBm  %s\n", info->addr, info->rssi,
+			       info->name ? info->name : "");
+		else
+			printf("%s     ? dBm  %s\n", info->addr, info->name ? info->name : "");
 		return;
 	}
 	d = cJSON_CreateObject();
@@ -971,6 +975,26 @@ static int run_scan(struct tool *tl)
 	uv_close((uv_handle_t *) &timer, NULL);
 	uv_run(&tl->loop, UV_RUN_DEFAULT);
 	return r;
+}
+#endif
+
+#ifdef FGW_WITH_BLE
+static void on_drained(struct fgw_bluez *b, int err, void *user_data)
+{
+	uv_stop(user_data);
+	if (err < 0)
+		fprintf(stderr, "fotagw-smp: %s\n", fgw_bluez_last_error(b));
+}
+
+/*
+ * Never leave while bluetoothd still holds our Disconnect(): it carries it out ~2 s later, on
+ * whatever the next command is doing with the device (BlueZ 5.66 then wedges the SMP
+ * characteristic if that is an AcquireNotify). Bounded: 10 s.
+ */
+static void ble_drain(struct tool *tl)
+{
+	if (tl->bluez && fgw_bluez_drain(tl->bluez, 10000, on_drained, &tl->loop) == 0)
+		uv_run(&tl->loop, UV_RUN_DEFAULT);
 }
 #endif
 
@@ -1028,6 +1052,7 @@ int main(int argc, char **argv)
 	tl.c = fgw_smp_client_free(tl.c);
 	tl.t = fgw_transport_free(tl.t);
 #ifdef FGW_WITH_BLE
+	ble_drain(&tl);
 	tl.bluez = fgw_bluez_free(tl.bluez);
 #endif
 	uv_run(&tl.loop, UV_RUN_DEFAULT);
