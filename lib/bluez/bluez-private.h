@@ -19,6 +19,9 @@
 #define BLUEZ_CHAR_IFACE "org.bluez.GattCharacteristic1"
 #define DBUS_PROPS_IFACE "org.freedesktop.DBus.Properties"
 #define DBUS_OM_IFACE "org.freedesktop.DBus.ObjectManager"
+#define BLUEZ_AGENT_MANAGER_IFACE "org.bluez.AgentManager1"
+#define BLUEZ_AGENT_IFACE "org.bluez.Agent1"
+#define FGW_AGENT_PATH "/org/fotagw/agent"
 
 /* ---- a minimal intrusive doubly linked list ---- */
 
@@ -235,8 +238,18 @@ struct fgw_bluez {
 	void *drain_user_data;
 	unsigned n_handles; /* handles still open; memory goes when it drops to 0 */
 
+	/* the pairing agent (agent.c) */
+	bool agent_on;
+	struct fgw_bluez_agent_options agent;
+	char *agent_capability;
+	sd_bus_slot *agent_vtable_slot, *agent_reg_slot, *agent_default_slot;
+
 	char last_error[256];
 };
+
+/* agent.c: bluetoothd (re)appeared: register the agent again; and teardown. */
+void bz_agent_register(struct fgw_bluez *b);
+void bz_agent_free(struct fgw_bluez *b);
 
 /* ---- links (link.c; the security steps in secure.c) ---- */
 

@@ -1027,6 +1027,9 @@ static void bluez_appeared(struct fgw_bluez *b, const char *owner)
 		bz_set_error(b, "out of memory");
 		return;
 	}
+	/* before anything else of ours: bluetoothd handles our calls in order, so a Pair()
+	 * sent later finds the agent registered */
+	bz_agent_register(b);
 	load_objects(b);
 }
 
@@ -1377,6 +1380,7 @@ FGW_EXPORT struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b)
 		return NULL;
 	bz_links_detach_all(b);
 	b->freeing = true;
+	bz_agent_free(b);
 	b->drain_cb = NULL;
 	bz_list_for_each_safe(pos, tmp, &b->releases)
 	{

@@ -113,6 +113,51 @@ const char *fgw_bluez_adapter_name(struct fgw_bluez *b);
 /* Human-readable reason of the last failed step ("" if none), for logs. Borrowed. */
 const char *fgw_bluez_last_error(struct fgw_bluez *b);
 
+/* ---- pairing agent ---- */
+
+/*
+ * Where a device's passkey comes from: 0 and *@ret (0..999999) when known, -ENOENT when not.
+ * The passkey is a secret: it never goes to a log.
+ */
+typedef int (*fgw_bluez_passkey_cb_t)(const char *addr, uint32_t *ret, void *user_data);
+
+struct fgw_bluez_agent_options {
+	/* "KeyboardOnly" when passkeys are known (passkey entry on our side, authenticated
+	 * keys), "NoInputNoOutput" for Just Works. */
+	const char *capability;
+	fgw_bluez_passkey_cb_t passkey_cb; /* NULL: no passkey for anyone */
+	void *user_data;
+	bool allow_confirmation; /* accept numeric comparison (RequestConfirmation) */
+	bool make_default;	 /* RequestDefaultAgent: also answer pairings bluetoothd starts */
+};
+
+/*
+ * Exports an org.bluez.Agent1 on our bus connection and registers it (AgentManager1
+ * RegisterAgent, RequestDefaultAgent if asked), again whenever bluetoothd comes back.
+ * Device1.Pair() from this connection asks this agent (BlueZ's agent_get(sender)). It answers
+ * RequestPasskey from @passkey_cb, refuses RequestConfirmation unless allowed, and rejects
+ * everything else (PIN codes, authorizations) with org.bluez.Error.Rejected and a logged
+ * reason. -EINVAL for an unknown capability, -EALREADY when started already.
+ */
+int fgw_bluez_agent_start(struct fgw_bluez *b, const struct fgw_bluez_agent_options *opts);
+
+/*
+ * A passkey as kept in a file or a systemd credential: exactly six decimal digits, optional
+ * surrounding white space (a trailing newline). -EINVAL otherwise; the text is never echoed.
+ */
+int fgw_bluez_passkey_parse(const char *text, size_t len, uint32_t *ret);
+/* Reads and parses @path (at most 64 bytes). -errno of open/read, -EINVAL if malformed. */
+int fgw_bluez_passkey_read(const char *path, uint32_t *ret);
+
+/*
+ * Forgets the bond bluetoothd holds for @addr (Adapter1.RemoveDevice; the device object goes
+ * too and comes back when seen again). @cb gets 0, -ENOENT when not listed, or an error.
+ */
+typedef void (*fgw_bluez_done_cb_t)(struct fgw_bluez *b, int err, const char *text,
+				    void *user_data);
+int fgw_bluez_remove_device(struct fgw_bluez *b, const char *addr, fgw_bluez_done_cb_t cb,
+			    void *user_data);
+
 /* ---- devices ---- */
 
 struct fgw_bluez_device_info {

@@ -193,8 +193,11 @@ void bz_link_subscribe(struct fgw_bluez_link *l, struct bz_device *d, struct bz_
 		link_pair(l);
 		return;
 	}
-	if (l->security == FGW_BLUEZ_SECURITY_UNKNOWN && !bonded && !l->probed &&
-	    l->b->opts.acquire && c->has_notify_acquired) {
+	/* Unknown, or secured by a key whose level D-Bus does not show (an unauthenticated
+	 * bond against a device that needs an authenticated one): StartNotify fails cleanly
+	 * where AcquireNotify would hang. */
+	if (l->security != FGW_BLUEZ_SECURITY_NONE && !l->probed && l->b->opts.acquire &&
+	    c->has_notify_acquired) {
 		bz_link_call(l, "StartNotify", false, false, 0, on_probe_started);
 		return;
 	}

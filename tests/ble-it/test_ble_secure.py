@@ -6,7 +6,8 @@ pending AcquireNotify, Disconnect lingering ~2 s), and the checks read the simul
 state and log, not only the tool's word. Each case owns a temp dir, the bus and the sim.
 
   test_ble_secure.py CASE --smp fotagw-smp --sim fotagw-sim --mkimage mkimage.py
-  CASE: rssi-invalid | back-to-back
+  CASE: rssi-invalid | rssi-weak | back-to-back | settle | pair-ok | pair-none |
+        pair-wrong | pair-unpair
 """
 import argparse
 import os
@@ -130,7 +131,105 @@ def case_settle(args, bus, tmp):
     assert "bluez-notify-wedged" not in log_text
 
 
+PASSKEY = "123456"
+
+
+def passkey_file(tmp, value):
+    path = os.path.join(tmp, "passkey-" + value)
+    with open(path, "w") as f:
+        f.write(value + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def slot1_hash(args, bus, tr):
+    import json
+    r = smp(args, bus, tr + ["--json", "image", "list"])
+    assert r.returncode == 0, r.stderr
+    imgs = json.loads(r.stdout.strip().splitlines()[-1])["images"]
+    return [i["hash"] for i in imgs if i["slot"] == 1]
+
+
+def image_hash(path):
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_ble import image_sha256_tlv
+    return image_sha256_tlv(path)
+
+
+def case_pair_ok(args, bus, tmp):
+    """An authenticated device with the right passkey: paired once, the upload lands (read
+    back from the device), and the next session reuses the bond without an agent call."""
+    addr = find_addr(args, bus)[0]["addr"]
+    image = make_image(args, tmp)
+    tr = ["--transport", "ble:" + addr]
+    r = smp(args, bus, tr + ["--passkey-file", passkey_file(tmp, PASSKEY), "image", "upload",
+                             image])
+    assert r.returncode == 0, r.stderr
+    assert PASSKEY not in r.stdout + r.stderr, "the passkey was printed"
+    text = sim_log(tmp)
+    assert text.count("event: paired,") == 1, text[-3000:]
+    assert "level: authenticated" in text
+    # the stored bond is reused: no passkey needed, no second pairing
+    assert slot1_hash(args, bus, tr) == [image_hash(image)]
+    text = sim_log(tmp)
+    assert text.count("event: paired,") == 1, text[-3000:]
+    assert "bluez-acquire-notify-unanswered" not in text
+
+
+def case_pair_none(args, bus, tmp):
+    """No passkey against an authenticated device: fails fast saying pairing is needed."""
+    addr = find_addr(args, bus)[0]["addr"]
+    r = smp(args, bus, ["--transport", "ble:" + addr, "image", "list"], timeout=60)
+    assert r.returncode != 0, r.stdout
+    assert r.elapsed < 30, "took %.1f s" % r.elapsed
+    assert "pairing required" in r.stderr, r.stderr
+    assert "timed out" not in r.stderr.lower(), r.stderr
+    text = sim_log(tmp)
+    # never AcquireNotify unsecured (BlueZ 5.66 would not answer it and crash later)
+    assert "bluez-acquire-notify-unanswered" not in text, text[-3000:]
+    # bluetoothd's own security raise may leave a Just Works bond, never an authenticated one
+    assert "level: authenticated" not in text
+
+
+def case_pair_wrong(args, bus, tmp):
+    """A wrong passkey: refused with its reason, and tried once, not in a loop."""
+    addr = find_addr(args, bus)[0]["addr"]
+    r = smp(args, bus, ["--transport", "ble:" + addr, "--passkey-file",
+                        passkey_file(tmp, "654321"), "image", "list"], timeout=60)
+    assert r.returncode != 0, r.stdout
+    assert r.elapsed < 30, "took %.1f s" % r.elapsed
+    assert "AuthenticationFailed" in r.stderr, r.stderr
+    assert "654321" not in r.stdout + r.stderr, "the passkey was printed"
+    text = sim_log(tmp)
+    assert text.count("event: pairing-failed") == 1, text[-3000:]
+    assert "event: paired," not in text
+
+
+def case_pair_unpair(args, bus, tmp):
+    """fotagw-smp pair, then unpair: the bond is gone from bluetoothd afterwards."""
+    addr = find_addr(args, bus)[0]["addr"]
+    tr = ["--transport", "ble:" + addr]
+    r = smp(args, bus, tr + ["--passkey-file", passkey_file(tmp, PASSKEY), "pair"])
+    assert r.returncode == 0, r.stderr
+    assert "new bond" in r.stdout, r.stdout
+    r = smp(args, bus, tr + ["pair"])  # again: the bond is reused
+    assert r.returncode == 0, r.stderr
+    assert "already held" in r.stdout, r.stdout
+    assert sim_log(tmp).count("event: paired,") == 1
+    r = smp(args, bus, tr + ["unpair"])
+    assert r.returncode == 0, r.stderr
+    find_addr(args, bus)  # seen again, without a bond
+    r = smp(args, bus, tr + ["image", "list"], timeout=60)
+    assert r.returncode != 0 and "pairing required" in r.stderr, r.stderr
+
+
+AUTHEN = ["--set", "security=authen", "--set", "passkey=" + PASSKEY]
+
 CASES = {
+    "pair-ok": (case_pair_ok, AUTHEN),
+    "pair-none": (case_pair_none, AUTHEN),
+    "pair-wrong": (case_pair_wrong, AUTHEN),
+    "pair-unpair": (case_pair_unpair, AUTHEN),
     "rssi-invalid": (case_rssi_invalid, ["--set", "rssi=127"]),
     "rssi-weak": (case_rssi_weak, ["--set", "rssi=-80"]),
     "back-to-back": (case_back_to_back, []),

@@ -27,6 +27,7 @@
 #include "util.h"
 #ifdef FGW_WITH_BLE
 #include "bluez.h"
+#include "pair.h"
 #include "transport-ble.h"
 #endif
 
@@ -44,6 +45,8 @@ enum cmd {
 	CMD_IMAGE_CONFIRM,
 	CMD_IMAGE_ERASE,
 	CMD_SCAN,
+	CMD_PAIR,   /* pair.c */
+	CMD_UNPAIR, /* pair.c */
 };
 
 struct tool {
@@ -64,6 +67,7 @@ struct tool {
 	const char *ble_adapter; /* --adapter: NULL = the first one bluetoothd lists */
 	int ble_rssi;		 /* --rssi: discovery filter threshold, 0 = none */
 	bool ble_rssi_set;
+	const char *passkey_file; /* --passkey-file (pair.c) */
 	int exit_code;
 	int step;		      /* for commands of several requests */
 	unsigned retries, tries_left; /* timeouts of idempotent requests are retried */
@@ -219,6 +223,8 @@ static int transport_from_spec(const struct tool *tl, uv_loop_t *loop, const cha
 			fprintf(stderr,
 				"fotagw-smp: bad ble address '%s' (want AA:BB:CC:DD:EE:FF)\n",
 				colon + 1);
+		if (r == 0)
+			r = smp_ble_security(*bluez, *ret, tl->passkey_file);
 		return r;
 	}
 	fprintf(stderr, "fotagw-smp: unknown transport '%s' (supported: udp, ble)\n", scheme);
@@ -488,6 +494,8 @@ static int handle_answer(struct tool *tl, const struct fgw_smp_rsp *rsp)
 		break;
 	case CMD_IMAGE_UPLOAD:
 	case CMD_SCAN:
+	case CMD_PAIR:
+	case CMD_UNPAIR:
 		break;
 	}
 	return r;
@@ -690,6 +698,8 @@ static void run_command(struct tool *tl)
 		send_req(tl, b_erase, FGW_MAX(tl->timeout_ms, 75000u));
 		break;
 	case CMD_SCAN: /* handled in main(), without a transport */
+	case CMD_PAIR:
+	case CMD_UNPAIR:
 		finish(tl, 2);
 		break;
 	}
@@ -703,6 +713,8 @@ static void on_state(struct fgw_smp_client *c, int err, void *user_data)
 #ifdef FGW_WITH_BLE
 		if (tl->bluez && *fgw_transport_ble_last_error(tl->t))
 			fprintf(stderr, "fotagw-smp: %s\n", fgw_transport_ble_last_error(tl->t));
+		if (tl->bluez)
+			smp_ble_hint(err);
 #endif
 		if (tl->exit_code < 0)
 			fail(tl, "link lost", err, NULL);
@@ -740,9 +752,11 @@ static void usage(FILE *f)
 		"  image confirm [HASH]          make HASH permanent (none: the running image)\n"
 		"  image erase [--slot N]        erase a slot (default: the device's choice)\n"
 		"  scan [--seconds N]            BLE devices with the SMP service (default 5 s)\n"
+		"  pair | unpair                 (ble) bond with the device / forget the bond\n"
 		"options: --retries N (resend a timed-out request, not reset; default 2),\n"
 		"         --adapter hciN (ble; default: the first one bluetoothd lists),\n"
 		"         --rssi DBM (ble discovery threshold, default -90; 0: none),\n"
+		"         --passkey-file F (ble: the device's six-digit passkey; pairs first),\n"
 		"         --v1 (SMP v1 headers), -v (debug log), --help\n"
 		"HASH is the MCUboot image hash (SHA256 TLV) as 64 hex digits.\n");
 }
@@ -795,6 +809,7 @@ static int parse_args(struct tool *tl, int argc, char **argv, const char **ret_t
 	    {"seconds", required_argument, NULL, 'S'},
 	    {"adapter", required_argument, NULL, 'A'},
 	    {"rssi", required_argument, NULL, 'R'},
+	    {"passkey-file", required_argument, NULL, 'P'},
 	    {},
 	};
 	int c, n;
@@ -860,6 +875,9 @@ static int parse_args(struct tool *tl, int argc, char **argv, const char **ret_t
 			tl->ble_rssi = (int) v;
 			tl->ble_rssi_set = true;
 			break;
+		case 'P':
+			tl->passkey_file = optarg;
+			break;
 		default:
 			usage(stderr);
 			return -1;
@@ -878,6 +896,8 @@ static int parse_args(struct tool *tl, int argc, char **argv, const char **ret_t
 		tl->cmd = CMD_INFO;
 	} else if (n == 1 && !strcmp(pos[0], "scan")) {
 		tl->cmd = CMD_SCAN;
+	} else if (n == 1 && (!strcmp(pos[0], "pair") || !strcmp(pos[0], "unpair"))) {
+		tl->cmd = pos[0][0] == 'p' ? CMD_PAIR : CMD_UNPAIR;
 	} else if (n >= 2 && !strcmp(pos[0], "image")) {
 		const char *sub = pos[1];
 
@@ -979,6 +999,29 @@ static int run_scan(struct tool *tl)
 #endif
 
 #ifdef FGW_WITH_BLE
+/* pair / unpair (pair.c) on a ble: transport, without an SMP client. */
+static int run_pair(struct tool *tl, const char *spec)
+{
+	struct fgw_bluez_options o;
+	int code;
+
+	if (strncmp(spec, "ble:", 4) != 0) {
+		fprintf(stderr, "fotagw-smp: pair/unpair need --transport ble:ADDR\n");
+		return 2;
+	}
+	ble_options(tl, &o);
+	o.scan = false;
+	if (fgw_bluez_new(&tl->loop, &o, &tl->bluez) < 0) {
+		fprintf(stderr, "fotagw-smp: cannot reach bluetoothd\n");
+		return 1;
+	}
+	code = smp_pair_main(&tl->loop, tl->bluez, spec + 4, tl->cmd == CMD_UNPAIR,
+			     tl->passkey_file, tl->json);
+	tl->bluez = fgw_bluez_free(tl->bluez);
+	uv_run(&tl->loop, UV_RUN_DEFAULT);
+	return code;
+}
+
 static void on_drained(struct fgw_bluez *b, int err, void *user_data)
 {
 	uv_stop(user_data);
@@ -1029,6 +1072,14 @@ int main(int argc, char **argv)
 		cJSON_Delete(tl.out);
 		return code;
 	}
+#ifdef FGW_WITH_BLE
+	if (tl.cmd == CMD_PAIR || tl.cmd == CMD_UNPAIR) {
+		code = run_pair(&tl, spec);
+		(void) uv_loop_close(&tl.loop);
+		cJSON_Delete(tl.out);
+		return code;
+	}
+#endif
 	r = transport_from_spec(&tl, &tl.loop, spec, &tl.bluez, &tl.t);
 	if (r < 0) {
 		(void) uv_loop_close(&tl.loop);
