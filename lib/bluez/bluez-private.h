@@ -288,8 +288,9 @@ struct fgw_bluez_link {
 	unsigned reopens;	  /* reconnects during this opening */
 	uint64_t settle_until_ms; /* waiting for someone else's link to the device to go */
 	enum fgw_bluez_security security;
-	bool paired_here; /* Pair() succeeded on this link */
-	bool probed;	  /* StartNotify showed no security is needed */
+	bool paired_here;    /* Pair() succeeded on this link */
+	bool probed;	     /* StartNotify showed no security is needed */
+	uint64_t connect_ms; /* when Connect() went out */
 	unsigned mtu;
 
 	struct bz_list txq;	 /* frames not yet written */
@@ -317,6 +318,12 @@ void bz_link_start_notify(struct fgw_bluez_link *l);
 void bz_link_restart_timer(struct fgw_bluez_link *l, unsigned ms);
 /* link_acquire() once the characteristic is known: pair, probe or subscribe (secure.c). */
 void bz_link_subscribe(struct fgw_bluez_link *l, struct bz_device *d, struct bz_gatt_char *c);
+/*
+ * A Connect() of a bonded device failed at once with bluetoothd's ATT connect error: the
+ * kernel starts encryption with the stored key right away (device_connect_le() at
+ * BT_IO_SEC_MEDIUM) and a device that lost the bond refuses it (secure.c).
+ */
+bool bz_bond_refused(struct fgw_bluez_link *l, const char *text);
 /* The link timer fired while pairing: cancel the pairing (secure.c). */
 void bz_link_pair_timeout(struct fgw_bluez_link *l);
 /* A failed subscription: classifies "Notify acquired" and security errors (secure.c). */

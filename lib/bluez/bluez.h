@@ -227,6 +227,8 @@ const char *fgw_bluez_link_state_to_string(enum fgw_bluez_link_state s);
  *                  subscription was refused with an ATT security error ("pairing required")
  *   -EKEYREJECTED  pairing failed: wrong passkey, refused by either side, no usable agent
  *                  (AuthenticationFailed/Rejected/Canceled/Timeout from Device1.Pair)
+ *   -EKEYEXPIRED   a bonded device refused the connection at once: it lost its bond
+ *                  (reflashed, reset); remove ours (fgw_bluez_remove_device) and pair again
  *   -EUCLEAN       bluetoothd holds a stale notify session on the characteristic
  *                  ("Notify acquired", BlueZ < 5.84): only restarting bluetoothd clears it
  */

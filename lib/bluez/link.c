@@ -699,6 +699,15 @@ static int on_connect_reply(sd_bus_message *m, void *user_data, sd_bus_error *re
 	/* AlreadyConnected is success; InProgress means an earlier Connect (ours, from a freed
 	 * link, or another client's) is still running: wait for its outcome. */
 	if (r < 0 && r != -EALREADY && r != -EINPROGRESS) {
+		d = bz_link_device(l);
+		if (d && d->paired && bz_bond_refused(l, text)) {
+			bz_link_set_error(l,
+					  "Connect: %s, at once, with a bond held: the device "
+					  "refused our key (it lost its bond?)",
+					  text);
+			bz_link_fail(l, -EKEYEXPIRED, true);
+			return 0;
+		}
 		bz_link_set_error(l, "Connect: %s", text);
 		bz_link_fail(l, r, true);
 		return 0;
@@ -829,6 +838,7 @@ static int link_connect(struct fgw_bluez_link *l, struct bz_device *d)
 	free(l->dev_path);
 	l->dev_path = path;
 	l->holds_slot = true;
+	l->connect_ms = fgw_now_ms();
 	l->b->active++;
 	l->error[0] = '\0';
 	l->reopens = 0;

@@ -81,6 +81,15 @@ void bz_link_subscribe_failed(struct fgw_bluez_link *l, const char *what, int er
 	bz_link_fail(l, err, true);
 }
 
+/* A key refusal is quick: a few connection events, far below any connection timeout. */
+#define BOND_REFUSAL_MAX_MS 3000
+
+bool bz_bond_refused(struct fgw_bluez_link *l, const char *text)
+{
+	return strstr(text, "le-connection-abort-by-local") &&
+	       fgw_now_ms() - l->connect_ms < BOND_REFUSAL_MAX_MS;
+}
+
 /* ---- pairing ---- */
 
 static int on_pair_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)

@@ -69,6 +69,10 @@ static const struct key_def keys[] = {
     {"ble", "connect_timeout_s", KEY_INT, OFF(ble_connect_timeout_s), 1, 600, "20", false, false},
     {"ble", "acquire", KEY_BOOL, OFF(ble_acquire), 0, 0, "true", false, false},
     {"ble", "name_prefix", KEY_STRING, OFF(ble_name_prefix), 0, 0, "", false, true},
+    {"ble", "passkey_file", KEY_STRING, OFF(ble_passkey_file), 0, 0, "", false, false},
+    {"ble", "allow_numeric_comparison", KEY_BOOL, OFF(ble_allow_numeric_comparison), 0, 0, "false",
+     false, false},
+    {"ble", "pair_timeout_s", KEY_INT, OFF(ble_pair_timeout_s), 5, 120, "30", false, false},
     {"release", "manifest_url", KEY_STRING, OFF(release_manifest_url), 0, 0, "", false, false},
     {"release", "poll_interval_s", KEY_INT, OFF(release_poll_interval_s), 10, 86400, "300", false,
      false},
@@ -302,7 +306,8 @@ FGW_EXPORT int fgw_config_load_string(const char *text, const char *file, struct
 
 	/* Defaults go through the same parser as file values, so a bad default cannot hide. */
 	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
-		if (keys[i].default_value && set_value(&p, &keys[i], keys[i].default_value, false) < 0) {
+		if (keys[i].default_value &&
+		    set_value(&p, &keys[i], keys[i].default_value, false) < 0) {
 			report(&p, 0, keys[i].section, keys[i].name, "built-in default is invalid");
 		}
 
