@@ -84,7 +84,7 @@ int fgw_ble_security_start(struct fgw_daemon *d)
 	o.user_data = s;
 	o.allow_confirmation = d->cfg.ble_allow_numeric_comparison;
 	/* default agent too: bluetoothd raising the security by itself asks it */
-	o.make_default = true;
+	o.make_default = d->cfg.ble_default_agent;
 	r = fgw_bluez_agent_start(d->bluez, &o);
 	if (r < 0)
 		return fgw_log_errno(LOG_ERR, r, "Failed to start the BLE pairing agent");

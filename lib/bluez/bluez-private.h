@@ -291,6 +291,7 @@ struct fgw_bluez_link {
 	bool paired_here;    /* Pair() succeeded on this link */
 	bool probed;	     /* StartNotify showed no security is needed */
 	uint64_t connect_ms; /* when Connect() went out */
+	bool await_char;     /* resolved, the SMP characteristic not listed yet */
 	unsigned mtu;
 
 	struct bz_list txq;	 /* frames not yet written */

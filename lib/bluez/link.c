@@ -146,6 +146,7 @@ static void link_drop_path(struct fgw_bluez_link *l)
 {
 	l->call_slot = sd_bus_slot_unref(l->call_slot);
 	l->get_slot = sd_bus_slot_unref(l->get_slot);
+	l->await_char = false;
 	if (l->write_poll_init) {
 		l->write_poll_init = false;
 		uv_close((uv_handle_t *) &l->write_poll, handle_closed);
@@ -420,6 +421,9 @@ void bz_links_on_char_value(struct fgw_bluez *b, struct bz_gatt_char *c, const u
 
 /* ---- opening: connect, resolve, acquire ---- */
 
+/* How long the SMP characteristic may lag behind ServicesResolved. */
+#define CHAR_GRACE_MS 3000
+
 /* A connection dropped while opening is tried again this often, within connect_timeout_ms. */
 #define MAX_REOPENS 3
 
@@ -641,13 +645,19 @@ static void link_acquire(struct fgw_bluez_link *l)
 	struct bz_device *d = bz_link_device(l);
 	struct bz_gatt_char *c = d ? bz_find_smp_char(b, d) : NULL;
 
-	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_ACQUIRING);
 	if (!c) {
-		bz_link_set_error(l, "no SMP characteristic (%s) on '%s'", FGW_BLUEZ_SMP_CHAR_UUID,
-				  l->addr);
-		bz_link_fail(l, -ENOENT, true);
+		/* bluetoothd may signal ServicesResolved before the InterfacesAdded of the GATT
+		 * objects (seen on a first connection, VM tier): give them a moment (the pump
+		 * calls us again on every InterfacesAdded). */
+		if (!l->await_char) {
+			l->await_char = true;
+			bz_link_restart_timer(l, CHAR_GRACE_MS);
+		}
+		bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
 		return;
 	}
+	l->await_char = false;
+	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_ACQUIRING);
 	free(l->char_path);
 	l->char_path = strdup(c->path);
 	if (!l->char_path) {
@@ -754,6 +764,10 @@ static void on_link_timer(uv_timer_t *t)
 					  b->opts.connect_timeout_ms);
 			err = -EHOSTDOWN;
 		}
+	} else if (l->state == FGW_BLUEZ_LINK_STATE_RESOLVING && l->await_char) {
+		bz_link_set_error(l, "no SMP characteristic (%s) on '%s'", FGW_BLUEZ_SMP_CHAR_UUID,
+				  l->addr);
+		err = -ENOENT;
 	} else if (l->state == FGW_BLUEZ_LINK_STATE_WAITING) {
 		bz_kick(b); /* the settle time is over: connect anyway */
 		return;
@@ -954,6 +968,18 @@ again:
 		} else if (l->state == FGW_BLUEZ_LINK_STATE_WAITING && !known) {
 			link_start_timer(l);
 			bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_SEARCHING);
+		}
+	}
+	/* Links whose characteristic was not listed yet at ServicesResolved: look again. */
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		struct bz_device *d;
+
+		if (l->state == FGW_BLUEZ_LINK_STATE_RESOLVING && l->await_char &&
+		    (d = bz_link_device(l)) && bz_find_smp_char(b, d)) {
+			link_acquire(l);
+			goto again; /* it may have failed: the list may have changed */
 		}
 	}
 	/* FIFO: b->links is in request order. */

@@ -73,6 +73,7 @@ static const struct key_def keys[] = {
     {"ble", "allow_numeric_comparison", KEY_BOOL, OFF(ble_allow_numeric_comparison), 0, 0, "false",
      false, false},
     {"ble", "pair_timeout_s", KEY_INT, OFF(ble_pair_timeout_s), 5, 120, "30", false, false},
+    {"ble", "default_agent", KEY_BOOL, OFF(ble_default_agent), 0, 0, "true", false, false},
     {"release", "manifest_url", KEY_STRING, OFF(release_manifest_url), 0, 0, "", false, false},
     {"release", "poll_interval_s", KEY_INT, OFF(release_poll_interval_s), 10, 86400, "300", false,
      false},

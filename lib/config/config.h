@@ -50,6 +50,7 @@ struct fgw_config {
 	char *ble_passkey_file; /* product-wide passkey (6 digits); "": none (Just Works) */
 	bool ble_allow_numeric_comparison; /* the agent accepts RequestConfirmation */
 	int ble_pair_timeout_s;		   /* Device1.Pair() */
+	bool ble_default_agent;		   /* also bluetoothd's default agent */
 	/* [release] (lib/fetch/release-source.h: struct fgw_release_source_options) */
 	char *release_manifest_url; /* "" = no release source */
 	int release_poll_interval_s;

@@ -374,6 +374,9 @@ typedef void (*sim_pair_done_t)(void *user_data, int level, const char *err_name
  */
 int sim_pair_start(struct sim_agents *a, const char *caller, const char *dev_path, int passkey,
 		   double smp_ms, sim_pair_done_t cb, void *user_data, struct sim_pairing **ret);
+/* fotagw-sim --peripheral's default agent (periph-agent.c); NULL when no device has a passkey. */
+void *sim_periph_agent_start(sd_bus *bus, struct sim *sim);
+void *sim_periph_agent_free(void *agent);
 /* Ends a pairing without calling back (the caller answers for it). NULL ok. */
 struct sim_pairing *sim_pair_free(struct sim_pairing *p);
 struct sim_bluez *sim_bluez_free(struct sim_bluez *b);
