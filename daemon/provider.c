@@ -116,6 +116,7 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	    .port = (uint16_t) d->cfg.api_port,
 	    .max_connections = (unsigned) d->cfg.api_max_connections,
 	    .connection_timeout_s = (unsigned) d->cfg.api_timeout_s,
+	    .allowed_hosts = d->cfg.api_allowed_hosts,
 	};
 	_cleanup_free_ char *token = NULL;
 	int r;

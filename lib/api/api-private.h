@@ -28,6 +28,7 @@ struct api_request {
 	const char *(*arg)(void *ctx, const char *key);
 	void *arg_ctx;
 	const char *authorization; /* header value or NULL */
+	const char *host;	   /* Host header value or NULL (HTTP/1.0) */
 	const char *body;	   /* NULL when there was none */
 	size_t body_len;
 	const char *peer; /* for logs */
@@ -60,6 +61,7 @@ struct api_stats {
 	uint64_t requests[6]; /* by status class: index 1..5 = 1xx..5xx */
 	uint64_t unauthorized;
 	uint64_t rejected_oversize;
+	uint64_t misdirected; /* Host header not ours (DNS rebinding) */
 };
 
 struct fgw_api {
@@ -68,6 +70,7 @@ struct fgw_api {
 	struct fgw_api_provider prov;
 	char *token;
 	size_t token_len;
+	char *allowed_hosts; /* space-separated names besides IP literals and localhost */
 	struct api_stats stats;
 
 	struct MHD_Daemon *mhd;
@@ -99,6 +102,13 @@ void api_count(struct fgw_api *api, const struct api_response *resp);
 void api_error(struct api_response *resp, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void api_response_done(struct api_response *resp);
+
+/*
+ * Whether a Host header names this gateway: an IP literal (with or without port), localhost,
+ * or one of the names in @allowed (space-separated, case-insensitive). A request without Host
+ * (HTTP/1.0) passes: browsers always send one, and a browser is what DNS rebinding abuses.
+ */
+bool api_host_allowed(const char *allowed, const char *host);
 
 /* Constant-time (in the length of @want) comparison of a presented token. */
 bool api_token_equal(const char *want, size_t want_len, const char *got, size_t got_len);

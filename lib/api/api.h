@@ -80,6 +80,9 @@ struct fgw_api_options {
 	const char *token;	       /* bearer token for POSTs; NULL: every POST gets 401 */
 	unsigned max_connections;      /* 0: 32 */
 	unsigned connection_timeout_s; /* idle connections are closed after this; 0: 15 */
+	/* Host names the API answers to besides IP literals and localhost (space-separated);
+	 * any other Host header gets 421, which defeats DNS rebinding. NULL: none. */
+	const char *allowed_hosts;
 };
 
 /*

@@ -357,6 +357,10 @@ static void api_metrics(struct fgw_api *api, struct fgw_prom *w)
 	fgw_prom_family(w, "fotagw_api_unauthorized_total", "counter",
 			"Requests refused for a missing or wrong token.");
 	fgw_prom_sample(w, "fotagw_api_unauthorized_total", NULL, (double) api->stats.unauthorized);
+	fgw_prom_family(w, "fotagw_api_misdirected_total", "counter",
+			"Requests refused with 421 because their Host header did not name this "
+			"gateway (DNS rebinding)");
+	fgw_prom_sample(w, "fotagw_api_misdirected_total", NULL, (double) api->stats.misdirected);
 }
 
 void api_handle_metrics(struct fgw_api *api, struct api_response *resp)

@@ -11,6 +11,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <cjson/cJSON.h>
 
 #include "api-private.h"
@@ -184,6 +187,70 @@ static int check_auth(struct fgw_api *api, const struct api_request *req, struct
 	return -EACCES;
 }
 
+/* Splits "name:port", "[v6]:port", "v4" into the name part; false if the port is not digits. */
+static bool host_name_part(const char *host, char *buf, size_t size, bool *ret_v6)
+{
+	const char *end, *port = NULL;
+	size_t len;
+
+	*ret_v6 = host[0] == '[';
+	if (*ret_v6) {
+		end = strchr(host, ']');
+		if (!end)
+			return false;
+		host++;
+		if (end[1] == ':')
+			port = end + 2;
+		else if (end[1] != '\0')
+			return false;
+	} else {
+		end = strchr(host, ':');
+		if (end)
+			port = end + 1;
+		else
+			end = host + strlen(host);
+	}
+	if (port) {
+		size_t n = strlen(port);
+		if (n == 0 || n > 5 || strspn(port, "0123456789") != n)
+			return false;
+	}
+	len = (size_t) (end - host);
+	if (len > 0 && host[len - 1] == '.' && !*ret_v6)
+		len--; /* "gw.example." is "gw.example" */
+	if (len == 0 || len >= size)
+		return false;
+	memcpy(buf, host, len);
+	buf[len] = '\0';
+	return true;
+}
+
+bool api_host_allowed(const char *allowed, const char *host)
+{
+	char name[256];
+	unsigned char addr[sizeof(struct in6_addr)];
+	bool v6;
+
+	if (!host)
+		return true;
+	if (!host_name_part(host, name, sizeof(name), &v6))
+		return false;
+	if (v6)
+		return inet_pton(AF_INET6, name, addr) == 1;
+	if (inet_pton(AF_INET, name, addr) == 1 || strcasecmp(name, "localhost") == 0)
+		return true;
+	for (const char *p = allowed; p && *p;) {
+		size_t n;
+
+		p += strspn(p, " \t");
+		n = strcspn(p, " \t");
+		if (n && n == strlen(name) && strncasecmp(p, name, n) == 0)
+			return true;
+		p += n;
+	}
+	return false;
+}
+
 int api_request_head(struct fgw_api *api, const struct api_request *req, enum api_route *ret_route,
 		     struct api_response *resp)
 {
@@ -191,6 +258,15 @@ int api_request_head(struct fgw_api *api, const struct api_request *req, enum ap
 	size_t addr_len;
 	int r;
 
+	/* A page on another site whose name was re-pointed at this gateway (DNS rebinding)
+	 * reaches us with its own name in Host: answer only to names that are ours. */
+	if (!api_host_allowed(api->allowed_hosts, req->host)) {
+		api->stats.misdirected++;
+		api_error(resp, 421, "misdirected_request",
+			  "this gateway does not answer to that Host name; add it to [api] "
+			  "allowed_hosts if it is the gateway's");
+		return -EPERM;
+	}
 	if (strlen(req->path) > API_MAX_URL) {
 		api_error(resp, 414, "uri_too_long", "request path longer than %d bytes",
 			  API_MAX_URL);

@@ -110,6 +110,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	    .arg_ctx = conn,
 	    .authorization =
 		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+	    .host = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST),
 	};
 
 	if (!ctx) {
@@ -222,6 +223,7 @@ static void on_handle_closed(uv_handle_t *h)
 	if (--api->n_handles > 0)
 		return;
 	free(api->token);
+	free(api->allowed_hosts);
 	free(api);
 }
 
@@ -239,6 +241,7 @@ FGW_EXPORT struct fgw_api *fgw_api_free(struct fgw_api *api)
 	api->mhd = NULL;
 	if (api->n_handles == 0) {
 		free(api->token);
+		free(api->allowed_hosts);
 		free(api);
 	}
 	return NULL;
@@ -319,6 +322,11 @@ FGW_EXPORT int fgw_api_new(uv_loop_t *loop, struct fgw_store *store,
 			return -ENOMEM;
 		}
 		api->token_len = strlen(api->token);
+	}
+	if (opts->allowed_hosts && !(api->allowed_hosts = strdup(opts->allowed_hosts))) {
+		free(api->token);
+		free(api);
+		return -ENOMEM;
 	}
 
 	api->mhd = MHD_start_daemon(

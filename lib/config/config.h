@@ -36,6 +36,7 @@ struct fgw_config {
 	char *api_token_file; /* bearer token for POSTs; "" = every POST is refused */
 	int api_max_connections;
 	int api_timeout_s; /* idle HTTP connections are closed after this */
+	char *api_allowed_hosts; /* Host names answered besides IP literals and localhost */
 	/* [ble] (lib/bluez: struct fgw_bluez_options) */
 	bool ble_enabled;
 	char *ble_adapter;	   /* "hci0"; "" = the first adapter bluetoothd lists */

@@ -52,17 +52,22 @@ FGW_EXPORT const char *fgw_log_level_to_string(int level)
 
 FGW_EXPORT void fgw_logv(int prio, const char *fmt, va_list ap)
 {
-	char line[2048];
-	int n;
+	char msg[2048], line[4096];
+	int n, m;
 
 	if (prio > log_level)
 		return;
+	m = vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (m < 0)
+		return;
+	if (m >= (int) sizeof(msg))
+		m = (int) sizeof(msg) - 1;
+	/* Messages carry device and network text: escaped here, once for every caller, a
+	 * newline in it can never start a journald record of its own with a forged "<N>". */
 	n = snprintf(line, sizeof(line), "<%d>", prio);
-	vsnprintf(line + n, sizeof(line) - (size_t) n, fmt, ap);
+	fgw_escape_text(line + n, sizeof(line) - 1 - (size_t) n, msg, (size_t) m);
 	/* One write per line so concurrent writers and journald never see half a message. */
 	n = (int) strlen(line);
-	if (n > (int) sizeof(line) - 2)
-		n = (int) sizeof(line) - 2;
 	line[n++] = '\n';
 	(void) !write(STDERR_FILENO, line, (size_t) n);
 }

@@ -50,6 +50,19 @@ void fgw_logv(int prio, const char *fmt, va_list ap) __attribute__((format(print
 /* Logs "<message>: <strerror(-err)>" and returns @err (a negative errno), for `return ...;`. */
 int fgw_log_errno(int prio, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/*
+ * Escaping of untrusted text (device names, SMP rsn strings, versions, anything from the
+ * network) for logs and terminals: printable ASCII and printable UTF-8 stay, the backslash
+ * becomes \\ and every other byte \xNN (C0/C1 controls, DEL, invalid UTF-8). Works like
+ * snprintf: writes at most @size bytes including the NUL, never cuts an escape in half, and
+ * returns the length the whole escaped text needs. fgw_logv escapes every message itself.
+ */
+size_t fgw_escape_text(char *dst, size_t size, const char *src, size_t len);
+/* The escaped copy of a C string (NULL as ""), malloc'd; NULL when out of memory. */
+char *fgw_escape_dup(const char *src);
+/* True when escaping would change nothing. */
+bool fgw_text_is_clean(const char *src, size_t len);
+
 #define fgw_error(...) fgw_log(LOG_ERR, __VA_ARGS__)
 #define fgw_warning(...) fgw_log(LOG_WARNING, __VA_ARGS__)
 #define fgw_notice(...) fgw_log(LOG_NOTICE, __VA_ARGS__)

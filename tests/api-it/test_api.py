@@ -203,22 +203,22 @@ def test_bad_requests(d, api):
 
     # 413 from Content-Length alone (the body is never read) ...
     st, head, body = raw_request(d.port, (
-        "POST /v1/rollout/pause HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN +
+        "POST /v1/rollout/pause HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + TOKEN +
         "\r\nContent-Length: 70000\r\nConnection: close\r\n\r\n").encode() + b" " * 70000)
     check(st == 413 and json.loads(body)["error"] == "payload_too_large", f"413: {st} {body}")
     # ... and from a chunked body that grows past 64 KiB.
     chunk = b" " * 40000
-    data = ("POST /v1/rollout/pause HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN +
+    data = ("POST /v1/rollout/pause HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + TOKEN +
             "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
     data += b"%x\r\n%s\r\n" % (len(chunk), chunk) * 2 + b"0\r\n\r\n"
     st, head, body = raw_request(d.port, data)
     check(st == 413 and json.loads(body)["error"] == "payload_too_large", f"413 chunked: {st}")
     # A long path and too many header fields: our limits, JSON answers.
-    st, head, body = raw_request(d.port, ("GET /" + "a" * 3000 + " HTTP/1.1\r\nHost: x\r\n"
+    st, head, body = raw_request(d.port, ("GET /" + "a" * 3000 + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                           "Connection: close\r\n\r\n").encode())
     check(st == 414 and json.loads(body)["error"] == "uri_too_long", f"414: {st} {body[:100]}")
     hdrs = "".join(f"X-H{i}: v\r\n" for i in range(80))
-    st, head, body = raw_request(d.port, ("GET /v1/health HTTP/1.1\r\nHost: x\r\n" + hdrs +
+    st, head, body = raw_request(d.port, ("GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + hdrs +
                                           "Connection: close\r\n\r\n").encode())
     check(st == 431 and json.loads(body)["error"] == "headers_too_large", f"431: {st}")
     # Broken HTTP never reaches the API: libmicrohttpd answers 400 with its own (HTML) body or

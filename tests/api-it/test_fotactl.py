@@ -37,10 +37,62 @@ def check_aligned(out, first_header):
             check(len(line) <= c or line[c - 1] == " ", f"column {c} not aligned: '{line}'")
 
 
+# A device controls its name, its job's reason (SMP rsn text) and its version strings: none
+# of it may reach the operator's terminal as control characters (ESC, BEL, DEL, C1 CSI).
+HOSTILE_NAME = "\x1b]0;pwned\x07\x1b[2Jx\x9b2J\x7f"
+HOSTILE_REASON = "rsn:\x1b[31mred\nline2"
+HOSTILE_VERSION = "1.0.0\x1b[H"
+
+
+def hostile_device(db):
+    import sqlite3
+    con = sqlite3.connect(db)
+    con.execute("UPDATE devices SET name = ? WHERE address = ?", (HOSTILE_NAME, address(3)))
+    con.execute("UPDATE jobs SET reason = ? WHERE address = ?", (HOSTILE_REASON, address(3)))
+    con.execute("UPDATE device_images SET version = ? WHERE address = ?",
+                (HOSTILE_VERSION, address(3)))
+    con.commit()
+    con.close()
+
+
+def raw(*args):
+    p = subprocess.run([FOTACTL, *args], capture_output=True, timeout=30)
+    check(p.returncode == 0, f"fotactl {' '.join(args)}: exit {p.returncode}: {p.stderr!r}")
+    return p.stdout
+
+
+def check_terminal_safe(out, what):
+    text = out.decode("utf-8", "replace")
+    bad = [c for c in text if ord(c) < 0x20 and c not in "\n\t" or 0x7f <= ord(c) <= 0x9f]
+    check(not bad, f"{what}: control characters reach the terminal: {bad!r}")
+
+
+def check_hostile_text_escaped(cfg):
+    out = raw("devices", "--state", "failed,reverted,done,queued,uploading,verifying,"
+              "connecting,probing,marking,resetting,rebooting,confirming,skipped", *cfg)
+    check_terminal_safe(out, "devices")
+    check(b"\\x1b]0;pwned\\x07" in out, f"devices: escaped name missing:\n{out!r}")
+    out = raw("device", address(3), *cfg)
+    check_terminal_safe(out, "device")
+    check(b"\\x1b]0;pwned" in out and b"rsn:\\x1b[31mred\\x0aline2" in out and
+          b"1.0.0\\x1b[H" in out, f"device: escaped texts missing:\n{out!r}")
+    out = raw("rollout", *cfg)
+    check_terminal_safe(out, "rollout")
+    # --json stays the same data (a JSON parser reads the original text back) yet is safe.
+    for args in (("device", "--json", address(3)), ("devices", "--json")):
+        out = raw(*args, *cfg)
+        check_terminal_safe(out, " ".join(args))
+        got = json.loads(out)
+        dev = got if args[0] == "device" else next(
+            x for x in got["devices"] if x["address"] == address(3))
+        check(dev["name"] == HOSTILE_NAME, f"{args}: name changed: {dev['name']!r}")
+
+
 def main():
     with tempfile.TemporaryDirectory(prefix="fgw-fotactl-") as tmp:
         d = Daemon(FOTAGWD, tmp, free_port())
         seed(d.db, N)
+        hostile_device(d.db)
         d.start()
         cfg = ["--config", d.conf]
         try:
@@ -95,6 +147,8 @@ def main():
             _, err = run("resume", "--url", d.url, "--token-file", "/nonexistent", want_rc=1)
             check("cannot read token file" in err, f"missing token file: {err}")
             check("event: api-unauthorized" in d.read_log(), "refusal not logged")
+
+            check_hostile_text_escaped(cfg)
 
             # Unreachable gateway: clear message, exit 1.
             _, err = run("rollout", "--url", f"http://127.0.0.1:{free_port()}", want_rc=1)

@@ -888,7 +888,7 @@ static void check(struct client *c, bool ok, const char *what, const char *body)
 }
 
 #define AUTH "Authorization: Bearer " TOKEN "\r\n"
-#define CLOSE "Host: x\r\nConnection: close\r\n"
+#define CLOSE "Host: 127.0.0.1\r\nConnection: close\r\n"
 
 static void *client_main(void *arg)
 {
@@ -963,8 +963,16 @@ static void *client_main(void *arg)
 		check(c, st == 431 && strstr(body, "headers_too_large"), "431", body);
 	}
 
+	/* Through libmicrohttpd: the Host header is the one that is checked. */
+	st = http_s(c->port,
+		    "GET /v1/health HTTP/1.1\r\nHost: rebind.example\r\nConnection: close\r\n\r\n",
+		    body, sizeof(body));
+	check(c, st == 421 && strstr(body, "misdirected_request"), "421 foreign Host", body);
+
 	st = http_s(c->port, "GET /metrics HTTP/1.1\r\n" CLOSE "\r\n", body, sizeof(body));
 	check(c, st == 200 && strstr(body, "fotagw_api_unauthorized_total 1"), "metrics", body);
+	check(c, strstr(body, "fotagw_api_misdirected_total 1") != NULL, "misdirected counted",
+	      body);
 
 	uv_async_send(&c->done);
 	return NULL;
@@ -1032,6 +1040,80 @@ static void test_server_errors(void **state)
 #fn " " #param, fn, s, teardown, (void *) (param)                                  \
 	}
 
+static void test_host_allowed(void **state)
+{
+	/* IP literals and localhost, with or without a port, are always this gateway. */
+	assert_true(api_host_allowed(NULL, NULL));
+	assert_true(api_host_allowed(NULL, "127.0.0.1"));
+	assert_true(api_host_allowed(NULL, "192.0.2.7:8370"));
+	assert_true(api_host_allowed(NULL, "[::1]:8370"));
+	assert_true(api_host_allowed(NULL, "[fe80::1]"));
+	assert_true(api_host_allowed(NULL, "LOCALHOST:8370"));
+	/* Names are not, unless configured (case-insensitive, trailing dot ignored). */
+	assert_false(api_host_allowed(NULL, "rebind.example"));
+	assert_false(api_host_allowed("", "rebind.example:8370"));
+	assert_true(api_host_allowed("gw1.site.example  gw1", "GW1.site.example.:8370"));
+	assert_true(api_host_allowed("gw1.site.example gw1", "gw1"));
+	assert_false(api_host_allowed("gw1.site.example", "gw1.site.example.evil"));
+	assert_false(api_host_allowed("gw1.site.example", "site.example"));
+	/* Malformed: bad ports, unbalanced brackets, empty, a name posing as an address. */
+	assert_false(api_host_allowed(NULL, ""));
+	assert_false(api_host_allowed(NULL, ":8370"));
+	assert_false(api_host_allowed(NULL, "127.0.0.1:"));
+	assert_false(api_host_allowed(NULL, "127.0.0.1:80a"));
+	assert_false(api_host_allowed(NULL, "127.0.0.1:123456"));
+	assert_false(api_host_allowed(NULL, "[::1"));
+	assert_false(api_host_allowed(NULL, "[::1]x"));
+	assert_false(api_host_allowed(NULL, "[rebind.example]"));
+	assert_false(api_host_allowed(NULL, "127.0.0.1.rebind.example"));
+}
+
+/* DNS rebinding: every route refuses a foreign Host with 421 before anything else runs. */
+static void test_host_header(void **state)
+{
+	struct fixture *f = *state;
+	const char *paths[] = {"/v1/health", "/v1/devices", "/metrics", "/v1/rollout"};
+	struct api_response resp;
+
+	for (size_t i = 0; i < ARRAY_SIZE(paths); i++) {
+		struct api_request req = {.method = "GET",
+					  .path = paths[i],
+					  .arg = query_arg,
+					  .host = "rebind.example:8370",
+					  .peer = "test"};
+		fgw_api__handle(&f->api, &req, &resp);
+		assert_int_equal(resp.status, 421);
+		assert_non_null(strstr(resp.body, "misdirected_request"));
+		api_response_done(&resp);
+		req.host = "127.0.0.1:8370";
+		fgw_api__handle(&f->api, &req, &resp);
+		assert_int_equal(resp.status, 200);
+		api_response_done(&resp);
+	}
+	/* A POST with a valid token but a foreign Host is refused too. */
+	struct api_request post = {.method = "POST",
+				   .path = "/v1/rollout/pause",
+				   .arg = query_arg,
+				   .authorization = "Bearer " TOKEN,
+				   .host = "rebind.example",
+				   .peer = "test"};
+	fgw_api__handle(&f->api, &post, &resp);
+	assert_int_equal(resp.status, 421);
+	api_response_done(&resp);
+	assert_int_equal(f->api.stats.misdirected, 5);
+	/* A configured name passes. */
+	f->api.allowed_hosts = (char *) "gw.site.example";
+	struct api_request named = {.method = "GET",
+				    .path = "/v1/health",
+				    .arg = query_arg,
+				    .host = "gw.site.example:8370",
+				    .peer = "test"};
+	fgw_api__handle(&f->api, &named, &resp);
+	assert_int_equal(resp.status, 200);
+	api_response_done(&resp);
+	f->api.allowed_hosts = NULL;
+}
+
 int main(void)
 {
 	struct CMUnitTest tests[ARRAY_SIZE(route_cases) + 32];
@@ -1052,6 +1134,8 @@ int main(void)
 	    T(test_metrics, setup, NULL),
 	    T(test_prom_awkward, setup, NULL),
 	    cmocka_unit_test(test_token_equal),
+	    cmocka_unit_test(test_host_allowed),
+	    T(test_host_header, setup, NULL),
 	    cmocka_unit_test(test_cursor),
 	    cmocka_unit_test(test_address_valid),
 	    cmocka_unit_test(test_token_read),

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "util.h"
@@ -59,13 +60,99 @@ static void test_log_levels(void **state)
 	assert_int_equal(fgw_log_errno(LOG_DEBUG, ENOENT, "x"), -ENOENT);
 }
 
+static void test_escape(void **state)
+{
+	char buf[64];
+
+	/* journald's record separator and priority prefix, ESC sequences, DEL, C1 CSI. */
+	assert_int_equal(fgw_escape_text(buf, sizeof(buf), "x\n<0>y", 6), 9);
+	assert_string_equal(buf, "x\\x0a<0>y");
+	fgw_escape_text(buf, sizeof(buf), "\x1b]0;pwned\x07\x7f", 11);
+	assert_string_equal(buf, "\\x1b]0;pwned\\x07\\x7f");
+	fgw_escape_text(buf, sizeof(buf),
+			"a\xc2\x9b"
+			"2J",
+			5);
+	assert_string_equal(buf, "a\\xc2\\x9b2J");
+	/* Printable UTF-8 stays; invalid and overlong forms and surrogates do not. */
+	fgw_escape_text(buf, sizeof(buf), "caf\xc3\xa9 \xe2\x86\x92", 9);
+	assert_string_equal(buf, "caf\xc3\xa9 \xe2\x86\x92");
+	fgw_escape_text(buf, sizeof(buf), "\xc0\xaf\xed\xa0\x80\xff", 6);
+	assert_string_equal(buf, "\\xc0\\xaf\\xed\\xa0\\x80\\xff");
+	/* The backslash is escaped too, so "\x0a" typed by a device stays distinguishable. */
+	fgw_escape_text(buf, sizeof(buf), "\\x0a", 4);
+	assert_string_equal(buf, "\\\\x0a");
+	/* A NUL inside the given length is escaped, not a terminator. */
+	fgw_escape_text(buf, sizeof(buf), "a\0b", 3);
+	assert_string_equal(buf, "a\\x00b");
+	assert_true(fgw_text_is_clean("plain text", 10));
+	assert_false(fgw_text_is_clean("tab\there", 8));
+}
+
+static void test_escape_truncates_whole_pieces(void **state)
+{
+	char buf[8];
+
+	/* "ab" fits, "\x1b" (4 bytes) would not fit whole after it with the NUL: stop at "ab". */
+	assert_int_equal(fgw_escape_text(buf, 7,
+					 "ab\x1b"
+					 "cd",
+					 5),
+			 8);
+	assert_string_equal(buf, "ab\\x1b");
+	assert_int_equal(fgw_escape_text(buf, 6,
+					 "ab\x1b"
+					 "cd",
+					 5),
+			 8);
+	assert_string_equal(buf, "ab");
+	/* A two-byte UTF-8 letter is never cut in half. */
+	assert_int_equal(fgw_escape_text(buf, 4, "ab\xc3\xa9", 4), 4);
+	assert_string_equal(buf, "ab");
+	assert_int_equal(fgw_escape_text(NULL, 0, "\x01", 1), 4);
+
+	char *d = fgw_escape_dup("x\ny");
+	assert_non_null(d);
+	assert_string_equal(d, "x\\x0ay");
+	free(d);
+	d = fgw_escape_dup(NULL);
+	assert_string_equal(d, "");
+	free(d);
+}
+
+/* A device named "x\n<0>event: ..." must not forge an emergency-level journal record. */
+static void test_log_escapes_messages(void **state)
+{
+	int fds[2], saved;
+	char out[512];
+	ssize_t n;
+
+	assert_int_equal(pipe(fds), 0);
+	saved = dup(STDERR_FILENO);
+	dup2(fds[1], STDERR_FILENO);
+	fgw_log(LOG_ERR, "device %s seen", "x\n<0>event: rollout-halted, by: operator");
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fds[1]);
+	n = read(fds[0], out, sizeof(out) - 1);
+	close(fds[0]);
+	assert_true(n > 0);
+	out[n] = '\0';
+	assert_string_equal(out, "<3>device x\\x0a<0>event: rollout-halted, by: operator seen\n");
+	/* Exactly one line: one journald record. */
+	assert_ptr_equal(strchr(out, '\n'), out + n - 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hex),
-		cmocka_unit_test(test_parse_int),
-		cmocka_unit_test(test_parse_bool),
-		cmocka_unit_test(test_log_levels),
+	    cmocka_unit_test(test_hex),
+	    cmocka_unit_test(test_parse_int),
+	    cmocka_unit_test(test_parse_bool),
+	    cmocka_unit_test(test_log_levels),
+	    cmocka_unit_test(test_escape),
+	    cmocka_unit_test(test_escape_truncates_whole_pieces),
+	    cmocka_unit_test(test_log_escapes_messages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

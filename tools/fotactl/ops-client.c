@@ -171,7 +171,86 @@ int ops_request(struct ops_conn *c, const char *method, const char *path, const 
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, ret_status);
 	*ret_json = b.data ? cJSON_ParseWithLength(b.data, b.len) : NULL;
 	free(b.data);
+	/* For people, every text the gateway relays (device names, reasons, versions) is
+	 * escaped before it can reach the terminal; --json output is made safe when printed,
+	 * and an error's message goes to the terminal in both modes. */
+	if ((!c->json || *ret_status < 200 || *ret_status > 299) && *ret_json &&
+	    ops_sanitize_tree(*ret_json) < 0) {
+		cJSON_Delete(*ret_json);
+		*ret_json = NULL;
+		return -ENOMEM;
+	}
 	return 0;
+}
+
+int ops_sanitize_tree(cJSON *j)
+{
+	for (cJSON *it = j; it; it = it->next) {
+		if (cJSON_IsString(it) && it->valuestring &&
+		    !fgw_text_is_clean(it->valuestring, strlen(it->valuestring))) {
+			char *e = fgw_escape_dup(it->valuestring);
+
+			if (!e)
+				return -ENOMEM;
+			free(it->valuestring);
+			it->valuestring = e;
+		}
+		/* Keys are text from the wire too (a map of reasons, say). */
+		if (it->string && !(it->type & cJSON_StringIsConst) &&
+		    !fgw_text_is_clean(it->string, strlen(it->string))) {
+			char *e = fgw_escape_dup(it->string);
+
+			if (!e)
+				return -ENOMEM;
+			free(it->string);
+			it->string = e;
+		}
+		if (it->child && ops_sanitize_tree(it->child) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Length of the UTF-8 sequence a lead byte announces (1 for ASCII and stray bytes). */
+static size_t utf8_seq_len(unsigned char c)
+{
+	return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+}
+
+char *ops_json_terminal_safe(const char *json)
+{
+	size_t len = strlen(json), n = 0;
+	/* Worst case every byte becomes a six-byte \uXXXX escape. */
+	char *out = malloc(len * 6 + 1);
+
+	if (!out)
+		return NULL;
+	for (size_t i = 0; i < len;) {
+		unsigned char c = (unsigned char) json[i];
+		size_t sl = utf8_seq_len(c);
+
+		if (c < 0x80 && c != 0x7f) {
+			out[n++] = (char) c;
+			i++;
+		} else if (sl > 1 && i + sl <= len && fgw_text_is_clean(json + i, sl)) {
+			memcpy(out + n, json + i, sl);
+			n += sl;
+			i += sl;
+		} else if (c == 0x7f ||
+			   (c == 0xc2 && i + 1 < len && (unsigned char) json[i + 1] >= 0x80 &&
+			    (unsigned char) json[i + 1] <= 0x9f)) {
+			/* DEL and the C1 controls: the same code point, as a JSON escape. */
+			unsigned cp = c == 0x7f ? 0x7f : (unsigned char) json[i + 1];
+			n += (size_t) sprintf(out + n, "\\u%04x", cp);
+			i += c == 0x7f ? 1 : 2;
+		} else {
+			/* Not UTF-8 at all (JSON must be): the replacement character. */
+			n += (size_t) sprintf(out + n, "\\ufffd");
+			i++;
+		}
+	}
+	out[n] = '\0';
+	return out;
 }
 
 cJSON *ops_get(struct ops_conn *c, const char *path)

@@ -53,6 +53,19 @@ int ops_request(struct ops_conn *c, const char *method, const char *path, const 
  */
 cJSON *ops_get(struct ops_conn *c, const char *path);
 
+/*
+ * Escapes, in place, every string value and key of @j for a terminal (fgw_escape_text):
+ * what the gateway relays comes from devices and the network. 0 or -ENOMEM. ops_request
+ * does this by itself unless the connection is in --json mode.
+ */
+int ops_sanitize_tree(cJSON *j);
+
+/*
+ * A copy of printed JSON that is safe on a terminal and still the same JSON: DEL and the C1
+ * controls become \u escapes, bytes that are not UTF-8 become \ufffd. malloc'd, or NULL.
+ */
+char *ops_json_terminal_safe(const char *json);
+
 /* Percent-encodes @s for a path segment or query value; malloc'd. */
 char *ops_escape(struct ops_conn *c, const char *s);
 

@@ -76,9 +76,11 @@ static int bad_usage(const char *cmd)
 static void print_json(const cJSON *j)
 {
 	char *s = cJSON_Print(j);
+	char *safe = s ? ops_json_terminal_safe(s) : NULL;
 
-	if (s)
-		puts(s);
+	if (safe)
+		puts(safe);
+	free(safe);
 	free(s);
 }
 
