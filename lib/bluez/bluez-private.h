@@ -292,6 +292,7 @@ struct fgw_bluez_link {
 	bool probed;	     /* StartNotify showed no security is needed */
 	uint64_t connect_ms; /* when Connect() went out */
 	bool await_char;     /* resolved, the SMP characteristic not listed yet */
+	bool probing;	     /* StartNotify probe in flight on an unpaired link */
 	unsigned mtu;
 
 	struct bz_list txq;	 /* frames not yet written */
@@ -325,6 +326,8 @@ void bz_link_subscribe(struct fgw_bluez_link *l, struct bz_device *d, struct bz_
  * BT_IO_SEC_MEDIUM) and a device that lost the bond refuses it (secure.c).
  */
 bool bz_bond_refused(struct fgw_bluez_link *l, const char *text);
+/* The link dropped while probing an unpaired device: fail it as "pairing required". */
+bool bz_link_probe_dropped(struct fgw_bluez_link *l, const char *why);
 /* The link timer fired while pairing: cancel the pairing (secure.c). */
 void bz_link_pair_timeout(struct fgw_bluez_link *l);
 /* A failed subscription: classifies "Notify acquired" and security errors (secure.c). */

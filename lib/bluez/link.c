@@ -869,6 +869,8 @@ static void link_reopen(struct fgw_bluez_link *l, const char *why)
 {
 	int r;
 
+	if (bz_link_probe_dropped(l, why))
+		return;
 	if (l->reopens >= MAX_REOPENS) {
 		bz_link_set_error(l, "connection dropped while opening, %u times (%s)", l->reopens,
 				  why);

@@ -90,6 +90,22 @@ bool bz_bond_refused(struct fgw_bluez_link *l, const char *text)
 	       fgw_now_ms() - l->connect_ms < BOND_REFUSAL_MAX_MS;
 }
 
+bool bz_link_probe_dropped(struct fgw_bluez_link *l, const char *why)
+{
+	if (!l->probing)
+		return false;
+	/* VM tier, BlueZ 5.66: the CCC write on an unpaired link made bluetoothd pair by itself,
+	 * that failed, and SMP's failure ended the link ("Authentication Failure"). */
+	l->probing = false;
+	bz_link_set_error(
+	    l,
+	    "pairing required: the link dropped (%s) while subscribing on an unpaired "
+	    "link (bluetoothd's own security upgrade failed)",
+	    why);
+	bz_link_fail(l, -ENOKEY, true);
+	return true;
+}
+
 /* ---- pairing ---- */
 
 static int on_pair_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
@@ -174,13 +190,28 @@ static int on_probe_stopped(sd_bus_message *m, void *user_data, sd_bus_error *re
 static int on_probe_started(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
 {
 	struct fgw_bluez_link *l = user_data;
+	struct bz_device *d;
 	char text[256];
 	int r;
 
 	l->call_slot = sd_bus_slot_unref(l->call_slot);
+	l->probing = false;
 	r = bz_reply_error(m, text, sizeof(text));
 	if (r == -ENOTCONN) {
 		bz_link_not_connected(l, "StartNotify", text);
+		return 0;
+	}
+	d = bz_link_device(l);
+	if (r == -ETIMEDOUT && d && !d->paired) {
+		/* VM tier, BlueZ 5.66: on an unpaired link to a protected characteristic the
+		 * CCC write waits for the security bluetoothd tries to raise by itself (pairing
+		 * through its default agent); when that cannot succeed, no answer comes for
+		 * longer than our call timeout. */
+		bz_link_set_error(l,
+				  "pairing required: StartNotify not answered within %u ms on an "
+				  "unpaired link (bluetoothd waits for a security upgrade): %s",
+				  l->b->opts.call_timeout_ms, text);
+		bz_link_fail(l, -ENOKEY, true);
 		return 0;
 	}
 	if (r < 0) {
@@ -207,6 +238,7 @@ void bz_link_subscribe(struct fgw_bluez_link *l, struct bz_device *d, struct bz_
 	 * where AcquireNotify would hang. */
 	if (l->security != FGW_BLUEZ_SECURITY_NONE && !l->probed && l->b->opts.acquire &&
 	    c->has_notify_acquired) {
+		l->probing = !bonded;
 		bz_link_call(l, "StartNotify", false, false, 0, on_probe_started);
 		return;
 	}

@@ -8,6 +8,8 @@
 
 #include "bluez.h"
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint32_t v = 0, want = 0;
