@@ -201,7 +201,7 @@ int fgw_ble_security_failed(struct fgw_daemon *d, const char *address, struct fg
 		return 0;
 	}
 	(void) set_level(d, address, next);
-	snprintf(why, size, "the device needs a %s link: pairing, then trying again",
+	snprintf(why, size, "the device needs an %s link: pairing, then trying again",
 		 fgw_bluez_security_to_string(next));
 	return 1;
 }

@@ -70,7 +70,11 @@ def main():
     ok = False
     try:
         gw.start()
-        jobs = gw.wait_all_terminal(len(a.addr), a.limit)
+        # only the given devices: bluetoothd may list others it holds a bond for
+        want = {x.upper() for x in a.addr}
+        jobs = gw.wait(lambda j: want <= {r[0].upper() for r in j if r[1] in ft.TERMINAL},
+                       f"{len(want)} jobs to end", a.limit)
+        jobs = [j for j in jobs if j[0].upper() in want]
         secs = time.monotonic() - t0
         by = {j[0].upper(): j for j in jobs}
         print("jobs:", jobs, flush=True)
