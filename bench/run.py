@@ -142,7 +142,12 @@ def phase_link(bench, tmp):
         if size not in images:
             images[size] = os.path.join(tmp, f"img-{size}.bin")
             bench.make_image(images[size], size)
-    caps = {p: bench.capacity(l)["capacity_bytes_per_s"] for p, l in PROFILES.items()}
+    # BLE: the device's work queue also waits for each answer to complete (Zephyr smp_bt.c,
+    # docs/simulator.md "Capacity"); UDP: it does not.
+    capj = {p: bench.capacity(l) for p, l in PROFILES.items()}
+    caps_t = {"ble": {p: c["capacity_ble_bytes_per_s"] for p, c in capj.items()},
+              "udp": {p: c["capacity_bytes_per_s"] for p, c in capj.items()}}
+    caps = caps_t["ble"]
     results, lock = {}, threading.Lock()
 
     errs = []
@@ -184,15 +189,19 @@ def phase_link(bench, tmp):
             r = results[(transport, prof, 0)]
             g = goodput(r)
             goal = (">=", 0.85) if (transport, prof) == ("ble", "fast") else None
-            bench.emit(f"link_utilisation_{transport}_{prof}", g / caps[prof], "ratio", goal,
-                       link=PROFILES[prof], capacity_bytes_per_s=caps[prof],
+            cap = caps_t[transport][prof]
+            bench.emit(f"link_utilisation_{transport}_{prof}", g / cap, "ratio", goal,
+                       link=PROFILES[prof], capacity_bytes_per_s=cap,
                        goodput_bytes_per_s=round(g), image_bytes=r["bytes"],
-                       end_to_end_ratio=round(r["bytes"] / r["seconds"] / caps[prof], 3),
+                       end_to_end_ratio=round(r["bytes"] / r["seconds"] / cap, 3),
                        first_chunk_ms=r["first_ms"], window=r["window"],
                        packet_size=r["packet_size"], retransmissions=r["retransmissions"])
     pipe, sw = results[("ble", "fast", 0)], results[("ble", "fast", 1)]
-    bench.emit("pipelining_gain", goodput(pipe) / goodput(sw), "ratio", (">=", 2.0),
+    # Issue 22: against Zephyr's buffer pool (buf_count 4, answers sent by the SMP work queue)
+    # the adaptive window must still beat stop-and-wait by 1.3x, lost chunks not counted.
+    bench.emit("pipelining_gain", goodput(pipe) / goodput(sw), "ratio", (">=", 1.3),
                transport="ble", link=PROFILES["fast"], window=pipe["window"],
+               buf_count=4, lost=pipe["lost"], retransmissions=pipe["retransmissions"],
                goodput_window1_bytes_per_s=round(goodput(sw)),
                goodput_default_bytes_per_s=round(goodput(pipe)),
                window1_ratio_of_capacity=round(goodput(sw) / caps["fast"], 3))
@@ -255,7 +264,7 @@ def state_times(events):
 
 
 def phase_fleet(bench, tmp):
-    cap = bench.capacity(FLEET_LINK)["capacity_bytes_per_s"]
+    cap = bench.capacity(FLEET_LINK)["capacity_ble_bytes_per_s"]
     ng = ft.Nginx(tmp)
     ng.start()
     bus = sim = gw = None
@@ -477,7 +486,7 @@ def phase_cpu(bench, tmp):
         if bench.out:
             shutil.copy(out, os.path.join(bench.out, "callgrind.rollout.out"))
             shutil.copy(base_out, os.path.join(bench.out, "callgrind.baseline.out"))
-    bench.emit("instructions_per_kib", per_kib, "instr/KiB", ("<=", 20000),
+    bench.emit("instructions_per_kib", per_kib, "instr/KiB", ("<=", 8000),
                method="(rollout - baseline) / KiB uploaded", rollout_instructions=total,
                baseline_instructions=base, uploaded_kib=round(kib), devices=CPU_DEVICES,
                marginal_instr_per_kib=round(marginal),
@@ -519,6 +528,27 @@ def wrk(url, seconds=3, connections=8):
     p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return rps, p99, int(errors.group(1)) if errors else 0
+
+
+def rss_split_kib(pid):
+    """Resident memory now, split into anonymous and file-backed (library text, mapped
+    images) and the heap's part, from /proc/PID/smaps_rollup and /proc/PID/smaps."""
+    out = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("Rss", "Anonymous", "Pss"):
+                out[k.lower() + "_kib"] = int(v.split()[0])
+    out["file_kib"] = out.get("rss_kib", 0) - out.get("anonymous_kib", 0)
+    heap, name = 0, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                name = line.split()[-1] if len(line.split()) >= 6 else ""
+            elif line.startswith("Rss:") and name == "[heap]":
+                heap += int(line.split()[1])
+    out["heap_kib"] = heap
+    return out
 
 
 def vm_hwm_kib(pid):
@@ -596,6 +626,7 @@ def phase_daemon(bench, tmp):
         uploading_after = count(gw.jobs(), "uploading")
         gw.wait(lambda j: count(j, "done") == DB_UPLOADS, "the uploads to finish", 240)
         hwm = vm_hwm_kib(gw.proc.pid)
+        split = rss_split_kib(gw.proc.pid)
         rc = gw.kill(signal.SIGTERM)
         if rc != 0:
             raise RuntimeError(f"fotagwd exited {rc}")
@@ -615,6 +646,7 @@ def phase_daemon(bench, tmp):
         ng.kill()
     bench.emit("peak_rss_mib", hwm / 1024.0, "MiB", ("<=", 16), source="VmHWM",
                devices=DB_DEVICES, uploads=DB_UPLOADS, image_bytes=[DB_APP, DB_NET],
+               rss_after_kib=split,
                note="with the REST load below running during the uploads")
     if rest:
         p99s = sorted(r[1] for r in rest)
@@ -628,7 +660,7 @@ def phase_daemon(bench, tmp):
                    statistic="median of 3 runs of 3 s", connections=8)
     else:
         bench.emit("rest_p99_ms", None, "ms", ("<=", 10), error="wrk not installed")
-    bench.emit("startup_ms", statistics.median(startup), "ms", ("<=", 200),
+    bench.emit("startup_ms", statistics.median(startup), "ms", ("<=", 100),
                runs=[round(x, 1) for x in startup], statistic="median of 5",
                db_rows={"devices": counts[0], "jobs": counts[1], "events": counts[2]},
                release_adopted_and_8_uploading_s=round(adopt_s, 2))

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "api.h"
@@ -66,6 +67,23 @@ static int provider_progress(void *user_data, const char *address, struct fgw_ap
 	return 0;
 }
 
+static int provider_release_images(void *user_data, const char *release_id,
+				   struct fgw_api_image ret[2])
+{
+	struct fgw_daemon *d = user_data;
+	const struct fgw_fleet_release *rel = d->fleet ? fgw_fleet_release_get(d->fleet) : NULL;
+
+	if (!rel || strcmp(rel->id, release_id) != 0)
+		return -ENOENT;
+	for (int i = 0; i < 2; i++) {
+		ret[i] = (struct fgw_api_image){.present = rel->image[i].present,
+						.size = rel->image[i].size};
+		snprintf(ret[i].version, sizeof(ret[i].version), "%s", rel->image[i].version);
+		fgw_hex_encode(rel->image[i].hash, sizeof(rel->image[i].hash), ret[i].hash);
+	}
+	return 0;
+}
+
 static void provider_metrics(void *user_data, struct fgw_prom *w)
 {
 	struct fgw_daemon *d = user_data;
@@ -109,6 +127,7 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	    .resume = provider_resume,
 	    .retry = provider_retry,
 	    .progress = provider_progress,
+	    .release_images = provider_release_images,
 	    .metrics = provider_metrics,
 	};
 	struct fgw_api_options o = {

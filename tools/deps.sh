@@ -8,6 +8,8 @@ packages=(
 	libuv1-dev libsystemd-dev libcbor-dev libcurl4-openssl-dev libcjson-dev libsqlite3-dev
 	libmicrohttpd-dev libssl-dev libzip-dev libinih-dev libcmocka-dev
 	dbus systemd nginx-light sqlite3 python3 zip unzip tmux wrk valgrind curl openssl
+	# the status page in a real browser, the alert rules and a real Prometheus (tests/web-it)
+	chromium prometheus
 )
 
 missing=()

@@ -12,6 +12,8 @@
 
 #include "api.h"
 
+struct cJSON;
+
 /* Limits on what a client may send; bigger requests get 413/414/431 with a JSON body. */
 #define API_MAX_BODY (64 * 1024)
 #define API_MAX_URL 2048
@@ -20,6 +22,8 @@
 #define API_MAX_LIMIT 1000
 #define API_DEVICE_EVENTS 20
 #define API_ROLLOUT_FAILURES 20
+#define API_EVENTS_DEFAULT 50
+#define API_EVENTS_MAX 1000
 
 struct api_request {
 	const char *method;
@@ -40,6 +44,7 @@ struct api_response {
 	size_t len;
 	const char *content_type;
 	const char *allow; /* for 405 */
+	const char *csp;   /* Content-Security-Policy, for the status page and its files */
 };
 
 enum api_route {
@@ -52,6 +57,11 @@ enum api_route {
 	API_ROUTE_PAUSE,
 	API_ROUTE_RESUME,
 	API_ROUTE_METRICS,
+	API_ROUTE_EVENTS,
+	API_ROUTE_PAGE,
+	API_ROUTE_PAGE_JS,
+	API_ROUTE_PAGE_CSS,
+	API_ROUTE_PAGE_ICON,
 	_API_ROUTE_MAX,
 	_API_ROUTE_INVALID = -EINVAL,
 };
@@ -61,7 +71,8 @@ struct api_stats {
 	uint64_t requests[6]; /* by status class: index 1..5 = 1xx..5xx */
 	uint64_t unauthorized;
 	uint64_t rejected_oversize;
-	uint64_t misdirected; /* Host header not ours (DNS rebinding) */
+	uint64_t database_errors; /* store queries that failed while answering */
+	uint64_t misdirected;	  /* Host header not ours (DNS rebinding) */
 };
 
 struct fgw_api {
@@ -134,3 +145,30 @@ void api_handle_resume(struct fgw_api *api, const struct api_request *req,
 void api_handle_retry(struct fgw_api *api, const char *address, const struct api_request *req,
 		      struct api_response *resp);
 void api_handle_metrics(struct fgw_api *api, struct api_response *resp);
+/* images.c: "images" of @release_id into release object @o, when the fleet knows them. */
+int api_release_images_json(struct fgw_api *api, struct cJSON *o, const char *release_id);
+/* events.c: GET /v1/events. */
+void api_handle_events(struct fgw_api *api, const struct api_request *req,
+		       struct api_response *resp);
+/* page.c: the status page at / and its compiled-in files. */
+void api_handle_page(struct fgw_api *api, struct api_response *resp);
+void api_handle_page_file(enum api_route route, struct api_response *resp);
+
+/*
+ * HTML output (html.c): a growing buffer with one failure flag, like the Prometheus writer.
+ * api_html_text() escapes markup and makes control, C1 and bidi-override characters and
+ * invalid UTF-8 visible (U+2400 pictures, U+FFFD) so device text can neither inject markup
+ * nor disguise itself.
+ */
+struct api_html {
+	char *buf;
+	size_t len, cap;
+	bool failed;
+};
+void api_html_raw(struct api_html *h, const char *s);
+void api_html_printf(struct api_html *h, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void api_html_text(struct api_html *h, const char *s);
+/* Compiled-in files (generated from lib/api/page/ at build time). */
+extern const unsigned char fgw_page_js[], fgw_page_css[], fgw_page_icon[];
+extern const size_t fgw_page_js_len, fgw_page_css_len, fgw_page_icon_len;

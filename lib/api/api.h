@@ -1,12 +1,12 @@
 /*
- * api: the gateway's REST status API and Prometheus /metrics, served by libmicrohttpd on the
- * daemon's libuv loop (MHD's epoll fd in a uv_poll, its timeout in a uv_timer; no threads).
- * Reads are open, every POST needs "Authorization: Bearer <token>". What SQLite knows
- * (devices, jobs, releases, events, counts) is read from the store with short read-only
- * statements; what only the running fleet knows (adapter state, live upload progress,
- * counters) and every action (pause, resume, retry) goes through a provider the daemon
- * fills in. A provider callback left NULL is answered honestly: live fields are left out,
- * actions answer 503. Nothing here blocks the loop. The endpoints are documented in
+ * api: the gateway's REST status API, its read-only status page (/) and Prometheus /metrics,
+ * served by libmicrohttpd on the daemon's libuv loop (MHD's epoll fd in a uv_poll, its timeout
+ * in a uv_timer; no threads). Reads are open, every POST needs "Authorization: Bearer
+ * <token>". What SQLite knows (devices, jobs, releases, events, counts) is read from the store
+ * with short read-only statements; what only the running fleet knows (adapter state, live
+ * upload progress, counters) and every action (pause, resume, retry) goes through a provider
+ * the daemon fills in. A provider callback left NULL is answered honestly: live fields are
+ * left out, actions answer 503. Nothing here blocks the loop. The endpoints are documented in
  * docs/api.md and docs/openapi.json.
  */
 #pragma once
@@ -38,6 +38,14 @@ struct fgw_api_progress {
 	int64_t eta_s;	 /* < 0: unknown */
 };
 
+/* One image of a release as the fleet prepared it from the bundle, for GET /v1/releases. */
+struct fgw_api_image {
+	bool present;	  /* false: the bundle has no image for this core */
+	char version[48]; /* as image state prints it */
+	uint64_t size;	  /* bytes of the MCUboot image file */
+	char hash[65];	  /* hex of its SHA256 TLV: what image state reports */
+};
+
 /*
  * The fleet's side of the API. Every callback runs on the loop thread, must not block, and
  * may be NULL. Strings handed back are borrowed until the callback's caller returns.
@@ -62,14 +70,20 @@ struct fgw_api_provider {
 	/* The live upload of @address: 0 and @ret filled, or -ENOENT if none is running. */
 	int (*progress)(void *user_data, const char *address, struct fgw_api_progress *ret);
 	/*
+	 * The images of release @release_id: 0 and @ret[0] (app core), @ret[1] (net core)
+	 * filled, or -ENOENT if the fleet has not prepared that release.
+	 */
+	int (*release_images)(void *user_data, const char *release_id, struct fgw_api_image ret[2]);
+	/*
 	 * Appends the fleet's own series to /metrics. Names the API writes itself (do not
 	 * repeat): fotagw_build_info, fotagw_uptime_seconds, fotagw_devices,
 	 * fotagw_canary_devices, fotagw_rollout_halted, fotagw_rollout_failure_rate,
 	 * fotagw_job_failures{reason} (current jobs), fotagw_releases, fotagw_manifest_*,
-	 * fotagw_api_*. Expected from the fleet: fotagw_upload_bytes_total,
-	 * fotagw_upload_goodput_bytes_per_second, fotagw_job_duration_seconds (histogram),
-	 * fotagw_job_failures_total{reason}, fotagw_ble_connections_in_use,
-	 * fotagw_manifest_polls_total{result}.
+	 * fotagw_api_*, fotagw_rollout_max_failure_rate, fotagw_jobs_stalled_seconds,
+	 * fotagw_ble_adapter_up (from health), fotagw_database_*. Expected from the fleet:
+	 * fotagw_upload_bytes_total, fotagw_upload_goodput_bytes_per_second,
+	 * fotagw_job_duration_seconds (histogram), fotagw_job_failures_total{reason},
+	 * fotagw_ble_connections_in_use, fotagw_manifest_polls_total{result}.
 	 */
 	void (*metrics)(void *user_data, struct fgw_prom *w);
 };

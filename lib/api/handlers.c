@@ -103,6 +103,7 @@ static void reply_json(struct api_response *resp, unsigned status, struct jb *b,
 
 static void reply_store_error(struct fgw_api *api, struct api_response *resp, int r)
 {
+	api->stats.database_errors++;
 	fgw_log_errno(LOG_WARNING, r, "api: database query failed (%s)",
 		      fgw_store_errmsg(api->store));
 	api_error(resp, r == -EBUSY ? 503 : 500, "database", "database query failed: %s",
@@ -474,6 +475,7 @@ void api_handle_device(struct fgw_api *api, const char *address, struct api_resp
 /* ---- releases ---- */
 
 struct releases_ctx {
+	struct fgw_api *api;
 	struct jb *b;
 	cJSON *arr;
 	const char *current;
@@ -499,6 +501,7 @@ static int release_row(const struct fgw_store_release *rel, void *user_data)
 	jb_int(c->b, o, "created_at", rel->created_at);
 	jb_int(c->b, o, "verified_at", rel->verified_at);
 	jb_bool(c->b, o, "current", c->current && strcmp(c->current, rel->id) == 0);
+	c->b->oom |= api_release_images_json(c->api, o, rel->id) < 0;
 	return 0;
 }
 
@@ -506,7 +509,7 @@ void api_handle_releases(struct fgw_api *api, struct api_response *resp)
 {
 	struct release_ref cur = {0};
 	struct jb b = {0};
-	struct releases_ctx c = {.b = &b};
+	struct releases_ctx c = {.api = api, .b = &b};
 	cJSON *root;
 	int r;
 

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "api-private.h"
 #include "store.h"
 #include "util.h"
@@ -220,15 +222,62 @@ static int release_row(const char *key, int64_t canary, int64_t count, void *use
 struct current {
 	char *id;
 	char *version;
+	double max_failure_rate; /* the release policy's; NaN when it sets none */
 };
 
 static int copy_current(const struct fgw_store_release *rel, void *user_data)
 {
 	struct current *c = user_data;
+	cJSON *p = rel->policy_json ? cJSON_Parse(rel->policy_json) : NULL;
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(p, "max_failure_rate");
 
+	c->max_failure_rate = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+	cJSON_Delete(p);
 	c->id = strdup(rel->id);
 	c->version = strdup(rel->version ? rel->version : "");
 	return c->id && c->version ? 0 : -ENOMEM;
+}
+
+/*
+ * How long unfinished jobs have gone without a change (state or saved upload progress), the
+ * longest per state: what "stuck" alerts look at. Terminal states never appear here.
+ */
+static const char *const unfinished_states[] = {"queued",    "connecting", "probing",
+						"uploading", "marking",	   "resetting",
+						"rebooting", "verifying",  "confirming"};
+
+struct stalled {
+	int64_t now;
+	double max_s[ARRAY_SIZE(unfinished_states)];
+};
+
+static int stalled_row(const struct fgw_store_job_rec *job, void *user_data)
+{
+	struct stalled *st = user_data;
+
+	for (size_t i = 0; i < ARRAY_SIZE(unfinished_states); i++)
+		if (strcmp(job->state, unfinished_states[i]) == 0) {
+			double age = (double) (st->now - job->updated_at) / 1000.0;
+			st->max_s[i] = FGW_MAX(st->max_s[i], FGW_MAX(age, 0.0));
+		}
+	return 0;
+}
+
+static int stalled_metrics(struct fgw_api *api, const char *release_id, struct fgw_prom *w)
+{
+	struct stalled st = {.now = fgw_wall_ms()};
+	int r = fgw_store_jobs_foreach(api->store, release_id, true, stalled_row, &st);
+
+	if (r < 0)
+		return r;
+	fgw_prom_family(w, "fotagw_jobs_stalled_seconds", "gauge",
+			"Longest time an unfinished job of the current release has been in this "
+			"state without saved progress (0: no job in it).");
+	for (size_t i = 0; i < ARRAY_SIZE(unfinished_states); i++) {
+		const char *labels[] = {"state", unfinished_states[i], NULL};
+		fgw_prom_sample(w, "fotagw_jobs_stalled_seconds", labels, st.max_s[i]);
+	}
+	return 0;
 }
 
 static int copy_halted(const struct fgw_store_rollout *ro, void *user_data)
@@ -263,7 +312,7 @@ static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
 {
 	struct state_counts sc = {0};
 	struct release_counts rc = {0};
-	struct current cur = {0};
+	struct current cur = {.max_failure_rate = NAN};
 	bool halted = false;
 	int r, i;
 
@@ -328,6 +377,15 @@ static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
 				"Failed or reverted jobs over finished jobs, current release.");
 		fgw_prom_sample(w, "fotagw_rollout_failure_rate", NULL,
 				finished ? (double) failed / (double) finished : 0);
+		if (!isnan(cur.max_failure_rate)) {
+			fgw_prom_family(w, "fotagw_rollout_max_failure_rate", "gauge",
+					"The current release policy's max_failure_rate.");
+			fgw_prom_sample(w, "fotagw_rollout_max_failure_rate", NULL,
+					cur.max_failure_rate);
+		}
+		r = stalled_metrics(api, cur.id, w);
+		if (r < 0)
+			goto out;
 		fgw_prom_family(w, "fotagw_job_failures", "gauge",
 				"Failed or reverted jobs of the current release per reason.");
 		r = fgw_store_failure_reasons(api->store, cur.id, reason_row, w);
@@ -357,15 +415,29 @@ static void api_metrics(struct fgw_api *api, struct fgw_prom *w)
 	fgw_prom_family(w, "fotagw_api_unauthorized_total", "counter",
 			"Requests refused for a missing or wrong token.");
 	fgw_prom_sample(w, "fotagw_api_unauthorized_total", NULL, (double) api->stats.unauthorized);
+	fgw_prom_family(w, "fotagw_database_errors_total", "counter",
+			"Database queries that failed while answering the API or a scrape.");
+	fgw_prom_sample(w, "fotagw_database_errors_total", NULL,
+			(double) api->stats.database_errors);
 	fgw_prom_family(w, "fotagw_api_misdirected_total", "counter",
 			"Requests refused with 421 because their Host header did not name this "
 			"gateway (DNS rebinding)");
 	fgw_prom_sample(w, "fotagw_api_misdirected_total", NULL, (double) api->stats.misdirected);
 }
 
+/* The adapter as the Bluetooth part sees it; nothing when BLE is disabled or not reporting. */
+static void adapter_metrics(struct fgw_prom *w, const char *state)
+{
+	if (!state || strcmp(state, "disabled") == 0)
+		return;
+	fgw_prom_family(w, "fotagw_ble_adapter_up", "gauge",
+			"1 while the Bluetooth adapter is present and powered, else 0.");
+	fgw_prom_sample(w, "fotagw_ble_adapter_up", NULL, strcmp(state, "on") == 0 ? 1 : 0);
+}
+
 void api_handle_metrics(struct fgw_api *api, struct api_response *resp)
 {
-	struct fgw_prom w = {0};
+	struct fgw_prom w = {0}, db = {0};
 	struct fgw_api_health h = {.uptime_ms = -1};
 	int r;
 
@@ -381,15 +453,31 @@ void api_handle_metrics(struct fgw_api *api, struct api_response *resp)
 			fgw_prom_sample(&w, "fotagw_uptime_seconds", NULL,
 					(double) h.uptime_ms / 1000.0);
 		}
+		adapter_metrics(&w, h.adapter_state);
 	}
-	r = store_metrics(api, &w);
-	if (r < 0) {
+	/*
+	 * The database's series go to their own buffer: when a query fails, the scrape still
+	 * answers with the daemon's series and fotagw_database_up 0, so an alert can say which
+	 * part is broken instead of the whole target going down.
+	 */
+	r = store_metrics(api, &db);
+	if (r == -ENOMEM || db.failed) {
+		free(db.buf);
 		free(w.buf);
-		fgw_log_errno(LOG_WARNING, r, "api: metrics query failed (%s)",
-			      fgw_store_errmsg(api->store));
-		api_error(resp, 500, "database", "database query failed: %s", strerror(-r));
+		api_error(resp, 500, "internal", "metrics too large or out of memory");
 		return;
 	}
+	if (r < 0) {
+		api->stats.database_errors++;
+		fgw_log_errno(LOG_WARNING, r, "api: metrics query failed (%s)",
+			      fgw_store_errmsg(api->store));
+	} else if (db.buf) {
+		prom_append(&w, db.buf, db.len);
+	}
+	free(db.buf);
+	fgw_prom_family(&w, "fotagw_database_up", "gauge",
+			"1 if the database answered this scrape's queries, else 0.");
+	fgw_prom_sample(&w, "fotagw_database_up", NULL, r < 0 ? 0 : 1);
 	api_metrics(api, &w);
 	if (api->prov.metrics)
 		api->prov.metrics(api->prov.user_data, &w);

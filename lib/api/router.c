@@ -36,6 +36,11 @@ static const struct route_def routes[] = {
     {"/v1/rollout/pause", "POST", API_ROUTE_PAUSE, true},
     {"/v1/rollout/resume", "POST", API_ROUTE_RESUME, true},
     {"/metrics", "GET", API_ROUTE_METRICS, false},
+    {"/v1/events", "GET", API_ROUTE_EVENTS, false},
+    {"/", "GET", API_ROUTE_PAGE, false},
+    {"/ui/status.js", "GET", API_ROUTE_PAGE_JS, false},
+    {"/ui/status.css", "GET", API_ROUTE_PAGE_CSS, false},
+    {"/ui/icon.svg", "GET", API_ROUTE_PAGE_ICON, false},
 };
 
 static const char ADDRESS_PARAM[] = "{address}";
@@ -332,6 +337,17 @@ void api_request_run(struct fgw_api *api, enum api_route route, const struct api
 		break;
 	case API_ROUTE_METRICS:
 		api_handle_metrics(api, resp);
+		break;
+	case API_ROUTE_EVENTS:
+		api_handle_events(api, req, resp);
+		break;
+	case API_ROUTE_PAGE:
+		api_handle_page(api, resp);
+		break;
+	case API_ROUTE_PAGE_JS:
+	case API_ROUTE_PAGE_CSS:
+	case API_ROUTE_PAGE_ICON:
+		api_handle_page_file(route, resp);
 		break;
 	case _API_ROUTE_MAX:
 	case _API_ROUTE_INVALID:

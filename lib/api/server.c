@@ -85,6 +85,12 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, struct api_res
 				       resp->content_type ? resp->content_type
 							  : "application/json");
 	(void) MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	(void) MHD_add_response_header(r, MHD_HTTP_HEADER_X_CONTENT_TYPE_OPTIONS, "nosniff");
+	if (resp->csp) {
+		(void) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_SECURITY_POLICY,
+					       resp->csp);
+		(void) MHD_add_response_header(r, "Referrer-Policy", "no-referrer");
+	}
 	if (resp->allow)
 		(void) MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, resp->allow);
 	if (resp->status == 401)

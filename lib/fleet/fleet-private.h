@@ -3,7 +3,7 @@
 
 #include "fleet-policy.h"
 #include "fleet.h"
-#include "smp.h"
+#include "smp-client.h"
 #include "store.h"
 #include "util.h"
 
@@ -19,13 +19,37 @@ struct fleet_release {
 	size_t map_len[2];
 };
 
+/* The requests of probing (and of verifying, which skips the params). */
+enum job_probe_step {
+	JOB_PROBE_PARAMS,
+	JOB_PROBE_BOOT_MODE,
+	JOB_PROBE_IMAGE_STATE,
+	JOB_PROBE_NET_VERSION,
+	_JOB_PROBE_END,
+};
+
+/* Marking: net core first, then app core (NCS known issue NCSDK-34106). */
+enum job_mark_step {
+	JOB_MARK_NET,
+	JOB_MARK_APP,
+	_JOB_MARK_END,
+};
+
+/* Resetting: ask; an application hook may refuse once, then force. */
+enum job_reset_step {
+	JOB_RESET_ASK,
+	JOB_RESET_FORCE,
+};
+
 /* What a job holds only while it talks to its device (most jobs just wait in the queue). */
 struct job_conn {
 	struct fgw_transport *t;
 	struct fgw_smp_client *smp;
 	struct fgw_upload *upload;
 	bool open;
-	int step; /* position in a multi-request state (probing, marking) */
+	enum job_probe_step probe; /* probing and verifying */
+	enum job_mark_step mark;
+	enum job_reset_step reset;
 	struct fgw_smp_params params;
 	bool has_params;
 	struct fgw_fleet_device_view view;
@@ -38,20 +62,38 @@ struct job_conn {
 	uint64_t last_flush_ms, upload_started_ms, bytes_at_start;
 };
 
+/* A device met in this run (fleet-devices.c): seen, or the device of a loaded job. */
+struct fleet_dev {
+	struct fleet_dev *next; /* hash chain */
+	uint32_t hash;
+	char address[40];
+	char transport[8];
+	char grp[64];
+	uint32_t name_hash;	 /* of the name last written, to write a new one at once */
+	int64_t written_wall_ms; /* the sighting last written to the store */
+	uint64_t seen_ms; /* last sighting (monotonic), 0 none or lost; BLE jobs wait for one */
+	struct fleet_job *job; /* its unfinished job in memory, of any release */
+	unsigned checked_gen;  /* release generation whose job is known finished or not wanted */
+};
+
+struct fleet_devs {
+	struct fleet_dev **buckets;
+	size_t n_buckets, n;
+};
+
 struct fleet_job {
 	struct fgw_fleet *fleet;
 	struct fleet_job *next;
 	struct fleet_release *rel; /* reference */
+	struct fleet_dev *dev;	   /* owned by the fleet's map, outlives the job */
 	int64_t id;
 	char address[40];
-	char transport[8];
 	enum fgw_job_state state;
 	bool canary;
 	int attempts;
 	unsigned images_mask;	  /* images the plan touches (bit i: image i) */
 	uint64_t next_attempt_ms; /* monotonic; the queue ignores the job before it */
 	uint64_t last_start_ms;	  /* fairness: longest-waiting first */
-	uint64_t seen_ms;	  /* last sighting (monotonic); BLE jobs wait for one */
 	uint64_t reset_ms;	  /* when the reset went out (rebooting) */
 	int64_t created_wall_ms;
 	uv_timer_t timer; /* step deadline, reboot ceiling, reconnect pacing */
@@ -75,7 +117,16 @@ struct fgw_fleet {
 	struct fgw_fleet_options o;
 	char default_group[64];
 	struct fleet_release *rel; /* current release, or NULL */
-	struct fleet_job *jobs;	   /* unfinished jobs (current and superseded-but-running) */
+	unsigned rel_gen;	   /* bumped by each release adopted */
+	/*
+	 * Jobs in memory: unfinished ones of devices met in this run (current release and
+	 * superseded-but-running), and finished ones until the scheduler reaps them.
+	 */
+	struct fleet_job *jobs;
+	struct fleet_devs devs;
+	uint64_t (*now_ms)(void *ud); /* clocks; tests set fake ones (fleet_set_clock) */
+	int64_t (*wall_ms)(void *ud);
+	void *clock_ud;
 	uv_timer_t tick;
 	uv_timer_t kick;
 	int n_handles;
@@ -98,24 +149,45 @@ struct fgw_fleet {
 };
 
 /* fleet.c */
+uint64_t fleet_now(const struct fgw_fleet *f);
+int64_t fleet_wall(const struct fgw_fleet *f);
+/* For tests: monotonic and wall clocks of their own (NULL: the system's). */
+void fleet_set_clock(struct fgw_fleet *f, uint64_t (*now_ms)(void *ud),
+		     int64_t (*wall_ms)(void *ud), void *ud);
 void fleet_kick(struct fgw_fleet *f);
 double fleet_random(struct fgw_fleet *f);
+/*
+ * A job reached terminal state @to: counted, its device freed for the next job. The job stays
+ * allocated (its caller may be on the stack) until the scheduler reaps it.
+ */
 void fleet_job_finished(struct fgw_fleet *f, struct fleet_job *job, enum fgw_job_state to);
 void fleet_store_failed(struct fgw_fleet *f, int err, const char *what);
+/* Adds (@sign 1) or takes back (-1, a retry) a finished job in the rollout's tallies. */
+void fleet_count_terminal(struct fgw_fleet *f, bool canary, enum fgw_job_state s, int sign);
 unsigned fleet_connections(struct fgw_fleet *f);
 /* UDP devices are always reachable; a BLE device only when seen in the presence window. */
 bool fleet_job_present(const struct fgw_fleet *f, const struct fleet_job *j, uint64_t now);
 struct fleet_release *fleet_release_ref(struct fleet_release *r);
 void fleet_release_unref(struct fleet_release *r);
 
+/* fleet-devices.c */
+uint32_t fleet_hash(const char *s);
+struct fleet_dev *fleet_dev_find(struct fgw_fleet *f, const char *address);
+/* The entry of @address, added if new (NULL only without memory). */
+struct fleet_dev *fleet_dev_add(struct fgw_fleet *f, const char *address, const char *transport,
+				const char *grp);
+void fleet_devs_foreach(struct fgw_fleet *f, void (*fn)(struct fgw_fleet *f, struct fleet_dev *d));
+void fleet_devs_free(struct fgw_fleet *f);
+
 /* job.c */
 struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *rec,
-			  struct fleet_release *rel);
+			  struct fleet_release *rel, struct fleet_dev *dev);
 /* Starts a queued job (the scheduler picked it). */
 void job_start(struct fleet_job *job);
 /* A device sighting: wakes a job that waits for its device to come back. */
 void job_device_seen(struct fleet_job *job);
-/* Drops the connection and frees the job; the store keeps its state. */
+/* Drops the connection and frees the job (the store keeps its state); only the fleet's
+ * scheduler and teardown call it, never code running on the job's behalf. */
 void job_free(struct fleet_job *job);
 bool job_is_active(const struct fleet_job *job);
 /*
@@ -125,6 +197,36 @@ bool job_is_active(const struct fleet_job *job);
  */
 int job_enter_state(struct fleet_job *job, enum fgw_job_state to, const char *reason,
 		    const char *detail);
+
+/* Shared by job.c, job-verify.c and job-upload.c (the job's own halves). */
+int job_conn_open(struct fleet_job *job);
+void job_conn_close(struct fleet_job *job);
+/* Sends @req (always released); a failure to send is a transient failure of the job. */
+int job_send_req(struct fleet_job *job, struct fgw_smp_req *req, int build_err, uint64_t timeout_ms,
+		 fgw_smp_rsp_cb_t cb, const char *what);
+/*
+ * Common prologue of response callbacks: false when the callback must stop (cancelled, or a
+ * failure that was handled). A device error is handled unless @allow_device_error.
+ */
+bool job_rsp_usable(struct fleet_job *job, int err, const struct fgw_smp_rsp *rsp,
+		    bool allow_device_error, const char *what);
+uint64_t job_req_timeout(const struct fleet_job *job);
+/* Sends probe request @step; false when this device is not asked that. */
+bool job_probe_send(struct fleet_job *job, enum job_probe_step step);
+void job_view_from_state(struct fgw_fleet_device_view *v, const struct fgw_smp_img_state *st);
+/* Records the slots as the device reported them, for the API and for the next probe. */
+void job_store_slots(struct fleet_job *job, const struct fgw_smp_img_state *st);
+void job_release_view(const struct fleet_job *job, struct fgw_fleet_release_view *rv);
+
+/* job-verify.c */
+/* Entering resetting: the reset request (forced once if an application hook refuses). */
+void job_reset_send(struct fleet_job *job);
+/* Entering rebooting: the next reconnection attempt or the ceiling, whichever comes first. */
+void job_reboot_arm(struct fleet_job *job);
+/* Verifying: the next read, then the verdict. */
+void job_verify_step(struct fleet_job *job);
+/* Entering confirming: confirm the running (test-booted) image. */
+void job_confirm_send(struct fleet_job *job);
 
 /* job-upload.c */
 /* Uploads the next image the plan needs (net core first), or moves to marking when none is left. */

@@ -73,6 +73,34 @@ static int map_image(struct fleet_release *nr, int i)
 	return r;
 }
 
+static uint64_t system_now(void *ud)
+{
+	return fgw_now_ms();
+}
+
+static int64_t system_wall(void *ud)
+{
+	return fgw_wall_ms();
+}
+
+uint64_t fleet_now(const struct fgw_fleet *f)
+{
+	return f->now_ms(f->clock_ud);
+}
+
+int64_t fleet_wall(const struct fgw_fleet *f)
+{
+	return f->wall_ms(f->clock_ud);
+}
+
+void fleet_set_clock(struct fgw_fleet *f, uint64_t (*now_ms)(void *ud),
+		     int64_t (*wall_ms)(void *ud), void *ud)
+{
+	f->now_ms = now_ms ? now_ms : system_now;
+	f->wall_ms = wall_ms ? wall_ms : system_wall;
+	f->clock_ud = ud;
+}
+
 double fleet_random(struct fgw_fleet *f)
 {
 	/* xorshift64*: jitter only needs to differ between devices, not to be secret. */
@@ -90,24 +118,6 @@ unsigned fleet_connections(struct fgw_fleet *f)
 		if (j->conn && j->conn->open)
 			n++;
 	return n;
-}
-
-/* The device's job in memory, of any release: a device has one job running at a time. */
-static struct fleet_job *find_job(struct fgw_fleet *f, const char *address)
-{
-	for (struct fleet_job *j = f->jobs; j; j = j->next)
-		if (strcmp(j->address, address) == 0)
-			return j;
-	return NULL;
-}
-
-static void unlink_job(struct fgw_fleet *f, struct fleet_job *job)
-{
-	for (struct fleet_job **p = &f->jobs; *p; p = &(*p)->next)
-		if (*p == job) {
-			*p = job->next;
-			return;
-		}
 }
 
 FGW_EXPORT void fgw_fleet_hold(struct fgw_fleet *f, const char *why)
@@ -129,16 +139,16 @@ void fleet_store_failed(struct fgw_fleet *f, int err, const char *what)
 
 bool fleet_job_present(const struct fgw_fleet *f, const struct fleet_job *j, uint64_t now)
 {
-	if (strcmp(j->transport, "udp") == 0)
+	if (strcmp(j->dev->transport, "udp") == 0)
 		return true;
-	return j->seen_ms && now - j->seen_ms <= PRESENCE_WINDOW_MS;
+	return j->dev->seen_ms && now - j->dev->seen_ms <= PRESENCE_WINDOW_MS;
 }
 
 static void schedule(struct fgw_fleet *f)
 {
 	unsigned limit, active = 0;
 	bool canary_gate;
-	uint64_t now = fgw_now_ms();
+	uint64_t now = fleet_now(f);
 
 	if (!f->rel || f->halted || f->store_failed || f->freeing)
 		return;
@@ -173,8 +183,23 @@ static void schedule(struct fgw_fleet *f)
 	}
 }
 
+/* Frees the jobs that finished since the last pass: none of their callers is on the stack. */
+static void reap(struct fgw_fleet *f)
+{
+	for (struct fleet_job **p = &f->jobs; *p;) {
+		struct fleet_job *j = *p;
+		if (fgw_job_state_is_terminal(j->state)) {
+			*p = j->next;
+			job_free(j);
+		} else {
+			p = &j->next;
+		}
+	}
+}
+
 static void on_kick(uv_timer_t *t)
 {
+	reap(t->data);
 	schedule(t->data);
 }
 
@@ -194,7 +219,7 @@ static bool in_groups(const struct fgw_fleet_release *rel, const char *grp)
 	return false;
 }
 
-static void count_terminal(struct fgw_fleet *f, bool canary, enum fgw_job_state s, int sign)
+void fleet_count_terminal(struct fgw_fleet *f, bool canary, enum fgw_job_state s, int sign)
 {
 	bool failed = s == FGW_JOB_STATE_FAILED || s == FGW_JOB_STATE_REVERTED;
 
@@ -208,8 +233,7 @@ static void count_terminal(struct fgw_fleet *f, bool canary, enum fgw_job_state 
 	}
 }
 
-static void ensure_job(struct fgw_fleet *f, const char *address, const char *transport,
-		       const char *grp);
+static void load_dev_job(struct fgw_fleet *f, struct fleet_dev *dev);
 
 static bool fleet_should_halt(struct fgw_fleet *f, char *reason, size_t size)
 {
@@ -226,10 +250,10 @@ static bool fleet_should_halt(struct fgw_fleet *f, char *reason, size_t size)
 void fleet_job_finished(struct fgw_fleet *f, struct fleet_job *job, enum fgw_job_state to)
 {
 	char reason[200];
-	double secs = (double) (fgw_wall_ms() - job->created_wall_ms) / 1000.0;
+	double secs = (double) (fleet_wall(f) - job->created_wall_ms) / 1000.0;
 
 	if (job->rel == f->rel)
-		count_terminal(f, job->canary, to, 1);
+		fleet_count_terminal(f, job->canary, to, 1);
 	switch (to) {
 	case FGW_JOB_STATE_DONE:
 		f->stats.jobs_done++;
@@ -256,101 +280,139 @@ void fleet_job_finished(struct fgw_fleet *f, struct fleet_job *job, enum fgw_job
 		f->stats.duration_buckets[i]++;
 		f->stats.duration_sum_s += secs;
 	}
-	unlink_job(f, job);
-	if (job->rel != f->rel && f->rel) {
-		/* A job of an older release finished: the device's turn for the current one. */
-		struct fgw_store_device_rec dev;
-		char address[40];
-		snprintf(address, sizeof(address), "%s", job->address);
-		job_free(job);
-		if (fgw_store_device_get(f->store, address, &dev) == 0)
-			ensure_job(f, dev.address, dev.transport, dev.grp);
-	} else {
-		job_free(job);
-	}
+	if (job->dev->job == job)
+		job->dev->job = NULL;
+	/* A job of an older release finished: the device's turn for the current one. */
+	if (job->rel != f->rel)
+		load_dev_job(f, job->dev);
 
 	if (!f->halted && f->rel && fleet_should_halt(f, reason, sizeof(reason)))
 		(void) fgw_fleet_pause(f, "policy", reason);
 	fleet_kick(f);
 }
 
-/* Creates the device's job for the current release if it is a target and has none. */
-static void ensure_job(struct fgw_fleet *f, const char *address, const char *transport,
-		       const char *grp)
+static bool take_canary(struct fgw_fleet *f)
+{
+	return f->n_canary < fgw_fleet_canary_quota(f->rel->r.canary_percent, f->n_targets + 1);
+}
+
+static void count_target(struct fgw_fleet *f, bool canary)
+{
+	f->n_targets++;
+	f->n_canary += canary;
+	f->counts.canary_total += canary;
+}
+
+/*
+ * Gives a device met in this run its job for the current release in memory: loaded if the
+ * store has an unfinished one, created if it is a target without one. A finished job (or a
+ * device that is no target) is remembered per release, so sightings stop asking the store.
+ */
+static void load_dev_job(struct fgw_fleet *f, struct fleet_dev *dev)
 {
 	struct fgw_store_job_rec rec;
-	struct fleet_job *job;
-	bool created, canary;
+	bool created;
 	int r;
 
-	if (!f->rel || !in_groups(&f->rel->r, grp) || find_job(f, address))
+	if (!f->rel || f->store_failed || dev->job || dev->checked_gen == f->rel_gen)
 		return;
-	canary = f->n_canary < fgw_fleet_canary_quota(f->rel->r.canary_percent, f->n_targets + 1);
-	r = fgw_store_job_ensure(f->store, address, f->rel->r.id, canary, fgw_wall_ms(), &rec,
-				 &created);
+	if (!in_groups(&f->rel->r, dev->grp)) {
+		dev->checked_gen = f->rel_gen;
+		return;
+	}
+	r = fgw_store_job_ensure(f->store, dev->address, f->rel->r.id, take_canary(f),
+				 fleet_wall(f), &rec, &created);
 	if (r < 0) {
 		fleet_store_failed(f, r, "job creation");
 		return;
 	}
-	if (!created)
-		return; /* finished already: a job per device and release, once */
-	f->n_targets++;
-	f->n_canary += rec.canary;
-	f->counts.canary_total += rec.canary;
-	job = job_new(f, &rec, f->rel);
+	if (created)
+		count_target(f, rec.canary);
+	if (fgw_job_state_is_terminal(fgw_job_state_from_string(rec.state))) {
+		dev->checked_gen = f->rel_gen; /* a job per device and release, once */
+		return;
+	}
+	struct fleet_job *job = job_new(f, &rec, f->rel, dev);
 	if (!job)
 		return;
-	snprintf(job->transport, sizeof(job->transport), "%s", transport);
 	job->next = f->jobs;
 	f->jobs = job;
 	fleet_kick(f);
 }
 
+/* The device's entry, read from the store (and registered there if new) on first sight. */
+static struct fleet_dev *meet_device(struct fgw_fleet *f, const char *address,
+				     const char *transport, const char *name)
+{
+	struct fgw_store_device_rec rec;
+	struct fleet_dev *dev;
+	bool known = fgw_store_device_get(f->store, address, &rec) == 0;
+
+	dev = fleet_dev_add(f, address, known ? rec.transport : transport,
+			    known ? rec.grp : f->default_group);
+	if (!dev)
+		return NULL;
+	if (known) {
+		dev->written_wall_ms = rec.last_seen;
+		dev->name_hash = fleet_hash(rec.name);
+		return dev;
+	}
+	dev->written_wall_ms = INT64_MIN / 2; /* never written: write now */
+	dev->name_hash = fleet_hash(name);
+	fgw_notice("event: device-new, device: %s, transport: %s, name: %s", address, transport,
+		   name ? name : "");
+	return dev;
+}
+
 FGW_EXPORT void fgw_fleet_device_seen(struct fgw_fleet *f, const char *address,
 				      const char *transport, const char *name, const int *rssi)
 {
-	struct fgw_store_device_rec dev;
-	bool known;
+	struct fleet_dev *dev = fleet_dev_find(f, address);
+	int64_t wall = fleet_wall(f);
+	bool new_dev, was_absent;
 	int r;
 
 	if (f->store_failed)
 		return; /* nothing can be recorded; no job may start */
-	known = fgw_store_device_get(f->store, address, &dev) == 0;
+	if (!dev)
+		dev = meet_device(f, address, transport, name);
+	if (!dev)
+		return;
+	new_dev = dev->written_wall_ms == INT64_MIN / 2;
 	/*
 	 * BlueZ reports every advertisement (several a second per device): record a sighting
 	 * at most every SIGHTING_WRITE_MS unless the name changed, not one write per advert.
 	 */
-	if (!known || fgw_wall_ms() - dev.last_seen >= SIGHTING_WRITE_MS ||
-	    (name && strcmp(name, dev.name) != 0)) {
-		r = fgw_store_device_seen(f->store, address, transport, name, rssi, fgw_wall_ms());
+	if (wall - dev->written_wall_ms >= SIGHTING_WRITE_MS ||
+	    (name && fleet_hash(name) != dev->name_hash)) {
+		r = fgw_store_device_seen(f->store, address, transport, name, rssi, wall);
 		if (r < 0) {
 			fgw_log_errno(LOG_WARNING, r, "Failed to record device '%s', ignoring",
 				      address);
 			return;
 		}
+		if (new_dev)
+			(void) fgw_store_device_set_group(f->store, address, f->default_group);
+		dev->written_wall_ms = wall;
+		if (name)
+			dev->name_hash = fleet_hash(name);
 	}
-	if (!known) {
-		(void) fgw_store_device_set_group(f->store, address, f->default_group);
-		snprintf(dev.grp, sizeof(dev.grp), "%s", f->default_group);
-		fgw_notice("event: device-new, device: %s, transport: %s, name: %s", address,
-			   transport, name ? name : "");
+	load_dev_job(f, dev);
+	was_absent = dev->job && !fleet_job_present(f, dev->job, fleet_now(f));
+	dev->seen_ms = fleet_now(f);
+	if (dev->job) {
+		job_device_seen(dev->job);
+		if (was_absent && dev->job && dev->job->state == FGW_JOB_STATE_QUEUED)
+			fleet_kick(f);
 	}
-	ensure_job(f, address, transport, dev.grp);
-	for (struct fleet_job *j = f->jobs; j; j = j->next)
-		if (strcmp(j->address, address) == 0) {
-			bool was_absent = !fleet_job_present(f, j, fgw_now_ms());
-			j->seen_ms = fgw_now_ms();
-			job_device_seen(j);
-			if (was_absent && j->state == FGW_JOB_STATE_QUEUED)
-				fleet_kick(f);
-		}
 }
 
 FGW_EXPORT void fgw_fleet_device_lost(struct fgw_fleet *f, const char *address)
 {
-	for (struct fleet_job *j = f->jobs; j; j = j->next)
-		if (strcmp(j->address, address) == 0)
-			j->seen_ms = 0;
+	struct fleet_dev *dev = fleet_dev_find(f, address);
+
+	if (dev)
+		dev->seen_ms = 0;
 }
 
 struct load_ctx {
@@ -363,21 +425,30 @@ static int load_job(const struct fgw_store_job_rec *rec, void *ud)
 	struct load_ctx *c = ud;
 	struct fgw_fleet *f = c->f;
 	enum fgw_job_state s = fgw_job_state_from_string(rec->state);
-	struct fgw_store_device_rec dev;
+	struct fgw_store_device_rec rd;
+	struct fleet_dev *dev = fleet_dev_find(f, rec->address);
 	struct fleet_job *job;
 
-	f->n_targets++;
-	f->n_canary += rec->canary;
-	f->counts.canary_total += rec->canary;
+	count_target(f, rec->canary);
 	if (fgw_job_state_is_terminal(s)) {
-		count_terminal(f, rec->canary, s, 1);
+		fleet_count_terminal(f, rec->canary, s, 1);
 		return 0;
 	}
-	job = job_new(f, rec, f->rel);
+	/*
+	 * A queued job waits in the store until its device is seen (most never are). One that
+	 * got further before a restart resumes now: it may have reset its device.
+	 */
+	if (s == FGW_JOB_STATE_QUEUED && !dev)
+		return 0;
+	if (!dev && fgw_store_device_get(f->store, rec->address, &rd) == 0)
+		dev = fleet_dev_add(f, rec->address, rd.transport, rd.grp);
+	if (!dev)
+		return -ENOMEM;
+	if (dev->job)
+		return 0; /* still busy with a job of an older release */
+	job = job_new(f, rec, f->rel, dev);
 	if (!job)
 		return -ENOMEM;
-	if (fgw_store_device_get(f->store, rec->address, &dev) == 0)
-		snprintf(job->transport, sizeof(job->transport), "%s", dev.transport);
 	job->next = f->jobs;
 	f->jobs = job;
 	return 0;
@@ -410,12 +481,17 @@ static void resume_jobs(struct fgw_fleet *f)
 	}
 }
 
-static int scan_device(const struct fgw_store_device *d, void *ud)
+/* A device without a job for the new release: one if it is a target. */
+static int offer_device(struct fgw_store_job_new *jn, void *ud)
 {
 	struct fgw_fleet *f = ud;
+	struct fleet_dev *dev = fleet_dev_find(f, jn->address);
 
-	ensure_job(f, d->address, d->transport ? d->transport : "ble", d->group);
-	return 0;
+	if (!in_groups(&f->rel->r, jn->grp) || (dev && dev->job))
+		return 0; /* a device busy with an older release gets its job when that ends */
+	jn->canary = take_canary(f);
+	count_target(f, jn->canary);
+	return 1;
 }
 
 struct stale {
@@ -462,7 +538,7 @@ static int supersede_stale(struct fgw_fleet *f)
 		r = fgw_store_job_set_state(f->store, st.ids[i], st.states[i], "superseded",
 					    "superseded by a newer release while the daemon was "
 					    "down",
-					    NULL, fgw_wall_ms());
+					    NULL, fleet_wall(f));
 	free(st.ids);
 	free(st.states);
 	return r;
@@ -474,7 +550,6 @@ static int adopt_release(struct fgw_fleet *f, const struct fgw_fleet_release *re
 		return -EROFS; /* held: the release waits for a writable database */
 	struct fleet_release *nr = calloc(1, sizeof(*nr));
 	struct load_ctx lc = {f, 0};
-	struct fgw_store_device_filter all = {0};
 	int r;
 
 	if (!nr)
@@ -496,13 +571,14 @@ static int adopt_release(struct fgw_fleet *f, const struct fgw_fleet_release *re
 	f->baseline = (struct fgw_fleet_rollout_counts){0};
 	f->resumed = false;
 	f->n_targets = f->n_canary = 0;
+	f->rel_gen++;
 
 	r = fgw_store_rollout_state(f->store, rel->id, &f->halted, f->halted_by,
 				    sizeof(f->halted_by), f->halted_reason,
 				    sizeof(f->halted_reason));
 	if (r < 0)
 		return r;
-	r = fgw_store_jobs_supersede(f->store, rel->id, fgw_wall_ms());
+	r = fgw_store_jobs_supersede(f->store, rel->id, fleet_wall(f));
 	if (r < 0)
 		return r;
 	if (at_start) {
@@ -518,10 +594,14 @@ static int adopt_release(struct fgw_fleet *f, const struct fgw_fleet_release *re
 		f->resumed = true;
 		f->baseline = f->counts;
 	}
-	resume_jobs(f);
-	r = fgw_store_devices_query(f->store, &all, scan_device, f);
+	/* Only jobs a previous run left; a release change never touches running jobs. */
+	if (at_start)
+		resume_jobs(f);
+	/* Every target's job in one transaction; in memory only for the devices met so far. */
+	r = fgw_store_jobs_create(f->store, rel->id, fleet_wall(f), offer_device, f);
 	if (r < 0)
 		return r;
+	fleet_devs_foreach(f, load_dev_job);
 	fgw_notice("event: release-active, release: %s, version: %s, targets: %u, canaries: %u%s",
 		   rel->id, rel->version, f->n_targets, f->n_canary,
 		   f->halted ? ", halted: yes" : "");
@@ -535,6 +615,11 @@ FGW_EXPORT int fgw_fleet_start(struct fgw_fleet *f, const struct fgw_fleet_relea
 	if (!rel)
 		return 0;
 	return adopt_release(f, rel, true);
+}
+
+FGW_EXPORT const struct fgw_fleet_release *fgw_fleet_release_get(struct fgw_fleet *f)
+{
+	return f->rel ? &f->rel->r : NULL;
 }
 
 FGW_EXPORT int fgw_fleet_set_release(struct fgw_fleet *f, const struct fgw_fleet_release *rel)
@@ -574,7 +659,8 @@ FGW_EXPORT int fgw_fleet_new(uv_loop_t *loop, struct fgw_store *store,
 	snprintf(f->default_group, sizeof(f->default_group), "%s",
 		 o->default_group ? o->default_group : "default");
 	f->o.default_group = f->default_group;
-	f->rnd = (uint64_t) fgw_wall_ms() ^ ((uint64_t) getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
+	fleet_set_clock(f, NULL, NULL, NULL);
+	f->rnd = (uint64_t) fleet_wall(f) ^ ((uint64_t) getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
 	uv_timer_init(loop, &f->tick);
 	uv_timer_init(loop, &f->kick);
 	f->tick.data = f->kick.data = f;
@@ -601,146 +687,10 @@ FGW_EXPORT struct fgw_fleet *fgw_fleet_free(struct fgw_fleet *f)
 		f->jobs = j->next;
 		job_free(j);
 	}
+	fleet_devs_free(f);
 	fleet_release_unref(f->rel);
 	f->rel = NULL;
 	uv_close((uv_handle_t *) &f->tick, fleet_handle_closed);
 	uv_close((uv_handle_t *) &f->kick, fleet_handle_closed);
 	return NULL;
-}
-
-FGW_EXPORT int fgw_fleet_pause(struct fgw_fleet *f, const char *by, const char *reason)
-{
-	int r;
-
-	if (!f->rel)
-		return -ENOENT;
-	if (f->halted)
-		return -EALREADY;
-	r = fgw_store_rollout_set(f->store, f->rel->r.id, true, by, reason, fgw_wall_ms());
-	if (r < 0)
-		return r;
-	f->halted = true;
-	snprintf(f->halted_by, sizeof(f->halted_by), "%s", by);
-	snprintf(f->halted_reason, sizeof(f->halted_reason), "%s", reason ? reason : "");
-	fgw_notice("event: rollout-halted, release: %s, by: %s, reason: %s", f->rel->r.id, by,
-		   reason ? reason : "");
-	return 0;
-}
-
-FGW_EXPORT int fgw_fleet_resume(struct fgw_fleet *f)
-{
-	int r;
-
-	if (!f->rel)
-		return -ENOENT;
-	if (!f->halted)
-		return -EALREADY;
-	r = fgw_store_rollout_set(f->store, f->rel->r.id, false, "operator", "resumed",
-				  fgw_wall_ms());
-	if (r < 0)
-		return r;
-	f->halted = false;
-	f->halted_by[0] = f->halted_reason[0] = '\0';
-	f->resumed = true;
-	f->baseline = f->counts;
-	fgw_notice("event: rollout-resumed, release: %s", f->rel->r.id);
-	fleet_kick(f);
-	return 0;
-}
-
-struct retry_ctx {
-	const char *address;
-	struct fgw_store_job_rec rec;
-	bool found;
-};
-
-static int find_rec(const struct fgw_store_job_rec *rec, void *ud)
-{
-	struct retry_ctx *c = ud;
-
-	if (strcmp(rec->address, c->address) == 0) {
-		c->rec = *rec;
-		c->found = true;
-	}
-	return 0;
-}
-
-FGW_EXPORT int fgw_fleet_retry(struct fgw_fleet *f, const char *address)
-{
-	struct retry_ctx c = {.address = address};
-	struct fleet_job *job = find_job(f, address);
-	enum fgw_job_state s;
-	int r;
-
-	if (!f->rel)
-		return -ENOENT;
-	if (job) {
-		if (job_is_active(job))
-			return -EBUSY;
-		/* Waiting in back-off: go now, with a fresh count. */
-		job->attempts = 0;
-		job->next_attempt_ms = 0;
-		fleet_kick(f);
-		return 0;
-	}
-	r = fgw_store_jobs_foreach(f->store, f->rel->r.id, false, find_rec, &c);
-	if (r < 0)
-		return r;
-	if (!c.found)
-		return -ENOENT;
-	s = fgw_job_state_from_string(c.rec.state);
-	if (s == FGW_JOB_STATE_DONE || s == FGW_JOB_STATE_SKIPPED)
-		return -EALREADY; /* running the release already */
-	r = fgw_store_job_set_retry(f->store, c.rec.id, 0, 0, fgw_wall_ms());
-	if (r >= 0)
-		r = fgw_store_job_set_state(f->store, c.rec.id, c.rec.state, "queued", NULL,
-					    "retry requested by the operator", fgw_wall_ms());
-	if (r < 0)
-		return r;
-	count_terminal(f, c.rec.canary, s, -1);
-	snprintf(c.rec.state, sizeof(c.rec.state), "queued");
-	c.rec.attempts = 0;
-	c.rec.next_attempt_at = 0;
-	job = job_new(f, &c.rec, f->rel);
-	if (!job)
-		return -ENOMEM;
-	{
-		struct fgw_store_device_rec dev;
-		if (fgw_store_device_get(f->store, address, &dev) == 0)
-			snprintf(job->transport, sizeof(job->transport), "%s", dev.transport);
-	}
-	job->seen_ms = fgw_now_ms();
-	job->next = f->jobs;
-	f->jobs = job;
-	fleet_kick(f);
-	return 0;
-}
-
-FGW_EXPORT int fgw_fleet_progress_get(struct fgw_fleet *f, const char *address,
-				      struct fgw_fleet_progress *ret)
-{
-	struct fleet_job *job = find_job(f, address);
-
-	if (!job || job->state != FGW_JOB_STATE_UPLOADING || !job->conn || job->conn->image < 0)
-		return -ENOENT;
-	*ret = (struct fgw_fleet_progress){
-	    .image = job->conn->image,
-	    .offset = job->conn->offset,
-	    .total = job->conn->total,
-	    .rate_bps = job->conn->rate_bps,
-	};
-	return 0;
-}
-
-FGW_EXPORT void fgw_fleet_get_stats(struct fgw_fleet *f, struct fgw_fleet_stats *ret)
-{
-	*ret = f->stats;
-	ret->halted = f->halted;
-	snprintf(ret->halted_by, sizeof(ret->halted_by), "%s", f->halted_by);
-	snprintf(ret->halted_reason, sizeof(ret->halted_reason), "%s", f->halted_reason);
-	snprintf(ret->release_id, sizeof(ret->release_id), "%s", f->rel ? f->rel->r.id : "");
-	ret->connections = fleet_connections(f);
-	ret->active = 0;
-	for (struct fleet_job *j = f->jobs; j; j = j->next)
-		ret->active += job_is_active(j);
 }

@@ -111,6 +111,8 @@ struct fgw_fleet *fgw_fleet_free(struct fgw_fleet *f);
 int fgw_fleet_start(struct fgw_fleet *f, const struct fgw_fleet_release *rel);
 /* A newer verified release: queued jobs of the old one are superseded, running ones finish. */
 int fgw_fleet_set_release(struct fgw_fleet *f, const struct fgw_fleet_release *rel);
+/* The release jobs are being created for (borrowed until the next set_release), or NULL. */
+const struct fgw_fleet_release *fgw_fleet_release_get(struct fgw_fleet *f);
 
 /*
  * A device was seen (BLE advertisement or a configured UDP address): recorded in the

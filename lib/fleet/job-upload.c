@@ -1,9 +1,12 @@
 /*
  * The uploading state of a job: erase a slot that holds another pending image, then each
  * image the plan needs, net core first, through the upload engine; progress is persisted in
- * batches (progress_flush_ms), not per chunk.
+ * batches (progress_flush_ms), not per chunk. After each upload the device's image list must
+ * show the image's hash in that image's secondary slot: a device that ignores the image number
+ * stores the net core image as image 0, and marking it would update the wrong core.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,14 +16,14 @@
 static void persist_progress(struct fleet_job *job, bool force)
 {
 	struct job_conn *c = job->conn;
-	uint64_t now = fgw_now_ms();
+	uint64_t now = fleet_now(job->fleet);
 	int r;
 
 	if (!force && now - c->last_flush_ms < job->fleet->o.progress_flush_ms)
 		return;
 	c->last_flush_ms = now;
 	r = fgw_store_job_set_progress(job->fleet->store, job->id, c->image, (int64_t) c->offset,
-				       fgw_wall_ms());
+				       fleet_wall(job->fleet));
 	if (r < 0)
 		fgw_log_errno(LOG_WARNING, r, "Failed to record upload progress of '%s', ignoring",
 			      job->address);
@@ -42,6 +45,8 @@ static void on_progress(struct fgw_upload *u, uint64_t bytes, uint64_t total, do
 	persist_progress(job, false);
 }
 
+static void check_slots(struct fleet_job *job);
+
 static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_result *res,
 		    void *user_data)
 {
@@ -51,15 +56,14 @@ static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_resul
 
 	if (err == -ECANCELED || !c)
 		return;
-	job->fleet->stats.upload_ms += fgw_now_ms() - c->upload_started_ms;
+	job->fleet->stats.upload_ms += fleet_now(job->fleet) - c->upload_started_ms;
 	if (res && res->off > c->offset)
 		c->offset = res->off;
 	persist_progress(job, true);
 	if (err == 0) {
 		fgw_info("fleet: '%s' image %d uploaded (%llu bytes)", job->address, c->image,
 			 (unsigned long long) c->total);
-		c->uploaded |= 1u << c->image;
-		job_upload_next(job);
+		check_slots(job);
 		return;
 	}
 	switch (err) {
@@ -75,6 +79,14 @@ static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_resul
 	case -EILSEQ:
 		snprintf(what, sizeof(what), "upload of image %d: device's image check failed",
 			 c->image);
+		break;
+	case -ENOMEM:
+		/* The engine halved its window down to 1 and the device still had no buffer: its
+		 * pool is shared with its other transports. Worth another try later. */
+		snprintf(what, sizeof(what),
+			 "upload of image %d at %llu/%llu: device out of SMP buffers (rc 2 ENOMEM) "
+			 "even at window 1",
+			 c->image, (unsigned long long) c->offset, (unsigned long long) c->total);
 		break;
 	default:
 		snprintf(what, sizeof(what), "upload of image %d at %llu/%llu: %s", c->image,
@@ -139,9 +151,97 @@ static int start_image(struct fleet_job *job, int i)
 	c->image = i;
 	c->offset = 0;
 	c->total = ui.len;
-	c->upload_started_ms = fgw_now_ms();
+	c->upload_started_ms = fleet_now(job->fleet);
+	if (o.window > fgw_upload_window_limit(&o))
+		fgw_info("fleet: '%s': [upload] window %u clamped to %u (the device has %" PRIu32
+			 " SMP buffers)",
+			 job->address, o.window, fgw_upload_window_limit(&o), o.buf_count);
 	/* Offset 0: the engine's first chunk asks the device where its session is. */
 	return fgw_upload_start(c->upload, &ui, 0, &o, on_progress, on_done, job);
+}
+
+/* Where the device lists @hash: 0 and ret_image, ret_slot set; or -ENOENT. */
+static int locate(const struct fgw_smp_img_state *st, const uint8_t *hash, uint32_t *ret_image,
+		  uint32_t *ret_slot)
+{
+	for (size_t k = 0; k < st->n_slots; k++) {
+		const struct fgw_smp_img_slot *e = &st->slots[k];
+
+		if (e->has_hash && !memcmp(e->hash, hash, sizeof(e->hash))) {
+			*ret_image = e->image;
+			*ret_slot = e->slot;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+/* A mismatch for image @i, said for people; NULL if the image is where it belongs. */
+static const char *misplaced(struct fleet_job *job, const struct fgw_smp_img_state *st, int i,
+			     char *buf, size_t n)
+{
+	uint32_t image, slot;
+
+	if (locate(st, job->rel->r.image[i].hash, &image, &slot) < 0) {
+		snprintf(buf, n, "image %d uploaded, but the device does not list its hash", i);
+		return buf;
+	}
+	if (image == (uint32_t) i && slot == 1)
+		return NULL;
+	snprintf(buf, n,
+		 "image %d uploaded, but the device lists it as image %" PRIu32 " slot %" PRIu32
+		 " (it ignores the image number: single-image firmware?)%s",
+		 i, image, slot, i == 1 ? "; the net core would not be updated" : "");
+	return buf;
+}
+
+static void on_check_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+{
+	struct fleet_job *job = user_data;
+	struct job_conn *c = job->conn;
+	struct fgw_smp_img_state st;
+	char buf[224], what[288];
+
+	if (err == -ECANCELED || !c || job->state != FGW_JOB_STATE_UPLOADING)
+		return;
+	if (err < 0) {
+		snprintf(what, sizeof(what), "image list after upload: %s", strerror(-err));
+		job_on_failure(job, err, true, what);
+		return;
+	}
+	if (!fgw_smp_status_ok(&rsp->status)) {
+		fgw_smp_status_format(&rsp->status, buf, sizeof(buf));
+		snprintf(what, sizeof(what), "image list after upload: device answered %s", buf);
+		job_on_failure(job, -EREMOTEIO, fgw_smp_status_is_busy(&rsp->status), what);
+		return;
+	}
+	if (fgw_smp_img_state_decode(rsp->payload, rsp->len, &st) < 0) {
+		job_on_failure(job, -EBADMSG, true, "image list after upload: unreadable answer");
+		return;
+	}
+	if (misplaced(job, &st, c->image, buf, sizeof(buf))) {
+		/* The device will store it the same way next time: not worth a retry. */
+		job_on_failure(job, -EILSEQ, false, buf);
+		return;
+	}
+	c->uploaded |= 1u << c->image;
+	job_upload_next(job);
+}
+
+/* Asks for the image list after image c->image was uploaded, before anything else is sent:
+ * the next upload could overwrite a misplaced image and hide the fault. */
+static void check_slots(struct fleet_job *job)
+{
+	struct fgw_smp_req req = {0};
+	uint64_t t = job->fleet->o.request_timeout_ms ? job->fleet->o.request_timeout_ms : 5000;
+	int r = fgw_smp_req_img_state(&req);
+
+	if (r >= 0)
+		r = fgw_smp_client_request(job->conn->smp, &req, (unsigned) t, on_check_rsp, job,
+					   NULL, NULL);
+	fgw_smp_req_done(&req);
+	if (r < 0)
+		job_on_failure(job, r, true, "image list after upload");
 }
 
 void job_upload_next(struct fleet_job *job)

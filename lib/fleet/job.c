@@ -11,17 +11,6 @@
 #include "fleet-private.h"
 #include "transport.h"
 
-/* A sighting closer than this to the reset is the device still going down, not coming back. */
-#define REBOOT_SIGHTING_GUARD_MS 1000
-/*
- * While waiting for a device to come back, try to reach it this often anyway: UDP devices
- * have no advertisements, so they are polled; a BLE device is reconnected when it is seen
- * advertising again, and polled only rarely in case a sighting was missed — a Connect() to a
- * device still booting holds one of the controller's connection slots until it times out.
- */
-#define REBOOT_POLL_UDP_MS 2000
-#define REBOOT_POLL_BLE_MS 15000
-
 static const char *const state_names[_FGW_JOB_STATE_MAX] = {
     [FGW_JOB_STATE_QUEUED] = "queued",	       [FGW_JOB_STATE_CONNECTING] = "connecting",
     [FGW_JOB_STATE_PROBING] = "probing",       [FGW_JOB_STATE_UPLOADING] = "uploading",
@@ -57,19 +46,16 @@ bool job_is_active(const struct fleet_job *job)
 	return job->state != FGW_JOB_STATE_QUEUED && !fgw_job_state_is_terminal(job->state);
 }
 
-static const char *name(const struct fleet_job *job)
-{
-	return job->address;
-}
-
 struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *rec,
-			  struct fleet_release *rel)
+			  struct fleet_release *rel, struct fleet_dev *dev)
 {
 	struct fleet_job *job = calloc(1, sizeof(*job));
 
 	if (!job)
 		return NULL;
 	job->fleet = f;
+	job->dev = dev;
+	dev->job = job;
 	job->rel = fleet_release_ref(rel);
 	job->id = rec->id;
 	snprintf(job->address, sizeof(job->address), "%s", rec->address);
@@ -80,9 +66,9 @@ struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *r
 	job->created_wall_ms = rec->created_at;
 	job->failure_kind = FLEET_FAIL_OTHER;
 	/* Back-off deadlines are wall-clock in the store and monotonic here. */
-	if (rec->next_attempt_at > fgw_wall_ms())
+	if (rec->next_attempt_at > fleet_wall(f))
 		job->next_attempt_ms =
-		    fgw_now_ms() + (uint64_t) (rec->next_attempt_at - fgw_wall_ms());
+		    fleet_now(f) + (uint64_t) (rec->next_attempt_at - fleet_wall(f));
 	uv_timer_init(f->loop, &job->timer);
 	job->timer.data = job;
 	return job;
@@ -90,7 +76,7 @@ struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *r
 
 /* ---- connection ---------------------------------------------------------------------- */
 
-static void conn_close(struct fleet_job *job)
+void job_conn_close(struct fleet_job *job)
 {
 	struct job_conn *c = job->conn;
 
@@ -105,13 +91,13 @@ static void conn_close(struct fleet_job *job)
 
 static void on_link(struct fgw_smp_client *smp, int err, void *user_data);
 
-static int conn_open(struct fleet_job *job)
+int job_conn_open(struct fleet_job *job)
 {
 	struct fgw_fleet *f = job->fleet;
 	struct job_conn *c;
 	int r;
 
-	conn_close(job);
+	job_conn_close(job);
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -127,7 +113,7 @@ static int conn_open(struct fleet_job *job)
 	job->conn = c;
 	r = fgw_smp_client_open(c->smp, on_link, job);
 	if (r < 0)
-		conn_close(job);
+		job_conn_close(job);
 	return r;
 }
 
@@ -140,7 +126,9 @@ void job_free(struct fleet_job *job)
 {
 	if (!job)
 		return;
-	conn_close(job);
+	job_conn_close(job);
+	if (job->dev && job->dev->job == job)
+		job->dev->job = NULL;
 	fleet_release_unref(job->rel);
 	job->rel = NULL;
 	job->closing = true;
@@ -150,8 +138,8 @@ void job_free(struct fleet_job *job)
 /* ---- requests --------------------------------------------------------------------------- */
 
 /* Sends @req (always released); a failure to send is a transient failure of the job. */
-static int send_req(struct fleet_job *job, struct fgw_smp_req *req, int build_err,
-		    uint64_t timeout_ms, fgw_smp_rsp_cb_t cb, const char *what)
+int job_send_req(struct fleet_job *job, struct fgw_smp_req *req, int build_err, uint64_t timeout_ms,
+		 fgw_smp_rsp_cb_t cb, const char *what)
 {
 	int r = build_err;
 
@@ -170,8 +158,8 @@ static int send_req(struct fleet_job *job, struct fgw_smp_req *req, int build_er
  * Common prologue of response callbacks: false when the callback must stop (cancelled, or a
  * failure that was handled). A device error is handled unless @allow_device_error.
  */
-static bool rsp_usable(struct fleet_job *job, int err, const struct fgw_smp_rsp *rsp,
-		       bool allow_device_error, const char *what)
+bool job_rsp_usable(struct fleet_job *job, int err, const struct fgw_smp_rsp *rsp,
+		    bool allow_device_error, const char *what)
 {
 	char buf[160], msg[256];
 
@@ -191,7 +179,7 @@ static bool rsp_usable(struct fleet_job *job, int err, const struct fgw_smp_rsp 
 	return true;
 }
 
-static uint64_t req_timeout(const struct fleet_job *job)
+uint64_t job_req_timeout(const struct fleet_job *job)
 {
 	return job->fleet->o.request_timeout_ms ? job->fleet->o.request_timeout_ms : 5000;
 }
@@ -199,9 +187,8 @@ static uint64_t req_timeout(const struct fleet_job *job)
 /* ---- probing: params, bootloader mode, image state, net core version ---------------------- */
 
 static void probe_step(struct fleet_job *job);
-static void verify_step(struct fleet_job *job);
 
-static void view_from_state(struct fgw_fleet_device_view *v, const struct fgw_smp_img_state *st)
+void job_view_from_state(struct fgw_fleet_device_view *v, const struct fgw_smp_img_state *st)
 {
 	for (int i = 0; i < 2; i++)
 		for (int s = 0; s < 2; s++) {
@@ -223,7 +210,7 @@ static void view_from_state(struct fgw_fleet_device_view *v, const struct fgw_sm
 }
 
 /* Records the slots as the device reported them, for the API and for the next probe. */
-static void store_slots(struct fleet_job *job, const struct fgw_smp_img_state *st)
+void job_store_slots(struct fleet_job *job, const struct fgw_smp_img_state *st)
 {
 	struct fgw_store_image rows[FGW_SMP_MAX_IMG_SLOTS];
 	size_t n = 0;
@@ -243,13 +230,14 @@ static void store_slots(struct fleet_job *job, const struct fgw_smp_img_state *s
 			     (e->permanent ? FGW_STORE_IMG_PERMANENT : 0) |
 			     (e->bootable ? FGW_STORE_IMG_BOOTABLE : 0);
 	}
-	r = fgw_store_device_images_set(job->fleet->store, job->address, rows, n, fgw_wall_ms());
+	r = fgw_store_device_images_set(job->fleet->store, job->address, rows, n,
+					fleet_wall(job->fleet));
 	if (r < 0)
 		fgw_log_errno(LOG_WARNING, r, "Failed to record image slots of '%s', ignoring",
-			      name(job));
+			      job->address);
 }
 
-static void release_view(const struct fleet_job *job, struct fgw_fleet_release_view *rv)
+void job_release_view(const struct fleet_job *job, struct fgw_fleet_release_view *rv)
 {
 	const struct fgw_fleet_release *rel = &job->rel->r;
 
@@ -269,15 +257,15 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 					   "net core version"};
 	int r;
 
-	if (!rsp_usable(job, err, rsp, true, what[c ? c->step : 0]))
+	if (!job_rsp_usable(job, err, rsp, true, what[c ? c->probe : 0]))
 		return;
-	switch (c->step) {
-	case 0:
+	switch (c->probe) {
+	case JOB_PROBE_PARAMS:
 		/* Without params the device takes one MTU-sized packet at a time. */
 		c->has_params = fgw_smp_status_ok(&rsp->status) &&
 				fgw_smp_params_decode(rsp->payload, rsp->len, &c->params) == 0;
 		break;
-	case 1: {
+	case JOB_PROBE_BOOT_MODE: {
 		struct fgw_smp_bootloader_info bi;
 		c->view.mode = FGW_FLEET_BOOT_UNKNOWN;
 		if (fgw_smp_status_ok(&rsp->status) &&
@@ -285,7 +273,7 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 			c->view.mode = bi.mode;
 		break;
 	}
-	case 2: {
+	case JOB_PROBE_IMAGE_STATE: {
 		struct fgw_smp_img_state st;
 		char buf[160];
 		if (!fgw_smp_status_ok(&rsp->status)) {
@@ -298,11 +286,11 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 			job_on_failure(job, r, true, "image state: malformed answer");
 			return;
 		}
-		view_from_state(&c->view, &st);
-		store_slots(job, &st);
+		job_view_from_state(&c->view, &st);
+		job_store_slots(job, &st);
 		break;
 	}
-	case 3: {
+	case JOB_PROBE_NET_VERSION: {
 		_cleanup_free_ char *version = NULL;
 		c->view.net_version_known =
 		    fgw_smp_status_ok(&rsp->status) &&
@@ -311,31 +299,33 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 			snprintf(c->view.net_version, sizeof(c->view.net_version), "%s", version);
 		break;
 	}
+	case _JOB_PROBE_END:
+		break;
 	}
-	c->step++;
+	c->probe++;
 	if (job->state == FGW_JOB_STATE_PROBING)
 		probe_step(job);
 	else
-		verify_step(job);
+		job_verify_step(job);
 }
 
-/* Sends probe request @step; false when there is no such step. */
-static bool probe_send(struct fleet_job *job, int step)
+/* Sends probe request @step; false when this device is not asked that. */
+bool job_probe_send(struct fleet_job *job, enum job_probe_step step)
 {
 	struct fgw_smp_req req = {0};
 	int r;
 
 	switch (step) {
-	case 0:
+	case JOB_PROBE_PARAMS:
 		r = fgw_smp_req_params(&req);
 		break;
-	case 1:
+	case JOB_PROBE_BOOT_MODE:
 		r = fgw_smp_req_bootloader_info("mode", &req);
 		break;
-	case 2:
+	case JOB_PROBE_IMAGE_STATE:
 		r = fgw_smp_req_img_state(&req);
 		break;
-	case 3:
+	case JOB_PROBE_NET_VERSION:
 		if (!job->fleet->o.netcore_version_group)
 			return false;
 		r = fgw_smp_req_custom_read((uint16_t) job->fleet->o.netcore_version_group, 0,
@@ -344,7 +334,7 @@ static bool probe_send(struct fleet_job *job, int step)
 	default:
 		return false;
 	}
-	(void) send_req(job, &req, r, req_timeout(job), on_probe_rsp, "probe");
+	(void) job_send_req(job, &req, r, job_req_timeout(job), on_probe_rsp, "probe");
 	return true;
 }
 
@@ -357,7 +347,7 @@ static void plan_and_go(struct fleet_job *job)
 	int r;
 
 	(void) fgw_store_device_set_probe(job->fleet->store, job->address, NULL, c->view.mode);
-	release_view(job, &rv);
+	job_release_view(job, &rv);
 	r = fgw_fleet_plan(&c->view, &rv, &c->plan, &why);
 	if (r < 0) {
 		job->failure_kind = FLEET_FAIL_REJECTED;
@@ -368,7 +358,8 @@ static void plan_and_go(struct fleet_job *job)
 	if (c->plan.images_mask == 0) {
 		if (c->plan.confirm_running) {
 			job->images_mask = 1;
-			(void) fgw_store_job_set_plan(job->fleet->store, job->id, 1, fgw_wall_ms());
+			(void) fgw_store_job_set_plan(job->fleet->store, job->id, 1,
+						      fleet_wall(job->fleet));
 			(void) job_enter_state(job, FGW_JOB_STATE_CONFIRMING, NULL,
 					       "release runs as an unconfirmed test boot");
 			return;
@@ -382,7 +373,8 @@ static void plan_and_go(struct fleet_job *job)
 		return;
 	}
 	job->images_mask = c->plan.images_mask;
-	r = fgw_store_job_set_plan(job->fleet->store, job->id, c->plan.images_mask, fgw_wall_ms());
+	r = fgw_store_job_set_plan(job->fleet->store, job->id, c->plan.images_mask,
+				   fleet_wall(job->fleet));
 	if (r < 0) {
 		fleet_store_failed(job->fleet, r, "job plan");
 		return;
@@ -396,10 +388,10 @@ static void plan_and_go(struct fleet_job *job)
 
 static void probe_step(struct fleet_job *job)
 {
-	while (job->conn && job->conn->step < 4) {
-		if (probe_send(job, job->conn->step))
+	while (job->conn && job->conn->probe < _JOB_PROBE_END) {
+		if (job_probe_send(job, job->conn->probe))
 			return;
-		job->conn->step++;
+		job->conn->probe++;
 	}
 	if (job->conn)
 		plan_and_go(job);
@@ -413,201 +405,33 @@ static void on_mark_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
 {
 	struct fleet_job *job = user_data;
 
-	if (!rsp_usable(job, err, rsp, false, "mark image"))
+	if (!job_rsp_usable(job, err, rsp, false, "mark image"))
 		return;
-	job->conn->step++;
+	job->conn->mark++;
 	mark_step(job);
 }
 
 static void mark_step(struct fleet_job *job)
 {
-	static const int order[] = {1, 0};
+	static const int image_of[_JOB_MARK_END] = {[JOB_MARK_NET] = 1, [JOB_MARK_APP] = 0};
 	struct job_conn *c = job->conn;
 
-	while (c->step < (int) ARRAY_SIZE(order)) {
-		int i = order[c->step];
+	while (c->mark < _JOB_MARK_END) {
+		int i = image_of[c->mark];
 		enum fgw_fleet_image_action a = c->plan.action[i];
 		struct fgw_smp_req req = {0};
 		int r;
 
 		if (a != FGW_FLEET_IMAGE_UPLOAD && a != FGW_FLEET_IMAGE_MARK) {
-			c->step++;
+			c->mark++;
 			continue;
 		}
 		r = fgw_smp_req_img_state_write(job->rel->r.image[i].hash,
 						c->plan.mark == FGW_FLEET_MARK_CONFIRM, &req);
-		(void) send_req(job, &req, r, req_timeout(job), on_mark_rsp, "mark image");
+		(void) job_send_req(job, &req, r, job_req_timeout(job), on_mark_rsp, "mark image");
 		return;
 	}
 	(void) job_enter_state(job, FGW_JOB_STATE_RESETTING, NULL, NULL);
-}
-
-/* ---- reset and the way back -------------------------------------------------------------- */
-
-static void on_reset_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
-{
-	struct fleet_job *job = user_data;
-
-	if (err == -ECANCELED || !job->conn || job->state != FGW_JOB_STATE_RESETTING)
-		return;
-	/* An application reset hook may refuse once; then force, as mcumgr clients do. */
-	if (err == 0 && fgw_smp_status_is_busy(&rsp->status) && job->conn->step == 0) {
-		struct fgw_smp_req req = {0};
-		int r = fgw_smp_req_reset(true, &req);
-		job->conn->step = 1;
-		(void) send_req(job, &req, r, req_timeout(job), on_reset_rsp, "reset");
-		return;
-	}
-	/* The answer, a timeout or the link dropping: the device is on its way down either way;
-	 * what it did is for the verification to find out. */
-	(void) job_enter_state(job, FGW_JOB_STATE_REBOOTING, NULL,
-			       err == 0 ? "reset acknowledged" : "reset sent, link dropped");
-}
-
-static void reboot_arm(struct fleet_job *job);
-
-static void reboot_try(struct fleet_job *job)
-{
-	int r;
-
-	if (job->conn)
-		return; /* an attempt is under way */
-	r = conn_open(job);
-	if (r < 0)
-		fgw_debug("fleet: '%s' not reachable yet: %s", name(job), strerror(-r));
-}
-
-static void on_reboot_timer(uv_timer_t *t)
-{
-	struct fleet_job *job = t->data;
-	uint64_t now = fgw_now_ms();
-	char reason[128];
-
-	if (job->state != FGW_JOB_STATE_REBOOTING)
-		return;
-	if (now >= job->reset_ms + job->fleet->o.reboot_timeout_ms) {
-		snprintf(reason, sizeof(reason),
-			 "device did not come back within %llu s of its reset",
-			 (unsigned long long) (job->fleet->o.reboot_timeout_ms / 1000));
-		job->failure_kind = FLEET_FAIL_NO_RETURN;
-		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
-		return;
-	}
-	reboot_try(job);
-	reboot_arm(job);
-}
-
-static void reboot_arm(struct fleet_job *job)
-{
-	uint64_t now = fgw_now_ms(), ceiling = job->reset_ms + job->fleet->o.reboot_timeout_ms;
-	bool udp = strcmp(job->transport, "udp") == 0;
-	uint64_t next = now + (udp ? REBOOT_POLL_UDP_MS : REBOOT_POLL_BLE_MS);
-
-	uv_timer_start(&job->timer, on_reboot_timer, (next < ceiling ? next : ceiling) - now, 0);
-}
-
-void job_device_seen(struct fleet_job *job)
-{
-	if (job->state == FGW_JOB_STATE_REBOOTING &&
-	    fgw_now_ms() >= job->reset_ms + REBOOT_SIGHTING_GUARD_MS)
-		reboot_try(job);
-}
-
-/* ---- verification and confirmation ------------------------------------------------------- */
-
-static void finish_verification(struct fleet_job *job)
-{
-	struct job_conn *c = job->conn;
-	struct fgw_fleet_release_view rv;
-	enum fgw_fleet_verdict app = FGW_FLEET_VERDICT_OK, net = FGW_FLEET_VERDICT_OK;
-	const char *app_result = NULL, *net_result = NULL;
-	char reason[200];
-
-	release_view(job, &rv);
-	if (job->images_mask & 1) {
-		app = fgw_fleet_verify(&c->view, &rv, 0);
-		app_result = fgw_fleet_verdict_to_string(app);
-	}
-	if (job->images_mask & 2) {
-		net = fgw_fleet_verify(&c->view, &rv, 1);
-		net_result = fgw_fleet_verdict_to_string(net);
-	}
-	(void) fgw_store_job_set_results(job->fleet->store, job->id, app_result, net_result,
-					 fgw_wall_ms());
-
-	if (app == FGW_FLEET_VERDICT_REVERTED) {
-		(void) job_enter_state(job, FGW_JOB_STATE_REVERTED,
-				       "app core went back to the old image: the new one was not "
-				       "confirmed or did not boot",
-				       NULL);
-		return;
-	}
-	if (app == FGW_FLEET_VERDICT_REJECTED || app == FGW_FLEET_VERDICT_NOT_APPLIED) {
-		job->failure_kind = app == FGW_FLEET_VERDICT_REJECTED ? FLEET_FAIL_REJECTED
-								      : FLEET_FAIL_NOT_APPLIED;
-		snprintf(reason, sizeof(reason), "app core %s",
-			 app == FGW_FLEET_VERDICT_REJECTED
-			     ? "image refused by the bootloader (old image still runs)"
-			     : "update did not run (new image still waits in slot 1)");
-		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
-		return;
-	}
-	if (net == FGW_FLEET_VERDICT_REJECTED || net == FGW_FLEET_VERDICT_NOT_APPLIED) {
-		job->failure_kind = net == FGW_FLEET_VERDICT_REJECTED ? FLEET_FAIL_REJECTED
-								      : FLEET_FAIL_NOT_APPLIED;
-		snprintf(reason, sizeof(reason), "net core %s",
-			 net == FGW_FLEET_VERDICT_REJECTED
-			     ? "still reports the old version"
-			     : "update did not run (image 1 still in slot 1 after the reset)");
-		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
-		return;
-	}
-	if (app == FGW_FLEET_VERDICT_NEEDS_CONFIRM) {
-		(void) job_enter_state(job, FGW_JOB_STATE_CONFIRMING, NULL,
-				       "new app image runs as a test boot");
-		return;
-	}
-	snprintf(reason, sizeof(reason), "running release %s: app core %s, net core %s",
-		 job->rel->r.version, app_result ? app_result : "unchanged",
-		 net_result ? (net == FGW_FLEET_VERDICT_UNVERIFIED
-				   ? "applied, unverified (slot cannot be read back)"
-				   : net_result)
-			    : "unchanged");
-	(void) job_enter_state(job, FGW_JOB_STATE_DONE, NULL, reason);
-}
-
-static void verify_step(struct fleet_job *job)
-{
-	/*
-	 * Verification reads the bootloader mode again (step 1: whether a test boot needs a
-	 * confirm), image state (step 2) and the net core version (step 3).
-	 */
-	while (job->conn && job->conn->step < 4) {
-		if (job->conn->step >= 1 && probe_send(job, job->conn->step))
-			return;
-		job->conn->step++;
-	}
-	if (job->conn)
-		finish_verification(job);
-}
-
-static void on_confirm_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
-{
-	struct fleet_job *job = user_data;
-	struct fgw_smp_img_state st;
-	int r;
-
-	if (!rsp_usable(job, err, rsp, false, "confirm"))
-		return;
-	/* A state write answers with the whole image state: check the confirmation took. */
-	r = fgw_smp_img_state_decode(rsp->payload, rsp->len, &st);
-	if (r < 0) {
-		job_on_failure(job, r, true, "confirm: malformed answer");
-		return;
-	}
-	view_from_state(&job->conn->view, &st);
-	store_slots(job, &st);
-	finish_verification(job);
 }
 
 /* ---- failures ---------------------------------------------------------------------------- */
@@ -619,8 +443,8 @@ void job_on_failure(struct fleet_job *job, int err, bool transient, const char *
 	uint64_t delay;
 	int r;
 
-	fgw_info("fleet: '%s' in %s: %s (%s)", name(job), fgw_job_state_to_string(job->state), what,
-		 transient ? "transient" : "permanent");
+	fgw_info("fleet: '%s' in %s: %s (%s)", job->address, fgw_job_state_to_string(job->state),
+		 what, transient ? "transient" : "permanent");
 	if (!transient) {
 		job->failure_kind = err == -EREMOTEIO ? FLEET_FAIL_REJECTED : FLEET_FAIL_OTHER;
 		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, what, NULL);
@@ -633,7 +457,7 @@ void job_on_failure(struct fleet_job *job, int err, bool transient, const char *
 	case FGW_JOB_STATE_CONFIRMING:
 		/* After the reset only the ceiling decides: keep trying to reach the device. */
 		if (job->state == FGW_JOB_STATE_REBOOTING) {
-			conn_close(job);
+			job_conn_close(job);
 			return;
 		}
 		(void) job_enter_state(job, FGW_JOB_STATE_REBOOTING, NULL, what);
@@ -646,8 +470,9 @@ void job_on_failure(struct fleet_job *job, int err, bool transient, const char *
 	 * says so, or a BLE device has not been seen advertising lately.
 	 */
 	if (err == -ENODEV || err == -EHOSTDOWN || err == -EHOSTUNREACH ||
-	    (job->state == FGW_JOB_STATE_CONNECTING && !fleet_job_present(f, job, fgw_now_ms()))) {
-		job->next_attempt_ms = fgw_now_ms() + f->o.backoff_base_ms;
+	    (job->state == FGW_JOB_STATE_CONNECTING &&
+	     !fleet_job_present(f, job, fleet_now(job->fleet)))) {
+		job->next_attempt_ms = fleet_now(job->fleet) + f->o.backoff_base_ms;
 		(void) job_enter_state(job, FGW_JOB_STATE_QUEUED, NULL, what);
 		return;
 	}
@@ -661,9 +486,10 @@ void job_on_failure(struct fleet_job *job, int err, bool transient, const char *
 	}
 	delay = fgw_fleet_backoff_ms((unsigned) job->attempts, f->o.backoff_base_ms,
 				     f->o.backoff_max_ms, fleet_random(f));
-	job->next_attempt_ms = fgw_now_ms() + delay;
+	job->next_attempt_ms = fleet_now(job->fleet) + delay;
 	r = fgw_store_job_set_retry(f->store, job->id, job->attempts,
-				    fgw_wall_ms() + (int64_t) delay, fgw_wall_ms());
+				    fleet_wall(job->fleet) + (int64_t) delay,
+				    fleet_wall(job->fleet));
 	if (r < 0)
 		fleet_store_failed(f, r, "job retry");
 	snprintf(reason, sizeof(reason), "attempt %d failed: %s; retry in %.1f s", job->attempts,
@@ -707,8 +533,65 @@ static void on_link(struct fgw_smp_client *smp, int err, void *user_data)
 
 void job_start(struct fleet_job *job)
 {
-	job->last_start_ms = fgw_now_ms();
+	job->last_start_ms = fleet_now(job->fleet);
 	(void) job_enter_state(job, FGW_JOB_STATE_CONNECTING, NULL, NULL);
+}
+
+/* What entering @to does: the first request of the state, or the end of the job. */
+static void act(struct fleet_job *job, enum fgw_job_state to)
+{
+	struct fgw_fleet *f = job->fleet;
+	int r;
+
+	switch (to) {
+	case FGW_JOB_STATE_QUEUED:
+		job_conn_close(job);
+		fleet_kick(f);
+		break;
+	case FGW_JOB_STATE_CONNECTING:
+		r = job_conn_open(job);
+		if (r < 0)
+			job_on_failure(job, r, true, "cannot open a link");
+		break;
+	case FGW_JOB_STATE_PROBING:
+		job->conn->probe = JOB_PROBE_PARAMS;
+		probe_step(job);
+		break;
+	case FGW_JOB_STATE_UPLOADING:
+		job_upload_next(job);
+		break;
+	case FGW_JOB_STATE_MARKING:
+		job->conn->mark = JOB_MARK_NET;
+		mark_step(job);
+		break;
+	case FGW_JOB_STATE_RESETTING:
+		job_reset_send(job);
+		break;
+	case FGW_JOB_STATE_REBOOTING:
+		job_conn_close(job);
+		if (job->reset_ms == 0) /* picked up after a daemon restart */
+			job->reset_ms = fleet_now(job->fleet);
+		job_reboot_arm(job);
+		break;
+	case FGW_JOB_STATE_VERIFYING:
+		job->conn->probe = JOB_PROBE_BOOT_MODE;
+		job_verify_step(job);
+		break;
+	case FGW_JOB_STATE_CONFIRMING:
+		job_confirm_send(job);
+		break;
+	case FGW_JOB_STATE_DONE:
+	case FGW_JOB_STATE_SKIPPED:
+	case FGW_JOB_STATE_REVERTED:
+	case FGW_JOB_STATE_FAILED:
+	case FGW_JOB_STATE_SUPERSEDED:
+		job_conn_close(job);
+		fleet_job_finished(f, job, to);
+		break;
+	case _FGW_JOB_STATE_MAX:
+	case _FGW_JOB_STATE_INVALID:
+		break;
+	}
 }
 
 int job_enter_state(struct fleet_job *job, enum fgw_job_state to, const char *reason,
@@ -716,16 +599,16 @@ int job_enter_state(struct fleet_job *job, enum fgw_job_state to, const char *re
 {
 	struct fgw_fleet *f = job->fleet;
 	enum fgw_job_state from = job->state;
-	struct fgw_smp_req req = {0};
 	int r;
 
 	r = fgw_store_job_set_state(f->store, job->id, fgw_job_state_to_string(from),
-				    fgw_job_state_to_string(to), reason, detail, fgw_wall_ms());
+				    fgw_job_state_to_string(to), reason, detail,
+				    fleet_wall(job->fleet));
 	if (r < 0) {
 		/* Not persisted, so not acted on: stop talking to the device, stay where we were.
 		 */
 		uv_timer_stop(&job->timer);
-		conn_close(job);
+		job_conn_close(job);
 		fleet_store_failed(f, r, "job transition");
 		return r;
 	}
@@ -736,59 +619,6 @@ int job_enter_state(struct fleet_job *job, enum fgw_job_state to, const char *re
 	job->state = to;
 	uv_timer_stop(&job->timer);
 
-	switch (to) {
-	case FGW_JOB_STATE_QUEUED:
-		conn_close(job);
-		fleet_kick(f);
-		break;
-	case FGW_JOB_STATE_CONNECTING:
-		r = conn_open(job);
-		if (r < 0)
-			job_on_failure(job, r, true, "cannot open a link");
-		break;
-	case FGW_JOB_STATE_PROBING:
-		job->conn->step = 0;
-		probe_step(job);
-		break;
-	case FGW_JOB_STATE_UPLOADING:
-		job_upload_next(job);
-		break;
-	case FGW_JOB_STATE_MARKING:
-		job->conn->step = 0;
-		mark_step(job);
-		break;
-	case FGW_JOB_STATE_RESETTING:
-		job->reset_ms = fgw_now_ms();
-		job->conn->step = 0;
-		r = fgw_smp_req_reset(false, &req);
-		(void) send_req(job, &req, r, req_timeout(job), on_reset_rsp, "reset");
-		break;
-	case FGW_JOB_STATE_REBOOTING:
-		conn_close(job);
-		if (job->reset_ms == 0) /* picked up after a daemon restart */
-			job->reset_ms = fgw_now_ms();
-		reboot_arm(job);
-		break;
-	case FGW_JOB_STATE_VERIFYING:
-		job->conn->step = 1;
-		verify_step(job);
-		break;
-	case FGW_JOB_STATE_CONFIRMING:
-		/* No hash: confirms the running image, never schedules a swap. */
-		r = fgw_smp_req_img_state_write(NULL, true, &req);
-		(void) send_req(job, &req, r, req_timeout(job), on_confirm_rsp, "confirm");
-		break;
-	case FGW_JOB_STATE_DONE:
-	case FGW_JOB_STATE_SKIPPED:
-	case FGW_JOB_STATE_REVERTED:
-	case FGW_JOB_STATE_FAILED:
-	case FGW_JOB_STATE_SUPERSEDED:
-		conn_close(job);
-		fleet_job_finished(f, job, to);
-		break;
-	case _FGW_JOB_STATE_MAX:
-	case _FGW_JOB_STATE_INVALID:
-		break;
-	}
+	act(job, to);
 	return 0;
 }

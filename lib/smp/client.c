@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "smp-client.h"
 #include "smp-private.h"
 #include "transport.h"
 
@@ -231,6 +232,13 @@ static void on_state(struct fgw_transport *t, int err, void *user_data)
 	struct fgw_smp_client *c = user_data;
 
 	client_ref(c);
+	if (err == -ECONNREFUSED && c->open) {
+		/* Nothing listens (UDP): the link stays, what waits for an answer fails now. */
+		c->stats.refused++;
+		fail_all(c, err);
+		client_unref(c);
+		return;
+	}
 	fgw_smp_reasm_reset(c->reasm);
 	c->open = err == 0;
 	if (err < 0)
@@ -326,6 +334,21 @@ FGW_EXPORT size_t fgw_smp_client_max_packet(struct fgw_smp_client *c)
 	size_t t = fgw_transport_max_packet(c->t);
 
 	return c->max_packet && c->max_packet < t ? c->max_packet : t;
+}
+
+FGW_EXPORT size_t fgw_smp_client_frame_size(struct fgw_smp_client *c)
+{
+	return fgw_transport_mtu(c->t);
+}
+
+FGW_EXPORT bool fgw_smp_client_splits_packets(struct fgw_smp_client *c)
+{
+	return fgw_transport_max_packet(c->t) > fgw_transport_mtu(c->t);
+}
+
+FGW_EXPORT const char *fgw_smp_client_peer(struct fgw_smp_client *c)
+{
+	return fgw_transport_peer(c->t);
 }
 
 FGW_EXPORT int fgw_smp_client_request(struct fgw_smp_client *c, const struct fgw_smp_req *req,

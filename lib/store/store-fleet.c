@@ -105,7 +105,7 @@ FGW_EXPORT int fgw_store_device_get(struct fgw_store *s, const char *address,
 	} else {
 		r = rc == SQLITE_DONE ? -ENOENT : fgw_store__fail(s, rc);
 	}
-	sqlite3_finalize(st);
+	fgw_store__finish(s, st);
 	if (r == 0)
 		*ret = d;
 	return r;
@@ -196,7 +196,7 @@ fgw_store_device_slots_foreach(struct fgw_store *s, const char *address,
 		cb(&img, ud);
 	}
 	r = rc == SQLITE_DONE ? 0 : fgw_store__fail(s, rc);
-	sqlite3_finalize(st);
+	fgw_store__finish(s, st);
 	return r;
 }
 
@@ -251,7 +251,7 @@ static int job_select(struct fgw_store *s, const char *where, const char *a, con
 	} else {
 		r = rc == SQLITE_DONE ? -ENOENT : fgw_store__fail(s, rc);
 	}
-	sqlite3_finalize(st);
+	fgw_store__finish(s, st);
 	return r;
 }
 
@@ -288,36 +288,44 @@ struct job_ensure {
 	bool created;
 };
 
-static int job_ensure_tx(struct fgw_store *s, void *ud)
+static int job_insert(struct fgw_store *s, const char *address, const char *release_id, bool canary,
+		      int64_t now)
 {
-	struct job_ensure *a = ud;
 	sqlite3_stmt *st;
 	int r;
 
-	r = job_select(s, "address = ?1 AND release_id = ?2", a->address, a->release_id, 0,
-		       &a->job);
-	if (r != -ENOENT)
-		return r;
 	r = fgw_store__prepare(s,
 			       "INSERT INTO jobs (address, release_id, state, canary, created_at, "
 			       "updated_at) VALUES (?1, ?2, 'queued', ?3, ?4, ?4)",
 			       &st);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(st, 1, a->address, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, a->release_id, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int(st, 3, a->canary);
-	sqlite3_bind_int64(st, 4, a->now);
+	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, release_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int(st, 3, canary);
+	sqlite3_bind_int64(st, 4, now);
 	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;
+	return insert_event(s, address, sqlite3_last_insert_rowid(s->db), "job-state", NULL,
+			    "queued", canary ? "release: canary" : NULL, now);
+}
+
+static int job_ensure_tx(struct fgw_store *s, void *ud)
+{
+	struct job_ensure *a = ud;
+	int r;
+
 	r = job_select(s, "address = ?1 AND release_id = ?2", a->address, a->release_id, 0,
 		       &a->job);
+	if (r != -ENOENT)
+		return r;
+	r = job_insert(s, a->address, a->release_id, a->canary, a->now);
 	if (r < 0)
 		return r;
 	a->created = true;
-	return insert_event(s, a->address, a->job.id, "job-state", NULL, "queued",
-			    a->canary ? "release: canary" : NULL, a->now);
+	return job_select(s, "address = ?1 AND release_id = ?2", a->address, a->release_id, 0,
+			  &a->job);
 }
 
 FGW_EXPORT int fgw_store_job_ensure(struct fgw_store *s, const char *address,
@@ -326,7 +334,12 @@ FGW_EXPORT int fgw_store_job_ensure(struct fgw_store *s, const char *address,
 {
 	struct job_ensure a = {
 	    .address = address, .release_id = release_id, .canary = canary, .now = now};
-	int r = in_transaction(s, job_ensure_tx, &a);
+	int r;
+
+	/* Most calls find the job: a plain read, no write lock (the transaction re-checks). */
+	r = job_select(s, "address = ?1 AND release_id = ?2", address, release_id, 0, &a.job);
+	if (r == -ENOENT)
+		r = in_transaction(s, job_ensure_tx, &a);
 
 	if (r < 0)
 		return r;
@@ -354,11 +367,7 @@ static int job_state_tx(struct fgw_store *s, void *ud)
 	sqlite3_stmt *st;
 	int r;
 
-	r = fgw_store_job_get(s, a->id, &job);
-	if (r < 0)
-		return r;
-	if (strcmp(job.state, a->from) != 0)
-		return -ESTALE;
+	/* The state check is in the UPDATE: no read of the row first. */
 	r = fgw_store__prepare(
 	    s,
 	    /* A job leaving a terminal state (a retry) starts without the old reason. */
@@ -366,21 +375,37 @@ static int job_state_tx(struct fgw_store *s, void *ud)
 	    "THEN NULL ELSE reason END, updated_at = ?4, "
 	    "started_at = CASE WHEN started_at IS NULL AND ?2 <> 'queued' THEN ?4 "
 	    "ELSE started_at END, finished_at = CASE WHEN ?5 THEN ?4 ELSE NULL END "
-	    "WHERE id = ?1",
+	    "WHERE id = ?1 AND state = ?7",
 	    &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, a->id);
-	sqlite3_bind_text(st, 2, a->to, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, a->to, -1, SQLITE_STATIC);
 	fgw_store__bind_text(st, 3, a->reason);
 	sqlite3_bind_int64(st, 4, a->now);
 	sqlite3_bind_int(st, 5, is_terminal(a->to));
 	sqlite3_bind_int(st, 6, is_terminal(a->from) && !is_terminal(a->to));
+	sqlite3_bind_text(st, 7, a->from, -1, SQLITE_STATIC);
 	r = fgw_store__step_done(s, st);
 	if (r < 0)
 		return r;
-	return insert_event(s, job.address, a->id, "job-state", a->from, a->to,
-			    a->detail ? a->detail : a->reason, a->now);
+	if (sqlite3_changes(s->db) == 0) {
+		r = fgw_store_job_get(s, a->id, &job);
+		return r < 0 ? r : -ESTALE;
+	}
+	r = fgw_store__prepare(s,
+			       "INSERT INTO events (at, address, job_id, kind, from_state, "
+			       "to_state, detail) SELECT ?1, address, id, 'job-state', ?3, ?4, ?5 "
+			       "FROM jobs WHERE id = ?2",
+			       &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(st, 1, a->now);
+	sqlite3_bind_int64(st, 2, a->id);
+	sqlite3_bind_text(st, 3, a->from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, a->to, -1, SQLITE_STATIC);
+	fgw_store__bind_text(st, 5, a->detail ? a->detail : a->reason);
+	return fgw_store__step_done(s, st);
 }
 
 FGW_EXPORT int fgw_store_job_set_state(struct fgw_store *s, int64_t id, const char *from,
@@ -469,8 +494,61 @@ FGW_EXPORT int fgw_store_jobs_foreach(struct fgw_store *s, const char *release_i
 	}
 	if (r >= 0)
 		r = rc == SQLITE_DONE ? 0 : fgw_store__fail(s, rc);
-	sqlite3_finalize(st);
+	fgw_store__finish(s, st);
 	return r;
+}
+
+struct jobs_create {
+	const char *release_id;
+	int64_t now;
+	int (*cb)(struct fgw_store_job_new *jn, void *ud);
+	void *ud;
+	int count;
+};
+
+static int jobs_create_tx(struct fgw_store *s, void *ud)
+{
+	struct jobs_create *a = ud;
+	sqlite3_stmt *st;
+	int rc, r;
+
+	r = fgw_store__prepare(s,
+			       "SELECT address, transport, grp FROM devices d WHERE NOT EXISTS "
+			       "(SELECT 1 FROM jobs j WHERE j.address = d.address AND "
+			       "j.release_id = ?1) ORDER BY address",
+			       &st);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(st, 1, a->release_id, -1, SQLITE_TRANSIENT);
+	r = 0;
+	/* Inserting into jobs while reading devices is safe: the scan is over another table. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct fgw_store_job_new jn = {
+		    .address = (const char *) sqlite3_column_text(st, 0),
+		    .transport = (const char *) sqlite3_column_text(st, 1),
+		    .grp = (const char *) sqlite3_column_text(st, 2),
+		};
+		r = a->cb(&jn, a->ud);
+		if (r > 0) {
+			r = job_insert(s, jn.address, a->release_id, jn.canary, a->now);
+			a->count += r == 0;
+		}
+		if (r < 0)
+			break;
+	}
+	if (r >= 0)
+		r = rc == SQLITE_DONE ? 0 : fgw_store__fail(s, rc);
+	fgw_store__finish(s, st);
+	return r;
+}
+
+FGW_EXPORT int fgw_store_jobs_create(struct fgw_store *s, const char *release_id, int64_t now,
+				     int (*cb)(struct fgw_store_job_new *jn, void *ud), void *ud)
+{
+	struct jobs_create a = {release_id, now, cb, ud, 0};
+	int r = in_transaction(s, jobs_create_tx, &a);
+
+	return r < 0 ? r : a.count;
 }
 
 struct supersede {
@@ -560,7 +638,7 @@ FGW_EXPORT int fgw_store_rollout_state(struct fgw_store *s, const char *release_
 			fgw_store__col_text(st, 2, ret_reason, reason_size);
 	}
 	r = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : fgw_store__fail(s, rc);
-	sqlite3_finalize(st);
+	fgw_store__finish(s, st);
 	return r;
 }
 

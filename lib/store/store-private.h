@@ -5,9 +5,26 @@
 
 #include "store.h"
 
+/*
+ * Prepared statements kept across calls (compiling one costs ~60 k instructions, as much as
+ * running it). Keyed by SQL text; a statement in use is never handed out twice, so a query
+ * whose callback runs the same query again gets a fresh, uncached statement.
+ */
+#define FGW_STORE_STMT_CACHE 48
+
+struct fgw_store_stmt {
+	sqlite3_stmt *st;
+	uint32_t hash;
+	bool busy;
+	uint64_t used; /* LRU clock */
+};
+
 struct fgw_store {
 	sqlite3 *db;
 	char errmsg[256];
+	struct fgw_store_stmt cache[FGW_STORE_STMT_CACHE];
+	uint64_t clock;
+	uint64_t n_prepared; /* statements compiled (cache misses), for tests */
 };
 
 /* SQLite result code → negative errno (0 for OK/ROW/DONE). */
@@ -16,11 +33,16 @@ int fgw_store__errno(int rc);
 int fgw_store__fail(struct fgw_store *s, int rc);
 /* sqlite3_exec of @sql; 0 or -errno with the message remembered. */
 int fgw_store__exec(struct fgw_store *s, const char *sql);
-/* Prepares @sql; 0 or -errno with the message remembered. */
+/*
+ * A statement for @sql, from the cache or compiled: 0 or -errno with the message remembered.
+ * Every statement obtained so goes back through fgw_store__finish() (or __step_done()).
+ */
 int fgw_store__prepare(struct fgw_store *s, const char *sql, sqlite3_stmt **ret);
+/* Hands @st back: reset (ending its read snapshot) and kept if cached, else finalized. */
+void fgw_store__finish(struct fgw_store *s, sqlite3_stmt *st);
 /* Copies column @col as text into @buf (empty string for NULL), truncating safely. */
 void fgw_store__col_text(sqlite3_stmt *st, int col, char *buf, size_t size);
-/* Steps a statement that returns no rows and finalizes it: 0 or -errno (message kept). */
+/* Steps a statement that returns no rows and finishes it: 0 or -errno (message kept). */
 int fgw_store__step_done(struct fgw_store *s, sqlite3_stmt *st);
 /* Binds @v as text, or NULL when @v is NULL. */
 void fgw_store__bind_text(sqlite3_stmt *st, int i, const char *v);

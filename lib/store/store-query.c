@@ -62,17 +62,17 @@ static int step_all(struct fgw_store *s, sqlite3_stmt *st,
 			break;
 		if (rc != SQLITE_ROW) {
 			r = fgw_store__fail(s, rc);
-			sqlite3_finalize(st);
+			fgw_store__finish(s, st);
 			return r < 0 ? r : -EIO;
 		}
 		r = row(st, cb, user_data);
 		if (r < 0) {
-			sqlite3_finalize(st);
+			fgw_store__finish(s, st);
 			return r;
 		}
 		n++;
 	}
-	sqlite3_finalize(st);
+	fgw_store__finish(s, st);
 	return n;
 }
 
@@ -186,7 +186,7 @@ FGW_EXPORT int fgw_store_devices_query(struct fgw_store *s, const struct fgw_sto
 	    (r = bind_text(s, st, 2, f->after ? f->after : "")) < 0 ||
 	    (r = bind_text(s, st, 3, f->group)) < 0 || (r = bind_text(s, st, 4, states)) < 0 ||
 	    (r = bind_int(s, st, 5, f->limit > 0 ? (int64_t) f->limit : -1)) < 0) {
-		sqlite3_finalize(st);
+		fgw_store__finish(s, st);
 		return r;
 	}
 	return step_all(s, st, device_row, (void *) cb, user_data);
@@ -207,7 +207,7 @@ FGW_EXPORT int fgw_store_device_find(struct fgw_store *s, const char *address,
 	if (r < 0)
 		return r;
 	if ((r = bind_text(s, st, 1, address)) < 0 || (r = bind_text(s, st, 2, release_id)) < 0) {
-		sqlite3_finalize(st);
+		fgw_store__finish(s, st);
 		return r;
 	}
 	r = step_all(s, st, device_row, (void *) cb, user_data);
@@ -229,7 +229,7 @@ FGW_EXPORT int fgw_store_failures_foreach(struct fgw_store *s, const char *relea
 	if (r < 0)
 		return r;
 	if ((r = bind_text(s, st, 1, release_id)) < 0 || (r = bind_int(s, st, 2, limit)) < 0) {
-		sqlite3_finalize(st);
+		fgw_store__finish(s, st);
 		return r;
 	}
 	return step_all(s, st, device_row, (void *) cb, user_data);
@@ -263,7 +263,7 @@ FGW_EXPORT int fgw_store_device_images_foreach(struct fgw_store *s, const char *
 	if (r < 0)
 		return r;
 	if ((r = bind_text(s, st, 1, address)) < 0) {
-		sqlite3_finalize(st);
+		fgw_store__finish(s, st);
 		return r;
 	}
 	return step_all(s, st, image_row, (void *) cb, user_data);
@@ -299,7 +299,26 @@ FGW_EXPORT int fgw_store_device_events_foreach(struct fgw_store *s, const char *
 	if (r < 0)
 		return r;
 	if ((r = bind_text(s, st, 1, address)) < 0 || (r = bind_int(s, st, 2, limit)) < 0) {
-		sqlite3_finalize(st);
+		fgw_store__finish(s, st);
+		return r;
+	}
+	return step_all(s, st, event_row, (void *) cb, user_data);
+}
+
+FGW_EXPORT int fgw_store_events_recent(struct fgw_store *s, unsigned limit, fgw_store_event_cb_t cb,
+				       void *user_data)
+{
+	/* The rowid order: no sort, no index needed. */
+	static const char sql[] = "SELECT id, at, address, job_id, kind, from_state, to_state, "
+				  "detail FROM events ORDER BY id DESC LIMIT ?1";
+	sqlite3_stmt *st;
+	int r;
+
+	r = fgw_store__prepare(s, sql, &st);
+	if (r < 0)
+		return r;
+	if ((r = bind_int(s, st, 1, limit)) < 0) {
+		fgw_store__finish(s, st);
 		return r;
 	}
 	return step_all(s, st, event_row, (void *) cb, user_data);
@@ -381,7 +400,7 @@ static int count_query(struct fgw_store *s, const char *sql, const char *release
 	if (r < 0)
 		return r;
 	if (sqlite3_bind_parameter_count(st) > 0 && (r = bind_text(s, st, 1, release_id)) < 0) {
-		sqlite3_finalize(st);
+		fgw_store__finish(s, st);
 		return r;
 	}
 	return step_all(s, st, count_row, (void *) cb, user_data);
@@ -446,7 +465,7 @@ FGW_EXPORT int fgw_store_rollout_get(struct fgw_store *s, const char *release_id
 	if (r < 0)
 		return r;
 	if ((r = bind_text(s, st, 1, release_id)) < 0) {
-		sqlite3_finalize(st);
+		fgw_store__finish(s, st);
 		return r;
 	}
 	r = step_all(s, st, rollout_row, (void *) cb, user_data);

@@ -183,7 +183,7 @@ FGW_EXPORT int fgw_store_release_get(struct fgw_store *s, const char *id, fgw_st
 	} else {
 		r = rc == SQLITE_DONE ? -ENOENT : fgw_store__fail(s, rc);
 	}
-	sqlite3_finalize(st);
+	fgw_store__finish(s, st);
 	return r;
 }
 
@@ -205,7 +205,7 @@ FGW_EXPORT int fgw_store_release_set_state(struct fgw_store *s, const char *id, 
 			fgw_store__col_text(st, 0, from, sizeof(from));
 		else
 			r = rc == SQLITE_DONE ? -ENOENT : fgw_store__fail(s, rc);
-		sqlite3_finalize(st);
+		fgw_store__finish(s, st);
 	}
 	if (r == 0)
 		r = fgw_store__prepare(

@@ -32,7 +32,7 @@ FGW_EXPORT int fgw_store_device_security_get(struct fgw_store *s, const char *ad
 	} else {
 		r = fgw_store__fail(s, r);
 	}
-	sqlite3_finalize(st);
+	fgw_store__finish(s, st);
 	return r;
 }
 

@@ -65,10 +65,77 @@ int fgw_store__exec(struct fgw_store *s, const char *sql)
 	return exec(s, sql);
 }
 
+static uint32_t sql_hash(const char *sql)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (const unsigned char *c = (const unsigned char *) sql; *c; c++)
+		h = (h ^ *c) * 16777619u;
+	return h;
+}
+
+/* The slot a new statement goes to: an empty one, else the least recently used idle one. */
+static struct fgw_store_stmt *cache_victim(struct fgw_store *s)
+{
+	struct fgw_store_stmt *v = NULL;
+
+	for (size_t i = 0; i < FGW_STORE_STMT_CACHE; i++) {
+		struct fgw_store_stmt *e = &s->cache[i];
+		if (!e->st)
+			return e;
+		if (!e->busy && (!v || e->used < v->used))
+			v = e;
+	}
+	return v;
+}
+
 int fgw_store__prepare(struct fgw_store *s, const char *sql, sqlite3_stmt **ret)
 {
-	int rc = sqlite3_prepare_v2(s->db, sql, -1, ret, NULL);
-	return rc == SQLITE_OK ? 0 : remember(s, rc);
+	uint32_t h = sql_hash(sql);
+	struct fgw_store_stmt *e;
+	int rc;
+
+	for (size_t i = 0; i < FGW_STORE_STMT_CACHE; i++) {
+		e = &s->cache[i];
+		if (e->st && !e->busy && e->hash == h && strcmp(sqlite3_sql(e->st), sql) == 0) {
+			e->busy = true;
+			e->used = ++s->clock;
+			*ret = e->st;
+			return 0;
+		}
+	}
+	rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, ret, NULL);
+	if (rc != SQLITE_OK)
+		return remember(s, rc);
+	s->n_prepared++;
+	e = cache_victim(s);
+	if (e) { /* else every slot is in use: this one is finalized after its use */
+		sqlite3_finalize(e->st);
+		*e = (struct fgw_store_stmt){
+		    .st = *ret, .hash = h, .busy = true, .used = ++s->clock};
+	}
+	return 0;
+}
+
+void fgw_store__finish(struct fgw_store *s, sqlite3_stmt *st)
+{
+	for (size_t i = 0; i < FGW_STORE_STMT_CACHE; i++)
+		if (s->cache[i].st == st) {
+			/* A reset statement holds no read snapshot, so the WAL can checkpoint. */
+			(void) sqlite3_reset(st);
+			(void) sqlite3_clear_bindings(st);
+			s->cache[i].busy = false;
+			return;
+		}
+	sqlite3_finalize(st);
+}
+
+static void cache_clear(struct fgw_store *s)
+{
+	for (size_t i = 0; i < FGW_STORE_STMT_CACHE; i++) {
+		sqlite3_finalize(s->cache[i].st);
+		s->cache[i] = (struct fgw_store_stmt){0};
+	}
 }
 
 int fgw_store__step_done(struct fgw_store *s, sqlite3_stmt *st)
@@ -76,7 +143,7 @@ int fgw_store__step_done(struct fgw_store *s, sqlite3_stmt *st)
 	int rc = sqlite3_step(st);
 	int r = rc == SQLITE_DONE ? 0 : remember(s, rc);
 
-	sqlite3_finalize(st);
+	fgw_store__finish(s, st);
 	return r;
 }
 
@@ -88,20 +155,31 @@ void fgw_store__bind_text(sqlite3_stmt *st, int i, const char *v)
 		sqlite3_bind_null(st, i);
 }
 
+/* BEGIN, COMMIT and ROLLBACK through the cache too: sqlite3_exec compiles them each time. */
+static int exec_cached(struct fgw_store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+	int r = fgw_store__prepare(s, sql, &st);
+
+	return r < 0 ? r : fgw_store__step_done(s, st);
+}
+
 int fgw_store__begin(struct fgw_store *s)
 {
-	return exec(s, "BEGIN IMMEDIATE");
+	return exec_cached(s, "BEGIN IMMEDIATE");
 }
 
 int fgw_store__end(struct fgw_store *s, int r)
 {
 	if (r >= 0) {
-		int c = exec(s, "COMMIT");
+		int c = exec_cached(s, "COMMIT");
 		if (c == 0)
 			return r;
 		r = c;
 	}
-	(void) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	/* Without a transaction (COMMIT failed and ended it) there is nothing to roll back. */
+	if (!sqlite3_get_autocommit(s->db))
+		(void) exec_cached(s, "ROLLBACK");
 	return r;
 }
 
@@ -260,7 +338,9 @@ FGW_EXPORT int fgw_store_open(const char *path, int busy_timeout_ms, struct fgw_
 		}
 		free(mode);
 	}
-	r = exec(s, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;");
+	/* 512 KiB of page cache, not 2 MiB: the working set is a page of devices and the jobs. */
+	r = exec(s, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; "
+		    "PRAGMA cache_size = -512;");
 	if (r < 0)
 		goto fail;
 	*ret = s;
@@ -295,7 +375,7 @@ FGW_EXPORT int fgw_store_open_read_only(const char *path, struct fgw_store **ret
 	n += (size_t) sprintf(uri, "file:");
 	for (const char *c = path; *c; c++)
 		n += (size_t) (strchr("?#%", *c) ? sprintf(uri + n, "%%%02X", (unsigned char) *c)
-						  : sprintf(uri + n, "%c", *c));
+						 : sprintf(uri + n, "%c", *c));
 	sprintf(uri + n, "?immutable=1");
 	s = calloc(1, sizeof(*s));
 	if (!s) {
@@ -317,6 +397,7 @@ FGW_EXPORT int fgw_store_open_read_only(const char *path, struct fgw_store **ret
 FGW_EXPORT struct fgw_store *fgw_store_free(struct fgw_store *s)
 {
 	if (s) {
+		cache_clear(s);
 		sqlite3_close(s->db);
 		free(s);
 	}

@@ -130,6 +130,19 @@ int fgw_store_job_ensure(struct fgw_store *s, const char *address, const char *r
 			 bool *ret_created);
 int fgw_store_job_get(struct fgw_store *s, int64_t id, struct fgw_store_job_rec *ret);
 
+/* A device that could get a job, as fgw_store_jobs_create() offers it (strings borrowed). */
+struct fgw_store_job_new {
+	const char *address, *transport, *grp; /* grp NULL: none */
+	bool canary;			       /* set by the callback */
+};
+/*
+ * Offers @cb every device without a job for @release_id, in address order; @cb returns 1 to
+ * create one (state "queued", canary as it set, with an event), 0 to pass, < 0 to stop. All in
+ * one transaction, rolled back if anything fails. Returns the number of jobs created.
+ */
+int fgw_store_jobs_create(struct fgw_store *s, const char *release_id, int64_t now,
+			  int (*cb)(struct fgw_store_job_new *jn, void *ud), void *ud);
+
 /*
  * Moves job @id from @from to @to and appends a "job-state" event with @detail, in one
  * transaction. @reason (NULL keeps it; a job leaving a terminal state loses its old one) is
@@ -308,6 +321,9 @@ int fgw_store_device_images_foreach(struct fgw_store *s, const char *address,
 /* The device's last @limit events, newest first. */
 int fgw_store_device_events_foreach(struct fgw_store *s, const char *address, unsigned limit,
 				    fgw_store_event_cb_t cb, void *user_data);
+/* The last @limit events of every device and of the gateway itself, newest first. */
+int fgw_store_events_recent(struct fgw_store *s, unsigned limit, fgw_store_event_cb_t cb,
+			    void *user_data);
 /*
  * Devices per state for @release_id (NULL: no release, so every device is "idle"), split
  * by canary. States with no device are not reported.

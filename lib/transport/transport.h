@@ -22,6 +22,9 @@ struct fgw_transport;
  *   err == 0   the transport is open: send() may be used;
  *   err <  0   it failed to open or was lost (-ETIMEDOUT, -ECONNRESET, -ENOTCONN, ...). Called
  *              once per loss; after it, send() fails with -ENOTCONN until opened again.
+ *              Except -ECONNREFUSED while open (UDP: ICMP port unreachable, nothing listens on
+ *              the device's port): what was sent will not be answered, but the transport
+ *              stays open and send() still works (the device may be restarting).
  * The callback may free the transport.
  */
 typedef void (*fgw_transport_state_cb_t)(struct fgw_transport *t, int err, void *user_data);

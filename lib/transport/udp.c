@@ -1,9 +1,10 @@
 /*
  * SMP over UDP (Zephyr's UDP transport, port 1337): one datagram carries one SMP packet each
  * way, no extra framing. The socket is connect()ed to the device, so datagrams from anyone
- * else are dropped by the kernel and an ICMP "port unreachable" (device rebooting) shows up as
- * a receive error we log and ignore: over UDP a silent device is a timeout for the SMP layer,
- * never a link loss.
+ * else are dropped by the kernel and an ICMP "port unreachable" shows up as a receive (or
+ * send) error ECONNREFUSED: reported at once as -ECONNREFUSED with the transport still open,
+ * so that the requests waiting for an answer fail now instead of timing out (nothing listens,
+ * or the device is restarting). Over UDP a silent device is never a link loss.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -59,8 +60,9 @@ static void udp_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct s
 	struct udp_transport *u = container_of(h, struct udp_transport, udp);
 
 	if (n < 0) {
-		/* ECONNREFUSED: nobody listens right now (device rebooting). Not a link loss. */
-		fgw_debug("udp %s: receive: %s, ignoring", u->t.peer, uv_strerror((int) n));
+		fgw_debug("udp %s: receive: %s", u->t.peer, uv_strerror((int) n));
+		if (n == UV_ECONNREFUSED && u->is_open)
+			fgw_transport_report_state(&u->t, -ECONNREFUSED);
 		return;
 	}
 	if (n == 0 || !u->is_open)

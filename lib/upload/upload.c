@@ -7,57 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "upload.h"
-#include "transport.h"
-#include "util.h"
+#include "upload-private.h"
 
 /* An MCUboot header is 32 bytes; Zephyr refuses a first chunk shorter than that (err 22). */
 #define FIRST_CHUNK_MIN 32
 /* Retry after the transport's send queue was full and nothing is in flight to wait for. */
 #define SEND_RETRY_MS 5
-
-struct chunk {
-	struct fgw_upload *u;
-	bool used;
-	uint64_t off;
-	size_t len;
-	uint64_t req_id;
-	uint64_t sent_order; /* responses come back in this order (the device works in order) */
-};
-
-struct fgw_upload {
-	uv_loop_t *loop;
-	struct fgw_smp_client *client;
-	uv_timer_t timer; /* back-off */
-	enum fgw_upload_state state;
-	struct fgw_upload_image img;
-	struct fgw_upload_opts opts;
-	fgw_upload_progress_cb_t progress_cb;
-	fgw_upload_done_cb_t done_cb;
-	void *user_data;
-
-	struct chunk chunks[FGW_UPLOAD_MAX_WINDOW];
-	unsigned inflight;
-	uint64_t next_order;
-	uint64_t next_off;   /* the next chunk to send */
-	uint64_t sent_end;   /* highest byte ever sent, for counting retransmissions */
-	uint64_t acked;	     /* the device's last word on its offset */
-	uint64_t best;	     /* highest acked this run: progress */
-	uint64_t resync_off; /* offset of the last resync, to spot a device stuck on it */
-	unsigned same_off_failures;
-	unsigned timeouts_in_row;
-	bool busy;
-	bool reprobe; /* after timeouts, continue with a first chunk (resume probe) */
-	bool has_match, match;
-	bool probed; /* the first answer of this run came in */
-	uint64_t started_ms;
-	size_t packet;
-	unsigned window;
-	struct fgw_upload_stats stats;
-
-	unsigned refs;
-	bool freed;
-};
 
 static const char *const state_names[_FGW_UPLOAD_STATE_MAX] = {
     [FGW_UPLOAD_STATE_IDLE] = "idle",		[FGW_UPLOAD_STATE_PROBING] = "probing",
@@ -96,7 +51,10 @@ static void upload_ref(struct fgw_upload *u)
 
 static void upload_timer_closed(uv_handle_t *h)
 {
-	free(container_of((uv_timer_t *) h, struct fgw_upload, timer));
+	struct fgw_upload *u = h->data;
+
+	if (--u->closing == 0)
+		free(u);
 }
 
 /* Returns false when the upload was freed during the call-out. */
@@ -105,7 +63,10 @@ static bool upload_unref(struct fgw_upload *u)
 	if (--u->refs > 0)
 		return !u->freed;
 	if (u->freed) {
+		u->closing = 2;
+		u->timer.data = u->tail.data = u;
 		uv_close((uv_handle_t *) &u->timer, upload_timer_closed);
+		uv_close((uv_handle_t *) &u->tail, upload_timer_closed);
 		return false;
 	}
 	return true;
@@ -115,9 +76,8 @@ static void enter_state(struct fgw_upload *u, enum fgw_upload_state s)
 {
 	if (u->state != s)
 		fgw_debug("upload %s: %s -> %s (next %" PRIu64 ", device %" PRIu64 ")",
-			  fgw_transport_peer(fgw_smp_client_transport(u->client)),
-			  fgw_upload_state_to_string(u->state), fgw_upload_state_to_string(s),
-			  u->next_off, u->acked);
+			  fgw_smp_client_peer(u->client), fgw_upload_state_to_string(u->state),
+			  fgw_upload_state_to_string(s), u->next_off, u->acked);
 	u->state = s;
 }
 
@@ -141,8 +101,10 @@ static void finish(struct fgw_upload *u, int err, const struct fgw_smp_status *s
 		res.status = *st;
 	enter_state(u, FGW_UPLOAD_STATE_IDLE);
 	uv_timer_stop(&u->timer);
+	uv_timer_stop(&u->tail);
 	cancel_inflight(u);
 	u->stats.acked = u->acked;
+	u->stats.window_final = u->window;
 	u->stats.elapsed_ms = fgw_now_ms() - u->started_ms;
 	u->done_cb = NULL;
 	upload_ref(u);
@@ -153,7 +115,9 @@ static void finish(struct fgw_upload *u, int err, const struct fgw_smp_status *s
 static unsigned timeout_for(struct fgw_upload *u, uint64_t off, size_t len)
 {
 	if (off == 0)
-		return u->opts.first_timeout_ms;
+		/* The erase wait is for a device known to be there (issue 21 item 3). */
+		return u->opts.device_silent && !u->answered ? u->opts.chunk_timeout_ms
+							     : u->opts.first_timeout_ms;
 	if (off + len >= u->img.len)
 		return u->opts.last_timeout_ms;
 	return u->opts.chunk_timeout_ms;
@@ -206,7 +170,8 @@ static int send_chunk(struct fgw_upload *u)
 			       .off = c.off,
 			       .len = c.data_len,
 			       .req_id = slot->req_id,
-			       .sent_order = u->next_order++};
+			       .sent_order = u->next_order++,
+			       .sent_ms = fgw_now_ms()};
 	u->inflight++;
 	u->stats.chunks++;
 	u->stats.bytes_sent += c.data_len;
@@ -218,6 +183,7 @@ static int send_chunk(struct fgw_upload *u)
 }
 
 static void schedule_retry(struct fgw_upload *u, unsigned ms);
+static void arm_tail(struct fgw_upload *u);
 
 /* Keeps the window full while streaming. */
 static void fill(struct fgw_upload *u)
@@ -237,7 +203,9 @@ static void fill(struct fgw_upload *u)
 			finish(u, r, NULL);
 			return;
 		}
+		u->stats.window = FGW_MAX(u->stats.window, u->inflight);
 	}
+	arm_tail(u);
 }
 
 /* Starts over from the device's offset: a first chunk alone at 0, else the window. */
@@ -285,35 +253,100 @@ static void schedule_retry(struct fgw_upload *u, unsigned ms)
 		finish(u, r, NULL);
 }
 
-/* The device's offset differs from the prediction: stop sending, drain, continue from it. */
+static struct chunk *final_chunk(struct fgw_upload *u)
+{
+	for (unsigned i = 0; i < FGW_UPLOAD_MAX_WINDOW; i++)
+		if (u->chunks[i].used && u->chunks[i].off + u->chunks[i].len >= u->img.len &&
+		    u->chunks[i].off > 0)
+			return &u->chunks[i];
+	return NULL;
+}
+
+/*
+ * A lost final chunk has no later answer to show the gap. Once it is the only chunk in flight
+ * its answer is due within about one round trip; twice that (and 20 ms for a loaded host)
+ * without it, it is sent again. Harmless when it was only slow: the device works in order, so
+ * the original's answer still comes first and ends the upload; a device that already finished
+ * answers the copy with its own offset, which is then ignored.
+ */
+static void tail_timer(uv_timer_t *t)
+{
+	struct fgw_upload *u = container_of(t, struct fgw_upload, tail);
+	struct chunk *k = final_chunk(u);
+
+	if (!k || u->tail_resent || u->state != FGW_UPLOAD_STATE_STREAMING)
+		return;
+	upload_ref(u);
+	u->tail_resent = true;
+	u->stats.early_retransmits++;
+	u->next_off = k->off;
+	if (send_chunk(u) == 0)
+		fgw_debug("upload %s: final chunk overdue, sent again",
+			  fgw_smp_client_peer(u->client));
+	upload_unref(u);
+}
+
+static void arm_tail(struct fgw_upload *u)
+{
+	if (u->tail_resent || u->srtt_ms <= 0 || u->inflight != 1 || !final_chunk(u) ||
+	    u->state != FGW_UPLOAD_STATE_STREAMING || uv_is_active((uv_handle_t *) &u->tail))
+		return;
+	(void) uv_timer_start(&u->tail, tail_timer, (uint64_t) (2.0 * u->srtt_ms) + 20, 0);
+}
+
+/* ---- answers ---- */
+
+/* The device's offset differs from the prediction: stop sending, continue from it. */
 static void enter_resync(struct fgw_upload *u)
 {
 	if (u->state != FGW_UPLOAD_STATE_RESYNC)
 		u->stats.resyncs++;
 	enter_state(u, FGW_UPLOAD_STATE_RESYNC);
-}
-
-/* When the window has drained after a resync, decide how to go on. */
-static void after_drain(struct fgw_upload *u)
-{
-	if (u->state != FGW_UPLOAD_STATE_RESYNC || u->inflight > 0)
-		return;
+	uv_timer_stop(&u->tail);
 	/* A device that keeps refusing the same offset will not change its mind. */
 	if (u->acked == u->resync_off) {
-		if (++u->same_off_failures >= u->opts.max_failures) {
+		if (++u->same_off_failures >= u->opts.max_failures)
 			finish(u, u->timeouts_in_row ? -ETIMEDOUT : -EPROTO, NULL);
-			return;
-		}
 	} else {
 		u->resync_off = u->acked;
 		u->same_off_failures = 0;
 	}
-	if (u->busy) {
-		u->busy = false;
-		schedule_retry(u, u->opts.busy_retry_ms);
+}
+
+/*
+ * In resync, decide how to go on. After a lost chunk or rc 2 the device's offset is known and
+ * the chunks still in flight only hold buffers on the device: resend from the offset as soon as
+ * the narrowed window has room. After busy, a timeout or a refusal, wait for the drain (and a
+ * back-off): the device needs time, not more requests.
+ */
+static void after_answer(struct fgw_upload *u)
+{
+	unsigned ms;
+
+	if (u->freed || u->state != FGW_UPLOAD_STATE_RESYNC)
+		return;
+	if (!u->drain) {
+		if (u->inflight < u->window)
+			resume_from_device(u);
 		return;
 	}
-	resume_from_device(u);
+	if (u->inflight > 0)
+		return;
+	ms = u->backoff_ms ? u->backoff_ms : u->busy ? u->opts.busy_retry_ms : 0;
+	u->drain = u->busy = false;
+	u->backoff_ms = 0;
+	if (ms)
+		schedule_retry(u, ms);
+	else
+		resume_from_device(u);
+}
+
+/* Waits until nothing is in flight, then @ms, before going on from the device's offset. */
+static void drain_then(struct fgw_upload *u, unsigned ms)
+{
+	u->drain = true;
+	u->backoff_ms = FGW_MAX(u->backoff_ms, ms);
+	enter_resync(u);
 }
 
 /*
@@ -345,6 +378,56 @@ static void report_progress(struct fgw_upload *u)
 		u->progress_cb(u, u->best, u->img.len, rate, u->user_data);
 }
 
+/* rc 10 (busy) or rc 2 (no SMP buffer for the answer: the request was not handled). */
+static void on_refusal(struct fgw_upload *u, struct chunk *k, const struct fgw_smp_rsp *rsp)
+{
+	if (rsp->status.rc != FGW_SMP_RC_ENOMEM || fgw_smp_status_is_busy(&rsp->status)) {
+		/* rc 10: the device (or an app hook) asks to come back later. */
+		u->stats.busy++;
+		u->busy = true;
+		drain_then(u, u->opts.busy_retry_ms);
+		return;
+	}
+	u->stats.nomem++;
+	if (upload_is_stale(u, k) && u->state == FGW_UPLOAD_STATE_RESYNC)
+		return; /* already narrowed for this one */
+	if (u->window == 1) {
+		/* Nothing of ours fills the pool: another transport or the app holds it. */
+		if (++u->nomem_in_row >= u->opts.max_failures) {
+			finish(u, -ENOMEM, &rsp->status);
+			return;
+		}
+		upload_narrow(u, "rc 2 (ENOMEM)");
+		drain_then(u, u->opts.busy_retry_ms);
+		return;
+	}
+	upload_narrow(u, "rc 2 (ENOMEM)");
+	enter_resync(u);
+}
+
+/* The device's word on its offset (and image check): the truth from now on. */
+static void note_offset(struct fgw_upload *u, const struct chunk *k,
+			const struct fgw_smp_upload_rsp *ur)
+{
+	bool was_probe = k->off == 0;
+
+	if (ur->off < u->acked && (ur->off == 0 || was_probe)) {
+		/* The device lost its session (it rebooted without keeping it): from 0 again. */
+		u->stats.restarts++;
+	}
+	u->acked = ur->off;
+	if (ur->has_match) {
+		u->has_match = true;
+		u->match = ur->match;
+	}
+	if (was_probe && !u->probed) {
+		/* A resumed session answers the probe with its own offset, a new one with ours. */
+		u->probed = true;
+		u->stats.first_ms = fgw_now_ms() - u->started_ms;
+		u->stats.start_off = ur->off == k->off + k->len ? 0 : ur->off;
+	}
+}
+
 static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_smp_rsp *rsp)
 {
 	struct fgw_smp_upload_rsp ur;
@@ -352,14 +435,10 @@ static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_sm
 	uint64_t expected = k->off + k->len;
 	int r;
 
+	u->answered = true;
 	if (!fgw_smp_status_ok(&rsp->status)) {
 		if (fgw_smp_status_is_busy(&rsp->status) || rsp->status.rc == FGW_SMP_RC_ENOMEM) {
-			/* rc 10: the device (or an app hook) asks to come back later. rc 2: Zephyr
-			 * had no SMP buffer left for the answer and did not handle the request
-			 * (smp_process_request_packet); both pass once the window drains. */
-			u->stats.busy++;
-			u->busy = true;
-			enter_resync(u);
+			on_refusal(u, k, rsp);
 			return;
 		}
 		finish(u, -EREMOTEIO, &rsp->status);
@@ -370,21 +449,7 @@ static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_sm
 		finish(u, -EPROTO, NULL);
 		return;
 	}
-	if (ur.off < u->acked && (ur.off == 0 || was_probe)) {
-		/* The device lost its session (it rebooted without keeping it): from 0 again. */
-		u->stats.restarts++;
-	}
-	u->acked = ur.off;
-	if (ur.has_match) {
-		u->has_match = true;
-		u->match = ur.match;
-	}
-	if (was_probe && !u->probed) {
-		/* A resumed session answers the probe with its own offset, a new one with ours. */
-		u->probed = true;
-		u->stats.first_ms = fgw_now_ms() - u->started_ms;
-		u->stats.start_off = ur.off == expected ? 0 : ur.off;
-	}
+	note_offset(u, k, &ur);
 	if (ur.off > u->best || was_probe) {
 		if (ur.off > u->best)
 			u->timeouts_in_row = 0;
@@ -413,19 +478,58 @@ static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_sm
 		fill(u);
 		return;
 	case FGW_UPLOAD_STATE_STREAMING:
+	case FGW_UPLOAD_STATE_RESYNC:
+		if (upload_is_stale(u, k))
+			return; /* the device's answer to something sent before the last loss */
 		if (ur.off == expected) {
-			fill(u);
+			upload_rtt_sample(u, k);
+			upload_widen(u);
+			if (u->state == FGW_UPLOAD_STATE_STREAMING)
+				fill(u);
 			return;
 		}
+		/* A gap: a chunk before this one never reached the device. Resend from its off.
+		 * (Ahead: the device had more than we sent; go on from there.) The chunks still in
+		 * flight will answer the same: not news. */
+		if (ur.off < expected)
+			upload_narrow(u, "lost chunk");
+		u->stale_before = u->next_order;
 		enter_resync(u);
 		return;
-	case FGW_UPLOAD_STATE_RESYNC:
 	case FGW_UPLOAD_STATE_BACKOFF:
 	case FGW_UPLOAD_STATE_IDLE:
 	case _FGW_UPLOAD_STATE_MAX:
 	case _FGW_UPLOAD_STATE_INVALID:
 		return;
 	}
+}
+
+/* No answer: lost, unreadable, or nothing listens. */
+static void on_silence(struct fgw_upload *u, struct chunk *k, int err)
+{
+	u->stats.timeouts++;
+	if (err == -ECONNREFUSED && !u->answered) {
+		finish(u, err, NULL); /* nothing ever answered: nobody is there */
+		return;
+	}
+	if ((k->off > 0 && u->acked >= k->off + k->len) || upload_is_stale(u, k) ||
+	    (u->state == FGW_UPLOAD_STATE_RESYNC && u->drain)) {
+		/* Covered by a later answer, sent before a loss already dealt with, or one
+		 * silence already being dealt with. A first chunk is never covered: it is the
+		 * probe we are waiting on. */
+		return;
+	}
+	if (++u->timeouts_in_row >= u->opts.max_timeouts) {
+		finish(u, err == -ECONNREFUSED ? err : -ETIMEDOUT, NULL);
+		return;
+	}
+	if (k->off > 0)
+		upload_narrow(u, "timeout");
+	/* A device that went silent may have lost our session: re-probe (same sha) to learn its
+	 * offset rather than guess at it. A refusal (UDP: the device restarting) comes at once:
+	 * wait a chunk timeout before the next try. */
+	u->reprobe = u->timeouts_in_row > 1;
+	drain_then(u, err == -ECONNREFUSED ? u->opts.chunk_timeout_ms : 0);
 }
 
 static void chunk_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
@@ -447,27 +551,15 @@ static void chunk_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
 	if (err == 0) {
 		drop_older(u, k->sent_order);
 		on_answer(u, k, rsp);
-	} else if (err == -ETIMEDOUT || err == -EBADMSG) {
+	} else if (err == -ETIMEDOUT || err == -EBADMSG || err == -ECONNREFUSED) {
 		/* -EBADMSG: an answer we could not read is as good as none. */
-		u->stats.timeouts++;
-		if ((k->off > 0 && u->acked >= k->off + k->len) ||
-		    u->state == FGW_UPLOAD_STATE_RESYNC) {
-			/* Covered by a later answer, or one silence already being dealt with. A
-			 * first chunk is never covered: it is the probe we are waiting on. */
-		} else if (++u->timeouts_in_row >= u->opts.max_timeouts) {
-			finish(u, -ETIMEDOUT, NULL);
-		} else {
-			/* A device that went silent may have lost our session: re-probe (same sha)
-			 * to learn its offset rather than guess at it. */
-			u->reprobe = u->timeouts_in_row > 1;
-			enter_resync(u);
-		}
+		on_silence(u, k, err);
 	} else {
 		/* Link lost or cancelled underneath us: the caller reconnects and resumes. */
 		finish(u, err, NULL);
 	}
 	if (!u->freed && u->state == FGW_UPLOAD_STATE_RESYNC)
-		after_drain(u);
+		after_answer(u);
 	else if (!u->freed && u->state == FGW_UPLOAD_STATE_STREAMING)
 		fill(u);
 	upload_unref(u);
@@ -488,6 +580,14 @@ FGW_EXPORT int fgw_upload_new(uv_loop_t *loop, struct fgw_smp_client *c, struct 
 		free(u);
 		return r;
 	}
+	r = uv_timer_init(loop, &u->tail);
+	if (r < 0) {
+		/* the first timer is a loop handle now: it goes the asynchronous way */
+		u->closing = 1;
+		u->timer.data = u;
+		uv_close((uv_handle_t *) &u->timer, upload_timer_closed);
+		return r;
+	}
 	u->loop = loop;
 	u->client = c;
 	*ret = u;
@@ -505,12 +605,33 @@ FGW_EXPORT struct fgw_upload *fgw_upload_free(struct fgw_upload *u)
 	return NULL;
 }
 
+/*
+ * Packet size: the device's buffer, else (no mcumgr params) one link frame as Nordic's
+ * libraries assume, and never more than the transport (and client) accept.
+ */
+static size_t packet_size(struct fgw_upload *u, const struct fgw_upload_opts *o)
+{
+	size_t frame = fgw_smp_client_frame_size(u->client);
+	size_t packet = o->buf_size ? o->buf_size : frame;
+
+	packet = FGW_MIN(packet, fgw_smp_client_max_packet(u->client));
+	/*
+	 * Where the transport splits a packet into link frames (BLE writes of MTU-3), a packet
+	 * ending in a short runt write pays a whole link slot for a few bytes: 2475 bytes at
+	 * MTU 247 are 10 writes and a 35-byte one. Drop a runt shorter than half a frame; a
+	 * nearly full last frame (2475 at 510-byte writes: 435) is worth its slot.
+	 */
+	if (fgw_smp_client_splits_packets(u->client) && packet > frame &&
+	    packet % frame < frame / 2)
+		packet -= packet % frame;
+	return packet;
+}
+
 FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_image *img,
 				uint64_t offset, const struct fgw_upload_opts *opts,
 				fgw_upload_progress_cb_t progress_cb, fgw_upload_done_cb_t done_cb,
 				void *user_data)
 {
-	struct fgw_transport *t;
 	struct fgw_upload_opts o;
 	size_t packet;
 	int r;
@@ -531,22 +652,7 @@ FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_im
 		o.max_failures = 1;
 	if (o.max_timeouts == 0)
 		o.max_timeouts = 1;
-	t = fgw_smp_client_transport(u->client);
-	/*
-	 * Packet size: the device's buffer, else (no mcumgr params) one link frame as Nordic's
-	 * libraries assume, and never more than the transport (and client) accept.
-	 */
-	packet = o.buf_size ? o.buf_size : fgw_transport_mtu(t);
-	packet = FGW_MIN(packet, fgw_smp_client_max_packet(u->client));
-	/*
-	 * Where the transport splits a packet into link frames (BLE writes of MTU-3), a packet
-	 * ending in a short runt write pays a whole link slot for a few bytes: 2475 bytes at
-	 * MTU 247 are 10 writes and a 35-byte one. Drop a runt shorter than half a frame; a
-	 * nearly full last frame (2475 at 510-byte writes: 435) is worth its slot.
-	 */
-	if (fgw_transport_max_packet(t) > fgw_transport_mtu(t) && packet > fgw_transport_mtu(t) &&
-	    packet % fgw_transport_mtu(t) < fgw_transport_mtu(t) / 2)
-		packet -= packet % fgw_transport_mtu(t);
+	packet = packet_size(u, &o);
 	u->packet = packet;
 	u->img = *img;
 	u->opts = o;
@@ -558,11 +664,7 @@ FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_im
 		if (d < FGW_MIN((size_t) FIRST_CHUNK_MIN, img->len))
 			return -EMSGSIZE;
 	}
-	/* One SMP buffer answers while the others hold requests (Zephyr NETBUF_COUNT). */
-	u->window = o.window ? o.window
-			     : FGW_MIN(o.buf_count > 1 ? o.buf_count - 1 : 1,
-				       o.window_cap ? o.window_cap : FGW_UPLOAD_MAX_WINDOW);
-	u->window = FGW_MIN(FGW_MAX(u->window, 1u), (unsigned) FGW_UPLOAD_MAX_WINDOW);
+	upload_window_init(u, &o);
 	u->progress_cb = progress_cb;
 	u->done_cb = done_cb;
 	u->user_data = user_data;
@@ -577,11 +679,15 @@ FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_im
 	u->same_off_failures = 0;
 	u->timeouts_in_row = 0;
 	u->busy = u->reprobe = u->has_match = u->match = u->probed = false;
+	u->answered = u->drain = u->tail_resent = false;
+	u->backoff_ms = 0;
 	u->started_ms = fgw_now_ms();
 	u->stats.total = img->len;
 	u->stats.start_off = offset;
 	u->stats.packet_size = packet;
 	u->stats.window = u->window;
+	u->stats.window_limit = u->limit;
+	u->stats.window_clamped = o.window > u->limit;
 	{
 		struct fgw_smp_upload_chunk mid = {
 		    .image = img->image, .total = img->len, .off = img->len > 1 ? img->len - 1 : 1};

@@ -1,12 +1,17 @@
 /*
  * upload: moves one MCUboot image into a device's secondary slot over SMP, as fast as the link
- * allows (protocol-notes §4.3, §7.5). Chunks fill the largest packet the device and the
- * transport take; after the first chunk (sent alone: it also carries len/sha/image, opens or
- * resumes the device's session and may wait for a slot erase) a window of chunks is in flight
- * with predicted offsets. The device's reported `off` is the truth: a gap, a repeat or a
- * reboot shows up as an `off` other than predicted, and the engine drains what is in flight and
- * continues from there. Runs on the loop, never blocks it; the image bytes and their SHA-256
- * are the caller's (hash them off the loop).
+ * and the device's buffers allow (protocol-notes §4.3, §7.5). Chunks fill the largest packet the
+ * device and the transport take; after the first chunk (sent alone: it also carries
+ * len/sha/image, opens or resumes the device's session and may wait for a slot erase) a window
+ * of chunks is in flight with predicted offsets. The window is adaptive: Zephyr shares one pool
+ * of buf_count buffers between requests, reassembly and answers, and drops (BLE) or refuses with
+ * rc 2 what finds none, so the engine starts at one request in flight, widens by one after each
+ * window's worth of answers without loss, up to buf_count - 1, and halves at once on a lost
+ * chunk, a timeout or rc 2. The device's reported `off` is the truth: a gap shows a lost chunk,
+ * which is sent again as soon as that answer arrives; a final chunk with nothing after it is
+ * sent again once its answer is overdue by the measured round trip, not the full timeout. The
+ * same engine runs in fotagwd and fotagw-smp. Runs on the loop, never blocks it; the image bytes
+ * and their SHA-256 are the caller's (hash them off the loop).
  */
 #pragma once
 
@@ -17,7 +22,7 @@
 
 #include <uv.h>
 
-#include "smp.h"
+#include "smp-client.h"
 
 struct fgw_upload;
 
@@ -34,19 +39,33 @@ struct fgw_upload_image {
 struct fgw_upload_opts {
 	uint32_t buf_size;  /* mcumgr params buf_size; 0 = unknown: the transport MTU */
 	uint32_t buf_count; /* mcumgr params buf_count; 0 = unknown: window 1 */
-	unsigned window;    /* chunks in flight; 0 = buf_count - 1 (at least 1), capped */
+	/* Chunks in flight at most: 0 = adaptive from 1 up to buf_count - 1 (and window_cap);
+	 * N = start at N and keep it while nothing is lost. Either way never above buf_count - 1
+	 * (fgw_upload_window_limit(), stats.window_clamped) and narrowed on loss or rc 2. */
+	unsigned window;
 	unsigned window_cap;
 	unsigned align;		   /* chunk lengths (but the last) are multiples of this */
 	unsigned first_timeout_ms; /* first chunk: the device may erase the slot first */
+	/* Nothing has answered on this link yet (no params, no echo): the first chunk waits only
+	 * chunk_timeout_ms, max_timeouts times, until the device answers something; an absent
+	 * device is then reported in about chunk_timeout_ms x max_timeouts, not the erase wait. */
+	bool device_silent;
 	unsigned chunk_timeout_ms;
 	unsigned last_timeout_ms; /* last chunk: the device may hash the whole image */
-	unsigned max_failures;	  /* the device refusing the same offset this often: give up */
+	unsigned max_failures;	  /* the device refusing the same offset, or rc 2 at window 1,
+				     this often in a row: give up */
 	unsigned max_timeouts;	  /* timeouts in a row without progress: give up */
 	unsigned busy_retry_ms;	  /* wait after rc 10 (EBUSY) */
 };
 
 /* Defaults: window cap 8, align 4, timeouts 40 s / 5 s / 20 s, 5 failures, 5 timeouts. */
 void fgw_upload_opts_init(struct fgw_upload_opts *o);
+/*
+ * Largest window the engine will use with @o: an explicit window (or the cap) clamped to
+ * buf_count - 1 when buf_count is known (one buffer must stay free for the answer), at least 1.
+ * A caller can compare it with o->window to tell the user about the clamp before starting.
+ */
+unsigned fgw_upload_window_limit(const struct fgw_upload_opts *o);
 
 struct fgw_upload_stats {
 	uint64_t total;		  /* image size */
@@ -56,15 +75,21 @@ struct fgw_upload_stats {
 	uint64_t chunks;	  /* upload requests sent */
 	uint64_t retransmissions; /* chunks re-sending bytes sent before */
 	uint64_t timeouts;
-	uint64_t lost;	   /* chunks whose answer never came but a later one did */
-	uint64_t resyncs;  /* times the device's off differed from the prediction */
-	uint64_t restarts; /* device fell back to offset 0 (lost its session) */
-	uint64_t busy;	   /* rc 10 (busy) and rc 2 (no buffer) answers: retried */
+	uint64_t lost;		    /* chunks whose answer never came but a later one did */
+	uint64_t resyncs;	    /* times the device's off differed from the prediction */
+	uint64_t restarts;	    /* device fell back to offset 0 (lost its session) */
+	uint64_t busy;		    /* rc 10 (busy) answers: retried after busy_retry_ms */
+	uint64_t nomem;		    /* rc 2 (device out of SMP buffers) answers: window halved */
+	uint64_t narrowed;	    /* times the window was halved (loss, timeout, rc 2) */
+	uint64_t early_retransmits; /* final chunk sent again before its timeout */
 	uint64_t elapsed_ms;
-	uint64_t first_ms;  /* until the first chunk was answered (slot erase, session) */
-	size_t packet_size; /* largest request packet */
-	size_t chunk_size;  /* data bytes of a full middle chunk */
-	unsigned window;
+	uint64_t first_ms;     /* until the first chunk was answered (slot erase, session) */
+	size_t packet_size;    /* largest request packet */
+	size_t chunk_size;     /* data bytes of a full middle chunk */
+	unsigned window;       /* largest window used */
+	unsigned window_final; /* window at the end */
+	unsigned window_limit; /* fgw_upload_window_limit() */
+	bool window_clamped;   /* an explicit window above buf_count - 1 was lowered */
 };
 
 struct fgw_upload_result {
@@ -80,8 +105,10 @@ typedef void (*fgw_upload_progress_cb_t)(struct fgw_upload *u, uint64_t bytes, u
 /*
  * Once per start: err 0 when the device holds the whole image; -EREMOTEIO: the device
  * answered an error (@res->status); -EILSEQ: the device's image check failed (match false);
+ * -ENOMEM: the device kept answering rc 2 (out of SMP buffers) at window 1 (@res->status);
  * -ETIMEDOUT: no progress; -EPROTO: the device kept refusing the same offset or answered
- * nonsense; -ECANCELED; link errors (-ENOTCONN, -ECONNRESET) as the client reported them.
+ * nonsense; -ECONNREFUSED: nothing listens (UDP) and nothing ever answered; -ECANCELED; link
+ * errors (-ENOTCONN, -ECONNRESET) as the client reported them.
  * May free the upload.
  */
 typedef void (*fgw_upload_done_cb_t)(struct fgw_upload *u, int err,

@@ -109,10 +109,21 @@ class Daemon:
         self.log_path = os.path.join(tmp, "fotagwd.log")
         self.proc = None
 
-    def start(self, wait=True):
+    def start(self, wait=True, ready=False):
+        """wait: until the API listens; ready: until fotagwd says READY=1 (sd_notify), for a
+        daemon that has nothing to listen on."""
         self.log = open(self.log_path, "a+")
+        env, notify = None, None
+        if ready:
+            path = os.path.join(self.tmp, "notify.sock")
+            notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            notify.bind(path)
+            env = dict(os.environ, NOTIFY_SOCKET=path)
         self.proc = subprocess.Popen([self.fotagwd, "--config", self.conf], stderr=self.log,
-                                     stdout=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, env=env)
+        if notify:
+            with notify:
+                self.wait_ready(notify)
         if not wait:
             return
         deadline = time.monotonic() + 10
@@ -125,6 +136,20 @@ class Daemon:
             except OSError:
                 time.sleep(0.05)
         raise Fail("fotagwd did not listen within 10 s")
+
+    def wait_ready(self, notify, seconds=10):
+        deadline = time.monotonic() + seconds
+        notify.settimeout(0.2)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise Fail(f"fotagwd exited {self.proc.returncode}: {self.read_log()}")
+            try:
+                msg = notify.recv(4096).decode(errors="replace")
+            except socket.timeout:
+                continue
+            if "READY=1" in msg.split("\n"):
+                return
+        raise Fail(f"fotagwd did not say READY=1 within {seconds} s")
 
     def stop(self):
         """SIGTERM; returns (exit code, seconds it took)."""

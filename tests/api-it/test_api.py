@@ -10,7 +10,6 @@ import os
 import sqlite3
 import sys
 import tempfile
-import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -86,6 +85,13 @@ def test_endpoints(d, api):
     get("/v1/devices/" + one)  # unencoded ':' works as well
     get("/v1/devices/C0:00:00:00:FF:FF", 404)
     get("/v1/devices/bad%20addr", 400)
+
+    ev = get("/v1/events?limit=5")
+    n_events = db_scalar(d.db, "SELECT count(*) FROM events")
+    check(len(ev["events"]) == min(5, n_events), f"{len(ev['events'])} recent events")
+    newest = db_scalar(d.db, "SELECT max(id) FROM events")
+    check(not ev["events"] or ev["events"][0]["id"] == newest, "events newest first")
+    get("/v1/events?limit=0", 400)
 
     m = get("/metrics")
     per_state = {}
@@ -190,7 +196,7 @@ def test_bad_requests(d, api):
         return h
 
     expect("GET", "/v1/nothing", 404)
-    expect("GET", "/", 404)
+    expect("GET", "/index.html", 404)
     expect("GET", "/v1/devices/", 404)
     h = expect("DELETE", "/v1/devices", 405)
     check(h.get("Allow") == "GET, HEAD", f"Allow {h.get('Allow')}")
@@ -273,9 +279,9 @@ def test_token_files(tmp):
     sub = os.path.join(tmp, "disabled")
     os.mkdir(sub)
     d = Daemon(FOTAGWD, sub, free_port(), extra_api="enabled = false\n")
-    d.start(wait=False)
+    # Up means READY=1: everything that would listen has been started by then.
+    d.start(wait=False, ready=True)
     try:
-        time.sleep(0.5)
         check(d.proc.poll() is None, "daemon exited with the API disabled")
         try:
             request(d.url, "GET", "/v1/health", timeout=2)

@@ -12,6 +12,7 @@ usage: test_watch.py FOTAGWD FOTACTL
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -57,6 +58,27 @@ def device_line(screen, addr):
     return None
 
 
+def wait_unanswered_request(port, timeout=10):
+    """Until a connection to @port on loopback holds request bytes nobody read (the server's
+    receive queue in /proc/net/tcp is not empty)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(path) as f:
+                    rows = f.read().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                cols = row.split()
+                local_port = int(cols[1].rsplit(":", 1)[1], 16)
+                rx_queue = int(cols[4].split(":")[1], 16)
+                if local_port == port and cols[3] == "01" and rx_queue > 0:
+                    return
+        time.sleep(0.02)
+    raise Fail("watch sent no request to the stopped gateway")
+
+
 def main():
     if not shutil.which("tmux"):
         print("tmux not installed")
@@ -89,9 +111,11 @@ def main():
             tmux.wait_for(lambda s: "200 KiB" in (device_line(s, up) or ""), "second offset")
 
             # A device fails: it leaves the active list, its reason shows under failures.
-            update(d.db, "UPDATE jobs SET state = 'failed', reason = 'watch test reason', "
-                         "finished_at = 9999999999999 WHERE address = ?", up)
+            # Its reason came from the device: a terminal escape in it is shown escaped.
+            update(d.db, "UPDATE jobs SET state = 'failed', reason = 'watch test reason"
+                         "\x1b[2J', finished_at = 9999999999999 WHERE address = ?", up)
             s = tmux.wait_for(lambda s: "watch test reason" in s, "the new failure")
+            check("watch test reason\\x1b[2J" in s, "escape in a reason not shown escaped")
             check("Active devices: 30" in s, "active count after the failure")
             check(re.search(re.escape(up) + r"\s+failed\s+watch test reason", s),
                   "failure line with address and reason")
@@ -108,6 +132,11 @@ def main():
             d.start()
             tmux.wait_for(lambda s: "Active devices: 30" in s, "recovery")
 
+            # The gateway stops answering (stopped, its socket still accepts): once a
+            # request waits for an answer, q must still quit at once, not after the
+            # request's 15 s timeout.
+            d.proc.send_signal(signal.SIGSTOP)
+            wait_unanswered_request(d.port)
             tmux.run("send-keys", "-t", "w", "q")
             deadline = time.monotonic() + 5
             while not os.path.exists(status) and time.monotonic() < deadline:
@@ -123,6 +152,8 @@ def main():
             return 1
         finally:
             tmux.kill()
+            if d.proc and d.proc.poll() is None:
+                d.proc.send_signal(signal.SIGCONT)
             d.kill()
         print("ok: watch redrew offsets, rate, failures, halt and outage; q quit cleanly")
         return 0

@@ -4,7 +4,8 @@
   test_demo.py CASE FOTAGWD FOTACTL FOTAGW_SIM
 
 CASE:
-  rollout    tools/demo/demo.py with CI=true and DEMO_DEVICES=6 (two faulty devices among them):
+  rollout    tools/demo/demo.py with CI=true, DEMO_DEVICES=6 (two faulty devices among them) and
+             DEMO_SCREENSHOT (a PNG of the status page, Chromium stopped afterwards):
              exit 0; from its JSON summary, every healthy device runs the release in both cores
              as the device itself reports it (version group 64, slot 0 hash, confirmed, nothing
              pending), every faulty one ended failed/reverted with its reason and still runs
@@ -92,9 +93,11 @@ def temp_dir(output):
 def case_rollout():
     fd, summary_path = tempfile.mkstemp(prefix="fgw-demo-summary-", suffix=".json")
     os.close(fd)
+    shot = summary_path[:-5] + ".png"
     try:
         t0 = time.monotonic()
-        p = subprocess.run([sys.executable, DEMO], env=env(summary_path), capture_output=True,
+        e = dict(env(summary_path), DEMO_SCREENSHOT=shot)
+        p = subprocess.run([sys.executable, DEMO], env=e, capture_output=True,
                            text=True, timeout=540, stdin=subprocess.DEVNULL)
         wall = time.monotonic() - t0
         print(p.stdout[-6000:])
@@ -107,8 +110,13 @@ def case_rollout():
         check(len(progress) >= 3 and "\033" not in p.stdout,
               f"plain progress lines without a terminal ({len(progress)})")
         s = json.load(open(summary_path))
+        png = open(shot, "rb").read() if os.path.exists(shot) else b""
+        check(png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000,
+              f"DEMO_SCREENSHOT: a PNG of the status page ({len(png)} bytes)")
     finally:
         os.unlink(summary_path)
+        if os.path.exists(shot):
+            os.unlink(shot)
 
     rel = s["release"]
     check(re.fullmatch(r"[0-9a-f]{64}", rel["app_hash"] or ""), "release app hash given")

@@ -1,7 +1,8 @@
 /*
  * Any request as the router sees it (method, path, query, Authorization, body) against a
  * seeded store and a scripted provider: the answer must be a well-formed response with a
- * known status, JSON (with an "error" for 4xx/5xx) or Prometheus text, and never a crash.
+ * known status, JSON (with an "error" for 4xx/5xx), Prometheus text, the status page (whole,
+ * no raw control character) or one of its files, and never a crash.
  * Input: "METHOD\nPATH[?QUERY]\nAUTH\nBODY"; AUTH "T" stands for the right bearer token so
  * bodies reach the parser.
  */
@@ -165,6 +166,19 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 		if (resp.status >= 400 && !cJSON_IsString(cJSON_GetObjectItem(j, "error")))
 			abort();
 		cJSON_Delete(j);
+	} else if (strcmp(resp.content_type, "text/html; charset=utf-8") == 0) {
+		/* The status page: whole, and no raw control character from any stored text. */
+		if (resp.status != 200 || strncmp(resp.body, "<!DOCTYPE html>", 15) != 0 ||
+		    !strstr(resp.body, "</html>\n") || !resp.csp)
+			abort();
+		for (const char *c = resp.body; *c; c++)
+			if ((unsigned char) *c < 0x20 && *c != '\n')
+				abort();
+	} else if (strncmp(resp.content_type, "text/javascript", 15) == 0 ||
+		   strncmp(resp.content_type, "text/css", 8) == 0 ||
+		   strcmp(resp.content_type, "image/svg+xml") == 0) {
+		if (resp.status != 200 || !resp.csp)
+			abort();
 	} else if (resp.status != 200 || strncmp(resp.body, "# HELP", 6) != 0) {
 		abort();
 	}

@@ -466,9 +466,9 @@ static int device_get(sd_bus *bus, const char *path, const char *iface, const ch
 		return sd_bus_message_append(reply, "s",
 					     "random"); /* C0:… is a static random address */
 	if (!strcmp(prop, "Name"))
-		return sd_bus_message_append(reply, "s", d->name);
+		return sd_bus_message_append(reply, "s", d->adv_name);
 	if (!strcmp(prop, "Alias"))
-		return sd_bus_message_append(reply, "s", x->alias[0] ? x->alias : d->name);
+		return sd_bus_message_append(reply, "s", x->alias[0] ? x->alias : d->adv_name);
 	if (!strcmp(prop, "Appearance"))
 		return sd_bus_message_append(reply, "q", (uint16_t) 0);
 	if (!strcmp(prop, "Paired"))
@@ -1570,7 +1570,7 @@ static bool filter_match(const struct disc_client *c, const struct sim_ble_dev *
 	if (c->has_rssi && (x->rssi == 127 || x->rssi < c->rssi))
 		return false;
 	if (c->pattern[0] && strncasecmp(d->addr, c->pattern, strlen(c->pattern)) != 0 &&
-	    strncmp(d->name, c->pattern, strlen(c->pattern)) != 0)
+	    strncmp(d->adv_name, c->pattern, strlen(c->pattern)) != 0)
 		return false;
 	if (c->n_uuids) {
 		bool any = false;

@@ -23,8 +23,8 @@ enum req_stage {
 	RQ_BLE_FRAG,   /* one ATT write reaches the device: reassembly step */
 	RQ_QUEUED,     /* waiting for the SMP work queue */
 	RQ_PROCESSING, /* being handled; holds its buffer until processing ends */
-	RQ_RSP_WAIT,   /* response built, handed to the transport when processing ends */
-	RQ_RSP_SEND,   /* response on the air, arrives at the client at the timer */
+	RQ_RSP_SEND,   /* response on the air, arrives at the client at the timer (its buffer
+			  is accounted on the request) */
 };
 
 enum life_action { LIFE_NONE, LIFE_RESET, LIFE_BOOT_DONE, LIFE_WATCHDOG, LIFE_RETURN };
@@ -52,6 +52,8 @@ static uint64_t delay_ms(uv_loop_t *loop, uint64_t at_us)
 	return due > now ? due - now : 0;
 }
 
+static void do_reset(struct sim_device *d, const char *why);
+
 double sim_device_rand(struct sim_device *d)
 {
 	/* xorshift64*: deterministic per device and --seed */
@@ -78,6 +80,14 @@ enum sim_swap_type sim_device_swap_type(const struct sim_device *d, unsigned ima
 	if (t->pri_magic && !t->pri_ok && t->pri_copy_done)
 		return SIM_SWAP_REVERT;
 	return SIM_SWAP_NONE;
+}
+
+unsigned sim_device_images(const struct sim_device *d)
+{
+	/* img_mgmt loops over CONFIG_MCUMGR_GRP_IMG_UPDATABLE_IMAGE_NUMBER images; with one, an
+	 * upload picks the free one of slots 0 and 1 whatever image number it names
+	 * (img_mgmt_get_unused_slot_area_id() in zephyr_img_mgmt.c) */
+	return d->cfg.single_image ? 1 : SIM_IMAGES;
 }
 
 bool sim_device_reachable(const struct sim_device *d)
@@ -430,13 +440,20 @@ static void req_at(struct sim_req *r, int stage, uint64_t at_us)
 	uv_timer_start(&r->timer, req_timer_cb, delay_ms(r->dev->sim->loop, at_us), 0);
 }
 
+/*
+ * The SMP buffer pool (Zephyr's pkt_pool of CONFIG_MCUMGR_TRANSPORT_NETBUF_COUNT net_bufs,
+ * transport/src/smp.c), shared by everything SMP on the device: a request holds one from its
+ * first fragment (BLE reassembly) or its datagram (UDP) until smp_process_request_packet() has
+ * sent its answer; the answer holds one from smp_alloc_rsp(), before the handler runs, until the
+ * transport has sent it. docs/simulator.md "Buffers" has the whole model and its sources.
+ */
 static void buf_release(struct sim_req *r)
 {
 	struct sim_device *d = r->dev;
 
-	if (r->holds_buf && r->gen == d->gen && d->bufs_used > 0)
-		d->bufs_used--;
-	r->holds_buf = false;
+	if (r->gen == d->gen)
+		d->bufs_used -= FGW_MIN(r->bufs, d->bufs_used);
+	r->bufs = 0;
 }
 
 static bool buf_take(struct sim_device *d, struct sim_req *r)
@@ -444,7 +461,7 @@ static bool buf_take(struct sim_device *d, struct sim_req *r)
 	if (d->bufs_used >= d->cfg.buf_count)
 		return false;
 	d->bufs_used++;
-	r->holds_buf = true;
+	r->bufs++;
 	return true;
 }
 
@@ -484,6 +501,7 @@ static bool on_alloc(struct sim_device *d, void *user_data)
 	return true;
 }
 
+/* A response's buffer is accounted on its request: both are freed together (see send_rsps). */
 static void on_emit(struct sim_device *d, const uint8_t *rsp, size_t len, void *user_data)
 {
 	struct emit_ctx *e = user_data;
@@ -491,23 +509,57 @@ static void on_emit(struct sim_device *d, const uint8_t *rsp, size_t len, void *
 
 	if (e->n == MAX_RSP_PER_REQ)
 		return;
+	if (e->reserved > 0) {
+		e->reserved--;
+		e->req->bufs++;
+	} else if (e->req->bufs == 0 && !buf_take(d, e->req)) {
+		/* (smp_on_err() without a response buffer answers in the request's own one.) */
+		fgw_debug("%s: no free SMP buffer for a response, dropped", d->name);
+		return;
+	}
 	r = req_new(d, e->req->src, rsp, len);
 	if (!r)
 		return;
 	r->peer = e->req->peer;
-	if (e->reserved > 0) {
-		e->reserved--;
-		r->holds_buf = true;
-	} else if (e->req->holds_buf) {
-		/* smp_on_err() without a response buffer: the answer goes out in the request's */
-		e->req->holds_buf = false;
-		r->holds_buf = true;
-	} else if (!buf_take(d, r)) {
-		fgw_debug("%s: no free SMP buffer for a response, dropped", d->name);
-		req_free(r);
-		return;
-	}
 	e->rsp[e->n++] = r;
+}
+
+/*
+ * Hands the responses of one request to the transport when processing ends at @end; returns
+ * when the work queue is free again, which is also when the request's and the responses'
+ * buffers go back to the pool.
+ *
+ * UDP (smp_udp.c smp_udp4_tx): sendto() and the buffer is freed at once.
+ * BLE (smp_bt.c smp_bt_tx_pkt): the work queue sends the response itself, one notification of
+ * MTU - 3 bytes at a time, each time waiting (k_sem_take) until bt_gatt_notify_cb()'s callback
+ * says it was sent; only then are the response and, back in smp_process_request_packet(), the
+ * request freed and the next request taken. The callback comes with the controller's Number of
+ * Completed Packets, after the central's acknowledgement in the next connection event; the
+ * central's next write can ride in that same event, and the host may take it (and need a buffer
+ * for it) before the completion frees one: the model frees them 1 ms after that event's arrivals.
+ */
+static uint64_t send_rsps(struct sim_device *d, struct emit_ctx *e, uint64_t end)
+{
+	const struct sim_link_params *lp = &d->cfg.link;
+	uint64_t extra = (uint64_t) (d->cfg.faults.rsp_delay_ms * 1000.0), t = end;
+	bool ble = e->req->src == SIM_SRC_BLE;
+
+	for (unsigned i = 0; i < e->n; i++) {
+		struct sim_req *r = e->rsp[i];
+		uint64_t first, last = t;
+
+		if (!ble) {
+			sim_link_packet(&d->link, lp, SIM_DOWN, end, r->len, &first, &last);
+			req_at(r, RQ_RSP_SEND, last + extra);
+			continue;
+		}
+		for (size_t off = 0, frag = lp->mtu - 3; off < r->len; off += frag) {
+			last = sim_link_pdu(&d->link, lp, SIM_DOWN, t, FGW_MIN(frag, r->len - off));
+			t = last + (uint64_t) (lp->interval_ms * 1000.0) + 1000;
+		}
+		req_at(r, RQ_RSP_SEND, last + extra);
+	}
+	return t;
 }
 
 static void process_next(struct sim_device *d)
@@ -515,7 +567,7 @@ static void process_next(struct sim_device *d)
 	struct sim_req *r = d->queue_head;
 	struct smp_result res;
 	struct emit_ctx e = {.req = r};
-	uint64_t now = sim_now_us(), start;
+	uint64_t now = sim_now_us(), start, end;
 	uint32_t gen = d->gen;
 
 	d->queue_head = r->next;
@@ -529,17 +581,21 @@ static void process_next(struct sim_device *d)
 	}
 	start = FGW_MAX(now, d->busy_until_us);
 	smp_handle(d, r->data, r->len, on_alloc, on_emit, &e, &res);
+	/* os_mgmt reboots CONFIG_MCUMGR_GRP_OS_RESET_MS (250) after its answer; with
+	 * reset_no_answer the reboot wins the race: the answers, scheduled below with the old
+	 * generation, are dropped (on BLE the link drops right after the request) */
+	if (res.reset && gen == d->gen && d->cfg.reset_no_answer)
+		do_reset(d, "reset (before its answer went out)");
 	/* buffers taken for responses that were never built (no answer) go back; after a link
 	 * drop (new generation) the count was reset already */
 	if (gen == d->gen && d->bufs_used >= e.reserved)
 		d->bufs_used -= e.reserved;
-	d->busy_until_us = start + (uint64_t) d->cfg.link.proc_us + res.cost_us;
-	for (unsigned i = 0; i < e.n; i++)
-		req_at(e.rsp[i], RQ_RSP_WAIT, d->busy_until_us);
-	/* the request keeps its buffer until processing ends */
+	end = start + (uint64_t) d->cfg.link.proc_us + res.cost_us;
+	d->busy_until_us = send_rsps(d, &e, end);
+	/* the request (and its responses' buffers) are freed when the work queue is done */
 	req_at(r, RQ_PROCESSING, d->busy_until_us);
 	if (res.reset && gen == d->gen)
-		sim_device_reset_later(d, 250.0 + (double) (d->busy_until_us - now) / 1000.0);
+		sim_device_reset_later(d, 250.0 + (double) (end - now) / 1000.0);
 }
 
 static void worker_cb(uv_timer_t *t)
@@ -591,7 +647,6 @@ static void req_timer_cb(uv_timer_t *t)
 {
 	struct sim_req *r = container_of(t, struct sim_req, timer);
 	struct sim_device *d = r->dev;
-	uint64_t first, last;
 
 	if (r->gen != d->gen || d->state != SIM_DEV_UP) {
 		req_free(r);
@@ -614,15 +669,7 @@ static void req_timer_cb(uv_timer_t *t)
 		ble_reassemble(d, r->data, r->len, r->t_first);
 		req_free(r);
 		return;
-	case RQ_RSP_WAIT: {
-		double extra = d->cfg.faults.rsp_delay_ms * 1000.0;
-		sim_link_packet(&d->link, &d->cfg.link, SIM_DOWN, sim_now_us(), r->len, &first,
-				&last);
-		req_at(r, RQ_RSP_SEND, last + (uint64_t) extra);
-		return;
-	}
 	case RQ_RSP_SEND:
-		buf_release(r);
 		deliver(r);
 		req_free(r);
 		return;
@@ -676,7 +723,7 @@ void sim_device_rx_reset(struct sim_device *d)
 		free(d->rx_buf);
 		d->rx_buf = NULL;
 		if (d->bufs_used > 0)
-			d->bufs_used--;
+			d->bufs_used--; /* smp_reassembly_drop() */
 	}
 	d->rx_len = d->rx_expected = 0;
 }
@@ -728,7 +775,7 @@ static void ble_reassemble(struct sim_device *d, const uint8_t *buf, size_t len,
 	}
 	r->data = d->rx_buf;
 	r->len = d->rx_len;
-	r->holds_buf = true;
+	r->bufs = 1;
 	r->t_first = d->rx_t_first;
 	r->t_last = t;
 	d->rx_buf = NULL;
@@ -920,6 +967,7 @@ int sim_device_init(struct sim *sim, struct sim_device *d, unsigned index,
 	snprintf(d->addr, sizeof(d->addr), "C0:FF:EE:00:%02X:%02X", (index >> 8) & 0xff,
 		 index & 0xff);
 	snprintf(d->name, sizeof(d->name), "fotagw-sim-%04u", index);
+	snprintf(d->adv_name, sizeof(d->adv_name), "%s", cfg->name[0] ? cfg->name : d->name);
 	snprintf(d->dir, sizeof(d->dir), "%s/dev-%04u", sim->opt.state_dir, index);
 	uv_timer_init(sim->loop, &d->worker);
 	uv_timer_init(sim->loop, &d->life);

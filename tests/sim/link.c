@@ -97,12 +97,16 @@ static unsigned chunk_overhead(unsigned data_len)
 }
 
 double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, unsigned buf_count,
-			 unsigned *ret_chunk)
+			 bool ble, unsigned *ret_chunk)
 {
 	double best = 0, iv = p->interval_ms * 1000.0;
 	unsigned best_chunk = 0;
 	/* Response to a chunk: header + {"off": uint32} in an indefinite map = 19 bytes. */
 	double t_dn = ll_packets(p, 19) * iv / p->pkts;
+	/* BLE: the work queue sends the answer and waits for its completion before it takes the
+	 * next request (device.c send_rsps): half an interval for the event on average, then the
+	 * acknowledgement one interval later, seen after the latency, plus 1 ms. */
+	double t_rsp = ble ? iv / 2 + iv + p->latency_ms * 1000.0 + 1000.0 : 0;
 
 	(void) buf_count;
 	for (unsigned pkt = 64; pkt <= buf_size; pkt++) {
@@ -118,7 +122,7 @@ double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, uns
 		for (unsigned off = 0; off < pkt; off += frag)
 			ll += ll_packets(p, FGW_MIN(frag, pkt - off));
 		t_up = ll * iv / p->pkts;
-		t_dev = p->proc_us + data * p->write_us;
+		t_dev = p->proc_us + data * p->write_us + t_rsp;
 		t = FGW_MAX(t_up, FGW_MAX(t_dev, t_dn));
 		if ((double) data / t > best) {
 			best = (double) data / t;
@@ -257,13 +261,14 @@ void sim_dev_config_defaults(struct sim_dev_config *c)
 	sim_link_profile("typical", &c->link);
 	snprintf(c->app_version, sizeof(c->app_version), "1.0.0");
 	snprintf(c->net_version, sizeof(c->net_version), "1.0.0");
-	c->buf_size = 2475; /* NCS DFU sample with reassembly: 5 x 495 */
-	c->buf_count = 4;
+	c->buf_size = 2475;	   /* NCS DFU sample with reassembly: 5 x 495 */
+	c->buf_count = 0;	   /* the transport's default, resolved in main.c */
 	c->slot_size[0] = 0xf0000; /* 960 KiB app slots */
 	c->slot_size[1] = 0x40000; /* 256 KiB net core slots */
 	c->body_size[0] = 48 * 1024;
 	c->body_size[1] = 24 * 1024;
 	c->image_check = true;
+	c->bootloader_info = true;
 	c->ncs_order_bug = true;
 	c->rssi = -60;
 	c->passkey = -1;
@@ -282,6 +287,62 @@ static int parse_chunk(const char *v, int64_t *ret)
 static int parse_prob(const char *v, double *ret)
 {
 	return parse_double(v, 0, 1, ret);
+}
+
+static bool utf8_ok(const unsigned char *s, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		size_t n = s[i] < 0x80			  ? 1
+			   : s[i] >= 0xc2 && s[i] <= 0xdf ? 2
+			   : s[i] >= 0xe0 && s[i] <= 0xef ? 3
+			   : s[i] >= 0xf0 && s[i] <= 0xf4 ? 4
+							  : 0;
+		if (n == 0 || i + n > len)
+			return false;
+		for (size_t k = 1; k < n; k++)
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+		/* overlong 3/4-byte forms, surrogates, past U+10FFFF */
+		if ((s[i] == 0xe0 && s[i + 1] < 0xa0) || (s[i] == 0xed && s[i + 1] > 0x9f) ||
+		    (s[i] == 0xf0 && s[i + 1] < 0x90) || (s[i] == 0xf4 && s[i + 1] > 0x8f))
+			return false;
+		i += n;
+	}
+	return true;
+}
+
+/*
+ * A device name as a scenario writes it: text, with \xHH for any byte (control characters
+ * cannot be written in an INI value) and \\ for a backslash. It must come out as valid
+ * UTF-8 of 1 to @size - 1 bytes without NUL: what BlueZ passes on to D-Bus (it does not
+ * strip control characters).
+ */
+static int parse_name(const char *v, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (const char *s = v; *s; s++) {
+		unsigned char c = (unsigned char) *s;
+
+		if (c == '\\' && s[1] == '\\') {
+			s++;
+		} else if (c == '\\' && s[1] == 'x') {
+			uint8_t b;
+			if (fgw_hex_decode((const char[]){s[2] ? s[2] : '?', s[2] ? s[3] : '?', 0},
+					   &b, 1) < 0 ||
+			    b == 0)
+				return -EINVAL;
+			c = b;
+			s += 3;
+		} else if (c == '\\') {
+			return -EINVAL;
+		}
+		if (n + 1 >= size)
+			return -EINVAL;
+		out[n++] = (char) c;
+	}
+	out[n] = '\0';
+	return n > 0 && utf8_ok((const unsigned char *) out, n) ? 0 : -EINVAL;
 }
 
 int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
@@ -361,6 +422,14 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 	}
 	if (!strcmp(k, "bond_lost"))
 		return fgw_parse_bool(v, &c->bond_lost);
+	if (!strcmp(k, "single_image"))
+		return fgw_parse_bool(v, &c->single_image);
+	if (!strcmp(k, "bootloader_info"))
+		return fgw_parse_bool(v, &c->bootloader_info);
+	if (!strcmp(k, "reset_no_answer"))
+		return fgw_parse_bool(v, &c->reset_no_answer);
+	if (!strcmp(k, "name"))
+		return parse_name(v, c->name, sizeof(c->name));
 	if (!strcmp(k, "rssi")) {
 		int64_t x;
 		/* 127: the controller reports "RSSI not available" (HCI), as virtual ones do */
@@ -401,6 +470,8 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return parse_chunk(v, &f->reboot_at_chunk);
 	if (!strcmp(k, "bad_boot"))
 		return fgw_parse_bool(v, &f->bad_boot);
+	if (!strcmp(k, "lose_final_chunk"))
+		return fgw_parse_bool(v, &f->lose_final_chunk);
 	if (!strcmp(k, "no_confirm"))
 		return fgw_parse_bool(v, &f->no_confirm);
 	if (!strcmp(k, "watchdog_ms"))

@@ -424,7 +424,7 @@ static int adv_get(sd_bus *bus, const char *path, const char *iface, const char 
 		return sd_bus_message_append(reply, "as", 1, SMP_SVC_UUID);
 	/* does not fit next to the 128-bit UUID: bluetoothd puts it in the scan response */
 	if (!strcmp(prop, "LocalName"))
-		return sd_bus_message_append(reply, "s", x->dev->name);
+		return sd_bus_message_append(reply, "s", x->dev->adv_name);
 	/* Discoverable puts the Flags field in; without it a plain scan ignores the advert */
 	if (!strcmp(prop, "Discoverable"))
 		return sd_bus_message_append(reply, "b", 1);
@@ -731,9 +731,9 @@ static int on_alias_set(sd_bus_message *m, void *userdata, sd_bus_error *ret_err
  * device's CONFIG_BT_DEVICE_NAME is both. */
 static void set_alias(struct sim_periph *p, struct periph_dev *x)
 {
-	int r = sd_bus_call_method_async(p->bus, NULL, "org.bluez", x->adapter_path,
-					 "org.freedesktop.DBus.Properties", "Set", on_alias_set, x,
-					 "ssv", "org.bluez.Adapter1", "Alias", "s", x->dev->name);
+	int r = sd_bus_call_method_async(
+	    p->bus, NULL, "org.bluez", x->adapter_path, "org.freedesktop.DBus.Properties", "Set",
+	    on_alias_set, x, "ssv", "org.bluez.Adapter1", "Alias", "s", x->dev->adv_name);
 	if (r < 0)
 		fgw_log_errno(LOG_WARNING, r, "%s: cannot set the adapter's Alias", x->dev->name);
 }

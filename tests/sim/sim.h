@@ -106,6 +106,7 @@ struct sim_faults {
 	int64_t error_at_chunk;	 /* -1 = off */
 	int64_t reboot_at_chunk; /* -1 = off */
 	bool bad_boot;		 /* the next images to be installed fail validation at boot */
+	bool lose_final_chunk;	 /* the chunk completing an upload is lost on its way, once */
 	bool no_confirm;	 /* a test-booted image never comes up: watchdog reset, revert */
 	double watchdog_ms;
 	bool net_unreadable; /* net core secondary slot cannot be opened either */
@@ -114,13 +115,15 @@ struct sim_faults {
 	double out_of_range_ms; /* how long it stays away; 0 = for good */
 };
 
+#define SIM_NAME_MAX 30
+
 struct sim_dev_config {
 	enum sim_mode mode;
 	struct sim_link_params link;
 	struct sim_faults faults;
 	char app_version[SIM_VERSION_MAX];
 	char net_version[SIM_VERSION_MAX];
-	unsigned buf_size, buf_count;
+	unsigned buf_size, buf_count; /* buf_count 0: the transport's Zephyr default (main.c) */
 	uint32_t slot_size[SIM_IMAGES];
 	uint32_t body_size[SIM_IMAGES]; /* body of the generated starting images */
 	bool image_check;	/* CONFIG_IMG_ENABLE_IMAGE_CHECK: "match" and same-image shortcut */
@@ -129,12 +132,19 @@ struct sim_dev_config {
 	bool ncs_order_bug;	/* NCSDK-34106: app marked before net core skips the net update */
 	bool allow_erase_pending; /* CONFIG_MCUMGR_GRP_IMG_ALLOW_ERASE_PENDING */
 	bool adv_smp_uuid;	  /* put the SMP service UUID in advertising data */
+	bool single_image;	  /* CONFIG_MCUMGR_GRP_IMG_UPDATABLE_IMAGE_NUMBER=1: image 0 only,
+				     the upload's image number is ignored */
+	bool bootloader_info;	  /* CONFIG_MCUMGR_GRP_OS_BOOTLOADER_INFO (else rc 8) */
+	bool reset_no_answer;	  /* the reboot beats the answer to os reset out (reset_ms 0) */
 	int rssi;		  /* mean RSSI in dBm */
 	/* What the SMP characteristic requires (CONFIG_MCUMGR_TRANSPORT_BT_PERM_RW_*): without
 	 * it the CCC write fails with an ATT security error and write commands are dropped. */
 	int security;	/* SIM_SEC_* */
 	int passkey;	/* fixed passkey the device displays, -1: none (NoInputNoOutput) */
 	bool bond_lost; /* the device forgets its bonds at its next boot (reflash, reset) */
+	/* Advertised Complete Local Name; "" = fotagw-sim-NNNN. At most 29 bytes (a legacy scan
+	 * response), valid UTF-8 as BlueZ hands it to D-Bus, control characters allowed. */
+	char name[SIM_NAME_MAX];
 };
 
 enum { SIM_SEC_NONE = 0, SIM_SEC_ENCRYPT = 1, SIM_SEC_AUTHEN = 2 };
@@ -173,9 +183,10 @@ uint64_t sim_link_pdu(struct sim_link *l, const struct sim_link_params *p, int d
 /* Queues an SMP packet of @len bytes split into mtu-3 PDUs; arrival of first and last PDU. */
 void sim_link_packet(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
 		     size_t len, uint64_t *ret_first, uint64_t *ret_last);
-/* Best image-upload goodput in bytes/s (docs/simulator.md, "Capacity"); @chunk = data per chunk. */
+/* Best image-upload goodput in bytes/s (docs/simulator.md, "Capacity"); @chunk = data per chunk.
+ * @ble: the device's work queue also waits for each answer's notification to complete. */
 double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, unsigned buf_count,
-			 unsigned *ret_chunk);
+			 bool ble, unsigned *ret_chunk);
 double sim_flash_erase_us(const struct sim_link_params *p, uint64_t bytes);
 
 /* ---- SMP (smp.c) ------------------------------------------------------------------------------
@@ -272,7 +283,7 @@ struct sim_req {
 	struct sockaddr_storage peer;
 	uint64_t t_first, t_last; /* model arrival of first/last fragment */
 	int stage;
-	bool holds_buf;
+	unsigned bufs; /* SMP buffers held: its own, then its responses' until they are sent */
 	size_t len;
 	uint8_t *data;
 };
@@ -281,7 +292,8 @@ struct sim_device {
 	struct sim *sim;
 	unsigned index;
 	char addr[18];
-	char name[20];
+	char name[20];		     /* for logs: always fotagw-sim-NNNN */
+	char adv_name[SIM_NAME_MAX]; /* what it advertises (scenario key `name`) */
 	char dir[512];
 	struct sim_dev_config cfg;
 	enum sim_dev_state state;
@@ -300,7 +312,7 @@ struct sim_device {
 	uv_timer_t life; /* reset delay, boot completion, watchdog, return from out of range */
 	int life_action;
 	uint64_t chunks; /* upload requests seen since start (fault counter) */
-	bool fired_disconnect, fired_error, fired_reboot, fired_away;
+	bool fired_disconnect, fired_error, fired_reboot, fired_away, fired_lose_final;
 	uint64_t rng;
 	uint64_t blackout_until_us; /* UDP: after a "disconnect" fault, silent for a while */
 	/* reassembly (BLE), one context per device as in smp_reassembly.c */
@@ -326,6 +338,8 @@ enum sim_swap_type sim_device_swap_type(const struct sim_device *d, unsigned ima
 /* Paths of absolute slot @slot (0..3). */
 void sim_device_slot_path(const struct sim_device *d, unsigned slot, char *out, size_t n);
 bool sim_device_reachable(const struct sim_device *d);
+/* Images mcumgr serves (1 with single_image, else SIM_IMAGES). */
+unsigned sim_device_images(const struct sim_device *d);
 double sim_device_rand(struct sim_device *d);
 /* Counters and faults for one SMP request about to be handled: 0 handle it, -1 drop it
  * (link lost, device gone), > 0 answer with that mcumgr rc instead. */

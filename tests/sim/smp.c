@@ -284,7 +284,7 @@ static int os_info(struct ctx *c)
 			v = "Zephyr";
 			break;
 		case 'n':
-			v = c->dev->name;
+			v = c->dev->adv_name;
 			break;
 		case 'r':
 			v = "3.5.99";
@@ -321,6 +321,8 @@ static int os_bootloader(struct ctx *c)
 	size_t n;
 	int r = req_tstr(c->req, "query", &q, &n);
 
+	if (!c->dev->cfg.bootloader_info)
+		return MGMT_ERR_ENOTSUP; /* command not built in: as for any unknown command */
 	if (r < 0)
 		return MGMT_ERR_EINVAL;
 	if (r == 0)
@@ -439,7 +441,7 @@ static int img_state_read(struct ctx *c)
 	cbor_item_t *arr = cbor_new_indefinite_array();
 	bool ok = arr != NULL;
 
-	for (unsigned i = 0; ok && i < SIM_IMAGES; i++) {
+	for (unsigned i = 0; ok && i < sim_device_images(d); i++) {
 		enum next_type type;
 		unsigned nbs = next_boot_slot(d, i, &type), a = 2 * i, o = a + 1;
 		bool a_conf = type != NEXT_REVERT;
@@ -465,7 +467,7 @@ static int img_state_read(struct ctx *c)
 
 static int find_by_hash(struct sim_device *d, const uint8_t *hash)
 {
-	for (unsigned s = 0; s < 2 * SIM_IMAGES; s++) {
+	for (unsigned s = 0; s < 2 * sim_device_images(d); s++) {
 		struct sim_img_info info;
 		if (slot_info(d, s, &info) == 0 && !memcmp(info.hash, hash, SIM_HASH_LEN))
 			return (int) s;
@@ -598,6 +600,8 @@ static int img_upload(struct ctx *c)
 	char path[600];
 
 	r[0] = req_uint(c->req, "image", &image);
+	if (sim_device_images(d) == 1)
+		image = 0;
 	r[1] = req_bstr(c->req, "data", &data, &data_len);
 	r[2] = has_len = req_uint(c->req, "len", &len);
 	r[3] = has_off = req_uint(c->req, "off", &off);
@@ -750,7 +754,7 @@ static int img_erase(struct ctx *c)
 
 	if (req_uint(c->req, "slot", &slot) < 0)
 		return MGMT_ERR_EINVAL;
-	if (slot >= 2 * SIM_IMAGES) {
+	if (slot >= 2 * sim_device_images(d)) {
 		c->grp_rc = IMG_ERR_INVALID_SLOT;
 		return 0;
 	}
@@ -777,7 +781,7 @@ static int img_slot_info(struct ctx *c)
 	cbor_item_t *imgs = cbor_new_indefinite_array();
 	bool ok = imgs != NULL;
 
-	for (unsigned i = 0; ok && i < SIM_IMAGES; i++) {
+	for (unsigned i = 0; ok && i < sim_device_images(d); i++) {
 		cbor_item_t *m = new_map(), *slots = cbor_new_indefinite_array();
 		for (unsigned s = 0; ok && s < 2; s++) {
 			cbor_item_t *sm = new_map();
@@ -931,6 +935,22 @@ static void emit_rc(struct sim_device *d, const struct smp_hdr *req, int rc, smp
 		cbor_decref(&m);
 }
 
+/* Fault lose_final_chunk: the request that would complete the open upload, as if it had found
+ * no buffer on its way in. */
+static bool lose_final(struct sim_device *d, const struct smp_req *req)
+{
+	cbor_item_t *off = req_key(req, "off"), *data = req_key(req, "data");
+
+	if (!d->cfg.faults.lose_final_chunk || d->fired_lose_final || !d->up.active || !off ||
+	    !data || !cbor_isa_uint(off) || !cbor_isa_bytestring(data) ||
+	    !cbor_bytestring_is_definite(data) || cbor_get_int(off) != d->up.off ||
+	    d->up.off + cbor_bytestring_length(data) != d->up.len)
+		return false;
+	d->fired_lose_final = true;
+	fgw_notice("event: fault, device: %s, what: final chunk lost", d->name);
+	return true;
+}
+
 /* Returns false when the rest of the packet must not be processed (no response buffer). */
 static bool handle_one(struct sim_device *d, const uint8_t *buf, size_t len, smp_alloc_cb_t alloc,
 		       smp_emit_cb_t emit, void *user_data, struct smp_result *res)
@@ -946,8 +966,8 @@ static bool handle_one(struct sim_device *d, const uint8_t *buf, size_t len, smp
 	if (req.hdr.group == GRP_IMG && req.hdr.id == 1)
 		res->was_upload = true;
 	fault = sim_device_fault_on_request(d, res->was_upload);
-	if (fault < 0)
-		goto out; /* link dropped or device gone: no answer */
+	if (fault < 0 || (res->was_upload && lose_final(d, &req)))
+		goto out; /* link dropped, device gone, request lost: no answer */
 	/* Zephyr's smp_process_request_packet() takes the response buffer before it handles a read
 	 * or write; without one the request is not handled at all, and smp_on_err() answers
 	 * MGMT_ERR_ENOMEM in the request's own buffer, abandoning the rest of the packet. */

@@ -218,9 +218,14 @@ class UdpClient:
         return self.request(OP_WRITE, 1, 5, {} if slot is None else {"slot": slot}, **kw)["body"]
 
     def upload(self, image_bytes, image=0, chunk=None, window=1, first_timeout=30.0,
-               sha=True, upgrade=None, buf_size=2475):
+               sha=True, upgrade=None, buf_size=2475, stats=None):
         """Uploads with a window of `window` requests in flight; returns the last response
-        body. Chunks fill buf_size (SMP header and CBOR overhead counted) unless given."""
+        body. Chunks fill buf_size (SMP header and CBOR overhead counted) unless given.
+        stats (a dict) gets counts: answers, max_inflight, stalls (timeouts) and queued (answers
+        that came while other requests were still in flight: the device had work waiting)."""
+        if stats is None:
+            stats = {}
+        stats.update(answers=0, max_inflight=0, stalls=0, queued=0)
         if chunk is None:
             chunk = (buf_size - 32) & ~3
         total = len(image_bytes)
@@ -247,10 +252,12 @@ class UdpClient:
                 seq = self.send(OP_WRITE, 1, 1, {"off": nxt, "data": data})
                 inflight[seq] = nxt + len(data)
                 nxt += len(data)
+            stats["max_inflight"] = max(stats["max_inflight"], len(inflight))
             try:
                 r = self.recv()
             except SmpTimeout:
                 stalls += 1
+                stats["stalls"] = stalls
                 if stalls > 5:
                     raise
                 inflight.clear()
@@ -260,6 +267,8 @@ class UdpClient:
             if r["seq"] not in inflight:
                 continue
             expect = inflight.pop(r["seq"])
+            stats["answers"] += 1
+            stats["queued"] += 1 if inflight else 0
             body = r["body"]
             if "off" not in body:
                 return body

@@ -230,6 +230,36 @@ def t_reassembly(ctx):
             eq(c.smp(a, smpc.smp_pack(OP_WRITE, 0, 0, {"d": "ok"}, seq=6))["body"], {"r": "ok"})
 
 
+def t_buffer_pool(ctx):
+    """Zephyr's pool of buf_count SMP buffers over BLE (docs/simulator.md "Buffers"): the work
+    queue holds a request and its answer until the answer's notification went out, queued
+    requests and the reassembly take the rest, and a first fragment that finds none is dropped
+    without a word (a Write Without Response has no error to carry)."""
+    # 800 ms per request: the four sends below (through blectl and D-Bus) land well within the
+    # first request's processing, even on a loaded host
+    slow = ["--link", "fast,erase=0,write=0,boot=20,proc=800000"]
+    with simctl.Bus() as bus, start(ctx, bus, 1, slow):
+        with Central(ctx.blectl, bus) as c:
+            a = simctl.device_address(0)
+            connected(c, a, 1)
+            c.ok("acquire %s" % a)
+            eq(c.smp(a, smpc.smp_pack(OP_READ, 0, 6, {}, seq=1))["body"]["buf_count"], 4)
+            # 4 requests back to back: #1 is processed (request + answer buffers), #2 and #3
+            # wait in the queue, #4 finds no buffer and is gone
+            for seq in range(10, 14):
+                c.ok("send %s %s" % (a, smpc.smp_pack(OP_WRITE, 0, 0, {"d": "x" * 1500},
+                                                        seq=seq).hex()))
+            got = []
+            while True:
+                r = c.cmd("recv %s 2500" % a)
+                if r == "err timeout":
+                    break
+                got.append(smpc.smp_unpack(bytes.fromhex(r[3:]))["seq"])
+            eq(got, [10, 11, 12], "the fourth request had no buffer")
+            # the pool is whole again afterwards
+            eq(c.smp(a, smpc.smp_pack(OP_WRITE, 0, 0, {"d": "y"}, seq=20))["body"], {"r": "y"})
+
+
 def t_connection_limit(ctx):
     with simctl.Bus() as bus, start(ctx, bus, 3, ["--max-connections", "2",
                                                    "--disconnect-delay", "300"]):
@@ -350,4 +380,5 @@ def t_bluez_restart(ctx):
 
 if __name__ == "__main__":
     simtest.run([t_objects, t_discovery, t_gatt_acquire, t_writevalue_fallback, t_reassembly,
+                 t_buffer_pool,
                  t_connection_limit, t_reset_over_ble, t_out_of_range, t_bluez_restart])

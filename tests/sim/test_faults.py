@@ -204,7 +204,7 @@ def t_scenario(ctx):
         eq(cs[1].request(OP_READ, 64, 0, {})["body"], {"app": "1.4.2", "net": "0.9.0.3"})
         eq(cs[2].params(), {"buf_size": 1024, "buf_count": 2})
         eq(cs[3].params(), {"buf_size": 1024, "buf_count": 2})
-        eq(cs[0].params(), {"buf_size": 2475, "buf_count": 4})
+        eq(cs[0].params(), {"buf_size": 2475, "buf_count": 2})  # Zephyr's UDP default
         img = ctx.mkimage("2.0.0", 3000, seed=47)
         eq(chunk(cs[3], img, 0, first=True), {"rc": 10})
         for c in cs:
@@ -217,7 +217,11 @@ def t_scenario(ctx):
     # errors: unknown key, bad value, bad section, each with its line number
     for text, line in (("[device 0]\nbogus = 1\n", 2), ("[default]\nmode = sideways\n", 2),
                        ("\n\n[devices 3]\nmode = swap\n", 4), ("[device 5-2]\nmode=swap\n", 2),
-                       ("[default]\nrssi = -500\n", 2)):
+                       ("[default]\nrssi = -500\n", 2),
+                       # names: over 29 bytes, not UTF-8, NUL, unknown escape
+                       ("[device 0]\nname = " + "n" * 30 + "\n", 2),
+                       ("[device 0]\nname = a\\xffb\n", 2), ("[device 0]\nname = \\x00\n", 2),
+                       ("[device 0]\nname = a\\qb\n", 2)):
         with open(path, "w") as f:
             f.write(text)
         r = subprocess.run([ctx.sim, "--state-dir", ctx.path("st"), "--scenario", path],

@@ -54,7 +54,8 @@ static void event_fire(uv_timer_t *t)
 			fgw_transport_report_state(&p->t, 0);
 	} else if (e->link_err < 0) {
 		if (p->open) {
-			p->open = false;
+			/* -ECONNREFUSED (UDP, nothing listens) leaves the transport open */
+			p->open = e->link_err == -ECONNREFUSED;
 			fgw_transport_report_state(&p->t, e->link_err);
 		}
 	} else if (p->open) {

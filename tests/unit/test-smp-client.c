@@ -13,7 +13,7 @@
 
 #include "golden.h"
 #include "peer-transport.h"
-#include "smp.h"
+#include "smp-client.h"
 
 struct fx {
 	uv_loop_t loop;
@@ -351,6 +351,32 @@ static void test_disconnect(void **state)
 	fgw_smp_req_done(&req);
 }
 
+/* UDP, nothing listens: the request fails at once with -ECONNREFUSED (not after its timeout);
+ * the client stays open and the next request goes out. */
+static void test_refused(void **state)
+{
+	struct fx *f = *state;
+	struct peer_step step = {.disconnect = -ECONNREFUSED};
+	struct fgw_smp_req req;
+	struct fgw_smp_client_stats st;
+	struct result r = {0}, r2 = {0};
+
+	peer_play(f->peer, &step, 1);
+	assert_int_equal(fgw_smp_req_params(&req), 0);
+	assert_int_equal(send_req(f, &req, 600000, &r), 0); /* the test would time out */
+	run_until(f, &r);
+	assert_int_equal(r.err, -ECONNREFUSED);
+	assert_int_equal(f->state_calls, 1); /* no link loss reported */
+	assert_true(fgw_smp_client_is_open(f->c));
+	fgw_smp_client_get_stats(f->c, &st);
+	assert_int_equal(st.refused, 1);
+	assert_int_equal(st.timeouts, 0);
+	assert_int_equal(send_req(f, &req, 50, &r2), 0);
+	run_until(f, &r2);
+	assert_int_equal(r2.err, -ETIMEDOUT);
+	fgw_smp_req_done(&req);
+}
+
 /* Freeing the client ends every request with -ECANCELED, then destroy; also from inside a
  * callback of another request. */
 static void test_free_cancels(void **state)
@@ -450,6 +476,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_command, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_version_fallback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_disconnect, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_cancels, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_and_send_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_seq, setup, teardown),

@@ -10,7 +10,7 @@
 
 #include <sqlite3.h>
 
-#include "store.h"
+#include "store-private.h"
 #include "util.h"
 
 struct fx {
@@ -81,7 +81,7 @@ static void test_devices(void **state)
 
 	assert_int_equal(fgw_store_device_get(f->s, "AA:00:00:00:00:01", &d), -ENOENT);
 	assert_int_equal(
-		fgw_store_device_seen(f->s, "AA:00:00:00:00:01", "ble", "dev-1", &rssi, 1000), 0);
+	    fgw_store_device_seen(f->s, "AA:00:00:00:00:01", "ble", "dev-1", &rssi, 1000), 0);
 	/* A later sighting without name/RSSI keeps them and moves last_seen. */
 	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:01", "ble", NULL, NULL, 2000),
 			 0);
@@ -112,18 +112,17 @@ static void test_images(void **state)
 {
 	struct fx *f = *state;
 	struct fgw_store_image imgs[] = {
-		{0, 0, "1.0.0", "0a0b", FGW_STORE_IMG_ACTIVE | FGW_STORE_IMG_CONFIRMED},
-		{0, 1, "1.1.0", "0c0d", 0},
-		{1, 1, "1.1.0", "", FGW_STORE_IMG_PENDING},
+	    {0, 0, "1.0.0", "0a0b", FGW_STORE_IMG_ACTIVE | FGW_STORE_IMG_CONFIRMED},
+	    {0, 1, "1.1.0", "0c0d", 0},
+	    {1, 1, "1.1.0", "", FGW_STORE_IMG_PENDING},
 	};
 	struct fgw_store_image last;
 
 	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:02", "ble", NULL, NULL, 1), 0);
 	assert_int_equal(fgw_store_device_images_set(f->s, "AA:00:00:00:00:02", imgs, 3, 5), 0);
 	nslots = 0;
-	assert_int_equal(fgw_store_device_slots_foreach(f->s, "AA:00:00:00:00:02", count_slot,
-							 &last),
-			 0);
+	assert_int_equal(
+	    fgw_store_device_slots_foreach(f->s, "AA:00:00:00:00:02", count_slot, &last), 0);
 	assert_int_equal(nslots, 3);
 	assert_int_equal(last.image, 1);
 	assert_string_equal(last.hash, "");
@@ -144,35 +143,34 @@ static void test_jobs(void **state)
 	bool created;
 
 	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:03", "ble", NULL, NULL, 1), 0);
-	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:03", "r1", true, 100, &j,
-					      &created),
-			 0);
+	assert_int_equal(
+	    fgw_store_job_ensure(f->s, "AA:00:00:00:00:03", "r1", true, 100, &j, &created), 0);
 	assert_true(created);
 	assert_string_equal(j.state, "queued");
 	assert_true(j.canary);
 	assert_int_equal(j.image, -1);
-	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:03", "r1", false, 200, &j2,
-					      &created),
-			 0);
+	assert_int_equal(
+	    fgw_store_job_ensure(f->s, "AA:00:00:00:00:03", "r1", false, 200, &j2, &created), 0);
 	assert_false(created);
 	assert_int_equal(j2.id, j.id);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs"), 1);
 
-	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "connecting", NULL, NULL, 300),
-			 0);
+	assert_int_equal(
+	    fgw_store_job_set_state(f->s, j.id, "queued", "connecting", NULL, NULL, 300), 0);
 	/* Wrong "from": nothing written. */
 	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "probing", NULL, NULL, 310),
 			 -ESTALE);
-	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "connecting", "uploading", NULL,
-						 "image 1", 320),
-			 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE at = 310"), 0);
+	assert_int_equal(
+	    fgw_store_job_set_state(f->s, j.id, "connecting", "uploading", NULL, "image 1", 320),
+	    0);
 	assert_int_equal(fgw_store_job_set_progress(f->s, j.id, 1, 4096, 330), 0);
 	assert_int_equal(fgw_store_job_set_retry(f->s, j.id, 2, 9999, 340), 0);
 	assert_int_equal(fgw_store_job_set_plan(f->s, j.id, 3, 350), 0);
 	assert_int_equal(fgw_store_job_set_results(f->s, j.id, "verified", "unverified", 360), 0);
-	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "uploading", "failed", "image rejected",
-						 NULL, 400),
-			 0);
+	assert_int_equal(
+	    fgw_store_job_set_state(f->s, j.id, "uploading", "failed", "image rejected", NULL, 400),
+	    0);
 	assert_int_equal(fgw_store_job_get(f->s, j.id, &j2), 0);
 	assert_string_equal(j2.state, "failed");
 	assert_string_equal(j2.reason, "image rejected");
@@ -186,19 +184,23 @@ static void test_jobs(void **state)
 	assert_int_equal(j2.started_at, 300);
 	assert_int_equal(j2.finished_at, 400);
 	/* A retry: back to the queue without the old reason or finish time. */
-	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "failed", "queued", NULL, "retry", 500),
-			 0);
+	assert_int_equal(
+	    fgw_store_job_set_state(f->s, j.id, "failed", "queued", NULL, "retry", 500), 0);
 	assert_int_equal(fgw_store_job_get(f->s, j.id, &j2), 0);
 	assert_string_equal(j2.reason, "");
 	assert_int_equal(j2.finished_at, 0);
-	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "failed", "again", NULL, 600),
-			 0);
+	assert_int_equal(
+	    fgw_store_job_set_state(f->s, j.id, "queued", "failed", "again", NULL, 600), 0);
 	/* created + 5 transitions; the refused one left no trace */
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE kind = 'job-state'"),
 			 6);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE to_state = 'probing'"),
 			 0);
 	assert_int_equal(fgw_store_job_get(f->s, 12345, &j2), -ENOENT);
+	/* No such job: not a stale state, and no event written for it. */
+	assert_int_equal(
+	    fgw_store_job_set_state(f->s, 12345, "queued", "connecting", NULL, NULL, 1), -ENOENT);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE job_id = 12345"), 0);
 	assert_int_equal(fgw_store_job_set_progress(f->s, 12345, 0, 1, 1), -ENOENT);
 	/* A job needs a known device and release. */
 	assert_true(fgw_store_job_ensure(f->s, "AA:00:00:00:00:03", "nope", false, 1, &j2, NULL) <
@@ -253,7 +255,139 @@ static void test_supersede_and_foreach(void **state)
 	assert_int_equal(fgw_store_jobs_foreach(f->s, NULL, false, stop_at_first, &n), -EINTR);
 	assert_int_equal(n, 1);
 	assert_int_equal(
-		raw_int(f->path, "SELECT count(*) FROM events WHERE to_state = 'superseded'"), 1);
+	    raw_int(f->path, "SELECT count(*) FROM events WHERE to_state = 'superseded'"), 1);
+}
+
+struct create_ctx {
+	int offered, canaries;
+};
+
+/* Takes devices in group "g1"; the first one taken is a canary. */
+static int take_g1(struct fgw_store_job_new *jn, void *ud)
+{
+	struct create_ctx *c = ud;
+
+	c->offered++;
+	if (!jn->grp || strcmp(jn->grp, "g1") != 0)
+		return 0;
+	jn->canary = c->canaries++ == 0;
+	return 1;
+}
+
+static int stop_at_second(struct fgw_store_job_new *jn, void *ud)
+{
+	int *n = ud;
+
+	return ++*n == 2 ? -EINTR : 1;
+}
+
+static void test_jobs_create(void **state)
+{
+	struct fx *f = *state;
+	struct create_ctx c = {0};
+	int n = 0;
+
+	for (int i = 0; i < 5; i++) {
+		char a[32];
+		snprintf(a, sizeof(a), "AA:00:00:00:00:%02X", i);
+		assert_int_equal(fgw_store_device_seen(f->s, a, "ble", NULL, NULL, 1), 0);
+		assert_int_equal(fgw_store_device_set_group(f->s, a, i < 3 ? "g1" : "g2"), 0);
+	}
+	/* A failing callback rolls everything back. */
+	assert_int_equal(fgw_store_jobs_create(f->s, "r1", 10, stop_at_second, &n), -EINTR);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs"), 0);
+	assert_int_equal(fgw_store_jobs_create(f->s, "r1", 10, take_g1, &c), 3);
+	assert_int_equal(c.offered, 5);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs WHERE release_id = 'r1' "
+					  "AND state = 'queued'"),
+			 3);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs WHERE canary = 1"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE kind = 'job-state' "
+					  "AND to_state = 'queued'"),
+			 3);
+	/* Only devices without a job for the release are offered again. */
+	c = (struct create_ctx){0};
+	assert_int_equal(fgw_store_jobs_create(f->s, "r1", 11, take_g1, &c), 0);
+	assert_int_equal(c.offered, 2);
+}
+
+static int nested_foreach(const struct fgw_store_job_rec *job, void *ud)
+{
+	struct fx *f = ud;
+	struct fgw_store_job_rec rec;
+
+	/* The same statement is in use by the caller: the store must hand out another. */
+	assert_int_equal(fgw_store_job_get(f->s, job->id, &rec), 0);
+	assert_string_equal(rec.address, job->address);
+	return 0;
+}
+
+static int count_job(const struct fgw_store_job_rec *job, void *ud)
+{
+	(*(int *) ud)++;
+	return 0;
+}
+
+static int reenter(const struct fgw_store_job_rec *job, void *ud)
+{
+	struct fx *f = ud;
+	int n = 0;
+
+	assert_int_equal(fgw_store_jobs_foreach(f->s, NULL, false, count_job, &n), 0);
+	assert_int_equal(n, 2);
+	return 0;
+}
+
+static void test_statement_cache(void **state)
+{
+	struct fx *f = *state;
+	struct fgw_store_device_rec d;
+	struct fgw_store_job_rec j;
+	uint64_t before;
+	sqlite3 *db;
+	int log = -1, ckpt = -1;
+
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:01", "ble", "x", NULL, 1), 0);
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:02", "ble", "y", NULL, 1), 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:01", "r1", false, 2, &j, NULL),
+			 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:02", "r1", false, 2, &j, NULL),
+			 0);
+	assert_int_equal(fgw_store_device_get(f->s, "AA:00:00:00:00:01", &d), 0);
+	before = f->s->n_prepared;
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(fgw_store_device_get(f->s, "AA:00:00:00:00:01", &d), 0);
+		assert_int_equal(fgw_store_device_get(f->s, "BB:00:00:00:00:01", &d), -ENOENT);
+		assert_int_equal(
+		    fgw_store_device_seen(f->s, "AA:00:00:00:00:02", "ble", NULL, NULL, 10 + i), 0);
+	}
+	/* The SELECT and the upsert were compiled once each, not 150 times. */
+	assert_true(f->s->n_prepared - before <= 1);
+	assert_int_equal(fgw_store_device_get(f->s, "AA:00:00:00:00:02", &d), 0);
+	assert_int_equal(d.last_seen, 59);
+	/* A cached statement held by a caller is not handed out twice. */
+	assert_int_equal(fgw_store_jobs_foreach(f->s, NULL, false, nested_foreach, f), 0);
+	assert_int_equal(fgw_store_jobs_foreach(f->s, NULL, false, reenter, f), 0);
+	/* Statements are reset after use: no read snapshot pins the WAL, it checkpoints whole. */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "SELECT count(*) FROM jobs", NULL, NULL, NULL),
+			 SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &ckpt),
+	    SQLITE_OK);
+	assert_int_equal(log, 0);
+	sqlite3_close(db);
+	/* More distinct statements than the cache holds: evicted ones still work. */
+	for (int i = 0; i < FGW_STORE_STMT_CACHE + 8; i++) {
+		char sql[96];
+		sqlite3_stmt *st;
+		snprintf(sql, sizeof(sql), "SELECT %d", i);
+		assert_int_equal(fgw_store__prepare(f->s, sql, &st), 0);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(st, 0), i);
+		fgw_store__finish(f->s, st);
+	}
+	assert_int_equal(fgw_store_device_get(f->s, "AA:00:00:00:00:01", &d), 0);
 }
 
 static void test_rollout(void **state)
@@ -262,15 +396,15 @@ static void test_rollout(void **state)
 	char by[32], reason[64];
 	bool halted = true;
 
-	assert_int_equal(fgw_store_rollout_state(f->s, "r1", &halted, by, sizeof(by), reason,
-					       sizeof(reason)),
-			 0);
+	assert_int_equal(
+	    fgw_store_rollout_state(f->s, "r1", &halted, by, sizeof(by), reason, sizeof(reason)),
+	    0);
 	assert_false(halted);
 	assert_int_equal(fgw_store_rollout_set(f->s, "r1", true, "policy", "failure rate 0.50", 5),
 			 0);
-	assert_int_equal(fgw_store_rollout_state(f->s, "r1", &halted, by, sizeof(by), reason,
-					       sizeof(reason)),
-			 0);
+	assert_int_equal(
+	    fgw_store_rollout_state(f->s, "r1", &halted, by, sizeof(by), reason, sizeof(reason)),
+	    0);
 	assert_true(halted);
 	assert_string_equal(by, "policy");
 	assert_string_equal(reason, "failure rate 0.50");
@@ -285,11 +419,13 @@ static void test_rollout(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_devices, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_images, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_supersede_and_foreach, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rollout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_devices, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_images, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_supersede_and_foreach, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rollout, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_jobs_create, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

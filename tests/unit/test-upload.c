@@ -3,7 +3,8 @@
  * img_mgmt upload rules (protocol-notes §4.3): session with sha/len on off 0, resume on the
  * same sha, {off: expected} for gaps and repeats, {off: 0} without a session. Faults are
  * injected per upload request index k: lost request, lost answer, busy, device error, reboot
- * (session lost), link loss, silence, split answers, delays, v1 headers.
+ * (session lost), link loss, silence, split answers, delays, v1 headers; and a buffer pool: more
+ * than `cap` requests in flight are dropped (Zephyr over BLE) or answered rc 2.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -30,13 +31,19 @@ struct fault {
 	size_t split;	      /* answers in frames of this size */
 	unsigned delay_ms;    /* each answer after this long */
 	unsigned first_delay; /* the answer to a new session's first chunk (erase) */
+	int first_delay_from; /* ... from this request index on */
 	bool v1;	      /* answer with v1 headers (pre-v2 firmware) */
 	bool image_check;     /* add match on the last answer */
 	bool corrupt;	      /* flip a stored byte: match false */
+	unsigned cap;	      /* requests in flight the device has buffers for; 0: any */
+	bool cap_nomem;	      /* over cap: answer rc 2 instead of dropping */
+	bool always_nomem;    /* every request: rc 2 */
 };
 
 struct dev {
 	struct peer *peer;
+	uv_loop_t *loop;
+	uint64_t buf_until[64]; /* cap: each accepted request holds a buffer until its answer */
 	struct fault f;
 	unsigned k; /* upload requests seen */
 	size_t buf_size;
@@ -47,7 +54,8 @@ struct dev {
 	uint8_t sha[32];
 	struct fgw_smp_client *c;
 	unsigned max_outstanding; /* requests in flight seen by the device, this one included */
-	unsigned too_big, misaligned, first_chunks;
+	unsigned too_big, misaligned, first_chunks, over_cap;
+	bool over_cap_now;
 	bool slow_next; /* the next answer opens a session: it waits for the "erase" */
 	uint64_t bytes_written;
 };
@@ -138,6 +146,25 @@ static void answer_err(struct dev *d, const uint8_t *req, unsigned group, unsign
 	cbor_decref(&m);
 }
 
+/* The pool: a request holds a buffer until its answer goes out (delay_ms later). */
+static bool take_buf(struct dev *d)
+{
+	uint64_t now = uv_now(d->loop);
+	unsigned busy = 0, free_i = 0;
+
+	for (unsigned i = 0; i < 64; i++) {
+		if (d->buf_until[i] > now)
+			busy++;
+		else
+			free_i = i;
+	}
+	d->over_cap_now = busy >= d->f.cap;
+	if (d->over_cap_now)
+		return false;
+	d->buf_until[free_i] = now + d->f.delay_ms;
+	return true;
+}
+
 static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *user_data)
 {
 	struct dev *d = user_data;
@@ -157,6 +184,15 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 	}
 	if (k == d->f.drop_req || (d->f.silence_from != NONE && k >= d->f.silence_from))
 		return;
+	if (d->f.always_nomem || (d->f.cap && !take_buf(d) && d->f.cap_nomem)) {
+		d->over_cap++;
+		answer_err(d, pkt, 0, 2);
+		return;
+	}
+	if (d->f.cap && d->over_cap_now) {
+		d->over_cap++; /* no buffer for its first fragment: gone without a word */
+		return;
+	}
 	if (k == d->f.disconnect) {
 		/* a link loss keeps the device's RAM session */
 		peer_drop_link(d->peer, -ECONNRESET, 0);
@@ -187,7 +223,7 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 			return;
 		}
 		d->session = true;
-		d->slow_next = d->f.first_delay > 0;
+		d->slow_next = d->f.first_delay > 0 && k >= d->f.first_delay_from;
 		d->len = q.len;
 		d->expected = 0;
 		memcpy(d->sha, q.sha, 32);
@@ -257,8 +293,11 @@ static struct fx *fx_new(size_t img_len, size_t mtu, size_t max_packet, size_t b
 	assert_int_equal(peer_new(&f->loop, mtu, max_packet, &f->peer), 0);
 	assert_int_equal(fgw_smp_client_new(&f->loop, peer_transport(f->peer), &f->c), 0);
 	assert_int_equal(fgw_upload_new(&f->loop, f->c, &f->u), 0);
-	f->dev =
-	    (struct dev){.peer = f->peer, .c = f->c, .buf_size = buf_size, .slot_size = img_len};
+	f->dev = (struct dev){.peer = f->peer,
+			      .loop = &f->loop,
+			      .c = f->c,
+			      .buf_size = buf_size,
+			      .slot_size = img_len};
 	f->dev.f = (struct fault){.drop_req = NONE,
 				  .drop_rsp = NONE,
 				  .busy = NONE,
@@ -370,31 +409,169 @@ static void test_window_sizes(void **state)
 	static const unsigned expect[] = {1, 1, 1, 3, 8, 8};
 
 	for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
-		struct fx *f = fx_new(64 * 1024, 495, 2475, 2475);
+		struct fx *f = fx_new(256 * 1024, 495, 2475, 2475);
 		struct fgw_upload_opts o = quick_opts(2475, counts[i]);
 		struct fgw_upload_stats st;
 
+		assert_int_equal(fgw_upload_window_limit(&o), expect[i]);
 		assert_int_equal(run_upload(f, 0, &o), 0);
 		assert_int_equal(f->done_err, 0);
 		fgw_upload_get_stats(f->u, &st);
+		/* adaptive: from 1, one more after each clean window, up to the limit */
+		assert_int_equal(st.window_limit, expect[i]);
 		assert_int_equal(st.window, expect[i]);
-		/* the first chunk goes alone, then the window fills (stop-and-wait: 1) */
 		assert_int_equal(f->dev.max_outstanding, expect[i]);
+		assert_false(st.window_clamped);
+		assert_int_equal(st.narrowed, 0);
 		assert_device_has_image(f);
 		fx_free(f);
 	}
 	{
-		/* --window overrides; cap is FGW_UPLOAD_MAX_WINDOW */
+		/* --window above buf_count - 1 is clamped, and the caller can tell */
 		struct fx *f = fx_new(64 * 1024, 495, 2475, 2475);
-		struct fgw_upload_opts o = quick_opts(2475, 4);
+		struct fgw_upload_opts o = quick_opts(2475, 2);
 		struct fgw_upload_stats st;
 
-		o.window = 100;
+		o.window = 4;
+		assert_int_equal(fgw_upload_window_limit(&o), 1);
 		assert_int_equal(run_upload(f, 0, &o), 0);
 		fgw_upload_get_stats(f->u, &st);
-		assert_int_equal(st.window, FGW_UPLOAD_MAX_WINDOW);
+		assert_true(st.window_clamped);
+		assert_int_equal(st.window_limit, 1);
+		assert_int_equal(f->dev.max_outstanding, 1);
 		fx_free(f);
 	}
+	{
+		/* an explicit window starts there; without params it is not clamped */
+		struct fx *f = fx_new(64 * 1024, 495, 2475, 2475);
+		struct fgw_upload_opts o = quick_opts(2475, 0);
+
+		o.window = 100;
+		assert_int_equal(fgw_upload_window_limit(&o), FGW_UPLOAD_MAX_WINDOW);
+		o.window = 3;
+		assert_int_equal(run_upload(f, 0, &o), 0);
+		assert_int_equal(f->dev.max_outstanding, 3);
+		fx_free(f);
+	}
+}
+
+/*
+ * The window rule against a device whose buffers hold fewer requests than buf_count - 1
+ * (Zephyr over BLE: the answer and the next reassembly take buffers too). Lost requests are
+ * seen at the next answer and sent again at once: no timeout; the window halves and settles
+ * below the size that lost.
+ */
+static void test_adaptive_window(void **state)
+{
+	for (int nomem = 0; nomem < 2; nomem++) {
+		struct fx *f = fx_new(400 * 1024, 495, 2475, 2475);
+		struct fgw_upload_opts o = quick_opts(2475, 6);
+		struct fgw_upload_stats st;
+
+		f->dev.f.cap = 2;
+		f->dev.f.cap_nomem = nomem;
+		f->dev.f.delay_ms = 1;
+		o.chunk_timeout_ms = o.last_timeout_ms = 5000; /* a timeout would show in stats */
+		assert_int_equal(run_upload(f, 0, &o), 0);
+		assert_int_equal(f->done_err, 0);
+		assert_device_has_image(f);
+		fgw_upload_get_stats(f->u, &st);
+		assert_int_equal(st.timeouts, 0);
+		assert_true(st.narrowed >= 1);
+		assert_true(f->dev.over_cap >= 1);
+		assert_int_equal(st.window_limit, 5);
+		assert_true(st.window_final <= 2);
+		/* the ceiling: probes above it are rare (doubling back-off), not every window */
+		assert_true(st.narrowed <= 6);
+		if (nomem)
+			assert_int_equal(st.nomem, f->dev.over_cap);
+		else
+			assert_true(st.retransmissions >= 1);
+		fx_free(f);
+	}
+}
+
+/* rc 2 at window 1 means the pool is full with something else: give up naming ENOMEM. */
+static void test_nomem_at_window_1(void **state)
+{
+	struct fx *f = fx_new(40000, 495, 2475, 2475);
+	struct fgw_upload_opts o = quick_opts(2475, 4);
+	struct fgw_upload_stats st;
+
+	o.busy_retry_ms = 2;
+	o.max_failures = 3;
+	f->dev.f.always_nomem = true;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, -ENOMEM);
+	assert_int_equal(f->res.status.rc, FGW_SMP_RC_ENOMEM);
+	fgw_upload_get_stats(f->u, &st);
+	assert_int_equal(st.nomem, 3);
+	fx_free(f);
+}
+
+/* The final chunk lost with nothing after it: sent again after about a round trip, not the
+ * full timeout (issue 22: a 20 s wait in 2 of 12 field runs). */
+static void test_lost_final_chunk(void **state)
+{
+	for (unsigned window = 1; window <= 3; window += 2) {
+		struct fx *f = fx_new(40 * 1024 + 13, 495, 2475, 1024);
+		struct fgw_upload_opts o = quick_opts(1024, 4);
+		struct fgw_upload_stats st;
+
+		o.window = window;
+		o.chunk_timeout_ms = o.last_timeout_ms = 10000;
+		f->dev.f.delay_ms = 1;
+		/* a clean run counts the chunks; then the same upload loses its last one */
+		assert_int_equal(run_upload(f, 0, &o), 0);
+		fgw_upload_get_stats(f->u, &st);
+		assert_int_equal(st.early_retransmits, 0);
+		f->dev.f.drop_req = (int) (f->dev.k + st.chunks - 1);
+		f->dev.session = false;
+		assert_int_equal(run_upload(f, 0, &o), 0);
+		assert_int_equal(f->done_err, 0);
+		assert_device_has_image(f);
+		fgw_upload_get_stats(f->u, &st);
+		assert_int_equal(st.early_retransmits, 1);
+		assert_int_equal(st.retransmissions, 1);
+		assert_int_equal(st.timeouts, 0);
+		fx_free(f);
+	}
+}
+
+/* Nothing answered on this link yet: the first chunk does not get the erase wait. */
+static void test_device_silent(void **state)
+{
+	struct fx *f = fx_new(20000, 495, 2475, 2475);
+	struct fgw_upload_opts o = quick_opts(2475, 4);
+	struct fgw_upload_stats st;
+
+	o.device_silent = true;
+	o.first_timeout_ms = 600000; /* the test would time out if this were used */
+	o.chunk_timeout_ms = 30;
+	o.max_timeouts = 2;
+	f->dev.f.silence_from = 0;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, -ETIMEDOUT);
+	fgw_upload_get_stats(f->u, &st);
+	assert_int_equal(st.timeouts, 2);
+	fx_free(f);
+
+	/* once it answered, the first chunk waits for the erase again */
+	f = fx_new(20000, 495, 2475, 2475);
+	o = quick_opts(2475, 4);
+	o.device_silent = true;
+	o.chunk_timeout_ms = 100;
+	o.first_timeout_ms = 3000;
+	f->dev.f.reboot = 3; /* the session is lost: a second first chunk, after an answer */
+	f->dev.f.first_delay = 300;
+	f->dev.f.first_delay_from = 1;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, 0);
+	fgw_upload_get_stats(f->u, &st);
+	assert_int_equal(st.timeouts, 0);
+	assert_int_equal(st.restarts, 1);
+	assert_device_has_image(f);
+	fx_free(f);
 }
 
 /* No mcumgr params: packets of one transport MTU (BLE: ATT_MTU - 3), even though the
@@ -471,7 +648,9 @@ static void test_faults(void **state)
 		if (c->lost)
 			assert_true(st.lost > 0 || st.timeouts > 0);
 		if (c->busy != NONE)
-			assert_int_equal(st.busy, 1);
+			assert_int_equal(c->busy_rc == 2 ? st.nomem : st.busy, 1);
+		if (c->busy_rc == 2)
+			assert_int_equal(st.narrowed, 1);
 		if (c->drop_rsp != NONE)
 			assert_int_equal(st.retransmissions, 0);
 		if (c->v1)
@@ -659,12 +838,14 @@ static void test_alignment(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_basic_window), cmocka_unit_test(test_window_sizes),
-	    cmocka_unit_test(test_no_params),	 cmocka_unit_test(test_faults),
-	    cmocka_unit_test(test_hard_error),	 cmocka_unit_test(test_disconnect_resume),
-	    cmocka_unit_test(test_silence),	 cmocka_unit_test(test_slow_first_chunk),
-	    cmocka_unit_test(test_match_false),	 cmocka_unit_test(test_cancel_and_free),
-	    cmocka_unit_test(test_alignment),
+	    cmocka_unit_test(test_basic_window),      cmocka_unit_test(test_window_sizes),
+	    cmocka_unit_test(test_no_params),	      cmocka_unit_test(test_faults),
+	    cmocka_unit_test(test_hard_error),	      cmocka_unit_test(test_disconnect_resume),
+	    cmocka_unit_test(test_silence),	      cmocka_unit_test(test_slow_first_chunk),
+	    cmocka_unit_test(test_match_false),	      cmocka_unit_test(test_cancel_and_free),
+	    cmocka_unit_test(test_alignment),	      cmocka_unit_test(test_adaptive_window),
+	    cmocka_unit_test(test_nomem_at_window_1), cmocka_unit_test(test_lost_final_chunk),
+	    cmocka_unit_test(test_device_silent),
 	};
 
 	if (getenv("FGW_TEST_DEBUG"))

@@ -19,6 +19,8 @@ Environment (all optional):
   DEMO_SUMMARY=FILE  also write the summary as JSON to FILE
   DEMO_TIMEOUT=S     give up after S seconds of rollout (default 600)
   DEMO_KEEP=1        keep the temp dir (logs, database, release) and print its path
+  DEMO_SCREENSHOT=FILE  save a PNG of the gateway's status page (http://.../ in headless
+                     Chromium) while the devices upload
   DEMO_STAY=1        after the summary, keep the fleet and fotagwd running until Ctrl-C, to
                      look around with fotactl or curl (the API is on 127.0.0.1:8370 if free)
 Exit status: 0 when every device ended as the scenario says it should (healthy ones on the new
@@ -47,6 +49,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "tests", "sim"))
 import simctl  # noqa: E402  (device addresses, free ports, the test bus configuration)
+sys.path.insert(0, os.path.join(REPO, "tests", "web-it"))
+import cdp  # noqa: E402  (headless Chromium over the DevTools protocol)
 import smpc  # noqa: E402  (SMP over UDP, independent of fotagw's C code)
 
 SCENARIO = os.path.join(HERE, "scenario.ini")
@@ -340,6 +344,43 @@ class World:
         return rc
 
 
+class Screenshot(threading.Thread):
+    """Waits until several devices upload, then photographs the status page in headless
+    Chromium (what fits a 1100x760 window, after its script has refreshed it)."""
+
+    def __init__(self, w, path, tmp, deadline):
+        super().__init__(daemon=True)
+        self.w, self.path, self.tmp, self.deadline = w, path, tmp, deadline
+        self.error = None
+        self.saved = False
+
+    def uploading(self):
+        devs = self.w.get("/v1/devices?limit=1000").get("devices", [])
+        return sum(1 for d in devs if ((d.get("job") or {}).get("progress") or {})
+                   .get("percent", 0) >= 20)
+
+    def run(self):
+        b = None
+        try:
+            while time.monotonic() < self.deadline and self.uploading() < 3:
+                time.sleep(0.5)
+            b = cdp.Browser(self.tmp, width=1100, height=760)
+            b.navigate(self.w.url + "/")
+            end = time.monotonic() + 15
+            while not (b.eval("document.getElementById('live').textContent") or "") \
+                    .startswith("Live:"):
+                if time.monotonic() > end:
+                    raise DemoError("the status page's script did not refresh it")
+                time.sleep(0.2)
+            b.screenshot(self.path)
+            self.saved = True
+        except Exception as e:  # reported by the main thread
+            self.error = e
+        finally:
+            if b:
+                b.close()
+
+
 def jobs(w):
     """{address: device} for devices with a job for the current release."""
     r = w.get("/v1/devices?limit=1000")
@@ -523,6 +564,10 @@ def main():
         t0 = time.monotonic()
         deadline = t0 + timeout
         out.t0 = t0
+        shot = None
+        if os.environ.get("DEMO_SCREENSHOT"):
+            shot = Screenshot(w, os.path.abspath(os.environ["DEMO_SCREENSHOT"]), tmp, deadline)
+            shot.start()
         if interactive:
             out.step("fotactl watch (q leaves the view, the demo goes on; Ctrl-C stops it)")
             time.sleep(1.0)
@@ -531,6 +576,12 @@ def main():
             out.step("the rollout")
             ok = follow_plain(w, n, out, deadline)
         rollout_s = time.monotonic() - t0
+        if shot:
+            shot.join(30)
+            if shot.saved:
+                print(f"    status page screenshot: {shot.path}", flush=True)
+            else:
+                raise DemoError(f"no screenshot of the status page: {shot.error or 'timed out'}")
         if not ok:
             print(f"demo: the rollout did not end within {timeout:.0f} s", flush=True)
         jobs_now = jobs(w)

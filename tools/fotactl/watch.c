@@ -5,11 +5,13 @@
  * ETA), and the failures with their reasons. Live progress comes from the gateway when the
  * fleet reports it; otherwise the view shows the persisted upload offset and measures the
  * rate itself from how that offset moves between frames (no percent or ETA is guessed).
+ * The live view fetches with libcurl's multi interface while it polls the keyboard, so `q`
+ * quits at once even while the gateway is slow to answer.
  */
+#define _GNU_SOURCE /* asprintf */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "ops-client.h"
 #include "util.h"
 
@@ -28,6 +32,17 @@ const char fotactl_watch_usage[] =
 
 #define ACTIVE_STATES                                                                              \
 	"connecting,probing,uploading,marking,resetting,rebooting,verifying,confirming"
+#define PATH_ROLLOUT "/v1/rollout"
+#define PATH_DEVICES "/v1/devices?limit=1000&state=" ACTIVE_STATES
+#define MAX_BODY (32u * 1024 * 1024)
+
+/* What one frame shows: the two answers, or why there are none. */
+struct fetched {
+	int r; /* < 0: the gateway could not be reached (err says why) */
+	long st1, st2;
+	cJSON *ro, *devs;
+	char err[512];
+};
 
 /* Offsets seen in the previous frame, to measure a rate when the gateway gives none. */
 struct seen {
@@ -178,42 +193,13 @@ static void device_line(struct view *v, const cJSON *d, struct seen *now, uint64
 		line(v, "%-20s %s", addr, state);
 }
 
-/* One frame: fetch, lay out, return the text (owned by @v). */
-static void render(struct view *v)
+/* The release, canary and count lines of a frame. */
+static void summary(struct view *v, const cJSON *ro)
 {
-	char err[512], when[32], b1[24], b2[24];
-	cJSON *ro = NULL, *devs = NULL;
-	const cJSON *rel, *counts, *it, *canary;
-	long st1 = 0, st2 = 0;
-	struct seen *next_seen = NULL;
-	size_t n_next = 0, n_active = 0, shown = 0;
-	uint64_t now_ms = fgw_now_ms();
-	time_t t = time(NULL);
-	struct tm tm;
-	int r;
+	const cJSON *rel = cJSON_GetObjectItemCaseSensitive(ro, "release");
+	const cJSON *canary = cJSON_GetObjectItemCaseSensitive(ro, "canary"), *counts, *it;
+	char b1[24], b2[24];
 
-	v->len = 0;
-	v->line = 0;
-	localtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-	line(v, "fotagw watch  %s  %s  (q quits)", v->conn->url, when);
-
-	r = ops_request(v->conn, "GET", "/v1/rollout", NULL, &st1, &ro, err, sizeof(err));
-	if (r >= 0)
-		r = ops_request(v->conn, "GET", "/v1/devices?limit=1000&state=" ACTIVE_STATES, NULL,
-				&st2, &devs, err, sizeof(err));
-	if (r < 0 || st1 != 200 || st2 != 200 || !ro || !devs) {
-		line(v, "%s", "");
-		if (r < 0)
-			line(v, "gateway unreachable: %s", err);
-		else
-			line(v, "gateway answered HTTP %ld/%ld: %s", st1, st2,
-			     ops_str(st1 != 200 ? ro : devs, "message"));
-		goto out;
-	}
-
-	rel = cJSON_GetObjectItemCaseSensitive(ro, "release");
-	canary = cJSON_GetObjectItemCaseSensitive(ro, "canary");
 	if (cJSON_IsObject(rel)) {
 		char max[48] = "";
 		if (ops_num(ro, "max_failure_rate", -1) >= 0)
@@ -242,6 +228,39 @@ static void render(struct view *v)
 				      it->valuedouble);
 		line(v, "%s", buf[0] ? buf : "no devices");
 	}
+}
+
+/* One frame from what was fetched: lay out, the text is owned by @v. */
+static void render(struct view *v, const struct fetched *fx)
+{
+	char when[32], b1[24];
+	const cJSON *ro = fx->ro, *devs = fx->devs;
+	const cJSON *it;
+	long st1 = fx->st1, st2 = fx->st2;
+	struct seen *next_seen = NULL;
+	size_t n_next = 0, n_active = 0, shown = 0;
+	uint64_t now_ms = fgw_now_ms();
+	time_t t = time(NULL);
+	struct tm tm;
+	int r = fx->r;
+
+	v->len = 0;
+	v->line = 0;
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+	line(v, "fotagw watch  %s  %s  (q quits)", v->conn->url, when);
+
+	if (r < 0 || st1 != 200 || st2 != 200 || !ro || !devs) {
+		line(v, "%s", "");
+		if (r < 0)
+			line(v, "gateway unreachable: %s", fx->err);
+		else
+			line(v, "gateway answered HTTP %ld/%ld: %s", st1, st2,
+			     ops_str(st1 != 200 ? ro : devs, "message"));
+		goto out;
+	}
+
+	summary(v, ro);
 	line(v, "%s", "");
 
 	n_active = (size_t) cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(devs, "devices"));
@@ -285,8 +304,149 @@ static void render(struct view *v)
 	    line(v, "  %-20s %-9s %s", ops_str(it, "address"), ops_str(it, "state"),
 		 ops_str(it, "reason"));
 out:
-	cJSON_Delete(ro);
-	cJSON_Delete(devs);
+	return;
+}
+
+static void fetched_clear(struct fetched *fx)
+{
+	cJSON_Delete(fx->ro);
+	cJSON_Delete(fx->devs);
+	*fx = (struct fetched){0};
+}
+
+/* --once and pipes: nothing to quit, so plain blocking requests. */
+static void fetch_blocking(struct ops_conn *c, struct fetched *fx)
+{
+	fx->r =
+	    ops_request(c, "GET", PATH_ROLLOUT, NULL, &fx->st1, &fx->ro, fx->err, sizeof(fx->err));
+	if (fx->r >= 0)
+		fx->r = ops_request(c, "GET", PATH_DEVICES, NULL, &fx->st2, &fx->devs, fx->err,
+				    sizeof(fx->err));
+}
+
+/* ---- the live view's requests: both in flight at once, driven from the key loop ---- */
+
+struct req {
+	CURL *h;
+	char *url;
+	char *body;
+	size_t len;
+	bool running;
+	CURLcode rc;
+};
+
+struct http {
+	CURLM *m;
+	struct req q[2]; /* rollout, devices */
+	unsigned running;
+};
+
+static size_t on_body(char *ptr, size_t size, size_t n, void *user_data)
+{
+	struct req *q = user_data;
+	size_t add = size * n;
+	char *p;
+
+	if (q->len + add > MAX_BODY)
+		return 0; /* curl reports a write error */
+	p = realloc(q->body, q->len + add + 1);
+	if (!p)
+		return 0;
+	memcpy(p + q->len, ptr, add);
+	q->body = p;
+	q->len += add;
+	q->body[q->len] = '\0';
+	return add;
+}
+
+static int http_init(struct http *h, const struct ops_conn *c)
+{
+	static const char *const paths[] = {PATH_ROLLOUT, PATH_DEVICES};
+
+	h->m = curl_multi_init();
+	if (!h->m)
+		return -ENOMEM;
+	for (int i = 0; i < 2; i++) {
+		h->q[i].h = curl_easy_init();
+		if (!h->q[i].h || asprintf(&h->q[i].url, "%s%s", c->url, paths[i]) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static void http_done(struct http *h)
+{
+	for (int i = 0; i < 2; i++) {
+		if (h->q[i].running)
+			curl_multi_remove_handle(h->m, h->q[i].h);
+		curl_easy_cleanup(h->q[i].h);
+		free(h->q[i].url);
+		free(h->q[i].body);
+	}
+	curl_multi_cleanup(h->m);
+}
+
+static void http_start(struct http *h)
+{
+	for (int i = 0; i < 2; i++) {
+		struct req *q = &h->q[i];
+		CURL *e = q->h;
+
+		free(q->body);
+		q->body = NULL;
+		q->len = 0;
+		curl_easy_reset(e);
+		curl_easy_setopt(e, CURLOPT_URL, q->url);
+		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 15000L);
+		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
+		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+		q->running = curl_multi_add_handle(h->m, e) == CURLM_OK;
+		q->rc = q->running ? CURLE_OK : CURLE_OUT_OF_MEMORY;
+		h->running += q->running;
+	}
+}
+
+/* Moves the requests on; true when both have ended (then @fx holds the frame's data). */
+static bool http_step(struct http *h, struct fetched *fx)
+{
+	CURLMsg *msg;
+	int still, left;
+
+	curl_multi_perform(h->m, &still);
+	while ((msg = curl_multi_info_read(h->m, &left)))
+		for (int i = 0; msg->msg == CURLMSG_DONE && i < 2; i++)
+			if (h->q[i].h == msg->easy_handle && h->q[i].running) {
+				h->q[i].rc = msg->data.result;
+				h->q[i].running = false;
+				h->running--;
+				curl_multi_remove_handle(h->m, msg->easy_handle);
+			}
+	if (h->running)
+		return false;
+	*fx = (struct fetched){0};
+	for (int i = 0; i < 2; i++) {
+		struct req *q = &h->q[i];
+		if (q->rc != CURLE_OK) {
+			fx->r = -EIO;
+			snprintf(fx->err, sizeof(fx->err), "%s", curl_easy_strerror(q->rc));
+			continue;
+		}
+		curl_easy_getinfo(q->h, CURLINFO_RESPONSE_CODE, i ? &fx->st2 : &fx->st1);
+		if (q->body) {
+			cJSON **j = i ? &fx->devs : &fx->ro;
+			*j = cJSON_ParseWithLength(q->body, q->len);
+			/* Device and network text, bound for the terminal: escaped, as ops_request
+			 * does for the blocking path. Without memory for that, nothing is shown. */
+			if (*j && ops_sanitize_tree(*j) < 0) {
+				cJSON_Delete(*j);
+				*j = NULL;
+			}
+		}
+	}
+	return true;
 }
 
 static void screen_size(struct view *v, bool tty)
@@ -299,6 +459,65 @@ static void screen_size(struct view *v, bool tty)
 		v->cols = ws.ws_col;
 		v->rows = ws.ws_row - 1; /* the last line stays free: no scrolling */
 	}
+}
+
+static void draw(struct view *v, const struct fetched *fx)
+{
+	screen_size(v, true);
+	render(v, fx);
+	fputs("\033[H", stdout);
+	fwrite(v->frame, 1, v->len, stdout);
+	fputs("\033[J", stdout);
+	fflush(stdout);
+}
+
+/*
+ * The live view: a frame every @interval ms. The keyboard is polled together with the
+ * requests' sockets, so `q` ends the view at once, also while an answer is still awaited.
+ */
+static int live(struct view *v, int64_t interval, bool raw_in)
+{
+	struct http h = {0};
+	struct fetched fx = {0}, got;
+	bool have = false, fetching = false;
+	uint64_t next = 0;
+	int r = http_init(&h, v->conn);
+
+	while (r == 0 && !stop_requested) {
+		struct curl_waitfd kb = {.fd = STDIN_FILENO, .events = CURL_WAIT_POLLIN};
+		uint64_t now = fgw_now_ms();
+		int timeout = 200; /* signals (resize, Ctrl-C) are looked at this often */
+		char ch;
+
+		if (!fetching && now >= next) {
+			http_start(&h);
+			fetching = true;
+			next = now + (uint64_t) interval;
+		}
+		if (fetching && http_step(&h, &got)) {
+			fetching = false;
+			fetched_clear(&fx);
+			fx = got;
+			have = true;
+			draw(v, &fx);
+		}
+		if (resized) {
+			resized = 0;
+			if (have)
+				draw(v, &fx);
+		}
+		if (!fetching)
+			timeout = (int) FGW_MIN((uint64_t) timeout, next > now ? next - now : 0);
+		if (curl_multi_poll(h.m, raw_in ? &kb : NULL, raw_in ? 1 : 0, timeout, NULL) !=
+		    CURLM_OK)
+			r = -EIO;
+		if ((kb.revents & CURL_WAIT_POLLIN) && read(STDIN_FILENO, &ch, 1) == 1 &&
+		    (ch == 'q' || ch == 'Q'))
+			stop_requested = 1;
+	}
+	fetched_clear(&fx);
+	http_done(&h);
+	return r;
 }
 
 int fotactl_watch(const struct fotactl_ctx *ctx, int argc, char **argv)
@@ -351,9 +570,12 @@ int fotactl_watch(const struct fotactl_ctx *ctx, int argc, char **argv)
 		return r;
 
 	if (once || !tty) {
+		struct fetched fx = {0};
 		screen_size(&v, tty);
 		v.ansi = false;
-		render(&v);
+		fetch_blocking(&conn, &fx);
+		render(&v, &fx);
+		fetched_clear(&fx);
 		fwrite(v.frame, 1, v.len, stdout);
 		free(v.frame);
 		free(v.seen);
@@ -376,28 +598,7 @@ int fotactl_watch(const struct fotactl_ctx *ctx, int argc, char **argv)
 	/* Alternate screen, cursor hidden: the shell's screen comes back as it was. */
 	fputs("\033[?1049h\033[?25l", stdout);
 	v.ansi = true;
-	while (!stop_requested) {
-		struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
-		uint64_t until;
-
-		screen_size(&v, true);
-		render(&v);
-		fputs("\033[H", stdout);
-		fwrite(v.frame, 1, v.len, stdout);
-		fputs("\033[J", stdout);
-		fflush(stdout);
-		until = fgw_now_ms() + (uint64_t) interval;
-		while (!stop_requested && !resized) {
-			uint64_t now = fgw_now_ms();
-			char ch;
-			if (now >= until)
-				break;
-			if (poll(&pfd, raw_in ? 1 : 0, (int) (until - now)) > 0 &&
-			    read(STDIN_FILENO, &ch, 1) == 1 && (ch == 'q' || ch == 'Q'))
-				stop_requested = 1;
-		}
-		resized = 0;
-	}
+	r = live(&v, interval, raw_in);
 	fputs("\033[?25h\033[?1049l", stdout);
 	fflush(stdout);
 	if (raw_in)
@@ -405,7 +606,9 @@ int fotactl_watch(const struct fotactl_ctx *ctx, int argc, char **argv)
 	free(v.frame);
 	free(v.seen);
 	ops_conn_close(&conn);
-	return 0;
+	if (r < 0)
+		fprintf(stderr, "fotactl: watch: %s\n", strerror(-r));
+	return r < 0 ? 1 : 0;
 usage:
 	fprintf(stderr, "Usage: fotactl %s", fotactl_watch_usage);
 	return FOTACTL_EXIT_USAGE;
