@@ -26,7 +26,6 @@ struct fgw_daemon {
 	struct fgw_fleet *fleet;
 	struct fgw_release_source *rsrc; /* NULL without a manifest URL */
 	int64_t release_sequence;	 /* manifest sequence of the fleet's current release */
-	unsigned n_prepare;		 /* release image preparations in the thread pool */
 	bool db_read_only;		 /* the database could only be opened read-only: no jobs */
 
 	uv_signal_t sig_term, sig_int, sig_hup;

@@ -8,13 +8,10 @@
 #include "daemon.h"
 #include "fleet-glue.h"
 #include "fleet.h"
-#include "release-images.h"
-#include "release-source.h"
+#include "release.h"
 #include "transport-ble.h"
 #include "transport.h"
 #include "util.h"
-
-#define MAX_TRUSTED_KEYS 8
 
 /* "udp:HOST:PORT" (HOST may be [v6]) → host and port. */
 static int parse_udp_address(const char *address, char *host, size_t size, uint16_t *port)
@@ -93,89 +90,94 @@ static void on_adapter(struct fgw_bluez *b, enum fgw_bluez_adapter_state state, 
 
 /* ---- releases ---------------------------------------------------------------------------- */
 
-struct prepare_work {
-	uv_work_t work;
-	struct fgw_daemon *d;
-	char bundle_path[512];
-	char sha_hex[65];
-	int64_t sequence;
-	struct fgw_fleet_release rel;
-	int err;
-};
-
-static void prepare_run(uv_work_t *w)
+/* Version as Zephyr's image state prints it: "1.2.3", or "1.2.3.4" when build != 0. */
+static void image_state_version(const struct fgw_image_version *v, char *buf, size_t size)
 {
-	struct prepare_work *p = container_of(w, struct prepare_work, work);
-
-	p->err = fgw_release_images_prepare(p->bundle_path, p->sha_hex, p->d->cfg.release_cache_dir,
-					    fgw_release_source_mcuboot_key(p->d->rsrc), &p->rel);
+	if (v->build)
+		snprintf(buf, size, "%u.%u.%u.%u", v->major, v->minor, v->revision, v->build);
+	else
+		snprintf(buf, size, "%u.%u.%u", v->major, v->minor, v->revision);
 }
 
-static void prepare_done(uv_work_t *w, int status)
+static void fleet_release_from(const struct fgw_release_info *info, struct fgw_fleet_release *fr)
 {
-	struct prepare_work *p = container_of(w, struct prepare_work, work);
-	struct fgw_daemon *d = p->d;
-	int r;
+	const struct fgw_manifest_release *m = info->release;
 
-	d->n_prepare--;
-	if (status < 0 || d->stopping || !d->fleet) {
-		free(p);
-		return;
+	snprintf(fr->id, sizeof(fr->id), "%s", m->id);
+	snprintf(fr->version, sizeof(fr->version), "%s", m->version);
+	snprintf(fr->board, sizeof(fr->board), "%s", m->board ? m->board : "");
+	for (size_t i = 0; i < m->n_groups && i < ARRAY_SIZE(fr->groups); i++)
+		snprintf(fr->groups[i], sizeof(fr->groups[i]), "%s", m->groups[i]);
+	fr->n_groups = FGW_MIN(m->n_groups, ARRAY_SIZE(fr->groups));
+	fr->policy_confirm = m->policy.mode == FGW_ROLLOUT_MODE_CONFIRM;
+	fr->canary_percent = (unsigned) m->policy.canary_percent;
+	fr->max_failure_rate = m->policy.max_failure_rate;
+	fr->max_concurrent = (unsigned) m->policy.max_concurrent;
+	fr->no_downgrade = !m->policy.allow_downgrade;
+	for (size_t i = 0; i < info->n_images; i++) {
+		const struct fgw_release_image *ri = &info->images[i];
+		struct fgw_fleet_image *fi;
+
+		if (ri->index < 0 || ri->index >= (int) ARRAY_SIZE(fr->image))
+			continue; /* the fleet drives the app and net cores only */
+		fi = &fr->image[ri->index];
+		fi->present = true;
+		fi->fd = ri->fd;
+		fi->size = ri->size;
+		memcpy(fi->file_sha, ri->sha256, 32);
+		memcpy(fi->hash, ri->hash, 32);
+		image_state_version(&ri->version, fi->version, sizeof(fi->version));
 	}
-	if (p->err < 0) {
-		fgw_log_errno(LOG_ERR, p->err, "Release %s: cannot prepare its images", p->rel.id);
-	} else if (p->sequence < d->release_sequence) {
-		fgw_info("Release %s is older than the current one, not rolled out", p->rel.id);
-	} else {
-		r = fgw_fleet_set_release(d->fleet, &p->rel);
-		if (r < 0)
-			fgw_log_errno(LOG_ERR, r, "Release %s: the fleet cannot take it",
-				      p->rel.id);
-		else
-			d->release_sequence = p->sequence;
-	}
-	free(p);
 }
 
+/*
+ * A verified release, its images sealed: the fleet maps them now (the mapping outlives the
+ * callback), so nothing is extracted or verified a second time.
+ */
 static void on_release_verified(const struct fgw_release_info *info, void *user_data)
 {
 	struct fgw_daemon *d = user_data;
-	const struct fgw_manifest_release *m = info->release;
-	struct prepare_work *p;
+	struct fgw_fleet_release rel = {0};
 	int r;
 
-	if (info->sequence < d->release_sequence)
+	if (!d->fleet || d->stopping)
 		return;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return;
-	p->d = d;
-	p->sequence = info->sequence;
-	snprintf(p->bundle_path, sizeof(p->bundle_path), "%s", info->bundle_path);
-	snprintf(p->sha_hex, sizeof(p->sha_hex), "%s", m->bundle_sha256_hex);
-	snprintf(p->rel.id, sizeof(p->rel.id), "%s", m->id);
-	snprintf(p->rel.version, sizeof(p->rel.version), "%s", m->version);
-	snprintf(p->rel.board, sizeof(p->rel.board), "%s", m->board ? m->board : "");
-	for (size_t i = 0; i < m->n_groups && i < ARRAY_SIZE(p->rel.groups); i++)
-		snprintf(p->rel.groups[i], sizeof(p->rel.groups[i]), "%s", m->groups[i]);
-	p->rel.n_groups = FGW_MIN(m->n_groups, ARRAY_SIZE(p->rel.groups));
-	p->rel.policy_confirm = m->policy.mode == FGW_ROLLOUT_MODE_CONFIRM;
-	p->rel.canary_percent = (unsigned) m->policy.canary_percent;
-	p->rel.max_failure_rate = m->policy.max_failure_rate;
-	p->rel.max_concurrent = (unsigned) m->policy.max_concurrent;
-	r = uv_queue_work(d->loop, &p->work, prepare_run, prepare_done);
-	if (r < 0) {
-		fgw_log_errno(LOG_ERR, r, "Release %s: cannot queue image preparation", m->id);
-		free(p);
+	if (info->sequence < d->release_sequence) {
+		fgw_info("Release %s is older than the current one, not rolled out",
+			 info->release->id);
 		return;
 	}
-	d->n_prepare++;
+	fleet_release_from(info, &rel);
+	r = fgw_fleet_set_release(d->fleet, &rel);
+	if (r < 0)
+		fgw_log_errno(LOG_ERR, r, "Release %s: the fleet cannot take it", rel.id);
+	else
+		d->release_sequence = info->sequence;
+}
+
+/*
+ * After every poll: an expired manifest in force holds the rollout (no new job starts) when
+ * the policy says so; a fresh one lifts the hold. The alarm itself (event, metric, health)
+ * comes from the release part's status, whatever the policy.
+ */
+static void on_release_cycle(const char *result, void *user_data)
+{
+	struct fgw_daemon *d = user_data;
+	struct fgw_release_status st;
+
+	if (!d->fleet || !d->rsrc)
+		return;
+	fgw_release_source_get_status(d->rsrc, &st);
+	if (st.freshness == FGW_MANIFEST_FRESHNESS_EXPIRED && d->cfg.release_expired_holds_rollout)
+		fgw_fleet_set_gate(d->fleet, "the release manifest in force has expired");
+	else
+		fgw_fleet_set_gate(d->fleet, NULL);
 }
 
 static int start_release_source(struct fgw_daemon *d)
 {
 	struct fgw_release_source_options o = {0};
-	char *keys[MAX_TRUSTED_KEYS];
+	char *keys[FGW_MANIFEST_MAX_KEYS];
 	char *list, *save = NULL, *tok;
 	size_t n = 0;
 	int r;
@@ -183,15 +185,23 @@ static int start_release_source(struct fgw_daemon *d)
 	list = strdup(d->cfg.release_trusted_keys ? d->cfg.release_trusted_keys : "");
 	if (!list)
 		return -ENOMEM;
-	for (tok = strtok_r(list, " \t", &save); tok && n < MAX_TRUSTED_KEYS;
-	     tok = strtok_r(NULL, " \t", &save))
+	/* lib/config refuses more than FGW_MANIFEST_MAX_KEYS; one more here is refused too */
+	for (tok = strtok_r(list, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
+		if (n == FGW_MANIFEST_MAX_KEYS) {
+			free(list);
+			return fgw_log_errno(LOG_ERR, -E2BIG,
+					     "release.trusted_keys: more than %d keys",
+					     FGW_MANIFEST_MAX_KEYS);
+		}
 		keys[n++] = tok;
+	}
 	o.manifest_url = d->cfg.release_manifest_url;
 	o.poll_interval_s = (unsigned) d->cfg.release_poll_interval_s;
 	o.trusted_keys = (const char *const *) keys;
 	o.n_trusted_keys = n;
 	o.mcuboot_key = *d->cfg.release_mcuboot_key ? d->cfg.release_mcuboot_key : NULL;
 	o.cache_dir = d->cfg.release_cache_dir;
+	o.channel = d->cfg.release_channel;
 	o.cache_budget_bytes = (uint64_t) d->cfg.release_cache_budget_mib * 1024 * 1024;
 	o.fetch.ca_file = *d->cfg.release_ca_file ? d->cfg.release_ca_file : NULL;
 	o.fetch.client_cert = *d->cfg.release_client_cert ? d->cfg.release_client_cert : NULL;
@@ -205,6 +215,7 @@ static int start_release_source(struct fgw_daemon *d)
 		return fgw_log_errno(LOG_ERR, r, "Failed to set up the release source '%s'",
 				     d->cfg.release_manifest_url);
 	fgw_release_source_set_verified_cb(d->rsrc, on_release_verified, d);
+	fgw_release_source_set_cycle_cb(d->rsrc, on_release_cycle, d);
 	r = fgw_release_source_start(d->rsrc);
 	if (r < 0)
 		return fgw_log_errno(LOG_ERR, r, "Failed to start the release source");

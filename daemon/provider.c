@@ -1,12 +1,14 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "api.h"
 #include "bluez.h"
 #include "daemon.h"
 #include "fleet.h"
 #include "provider.h"
+#include "release.h"
 #include "util.h"
 
 static int provider_health(void *user_data, struct fgw_api_health *ret)
@@ -118,6 +120,41 @@ static void provider_metrics(void *user_data, struct fgw_prom *w)
 	fgw_prom_sample(w, "fotagw_jobs_active", NULL, (double) st.active);
 }
 
+static int provider_manifest(void *user_data, struct fgw_api_manifest *ret)
+{
+	struct fgw_daemon *d = user_data;
+	struct fgw_release_status st;
+
+	if (!d->rsrc)
+		return -ENOENT;
+	fgw_release_source_get_status(d->rsrc, &st);
+	*ret = (struct fgw_api_manifest){
+	    .freshness = fgw_manifest_freshness_to_string(st.freshness),
+	    .expires = st.expires,
+	};
+	for (int i = 0; i < _FGW_POLL_RESULT_MAX && i < (int) ARRAY_SIZE(ret->result); i++) {
+		ret->result[i] = fgw_poll_result_to_string((enum fgw_poll_result) i);
+		ret->polls[i] = st.polls[i];
+		ret->n_results++;
+	}
+	return 0;
+}
+
+/* The token grants every POST: a file others may read (or replace) is refused. */
+static int token_file_private(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return 0; /* fgw_api_token_read() says why it cannot be read */
+	if (st.st_mode & (S_IROTH | S_IWOTH))
+		return fgw_log_errno(LOG_ERR, -EPERM,
+				     "API token file '%s' can be read by others (mode %04o): "
+				     "chmod o-rwx it, or use a systemd credential",
+				     path, (unsigned) (st.st_mode & 07777));
+	return 0;
+}
+
 int fgw_daemon_api_start(struct fgw_daemon *d)
 {
 	const struct fgw_api_provider prov = {
@@ -129,6 +166,7 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	    .progress = provider_progress,
 	    .release_images = provider_release_images,
 	    .metrics = provider_metrics,
+	    .manifest = provider_manifest,
 	};
 	struct fgw_api_options o = {
 	    .listen = d->cfg.api_listen,
@@ -143,6 +181,9 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	if (!d->cfg.api_enabled)
 		return 0;
 	if (d->cfg.api_token_file && *d->cfg.api_token_file) {
+		r = token_file_private(d->cfg.api_token_file);
+		if (r < 0)
+			return r;
 		r = fgw_api_token_read(d->cfg.api_token_file, &token);
 		if (r == -EINVAL)
 			return fgw_log_errno(LOG_ERR, r,

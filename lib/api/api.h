@@ -29,6 +29,15 @@ struct fgw_api_health {
 	const char *adapter_state; /* e.g. "powered", "off", "absent"; NULL: unknown (null) */
 };
 
+/* The release manifest in force and the polls, as the release part (lib/release) counts them. */
+struct fgw_api_manifest {
+	const char *freshness; /* "unknown", "fresh", "expired", "clock-untrusted" */
+	int64_t expires;       /* `expires` of the manifest in force (Unix s), 0: none seen */
+	size_t n_results;
+	const char *result[8]; /* poll results ("accepted", "not-modified", ...) */
+	uint64_t polls[8];     /* polls with that result since start */
+};
+
 /* One live upload, as the upload engine sees it, for device views and `fotactl watch`. */
 struct fgw_api_progress {
 	int image;	 /* image being sent: 0 app core, 1 net core */
@@ -80,12 +89,20 @@ struct fgw_api_provider {
 	 * fotagw_canary_devices, fotagw_rollout_halted, fotagw_rollout_failure_rate,
 	 * fotagw_job_failures{reason} (current jobs), fotagw_releases, fotagw_manifest_*,
 	 * fotagw_api_*, fotagw_rollout_max_failure_rate, fotagw_jobs_stalled_seconds,
-	 * fotagw_ble_adapter_up (from health), fotagw_database_*. Expected from the fleet:
+	 * fotagw_ble_adapter_up (from health), fotagw_database_*, and from manifest() below
+	 * fotagw_manifest_polls_total{result}, fotagw_manifest_expired,
+	 * fotagw_manifest_expires_timestamp_seconds. Expected from the fleet:
 	 * fotagw_upload_bytes_total, fotagw_upload_goodput_bytes_per_second,
 	 * fotagw_job_duration_seconds (histogram), fotagw_job_failures_total{reason},
-	 * fotagw_ble_connections_in_use, fotagw_manifest_polls_total{result}.
+	 * fotagw_ble_connections_in_use.
 	 */
 	void (*metrics)(void *user_data, struct fgw_prom *w);
+	/*
+	 * The manifest in force: 0 and @ret filled, or -ENOENT without a release source. Feeds
+	 * fotagw_manifest_polls_total{result}, fotagw_manifest_expired and health ("degraded"
+	 * while it is expired).
+	 */
+	int (*manifest)(void *user_data, struct fgw_api_manifest *ret);
 };
 
 struct fgw_api_options {

@@ -485,6 +485,7 @@ static int release_row(const struct fgw_store_release *rel, void *user_data)
 {
 	struct releases_ctx *c = user_data;
 	cJSON *o = jb_obj(c->b, c->arr, NULL), *bundle;
+	char url[FGW_URL_LOG_MAX];
 
 	jb_str(c->b, o, "id", rel->id);
 	jb_int(c->b, o, "sequence", rel->sequence);
@@ -493,7 +494,9 @@ static int release_row(const struct fgw_store_release *rel, void *user_data)
 	jb_raw_json(c->b, o, "groups", rel->groups_json);
 	jb_raw_json(c->b, o, "policy", rel->policy_json);
 	bundle = jb_obj(c->b, o, "bundle");
-	jb_str(c->b, bundle, "url", rel->bundle_url);
+	/* served without a token: never the userinfo or query a download URL may carry */
+	jb_str(c->b, bundle, "url",
+	       rel->bundle_url ? fgw_url_redact(rel->bundle_url, url, sizeof(url)) : NULL);
 	jb_str(c->b, bundle, "sha256", rel->bundle_sha256);
 	jb_int(c->b, bundle, "size", rel->bundle_size);
 	jb_str(c->b, o, "state", rel->state);
@@ -732,6 +735,7 @@ void api_handle_health(struct fgw_api *api, const struct api_request *req,
 		       struct api_response *resp)
 {
 	struct fgw_api_health h = {.uptime_ms = -1};
+	struct fgw_api_manifest man = {0};
 	struct release_ref cur = {0};
 	struct jb b = {0};
 	cJSON *root, *o;
@@ -740,6 +744,8 @@ void api_handle_health(struct fgw_api *api, const struct api_request *req,
 
 	if (api->prov.health)
 		hr = api->prov.health(api->prov.user_data, &h);
+	if (!api->prov.manifest || api->prov.manifest(api->prov.user_data, &man) < 0)
+		man.freshness = NULL;
 	version = fgw_store_version(api->store);
 	if (version >= 0) {
 		r = current_release(api, &cur);
@@ -755,6 +761,8 @@ void api_handle_health(struct fgw_api *api, const struct api_request *req,
 	}
 	if (version < 0 || r < 0 || hr < 0)
 		ok = false;
+	if (man.freshness && strcmp(man.freshness, "expired") == 0)
+		ok = false; /* a replayed or frozen manifest: the operator must look */
 
 	root = cJSON_CreateObject();
 	jb_str(&b, root, "status", ok ? "ok" : "degraded");
@@ -774,6 +782,12 @@ void api_handle_health(struct fgw_api *api, const struct api_request *req,
 		jb_put(&b, root, "release", cJSON_CreateNull());
 	}
 	jb_bool(&b, root, "rollout_halted", halted);
+	if (man.freshness) {
+		o = jb_obj(&b, root, "manifest");
+		jb_str(&b, o, "freshness", man.freshness);
+		if (man.expires > 0)
+			jb_num(&b, o, "expires", (double) man.expires);
+	}
 	release_ref_done(&cur);
 	reply_json(resp, ok ? 200 : 503, &b, root);
 }

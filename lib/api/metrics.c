@@ -425,6 +425,31 @@ static void api_metrics(struct fgw_api *api, struct fgw_prom *w)
 	fgw_prom_sample(w, "fotagw_api_misdirected_total", NULL, (double) api->stats.misdirected);
 }
 
+/* From the release part's status: what the store's manifest_state cannot say. */
+static void manifest_metrics(struct fgw_api *api, struct fgw_prom *w)
+{
+	struct fgw_api_manifest m = {0};
+
+	if (!api->prov.manifest || api->prov.manifest(api->prov.user_data, &m) < 0)
+		return;
+	fgw_prom_family(w, "fotagw_manifest_polls_total", "counter",
+			"Manifest polls since start, by result.");
+	for (size_t i = 0; i < m.n_results && i < ARRAY_SIZE(m.result); i++) {
+		const char *labels[] = {"result", m.result[i], NULL};
+		fgw_prom_sample(w, "fotagw_manifest_polls_total", labels, (double) m.polls[i]);
+	}
+	fgw_prom_family(w, "fotagw_manifest_expired", "gauge",
+			"1 while the manifest in force has expired (judged after every poll).");
+	fgw_prom_sample(w, "fotagw_manifest_expired", NULL,
+			m.freshness && strcmp(m.freshness, "expired") == 0 ? 1 : 0);
+	if (m.expires > 0) {
+		fgw_prom_family(w, "fotagw_manifest_expires_timestamp_seconds", "gauge",
+				"`expires` of the manifest in force.");
+		fgw_prom_sample(w, "fotagw_manifest_expires_timestamp_seconds", NULL,
+				(double) m.expires);
+	}
+}
+
 /* The adapter as the Bluetooth part sees it; nothing when BLE is disabled or not reporting. */
 static void adapter_metrics(struct fgw_prom *w, const char *state)
 {
@@ -455,6 +480,7 @@ void api_handle_metrics(struct fgw_api *api, struct api_response *resp)
 		}
 		adapter_metrics(&w, h.adapter_state);
 	}
+	manifest_metrics(api, &w);
 	/*
 	 * The database's series go to their own buffer: when a query fails, the scrape still
 	 * answers with the daemon's series and fotagw_database_up 0, so an alert can say which

@@ -46,6 +46,7 @@ enum fgw_reject_reason {
 	FGW_REJECT_BAD_IMAGE_SIGNATURE, /* signature TLV missing, for another key, or invalid */
 	FGW_REJECT_VERSION_MISMATCH,	/* image version differs from what was declared */
 	FGW_REJECT_BOARD_MISMATCH,	/* app image board differs from the release target */
+	FGW_REJECT_WRONG_CHANNEL,	/* the manifest's `channel` is not the gateway's */
 	FGW_REJECT_IO,			/* the cache could not be read or written */
 	_FGW_REJECT_REASON_MAX,
 	_FGW_REJECT_REASON_INVALID = -EINVAL,
@@ -134,6 +135,8 @@ int fgw_image_version_compare(const struct fgw_image_version *a, const struct fg
 #define FGW_MANIFEST_MAX_GROUPS 32
 #define FGW_MANIFEST_MAX_ID 64
 #define FGW_MANIFEST_MAX_URL 2048
+/* Trusted manifest keys: the one limit the config, the release part and fotactl share. */
+#define FGW_MANIFEST_MAX_KEYS 8
 #define FGW_BUNDLE_MAX_SIZE ((uint64_t) 256 * 1024 * 1024)
 /* Largest sequence: JSON numbers are doubles, integers are exact up to 2^53. */
 #define FGW_MANIFEST_MAX_SEQUENCE ((int64_t) 1 << 53)
@@ -152,6 +155,7 @@ struct fgw_release_policy {
 	int canary_percent;	 /* 0..100, default 10 */
 	double max_failure_rate; /* 0..1, default 0.2 */
 	int max_concurrent;	 /* 1..1000, default 4 */
+	bool allow_downgrade;	 /* default true; false: uploads carry SMP's `upgrade` flag */
 };
 
 struct fgw_manifest_release {
@@ -170,10 +174,13 @@ struct fgw_manifest_release {
 	char *policy_json; /* the policy with defaults filled in, as a compact JSON object */
 };
 
+#define FGW_MANIFEST_MAX_CHANNEL 64
+
 struct fgw_manifest {
 	int schema;
 	int64_t sequence;
 	int64_t expires; /* Unix seconds */
+	char *channel;	 /* the audience: 1..64 of [A-Za-z0-9._-]; NULL when absent */
 	struct fgw_manifest_release *releases;
 	size_t n_releases;
 };
@@ -208,6 +215,12 @@ int fgw_manifest_sign(const void *json, size_t len, const struct fgw_key *key, c
  */
 int fgw_manifest_check(const struct fgw_manifest *m, int64_t stored_sequence, int64_t now_s,
 		       struct fgw_reject *why);
+/*
+ * The audience check: -EPERM (FGW_REJECT_WRONG_CHANNEL) unless the manifest's `channel` equals
+ * @channel, an absent one counting as "" (so does a NULL @channel).
+ */
+int fgw_manifest_check_channel(const struct fgw_manifest *m, const char *channel,
+			       struct fgw_reject *why);
 /* RFC 3339 date-time ("2026-01-31T12:00:00Z", offsets, fractions) to Unix seconds. */
 int fgw_rfc3339_parse(const char *s, int64_t *ret);
 
@@ -354,5 +367,23 @@ int fgw_bundle_write(const char *path, const char *name, const struct fgw_bundle
 
 /* SHA-256 and size of a file, refusing more than @max_size bytes (-EFBIG). */
 int fgw_sha256_file(const char *path, uint64_t max_size, uint8_t ret_hash[32], uint64_t *ret_size);
+/*
+ * Reads a whole file of at most @max_size bytes (-EFBIG beyond) into *@ret_data (free()),
+ * hashing it as it is read, so the bytes hashed are the bytes returned.
+ */
+int fgw_file_load_sha256(const char *path, uint64_t max_size, uint8_t **ret_data, size_t *ret_len,
+			 uint8_t ret_hash[32]);
+/*
+ * For work in threads the caller does not own (libuv's pool): frees OpenSSL's per-thread state
+ * of the calling thread now. Left to thread exit, it is lost when OpenSSL's atexit cleanup runs
+ * before the pool's threads end.
+ */
+void fgw_bundle_thread_done(void);
+/* Incremental SHA-256, to hash bytes while they are written somewhere. */
+struct fgw_sha256_ctx;
+int fgw_sha256_begin(struct fgw_sha256_ctx **ret);
+int fgw_sha256_update(struct fgw_sha256_ctx *c, const void *data, size_t len);
+/* Writes the digest and frees @c; with @ret_hash NULL it only frees. */
+int fgw_sha256_end(struct fgw_sha256_ctx *c, uint8_t ret_hash[32]);
 /* Writes @len bytes to @path atomically: temp file, fsync, rename, fsync of the directory. */
 int fgw_write_file_atomic(const char *path, const void *data, size_t len, int mode);

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "bundle-private.h"
 #include "util.h"
 
@@ -110,4 +112,112 @@ FGW_EXPORT int fgw_write_file_atomic(const char *path, const void *data, size_t 
 		r = -errno;
 	close(dfd);
 	return r;
+}
+
+FGW_EXPORT int fgw_sha256_begin(struct fgw_sha256_ctx **ret)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+
+	if (!ctx)
+		return -ENOMEM;
+	if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(ctx);
+		return -EIO;
+	}
+	*ret = (struct fgw_sha256_ctx *) ctx;
+	return 0;
+}
+
+FGW_EXPORT int fgw_sha256_update(struct fgw_sha256_ctx *c, const void *data, size_t len)
+{
+	return EVP_DigestUpdate((EVP_MD_CTX *) c, data, len) == 1 ? 0 : -EIO;
+}
+
+FGW_EXPORT int fgw_sha256_end(struct fgw_sha256_ctx *c, uint8_t ret_hash[32])
+{
+	unsigned int n = 0;
+	int r = 0;
+
+	if (ret_hash && (EVP_DigestFinal_ex((EVP_MD_CTX *) c, ret_hash, &n) != 1 || n != 32))
+		r = -EIO;
+	EVP_MD_CTX_free((EVP_MD_CTX *) c);
+	return r;
+}
+
+static int read_hashing(int fd, uint64_t max_size, uint8_t *buf, size_t cap, size_t *len,
+			struct fgw_sha256_ctx *ctx)
+{
+	size_t total = 0;
+
+	for (;;) {
+		/* one byte of room past @max_size tells "too big" from "exactly full" */
+		ssize_t got = read(fd, buf + total, cap - total);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0)
+			return -errno;
+		if (got == 0)
+			break;
+		if (fgw_sha256_update(ctx, buf + total, (size_t) got) < 0)
+			return -EIO;
+		total += (size_t) got;
+		if (total > max_size)
+			return -EFBIG;
+		if (total == cap)
+			break;
+	}
+	*len = total;
+	return 0;
+}
+
+FGW_EXPORT int fgw_file_load_sha256(const char *path, uint64_t max_size, uint8_t **ret_data,
+				    size_t *ret_len, uint8_t ret_hash[32])
+{
+	struct fgw_sha256_ctx *ctx = NULL;
+	uint8_t *buf = NULL;
+	struct stat st;
+	size_t cap, len = 0;
+	int fd, r;
+
+	if (max_size >= SIZE_MAX)
+		max_size = SIZE_MAX - 1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((uint64_t) st.st_size > max_size) {
+		r = -EFBIG;
+		goto out;
+	}
+	/* the size may change while reading; the cap holds whatever the file does */
+	cap = (size_t) max_size + 1;
+	if (cap > (size_t) st.st_size + 1)
+		cap = (size_t) st.st_size + 1;
+	buf = malloc(cap);
+	r = buf ? fgw_sha256_begin(&ctx) : -ENOMEM;
+	if (r == 0)
+		r = read_hashing(fd, max_size, buf, cap, &len, ctx);
+	if (r == 0 && len == cap)
+		r = -EFBIG; /* grew while read: not the file that was measured */
+	if (r == 0)
+		r = fgw_sha256_end(TAKE_PTR(ctx), ret_hash);
+out:
+	if (ctx)
+		(void) fgw_sha256_end(ctx, NULL);
+	close(fd);
+	if (r < 0) {
+		free(buf);
+		return r;
+	}
+	*ret_data = buf;
+	*ret_len = len;
+	return 0;
+}
+
+FGW_EXPORT void fgw_bundle_thread_done(void)
+{
+	OPENSSL_thread_stop();
 }

@@ -35,6 +35,7 @@ static const char *const reason_names[_FGW_REJECT_REASON_MAX] = {
     [FGW_REJECT_BAD_IMAGE_SIGNATURE] = "bad-image-signature",
     [FGW_REJECT_VERSION_MISMATCH] = "version-mismatch",
     [FGW_REJECT_BOARD_MISMATCH] = "board-mismatch",
+    [FGW_REJECT_WRONG_CHANNEL] = "wrong-channel",
     [FGW_REJECT_IO] = "io-error",
 };
 
@@ -302,9 +303,11 @@ static int dup_to(char **dst, const char *s)
 static int parse_policy(const cJSON *p, struct fgw_release_policy *ret, char **ret_json,
 			struct fgw_reject *why)
 {
-	struct fgw_release_policy pol = {
-	    .canary_percent = 10, .max_failure_rate = 0.2, .max_concurrent = 4};
-	const cJSON *rate;
+	struct fgw_release_policy pol = {.canary_percent = 10,
+					 .max_failure_rate = 0.2,
+					 .max_concurrent = 4,
+					 .allow_downgrade = true};
+	const cJSON *rate, *down;
 	cJSON *out;
 	int64_t v;
 
@@ -319,6 +322,12 @@ static int parse_policy(const cJSON *p, struct fgw_release_policy *ret, char **r
 	if (get_int(p, "max_concurrent", 1, 1000, false, 4, &v) < 0)
 		return MALFORMED("policy.max_concurrent must be an integer 1..1000");
 	pol.max_concurrent = (int) v;
+	down = cJSON_GetObjectItemCaseSensitive(p, "allow_downgrade");
+	if (down) {
+		if (!cJSON_IsBool(down))
+			return MALFORMED("policy.allow_downgrade must be true or false");
+		pol.allow_downgrade = cJSON_IsTrue(down);
+	}
 	rate = cJSON_GetObjectItemCaseSensitive(p, "max_failure_rate");
 	if (rate) {
 		if (!cJSON_IsNumber(rate) || !isfinite(rate->valuedouble) ||
@@ -330,7 +339,8 @@ static int parse_policy(const cJSON *p, struct fgw_release_policy *ret, char **r
 	if (!out || !cJSON_AddStringToObject(out, "mode", mode_names[pol.mode]) ||
 	    !cJSON_AddNumberToObject(out, "canary_percent", pol.canary_percent) ||
 	    !cJSON_AddNumberToObject(out, "max_failure_rate", pol.max_failure_rate) ||
-	    !cJSON_AddNumberToObject(out, "max_concurrent", pol.max_concurrent)) {
+	    !cJSON_AddNumberToObject(out, "max_concurrent", pol.max_concurrent) ||
+	    !cJSON_AddBoolToObject(out, "allow_downgrade", pol.allow_downgrade)) {
 		cJSON_Delete(out);
 		return -ENOMEM;
 	}
@@ -496,9 +506,34 @@ FGW_EXPORT struct fgw_manifest *fgw_manifest_free(struct fgw_manifest *m)
 		for (size_t i = 0; i < m->n_releases; i++)
 			release_done(&m->releases[i]);
 		free(m->releases);
+		free(m->channel);
 		free(m);
 	}
 	return NULL;
+}
+
+static bool channel_valid(const char *c)
+{
+	size_t n = strlen(c);
+
+	if (n == 0 || n > FGW_MANIFEST_MAX_CHANNEL)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((c[i] >= 'a' && c[i] <= 'z') || (c[i] >= 'A' && c[i] <= 'Z') ||
+		      (c[i] >= '0' && c[i] <= '9') || c[i] == '.' || c[i] == '_' || c[i] == '-'))
+			return false;
+	return true;
+}
+
+static int parse_channel(const cJSON *root, struct fgw_manifest *m, struct fgw_reject *why)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "channel");
+
+	if (!it)
+		return 0;
+	if (!cJSON_IsString(it) || !channel_valid(it->valuestring))
+		return MALFORMED("channel must be 1..64 of A-Z a-z 0-9 . _ -");
+	return dup_to(&m->channel, it->valuestring);
 }
 
 static int parse_root(const cJSON *root, struct fgw_manifest *m, struct fgw_reject *why)
@@ -524,6 +559,9 @@ static int parse_root(const cJSON *root, struct fgw_manifest *m, struct fgw_reje
 	expires = get_string(root, "expires");
 	if (!expires || fgw_rfc3339_parse(expires, &m->expires) < 0)
 		return MALFORMED("expires must be an RFC 3339 date-time");
+	r = parse_channel(root, m, why);
+	if (r < 0)
+		return r;
 	releases = cJSON_GetObjectItemCaseSensitive(root, "releases");
 	if (!cJSON_IsArray(releases))
 		return MALFORMED("releases missing or not an array");
@@ -707,5 +745,18 @@ FGW_EXPORT int fgw_manifest_check(const struct fgw_manifest *m, int64_t stored_s
 			      "sequence is not above the last accepted one");
 	if (m->expires <= now_s)
 		return reject(why, -ETIME, FGW_REJECT_EXPIRED, -1, "expires is in the past");
+	return 0;
+}
+
+FGW_EXPORT int fgw_manifest_check_channel(const struct fgw_manifest *m, const char *channel,
+					  struct fgw_reject *why)
+{
+	const char *have = m->channel ? m->channel : "";
+
+	reject_clear(why);
+	if (strcmp(have, channel ? channel : "") != 0)
+		return reject(why, -EPERM, FGW_REJECT_WRONG_CHANNEL, -1,
+			      *have ? "the manifest is for another channel"
+				    : "the manifest names no channel, the gateway has one");
 	return 0;
 }

@@ -10,6 +10,7 @@
 
 #include <ini.h>
 
+#include "bundle.h" /* FGW_MANIFEST_MAX_KEYS */
 #include "config.h"
 #include "util.h"
 
@@ -26,7 +27,7 @@ struct key_def {
 	const char *name;
 	enum key_type type;
 	size_t offset;
-	int64_t min, max;	   /* KEY_INT */
+	int64_t min, max;	   /* KEY_INT; KEY_LIST: max words (0: no limit) */
 	const char *default_value; /* NULL: no default */
 	bool required;		   /* must be given and non-empty */
 	bool reloadable;	   /* SIGHUP applies it */
@@ -78,7 +79,11 @@ static const struct key_def keys[] = {
     {"release", "manifest_url", KEY_STRING, OFF(release_manifest_url), 0, 0, "", false, false},
     {"release", "poll_interval_s", KEY_INT, OFF(release_poll_interval_s), 10, 86400, "300", false,
      false},
-    {"release", "trusted_keys", KEY_LIST, OFF(release_trusted_keys), 0, 0, "", false, false},
+    {"release", "trusted_keys", KEY_LIST, OFF(release_trusted_keys), 0, FGW_MANIFEST_MAX_KEYS, "",
+     false, false},
+    {"release", "channel", KEY_STRING, OFF(release_channel), 0, 0, "", false, false},
+    {"release", "expired_holds_rollout", KEY_BOOL, OFF(release_expired_holds_rollout), 0, 0, "true",
+     false, false},
     {"release", "mcuboot_key", KEY_STRING, OFF(release_mcuboot_key), 0, 0, "", false, false},
     {"release", "cache_dir", KEY_STRING, OFF(release_cache_dir), 0, 0, "/var/cache/fotagw", false,
      false},
@@ -152,6 +157,19 @@ static char *read_line(char *buf, int size, void *stream)
 	return buf;
 }
 
+static size_t count_words(const char *s)
+{
+	size_t n = 0;
+
+	for (;;) {
+		s += strspn(s, " \t");
+		if (!*s)
+			return n;
+		n++;
+		s += strcspn(s, " \t");
+	}
+}
+
 static int set_value(struct parse_ctx *p, const struct key_def *k, const char *value, bool append)
 {
 	char *base = (char *) &p->cfg;
@@ -171,6 +189,10 @@ static int set_value(struct parse_ctx *p, const struct key_def *k, const char *v
 			s = strdup(value);
 			if (!s)
 				return -ENOMEM;
+		}
+		if (k->max > 0 && count_words(s) > (size_t) k->max) {
+			free(s);
+			return -E2BIG;
 		}
 		free(*dst);
 		*dst = s;
@@ -277,7 +299,15 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		report(p, p->line, section, name, "out of memory");
 		return 0;
 	}
-	if (r < 0)
+	if (r == 0 && k->offset == OFF(release_manifest_url) && fgw_url_has_userinfo(value))
+		report(p, p->line, section, name,
+		       "'%s.%s' carries credentials (user:password@); they would be logged and "
+		       "stored: authenticate with client_cert and client_key instead",
+		       section, name);
+	else if (r == -E2BIG)
+		report(p, p->line, section, name, "'%s.%s' takes at most %lld entries", section,
+		       name, (long long) k->max);
+	else if (r < 0)
 		report(p, p->line, section, name, "bad value '%s' for '%s.%s': expected %s", value,
 		       section, name, type_hint(k, hint, sizeof(hint)));
 	return 1;

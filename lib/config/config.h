@@ -47,16 +47,19 @@ struct fgw_config {
 	int ble_max_connections;   /* links connecting or connected at once */
 	int ble_connect_timeout_s; /* find + connect + resolve + acquire */
 	bool ble_acquire;	   /* AcquireWrite/AcquireNotify when offered */
-	char *ble_name_prefix;	/* devices named so are fleet devices even without the SMP UUID */
+	char *ble_name_prefix; /* devices named so are fleet devices even without the SMP UUID */
 	char *ble_passkey_file; /* product-wide passkey (6 digits); "": none (Just Works) */
 	bool ble_allow_numeric_comparison; /* the agent accepts RequestConfirmation */
 	int ble_pair_timeout_s;		   /* Device1.Pair() */
 	bool ble_default_agent;		   /* also bluetoothd's default agent */
-	/* [release] (lib/fetch/release-source.h: struct fgw_release_source_options) */
+	/* [release] (lib/release/release.h: struct fgw_release_source_options) */
 	char *release_manifest_url; /* "" = no release source */
 	int release_poll_interval_s;
-	char *release_trusted_keys; /* space-separated Ed25519 public key PEM paths */
-	char *release_mcuboot_key;  /* PEM; "" = image signatures not checked */
+	char
+	    *release_trusted_keys; /* Ed25519 public key PEM paths, at most FGW_MANIFEST_MAX_KEYS */
+	char *release_channel;	   /* the manifest's signed `channel` must equal it */
+	bool release_expired_holds_rollout; /* an expired manifest starts no new jobs */
+	char *release_mcuboot_key;	    /* PEM; "" = image signatures not checked */
 	char *release_cache_dir;
 	int release_cache_budget_mib; /* 0 = keep every bundle */
 	char *release_ca_file;	      /* "" = system CA store */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -464,9 +465,12 @@ static int req_new(struct fgw_fetch *f, enum req_kind kind, const char *url, fgw
 		req_free(r);
 		return -ENOMEM;
 	}
+	/* what started over TLS stays on TLS: no redirect from https down to http */
 	if (curl_easy_setopt(e, CURLOPT_URL, url) != CURLE_OK ||
 	    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https,file") != CURLE_OK ||
-	    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https") != CURLE_OK) {
+	    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR,
+			     strncasecmp(url, "https:", 6) == 0 ? "https" : "http,https") !=
+		CURLE_OK) {
 		req_free(r);
 		return -EINVAL;
 	}
@@ -697,6 +701,10 @@ FGW_EXPORT int fgw_fetch_resolve_url(const char *base, const char *ref, char **r
 	if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0 &&
 	    strcmp(scheme, "file") != 0) {
 		r = -EPROTONOSUPPORT;
+		goto out;
+	}
+	if (strncasecmp(base, "https:", 6) == 0 && strcmp(scheme, "https") != 0) {
+		r = -EPERM; /* a bundle under an https manifest is fetched over https too */
 		goto out;
 	}
 	*ret = strdup(out);

@@ -4,7 +4,7 @@
  * small GETs into memory with a conditional If-None-Match (the manifest and its signature),
  * and downloads to a file with a hard cap at the declared size that resume with a Range
  * request from what a previous, interrupted download left in the file. Only this part
- * includes <curl/curl.h>; release-source.h builds the release pipeline on top of it.
+ * includes <curl/curl.h>; lib/release builds the release pipeline on top of it.
  *
  * Callbacks follow the project contract: a function that returns < 0 never calls back; one
  * that returns 0 calls back exactly once, never before it has returned; cancelling or freeing
@@ -88,7 +88,8 @@ unsigned fgw_fetch_active(struct fgw_fetch *f);
 
 /*
  * Resolves @ref against @base as a browser would ("b.zip", "../x/b.zip", "/b.zip" or an
- * absolute URL). Only http, https and file results are accepted (-EPROTONOSUPPORT).
- * -EINVAL for something that is not a URL. *@ret is malloc()ed.
+ * absolute URL). Only http, https and file results are accepted (-EPROTONOSUPPORT); under an
+ * https @base only https (-EPERM: no downgrade). -EINVAL for something that is not a URL.
+ * *@ret is malloc()ed. Requests to https URLs follow redirects to https only.
  */
 int fgw_fetch_resolve_url(const char *base, const char *ref, char **ret);

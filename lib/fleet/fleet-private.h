@@ -135,6 +135,7 @@ struct fgw_fleet {
 	char halted_by[16];
 	char halted_reason[160];
 	bool store_failed; /* a write failed: no new jobs until restart */
+	char gate[160];	   /* non-empty: no new jobs, for this reason (fgw_fleet_set_gate) */
 	/* tallies of the current release, for the halt rule and the API */
 	struct fgw_fleet_rollout_counts counts;
 	/*

@@ -3,6 +3,7 @@
  * of jobs with its scheduler (connection limit, canaries first, longest-waiting first,
  * back-off), the rollout's tallies and the halt rule, and operator control.
  */
+#define _GNU_SOURCE /* F_GET_SEALS */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,33 +45,34 @@ void fleet_release_unref(struct fleet_release *r)
 	free(r);
 }
 
+#define IMAGE_SEALS (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)
+
 static int map_image(struct fleet_release *nr, int i)
 {
 	const struct fgw_fleet_image *img = &nr->r.image[i];
 	struct stat st;
 	void *p;
-	int fd, r = 0;
+	int seals;
 
 	if (!img->present)
 		return 0;
-	fd = open(img->path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	/* only bytes nobody can change any more are uploaded: what was verified */
+	seals = fcntl(img->fd, F_GET_SEALS);
+	if (seals < 0)
+		return errno == EINVAL ? -EPERM : -errno;
+	if ((seals & IMAGE_SEALS) != IMAGE_SEALS)
+		return -EPERM;
+	if (fstat(img->fd, &st) < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0)
-		r = -errno;
-	else if ((uint64_t) st.st_size != img->size || st.st_size == 0)
-		r = -EBADF; /* not the file that was verified */
-	if (r == 0) {
-		p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (p == MAP_FAILED) {
-			r = -errno;
-		} else {
-			nr->map[i] = p;
-			nr->map_len[i] = (size_t) st.st_size;
-		}
-	}
-	close(fd);
-	return r;
+	if ((uint64_t) st.st_size != img->size || st.st_size == 0)
+		return -EBADF; /* not the image that was verified */
+	p = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, img->fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	nr->map[i] = p;
+	nr->map_len[i] = (size_t) st.st_size;
+	nr->r.image[i].fd = -1; /* the caller's; the mapping is what the fleet keeps */
+	return 0;
 }
 
 static uint64_t system_now(void *ud)
@@ -150,7 +152,7 @@ static void schedule(struct fgw_fleet *f)
 	bool canary_gate;
 	uint64_t now = fleet_now(f);
 
-	if (!f->rel || f->halted || f->store_failed || f->freeing)
+	if (!f->rel || f->halted || f->store_failed || f->gate[0] || f->freeing)
 		return;
 	limit = f->o.max_connections;
 	if (f->rel->r.max_concurrent && f->rel->r.max_concurrent < limit)
@@ -195,6 +197,21 @@ static void reap(struct fgw_fleet *f)
 			p = &j->next;
 		}
 	}
+}
+
+FGW_EXPORT void fgw_fleet_set_gate(struct fgw_fleet *f, const char *why)
+{
+	if (why && *why) {
+		if (strcmp(f->gate, why) != 0)
+			fgw_warning("No new jobs start: %s", why);
+		snprintf(f->gate, sizeof(f->gate), "%s", why);
+		return;
+	}
+	if (!f->gate[0])
+		return;
+	fgw_notice("New jobs may start again (was: %s)", f->gate);
+	f->gate[0] = '\0';
+	schedule(f);
 }
 
 static void on_kick(uv_timer_t *t)
@@ -559,8 +576,7 @@ static int adopt_release(struct fgw_fleet *f, const struct fgw_fleet_release *re
 	for (int i = 0; i < 2; i++) {
 		r = map_image(nr, i);
 		if (r < 0) {
-			fgw_log_errno(LOG_ERR, r, "Cannot read image %d of release %s ('%s')", i,
-				      rel->id, rel->image[i].path);
+			fgw_log_errno(LOG_ERR, r, "Cannot map image %d of release %s", i, rel->id);
 			fleet_release_unref(nr);
 			return r;
 		}

@@ -44,12 +44,17 @@ const char *fgw_job_state_to_string(enum fgw_job_state s);
 enum fgw_job_state fgw_job_state_from_string(const char *s);
 bool fgw_job_state_is_terminal(enum fgw_job_state s);
 
-/* One image of the release, as the fleet uploads it: a file on disk, streamed, never held. */
+/*
+ * One image of the release, as the fleet uploads it: a memfd sealed against writes, growth,
+ * shrinking and further seals (lib/release), so the bytes uploaded are the bytes verified.
+ * fgw_fleet_set_release() refuses a file without those seals (-EPERM) and maps it read-only;
+ * the fd stays the caller's.
+ */
 struct fgw_fleet_image {
 	bool present;
-	char path[512]; /* the MCUboot image file (extracted from the bundle) */
+	int fd; /* the sealed MCUboot image, exactly @size bytes */
 	uint64_t size;
-	uint8_t file_sha[32]; /* SHA-256 of the file: the upload's `sha` */
+	uint8_t file_sha[32]; /* SHA-256 of the @size bytes: the upload's `sha` */
 	uint8_t hash[32];     /* SHA256 TLV: what image state reports */
 	char version[48];     /* as image state prints it: "1.2.3" or "1.2.3.4" */
 };
@@ -61,6 +66,7 @@ struct fgw_fleet_release {
 	char groups[8][64]; /* target groups; none: every group */
 	size_t n_groups;
 	bool policy_confirm; /* manifest policy "confirm"; false: "test-confirm" */
+	bool no_downgrade;   /* policy forbids downgrades: app core uploads carry `upgrade` */
 	unsigned canary_percent;
 	double max_failure_rate;
 	unsigned max_concurrent;	 /* 0: no limit beyond max_connections */
@@ -101,6 +107,11 @@ int fgw_fleet_new(uv_loop_t *loop, struct fgw_store *store, const struct fgw_fle
  * and the fleet keeps answering (stats, progress) without writing.
  */
 void fgw_fleet_hold(struct fgw_fleet *f, const char *why);
+/*
+ * While a gate is set (@why: e.g. "the release manifest expired"), no new job starts; jobs
+ * already running go on. NULL lifts it, and scheduling resumes. Logged when it changes.
+ */
+void fgw_fleet_set_gate(struct fgw_fleet *f, const char *why);
 /* Stops every job where it is (the store keeps them for the next start) and frees. */
 struct fgw_fleet *fgw_fleet_free(struct fgw_fleet *f);
 

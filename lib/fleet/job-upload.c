@@ -128,6 +128,9 @@ static int start_image(struct fleet_job *job, int i)
 	    .data = job->rel->map[i],
 	    .len = job->rel->map_len[i],
 	    .image = (uint32_t) i,
+	    /* Zephyr compares any upload with the running app image's version: net core
+	     * images (often versioned apart) would be refused, so the flag goes with image 0 */
+	    .upgrade = job->rel->r.no_downgrade && i == 0,
 	};
 	struct fgw_upload_opts o;
 	int r;

@@ -70,7 +70,7 @@ FGW_EXPORT int fgw_smp_req_img_upload(const struct fgw_smp_upload_chunk *c, stru
 	if (!c->data && c->data_len)
 		return -EINVAL;
 	if (first)
-		n += 1 + (c->sha ? 1 : 0) + (c->image > 0 ? 1 : 0);
+		n += 1 + (c->sha ? 1 : 0) + (c->image > 0 ? 1 : 0) + (c->upgrade ? 1 : 0);
 	map = cbor_new_definite_map(n);
 	if (!map)
 		return -ENOMEM;
@@ -83,6 +83,8 @@ FGW_EXPORT int fgw_smp_req_img_upload(const struct fgw_smp_upload_chunk *c, stru
 		return -ENOMEM;
 	if (first && c->sha &&
 	    !smp_cbor_put(map, "sha", cbor_build_bytestring(c->sha, FGW_SMP_SHA_SIZE)))
+		return -ENOMEM;
+	if (first && c->upgrade && !smp_cbor_put(map, "upgrade", cbor_build_bool(true)))
 		return -ENOMEM;
 	if (!smp_cbor_put(
 		map, "data",
@@ -113,7 +115,7 @@ static size_t fixed_overhead(const struct fgw_smp_upload_chunk *c)
 	size_t n = 2, sz;
 
 	if (chunk_is_first(c))
-		n += 1 + (c->sha ? 1 : 0) + (c->image > 0 ? 1 : 0);
+		n += 1 + (c->sha ? 1 : 0) + (c->image > 0 ? 1 : 0) + (c->upgrade ? 1 : 0);
 	sz = FGW_SMP_HDR_SIZE + head_size(n);
 	sz += KEY("off") + head_size(c->off);
 	sz += KEY("data");
@@ -123,6 +125,8 @@ static size_t fixed_overhead(const struct fgw_smp_upload_chunk *c)
 			sz += KEY("sha") + head_size(FGW_SMP_SHA_SIZE) + FGW_SMP_SHA_SIZE;
 		if (c->image > 0)
 			sz += KEY("image") + head_size(c->image);
+		if (c->upgrade)
+			sz += KEY("upgrade") + 1; /* true is one byte */
 	}
 	return sz;
 }

@@ -190,6 +190,8 @@ struct fgw_smp_upload_chunk {
 	const uint8_t *sha; /* FGW_SMP_SHA_SIZE bytes, sent with off == 0; NULL = none */
 	const uint8_t *data;
 	size_t data_len;
+	bool upgrade; /* "upgrade": true with off == 0: the device refuses a version not above
+		       * the running one (Zephyr compares with the running app image) */
 };
 int fgw_smp_req_img_upload(const struct fgw_smp_upload_chunk *c, struct fgw_smp_req *ret);
 /*

@@ -351,7 +351,7 @@ int fgw_store_manifest_state_get(struct fgw_store *s,
 /*
  * ---- Release pipeline records (store-release.c) ----
  *
- * Written by the release source (lib/fetch/release-source.h), read through the queries
+ * Written by the release source (lib/release/release.h), read through the queries
  * above. A release row goes pending -> verified | rejected, and verified -> superseded; each
  * change is written with a "release" event (from/to state, reason) in one transaction.
  */

@@ -126,8 +126,11 @@ static unsigned timeout_for(struct fgw_upload *u, uint64_t off, size_t len)
 /* Data bytes for a chunk at @off: fills the packet, aligned unless it is the last. */
 static size_t chunk_len(struct fgw_upload *u, uint64_t off)
 {
-	struct fgw_smp_upload_chunk c = {
-	    .image = u->img.image, .total = u->img.len, .off = off, .sha = u->img.sha256};
+	struct fgw_smp_upload_chunk c = {.image = u->img.image,
+					 .total = u->img.len,
+					 .off = off,
+					 .sha = u->img.sha256,
+					 .upgrade = u->img.upgrade};
 	size_t max = fgw_smp_upload_max_data(&c, u->packet);
 	uint64_t left = u->img.len - off;
 
@@ -141,8 +144,11 @@ static void chunk_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data);
 /* Sends the chunk at u->next_off. 0, or a negative errno (-ENOBUFS: queue full). */
 static int send_chunk(struct fgw_upload *u)
 {
-	struct fgw_smp_upload_chunk c = {
-	    .image = u->img.image, .total = u->img.len, .off = u->next_off, .sha = u->img.sha256};
+	struct fgw_smp_upload_chunk c = {.image = u->img.image,
+					 .total = u->img.len,
+					 .off = u->next_off,
+					 .sha = u->img.sha256,
+					 .upgrade = u->img.upgrade};
 	struct fgw_smp_req req;
 	struct chunk *slot = NULL;
 	int r;

@@ -34,6 +34,7 @@ struct fgw_upload_image {
 	size_t len;
 	uint8_t sha256[FGW_SMP_SHA_SIZE]; /* SHA-256 of the whole file: the upload's `sha` */
 	uint32_t image;			  /* 0 app core, 1 net core */
+	bool upgrade;			  /* send SMP's `upgrade` flag (no downgrade) */
 };
 
 struct fgw_upload_opts {

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -92,4 +93,35 @@ FGW_EXPORT int fgw_parse_bool(const char *s, bool *ret)
 		}
 	}
 	return -EINVAL;
+}
+
+FGW_EXPORT char *fgw_url_redact(const char *url, char *buf, size_t size)
+{
+	const char *sep = strstr(url, "://"), *auth, *host;
+	size_t end = strcspn(url, "?#"), alen;
+
+	if (size == 0)
+		return buf;
+	if (!sep || sep >= url + end) {
+		snprintf(buf, size, "%.*s", (int) end, url);
+		return buf;
+	}
+	auth = sep + 3;
+	alen = strcspn(auth, "/?#");
+	host = auth;
+	for (size_t i = 0; i < alen; i++)
+		if (auth[i] == '@')
+			host = auth + i + 1; /* userinfo ends at the authority's last '@' */
+	snprintf(buf, size, "%.*s%.*s", (int) (auth - url), url, (int) (url + end - host), host);
+	return buf;
+}
+
+FGW_EXPORT bool fgw_url_has_userinfo(const char *url)
+{
+	const char *auth = strstr(url, "://");
+
+	if (!auth || auth >= url + strcspn(url, "?#"))
+		return false;
+	auth += 3;
+	return memchr(auth, '@', strcspn(auth, "/?#")) != NULL;
 }

@@ -85,5 +85,15 @@ int64_t fgw_wall_ms(void);
 
 /* Parses a whole decimal integer in [min, max]. -EINVAL if not a number, -ERANGE if out. */
 int fgw_parse_int64(const char *s, int64_t min, int64_t max, int64_t *ret);
+
+/*
+ * @url as it may be logged, stored for display or served: without userinfo ("user:pw@"),
+ * query and fragment, which is where URLs carry secrets. Written into @buf (truncated to
+ * @size); returns @buf.
+ */
+char *fgw_url_redact(const char *url, char *buf, size_t size);
+/* "scheme://user[:password]@host...": an '@' in the authority. */
+bool fgw_url_has_userinfo(const char *url);
+#define FGW_URL_LOG_MAX 2100 /* a manifest URL (2048) redacted, and a NUL */
 /* "true/false/yes/no/on/off/1/0". -EINVAL otherwise. */
 int fgw_parse_bool(const char *s, bool *ret);

@@ -101,6 +101,7 @@ class Daemon:
         if token is not None:
             with open(self.token_file, "w") as f:
                 f.write(token + "\n")
+            os.chmod(self.token_file, 0o600)  # fotagwd refuses a token others can read
         with open(self.conf, "w") as f:
             # No Bluetooth here; the fleet runs without a release (no manifest URL).
             f.write(f"[log]\nlevel = info\n[store]\npath = {self.db}\n[ble]\nenabled = false\n"

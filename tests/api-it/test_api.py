@@ -243,11 +243,14 @@ def test_token_files(tmp):
         ("missing", None, "Failed to read API token file"),
         ("short", "short", "must hold 16 to 4096"),
         ("spaces", "with spaces inside the token", "must hold 16 to 4096"),
+        ("world-readable", TOKEN, "can be read by others"),  # issue 18 item 5
     ]
     for name, token, msg in cases:
         sub = os.path.join(tmp, "tok-" + name)
         os.mkdir(sub)
         d = Daemon(FOTAGWD, sub, free_port(), token=token)
+        if name == "world-readable":
+            os.chmod(d.token_file, 0o644)
         d.start(wait=False)
         try:
             rc = d.proc.wait(timeout=10)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,7 +49,8 @@ class Release:
     """Keys, two MCUboot images (app, net), the bundle and the signed manifest."""
 
     def __init__(self, fotactl, tmp, srv, version="2.0.0", seq=1, canary=0, rate=0.5,
-                 mode="test-confirm", rid=None, app_size=65536, net_size=32768):
+                 mode="test-confirm", rid=None, app_size=65536, net_size=32768,
+                 expires="2100-01-01T00:00:00Z", allow_downgrade=None):
         self.fotactl, self.tmp, self.srv = fotactl, tmp, srv
         self.version, self.id = version, rid or "fw-" + version
         if not os.path.exists(os.path.join(tmp, "manifest.pem")):
@@ -66,17 +68,26 @@ class Release:
         run([fotactl, "release", "make-bundle", "-o", bundle, "--app", app, "--net", net])
         data = open(bundle, "rb").read()
         import hashlib
-        m = {"schema": 1, "sequence": seq, "expires": "2100-01-01T00:00:00Z", "releases": [{
+        m = {"schema": 1, "sequence": seq, "expires": expires, "releases": [{
             "id": self.id, "version": version,
             "bundle": {"url": f"{self.id}.zip", "sha256": hashlib.sha256(data).hexdigest(),
                        "size": len(data)},
             "targets": {"board": "nrf5340dk/nrf5340/cpuapp"},
             "policy": {"mode": mode, "canary_percent": canary, "max_failure_rate": rate,
                        "max_concurrent": 8}}]}
-        path = os.path.join(srv, "manifest.json")
+        if allow_downgrade is not None:
+            m["releases"][0]["policy"]["allow_downgrade"] = allow_downgrade
+        self.manifest = m
+        self.publish()
+
+    def publish(self, **changes):
+        """(Re)writes and signs manifest.json, e.g. publish(sequence=2, expires=...)."""
+        self.manifest.update(changes)
+        path = os.path.join(self.srv, "manifest.json")
         with open(path, "w") as f:
-            json.dump(m, f)
-        run([fotactl, "release", "sign", path, "--key", os.path.join(tmp, "manifest.pem")])
+            json.dump(self.manifest, f)
+        run([self.fotactl, "release", "sign", path, "--key",
+             os.path.join(self.tmp, "manifest.pem")])
 
 
 class Gateway:
@@ -90,6 +101,7 @@ class Gateway:
         token = os.path.join(tmp, "token")
         with open(token, "w") as f:
             f.write(TOKEN + "\n")
+        os.chmod(token, 0o600)  # fotagwd refuses a token others can read
         os.makedirs(os.path.join(tmp, "cache"), exist_ok=True)
         with open(self.conf, "w") as f:
             f.write(f"""[log]
@@ -152,6 +164,25 @@ cache_dir = {os.path.join(tmp, "cache")}
     def get(self, path):
         with urllib.request.urlopen(self.url + path, timeout=5) as r:
             return json.loads(r.read())
+
+    def health(self):
+        """GET /v1/health, whatever its status (503 when degraded): (status, body)."""
+        try:
+            with urllib.request.urlopen(self.url + "/v1/health", timeout=5) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def metrics(self):
+        """GET /metrics as {'name{labels}': value}."""
+        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                out[k] = float(v)
+        return out
 
     def post(self, path, body=b"{}"):
         req = urllib.request.Request(self.url + path, data=body, method="POST", headers={

@@ -17,6 +17,12 @@ CASE:
                converges, no job is lost or duplicated, PRAGMA integrity_check passes
   out-of-range a BLE device away mid-upload for 30 s, retry limit 3: it waits, burns no
                attempts while away, and finishes
+  manifest-expiry  the manifest in force expires while served unchanged (nginx answers 304):
+               event, health degraded, fotagw_manifest_expired 1, and a job retried then
+               does not start; a fresh manifest lifts the hold (issue 18 item 2); the
+               polls are counted in fotagw_manifest_polls_total{result} (issue 20 item 4)
+  no-downgrade policy allow_downgrade false: the app upload carries mcumgr's upgrade flag, so
+               a device already running a newer app refuses it; the other one is updated
   watch        fotactl watch in tmux during the rollout: live bars (image, %, KiB/s, ETA)
                that move on, then the final counts; q quits
 """
@@ -268,9 +274,79 @@ def case_watch():
         w.close(ok)
 
 
+def rfc3339(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def case_manifest_expiry():
+    args = FAST + ["--fault", "1:bad_boot=true"]
+    w = ft.World(BIN, 2, sim_args=args, rate=1.0, expires=rfc3339(time.time() + 12))
+    ok = False
+    try:
+        w.gw.start()
+        jobs = w.gw.wait_all_terminal(2, 120)
+        check([j[1] for j in jobs] == ["done", "failed"] or
+              sorted(j[1] for j in jobs) == ["done", "failed"], f"one done, one failed: {jobs}")
+        deadline = time.monotonic() + 60
+        while w.gw.health()[1].get("manifest", {}).get("freshness") != "expired":
+            check(time.monotonic() < deadline, "the manifest is judged expired within 60 s")
+            time.sleep(0.5)
+        code, h = w.gw.health()
+        check(code == 503 and h["status"] == "degraded", f"health degraded while expired: {h}")
+        m = w.gw.metrics()
+        check(m.get("fotagw_manifest_expired") == 1, "fotagw_manifest_expired 1")
+        check(m.get('fotagw_manifest_polls_total{result="accepted"}') == 1, f"one accepted: {m}")
+        check(m.get('fotagw_manifest_polls_total{result="not-modified"}', 0) >= 1,
+              "expiry judged on a 304")
+        log = w.gw.log()
+        check("event: manifest-expired" in log, "manifest-expired event logged")
+        check("No new jobs start: the release manifest in force has expired" in log, "held")
+        # the failed device asked again: its job waits while the manifest is expired
+        failed = [j[0] for j in w.gw.jobs() if j[1] == "failed"][0]
+        w.gw.post(f"/v1/devices/{failed}/retry")
+        polls = sum(v for k, v in m.items() if k.startswith("fotagw_manifest_polls_total"))
+        deadline = time.monotonic() + 30
+        while sum(v for k, v in w.gw.metrics().items()
+                  if k.startswith("fotagw_manifest_polls_total")) < polls + 1:
+            check(time.monotonic() < deadline, "one more poll within 30 s")
+            time.sleep(0.5)
+        st = {j[0]: j[1] for j in w.gw.jobs()}
+        check(st[failed] == "queued", f"no job starts while expired: {st[failed]}")
+        w.release.publish(sequence=2, expires="2100-01-01T00:00:00Z")
+        w.gw.wait(lambda j: any(r[0] == failed and r[1] != "queued" for r in j),
+                  "the held job to start once a fresh manifest is in force", 60)
+        code, h = w.gw.health()
+        check(code == 200 and h["manifest"]["freshness"] == "fresh", f"fresh again: {h}")
+        check(w.gw.metrics().get("fotagw_manifest_expired") == 0, "fotagw_manifest_expired 0")
+        ok = True
+    finally:
+        w.close(ok)
+
+
+def case_no_downgrade():
+    args = FAST + ["--fault", "0:app_version=3.0.0"]
+    w = ft.World(BIN, 2, sim_args=args, rate=1.0, allow_downgrade=False)
+    ok = False
+    try:
+        w.gw.start()
+        jobs = {j[0]: j for j in w.gw.wait_all_terminal(2, 120)}
+        newer, older = jobs[w.address(0)], jobs[w.address(1)]
+        check(older[1] == "done", f"the device on 1.0.0 is updated: {older}")
+        device_on_release(w, 1)
+        check(newer[1] == "failed" and "CURRENT_VERSION_IS_NEWER" in (newer[2] or ""),
+              f"the device on 3.0.0 refuses 2.0.0 at upload (mcumgr rc 27): {newer}")
+        st = ft.device_state(w.sim.port(0))
+        check(st["slots"][(0, 0)]["hash"] != w.release.app_hash and
+              (0, 1) not in st["slots"], "nothing of 2.0.0 reached its app slots")
+        ok = True
+    finally:
+        w.close(ok)
+
+
 CASES = {"rollout-udp": case_rollout_udp, "rollout-ble": case_rollout_ble, "faults": case_faults,
          "canary": case_canary, "restart": case_restart, "watch": case_watch,
-         "out-of-range": case_out_of_range}
+         "out-of-range": case_out_of_range, "manifest-expiry": case_manifest_expiry,
+         "no-downgrade": case_no_downgrade}
 
 try:
     CASES[CASE]()

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "util.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);
 
@@ -23,6 +24,13 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 	memcpy(text, data, size);
 	text[size] = '\0';
 	if (fgw_config_load_string(text, "fuzz", &cfg, quiet, &n) == 0) {
+		/* what logs show of the manifest URL: no query, never longer than the URL */
+		char shown[FGW_URL_LOG_MAX];
+		fgw_url_redact(cfg.release_manifest_url, shown, sizeof(shown));
+		if (strchr(shown, '?') || strchr(shown, '#') ||
+		    strlen(shown) > strlen(cfg.release_manifest_url) ||
+		    fgw_url_has_userinfo(shown))
+			abort();
 		/* A config that loads must reload onto itself without changes. */
 		if (fgw_config_load_string(text, "fuzz", &next, quiet, &n) == 0) {
 			if (fgw_config_apply_reload(&cfg, &next, quiet, &n) != 0)

@@ -21,7 +21,7 @@
 
 #include "config.h"
 #include "fetch.h"
-#include "release-source.h"
+#include "release.h"
 #include "store.h"
 #include "util.h"
 
@@ -115,6 +115,7 @@ static int cmd_fetch(int argc, char **argv, bool download)
 	    {"timeout", required_argument, NULL, 't'},
 	    {"low-speed-limit", required_argument, NULL, 'l'},
 	    {"low-speed-time", required_argument, NULL, 'L'},
+	    {"ca", required_argument, NULL, 'c'},
 	    {},
 	};
 	struct fgw_fetch_options o = {0};
@@ -141,6 +142,9 @@ static int cmd_fetch(int argc, char **argv, bool download)
 			break;
 		case 'L':
 			o.low_speed_time_s = atoi(optarg);
+			break;
+		case 'c':
+			o.ca_file = optarg;
 			break;
 		default:
 			return 2;
@@ -180,7 +184,7 @@ static void on_verified(const struct fgw_release_info *info, void *user_data)
 	printf("{\"event\": \"verified\", \"id\": \"%s\", \"version\": \"%s\", \"restored\": %s, "
 	       "\"images\": %zu, \"path\": \"%s\"}\n",
 	       info->release->id, info->release->version, info->restored ? "true" : "false",
-	       info->bundle->n_images, info->bundle_path);
+	       info->n_images, info->bundle_path);
 	fflush(stdout);
 }
 
@@ -205,7 +209,7 @@ static int cmd_source(int argc, char **argv)
 	struct fgw_store *store = NULL;
 	struct fgw_release_source *src = NULL;
 	struct source_run sr = {0};
-	const char *keys[16];
+	const char *keys[FGW_MANIFEST_MAX_KEYS];
 	size_t n_keys = 0;
 	char *saveptr = NULL, *tok, *key_list;
 	int want = 1, r;
@@ -227,7 +231,7 @@ static int cmd_source(int argc, char **argv)
 		return 1;
 	}
 	key_list = strdup(cfg.release_trusted_keys);
-	for (tok = strtok_r(key_list, " \t", &saveptr); tok && n_keys < 16;
+	for (tok = strtok_r(key_list, " \t", &saveptr); tok && n_keys < FGW_MANIFEST_MAX_KEYS;
 	     tok = strtok_r(NULL, " \t", &saveptr))
 		keys[n_keys++] = tok;
 	struct fgw_release_source_options o = {
@@ -238,6 +242,7 @@ static int cmd_source(int argc, char **argv)
 	    .mcuboot_key = *cfg.release_mcuboot_key ? cfg.release_mcuboot_key : NULL,
 	    .cache_dir = cfg.release_cache_dir,
 	    .cache_budget_bytes = (uint64_t) cfg.release_cache_budget_mib * 1024 * 1024,
+	    .channel = cfg.release_channel,
 	    .fetch =
 		{
 		    .ca_file = *cfg.release_ca_file ? cfg.release_ca_file : NULL,

@@ -68,8 +68,10 @@ def make_bundle(tmp, name, version, size=40000, key="boot.pem"):
     return json.loads(out)
 
 
-def write_manifest(tmp, srv, seq, releases):
+def write_manifest(tmp, srv, seq, releases, channel=None):
     m = {"schema": 1, "sequence": seq, "expires": "2100-01-01T00:00:00Z", "releases": releases}
+    if channel:
+        m["channel"] = channel
     path = os.path.join(srv, "manifest.json")
     old = os.stat(path).st_mtime if os.path.exists(path) else None
     with open(path, "w") as f:
@@ -146,6 +148,22 @@ def case_etag(tmp, ng):
     ids = sorted((e["id"], e["restored"]) for e in out if e["event"] == "verified")
     expect(ids == [("fw-1", True), ("fw-2", False)], f"restart restores fw-1, new manifest brings fw-2 ({ids})")
     expect(db_one(tmp, "SELECT state FROM releases WHERE id='fw-1'") == "superseded", "fw-1 superseded")
+
+    # issue 18 item 4: a manifest for another audience is refused, by fotactl and the pipeline
+    write_manifest(tmp, ng.srv, 3, [release("fw-2", "1.1.0", "r2.zip", info2)], channel="eu-prod")
+    man, pub = f"{ng.srv}/manifest.json", f"{tmp}/manifest.pub.pem"
+    p = run([FOTACTL, "release", "verify", man, "--key", pub, "--channel", "eu-prod"])
+    expect("channel eu-prod" in p.stdout, f"fotactl verifies its channel ({p.stdout.strip()})")
+    p = run([FOTACTL, "release", "verify", man, "--key", pub, "--channel", "us-beta"], check=False)
+    expect(p.returncode != 0 and "wrong-channel" in p.stdout + p.stderr,
+           "fotactl refuses another channel")
+    out, p = tool("source", conf)
+    cyc = [e["result"] for e in out if e["event"] == "cycle"]
+    expect(cyc == ["rejected: wrong-channel"], f"a gateway without a channel refuses it ({cyc})")
+    conf = write_config(tmp, ng.base, "channel = eu-prod\n")
+    out, p = tool("source", conf)
+    cyc = [e["result"] for e in out if e["event"] == "cycle"]
+    expect(cyc == ["accepted"], f"the gateway of channel eu-prod accepts it ({cyc})")
 
 
 def case_errors(tmp, ng):
@@ -344,12 +362,51 @@ def case_mkimage(tmp, ng):
            "inspect prints both images with signature status")
 
 
+def case_tls(tmp, ng):
+    """Issue 18 item 6: no downgrade from https to http, by redirect or by bundle URL."""
+    keys(tmp)
+    info = make_bundle(tmp, "r1", "1.0.0")
+    shutil.copy(f"{tmp}/r1.zip", f"{ng.srv}/r1.zip")
+    write_manifest(tmp, ng.srv, 1, [release("fw-1", "1.0.0", f"{ng.base}/r1.zip", info)])
+    ng.start()
+    (r,), _ = tool("get", f"{ng.tls_base}/manifest.json", "--ca", ng.ca)
+    expect(r["err"] == "OK" and r["status"] == 200, f"https GET 200 ({r})")
+    (r,), _ = tool("get", f"{ng.tls_base}/to-https/manifest.json", "--ca", ng.ca)
+    expect(r["err"] == "OK" and r["status"] == 200, f"a redirect to https is followed ({r})")
+    (r,), _ = tool("get", f"{ng.tls_base}/to-http/manifest.json", "--ca", ng.ca)
+    expect(r["err"] != "OK", f"a redirect from https to http is refused ({r})")
+    expect(" 302 " in ng.access_log(), "nginx did redirect")
+    (r,), _ = tool("get", f"{ng.base}/manifest.json")
+    expect(r["err"] == "OK", "plain http still works")
+    # an https manifest naming an http bundle: the release is refused, nothing downloaded
+    conf = write_config(tmp, ng.tls_base, f"ca_file = {ng.ca}\n")
+    out, p = tool("source", conf)
+    cyc = [e["result"] for e in out if e["event"] == "cycle"]
+    expect(cyc == ["accepted"], f"the https manifest itself is accepted ({cyc})")
+    expect("is not https under an https manifest" in p.stderr, "the http bundle URL is refused")
+    expect(db_one(tmp, "SELECT count(*) FROM releases") == 0, "no release recorded")
+    expect("GET /r1.zip" not in ng.access_log(), "the bundle was never fetched")
+
+    # issue 18 item 5: what URLs carry after '?' (tokens, signatures) never reaches the log
+    write_manifest(tmp, ng.srv, 2, [release("fw-q", "1.0.0", "gone.zip?sig=bundle-s3cret", info)])
+    conf = write_config(tmp, ng.base)
+    with open(conf) as f:
+        text = f.read().replace("/manifest.json", "/manifest.json?token=manifest-s3cret")
+    with open(conf, "w") as f:
+        f.write(text)
+    out, p = tool("source", conf)
+    expect("event: release-download-failed, release: fw-q, url: " + ng.base + "/gone.zip,"
+           in p.stderr, "the failed download is logged with its URL, redacted")
+    expect("s3cret" not in p.stderr and "s3cret" not in p.stdout, "no secret in the log")
+    expect("manifest-s3cret" in ng.access_log(), "the query did go to the server")
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="fgw-release-it-")
-    ng = Nginx(tmp)
+    ng = Nginx(tmp, tls=CASE == "tls")
     try:
         {"etag": case_etag, "errors": case_errors, "slow": case_slow, "resume": case_resume,
-         "pipeline": case_pipeline, "mkimage": case_mkimage}[CASE](tmp, ng)
+         "pipeline": case_pipeline, "mkimage": case_mkimage, "tls": case_tls}[CASE](tmp, ng)
     finally:
         ng.kill()
         # kept for a look after a failure only when asked

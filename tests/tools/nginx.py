@@ -4,6 +4,7 @@ the test's own temp dir, no daemonizing, killed by the test.
   ng = Nginx(tmp); ng.start(); ... files under ng.srv, URLs under ng.base ...; ng.kill()
 
 /slow/ is served at 1 KiB/s and /throttle/ at 256 KiB/s, for timeout and resume tests.
+Nginx(tmp, tls=True) adds an https server (ng.tls_base, its certificate in ng.ca).
 """
 import os
 import shutil
@@ -24,7 +25,7 @@ def free_port():
 
 
 class Nginx:
-    def __init__(self, tmp):
+    def __init__(self, tmp, tls=False):
         self.tmp = tmp
         self.srv = os.path.join(tmp, "srv")
         os.makedirs(self.srv, exist_ok=True)
@@ -54,11 +55,34 @@ http {{
     location /slow/ {{ limit_rate 1k; }}
     location /throttle/ {{ limit_rate 256k; }}
   }}
+{self._tls_server() if tls else ""}
 }}
 """
         with open(os.path.join(tmp, "nginx.conf"), "w") as f:
             f.write(conf)
         self.base = f"http://127.0.0.1:{self.port}"
+        self.tls_base = f"https://127.0.0.1:{self.tls_port}" if tls else None
+
+    def _tls_server(self):
+        """A TLS server on a second port with a fresh self-signed certificate (self.ca), the
+        same files, and two redirects: /to-http/X to the plain server, /to-https/X to itself."""
+        self.tls_port = free_port()
+        self.ca = os.path.join(self.tmp, "tls-cert.pem")
+        key = os.path.join(self.tmp, "tls-key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", self.ca,
+                        "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+                        "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        return f"""  server {{
+    listen 127.0.0.1:{self.tls_port} ssl;
+    ssl_certificate {self.ca};
+    ssl_certificate_key {key};
+    root {self.srv};
+    location /to-http/ {{ rewrite ^/to-http/(.*)$ http://127.0.0.1:{self.port}/$1 redirect; }}
+    location /to-https/ {{
+      rewrite ^/to-https/(.*)$ https://127.0.0.1:{self.tls_port}/$1 redirect;
+    }}
+  }}"""
 
     def start(self):
         self.proc = subprocess.Popen([NGINX, "-p", self.tmp, "-c", os.path.join(self.tmp, "nginx.conf"),

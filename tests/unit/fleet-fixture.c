@@ -1,10 +1,13 @@
+#define _GNU_SOURCE /* memfd_create */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -427,16 +430,18 @@ void fx_image(struct fx *x, const char *name, size_t len, unsigned seed,
 {
 	uint8_t *data = malloc(len);
 	unsigned n = 32;
-	FILE *f;
+	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
+	assert_true(fd >= 0);
+	assert_true(x->n_image_fd < ARRAY_SIZE(x->image_fd));
+	x->image_fd[x->n_image_fd++] = fd;
 	for (size_t i = 0; i < len; i++)
 		data[i] = (uint8_t) (i * 7 + seed);
-	*img = (struct fgw_fleet_image){.present = true, .size = len};
-	snprintf(img->path, sizeof(img->path), "%s/%s", x->dir, name);
-	f = fopen(img->path, "wb");
-	assert_non_null(f);
-	assert_int_equal(fwrite(data, 1, len, f), len);
-	fclose(f);
+	*img = (struct fgw_fleet_image){.present = true, .size = len, .fd = fd};
+	assert_int_equal(write(fd, data, len), (ssize_t) len);
+	assert_int_equal(fcntl(fd, F_ADD_SEALS,
+			       F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL),
+			 0);
 	assert_int_equal(EVP_Digest(data, len, img->file_sha, &n, EVP_sha256(), NULL), 1);
 	memcpy(img->hash, img->file_sha, 32); /* what the fake device reports, see on_upload */
 	free(data);
@@ -501,6 +506,8 @@ int fx_teardown(void **state)
 	uv_run(&x->loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&x->loop), 0);
 	fgw_store_free(x->store);
+	for (size_t i = 0; i < x->n_image_fd; i++)
+		close(x->image_fd[i]);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", x->dir);
 	if (system(cmd) != 0)
 		return -1;

@@ -65,9 +65,12 @@ struct fx {
 	size_t n_dev;
 	uint64_t skew_ms; /* added to both clocks */
 	int transport_err;
+	int image_fd[4]; /* sealed memfds fx_image made, closed at teardown */
+	size_t n_image_fd;
 };
 
-/* Writes an image file of @len bytes (content from @seed) into @img (path, size, hashes). */
+/* A sealed memfd of @len bytes (content from @seed) into @img (fd, size, hashes), as the
+ * release part hands the fleet its verified images. */
 void fx_image(struct fx *x, const char *name, size_t len, unsigned seed,
 	      struct fgw_fleet_image *img);
 /* Store (migrated, releases r1 and r2), image file, release r1 of it; no fleet yet. */

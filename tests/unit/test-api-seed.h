@@ -12,7 +12,7 @@ static const char api_seed_sql[] =
     " ('r2', 2, '1.1.0', 'http://x/2.zip', 'bb', 20, 'verified', "
     "   '{\"max_failure_rate\":0.2}', 2),"
     " ('r0', 0, '0.9.0', 'http://x/0.zip', 'cc', 5, 'verified', NULL, 0),"
-    " ('r3', 3, '1.2.0', 'http://x/3.zip', 'dd', 30, 'pending', NULL, 3);"
+    " ('r3', 3, '1.2.0', 'http://u:pw@x/3.zip?sig=s3cret', 'dd', 30, 'pending', NULL, 3);"
     "INSERT INTO devices (address, name, grp, rssi, created_at) VALUES "
     " ('AA:00:00:00:00:0F', 'f', 'field', NULL, 1),"
     " ('AA:00:00:00:00:0A', 'a', 'lab', -40, 1),"

@@ -652,6 +652,9 @@ static void test_releases(void **state)
 	assert_string_equal(str(j, "current"), "r2");
 	assert_int_equal(cJSON_GetArraySize(list), 4);
 	assert_string_equal(str(cJSON_GetArrayItem(list, 0), "id"), "r3");
+	/* served without a token: no userinfo, no query (issue 18 item 5) */
+	assert_string_equal(str(at(cJSON_GetArrayItem(list, 0), "bundle"), "url"),
+			    "http://x/3.zip");
 	assert_string_equal(str(r2, "id"), "r2");
 	assert_true(cJSON_IsTrue(at(r2, "current")));
 	assert_true(cJSON_IsFalse(at(cJSON_GetArrayItem(list, 0), "current")));

@@ -120,6 +120,10 @@ static const struct bad_case bad_cases[] = {
     {"\"sequence\": 42,", "\"sequence\": 42, \"sequence\": 43,"}, /* duplicate member */
     {" ]}\n", " ]} x"},						  /* trailing text */
     {"{\"schema\"", "[{\"schema\""},
+    {"\"sequence\": 42,", "\"sequence\": 42, \"channel\": \"\","},
+    {"\"sequence\": 42,", "\"sequence\": 42, \"channel\": \"eu prod\","},
+    {"\"sequence\": 42,", "\"sequence\": 42, \"channel\": 7,"},
+    {"\"max_concurrent\": 8", "\"max_concurrent\": 8, \"allow_downgrade\": \"no\""},
 };
 
 static char *replace(const char *s, const char *from, const char *to)
@@ -294,6 +298,44 @@ static void test_check(void **state)
 		assert_non_null(fgw_reject_reason_to_string(i));
 }
 
+static void test_allow_downgrade(void **state)
+{
+	_cleanup_free_ char *text = replace(good, "\"max_concurrent\": 8",
+					    "\"max_concurrent\": 8, \"allow_downgrade\": false");
+	struct fgw_manifest *m = NULL;
+	struct fgw_reject why;
+
+	assert_int_equal(fgw_manifest_parse(text, strlen(text), &m, &why), 0);
+	assert_false(m->releases[0].policy.allow_downgrade);
+	assert_non_null(strstr(m->releases[0].policy_json, "\"allow_downgrade\":false"));
+	assert_true(m->releases[1].policy.allow_downgrade);
+	fgw_manifest_free(m);
+}
+
+static void test_channel(void **state)
+{
+	_cleanup_free_ char *text =
+	    replace(good, "\"sequence\": 42,", "\"sequence\": 42, \"channel\": \"eu-prod.2\",");
+	struct fgw_manifest *m = NULL;
+	struct fgw_reject why;
+
+	assert_int_equal(fgw_manifest_parse(text, strlen(text), &m, &why), 0);
+	assert_string_equal(m->channel, "eu-prod.2");
+	assert_int_equal(fgw_manifest_check_channel(m, "eu-prod.2", &why), 0);
+	assert_int_equal(fgw_manifest_check_channel(m, "eu-prod", &why), -EPERM);
+	assert_int_equal(why.reason, FGW_REJECT_WRONG_CHANNEL);
+	assert_int_equal(fgw_manifest_check_channel(m, NULL, &why), -EPERM);
+	fgw_manifest_free(m);
+	assert_int_equal(fgw_manifest_parse(good, strlen(good), &m, &why), 0);
+	assert_null(m->channel);
+	assert_int_equal(fgw_manifest_check_channel(m, NULL, &why), 0);
+	assert_int_equal(fgw_manifest_check_channel(m, "", &why), 0);
+	assert_true(m->releases[0].policy.allow_downgrade); /* the default */
+	assert_int_equal(fgw_manifest_check_channel(m, "eu-prod", &why), -EPERM);
+	assert_string_equal(fgw_reject_reason_to_string(why.reason), "wrong-channel");
+	fgw_manifest_free(m);
+}
+
 struct time_case {
 	const char *s;
 	int err;
@@ -337,6 +379,8 @@ int main(void)
 	    cmocka_unit_test(test_bad_bytes),
 	    cmocka_unit_test_setup_teardown(test_signature, keys_setup, keys_teardown),
 	    cmocka_unit_test(test_check),
+	    cmocka_unit_test(test_channel),
+	    cmocka_unit_test(test_allow_downgrade),
 	    cmocka_unit_test(test_rfc3339),
 	};
 	fgw_log_set_level(LOG_ERR);

@@ -263,6 +263,48 @@ static void test_release_keys(void **state)
 	assert_string_equal(d.key[0], "release.poll_interval_s");
 }
 
+/* Issue 18 item 5: credentials in the manifest URL are refused, pointing to the TLS options. */
+static void test_release_url_userinfo(void **state)
+{
+	struct fgw_config c = {0};
+	struct diags d = {0};
+
+	assert_int_equal(fgw_config_load_string("[store]\npath = x.db\n[release]\n"
+						"manifest_url = https://u:pw@r.example/m.json\n",
+						"t.conf", &c, collect, &d),
+			 -EINVAL);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.line[0], 4);
+	assert_string_equal(d.key[0], "release.manifest_url");
+	assert_non_null(strstr(d.msg[0], "client_cert"));
+	/* an '@' after the host is not userinfo */
+	assert_int_equal(fgw_config_load_string("[store]\npath = x.db\n[release]\n"
+						"manifest_url = https://r.example/a@b/m.json?x=@\n",
+						"t.conf", &c, collect, &d),
+			 0);
+	fgw_config_done(&c);
+}
+
+/* One limit on trusted keys (FGW_MANIFEST_MAX_KEYS, 8): one more is a config error. */
+static void test_release_key_limit(void **state)
+{
+	struct fgw_config c = {0};
+	struct diags d = {0};
+	char text[1024], *p = text;
+
+	p += sprintf(p, "[store]\npath = x.db\n[release]\ntrusted_keys = k0 k1 k2 k3\n");
+	p += sprintf(p, "trusted_keys = k4 k5 k6 k7\n");
+	assert_int_equal(fgw_config_load_string(text, "t.conf", &c, collect, &d), 0);
+	assert_string_equal(c.release_trusted_keys, "k0 k1 k2 k3 k4 k5 k6 k7");
+	fgw_config_done(&c);
+	sprintf(p, "trusted_keys = k8\n");
+	assert_int_equal(fgw_config_load_string(text, "t.conf", &c, collect, &d), -EINVAL);
+	assert_int_equal(d.n, 1);
+	assert_int_equal(d.line[0], 6);
+	assert_string_equal(d.key[0], "release.trusted_keys");
+	assert_non_null(strstr(d.msg[0], "at most 8 entries"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -283,6 +325,8 @@ int main(void)
 		cmocka_unit_test(test_reload),
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_release_keys),
+		cmocka_unit_test(test_release_key_limit),
+		cmocka_unit_test(test_release_url_userinfo),
 		cmocka_unit_test(test_api_section),
 		cmocka_unit_test(test_ble_section),
 	};

@@ -522,6 +522,53 @@ static void test_verify_interrupted_waits_again(void **state)
 	assert_int_equal(d->resets, 1);
 }
 
+static int64_t last_seen(struct fx *x, const char *address)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int64_t v = -1;
+
+	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT last_seen FROM devices WHERE address = ?",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/*
+ * A name of 64 bytes or more (longer than the store keeps) must not defeat the sighting
+ * throttle: the same long name again within 10 s writes nothing (issue 18 item 6). Before,
+ * the comparison was against the truncated stored name, so every advert was a write.
+ */
+static void test_long_name_sightings_are_throttled(void **state)
+{
+	struct fx *x = *state;
+	char name[200];
+	int rssi = -50;
+	int64_t first;
+
+	memset(name, 'n', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	fx_start(x, false);
+	fgw_fleet_device_seen(x->fleet, "C0:00:00:00:00:0A", "ble", name, &rssi);
+	first = last_seen(x, "C0:00:00:00:00:0A");
+	assert_true(first > 0);
+	for (int i = 0; i < 5; i++) {
+		fx_advance(x, 1000);
+		fgw_fleet_device_seen(x->fleet, "C0:00:00:00:00:0A", "ble", name, &rssi);
+	}
+	assert_int_equal(last_seen(x, "C0:00:00:00:00:0A"), first);
+	/* After the throttle interval the sighting is written again. */
+	fx_advance(x, 6000);
+	fgw_fleet_device_seen(x->fleet, "C0:00:00:00:00:0A", "ble", name, &rssi);
+	assert_true(last_seen(x, "C0:00:00:00:00:0A") > first);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -553,6 +600,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unconfirmed_test_boot_is_confirmed, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_refused, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_long_name_sightings_are_throttled, fx_setup,
+					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_verify_interrupted_waits_again, fx_setup,
 					    fx_teardown),
 	};

@@ -368,6 +368,29 @@ static void test_upload_req_decode(void **state)
 	free(g);
 }
 
+/* The release policy forbids downgrades: the first chunk says "upgrade", later ones do not. */
+static void test_upload_upgrade_flag(void **state)
+{
+	uint8_t data[100] = {0};
+	struct fgw_smp_upload_chunk c = {
+	    .total = 300000, .sha = H, .data = data, .data_len = sizeof(data), .upgrade = true};
+	struct fgw_smp_upload_req q;
+	struct fgw_smp_req r;
+
+	assert_int_equal(fgw_smp_req_img_upload(&c, &r), 0);
+	assert_int_equal(r.len + 8, fgw_smp_upload_overhead(&c, sizeof(data)) + sizeof(data));
+	assert_int_equal(fgw_smp_upload_req_decode(r.payload, r.len, &q), 0);
+	assert_true(q.has_upgrade && q.upgrade);
+	free(q.data);
+	fgw_smp_req_done(&r);
+	c.off = 1000;
+	assert_int_equal(fgw_smp_req_img_upload(&c, &r), 0);
+	assert_int_equal(fgw_smp_upload_req_decode(r.payload, r.len, &q), 0);
+	assert_false(q.has_upgrade);
+	free(q.data);
+	fgw_smp_req_done(&r);
+}
+
 static void test_img_state(void **state)
 {
 	struct fgw_smp_img_state *st = calloc(1, sizeof(*st));
@@ -741,6 +764,7 @@ int main(void)
 	    cmocka_unit_test(test_params),
 	    cmocka_unit_test(test_upload_rsp),
 	    cmocka_unit_test(test_upload_req_decode),
+	    cmocka_unit_test(test_upload_upgrade_flag),
 	    cmocka_unit_test(test_img_state),
 	    cmocka_unit_test(test_slot_info),
 	    cmocka_unit_test(test_os_and_bootloader),

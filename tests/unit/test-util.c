@@ -49,6 +49,23 @@ static void test_parse_bool(void **state)
 	assert_int_equal(fgw_parse_bool("maybe", &b), -EINVAL);
 }
 
+static void test_url_redact(void **state)
+{
+	static const char *const cases[][2] = {
+	    {"https://u:pw@r.example/m.json?token=s3cret#x", "https://r.example/m.json"},
+	    {"https://u@x:p@w@r.example:8443/a@b/m.json", "https://r.example:8443/a@b/m.json"},
+	    {"http://r.example/b.zip?X-Amz-Signature=abc", "http://r.example/b.zip"},
+	    {"file:///srv/rel/manifest.json", "file:///srv/rel/manifest.json"},
+	    {"https://r.example?q=@x", "https://r.example"},
+	    {"not a url?secret", "not a url"},
+	};
+	char buf[128];
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+		assert_string_equal(fgw_url_redact(cases[i][0], buf, sizeof(buf)), cases[i][1]);
+	assert_string_equal(fgw_url_redact("https://u:p@h/x", buf, 6), "https");
+}
+
 static void test_log_levels(void **state)
 {
 	assert_int_equal(fgw_log_level_from_string("debug"), LOG_DEBUG);
@@ -153,6 +170,7 @@ int main(void)
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_escape_truncates_whole_pieces),
 	    cmocka_unit_test(test_log_escapes_messages),
+	    cmocka_unit_test(test_url_redact),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,7 +21,7 @@
 const char fotactl_release_usage[] =
     "release keygen -o KEY.pem [--type ed25519|ecdsa-p256|rsa-2048|rsa-3072] [--public PUB]\n"
     "release sign MANIFEST --key KEY.pem [-o MANIFEST.sig]\n"
-    "release verify MANIFEST --key PUB.pem... [--sig SIG] [--sequence N]\n"
+    "release verify MANIFEST --key PUB.pem... [--sig SIG] [--sequence N] [--channel C]\n"
     "release inspect BUNDLE.zip|IMAGE.bin [--mcuboot-key PEM] [--json]\n"
     "release make-image -o OUT --version V (--payload FILE | --size N [--seed S])\n"
     "                   [--key PEM] [--header-size N] [--load-addr A] [--security-counter N]\n"
@@ -245,90 +245,111 @@ static int cmd_sign(int argc, char **argv)
 	return FOTACTL_EXIT_OK;
 }
 
-static int cmd_verify(int argc, char **argv)
+struct verify_args {
+	struct fgw_key *keys[FGW_MANIFEST_MAX_KEYS];
+	size_t n_keys;
+	const char *sig_path, *channel;
+	int64_t stored;
+};
+
+/* FOTACTL_EXIT_OK, or the exit code of the usage error or key file that failed. */
+static int verify_args_parse(int argc, char **argv, struct verify_args *a)
 {
 	static const struct option opts[] = {
 	    {"key", required_argument, NULL, 'k'},
 	    {"sig", required_argument, NULL, 's'},
 	    {"sequence", required_argument, NULL, 'n'},
+	    {"channel", required_argument, NULL, 'c'},
 	    {},
 	};
-	struct fgw_key *keys[8];
-	size_t n_keys = 0;
-	const char *sig_path = NULL, *manifest;
+	char msg[32];
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "k:s:n:c:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'k':
+			if (a->n_keys == ARRAY_SIZE(a->keys)) {
+				snprintf(msg, sizeof(msg), "at most %d keys",
+					 FGW_MANIFEST_MAX_KEYS);
+				return usage_error(msg);
+			}
+			r = fgw_key_load_file(optarg, &a->keys[a->n_keys]);
+			if (r < 0)
+				return fail(r, "Failed to load key '%s'", optarg);
+			a->n_keys++;
+			break;
+		case 's':
+			a->sig_path = optarg;
+			break;
+		case 'n':
+			if (fgw_parse_int64(optarg, 0, FGW_MANIFEST_MAX_SEQUENCE, &a->stored) < 0)
+				return usage_error("bad --sequence");
+			break;
+		case 'c':
+			a->channel = optarg;
+			break;
+		default:
+			return usage_error("bad option");
+		}
+	}
+	if (optind + 1 != argc || a->n_keys == 0)
+		return usage_error("verify needs MANIFEST and --key PUB.pem");
+	return FOTACTL_EXIT_OK;
+}
+
+/*
+ * The gateway's checks, in its order: signature, fields, then (with --channel) the audience,
+ * then sequence and expiry.
+ */
+static int cmd_verify(int argc, char **argv)
+{
+	struct verify_args a = {0};
+	const char *manifest;
 	_cleanup_free_ char *sig_buf = NULL;
 	_cleanup_free_ uint8_t *json = NULL, *sig = NULL;
 	const struct fgw_key *used = NULL;
 	struct fgw_manifest *m = NULL;
 	struct fgw_reject why;
-	int64_t stored = 0;
 	size_t len, sig_len;
-	int c, r, ret = FOTACTL_EXIT_FAILED;
+	int r, ret = verify_args_parse(argc, argv, &a);
 
-	while ((c = getopt_long(argc, argv, "k:s:n:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'k':
-			if (n_keys == ARRAY_SIZE(keys)) {
-				ret = usage_error("at most 8 keys");
-				goto out;
-			}
-			r = fgw_key_load_file(optarg, &keys[n_keys]);
-			if (r < 0) {
-				ret = fail(r, "Failed to load key '%s'", optarg);
-				goto out;
-			}
-			n_keys++;
-			break;
-		case 's':
-			sig_path = optarg;
-			break;
-		case 'n':
-			if (fgw_parse_int64(optarg, 0, FGW_MANIFEST_MAX_SEQUENCE, &stored) < 0) {
-				ret = usage_error("bad --sequence");
-				goto out;
-			}
-			break;
-		default:
-			ret = usage_error("bad option");
-			goto out;
-		}
-	}
-	if (optind + 1 != argc || n_keys == 0) {
-		ret = usage_error("verify needs MANIFEST and --key PUB.pem");
+	if (ret != FOTACTL_EXIT_OK)
 		goto out;
-	}
+	ret = FOTACTL_EXIT_FAILED;
 	manifest = argv[optind];
-	if (!sig_path) {
+	if (!a.sig_path) {
 		if (asprintf(&sig_buf, "%s.sig", manifest) < 0)
 			goto out;
-		sig_path = sig_buf;
+		a.sig_path = sig_buf;
 	}
 	r = read_file(manifest, FGW_MANIFEST_MAX_BYTES, &json, &len);
 	if (r < 0) {
 		fail(r, "Failed to read '%s'", manifest);
 		goto out;
 	}
-	r = read_file(sig_path, FGW_MANIFEST_SIG_MAX_BYTES, &sig, &sig_len);
+	r = read_file(a.sig_path, FGW_MANIFEST_SIG_MAX_BYTES, &sig, &sig_len);
 	if (r < 0) {
-		fail(r, "Failed to read '%s'", sig_path);
+		fail(r, "Failed to read '%s'", a.sig_path);
 		goto out;
 	}
-	r = fgw_manifest_verify_signature(json, len, sig, sig_len, keys, n_keys, &used, &why);
+	r = fgw_manifest_verify_signature(json, len, sig, sig_len, a.keys, a.n_keys, &used, &why);
 	if (r == 0)
 		r = fgw_manifest_parse(json, len, &m, &why);
+	if (r == 0 && a.channel)
+		r = fgw_manifest_check_channel(m, a.channel, &why);
 	if (r == 0)
-		r = fgw_manifest_check(m, stored, (int64_t) time(NULL), &why);
+		r = fgw_manifest_check(m, a.stored, (int64_t) time(NULL), &why);
 	if (r < 0) {
 		print_reject("manifest", &why);
 		goto out;
 	}
-	printf("%s: ok, sequence %" PRId64 ", %zu release(s), signed by %s\n", manifest,
-	       m->sequence, m->n_releases, fgw_key_id(used));
+	printf("%s: ok, sequence %" PRId64 ", channel %s, %zu release(s), signed by %s\n", manifest,
+	       m->sequence, m->channel ? m->channel : "(none)", m->n_releases, fgw_key_id(used));
 	ret = FOTACTL_EXIT_OK;
 out:
 	fgw_manifest_free(m);
-	for (size_t i = 0; i < n_keys; i++)
-		fgw_key_free(keys[i]);
+	for (size_t i = 0; i < a.n_keys; i++)
+		fgw_key_free(a.keys[i]);
 	return ret;
 }
 

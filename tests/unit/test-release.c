@@ -1,5 +1,5 @@
 /*
- * The release pipeline end to end on a real loop, SQLite file and cache directory, with the
+ * lib/release end to end on a real loop, SQLite file and cache directory, with the
  * "server" a file:// directory (nginx runs the HTTP side in tests/release-it). Each refusal
  * of the issue has a case: it is recorded with its reason, and the release verified before
  * stays in force.
@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,7 +24,7 @@
 #include <zip.h>
 
 #include "bundle.h"
-#include "release-source.h"
+#include "release.h"
 #include "store.h"
 
 struct fix {
@@ -33,13 +35,22 @@ struct fix {
 	struct fgw_store *store;
 	struct fgw_release_source *src;
 	uint64_t budget;
-	const void *param; /* the test's initial state (a refusal case) */
+	int64_t clock_floor;
+	const char *channel;	      /* the gateway's */
+	const char *manifest_channel; /* what publish() signs, NULL: none */
+	const void *param;	      /* the test's initial state (a refusal case) */
 	/* what the callbacks saw */
 	int cycles;
 	char result[160];
 	int n_verified;
 	char verified[8][64];
 	bool restored[8];
+	/* the app image as built, and what the last callback handed over for it */
+	uint8_t *app;
+	size_t app_len;
+	int app_fd; /* a dup of the sealed memfd, kept like the fleet's mapping keeps it */
+	size_t app_size, app_trailing;
+	uint8_t app_sha[32];
 };
 
 static void write_all(const char *path, const void *data, size_t len)
@@ -56,6 +67,7 @@ static int setup(void **state)
 	struct fix *f = calloc(1, sizeof(*f));
 
 	f->param = *state;
+	f->app_fd = -1;
 	snprintf(f->dir, sizeof(f->dir), "/tmp/fgw-test-rel-XXXXXX");
 	if (!mkdtemp(f->dir))
 		return -1;
@@ -96,6 +108,9 @@ static int teardown(void **state)
 
 	source_stop(f);
 	assert_int_equal(uv_loop_close(&f->loop), 0);
+	if (f->app_fd >= 0)
+		close(f->app_fd);
+	free(f->app);
 	fgw_store_free(f->store);
 	fgw_key_free(f->a);
 	fgw_key_free(f->b);
@@ -111,8 +126,15 @@ static void on_verified(const struct fgw_release_info *info, void *user_data)
 {
 	struct fix *f = user_data;
 
-	assert_non_null(info->bundle);
-	assert_non_null(fgw_bundle_find_image(info->bundle, 0));
+	assert_true(info->n_images >= 1);
+	assert_int_equal(info->images[0].index, 0);
+	if (f->app_fd >= 0)
+		close(f->app_fd);
+	f->app_fd = dup(info->images[0].fd);
+	f->app_size = info->images[0].size;
+	f->app_trailing = info->images[0].trailing;
+	memcpy(f->app_sha, info->images[0].sha256, 32);
+	assert_memory_equal(info->images[0].data, f->app, FGW_MIN(f->app_size, f->app_len));
 	assert_int_equal(access(info->bundle_path, R_OK), 0);
 	if (f->n_verified < 8) {
 		snprintf(f->verified[f->n_verified], 64, "%s", info->release->id);
@@ -140,6 +162,8 @@ static void source_start(struct fix *f)
 	    .mcuboot_key = f->boot_pub,
 	    .cache_dir = f->cache,
 	    .cache_budget_bytes = f->budget,
+	    .clock_floor_s = f->clock_floor,
+	    .channel = f->channel,
 	};
 
 	snprintf(url, sizeof(url), "file://%s/manifest.json", f->srv);
@@ -173,6 +197,7 @@ enum corrupt {
 	C_MISSING_NET,
 	C_DOTDOT,
 	C_TRUNCATE,
+	C_TRAILING, /* unsigned bytes after the app image's TLV area */
 };
 
 static void make_image(struct fix *f, const char *version, size_t len, unsigned seed,
@@ -217,9 +242,18 @@ static void make_bundle(struct fix *f, const char *name, const char *version, en
 	case C_HASH:
 		app[0x200 + 100] ^= 0x01;
 		break;
+	case C_TRAILING:
+		app = realloc(app, app_len + 64);
+		memset(app + app_len, 0xa5, 64);
+		app_len += 64;
+		break;
 	default:
 		break;
 	}
+	free(f->app);
+	f->app = malloc(app_len);
+	memcpy(f->app, app, app_len);
+	f->app_len = app_len;
 	assert_true(asprintf(&man,
 			     "{\"format-version\": 1, \"files\": [{\"type\": \"application\", "
 			     "\"board\": \"nrf5340dk/nrf5340/cpuapp\", \"image_index\": \"0\", "
@@ -279,10 +313,13 @@ static void publish(struct fix *f, int64_t seq, int64_t expires_in, const struct
 		free(body);
 		body = next;
 	}
+	char chan[96] = "";
+	if (f->manifest_channel)
+		snprintf(chan, sizeof(chan), "\"channel\": \"%s\", ", f->manifest_channel);
 	assert_true(asprintf(&json,
-			     "{\"schema\": 1, \"sequence\": %lld, \"expires\": \"%s\", "
+			     "{\"schema\": 1, \"sequence\": %lld, %s\"expires\": \"%s\", "
 			     "\"releases\": [%s]}\n",
-			     (long long) seq, expires, body) > 0);
+			     (long long) seq, chan, expires, body) > 0);
 	assert_int_equal(fgw_manifest_sign(json, strlen(json), key, &sig), 0);
 	if (tamper) {
 		/* one more blank after signing: still valid JSON, but not the signed bytes */
@@ -589,6 +626,245 @@ static void test_bad_options(void **state)
 	assert_null(s);
 }
 
+/* Every byte of every file in the cache inverted. */
+static void rot_cache(struct fix *f)
+{
+	struct dirent *de;
+	DIR *d = opendir(f->cache);
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char path[512];
+		FILE *fp;
+		int c;
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", f->cache, de->d_name);
+		fp = fopen(path, "r+b");
+		assert_non_null(fp);
+		while ((c = fgetc(fp)) != EOF) {
+			fseek(fp, -1, SEEK_CUR);
+			fputc(c ^ 0xff, fp);
+			fseek(fp, 0, SEEK_CUR);
+		}
+		fclose(fp);
+	}
+	closedir(d);
+}
+
+/*
+ * Issue #18 item 3: the bytes uploaded are the bytes verified. What the fleet maps is a sealed
+ * memfd: the cache rotting after verification changes nothing in it, and nobody, not even the
+ * gateway, can write, grow, shrink or unseal it. Bytes after the TLV area are not signed:
+ * they are not handed over at all.
+ */
+static void test_sealed_images(void **state)
+{
+	struct fix *f = *state;
+	uint8_t buf[8192], sha[32];
+	char sha_hex[65], url[32];
+	uint64_t size;
+	int seals;
+	ssize_t n;
+	void *p;
+
+	make_bundle(f, "r1.zip", "1.0.0+1", C_TRAILING, sha_hex, &size);
+	snprintf(url, sizeof(url), "r1.zip");
+	const struct rel r1 = {"fw-1.0.0", "1.0.0+1", url, sha_hex, size, NULL};
+	publish(f, 5, 86400, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_int_equal(f->n_verified, 1);
+	assert_true(f->app_fd >= 0);
+	assert_int_equal(f->app_trailing, 64);
+	assert_int_equal(f->app_size, f->app_len - 64);
+
+	rot_cache(f);
+	assert_true(cache_has(f, sha_hex, ".zip"));
+
+	seals = fcntl(f->app_fd, F_GET_SEALS);
+	assert_int_equal(seals & (F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL),
+			 F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL);
+	assert_int_equal(pwrite(f->app_fd, "x", 1, 0), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(ftruncate(f->app_fd, 1), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(fcntl(f->app_fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE), -1);
+	assert_int_equal(errno, EPERM);
+	p = mmap(NULL, f->app_size, PROT_READ | PROT_WRITE, MAP_SHARED, f->app_fd, 0);
+	assert_true(p == MAP_FAILED);
+
+	/* what a device would get: the verified image, to the end of its TLV area */
+	assert_true(f->app_size <= sizeof(buf));
+	n = pread(f->app_fd, buf, sizeof(buf), 0);
+	assert_int_equal(n, (ssize_t) f->app_size);
+	assert_memory_equal(buf, f->app, f->app_size);
+	struct fgw_sha256_ctx *ctx;
+	assert_int_equal(fgw_sha256_begin(&ctx), 0);
+	assert_int_equal(fgw_sha256_update(ctx, buf, (size_t) n), 0);
+	assert_int_equal(fgw_sha256_end(ctx, sha), 0);
+	assert_memory_equal(sha, f->app_sha, 32);
+
+	/* the rotten cache is found at the next start: fetched again, never handed over */
+	source_stop(f);
+	run_cycle(f);
+	assert_int_equal(f->n_verified, 2);
+	assert_false(f->restored[1]);
+	n = pread(f->app_fd, buf, sizeof(buf), 0);
+	assert_memory_equal(buf, f->app, f->app_size);
+}
+
+static void test_key_limit(void **state)
+{
+	struct fix *f = *state;
+	const char *keys[FGW_MANIFEST_MAX_KEYS + 1];
+	struct fgw_release_source_options o = {
+	    .manifest_url = "file:///x/manifest.json",
+	    .trusted_keys = keys,
+	    .n_trusted_keys = FGW_MANIFEST_MAX_KEYS + 1,
+	    .cache_dir = f->cache,
+	};
+	struct fgw_release_source *s = NULL;
+
+	for (size_t i = 0; i < ARRAY_SIZE(keys); i++)
+		keys[i] = f->pub_a;
+	assert_int_equal(fgw_release_source_new(&f->loop, f->store, &o, &s), -EINVAL);
+	assert_null(s);
+	o.n_trusted_keys = FGW_MANIFEST_MAX_KEYS;
+	assert_int_equal(fgw_release_source_new(&f->loop, f->store, &o, &s), 0);
+	s = fgw_release_source_free(s);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+}
+
+static void on_pace(uv_timer_t *t)
+{
+	*(bool *) t->data = true;
+}
+
+/* Lets the loop run for @ms between polls: the condition waited for is the wall clock's. */
+static void pace(struct fix *f, uint64_t ms)
+{
+	uv_timer_t t;
+	bool fired = false;
+
+	uv_timer_init(&f->loop, &t);
+	t.data = &fired;
+	uv_timer_start(&t, on_pace, ms, 0);
+	while (!fired)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *) &t, NULL);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static struct fgw_release_status status_of(struct fix *f)
+{
+	struct fgw_release_status st;
+
+	fgw_release_source_get_status(f->src, &st);
+	return st;
+}
+
+/*
+ * Issue #18 item 2: `expires` of the manifest in force is judged after every poll, so a
+ * manifest served unchanged past its expiry (replayed, or a frozen server) raises the alarm:
+ * an event, the status the metric and health read. A newer manifest clears it.
+ */
+static void test_expiry_recheck(void **state)
+{
+	struct fix *f = *state;
+	struct fgw_release_status st;
+	char text[64];
+	uint64_t size;
+	time_t until;
+
+	make_bundle(f, "r1.zip", "1.0.0+1", C_NONE, r1_sha, &size);
+	const struct rel r1 = {"fw-1.0.0", "1.0.0+1", "r1.zip", r1_sha, size, NULL};
+	publish(f, 5, 2, &r1, 1, f->a, false);
+	until = time(NULL) + 2;
+	run_cycle(f);
+	assert_string_equal(f->result, "accepted");
+	st = status_of(f);
+	assert_int_equal(st.freshness, FGW_MANIFEST_FRESHNESS_FRESH);
+	assert_int_equal(st.sequence, 5);
+	assert_int_equal(st.polls[FGW_POLL_RESULT_ACCEPTED], 1);
+	/* the same bytes, polled until their `expires` has passed: each poll re-judges them */
+	while (status_of(f).freshness == FGW_MANIFEST_FRESHNESS_FRESH) {
+		assert_true(time(NULL) <= until + 5);
+		pace(f, 100);
+		run_cycle(f);
+		assert_string_equal(f->result, "unchanged");
+	}
+	st = status_of(f);
+	assert_int_equal(st.freshness, FGW_MANIFEST_FRESHNESS_EXPIRED);
+	assert_true(st.polls[FGW_POLL_RESULT_UNCHANGED] >= 1);
+	query_text(f, "SELECT count(*) FROM events WHERE detail LIKE '%sequence 5 expired%'", text,
+		   sizeof(text));
+	assert_string_equal(text, "1");
+	run_cycle(f); /* still expired: no second event */
+	query_text(f, "SELECT count(*) FROM events WHERE detail LIKE '%sequence 5 expired%'", text,
+		   sizeof(text));
+	assert_string_equal(text, "1");
+
+	publish(f, 6, 86400, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_string_equal(f->result, "accepted");
+	assert_int_equal(status_of(f).freshness, FGW_MANIFEST_FRESHNESS_FRESH);
+}
+
+/* Before the clock floor (the build date by default) expiry is not judged at all. */
+static void test_clock_untrusted(void **state)
+{
+	struct fix *f = *state;
+	uint64_t size;
+
+	f->clock_floor = (int64_t) time(NULL) + 10 * 365 * 86400;
+	make_bundle(f, "r1.zip", "1.0.0+1", C_NONE, r1_sha, &size);
+	const struct rel r1 = {"fw-1.0.0", "1.0.0+1", "r1.zip", r1_sha, size, NULL};
+	publish(f, 5, -3600, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_string_equal(f->result, "accepted");
+	assert_int_equal(status_of(f).freshness, FGW_MANIFEST_FRESHNESS_CLOCK_UNTRUSTED);
+	assert_int_equal(f->n_verified, 1);
+}
+
+/*
+ * Issue #18 item 4: a manifest is bound to its audience. Its signed `channel` must equal the
+ * gateway's; one for another channel, or none when the gateway has one, is refused, and so
+ * is one with a channel when the gateway has none.
+ */
+static void test_channel(void **state)
+{
+	struct fix *f = *state;
+	struct fgw_release_status st;
+	uint64_t size;
+
+	f->channel = "eu-prod";
+	make_bundle(f, "r1.zip", "1.0.0+1", C_NONE, r1_sha, &size);
+	const struct rel r1 = {"fw-1.0.0", "1.0.0+1", "r1.zip", r1_sha, size, NULL};
+	f->manifest_channel = "us-beta";
+	publish(f, 5, 86400, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_string_equal(f->result, "rejected: wrong-channel");
+	f->manifest_channel = NULL;
+	publish(f, 5, 86400, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_string_equal(f->result, "rejected: wrong-channel");
+	assert_int_equal(f->n_verified, 0);
+	f->manifest_channel = "eu-prod";
+	publish(f, 5, 86400, &r1, 1, f->a, false);
+	run_cycle(f);
+	assert_string_equal(f->result, "accepted");
+	assert_int_equal(f->n_verified, 1);
+	st = status_of(f);
+	assert_int_equal(st.polls[FGW_POLL_RESULT_REJECTED], 2);
+	assert_int_equal(st.polls[FGW_POLL_RESULT_ACCEPTED], 1);
+
+	/* the gateway moved to no channel: even the manifest in force is refused now */
+	source_stop(f);
+	f->channel = NULL;
+	run_cycle(f);
+	assert_string_equal(f->result, "rejected: wrong-channel");
+}
+
 int main(void)
 {
 	struct CMUnitTest tests[64] = {
@@ -596,12 +872,17 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_supersede_retry_prune, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cache_rot, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_options, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sealed_images, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_key_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expiry_recheck, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_clock_untrusted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_channel, setup, teardown),
 	};
-	size_t n = 4;
+	size_t n = 9;
 
 	for (size_t i = 0; i < ARRAY_SIZE(refusals); i++)
 		tests[n++] = (struct CMUnitTest){refusals[i].name, test_refusal, setup, teardown,
 						 (void *) &refusals[i]};
 	fgw_log_set_level(getenv("FGW_TEST_DEBUG") ? LOG_DEBUG : LOG_ERR);
-	return _cmocka_run_group_tests("fetch-release", tests, n, NULL, NULL);
+	return _cmocka_run_group_tests("release", tests, n, NULL, NULL);
 }
