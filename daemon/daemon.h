@@ -13,6 +13,7 @@ struct fgw_api;
 struct fgw_bluez;
 struct fgw_fleet;
 struct fgw_release_source;
+struct fgw_ble_security;
 
 struct fgw_daemon {
 	uv_loop_t *loop;
@@ -21,6 +22,7 @@ struct fgw_daemon {
 	struct fgw_store *store;
 	struct fgw_api *api;	 /* NULL when [api] enabled = false */
 	struct fgw_bluez *bluez; /* NULL when [ble] enabled = false */
+	struct fgw_ble_security *blesec; /* passkey, rebonds (ble-security.c) */
 	struct fgw_fleet *fleet;
 	struct fgw_release_source *rsrc; /* NULL without a manifest URL */
 	int64_t release_sequence;	 /* manifest sequence of the fleet's current release */

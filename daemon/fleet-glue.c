@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ble-security.h"
 #include "bluez.h"
 #include "daemon.h"
 #include "fleet-glue.h"
@@ -41,9 +42,20 @@ static int transport_new(void *user_data, const char *address, struct fgw_transp
 			return -EINVAL;
 		return fgw_transport_udp_new(d->loop, host, port, ret);
 	}
+	int r;
+
 	if (!d->bluez)
 		return -ENODEV; /* BLE is disabled in the configuration */
-	return fgw_transport_ble_new(d->bluez, address, ret);
+	r = fgw_transport_ble_new(d->bluez, address, ret);
+	if (r == 0)
+		fgw_ble_security_apply(d, address, *ret);
+	return r;
+}
+
+static int security_failed(void *user_data, const char *address, struct fgw_transport *t, int err,
+			   char *why, size_t size)
+{
+	return fgw_ble_security_failed(user_data, address, t, err, why, size);
 }
 
 static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
@@ -229,6 +241,7 @@ int fgw_daemon_fleet_start(struct fgw_daemon *d)
 	    .default_group = d->cfg.fleet_group,
 	    .transport_new = transport_new,
 	    .transport_user_data = d,
+	    .security_failed = security_failed,
 	};
 	char *list, *save = NULL, *tok;
 	int r;
@@ -244,10 +257,14 @@ int fgw_daemon_fleet_start(struct fgw_daemon *d)
 		bo.max_connections = (unsigned) d->cfg.ble_max_connections;
 		bo.connect_timeout_ms = (unsigned) d->cfg.ble_connect_timeout_s * 1000;
 		bo.acquire = d->cfg.ble_acquire;
+		bo.pair_timeout_ms = (unsigned) d->cfg.ble_pair_timeout_s * 1000;
 		r = fgw_bluez_new(d->loop, &bo, &d->bluez);
 		if (r < 0)
 			return fgw_log_errno(LOG_ERR, r,
 					     "Failed to connect to the system bus for BlueZ");
+		r = fgw_ble_security_start(d);
+		if (r < 0)
+			return r;
 		fgw_bluez_add_adapter_watch(d->bluez, on_adapter, d);
 		fgw_bluez_add_device_watch(d->bluez, on_ble_device, d);
 	}
@@ -291,4 +308,5 @@ void fgw_daemon_fleet_stop(struct fgw_daemon *d)
 	d->rsrc = fgw_release_source_free(d->rsrc);
 	d->fleet = fgw_fleet_free(d->fleet);
 	d->bluez = fgw_bluez_free(d->bluez);
+	fgw_ble_security_stop(d);
 }

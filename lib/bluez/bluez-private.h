@@ -19,6 +19,9 @@
 #define BLUEZ_CHAR_IFACE "org.bluez.GattCharacteristic1"
 #define DBUS_PROPS_IFACE "org.freedesktop.DBus.Properties"
 #define DBUS_OM_IFACE "org.freedesktop.DBus.ObjectManager"
+#define BLUEZ_AGENT_MANAGER_IFACE "org.bluez.AgentManager1"
+#define BLUEZ_AGENT_IFACE "org.bluez.Agent1"
+#define FGW_AGENT_PATH "/org/fotagw/agent"
 
 /* ---- a minimal intrusive doubly linked list ---- */
 
@@ -78,6 +81,10 @@ int fgw_bus_open(const char *address, const char *description, sd_bus **ret);
 
 /* From a method reply: 0 if it is not an error; else the errno and a "Name: message" text. */
 int bz_reply_error(sd_bus_message *m, char *buf, size_t size);
+/* A reply ("Name: message") that says the characteristic needs a secured link. */
+bool bz_is_security_error(const char *text);
+/* bluetoothd's stale notify session (BlueZ < 5.84 after a drop during AcquireNotify). */
+bool bz_is_notify_wedged(const char *text);
 
 /* ---- properties (props.c) ---- */
 
@@ -155,6 +162,7 @@ struct bz_device {
 	bool smp_service;
 	bool connected;
 	bool services_resolved;
+	bool paired;
 	uint64_t last_seen_ms;
 };
 
@@ -225,10 +233,106 @@ struct fgw_bluez {
 
 	uv_timer_t retry_timer; /* re-reads objects after a failed GetManagedObjects */
 	uv_idle_t kick;		/* runs deferred work (link pump) on the next iteration */
-	unsigned n_handles;	/* handles still open; memory goes when it drops to 0 */
+	uv_timer_t drain_timer; /* bounds fgw_bluez_drain() */
+	fgw_bluez_drain_cb_t drain_cb;
+	void *drain_user_data;
+	unsigned n_handles; /* handles still open; memory goes when it drops to 0 */
+
+	/* the pairing agent (agent.c) */
+	bool agent_on;
+	struct fgw_bluez_agent_options agent;
+	char *agent_capability;
+	sd_bus_slot *agent_vtable_slot, *agent_reg_slot, *agent_default_slot;
 
 	char last_error[256];
 };
+
+/* agent.c: bluetoothd (re)appeared: register the agent again; and teardown. */
+void bz_agent_register(struct fgw_bluez *b);
+void bz_agent_free(struct fgw_bluez *b);
+
+/* ---- links (link.c; the security steps in secure.c) ---- */
+
+struct bz_frame {
+	struct bz_list node;
+	struct fgw_bluez_link *l;
+	sd_bus_slot *slot; /* WriteValue in flight (fallback path) */
+	size_t len;
+	uint8_t data[];
+};
+
+struct fgw_bluez_link {
+	struct bz_list node; /* in b->links until freed or detached */
+	struct fgw_bluez *b; /* NULL once detached by fgw_bluez_free() */
+	char addr[18];
+	enum fgw_bluez_link_state state;
+	bool freed;
+	bool holds_slot;
+	fgw_bluez_link_state_cb_t state_cb;
+	fgw_bluez_link_rx_cb_t rx_cb;
+	void *user_data;
+
+	char *dev_path;
+	char *char_path;
+	sd_bus_slot *call_slot; /* the one call of the opening sequence in flight */
+	sd_bus_slot *get_slot;	/* Get(ServicesResolved), beside it */
+	uv_timer_t timer;	/* bounds searching and opening */
+	unsigned n_open;	/* open handles; memory goes with the last */
+
+	int write_fd, notify_fd;
+	uv_poll_t write_poll, notify_poll;
+	bool write_poll_init, notify_poll_init;
+	int write_poll_events;
+	bool notifying;		  /* StartNotify path */
+	bool await_disconnect;	  /* opening hit "Not connected": reconnect at Connected=false */
+	unsigned reopens;	  /* reconnects during this opening */
+	uint64_t settle_until_ms; /* waiting for someone else's link to the device to go */
+	enum fgw_bluez_security security;
+	bool paired_here;    /* Pair() succeeded on this link */
+	bool probed;	     /* StartNotify showed no security is needed */
+	uint64_t connect_ms; /* when Connect() went out */
+	bool await_char;     /* resolved, the SMP characteristic not listed yet */
+	bool probing;	     /* StartNotify probe in flight on an unpaired link */
+	unsigned mtu;
+
+	struct bz_list txq;	 /* frames not yet written */
+	struct bz_list inflight; /* WriteValue calls not yet answered */
+	unsigned n_inflight;
+	size_t tx_bytes;
+
+	char error[256];
+};
+
+/* link.c, for secure.c */
+void bz_link_set_error(struct fgw_bluez_link *l, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void bz_link_enter_state(struct fgw_bluez_link *l, enum fgw_bluez_link_state s);
+/* The one door to FAILED; the callback may free @l: touch nothing after it. */
+void bz_link_fail(struct fgw_bluez_link *l, int err, bool disconnect);
+struct bz_device *bz_link_device(struct fgw_bluez_link *l);
+/* Calls @method on the link's characteristic (or, with @on_device, its device). */
+void bz_link_call(struct fgw_bluez_link *l, const char *method, bool with_options, bool on_device,
+		  uint64_t timeout_usec, sd_bus_message_handler_t cb);
+/* An opening step answered "Not connected": wait for Connected=false, then reconnect. */
+void bz_link_not_connected(struct fgw_bluez_link *l, const char *what, const char *text);
+void bz_link_acquire_notify(struct fgw_bluez_link *l);
+void bz_link_start_notify(struct fgw_bluez_link *l);
+void bz_link_restart_timer(struct fgw_bluez_link *l, unsigned ms);
+/* link_acquire() once the characteristic is known: pair, probe or subscribe (secure.c). */
+void bz_link_subscribe(struct fgw_bluez_link *l, struct bz_device *d, struct bz_gatt_char *c);
+/*
+ * A Connect() of a bonded device failed at once with bluetoothd's ATT connect error: the
+ * kernel starts encryption with the stored key right away (device_connect_le() at
+ * BT_IO_SEC_MEDIUM) and a device that lost the bond refuses it (secure.c).
+ */
+bool bz_bond_refused(struct fgw_bluez_link *l, const char *text);
+/* The link dropped while probing an unpaired device: fail it as "pairing required". */
+bool bz_link_probe_dropped(struct fgw_bluez_link *l, const char *why);
+/* The link timer fired while pairing: cancel the pairing (secure.c). */
+void bz_link_pair_timeout(struct fgw_bluez_link *l);
+/* A failed subscription: classifies "Notify acquired" and security errors (secure.c). */
+void bz_link_subscribe_failed(struct fgw_bluez_link *l, const char *what, int err,
+			      const char *text);
 
 /* Called by bluez.c when the view changes, for link.c to react. */
 /* @connected_false: the change carried Connected=false (the only disconnect signal 5.66 has). */
@@ -250,9 +354,13 @@ unsigned bz_links_searching(struct fgw_bluez *b);
 int bz_objects_parse(struct fgw_bluez *b, sd_bus_message *m);
 void bz_objects_clear(struct fgw_bluez *b);
 struct bz_device *bz_device_find_addr(struct fgw_bluez *b, const char *addr);
+/* Below the configured RSSI threshold (an invalid RSSI, 127, is unknown, never too weak). */
+bool bz_device_too_weak(const struct fgw_bluez *b, const struct bz_device *d);
 struct bz_gatt_char *bz_find_smp_char(struct fgw_bluez *b, struct bz_device *d);
 /* Re-evaluates whether discovery should run (scan wanted or a link searching). */
 void bz_discovery_update(struct fgw_bluez *b);
+/* Completes a pending fgw_bluez_drain() once no release is left. */
+void bz_drain_check(struct fgw_bluez *b);
 /* Schedules bz_links_pump() on the next loop iteration. */
 void bz_kick(struct fgw_bluez *b);
 /* Async call to org.bluez with the configured call timeout. */

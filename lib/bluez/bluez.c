@@ -90,8 +90,10 @@ static void device_info(const struct bz_device *d, struct fgw_bluez_device_info 
 	memset(info, 0, sizeof(*info));
 	memcpy(info->addr, d->addr, sizeof(info->addr));
 	info->name = d->name;
-	info->rssi = d->rssi;
-	info->has_rssi = d->has_rssi;
+	/* 127 is HCI's "RSSI not available" (virtual controllers, some real reports): unknown. */
+	info->has_rssi = d->has_rssi && d->rssi != FGW_BLUEZ_RSSI_INVALID;
+	info->rssi = info->has_rssi ? d->rssi : 0;
+	info->paired = d->paired;
 	info->smp_service = d->smp_service;
 	info->connected = d->connected;
 	info->last_seen_ms = d->last_seen_ms;
@@ -102,6 +104,17 @@ static bool device_ours(struct fgw_bluez *b, const struct bz_device *d)
 	return b->adapter && d->adapter && strcmp(d->adapter, b->adapter->path) == 0;
 }
 
+/*
+ * Our own RSSI threshold. It is not handed to bluetoothd: with an RSSI in the discovery filter
+ * the kernel (mgmt is_filter_match) drops every report whose RSSI is invalid (127), so such
+ * devices would never be listed. An unknown RSSI passes here.
+ */
+bool bz_device_too_weak(const struct fgw_bluez *b, const struct bz_device *d)
+{
+	return b->opts.rssi_threshold && d->has_rssi && d->rssi != FGW_BLUEZ_RSSI_INVALID &&
+	       d->rssi < b->opts.rssi_threshold;
+}
+
 /* Watch callbacks must not free @b (documented); they may add or remove watches. */
 static void notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 			  const struct bz_device *d)
@@ -110,6 +123,8 @@ static void notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 	struct bz_list *pos;
 
 	if (!device_ours(b, d) || b->freeing)
+		return;
+	if (ev != FGW_BLUEZ_DEVICE_LOST && bz_device_too_weak(b, d))
 		return;
 	device_info(d, &info);
 	b->dispatching++;
@@ -295,6 +310,7 @@ enum {
 	P_CONNECTED,
 	P_RESOLVED,
 	P_ADAPTER,
+	P_PAIRED,
 	P_POWERED,
 	P_DISCOVERING,
 	P_UUID,
@@ -316,7 +332,7 @@ static const struct bz_prop_def device_props[] = {
     {"Address", BZ_PROP_STRING, P_ADDRESS},   {"Name", BZ_PROP_STRING, P_NAME},
     {"RSSI", BZ_PROP_INT16, P_RSSI},	      {"UUIDs", BZ_PROP_STRV, P_UUIDS},
     {"Connected", BZ_PROP_BOOL, P_CONNECTED}, {"ServicesResolved", BZ_PROP_BOOL, P_RESOLVED},
-    {"Adapter", BZ_PROP_PATH, P_ADAPTER},
+    {"Adapter", BZ_PROP_PATH, P_ADAPTER},     {"Paired", BZ_PROP_BOOL, P_PAIRED},
 };
 
 static const struct bz_prop_def service_props[] = {
@@ -383,6 +399,9 @@ static void device_prop(void *obj, int id, const struct bz_prop_value *v)
 		break;
 	case P_RESOLVED:
 		d->services_resolved = v->b;
+		break;
+	case P_PAIRED:
+		d->paired = v->b;
 		break;
 	case P_ADAPTER:
 		if (set_str(&d->adapter, v->s) < 0)
@@ -829,8 +848,6 @@ static int send_filter(struct fgw_bluez *b)
 		r = sd_bus_message_append(m, "{sv}", "Transport", "s", "le");
 	if (r >= 0 && b->opts.filter_service)
 		r = sd_bus_message_append(m, "{sv}", "UUIDs", "as", 1, FGW_BLUEZ_SMP_SERVICE_UUID);
-	if (r >= 0 && b->opts.rssi_threshold)
-		r = sd_bus_message_append(m, "{sv}", "RSSI", "n", (int16_t) b->opts.rssi_threshold);
 	if (r >= 0)
 		r = sd_bus_message_close_container(m);
 	if (r >= 0)
@@ -1010,6 +1027,9 @@ static void bluez_appeared(struct fgw_bluez *b, const char *owner)
 		bz_set_error(b, "out of memory");
 		return;
 	}
+	/* before anything else of ours: bluetoothd handles our calls in order, so a Pair()
+	 * sent later finds the agent registered */
+	bz_agent_register(b);
 	load_objects(b);
 }
 
@@ -1185,8 +1205,47 @@ static void on_kick(uv_idle_t *h)
 	struct fgw_bluez *b = h->data;
 
 	uv_idle_stop(h);
-	if (!b->freeing)
+	if (!b->freeing) {
 		bz_links_pump(b);
+		bz_drain_check(b);
+	}
+}
+
+static void drain_done(struct fgw_bluez *b, int err)
+{
+	fgw_bluez_drain_cb_t cb = b->drain_cb;
+
+	b->drain_cb = NULL;
+	uv_timer_stop(&b->drain_timer);
+	if (cb)
+		cb(b, err, b->drain_user_data);
+}
+
+void bz_drain_check(struct fgw_bluez *b)
+{
+	if (b->drain_cb && bz_list_empty(&b->releases))
+		drain_done(b, 0);
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+	struct fgw_bluez *b = t->data;
+
+	bz_set_error(b, "a Disconnect() was still pending after the drain timeout");
+	drain_done(b, -ETIMEDOUT);
+}
+
+FGW_EXPORT int fgw_bluez_drain(struct fgw_bluez *b, unsigned timeout_ms, fgw_bluez_drain_cb_t cb,
+			       void *user_data)
+{
+	if (!b || !cb || b->freeing)
+		return -EINVAL;
+	b->drain_cb = cb;
+	b->drain_user_data = user_data;
+	uv_timer_start(&b->drain_timer, on_drain_timer, timeout_ms, 0);
+	/* Checked on the loop, so that @cb never runs before we return. */
+	bz_kick(b);
+	return 0;
 }
 
 void bz_kick(struct fgw_bluez *b)
@@ -1297,8 +1356,9 @@ FGW_EXPORT int fgw_bluez_new(uv_loop_t *loop, const struct fgw_bluez_options *op
 		goto fail;
 	uv_timer_init(loop, &b->retry_timer);
 	uv_idle_init(loop, &b->kick);
-	b->retry_timer.data = b->kick.data = b;
-	b->n_handles = 2;
+	uv_timer_init(loop, &b->drain_timer);
+	b->retry_timer.data = b->kick.data = b->drain_timer.data = b;
+	b->n_handles = 3;
 	*ret = b;
 	return 0;
 fail:
@@ -1320,6 +1380,8 @@ FGW_EXPORT struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b)
 		return NULL;
 	bz_links_detach_all(b);
 	b->freeing = true;
+	bz_agent_free(b);
+	b->drain_cb = NULL;
 	bz_list_for_each_safe(pos, tmp, &b->releases)
 	{
 		struct bz_release *rel = container_of(pos, struct bz_release, node);
@@ -1349,6 +1411,7 @@ FGW_EXPORT struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b)
 	b->bus = sd_bus_unref(b->bus);
 	uv_close((uv_handle_t *) &b->retry_timer, handle_closed);
 	uv_close((uv_handle_t *) &b->kick, handle_closed);
+	uv_close((uv_handle_t *) &b->drain_timer, handle_closed);
 	return NULL;
 }
 
@@ -1391,7 +1454,7 @@ FGW_EXPORT void fgw_bluez_foreach_device(struct fgw_bluez *b, fgw_bluez_device_c
 	bz_list_for_each(pos, &b->devices)
 	{
 		struct bz_device *d = container_of(pos, struct bz_device, node);
-		if (!device_ours(b, d))
+		if (!device_ours(b, d) || bz_device_too_weak(b, d))
 			continue;
 		device_info(d, &info);
 		cb(b, FGW_BLUEZ_DEVICE_FOUND, &info, user_data);

@@ -37,16 +37,21 @@ struct fgw_bluez_link;
  */
 #define FGW_BLUEZ_MAX_WRITE 510
 
+/* HCI's "RSSI not available": reported as unknown (has_rssi false), never as too weak. */
+#define FGW_BLUEZ_RSSI_INVALID 127
+
 struct fgw_bluez_options {
-	const char *bus_address;     /* NULL: the system bus (honours DBUS_SYSTEM_BUS_ADDRESS) */
-	const char *adapter;	     /* "hci0"; NULL or "": the first adapter bluetoothd lists */
-	bool power_on;		     /* set Powered=true when the adapter is off */
-	bool scan;		     /* discover from the start (see fgw_bluez_set_scan()) */
-	bool filter_service;	     /* discovery filter on the SMP service UUID */
-	int rssi_threshold;	     /* dBm for the discovery filter; 0: no threshold */
-	unsigned max_connections;    /* links connecting or connected at once, >= 1 */
+	const char *bus_address;  /* NULL: the system bus (honours DBUS_SYSTEM_BUS_ADDRESS) */
+	const char *adapter;	  /* "hci0"; NULL or "": the first adapter bluetoothd lists */
+	bool power_on;		  /* set Powered=true when the adapter is off */
+	bool scan;		  /* discover from the start (see fgw_bluez_set_scan()) */
+	bool filter_service;	  /* discovery filter on the SMP service UUID */
+	int rssi_threshold;	  /* dBm; weaker devices are not reported; 0: no threshold. Applied
+				   * here, not in bluetoothd's filter (which would hide 127s) */
+	unsigned max_connections; /* links connecting or connected at once, >= 1 */
 	unsigned connect_timeout_ms; /* finding + connecting + resolving + acquiring */
 	unsigned call_timeout_ms;    /* any other D-Bus call */
+	unsigned pair_timeout_ms;    /* Device1.Pair(), called asynchronously; 0: 30 s */
 	bool acquire;		     /* use AcquireWrite/AcquireNotify when offered */
 };
 
@@ -68,6 +73,17 @@ struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b);
 
 /* Turns continuous discovery on or off. Links that look for a device scan while they do. */
 void fgw_bluez_set_scan(struct fgw_bluez *b, bool on);
+
+/*
+ * Calls @cb once no Disconnect() of a freed link is pending any more (0), or after @timeout_ms
+ * (-ETIMEDOUT). A process must not leave while bluetoothd still holds a Disconnect of its: the
+ * link would drop ~2 s later under the next user's AcquireNotify, which wedges bluetoothd 5.66
+ * ("Notify acquired" until it restarts). Replaces an earlier pending drain. May call @cb
+ * from the loop only (never before return).
+ */
+typedef void (*fgw_bluez_drain_cb_t)(struct fgw_bluez *b, int err, void *user_data);
+int fgw_bluez_drain(struct fgw_bluez *b, unsigned timeout_ms, fgw_bluez_drain_cb_t cb,
+		    void *user_data);
 
 /* ---- adapter ---- */
 
@@ -97,6 +113,51 @@ const char *fgw_bluez_adapter_name(struct fgw_bluez *b);
 /* Human-readable reason of the last failed step ("" if none), for logs. Borrowed. */
 const char *fgw_bluez_last_error(struct fgw_bluez *b);
 
+/* ---- pairing agent ---- */
+
+/*
+ * Where a device's passkey comes from: 0 and *@ret (0..999999) when known, -ENOENT when not.
+ * The passkey is a secret: it never goes to a log.
+ */
+typedef int (*fgw_bluez_passkey_cb_t)(const char *addr, uint32_t *ret, void *user_data);
+
+struct fgw_bluez_agent_options {
+	/* "KeyboardOnly" when passkeys are known (passkey entry on our side, authenticated
+	 * keys), "NoInputNoOutput" for Just Works. */
+	const char *capability;
+	fgw_bluez_passkey_cb_t passkey_cb; /* NULL: no passkey for anyone */
+	void *user_data;
+	bool allow_confirmation; /* accept numeric comparison (RequestConfirmation) */
+	bool make_default;	 /* RequestDefaultAgent: also answer pairings bluetoothd starts */
+};
+
+/*
+ * Exports an org.bluez.Agent1 on our bus connection and registers it (AgentManager1
+ * RegisterAgent, RequestDefaultAgent if asked), again whenever bluetoothd comes back.
+ * Device1.Pair() from this connection asks this agent (BlueZ's agent_get(sender)). It answers
+ * RequestPasskey from @passkey_cb, refuses RequestConfirmation unless allowed, and rejects
+ * everything else (PIN codes, authorizations) with org.bluez.Error.Rejected and a logged
+ * reason. -EINVAL for an unknown capability, -EALREADY when started already.
+ */
+int fgw_bluez_agent_start(struct fgw_bluez *b, const struct fgw_bluez_agent_options *opts);
+
+/*
+ * A passkey as kept in a file or a systemd credential: exactly six decimal digits, optional
+ * surrounding white space (a trailing newline). -EINVAL otherwise; the text is never echoed.
+ */
+int fgw_bluez_passkey_parse(const char *text, size_t len, uint32_t *ret);
+/* Reads and parses @path (at most 64 bytes). -errno of open/read, -EINVAL if malformed. */
+int fgw_bluez_passkey_read(const char *path, uint32_t *ret);
+
+/*
+ * Forgets the bond bluetoothd holds for @addr (Adapter1.RemoveDevice; the device object goes
+ * too and comes back when seen again). @cb gets 0, -ENOENT when not listed, or an error.
+ */
+typedef void (*fgw_bluez_done_cb_t)(struct fgw_bluez *b, int err, const char *text,
+				    void *user_data);
+int fgw_bluez_remove_device(struct fgw_bluez *b, const char *addr, fgw_bluez_done_cb_t cb,
+			    void *user_data);
+
 /* ---- devices ---- */
 
 struct fgw_bluez_device_info {
@@ -106,6 +167,7 @@ struct fgw_bluez_device_info {
 	bool has_rssi;
 	bool smp_service; /* the SMP service UUID is listed (advertised or resolved) */
 	bool connected;
+	bool paired;	       /* bluetoothd holds a bond (Paired) */
 	uint64_t last_seen_ms; /* fgw_now_ms() when bluetoothd last told us about it */
 };
 
@@ -131,6 +193,7 @@ enum fgw_bluez_link_state {
 	FGW_BLUEZ_LINK_STATE_WAITING,	 /* device known; max_connections links are busy (FIFO) */
 	FGW_BLUEZ_LINK_STATE_CONNECTING, /* Device1.Connect sent */
 	FGW_BLUEZ_LINK_STATE_RESOLVING,	 /* connected, waiting for ServicesResolved */
+	FGW_BLUEZ_LINK_STATE_PAIRING,	 /* Device1.Pair() in flight (security required) */
 	FGW_BLUEZ_LINK_STATE_ACQUIRING,	 /* opening the notify and write paths */
 	FGW_BLUEZ_LINK_STATE_READY,	 /* data path open; state_cb(0) was called */
 	FGW_BLUEZ_LINK_STATE_FAILED,	 /* failed or lost; state_cb(<0) was called */
@@ -160,6 +223,14 @@ const char *fgw_bluez_link_state_to_string(enum fgw_bluez_link_state s);
  *   -EBADMSG       a reply or property with an unexpected signature or missing field
  *   -ECONNRESET    an open link was lost (Connected=false, fd hang-up, object removed)
  *   -ECANCELED     fgw_bluez_free() while the link was open
+ *   -ENOKEY        the SMP characteristic needs a secured link and none was set up: the
+ *                  subscription was refused with an ATT security error ("pairing required")
+ *   -EKEYREJECTED  pairing failed: wrong passkey, refused by either side, no usable agent
+ *                  (AuthenticationFailed/Rejected/Canceled/Timeout from Device1.Pair)
+ *   -EKEYEXPIRED   a bonded device refused the connection at once: it lost its bond
+ *                  (reflashed, reset); remove ours (fgw_bluez_remove_device) and pair again
+ *   -EUCLEAN       bluetoothd holds a stale notify session on the characteristic
+ *                  ("Notify acquired", BlueZ < 5.84): only restarting bluetoothd clears it
  */
 typedef void (*fgw_bluez_link_state_cb_t)(struct fgw_bluez_link *l, int err, void *user_data);
 /* One notification (one ATT Handle Value Notification's value). May free the link. */
@@ -177,6 +248,27 @@ typedef void (*fgw_bluez_link_rx_cb_t)(struct fgw_bluez_link *l, const uint8_t *
  */
 int fgw_bluez_connect(struct fgw_bluez *b, const char *addr, fgw_bluez_link_state_cb_t state_cb,
 		      fgw_bluez_link_rx_cb_t rx_cb, void *user_data, struct fgw_bluez_link **ret);
+/* Security a link sets up before it subscribes (what the device's SMP characteristic needs). */
+enum fgw_bluez_security {
+	FGW_BLUEZ_SECURITY_UNKNOWN, /* not known yet: subscribe with StartNotify first, which
+				     * fails cleanly on a protected characteristic */
+	FGW_BLUEZ_SECURITY_NONE,    /* open: AcquireNotify straight away */
+	FGW_BLUEZ_SECURITY_ENCRYPT, /* pair (unless bonded) before subscribing */
+	FGW_BLUEZ_SECURITY_AUTHEN,  /* same; the pairing must be authenticated (passkey) */
+	_FGW_BLUEZ_SECURITY_MAX,
+	_FGW_BLUEZ_SECURITY_INVALID = -EINVAL,
+};
+const char *fgw_bluez_security_to_string(enum fgw_bluez_security s);
+enum fgw_bluez_security fgw_bluez_security_from_string(const char *s);
+/*
+ * Sets what the link does before subscribing; call right after fgw_bluez_connect() (no
+ * callback runs before the loop does). Never AcquireNotify on an unpaired protected
+ * characteristic: bluetoothd 5.66 never answers it and later crashes.
+ */
+void fgw_bluez_link_set_security(struct fgw_bluez_link *l, enum fgw_bluez_security sec);
+/* true once the link paired the device itself (Device1.Pair() succeeded on this link). */
+bool fgw_bluez_link_paired(struct fgw_bluez_link *l);
+
 /* Disconnects (if connected) and frees; no callback follows. NULL ok. */
 struct fgw_bluez_link *fgw_bluez_link_free(struct fgw_bluez_link *l);
 

@@ -86,3 +86,18 @@ int bz_reply_error(sd_bus_message *m, char *buf, size_t size)
 	 * standard names too, so the table covers them. */
 	return fgw_bluez_error_to_errno(e->name, e->message);
 }
+
+bool bz_is_security_error(const char *text)
+{
+	/* gatt-client.c create_gatt_dbus_error(): 0x05, 0x0f and 0x0c all read "Not paired";
+	 * 0x0e is what StartNotify ends with after bluetoothd's own security raise failed. */
+	return strstr(text, "org.bluez.Error.NotPermitted: Not paired") ||
+	       strstr(text, "Operation failed with ATT error: 0x05") ||
+	       strstr(text, "Operation failed with ATT error: 0x0e") ||
+	       strstr(text, "Operation failed with ATT error: 0x0f");
+}
+
+bool bz_is_notify_wedged(const char *text)
+{
+	return strstr(text, "org.bluez.Error.NotPermitted: Notify acquired") != NULL;
+}

@@ -28,54 +28,12 @@
 /* Disconnect() of a released link: bluetoothd answers once the link is down (about 2 s). */
 #define RELEASE_TIMEOUT_USEC (10 * 1000 * 1000ull)
 
-struct bz_frame {
-	struct bz_list node;
-	struct fgw_bluez_link *l;
-	sd_bus_slot *slot; /* WriteValue in flight (fallback path) */
-	size_t len;
-	uint8_t data[];
-};
-
-struct fgw_bluez_link {
-	struct bz_list node; /* in b->links until freed or detached */
-	struct fgw_bluez *b; /* NULL once detached by fgw_bluez_free() */
-	char addr[18];
-	enum fgw_bluez_link_state state;
-	bool freed;
-	bool holds_slot;
-	fgw_bluez_link_state_cb_t state_cb;
-	fgw_bluez_link_rx_cb_t rx_cb;
-	void *user_data;
-
-	char *dev_path;
-	char *char_path;
-	sd_bus_slot *call_slot; /* the one call of the opening sequence in flight */
-	sd_bus_slot *get_slot;	/* Get(ServicesResolved), beside it */
-	uv_timer_t timer;	/* bounds searching and opening */
-	unsigned n_open;	/* open handles; memory goes with the last */
-
-	int write_fd, notify_fd;
-	uv_poll_t write_poll, notify_poll;
-	bool write_poll_init, notify_poll_init;
-	int write_poll_events;
-	bool notifying;	       /* StartNotify path */
-	bool await_disconnect; /* opening hit "Not connected": reconnect at Connected=false */
-	unsigned reopens;      /* reconnects during this opening */
-	unsigned mtu;
-
-	struct bz_list txq;	 /* frames not yet written */
-	struct bz_list inflight; /* WriteValue calls not yet answered */
-	unsigned n_inflight;
-	size_t tx_bytes;
-
-	char error[256];
-};
-
 static const char *const link_state_names[_FGW_BLUEZ_LINK_STATE_MAX] = {
     [FGW_BLUEZ_LINK_STATE_SEARCHING] = "searching",
     [FGW_BLUEZ_LINK_STATE_WAITING] = "waiting",
     [FGW_BLUEZ_LINK_STATE_CONNECTING] = "connecting",
     [FGW_BLUEZ_LINK_STATE_RESOLVING] = "resolving",
+    [FGW_BLUEZ_LINK_STATE_PAIRING] = "pairing",
     [FGW_BLUEZ_LINK_STATE_ACQUIRING] = "acquiring",
     [FGW_BLUEZ_LINK_STATE_READY] = "ready",
     [FGW_BLUEZ_LINK_STATE_FAILED] = "failed",
@@ -88,10 +46,7 @@ FGW_EXPORT const char *fgw_bluez_link_state_to_string(enum fgw_bluez_link_state 
 	return link_state_names[s];
 }
 
-static void link_set_error(struct fgw_bluez_link *l, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void link_set_error(struct fgw_bluez_link *l, const char *fmt, ...)
+void bz_link_set_error(struct fgw_bluez_link *l, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -100,7 +55,7 @@ static void link_set_error(struct fgw_bluez_link *l, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void link_enter_state(struct fgw_bluez_link *l, enum fgw_bluez_link_state s)
+void bz_link_enter_state(struct fgw_bluez_link *l, enum fgw_bluez_link_state s)
 {
 	fgw_debug("bluez: link %s: %s -> %s", l->addr, fgw_bluez_link_state_to_string(l->state),
 		  fgw_bluez_link_state_to_string(s));
@@ -191,6 +146,7 @@ static void link_drop_path(struct fgw_bluez_link *l)
 {
 	l->call_slot = sd_bus_slot_unref(l->call_slot);
 	l->get_slot = sd_bus_slot_unref(l->get_slot);
+	l->await_char = false;
 	if (l->write_poll_init) {
 		l->write_poll_init = false;
 		uv_close((uv_handle_t *) &l->write_poll, handle_closed);
@@ -223,17 +179,17 @@ static void link_close_path(struct fgw_bluez_link *l)
  * The one door to FAILED: tears the path down, gives the slot back and reports @err once.
  * The callback may free @l (or other links): callers touch nothing after this.
  */
-static void link_fail(struct fgw_bluez_link *l, int err, bool disconnect)
+void bz_link_fail(struct fgw_bluez_link *l, int err, bool disconnect)
 {
 	if (l->freed || l->state == FGW_BLUEZ_LINK_STATE_FAILED)
 		return;
 	if (!l->error[0])
-		link_set_error(l, "%s", strerror(-err));
+		bz_link_set_error(l, "%s", strerror(-err));
 	fgw_debug("bluez: link %s failed in state %s: %s", l->addr,
 		  fgw_bluez_link_state_to_string(l->state), l->error);
 	link_close_path(l);
 	link_release_slot(l, disconnect);
-	link_enter_state(l, FGW_BLUEZ_LINK_STATE_FAILED);
+	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_FAILED);
 	l->state_cb(l, err, l->user_data);
 }
 
@@ -243,15 +199,15 @@ static void link_fail(struct fgw_bluez_link *l, int err, bool disconnect)
  */
 static void link_lost(struct fgw_bluez_link *l, const char *why, bool disconnect)
 {
-	link_set_error(l, "link lost: %s", why);
-	link_fail(l, -ECONNRESET, disconnect);
+	bz_link_set_error(l, "link lost: %s", why);
+	bz_link_fail(l, -ECONNRESET, disconnect);
 }
 
 static void link_ready(struct fgw_bluez_link *l)
 {
 	uv_timer_stop(&l->timer);
 	l->error[0] = '\0';
-	link_enter_state(l, FGW_BLUEZ_LINK_STATE_READY);
+	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_READY);
 	l->state_cb(l, 0, l->user_data);
 }
 
@@ -303,8 +259,8 @@ static void fallback_flush(struct fgw_bluez_link *l)
 			r = bz_call(b, m, &f->slot, on_write_value_reply, f, 0);
 		sd_bus_message_unref(m);
 		if (r < 0) {
-			link_set_error(l, "cannot send WriteValue: %s", strerror(-r));
-			link_fail(l, r, true);
+			bz_link_set_error(l, "cannot send WriteValue: %s", strerror(-r));
+			bz_link_fail(l, r, true);
 			return;
 		}
 		bz_list_del(&f->node);
@@ -327,8 +283,8 @@ static int on_write_value_reply(sd_bus_message *m, void *user_data, sd_bus_error
 	l->tx_bytes -= f->len;
 	free(f);
 	if (r < 0) {
-		link_set_error(l, "WriteValue: %s", text);
-		link_fail(l, r, true);
+		bz_link_set_error(l, "WriteValue: %s", text);
+		bz_link_fail(l, r, true);
 		return 0;
 	}
 	fallback_flush(l);
@@ -465,15 +421,17 @@ void bz_links_on_char_value(struct fgw_bluez *b, struct bz_gatt_char *c, const u
 
 /* ---- opening: connect, resolve, acquire ---- */
 
+/* How long the SMP characteristic may lag behind ServicesResolved. */
+#define CHAR_GRACE_MS 3000
+
 /* A connection dropped while opening is tried again this often, within connect_timeout_ms. */
 #define MAX_REOPENS 3
 
 static void link_acquire(struct fgw_bluez_link *l);
 static void link_reopen(struct fgw_bluez_link *l, const char *why);
-static void link_not_connected(struct fgw_bluez_link *l, const char *what, const char *text);
 static void link_open_write(struct fgw_bluez_link *l);
 
-static struct bz_device *link_device(struct fgw_bluez_link *l)
+struct bz_device *bz_link_device(struct fgw_bluez_link *l)
 {
 	return l->b ? bz_device_find_addr(l->b, l->addr) : NULL;
 }
@@ -487,20 +445,20 @@ static int read_acquire_reply(struct fgw_bluez_link *l, sd_bus_message *m, const
 	int fd, r;
 
 	if (!sig || strcmp(sig, "hq") != 0) {
-		link_set_error(l, "%s replied with signature '%s', expected 'hq'", what,
-			       sig ? sig : "");
+		bz_link_set_error(l, "%s replied with signature '%s', expected 'hq'", what,
+				  sig ? sig : "");
 		return -EBADMSG;
 	}
 	r = sd_bus_message_read(m, "hq", &fd, &mtu);
 	if (r < 0) {
-		link_set_error(l, "%s reply unreadable: %s", what, strerror(-r));
+		bz_link_set_error(l, "%s reply unreadable: %s", what, strerror(-r));
 		return -EBADMSG;
 	}
 	/* The message owns its fd: keep our own copy. */
 	fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 	if (fd < 0) {
 		r = -errno;
-		link_set_error(l, "%s: dup: %s", what, strerror(-r));
+		bz_link_set_error(l, "%s: dup: %s", what, strerror(-r));
 		return r;
 	}
 	/* bluetoothd sets O_NONBLOCK, but do not rely on a peer for that. */
@@ -544,17 +502,17 @@ static int on_write_acquired(sd_bus_message *m, void *user_data, sd_bus_error *r
 		return 0;
 	}
 	if (r == -ENOTCONN) {
-		link_not_connected(l, "AcquireWrite", text);
+		bz_link_not_connected(l, "AcquireWrite", text);
 		return 0;
 	}
 	if (r < 0) {
-		link_set_error(l, "AcquireWrite: %s", text);
-		link_fail(l, r, true);
+		bz_link_set_error(l, "AcquireWrite: %s", text);
+		bz_link_fail(l, r, true);
 		return 0;
 	}
 	r = read_acquire_reply(l, m, "AcquireWrite", &fd, &mtu);
 	if (r < 0) {
-		link_fail(l, r, true);
+		bz_link_fail(l, r, true);
 		return 0;
 	}
 	l->write_fd = fd;
@@ -563,44 +521,46 @@ static int on_write_acquired(sd_bus_message *m, void *user_data, sd_bus_error *r
 	r = start_poll(l, &l->write_poll, fd, l->write_poll_events, on_write_poll);
 	l->write_poll_init = true;
 	if (r < 0) {
-		link_set_error(l, "cannot poll the write fd: %s", strerror(-r));
-		link_fail(l, r, true);
+		bz_link_set_error(l, "cannot poll the write fd: %s", strerror(-r));
+		bz_link_fail(l, r, true);
 		return 0;
 	}
 	link_ready(l);
 	return 0;
 }
 
-/*
- * Calls @method on the link's SMP characteristic (with an empty options dict if
- * @with_options), answered through @cb on the link's call slot; a failure to send fails the
- * link.
- */
-static void link_call_char(struct fgw_bluez_link *l, const char *method, bool with_options,
-			   sd_bus_message_handler_t cb)
+void bz_link_call(struct fgw_bluez_link *l, const char *method, bool with_options, bool on_device,
+		  uint64_t timeout_usec, sd_bus_message_handler_t cb)
 {
 	struct fgw_bluez *b = l->b;
 	sd_bus_message *m = NULL;
 	int r;
 
-	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
-					   BLUEZ_CHAR_IFACE, method);
+	r = sd_bus_message_new_method_call(
+	    b->bus, &m, BLUEZ_SERVICE, on_device ? l->dev_path : l->char_path,
+	    on_device ? BLUEZ_DEVICE_IFACE : BLUEZ_CHAR_IFACE, method);
 	if (r >= 0 && with_options)
 		r = sd_bus_message_append(m, "a{sv}", 0);
 	if (r >= 0)
-		r = bz_call(b, m, &l->call_slot, cb, l, 0);
+		r = bz_call(b, m, &l->call_slot, cb, l, timeout_usec);
 	sd_bus_message_unref(m);
 	if (r < 0) {
-		link_set_error(l, "cannot send %s: %s", method, strerror(-r));
-		link_fail(l, r, true);
+		bz_link_set_error(l, "cannot send %s: %s", method, strerror(-r));
+		bz_link_fail(l, r, true);
 	}
+}
+
+static void link_call_char(struct fgw_bluez_link *l, const char *method, bool with_options,
+			   sd_bus_message_handler_t cb)
+{
+	bz_link_call(l, method, with_options, false, 0, cb);
 }
 
 static void link_open_write(struct fgw_bluez_link *l)
 {
 	struct fgw_bluez *b = l->b;
 	struct bz_gatt_char *c = NULL;
-	struct bz_device *d = link_device(l);
+	struct bz_device *d = bz_link_device(l);
 
 	if (d)
 		c = bz_find_smp_char(b, d);
@@ -622,12 +582,11 @@ static int on_start_notify(sd_bus_message *m, void *user_data, sd_bus_error *ret
 	l->call_slot = sd_bus_slot_unref(l->call_slot);
 	r = bz_reply_error(m, text, sizeof(text));
 	if (r == -ENOTCONN) {
-		link_not_connected(l, "StartNotify", text);
+		bz_link_not_connected(l, "StartNotify", text);
 		return 0;
 	}
 	if (r < 0) {
-		link_set_error(l, "StartNotify: %s", text);
-		link_fail(l, r, true);
+		bz_link_subscribe_failed(l, "StartNotify", r, text);
 		return 0;
 	}
 	l->notifying = true;
@@ -635,7 +594,7 @@ static int on_start_notify(sd_bus_message *m, void *user_data, sd_bus_error *ret
 	return 0;
 }
 
-static void link_start_notify(struct fgw_bluez_link *l)
+void bz_link_start_notify(struct fgw_bluez_link *l)
 {
 	link_call_char(l, "StartNotify", false, on_start_notify);
 }
@@ -650,21 +609,20 @@ static int on_notify_acquired(sd_bus_message *m, void *user_data, sd_bus_error *
 	l->call_slot = sd_bus_slot_unref(l->call_slot);
 	r = bz_reply_error(m, text, sizeof(text));
 	if (r == -EOPNOTSUPP) {
-		link_start_notify(l);
+		bz_link_start_notify(l);
 		return 0;
 	}
 	if (r == -ENOTCONN) {
-		link_not_connected(l, "AcquireNotify", text);
+		bz_link_not_connected(l, "AcquireNotify", text);
 		return 0;
 	}
 	if (r < 0) {
-		link_set_error(l, "AcquireNotify: %s", text);
-		link_fail(l, r, true);
+		bz_link_subscribe_failed(l, "AcquireNotify", r, text);
 		return 0;
 	}
 	r = read_acquire_reply(l, m, "AcquireNotify", &fd, &mtu);
 	if (r < 0) {
-		link_fail(l, r, true);
+		bz_link_fail(l, r, true);
 		return 0;
 	}
 	l->notify_fd = fd;
@@ -672,8 +630,8 @@ static int on_notify_acquired(sd_bus_message *m, void *user_data, sd_bus_error *
 	r = start_poll(l, &l->notify_poll, fd, UV_READABLE | UV_DISCONNECT, on_notify_poll);
 	l->notify_poll_init = true;
 	if (r < 0) {
-		link_set_error(l, "cannot poll the notify fd: %s", strerror(-r));
-		link_fail(l, r, true);
+		bz_link_set_error(l, "cannot poll the notify fd: %s", strerror(-r));
+		bz_link_fail(l, r, true);
 		return 0;
 	}
 	link_open_write(l);
@@ -684,26 +642,41 @@ static int on_notify_acquired(sd_bus_message *m, void *user_data, sd_bus_error *
 static void link_acquire(struct fgw_bluez_link *l)
 {
 	struct fgw_bluez *b = l->b;
-	struct bz_device *d = link_device(l);
+	struct bz_device *d = bz_link_device(l);
 	struct bz_gatt_char *c = d ? bz_find_smp_char(b, d) : NULL;
 
-	link_enter_state(l, FGW_BLUEZ_LINK_STATE_ACQUIRING);
 	if (!c) {
-		link_set_error(l, "no SMP characteristic (%s) on '%s'", FGW_BLUEZ_SMP_CHAR_UUID,
-			       l->addr);
-		link_fail(l, -ENOENT, true);
+		/* bluetoothd may signal ServicesResolved before the InterfacesAdded of the GATT
+		 * objects (seen on a first connection, VM tier): give them a moment (the pump
+		 * calls us again on every InterfacesAdded). */
+		if (!l->await_char) {
+			l->await_char = true;
+			bz_link_restart_timer(l, CHAR_GRACE_MS);
+		}
+		bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
 		return;
 	}
+	l->await_char = false;
+	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_ACQUIRING);
 	free(l->char_path);
 	l->char_path = strdup(c->path);
 	if (!l->char_path) {
-		link_fail(l, -ENOMEM, true);
+		bz_link_fail(l, -ENOMEM, true);
 		return;
 	}
 	if (c->mtu)
 		link_set_mtu(l, c->mtu);
-	if (!b->opts.acquire || !c->has_notify_acquired) {
-		link_start_notify(l);
+	bz_link_subscribe(l, d, c);
+}
+
+/* Notifications through an acquired fd when offered, else StartNotify + PropertiesChanged. */
+void bz_link_acquire_notify(struct fgw_bluez_link *l)
+{
+	struct bz_device *d = bz_link_device(l);
+	struct bz_gatt_char *c = d ? bz_find_smp_char(l->b, d) : NULL;
+
+	if (!l->b->opts.acquire || !c || !c->has_notify_acquired) {
+		bz_link_start_notify(l);
 		return;
 	}
 	link_call_char(l, "AcquireNotify", true, on_notify_acquired);
@@ -736,20 +709,29 @@ static int on_connect_reply(sd_bus_message *m, void *user_data, sd_bus_error *re
 	/* AlreadyConnected is success; InProgress means an earlier Connect (ours, from a freed
 	 * link, or another client's) is still running: wait for its outcome. */
 	if (r < 0 && r != -EALREADY && r != -EINPROGRESS) {
-		link_set_error(l, "Connect: %s", text);
-		link_fail(l, r, true);
+		d = bz_link_device(l);
+		if (d && d->paired && bz_bond_refused(l, text)) {
+			bz_link_set_error(l,
+					  "Connect: %s, at once, with a bond held: the device "
+					  "refused our key (it lost its bond?)",
+					  text);
+			bz_link_fail(l, -EKEYEXPIRED, true);
+			return 0;
+		}
+		bz_link_set_error(l, "Connect: %s", text);
+		bz_link_fail(l, r, true);
 		return 0;
 	}
-	d = link_device(l);
+	d = bz_link_device(l);
 	if (!d) {
-		link_set_error(l, "device '%s' went away while connecting", l->addr);
-		link_fail(l, -ECONNRESET, false);
+		bz_link_set_error(l, "device '%s' went away while connecting", l->addr);
+		bz_link_fail(l, -ECONNRESET, false);
 		return 0;
 	}
 	/* BlueZ 5.66 sends no Connected=true for LE centrals: the reply is our evidence. */
 	if (r == 0 || r == -EALREADY)
 		d->connected = true;
-	link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
+	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
 	if (d->services_resolved) {
 		link_acquire(l);
 		return 0;
@@ -773,26 +755,72 @@ static void on_link_timer(uv_timer_t *t)
 
 	if (l->state == FGW_BLUEZ_LINK_STATE_SEARCHING) {
 		if (!b || b->adapter_state != FGW_BLUEZ_ADAPTER_STATE_ON) {
-			link_set_error(l, "no powered adapter within %u ms (%s)",
-				       b ? b->opts.connect_timeout_ms : 0,
-				       b && b->last_error[0] ? b->last_error : "no detail");
+			bz_link_set_error(l, "no powered adapter within %u ms (%s)",
+					  b ? b->opts.connect_timeout_ms : 0,
+					  b && b->last_error[0] ? b->last_error : "no detail");
 		} else {
 			/* Never listed: out of range, not a failed connection. */
-			link_set_error(l, "device not found within %u ms",
-				       b->opts.connect_timeout_ms);
+			bz_link_set_error(l, "device not found within %u ms",
+					  b->opts.connect_timeout_ms);
 			err = -EHOSTDOWN;
 		}
+	} else if (l->state == FGW_BLUEZ_LINK_STATE_RESOLVING && l->await_char) {
+		bz_link_set_error(l, "no SMP characteristic (%s) on '%s'", FGW_BLUEZ_SMP_CHAR_UUID,
+				  l->addr);
+		err = -ENOENT;
+	} else if (l->state == FGW_BLUEZ_LINK_STATE_WAITING) {
+		bz_kick(b); /* the settle time is over: connect anyway */
+		return;
+	} else if (l->state == FGW_BLUEZ_LINK_STATE_PAIRING) {
+		bz_link_pair_timeout(l);
+		return;
 	} else {
-		link_set_error(l, "%s took longer than %u ms",
-			       fgw_bluez_link_state_to_string(l->state),
-			       b ? b->opts.connect_timeout_ms : 0);
+		bz_link_set_error(l, "%s took longer than %u ms",
+				  fgw_bluez_link_state_to_string(l->state),
+				  b ? b->opts.connect_timeout_ms : 0);
 	}
-	link_fail(l, err, true);
+	bz_link_fail(l, err, true);
 }
 
 static void link_start_timer(struct fgw_bluez_link *l)
 {
 	uv_timer_start(&l->timer, on_link_timer, l->b->opts.connect_timeout_ms, 0);
+}
+
+void bz_link_restart_timer(struct fgw_bluez_link *l, unsigned ms)
+{
+	uv_timer_start(&l->timer, on_link_timer, ms, 0);
+}
+
+/*
+ * The device is connected, but not by a link of ours that is opening or open: most likely a
+ * Disconnect() still lingering in bluetoothd (it waits ~2 s), from a freed link or another
+ * process. Connecting now would have that disconnect land on our AcquireNotify, which wedges
+ * bluetoothd 5.66. Wait for Connected=false, for at most SETTLE_MS (someone may really hold
+ * the link).
+ */
+#define SETTLE_MS 5000
+
+static bool link_settling(struct fgw_bluez_link *l, struct bz_device *d)
+{
+	uint64_t now = fgw_now_ms();
+
+	if (!d->connected) {
+		l->settle_until_ms = 0;
+		return false;
+	}
+	if (!l->settle_until_ms) {
+		l->settle_until_ms = now + SETTLE_MS;
+		fgw_debug("bluez: link %s: device still connected, waiting for Connected=false",
+			  l->addr);
+		uv_timer_start(&l->timer, on_link_timer, SETTLE_MS, 0);
+		return true;
+	}
+	if (now < l->settle_until_ms)
+		return true;
+	fgw_info("bluez: %s still connected after %u ms (another client?), connecting anyway",
+		 l->addr, SETTLE_MS);
+	return false;
 }
 
 static int link_send_connect(struct fgw_bluez_link *l)
@@ -801,7 +829,7 @@ static int link_send_connect(struct fgw_bluez_link *l)
 	sd_bus_message *m = NULL;
 	int r;
 
-	link_enter_state(l, FGW_BLUEZ_LINK_STATE_CONNECTING);
+	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_CONNECTING);
 	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->dev_path,
 					   BLUEZ_DEVICE_IFACE, "Connect");
 	/* Our timer decides; the call's own timeout is only a backstop behind it. */
@@ -810,7 +838,7 @@ static int link_send_connect(struct fgw_bluez_link *l)
 			    ((uint64_t) b->opts.connect_timeout_ms + 5000u) * 1000u);
 	sd_bus_message_unref(m);
 	if (r < 0)
-		link_set_error(l, "cannot send Connect: %s", strerror(-r));
+		bz_link_set_error(l, "cannot send Connect: %s", strerror(-r));
 	return r;
 }
 
@@ -824,6 +852,7 @@ static int link_connect(struct fgw_bluez_link *l, struct bz_device *d)
 	free(l->dev_path);
 	l->dev_path = path;
 	l->holds_slot = true;
+	l->connect_ms = fgw_now_ms();
 	l->b->active++;
 	l->error[0] = '\0';
 	l->reopens = 0;
@@ -840,10 +869,12 @@ static void link_reopen(struct fgw_bluez_link *l, const char *why)
 {
 	int r;
 
+	if (bz_link_probe_dropped(l, why))
+		return;
 	if (l->reopens >= MAX_REOPENS) {
-		link_set_error(l, "connection dropped while opening, %u times (%s)", l->reopens,
-			       why);
-		link_fail(l, -ECONNRESET, true);
+		bz_link_set_error(l, "connection dropped while opening, %u times (%s)", l->reopens,
+				  why);
+		bz_link_fail(l, -ECONNRESET, true);
 		return;
 	}
 	l->reopens++;
@@ -851,13 +882,13 @@ static void link_reopen(struct fgw_bluez_link *l, const char *why)
 	link_drop_path(l);
 	r = link_send_connect(l);
 	if (r < 0)
-		link_fail(l, r, true);
+		bz_link_fail(l, r, true);
 }
 
 /* An opening step answered "Not connected": wait for Connected=false, then connect again. */
-static void link_not_connected(struct fgw_bluez_link *l, const char *what, const char *text)
+void bz_link_not_connected(struct fgw_bluez_link *l, const char *what, const char *text)
 {
-	struct bz_device *d = link_device(l);
+	struct bz_device *d = bz_link_device(l);
 
 	if (!d || !d->connected) {
 		link_reopen(l, text);
@@ -865,7 +896,7 @@ static void link_not_connected(struct fgw_bluez_link *l, const char *what, const
 	}
 	link_drop_path(l);
 	l->await_disconnect = true;
-	link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
+	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
 	fgw_debug("bluez: link %s: %s: %s, waiting for the disconnect", l->addr, what, text);
 }
 
@@ -897,49 +928,6 @@ unsigned bz_links_searching(struct fgw_bluez *b)
 	return n;
 }
 
-void bz_links_pump(struct fgw_bluez *b)
-{
-	struct bz_list *pos;
-	bool on = b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON;
-
-again:
-	bz_list_for_each(pos, &b->links)
-	{
-		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
-		bool known = on && link_device(l);
-
-		if (l->state == FGW_BLUEZ_LINK_STATE_SEARCHING && known) {
-			uv_timer_stop(&l->timer);
-			link_enter_state(l, FGW_BLUEZ_LINK_STATE_WAITING);
-		} else if (l->state == FGW_BLUEZ_LINK_STATE_WAITING && !known) {
-			link_start_timer(l);
-			link_enter_state(l, FGW_BLUEZ_LINK_STATE_SEARCHING);
-		}
-	}
-	/* FIFO: b->links is in request order. */
-	bz_list_for_each(pos, &b->links)
-	{
-		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
-		struct bz_device *d;
-		int r;
-
-		if (b->active >= b->opts.max_connections)
-			break;
-		if (l->state != FGW_BLUEZ_LINK_STATE_WAITING)
-			continue;
-		d = link_device(l);
-		/* A freed link's Disconnect() to the same device would cut the new connection. */
-		if (release_pending(b, d->path))
-			continue;
-		r = link_connect(l, d);
-		if (r < 0) {
-			link_fail(l, r, true);
-			goto again; /* the callback may have changed the list */
-		}
-	}
-	bz_discovery_update(b);
-}
-
 /* Finds the first link in @states on @path not yet handled in this pass, or NULL. */
 static struct fgw_bluez_link *link_on_path(struct fgw_bluez *b, const char *path, bool by_char,
 					   unsigned state_mask)
@@ -957,11 +945,70 @@ static struct fgw_bluez_link *link_on_path(struct fgw_bluez *b, const char *path
 	return NULL;
 }
 
+/* A link in PAIRING is left alone at Connected=false: the Pair() reply says why it ended. */
 #define OPENING_OR_OPEN                                                                            \
 	((1u << FGW_BLUEZ_LINK_STATE_CONNECTING) | (1u << FGW_BLUEZ_LINK_STATE_RESOLVING) |        \
-	 (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING) | (1u << FGW_BLUEZ_LINK_STATE_READY))
+	 (1u << FGW_BLUEZ_LINK_STATE_PAIRING) | (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING) |           \
+	 (1u << FGW_BLUEZ_LINK_STATE_READY))
 #define OPENING_AFTER_CONNECT                                                                      \
 	((1u << FGW_BLUEZ_LINK_STATE_RESOLVING) | (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING))
+
+void bz_links_pump(struct fgw_bluez *b)
+{
+	struct bz_list *pos;
+	bool on = b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON;
+
+again:
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		bool known = on && bz_link_device(l);
+
+		if (l->state == FGW_BLUEZ_LINK_STATE_SEARCHING && known) {
+			uv_timer_stop(&l->timer);
+			bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_WAITING);
+		} else if (l->state == FGW_BLUEZ_LINK_STATE_WAITING && !known) {
+			link_start_timer(l);
+			bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_SEARCHING);
+		}
+	}
+	/* Links whose characteristic was not listed yet at ServicesResolved: look again. */
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		struct bz_device *d;
+
+		if (l->state == FGW_BLUEZ_LINK_STATE_RESOLVING && l->await_char &&
+		    (d = bz_link_device(l)) && bz_find_smp_char(b, d)) {
+			link_acquire(l);
+			goto again; /* it may have failed: the list may have changed */
+		}
+	}
+	/* FIFO: b->links is in request order. */
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		struct bz_device *d;
+		int r;
+
+		if (b->active >= b->opts.max_connections)
+			break;
+		if (l->state != FGW_BLUEZ_LINK_STATE_WAITING)
+			continue;
+		d = bz_link_device(l);
+		/* A freed link's Disconnect() to the same device would cut the new connection. */
+		if (release_pending(b, d->path))
+			continue;
+		if (!link_on_path(b, d->path, false, OPENING_OR_OPEN) && link_settling(l, d))
+			continue;
+		r = link_connect(l, d);
+		if (r < 0) {
+			bz_link_fail(l, r, true);
+			goto again; /* the callback may have changed the list */
+		}
+	}
+	bz_discovery_update(b);
+}
 
 void bz_links_on_device_changed(struct fgw_bluez *b, struct bz_device *d, bool connected_false)
 {
@@ -988,8 +1035,8 @@ void bz_links_on_device_removed(struct fgw_bluez *b, struct bz_device *d)
 	struct fgw_bluez_link *l;
 
 	while ((l = link_on_path(b, d->path, false, OPENING_OR_OPEN))) {
-		link_set_error(l, "device object '%s' removed", d->path);
-		link_fail(l, -ECONNRESET, false);
+		bz_link_set_error(l, "device object '%s' removed", d->path);
+		bz_link_fail(l, -ECONNRESET, false);
 	}
 	bz_kick(b);
 }
@@ -1018,8 +1065,8 @@ again:
 		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
 
 		if ((1u << l->state) & OPENING_OR_OPEN) {
-			link_set_error(l, "adapter lost: %s", b->last_error);
-			link_fail(l, -ENETDOWN, false);
+			bz_link_set_error(l, "adapter lost: %s", b->last_error);
+			bz_link_fail(l, -ENETDOWN, false);
 			goto again;
 		}
 	}
@@ -1033,8 +1080,8 @@ void bz_links_detach_all(struct fgw_bluez *b)
 	while (!bz_list_empty(&b->links)) {
 		l = container_of(b->links.next, struct fgw_bluez_link, node);
 		if (l->state != FGW_BLUEZ_LINK_STATE_FAILED) {
-			link_set_error(l, "bluez context freed");
-			link_fail(l, -ECANCELED, true);
+			bz_link_set_error(l, "bluez context freed");
+			bz_link_fail(l, -ECANCELED, true);
 			continue; /* the callback may have freed it */
 		}
 		bz_list_del(&l->node);

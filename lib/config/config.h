@@ -48,6 +48,10 @@ struct fgw_config {
 	int ble_connect_timeout_s; /* find + connect + resolve + acquire */
 	bool ble_acquire;	   /* AcquireWrite/AcquireNotify when offered */
 	char *ble_name_prefix; /* devices named so are fleet devices even without the SMP UUID */
+	char *ble_passkey_file; /* product-wide passkey (6 digits); "": none (Just Works) */
+	bool ble_allow_numeric_comparison; /* the agent accepts RequestConfirmation */
+	int ble_pair_timeout_s;		   /* Device1.Pair() */
+	bool ble_default_agent;		   /* also bluetoothd's default agent */
 	/* [release] (lib/release/release.h: struct fgw_release_source_options) */
 	char *release_manifest_url; /* "" = no release source */
 	int release_poll_interval_s;

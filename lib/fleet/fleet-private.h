@@ -236,3 +236,10 @@ void job_upload_next(struct fleet_job *job);
 void job_upload_cancel(struct fleet_job *job);
 /* Error from the upload of one image: a transient link problem or a refusal by the device. */
 void job_on_failure(struct fleet_job *job, int err, bool transient, const char *what);
+
+/*
+ * job-security.c: a BLE link failed for security (-ENOKEY, -EKEYREJECTED, -EKEYEXPIRED).
+ * Retries at once when the daemon could do something about it (pair, remove a stale bond),
+ * else fails the job with the reason; true when it handled @err.
+ */
+bool job_security_failure(struct fleet_job *job, struct fgw_transport *t, int err);

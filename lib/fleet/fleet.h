@@ -90,6 +90,14 @@ struct fgw_fleet_options {
 	/* How to reach a device: the daemon's BLE or UDP transport for an address. */
 	fgw_fleet_transport_new_t transport_new;
 	void *transport_user_data;
+	/*
+	 * BLE security (job-security.c): a link refused for security (-ENOKEY), a failed
+	 * pairing (-EKEYREJECTED), a lost bond (-EKEYEXPIRED). Returns > 0 when the next
+	 * attempt should go at once (level raised, stale bond removed), 0 when nothing is left
+	 * to try; @why says what happened either way. NULL: such failures fail the job.
+	 */
+	int (*security_failed)(void *user_data, const char *address, struct fgw_transport *t,
+			       int err, char *why, size_t size);
 };
 
 int fgw_fleet_new(uv_loop_t *loop, struct fgw_store *store, const struct fgw_fleet_options *o,

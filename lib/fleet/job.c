@@ -516,6 +516,8 @@ static void on_link(struct fgw_smp_client *smp, int err, void *user_data)
 		return;
 	}
 	job->conn->open = false;
+	if (job_security_failure(job, job->conn->t, err)) /* job-security.c */
+		return;
 	if (job->state == FGW_JOB_STATE_RESETTING) {
 		(void) job_enter_state(job, FGW_JOB_STATE_REBOOTING, NULL,
 				       "link dropped after reset");

@@ -390,3 +390,13 @@ int fgw_store_release_set_state(struct fgw_store *s, const char *id, const char 
  */
 int fgw_store_releases_supersede(struct fgw_store *s, const char *keep_id, const char *board,
 				 int64_t now);
+
+/* ---- link security (store-security.c) ---- */
+
+/*
+ * The security a device's SMP service needed: "unknown", "none", "encrypted" or
+ * "authenticated" into @buf. -ENOENT for a device not in the registry.
+ */
+int fgw_store_device_security_get(struct fgw_store *s, const char *address, char *buf, size_t size);
+/* Records it; -EINVAL for another level, -ENOENT for a device not in the registry. */
+int fgw_store_device_security_set(struct fgw_store *s, const char *address, const char *level);

@@ -16,6 +16,7 @@ struct ble_transport {
 	struct fgw_bluez_link *link; /* NULL when closed */
 	unsigned mtu;		     /* of the current or last link */
 	bool acquired;
+	int security; /* enum fgw_bluez_security for each new link */
 	char error[256];
 };
 
@@ -55,9 +56,14 @@ static int ble_open(struct fgw_transport *t)
 {
 	struct ble_transport *bt = to_ble(t);
 
+	int r;
+
 	if (bt->link)
 		return -EALREADY;
-	return fgw_bluez_connect(bt->b, bt->addr, on_link_state, on_link_rx, bt, &bt->link);
+	r = fgw_bluez_connect(bt->b, bt->addr, on_link_state, on_link_rx, bt, &bt->link);
+	if (r == 0) /* no callback runs before the loop does */
+		fgw_bluez_link_set_security(bt->link, (enum fgw_bluez_security) bt->security);
+	return r;
 }
 
 static int ble_send(struct fgw_transport *t, const uint8_t *data, size_t len)
@@ -157,4 +163,17 @@ FGW_EXPORT bool fgw_transport_ble_acquired(struct fgw_transport *t)
 
 	return bt && bt->link && fgw_bluez_link_state(bt->link) == FGW_BLUEZ_LINK_STATE_READY &&
 	       fgw_bluez_link_acquired(bt->link);
+}
+
+FGW_EXPORT void fgw_transport_ble_set_security(struct fgw_transport *t, int security)
+{
+	if (t && t->ops == &ble_ops)
+		to_ble(t)->security = security;
+}
+
+FGW_EXPORT bool fgw_transport_ble_paired(struct fgw_transport *t)
+{
+	struct ble_transport *bt = t && t->ops == &ble_ops ? to_ble(t) : NULL;
+
+	return bt && bt->link && fgw_bluez_link_paired(bt->link);
 }

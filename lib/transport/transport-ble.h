@@ -28,3 +28,10 @@ const char *fgw_transport_ble_last_error(struct fgw_transport *t);
 /* ATT MTU of the open link (23 when closed) and whether it runs on acquired fds. */
 unsigned fgw_transport_ble_att_mtu(struct fgw_transport *t);
 bool fgw_transport_ble_acquired(struct fgw_transport *t);
+/*
+ * Security the next links set up before subscribing (enum fgw_bluez_security: unknown, none,
+ * encrypted, authenticated; default unknown). See fgw_bluez_link_set_security().
+ */
+void fgw_transport_ble_set_security(struct fgw_transport *t, int security);
+/* true when the open link paired the device itself (a first pairing, not a reused bond). */
+bool fgw_transport_ble_paired(struct fgw_transport *t);

@@ -67,13 +67,31 @@ struct sim_ble_dev {
 	uint16_t mtu;
 	uv_timer_t timer;
 	int step;
-	sd_bus_message *pending_connect, *pending_disconnect;
+	sd_bus_message *pending_connect;
+	sd_bus_message *pending_disconnect[8]; /* 5.66 queues every Disconnect until the drop */
+	struct acq_pending *acq_notify;	       /* AcquireNotify waiting for its CCC write */
+	bool notify_wedged; /* bluetoothd 5.66's stale notify_io: "Notify acquired" for good */
+	/* security: bluetoothd's bond (paired, bond_level), the device's (dev_bonded), and the
+	 * current link's level (link_sec) */
+	int bond_level, link_sec;
+	bool dev_bonded;
+	struct sim_pairing *pairing;	    /* Pair() or an automatic security raise */
+	sd_bus_message *pending_pair;	    /* Device1.Pair() waiting for it */
+	sd_bus_message *pending_sec_notify; /* StartNotify waiting for a security raise */
+	sd_bus_message *unanswered_acq;	    /* AcquireNotify refused for security: never answered */
 	int write_fd, notify_fd;
 	/* allocated per acquisition: a closing handle must not be reused for the next one */
 	uv_poll_t *write_poll, *notify_poll;
 	struct notify_client *notify_clients;
 	uint8_t value[512];
 	size_t value_len;
+};
+
+/* An AcquireNotify whose CCC write is on the air (own timer: it outlives a closing link). */
+struct acq_pending {
+	uv_timer_t timer;
+	struct sim_ble_dev *x;
+	sd_bus_message *m;
 };
 
 struct disc_client {
@@ -96,7 +114,8 @@ struct sim_bluez {
 	uv_prepare_t prepare;
 	int poll_events;
 	bool poll_on;
-	sd_bus_slot *om_slot, *adapter_slot, *agent_slot, *match_slot, *name_slot;
+	sd_bus_slot *om_slot, *adapter_slot, *match_slot, *name_slot;
+	struct sim_agents *agents;
 	int powered, discoverable, pairable;
 	char alias[64];
 	struct disc_client *clients;
@@ -387,6 +406,9 @@ static int m_remove_device(sd_bus_message *m, void *userdata, sd_bus_error *err)
 		if (x && x->exported && !strcmp(x->path, path)) {
 			if (x->conn != CONN_NONE)
 				ble_disconnect_now(x, "device removed");
+			/* the bond goes with the device object (the device keeps its own) */
+			x->paired = 0;
+			x->bond_level = 0;
 			ble_unexport(x);
 			return sd_bus_reply_method_return(m, NULL);
 		}
@@ -421,20 +443,6 @@ static const sd_bus_vtable adapter_vtable[] = {
     SD_BUS_PROPERTY("UUIDs", "as", adapter_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("Modalias", "s", adapter_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
     SD_BUS_PROPERTY("Roles", "as", adapter_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_VTABLE_END,
-};
-
-/* AgentManager1 at /org/bluez, so that a client registering a pairing agent is not refused. */
-static int m_agent_ok(sd_bus_message *m, void *userdata, sd_bus_error *err)
-{
-	return sd_bus_reply_method_return(m, NULL);
-}
-
-static const sd_bus_vtable agent_vtable[] = {
-    SD_BUS_VTABLE_START(0),
-    SD_BUS_METHOD("RegisterAgent", "os", "", m_agent_ok, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD("UnregisterAgent", "o", "", m_agent_ok, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_METHOD("RequestDefaultAgent", "o", "", m_agent_ok, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_VTABLE_END,
 };
 
@@ -540,6 +548,7 @@ static int m_connect(sd_bus_message *m, void *userdata, sd_bus_error *err)
 	case CONN_DISCONNECTING:
 		/* bluetoothd 5.66 (VM tier): within the ~2 s a Disconnect lingers the link is
 		 * still up, a Connect succeeds on it, and the pending Disconnect still drops it */
+		fgw_notice("event: ble-connect-while-disconnecting, device: %s", x->dev->name);
 		return sd_bus_reply_method_return(m, NULL);
 	case CONN_CONNECTING:
 		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InProgress", "In Progress");
@@ -574,35 +583,128 @@ static int m_disconnect(sd_bus_message *m, void *userdata, sd_bus_error *err)
 		ble_disconnect_now(x, "connection attempt cancelled");
 		return sd_bus_reply_method_return(m, NULL);
 	case CONN_DISCONNECTING:
-		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InProgress", "In Progress");
 	case CONN_CONNECTED:
 		break;
 	}
+	/* device.c device_request_disconnect(): every caller is answered once the link is down */
+	for (size_t i = 0; i < ARRAY_SIZE(x->pending_disconnect); i++)
+		if (!x->pending_disconnect[i]) {
+			x->pending_disconnect[i] = sd_bus_message_ref(m);
+			break;
+		}
+	if (x->conn == CONN_DISCONNECTING)
+		return 1;
 	x->conn = CONN_DISCONNECTING;
-	x->pending_disconnect = sd_bus_message_ref(m);
 	/* bluetoothd lingers before it tears the link down (about 2 s in 5.66). */
 	ble_step_at(x, STEP_DISCONNECT_DONE, x->b->sim->opt.disconnect_ms);
 	return 1;
 }
 
+static bool sec_ok(const struct sim_ble_dev *x)
+{
+	return x->link_sec >= x->dev->cfg.security;
+}
+
+/* SMP over the air: pairing request/response, public keys, confirm, random, DHKey check and
+ * key distribution, about a connection event each. */
+static double smp_ms(const struct sim_ble_dev *x)
+{
+	return 8 * x->dev->cfg.link.interval_ms + 10;
+}
+
+static void pair_emit(struct sim_ble_dev *x)
+{
+	if (x->exported)
+		(void) sd_bus_emit_properties_changed(x->b->bus, x->path, IFACE_DEVICE, "Paired",
+						      "Bonded", NULL);
+}
+
+static void on_paired(void *user_data, int level, const char *err_name, const char *err_msg)
+{
+	struct sim_ble_dev *x = user_data;
+	sd_bus_message *m = x->pending_pair;
+
+	x->pairing = NULL;
+	x->pending_pair = NULL;
+	if (level >= 0) {
+		x->paired = 1;
+		x->dev_bonded = true;
+		x->bond_level = x->link_sec = level;
+		fgw_notice("event: paired, device: %s, level: %s", x->dev->name,
+			   level == SIM_SEC_AUTHEN ? "authenticated" : "unauthenticated");
+		pair_emit(x);
+		if (m)
+			(void) sd_bus_reply_method_return(m, NULL);
+	} else if (m) {
+		(void) sd_bus_reply_method_errorf(m, err_name, "%s", err_msg);
+	}
+	sd_bus_message_unref(m);
+	if (x->pending_sec_notify) {
+		/* bt_att's change_security() retried the CCC write at the new level */
+		m = x->pending_sec_notify;
+		x->pending_sec_notify = NULL;
+		if (level >= 0 && sec_ok(x))
+			(void) sd_bus_reply_method_return(m, NULL);
+		else
+			(void) sd_bus_reply_method_errorf(m, "org.bluez.Error.Failed",
+							  "Operation failed with ATT error: 0x0e");
+		sd_bus_message_unref(m);
+	}
+	/* a failed SMP procedure ends the link ("Authentication Failure") */
+	if (level < 0)
+		ble_disconnect_now(x, "pairing failed");
+	bus_kick(x->b);
+}
+
+static int pair_begin(struct sim_ble_dev *x, const char *caller)
+{
+	return sim_pair_start(x->b->agents, caller, x->path, x->dev->cfg.passkey, smp_ms(x),
+			      on_paired, x, &x->pairing);
+}
+
 static int m_pair(sd_bus_message *m, void *userdata, sd_bus_error *err)
 {
 	struct sim_ble_dev *x = userdata;
+	int r;
 
-	if (x->conn != CONN_CONNECTED && x->conn != CONN_NONE)
+	if (x->pairing)
 		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InProgress", "In Progress");
 	if (x->paired)
 		return sd_bus_reply_method_errorf(m, "org.bluez.Error.AlreadyExists",
 						  "Already Exists");
-	/* the NCS DFU sample needs no security: Just Works bonding succeeds */
-	x->paired = 1;
-	emit(x->b, x->path, IFACE_DEVICE, "Paired");
-	emit(x->b, x->path, IFACE_DEVICE, "Bonded");
-	return sd_bus_reply_method_return(m, NULL);
+	/* Simplification: bluetoothd 5.66 would connect first; fotagw pairs connected links. */
+	if (x->conn != CONN_CONNECTED)
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.ConnectionAttemptFailed",
+						  "Page Timeout");
+	r = pair_begin(x, sd_bus_message_get_sender(m));
+	if (r < 0)
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.Failed", "%s", strerror(-r));
+	x->pending_pair = sd_bus_message_ref(m);
+	return 1;
+}
+
+/* device.c device_cancel_bonding(): the Pair() caller gets AuthenticationCanceled. */
+static void pair_cancel(struct sim_ble_dev *x)
+{
+	if (!x->pairing)
+		return;
+	x->pairing = sim_pair_free(x->pairing);
+	on_paired(x, -1, "org.bluez.Error.AuthenticationCanceled", "Authentication Canceled");
 }
 
 static int m_cancel_pairing(sd_bus_message *m, void *userdata, sd_bus_error *err)
 {
+	struct sim_ble_dev *x = userdata;
+
+	if (x->pairing) {
+		pair_cancel(x);
+		return sd_bus_reply_method_return(m, NULL);
+	}
+	/* cancel_pairing() without a bonding request removes the bond */
+	if (x->paired) {
+		x->paired = 0;
+		pair_emit(x);
+	}
 	return sd_bus_reply_method_errorf(m, "org.bluez.Error.DoesNotExist", "Does Not Exist");
 }
 
@@ -785,7 +887,11 @@ static int m_write_value(sd_bus_message *m, void *userdata, sd_bus_error *err)
 	if (offset != 0 || len > (size_t) x->mtu - 3)
 		return sd_bus_reply_method_errorf(m, "org.bluez.Error.Failed",
 						  "Failed to initiate write");
-	sim_device_rx_ble_write(x->dev, data, len);
+	/* a write command on an unsecured link: sent, and dropped by the device (Zephyr) */
+	if (sec_ok(x))
+		sim_device_rx_ble_write(x->dev, data, len);
+	else
+		fgw_debug("%s: write command without the required security, dropped", x->dev->name);
 	return sd_bus_reply_method_return(m, NULL);
 }
 
@@ -819,7 +925,11 @@ static void on_write_fd(uv_poll_t *p, int status, int events)
 				  x->mtu);
 			continue;
 		}
-		sim_device_rx_ble_write(x->dev, buf, (size_t) n);
+		if (sec_ok(x))
+			sim_device_rx_ble_write(x->dev, buf, (size_t) n);
+		else
+			fgw_debug("%s: write command without the required security, dropped",
+				  x->dev->name);
 	}
 	if (events & UV_DISCONNECT)
 		release_write(x);
@@ -847,27 +957,12 @@ static void on_notify_fd(uv_poll_t *p, int status, int events)
 		release_notify(x);
 }
 
-static int acquire(sd_bus_message *m, struct sim_ble_dev *x, bool write)
+/* Opens the fd pair of an acquisition and answers @m with the client's end. */
+static int acquire_open(sd_bus_message *m, struct sim_ble_dev *x, bool write)
 {
 	int sv[2], r;
 	uv_poll_t *poll;
 
-	if (read_options(m, NULL, NULL) < 0)
-		return invalid_args(m);
-	if (x->b->sim->opt.no_acquire)
-		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotSupported",
-						  "Operation is not supported");
-	if (!gatt_usable(x))
-		return not_connected(m);
-	if (write && x->write_fd >= 0)
-		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
-						  "Write acquired");
-	if (!write && x->notify_fd >= 0)
-		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
-						  "Notify acquired");
-	if (!write && x->notify_clients)
-		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InProgress",
-						  "Operation already in progress");
 	poll = calloc(1, sizeof(*poll));
 	if (!poll)
 		return -ENOMEM;
@@ -898,6 +993,96 @@ static int acquire(sd_bus_message *m, struct sim_ble_dev *x, bool write)
 			release_notify(x);
 		return r;
 	}
+	return 1;
+}
+
+static void acq_closed(uv_handle_t *h)
+{
+	free(container_of((uv_timer_t *) h, struct acq_pending, timer));
+}
+
+static void acq_end(struct sim_ble_dev *x)
+{
+	struct acq_pending *a = x->acq_notify;
+
+	x->acq_notify = NULL;
+	a->m = sd_bus_message_unref(a->m);
+	uv_close((uv_handle_t *) &a->timer, acq_closed);
+}
+
+/* The CCC write of a pending AcquireNotify was answered: hand out the fd. */
+static void on_acq_written(uv_timer_t *t)
+{
+	struct acq_pending *a = container_of(t, struct acq_pending, timer);
+	struct sim_ble_dev *x = a->x;
+
+	if (acquire_open(a->m, x, false) < 0)
+		(void) sd_bus_reply_method_errorf(a->m, "org.bluez.Error.Failed",
+						  "Failed allocate notify session");
+	acq_end(x);
+	bus_kick(x->b);
+}
+
+/*
+ * The link went down while an AcquireNotify waited for its CCC write. bluetoothd 5.66 keeps
+ * the characteristic's notify_io (gatt-client.c, fixed upstream in 476ae809a, BlueZ 5.84):
+ * the call is never answered and every later AcquireNotify/StartNotify on it fails with
+ * "Notify acquired" until bluetoothd restarts.
+ */
+static void acq_link_lost(struct sim_ble_dev *x)
+{
+	if (!x->acq_notify)
+		return;
+	fgw_warning("event: bluez-notify-wedged, device: %s, reason: 'link lost during a pending "
+		    "AcquireNotify (BlueZ 5.66 bug)'",
+		    x->dev->name);
+	x->notify_wedged = true;
+	acq_end(x);
+}
+
+static int acquire(sd_bus_message *m, struct sim_ble_dev *x, bool write)
+{
+	struct acq_pending *a;
+
+	if (read_options(m, NULL, NULL) < 0)
+		return invalid_args(m);
+	if (x->b->sim->opt.no_acquire)
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotSupported",
+						  "Operation is not supported");
+	if (!gatt_usable(x))
+		return not_connected(m);
+	if (write && x->write_fd >= 0)
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
+						  "Write acquired");
+	if (!write && (x->notify_fd >= 0 || x->acq_notify || x->notify_wedged))
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
+						  "Notify acquired");
+	if (!write && x->notify_clients)
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InProgress",
+						  "Operation already in progress");
+	if (write)
+		return acquire_open(m, x, true);
+	if (!sec_ok(x)) {
+		/* BlueZ 5.66 (VM tier): an AcquireNotify whose CCC write is refused for security
+		 * is never answered (and bluetoothd crashes ~30 s later, fixed in 5.84). */
+		fgw_warning("event: bluez-acquire-notify-unanswered, device: %s, reason: "
+			    "'AcquireNotify on an unsecured link to a protected characteristic'",
+			    x->dev->name);
+		if (!x->unanswered_acq)
+			x->unanswered_acq = sd_bus_message_ref(m);
+		return 1;
+	}
+	/* AcquireNotify answers once the CCC write is acknowledged: a request and its
+	 * response, one connection event each way. */
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->x = x;
+	a->m = sd_bus_message_ref(m);
+	uv_timer_init(x->b->sim->loop, &a->timer);
+	uv_timer_start(&a->timer, on_acq_written,
+		       (uint64_t) (2 * x->dev->cfg.link.interval_ms + 1.999), 0);
+	x->acq_notify = a;
 	return 1;
 }
 
@@ -963,12 +1148,22 @@ static int m_start_notify(sd_bus_message *m, void *userdata, sd_bus_error *err)
 
 	if (!gatt_usable(x))
 		return not_connected(m);
-	if (x->notify_fd >= 0)
+	if (x->notify_fd >= 0 || x->acq_notify || x->notify_wedged)
 		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
 						  "Notify acquired");
-	if (notify_find(x, sender))
+	if (notify_find(x, sender) || x->pending_sec_notify)
 		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InProgress",
 						  "Operation already in progress");
+	if (!sec_ok(x)) {
+		/* The CCC write gets Insufficient Authentication/Encryption; bt_att raises the
+		 * security itself (change_security()), which pairs through the default agent. */
+		int r = x->pairing ? 0 : pair_begin(x, NULL);
+		if (r < 0)
+			return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotPermitted",
+							  "Not paired");
+		x->pending_sec_notify = sd_bus_message_ref(m);
+		return 1;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
@@ -1201,6 +1396,11 @@ static void ble_disconnect_now(struct sim_ble_dev *x, const char *why)
 	if (b->n_conn > 0)
 		b->n_conn--;
 	x->conn = CONN_NONE;
+	x->link_sec = 0;
+	acq_link_lost(x);
+	pair_cancel(x);
+	if (x->unanswered_acq)
+		x->unanswered_acq = sd_bus_message_unref(x->unanswered_acq);
 	reply_pending_connect(x, "org.bluez.Error.Failed", "le-connection-abort-by-local");
 	if (x->services_resolved) {
 		x->services_resolved = 0;
@@ -1213,10 +1413,11 @@ static void ble_disconnect_now(struct sim_ble_dev *x, const char *why)
 	if (was_connected && x->exported)
 		emit(b, x->path, IFACE_DEVICE, "Connected");
 	sim_device_rx_reset(x->dev);
-	if (x->pending_disconnect) {
-		(void) sd_bus_reply_method_return(x->pending_disconnect, NULL);
-		x->pending_disconnect = sd_bus_message_unref(x->pending_disconnect);
-	}
+	for (size_t i = 0; i < ARRAY_SIZE(x->pending_disconnect); i++)
+		if (x->pending_disconnect[i]) {
+			(void) sd_bus_reply_method_return(x->pending_disconnect[i], NULL);
+			x->pending_disconnect[i] = sd_bus_message_unref(x->pending_disconnect[i]);
+		}
 	x->last_seen_us = sim_now_us();
 }
 
@@ -1247,6 +1448,19 @@ static void ble_step_cb(uv_timer_t *t)
 		}
 		x->conn = CONN_CONNECTED;
 		x->mtu = (uint16_t) FGW_MIN(BLUEZ_MTU, x->dev->cfg.link.mtu);
+		/* device_connect_le(): a paired device is connected at BT_IO_SEC_MEDIUM, so the
+		 * link is encrypted with the stored key at once. A device that lost its bond
+		 * answers with "PIN or Key Missing": the kernel drops the link and the ATT
+		 * connect fails (att_connect_cb -> "le-connection-abort-by-local"). */
+		if (x->paired && !x->dev_bonded) {
+			fgw_notice("event: encryption-failed, device: %s, reason: 'PIN or Key "
+				   "Missing (the device lost its bond)'",
+				   x->dev->name);
+			x->conn = CONN_CONNECTING;
+			ble_disconnect_now(x, "encryption failed: key missing");
+			break;
+		}
+		x->link_sec = x->paired ? x->bond_level : 0;
 		sim_link_reset(&x->dev->link, sim_now_us());
 		sim_device_rx_reset(x->dev);
 		ble_export(x);
@@ -1300,6 +1514,14 @@ void sim_bluez_device_link_lost(struct sim_bluez *b, struct sim_device *d)
 
 void sim_bluez_device_advertising(struct sim_bluez *b, struct sim_device *d)
 {
+	struct sim_ble_dev *bx = d->ble;
+
+	/* bond_lost: this boot comes up without the bonds (a reflash, a factory reset) */
+	if (bx && bx->dev_bonded && d->cfg.bond_lost) {
+		fgw_notice("event: bond-lost, device: %s", d->name);
+		bx->dev_bonded = false;
+		d->cfg.bond_lost = false;
+	}
 	struct sim_ble_dev *x = ble_of(b, d);
 
 	if (!x)
@@ -1343,7 +1565,9 @@ static bool filter_match(const struct disc_client *c, const struct sim_ble_dev *
 
 	if (!c->has_filter)
 		return true;
-	if (c->has_rssi && x->rssi < c->rssi)
+	/* The kernel applies bluetoothd's merged RSSI threshold (mgmt.c is_filter_match): with
+	 * a threshold, a report whose RSSI is invalid (127) is dropped as well. */
+	if (c->has_rssi && (x->rssi == 127 || x->rssi < c->rssi))
 		return false;
 	if (c->pattern[0] && strncasecmp(d->addr, c->pattern, strlen(c->pattern)) != 0 &&
 	    strncmp(d->adv_name, c->pattern, strlen(c->pattern)) != 0)
@@ -1386,6 +1610,9 @@ static void scan_tick(uv_timer_t *t)
 			int16_t rssi =
 			    (int16_t) (d->cfg.rssi + (int) (sim_device_rand(d) * 13) - 6);
 
+			if (d->cfg.rssi == 127)
+				rssi = 127; /* "not available" in every report */
+
 			x->next_adv_us =
 			    now + ADV_REPORT_MS * 1000 + (uint64_t) (sim_device_rand(d) * 200000.0);
 			x->rssi = rssi;
@@ -1427,6 +1654,7 @@ static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error
 		if (p)
 			notify_drop(x, p);
 	}
+	sim_agents_client_gone(b->agents, name);
 	return 0;
 }
 
@@ -1529,8 +1757,7 @@ int sim_bluez_new(struct sim *sim, bool wait, struct sim_bluez **ret)
 				     adapter_vtable, b);
 	if (r < 0)
 		goto fail;
-	r = sd_bus_add_object_vtable(b->bus, &b->agent_slot, "/org/bluez",
-				     "org.bluez.AgentManager1", agent_vtable, b);
+	r = sim_agents_new(b->bus, sim->loop, &b->agents);
 	if (r < 0)
 		goto fail;
 	r = sd_bus_match_signal(b->bus, &b->match_slot, "org.freedesktop.DBus",
@@ -1564,7 +1791,7 @@ int sim_bluez_new(struct sim *sim, bool wait, struct sim_bluez **ret)
 fail:
 	sd_bus_slot_unref(b->name_slot);
 	sd_bus_slot_unref(b->match_slot);
-	sd_bus_slot_unref(b->agent_slot);
+	b->agents = sim_agents_free(b->agents);
 	sd_bus_slot_unref(b->adapter_slot);
 	sd_bus_slot_unref(b->om_slot);
 	sd_bus_flush_close_unref(b->bus);
@@ -1604,7 +1831,7 @@ struct sim_bluez *sim_bluez_free(struct sim_bluez *b)
 		client_drop(b, b->clients);
 	b->name_slot = sd_bus_slot_unref(b->name_slot);
 	sd_bus_slot_unref(b->match_slot);
-	sd_bus_slot_unref(b->agent_slot);
+	b->agents = sim_agents_free(b->agents);
 	sd_bus_slot_unref(b->adapter_slot);
 	sd_bus_slot_unref(b->om_slot);
 	if (!b->dead)

@@ -271,6 +271,7 @@ void sim_dev_config_defaults(struct sim_dev_config *c)
 	c->bootloader_info = true;
 	c->ncs_order_bug = true;
 	c->rssi = -60;
+	c->passkey = -1;
 	c->faults.disconnect_at_chunk = -1;
 	c->faults.error_at_chunk = -1;
 	c->faults.reboot_at_chunk = -1;
@@ -395,6 +396,32 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return fgw_parse_bool(v, &c->allow_erase_pending);
 	if (!strcmp(k, "adv_smp_uuid"))
 		return fgw_parse_bool(v, &c->adv_smp_uuid);
+	if (!strcmp(k, "security")) {
+		if (!strcmp(v, "none"))
+			c->security = SIM_SEC_NONE;
+		else if (!strcmp(v, "encrypt"))
+			c->security = SIM_SEC_ENCRYPT;
+		else if (!strcmp(v, "authen"))
+			c->security = SIM_SEC_AUTHEN;
+		else
+			return -EINVAL;
+		return 0;
+	}
+	if (!strcmp(k, "passkey")) {
+		int64_t x;
+		if (!strcmp(v, "none")) {
+			c->passkey = -1;
+			return 0;
+		}
+		if (strlen(v) != 6)
+			return -EINVAL;
+		r = fgw_parse_int64(v, 0, 999999, &x);
+		if (r == 0)
+			c->passkey = (int) x;
+		return r;
+	}
+	if (!strcmp(k, "bond_lost"))
+		return fgw_parse_bool(v, &c->bond_lost);
 	if (!strcmp(k, "single_image"))
 		return fgw_parse_bool(v, &c->single_image);
 	if (!strcmp(k, "bootloader_info"))
@@ -405,6 +432,11 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return parse_name(v, c->name, sizeof(c->name));
 	if (!strcmp(k, "rssi")) {
 		int64_t x;
+		/* 127: the controller reports "RSSI not available" (HCI), as virtual ones do */
+		if (!strcmp(v, "127") || !strcmp(v, "invalid")) {
+			c->rssi = 127;
+			return 0;
+		}
 		r = fgw_parse_int64(v, -127, 20, &x);
 		if (r == 0)
 			c->rssi = (int) x;

@@ -83,6 +83,7 @@ struct sim_periph {
 	unsigned n_closing;
 	struct periph_dev *devs;
 	unsigned n_devs;
+	void *agent; /* periph-agent.c */
 };
 
 static void bus_kick(struct sim_periph *p);
@@ -145,9 +146,18 @@ static int char_get(sd_bus *bus, const char *path, const char *iface, const char
 		return sd_bus_message_append(reply, "s", SMP_CHR_UUID);
 	if (!strcmp(prop, "Service"))
 		return sd_bus_message_append(reply, "o", x->svc_path);
-	/* Zephyr's SMP characteristic: write without response and notify, nothing else */
-	if (!strcmp(prop, "Flags"))
+	/* Zephyr's SMP characteristic: write without response and notify, with the
+	 * permissions of CONFIG_MCUMGR_TRANSPORT_BT_PERM_RW_{ENCRYPT,AUTHEN} when asked */
+	if (!strcmp(prop, "Flags")) {
+		if (x->dev->cfg.security == SIM_SEC_AUTHEN)
+			return sd_bus_message_append(reply, "as", 4, "write-without-response",
+						     "encrypt-authenticated-write", "notify",
+						     "encrypt-authenticated-notify");
+		if (x->dev->cfg.security == SIM_SEC_ENCRYPT)
+			return sd_bus_message_append(reply, "as", 4, "write-without-response",
+						     "encrypt-write", "notify", "encrypt-notify");
 		return sd_bus_message_append(reply, "as", 2, "write-without-response", "notify");
+	}
 	if (!strcmp(prop, "Value"))
 		return sd_bus_message_append_array(reply, 'y', x->value, x->value_len);
 	if (!strcmp(prop, "Notifying"))
@@ -800,6 +810,8 @@ int sim_periph_new(struct sim *sim, struct sim_periph **ret)
 	uv_timer_init(sim->loop, &p->bus_timer);
 	uv_prepare_init(sim->loop, &p->prepare);
 	uv_prepare_start(&p->prepare, on_prepare);
+	/* before the applications: a central may pair as soon as it sees us */
+	p->agent = sim_periph_agent_start(p->bus, sim);
 	for (unsigned i = 0; i < p->n_devs; i++) {
 		set_alias(p, &p->devs[i]);
 		app_register(&p->devs[i]);
@@ -879,6 +891,7 @@ struct sim_periph *sim_periph_free(struct sim_periph *p)
 	if (!p)
 		return NULL;
 	periph_shutdown(p);
+	p->agent = sim_periph_agent_free(p->agent);
 	for (unsigned i = 0; i < p->n_devs; i++) {
 		struct periph_dev *x = &p->devs[i];
 

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <systemd/sd-bus.h>
 #include <uv.h>
 
 #include "util.h"
@@ -136,10 +137,17 @@ struct sim_dev_config {
 	bool bootloader_info;	  /* CONFIG_MCUMGR_GRP_OS_BOOTLOADER_INFO (else rc 8) */
 	bool reset_no_answer;	  /* the reboot beats the answer to os reset out (reset_ms 0) */
 	int rssi;		  /* mean RSSI in dBm */
+	/* What the SMP characteristic requires (CONFIG_MCUMGR_TRANSPORT_BT_PERM_RW_*): without
+	 * it the CCC write fails with an ATT security error and write commands are dropped. */
+	int security;	/* SIM_SEC_* */
+	int passkey;	/* fixed passkey the device displays, -1: none (NoInputNoOutput) */
+	bool bond_lost; /* the device forgets its bonds at its next boot (reflash, reset) */
 	/* Advertised Complete Local Name; "" = fotagw-sim-NNNN. At most 29 bytes (a legacy scan
 	 * response), valid UTF-8 as BlueZ hands it to D-Bus, control characters allowed. */
 	char name[SIM_NAME_MAX];
 };
+
+enum { SIM_SEC_NONE = 0, SIM_SEC_ENCRYPT = 1, SIM_SEC_AUTHEN = 2 };
 
 void sim_dev_config_defaults(struct sim_dev_config *c);
 /* Named profile ("fast", "typical", "slow") or "key=value,..." over the current values. */
@@ -360,6 +368,31 @@ void sim_udp_send(struct sim_device *d, const struct sockaddr *peer, const uint8
 
 /* Takes org.bluez; @wait: block until the name is ours (startup), else ask asynchronously. */
 int sim_bluez_new(struct sim *sim, bool wait, struct sim_bluez **ret);
+
+/* ---- the fake bluetoothd's agents and pairing (pairing.c) ---- */
+
+struct sim_agents;
+struct sim_pairing;
+/* AgentManager1 at /org/bluez on @bus. */
+int sim_agents_new(sd_bus *bus, uv_loop_t *loop, struct sim_agents **ret);
+struct sim_agents *sim_agents_free(struct sim_agents *a);
+/* A client left the bus: its agent goes (bluetoothd's agent_disconnect). */
+void sim_agents_client_gone(struct sim_agents *a, const char *sender);
+/* @level: SIM_SEC_* reached; or @err_name/@err_msg as Device1.Pair() would answer. */
+typedef void (*sim_pair_done_t)(void *user_data, int level, const char *err_name,
+				const char *err_msg);
+/*
+ * LE Secure Connections pairing with a device showing @passkey (-1: NoInputNoOutput), asked of
+ * @caller's agent, else the default agent (src/agent.c agent_get()), else none. Completes
+ * after @smp_ms. Never calls back before it returns.
+ */
+int sim_pair_start(struct sim_agents *a, const char *caller, const char *dev_path, int passkey,
+		   double smp_ms, sim_pair_done_t cb, void *user_data, struct sim_pairing **ret);
+/* fotagw-sim --peripheral's default agent (periph-agent.c); NULL when no device has a passkey. */
+void *sim_periph_agent_start(sd_bus *bus, struct sim *sim);
+void *sim_periph_agent_free(void *agent);
+/* Ends a pairing without calling back (the caller answers for it). NULL ok. */
+struct sim_pairing *sim_pair_free(struct sim_pairing *p);
 struct sim_bluez *sim_bluez_free(struct sim_bluez *b);
 /* Device events for the fake bluetoothd. */
 void sim_bluez_device_link_lost(struct sim_bluez *b, struct sim_device *d);

@@ -192,6 +192,12 @@ static void link_connect(struct ctx *c, struct lctx *x, const char *addr)
 
 /* ---- discovery ---- */
 
+static void count_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
+			 const struct fgw_bluez_device_info *info, void *user_data)
+{
+	(*(unsigned *) user_data)++;
+}
+
 static void test_discovery(void **state)
 {
 	struct ctx *c = *state;
@@ -207,7 +213,8 @@ static void test_discovery(void **state)
 	assert_int_equal(c->fake.n_set_powered, 1);
 	assert_true(c->fake.filter_transport_le);
 	assert_true(c->fake.filter_uuid_smp);
-	assert_int_equal(c->fake.filter_rssi, -80);
+	/* the threshold is ours: in bluetoothd's filter the kernel would drop RSSI-127 reports */
+	assert_int_equal(c->fake.filter_rssi, 0);
 	assert_string_equal(fgw_bluez_adapter_name(c->b), "hci0");
 	assert_int_equal(c->found, 1);
 	assert_int_equal(fgw_bluez_device_get(c->b, "c0:00:00:00:00:01", &info), 0);
@@ -236,6 +243,36 @@ static void test_discovery(void **state)
 	fgw_bluez_set_scan(c->b, false);
 	run_for(c, 200);
 	assert_false(c->fake.discovering);
+}
+
+/* RSSI 127 (HCI "not available", as virtual controllers report) is unknown, not too weak. */
+static void test_rssi_invalid(void **state)
+{
+	struct ctx *c = *state;
+	struct fgw_bluez_device_info info;
+	struct fake_dev *d;
+	unsigned n = 0;
+
+	c->opts.rssi_threshold = -90;
+	d = fake_add_device(&c->fake, "C0:00:00:00:00:01", "smp-invalid", true);
+	fake_set_rssi(&c->fake, d, 127);
+	d = fake_add_device(&c->fake, "C0:00:00:00:00:02", "smp-weak", true);
+	fake_set_rssi(&c->fake, d, -100);
+	d = fake_add_device(&c->fake, "C0:00:00:00:00:03", "smp-strong", true);
+	fake_set_rssi(&c->fake, d, -60);
+	start(c);
+	assert_true(run_until(c, adapter_on, c, 3000));
+	run_for(c, 200);
+	assert_int_equal(c->fake.filter_rssi, 0);
+	/* the invalid and the strong one are reported, the weak one is not */
+	assert_int_equal(c->found, 2);
+	assert_int_equal(fgw_bluez_device_get(c->b, "C0:00:00:00:00:01", &info), 0);
+	assert_false(info.has_rssi);
+	assert_int_equal(fgw_bluez_device_get(c->b, "C0:00:00:00:00:03", &info), 0);
+	assert_true(info.has_rssi);
+	assert_int_equal(info.rssi, -60);
+	fgw_bluez_foreach_device(c->b, count_device, &n);
+	assert_int_equal(n, 2);
 }
 
 static void test_power_refused(void **state)
@@ -848,6 +885,7 @@ int main(void)
 	    T(test_error_map),
 	    T(test_bad_options),
 	    T(test_discovery),
+	    T(test_rssi_invalid),
 	    T(test_power_refused),
 	    T(test_adapter_missing),
 	    T(test_link_acquired),

@@ -21,6 +21,7 @@
 	(M(CMD_ECHO) | M(CMD_RESET) | M(CMD_PARAMS) | M(CMD_INFO) | M(CMD_IMAGE_LIST) |            \
 	 M(CMD_IMAGE_SLOTS) | M(CMD_IMAGE_UPLOAD) | M(CMD_IMAGE_TEST) | M(CMD_IMAGE_CONFIRM) |     \
 	 M(CMD_IMAGE_ERASE))
+#define M_PAIR (M(CMD_PAIR) | M(CMD_UNPAIR))
 #define M_ALL 0xffffffffu
 
 struct cmd_desc {
@@ -53,6 +54,9 @@ static const struct cmd_desc cmds[] = {
     {CMD_IMAGE_ERASE, "image", "erase", "", 0, 0, "erase a slot; default: the device's choice"},
     {CMD_SCAN, "scan", NULL, "", 0, 0,
      "BLE devices: those showing the SMP service, or with --name/--all any device"},
+    {CMD_PAIR, "pair", NULL, "", 0, 0,
+     "ble: bond with the device (authenticated with --passkey-file, else Just Works)"},
+    {CMD_UNPAIR, "unpair", NULL, "", 0, 0, "ble: forget the bond bluetoothd holds"},
 };
 
 enum opt_id {
@@ -74,6 +78,7 @@ enum opt_id {
 	O_SECONDS,
 	O_NAME,
 	O_ALL,
+	O_PASSKEY_FILE,
 };
 
 struct opt_desc {
@@ -84,7 +89,7 @@ struct opt_desc {
 
 static const struct opt_desc opts[] = {
     {{"transport", required_argument, NULL, O_TRANSPORT},
-     M_DEVICE,
+     M_DEVICE | M_PAIR,
      "SPEC",
      "udp:HOST[:PORT] (default udp:127.0.0.1:1337) or ble:AA:BB:CC:DD:EE:FF"},
     {{"json", no_argument, NULL, O_JSON},
@@ -101,7 +106,7 @@ static const struct opt_desc opts[] = {
      "resend a timed-out request N times, never a reset (default 2)"},
     {{"v1", no_argument, NULL, O_V1}, M_DEVICE, NULL, "SMP v1 headers"},
     {{"adapter", required_argument, NULL, O_ADAPTER},
-     M_DEVICE | M(CMD_SCAN),
+     M_DEVICE | M(CMD_SCAN) | M_PAIR,
      "hciN",
      "ble: adapter (default: the first one bluetoothd lists)"},
     {{"rssi", required_argument, NULL, O_RSSI},
@@ -137,6 +142,10 @@ static const struct opt_desc opts[] = {
      M(CMD_SCAN),
      NULL,
      "every device bluetoothd lists, with a column: SMP seen or not"},
+    {{"passkey-file", required_argument, NULL, O_PASSKEY_FILE},
+     M_DEVICE | M(CMD_PAIR),
+     "FILE",
+     "ble: the device's six-digit passkey, read from FILE; pairs before subscribing"},
     {{"verbose", no_argument, NULL, O_VERBOSE}, M_ALL, NULL, "debug log on stderr"},
     {{"help", no_argument, NULL, O_HELP}, M_ALL, NULL, "this help, or a command's"},
     {{"version", no_argument, NULL, O_VERSION}, M_ALL, NULL, "print the version"},
@@ -289,6 +298,9 @@ static int set_opt(struct tool *tl, int id, const char *v)
 		break;
 	case O_ADAPTER:
 		tl->ble_adapter = v;
+		break;
+	case O_PASSKEY_FILE:
+		tl->passkey_file = v;
 		break;
 	case O_KEY:
 		tl->key_path = v;

@@ -12,6 +12,7 @@
 #include "util.h"
 #ifdef FGW_WITH_BLE
 #include "bluez.h"
+#include "pair.h"
 #include "transport-ble.h"
 #endif
 
@@ -68,7 +69,47 @@ static int ble_transport(struct tool *tl, const char *addr)
 			   "--transport: bad ble address '%s' (want "
 			   "ble:AA:BB:CC:DD:EE:FF)",
 			   addr);
+	if (r == 0 && smp_ble_security(tl->bluez, tl->t, tl->passkey_file) < 0)
+		return tool_failf(tl, 2, "usage", "--passkey-file: unusable"), -EINVAL;
 	return r;
+}
+
+static void on_drained(struct fgw_bluez *b, int err, void *user_data)
+{
+	uv_stop(user_data);
+	if (err < 0)
+		fprintf(stderr, "fotagw-smp: %s\n", fgw_bluez_last_error(b));
+}
+
+/*
+ * Never leave while bluetoothd still holds our Disconnect(): it carries it out ~2 s later, on
+ * whatever the next command is doing with the device (BlueZ 5.66 then wedges the SMP
+ * characteristic if that is an AcquireNotify). Bounded: 10 s.
+ */
+static void ble_drain(struct tool *tl)
+{
+	if (tl->bluez && fgw_bluez_drain(tl->bluez, 10000, on_drained, &tl->loop) == 0)
+		uv_run(&tl->loop, UV_RUN_DEFAULT);
+}
+
+/* pair / unpair (pair.c), on a ble: transport, without an SMP client. */
+static void run_pair(struct tool *tl)
+{
+	struct fgw_bluez_options o;
+
+	if (strncmp(tl->spec, "ble:", 4) != 0) {
+		tool_failf(tl, 2, "usage", "pair/unpair need --transport ble:ADDR");
+		return;
+	}
+	tool_ble_options(tl, &o);
+	o.scan = false;
+	o.filter_service = false;
+	if (fgw_bluez_new(&tl->loop, &o, &tl->bluez) < 0) {
+		tool_failf(tl, 1, "cannot reach bluetoothd", "no system bus");
+		return;
+	}
+	tl->exit_code = smp_pair_main(&tl->loop, tl->bluez, tl->spec + 4, tl->cmd == CMD_UNPAIR,
+				      tl->passkey_file, tl->json);
 }
 #endif
 
@@ -121,6 +162,8 @@ static void on_state(struct fgw_smp_client *c, int err, void *user_data)
 #ifdef FGW_WITH_BLE
 		if (tl->bluez && *fgw_transport_ble_last_error(tl->t))
 			fprintf(stderr, "fotagw-smp: %s\n", fgw_transport_ble_last_error(tl->t));
+		if (tl->bluez)
+			smp_ble_hint(err);
 #endif
 		tool_fail(tl, "link lost", err, NULL);
 		return;
@@ -170,12 +213,17 @@ int main(int argc, char **argv)
 	}
 	if (tl.cmd == CMD_SCAN)
 		scan_run(&tl);
+#ifdef FGW_WITH_BLE
+	else if (tl.cmd == CMD_PAIR || tl.cmd == CMD_UNPAIR)
+		run_pair(&tl);
+#endif
 	else
 		run_device_command(&tl);
 	tl.up = fgw_upload_free(tl.up);
 	tl.c = fgw_smp_client_free(tl.c);
 	tl.t = fgw_transport_free(tl.t);
 #ifdef FGW_WITH_BLE
+	ble_drain(&tl);
 	tl.bluez = fgw_bluez_free(tl.bluez);
 #endif
 	uv_run(&tl.loop, UV_RUN_DEFAULT);

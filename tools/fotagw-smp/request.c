@@ -71,6 +71,8 @@ void run_command(struct tool *tl)
 	case CMD_NONE:
 	case CMD_IMAGE:
 	case CMD_SCAN: /* handled in main(), without a transport */
+	case CMD_PAIR:
+	case CMD_UNPAIR:
 	case _CMD_MAX:
 		tool_finish(tl, 2);
 		break;

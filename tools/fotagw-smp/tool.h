@@ -35,6 +35,8 @@ enum cmd {
 	CMD_IMAGE_CONFIRM,
 	CMD_IMAGE_ERASE,
 	CMD_SCAN,
+	CMD_PAIR,   /* pair.c */
+	CMD_UNPAIR, /* pair.c */
 	_CMD_MAX,
 };
 
@@ -76,6 +78,7 @@ struct tool {
 	const char *ble_adapter;
 	int ble_rssi;
 	bool ble_rssi_set;
+	const char *passkey_file; /* --passkey-file (pair.c) */
 	/* run state */
 	int exit_code; /* < 0 while running */
 	int step;      /* for commands of several requests */

@@ -315,7 +315,8 @@ static void upload_done(struct fgw_upload *u, int err, const struct fgw_upload_r
 		return;
 	}
 	if (err == -ENOMEM) {
-		tool_failf(tl, 1, what, "the device stayed out of SMP buffers (ENOMEM) at window 1");
+		tool_failf(tl, 1, what,
+			   "the device stayed out of SMP buffers (ENOMEM) at window 1");
 		return;
 	}
 	if (err < 0) {
