@@ -61,7 +61,7 @@ def used_metric_names():
 
 
 def live_names(metrics_text):
-    """Families (# TYPE: a labelled gauge such as fotagw_job_failures{reason} has no sample
+    """Families (# TYPE: a labelled gauge such as fotagw_job_failures{outcome,stage} has no sample
     while nothing failed) and sample names."""
     names = set()
     for line in metrics_text.splitlines():
