@@ -15,6 +15,7 @@ struct chunk {
 	uint64_t req_id;
 	uint64_t sent_order; /* responses come back in this order (the device works in order) */
 	uint64_t sent_ms;
+	bool resent; /* these bytes went out before */
 };
 
 struct fgw_upload {
@@ -57,7 +58,8 @@ struct fgw_upload {
 	unsigned nomem_in_row;
 	uint64_t stale_before; /* chunks sent before this order predate the last loss */
 	bool tail_resent;
-	double srtt_ms; /* smoothed send-to-answer time of chunks; 0: no sample yet */
+	bool restart_unsure; /* off 0 for a resent final chunk: the next probe's answer tells */
+	double srtt_ms;	     /* smoothed send-to-answer time of chunks; 0: no sample yet */
 	struct fgw_upload_stats stats;
 
 	unsigned refs;

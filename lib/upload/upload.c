@@ -177,7 +177,8 @@ static int send_chunk(struct fgw_upload *u)
 			       .len = c.data_len,
 			       .req_id = slot->req_id,
 			       .sent_order = u->next_order++,
-			       .sent_ms = fgw_now_ms()};
+			       .sent_ms = fgw_now_ms(),
+			       .resent = c.off < u->sent_end};
 	u->inflight++;
 	u->stats.chunks++;
 	u->stats.bytes_sent += c.data_len;
@@ -416,10 +417,21 @@ static void note_offset(struct fgw_upload *u, const struct chunk *k,
 			const struct fgw_smp_upload_rsp *ur)
 {
 	bool was_probe = k->off == 0;
+	bool final_again = k->resent && k->off > 0 && k->off + k->len >= u->img.len;
 
 	if (ur->off < u->acked && (ur->off == 0 || was_probe)) {
-		/* The device lost its session (it rebooted without keeping it): from 0 again. */
-		u->stats.restarts++;
+		/* The device lost its session (it rebooted without keeping it): from 0 again. But a
+		 * device that got the final chunk ended its session with it (§4.3): when that
+		 * answer was lost, the copy gets off 0 too. Only the probe can tell: a device
+		 * holding the image answers it with off len, a new session with the probe's end. */
+		if (ur->off == 0 && final_again)
+			u->restart_unsure = true;
+		else
+			u->stats.restarts++;
+	} else if (was_probe && u->restart_unsure) {
+		u->restart_unsure = false;
+		if (ur->off < u->img.len)
+			u->stats.restarts++;
 	}
 	u->acked = ur->off;
 	if (ur->has_match) {
@@ -685,7 +697,7 @@ FGW_EXPORT int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_im
 	u->same_off_failures = 0;
 	u->timeouts_in_row = 0;
 	u->busy = u->reprobe = u->has_match = u->match = u->probed = false;
-	u->answered = u->drain = u->tail_resent = false;
+	u->answered = u->drain = u->tail_resent = u->restart_unsure = false;
 	u->backoff_ms = 0;
 	u->started_ms = fgw_now_ms();
 	u->stats.total = img->len;

@@ -146,6 +146,27 @@ static void answer_err(struct dev *d, const uint8_t *req, unsigned group, unsign
 	cbor_decref(&m);
 }
 
+/* The slot already holds @len bytes with this sha (the image check's shortcut, §4.3). */
+static bool slot_holds(struct dev *d, uint64_t len, const uint8_t *sha)
+{
+	uint8_t h[32];
+
+	if (len > d->slot_size)
+		return false;
+	sha256(d->slot, len, h);
+	return memcmp(h, sha, 32) == 0;
+}
+
+static void answer_held(struct dev *d, const uint8_t *req)
+{
+	cbor_item_t *m = cbor_new_indefinite_map();
+
+	put(m, "off", cbor_build_uint32((uint32_t) d->len));
+	put(m, "match", cbor_build_bool(true));
+	answer_map(d, req, m);
+	cbor_decref(&m);
+}
+
 /* The pool: a request holds a buffer until its answer goes out (delay_ms later). */
 static bool take_buf(struct dev *d)
 {
@@ -222,6 +243,15 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 			free(q.data);
 			return;
 		}
+		d->session = false; /* a new sha or len abandons the old session */
+		if (d->f.image_check && q.sha_len == 32 && slot_holds(d, q.len, q.sha)) {
+			/* Zephyr with the image check: these bytes are there, nothing to upload */
+			d->len = q.len;
+			memcpy(d->sha, q.sha, 32);
+			answer_held(d, pkt);
+			free(q.data);
+			return;
+		}
 		d->session = true;
 		d->slow_next = d->f.first_delay > 0 && k >= d->f.first_delay_from;
 		d->len = q.len;
@@ -245,6 +275,9 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 	d->expected = q.off + q.data_len;
 	if (d->f.corrupt && d->expected == d->len)
 		d->slot[0] ^= 1;
+	/* Zephyr ends the session with the last byte: a repeat of the final chunk gets off 0 */
+	if (d->expected == d->len)
+		d->session = false;
 	free(q.data);
 	if (k == d->f.drop_rsp)
 		return;
@@ -307,6 +340,7 @@ static struct fx *fx_new(size_t img_len, size_t mtu, size_t max_packet, size_t b
 				  .silence_from = NONE,
 				  .ahead = NONE};
 	f->dev.slot = malloc(img_len);
+	memset(f->dev.slot, 0xff, img_len); /* erased flash */
 	f->img = malloc(img_len);
 	f->img_len = img_len;
 	for (size_t i = 0; i < img_len; i++)
@@ -534,6 +568,46 @@ static void test_lost_final_chunk(void **state)
 		assert_int_equal(st.early_retransmits, 1);
 		assert_int_equal(st.retransmissions, 1);
 		assert_int_equal(st.timeouts, 0);
+		fx_free(f);
+	}
+}
+
+/*
+ * The answer to the final chunk lost: the device finished and closed its session (Zephyr), so
+ * the final chunk sent again is answered off 0. That alone is no restart: the probe that
+ * follows tells. With the image check the device answers it off len, match true (done, nothing
+ * sent again); without, the probe opens a new session and the image goes again (a restart).
+ */
+static void test_lost_final_answer(void **state)
+{
+	for (int check = 1; check >= 0; check--) {
+		struct fx *f = fx_new(40 * 1024 + 13, 495, 2475, 1024);
+		struct fgw_upload_opts o = quick_opts(1024, 4);
+		struct fgw_upload_stats st;
+		unsigned first;
+
+		o.chunk_timeout_ms = o.last_timeout_ms = 10000;
+		f->dev.f.delay_ms = 1;
+		f->dev.f.image_check = check;
+		/* a clean run counts the chunks; then, on erased flash, the last answer is lost */
+		assert_int_equal(run_upload(f, 0, &o), 0);
+		assert_int_equal(f->done_err, 0);
+		fgw_upload_get_stats(f->u, &st);
+		f->dev.f.drop_rsp = (int) (f->dev.k + st.chunks - 1);
+		memset(f->dev.slot, 0xff, f->img_len);
+		f->dev.bytes_written = 0;
+		first = f->dev.first_chunks;
+		assert_int_equal(run_upload(f, 0, &o), 0);
+		assert_int_equal(f->done_err, 0);
+		assert_device_has_image(f);
+		fgw_upload_get_stats(f->u, &st);
+		assert_int_equal(st.early_retransmits, 1);
+		assert_int_equal(st.timeouts, 0);
+		assert_int_equal(f->dev.first_chunks - first, 2); /* the first chunk, the probe */
+		assert_int_equal(st.restarts, check ? 0 : 1);
+		assert_int_equal(f->dev.bytes_written, (check ? 1 : 2) * f->img_len);
+		if (check)
+			assert_true(f->res.has_match && f->res.match);
 		fx_free(f);
 	}
 }
@@ -845,7 +919,7 @@ int main(void)
 	    cmocka_unit_test(test_match_false),	      cmocka_unit_test(test_cancel_and_free),
 	    cmocka_unit_test(test_alignment),	      cmocka_unit_test(test_adaptive_window),
 	    cmocka_unit_test(test_nomem_at_window_1), cmocka_unit_test(test_lost_final_chunk),
-	    cmocka_unit_test(test_device_silent),
+	    cmocka_unit_test(test_device_silent),     cmocka_unit_test(test_lost_final_answer),
 	};
 
 	if (getenv("FGW_TEST_DEBUG"))
