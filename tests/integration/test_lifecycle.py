@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fotagwd under a fake systemd: READY=1, WATCHDOG=1, STOPPING=1, exit 0 within 2 s of SIGTERM.
 
-Also: SIGHUP reloads the log level; a database newer than the build is refused with a clear
+Also: SIGHUP reloads the log level and the fleet's keys, each logged; a database newer than the build is refused with a clear
 message and exit 1.
 """
 import os
@@ -55,9 +55,13 @@ def main():
             read_notify(sock, "WATCHDOG=1", time.monotonic() + 2)
             read_notify(sock, "WATCHDOG=1", time.monotonic() + 2)
 
-            # SIGHUP: reload raises the level to debug, and the daemon keeps running.
+            # SIGHUP: reload raises the level to debug, applies a fleet key (the fleet takes
+            # it: tests/unit/test-fleet.c, one test per key), names a key that needs a
+            # restart, and the daemon keeps running.
             with open(conf, "w") as f:
-                f.write(f"[log]\nlevel = debug\n[store]\npath = {db}\n[api]\nenabled = false\n[ble]\nenabled = false\n")
+                f.write(f"[log]\nlevel = debug\n[store]\npath = {db}\n[fleet]\nretry_limit = 3\n"
+                        "[upload]\nwindow = 2\n[api]\nenabled = false\n[ble]\nenabled = false\n"
+                        "max_connections = 4\n")
             p.send_signal(signal.SIGHUP)
             read_notify(sock, "RELOADING=1", time.monotonic() + 5)
             read_notify(sock, "READY=1", time.monotonic() + 5)
@@ -79,7 +83,10 @@ def main():
                 p.wait()
         errlog.seek(0)
         log = errlog.read()
-        for needle in ("<5>event: started", "<5>event: reloaded", "<5>event: stopped"):
+        for needle in ("<5>event: started", "<5>config: log.level applied",
+                       "<5>config: fleet.retry_limit applied", "<5>config: upload.window applied",
+                       "<5>config: ble.max_connections changed, but takes effect only after a restart",
+                       "<5>event: reloaded, keys-applied: 3", "<5>event: stopped"):
             if needle not in log:
                 fail(f"log lacks {needle!r}:\n{log}")
         if not all(l[:3] in ("<3>", "<4>", "<5>", "<6>", "<7>") for l in log.splitlines()):

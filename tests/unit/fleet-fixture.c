@@ -104,6 +104,8 @@ static void on_upload(struct fdev *d, const uint8_t *req, cbor_item_t *q)
 		peer_drop_link(d->peer, -ECONNRESET, 0);
 		return;
 	}
+	if (d->mute_from_chunk && (int) d->chunks >= d->mute_from_chunk)
+		return;
 	if (d->upload_rc) {
 		answer_rc(d, req, (unsigned) d->upload_rc);
 		return;
@@ -439,9 +441,8 @@ void fx_image(struct fx *x, const char *name, size_t len, unsigned seed,
 		data[i] = (uint8_t) (i * 7 + seed);
 	*img = (struct fgw_fleet_image){.present = true, .size = len, .fd = fd};
 	assert_int_equal(write(fd, data, len), (ssize_t) len);
-	assert_int_equal(fcntl(fd, F_ADD_SEALS,
-			       F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL),
-			 0);
+	assert_int_equal(
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL), 0);
 	assert_int_equal(EVP_Digest(data, len, img->file_sha, &n, EVP_sha256(), NULL), 1);
 	memcpy(img->hash, img->file_sha, 32); /* what the fake device reports, see on_upload */
 	free(data);

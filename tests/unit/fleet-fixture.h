@@ -48,6 +48,7 @@ struct fdev {
 	int upload_rc;		   /* != 0: refuse every upload chunk with this rc */
 	int mark_rc;		   /* != 0: refuse state writes (test/confirm marks) with this */
 	int drop_at_chunk;	   /* > 0: drop the link instead of answering chunk k (once) */
+	int mute_from_chunk;	   /* > 0: answer no upload chunk from the k-th on */
 	bool silent;		   /* answer nothing at all */
 	/* counts */
 	unsigned links, chunks, resets, forced_resets, erases, state_writes;
