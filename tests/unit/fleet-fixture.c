@@ -441,8 +441,9 @@ void fx_image(struct fx *x, const char *name, size_t len, unsigned seed,
 		data[i] = (uint8_t) (i * 7 + seed);
 	*img = (struct fgw_fleet_image){.present = true, .size = len, .fd = fd};
 	assert_int_equal(write(fd, data, len), (ssize_t) len);
-	assert_int_equal(
-	    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL), 0);
+	assert_int_equal(fcntl(fd, F_ADD_SEALS,
+			       F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL),
+			 0);
 	assert_int_equal(EVP_Digest(data, len, img->file_sha, &n, EVP_sha256(), NULL), 1);
 	memcpy(img->hash, img->file_sha, 32); /* what the fake device reports, see on_upload */
 	free(data);

@@ -56,16 +56,16 @@ static void test_good(void **state)
 	fgw_config_done(&c);
 }
 
-static const struct bad_case bad_unknown_key = {"[store]\npath = x.db\nbusy_timeout = 4\n", 3,
-						"store.busy_timeout", "unknown key"};
-static const struct bad_case bad_unknown_section = {"[store]\npath = x.db\n[stor]\npath = y\n", 4,
-						    "stor.path", "unknown section"};
-static const struct bad_case bad_int = {"[store]\npath = x.db\nbusy_timeout_ms = 5s\n", 3,
-					"store.busy_timeout_ms", "bad value"};
-static const struct bad_case bad_range = {"[store]\npath = x.db\nbusy_timeout_ms = -1\n", 3,
-					  "store.busy_timeout_ms", "from 0"};
-static const struct bad_case bad_level = {"[log]\nlevel = loud\n[store]\npath = x.db\n", 2,
-					  "log.level", "bad value 'loud'"};
+static const struct bad_case bad_unknown_key = {
+	"[store]\npath = x.db\nbusy_timeout = 4\n", 3, "store.busy_timeout", "unknown key"};
+static const struct bad_case bad_unknown_section = {
+	"[store]\npath = x.db\n[stor]\npath = y\n", 4, "stor.path", "unknown section"};
+static const struct bad_case bad_int = {
+	"[store]\npath = x.db\nbusy_timeout_ms = 5s\n", 3, "store.busy_timeout_ms", "bad value"};
+static const struct bad_case bad_range = {
+	"[store]\npath = x.db\nbusy_timeout_ms = -1\n", 3, "store.busy_timeout_ms", "from 0"};
+static const struct bad_case bad_level = {
+	"[log]\nlevel = loud\n[store]\npath = x.db\n", 2, "log.level", "bad value 'loud'"};
 static const struct bad_case bad_missing = {"[log]\nlevel = info\n", 0, "store.path",
 					    "missing required key"};
 static const struct bad_case bad_empty = {"[store]\npath =\n", 2, "store.path", "needs a value"};
@@ -156,8 +156,8 @@ static void test_example_file(void **state)
 	struct diags d = {0};
 
 	/* The shipped, documented example must load as it is. */
-	assert_int_equal(
-	    fgw_config_load_file(FGW_SOURCE_DIR "/config/fotagw.conf", &c, collect, &d), 0);
+	assert_int_equal(fgw_config_load_file(FGW_SOURCE_DIR "/config/fotagw.conf", &c, collect, &d),
+			 0);
 	assert_int_equal(d.n, 0);
 	fgw_config_done(&c);
 	assert_int_equal(fgw_config_load_file("/nonexistent/x.conf", &c, collect, &d), -ENOENT);
@@ -244,14 +244,13 @@ static void test_release_keys(void **state)
 	assert_int_equal(c.release_low_speed_limit_bytes, 100);
 	assert_int_equal(c.release_low_speed_time_s, 60);
 	fgw_config_done(&c);
-	assert_int_equal(
-	    fgw_config_load_string("[store]\npath = x.db\n[release]\n"
-				   "manifest_url = https://r.example/manifest.json\n"
-				   "trusted_keys = /etc/fotagw/a.pem /etc/fotagw/b.pem\n"
-				   "mcuboot_key = /etc/fotagw/boot.pem\n"
-				   "poll_interval_s = 60\ncache_budget_mib = 0\n",
-				   "t.conf", &c, collect, &d),
-	    0);
+	assert_int_equal(fgw_config_load_string("[store]\npath = x.db\n[release]\n"
+						"manifest_url = https://r.example/manifest.json\n"
+						"trusted_keys = /etc/fotagw/a.pem /etc/fotagw/b.pem\n"
+						"mcuboot_key = /etc/fotagw/boot.pem\n"
+						"poll_interval_s = 60\ncache_budget_mib = 0\n",
+						"t.conf", &c, collect, &d),
+			 0);
 	assert_string_equal(c.release_manifest_url, "https://r.example/manifest.json");
 	assert_string_equal(c.release_trusted_keys, "/etc/fotagw/a.pem /etc/fotagw/b.pem");
 	assert_string_equal(c.release_mcuboot_key, "/etc/fotagw/boot.pem");
@@ -311,27 +310,27 @@ static void test_release_key_limit(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good),
-	    cmocka_unit_test_prestate(test_bad, (void *) &bad_unknown_key),
-	    cmocka_unit_test_prestate(test_bad, (void *) &bad_unknown_section),
-	    cmocka_unit_test_prestate(test_bad, (void *) &bad_int),
-	    cmocka_unit_test_prestate(test_bad, (void *) &bad_range),
-	    cmocka_unit_test_prestate(test_bad, (void *) &bad_level),
-	    cmocka_unit_test_prestate(test_bad, (void *) &bad_missing),
-	    cmocka_unit_test_prestate(test_bad, (void *) &bad_empty),
-	    cmocka_unit_test_prestate(test_bad, (void *) &bad_twice),
-	    cmocka_unit_test_prestate(test_bad, (void *) &bad_syntax),
-	    cmocka_unit_test_prestate(test_bad, (void *) &bad_outside),
-	    cmocka_unit_test(test_list_key_lines),
-	    cmocka_unit_test(test_long_line),
-	    cmocka_unit_test(test_several_errors),
-	    cmocka_unit_test(test_reload),
-	    cmocka_unit_test(test_example_file),
-	    cmocka_unit_test(test_release_keys),
-	    cmocka_unit_test(test_release_key_limit),
-	    cmocka_unit_test(test_release_url_userinfo),
-	    cmocka_unit_test(test_api_section),
-	    cmocka_unit_test(test_ble_section),
+		cmocka_unit_test(test_good),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_unknown_key),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_unknown_section),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_int),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_range),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_level),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_missing),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_empty),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_twice),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_syntax),
+		cmocka_unit_test_prestate(test_bad, (void *) &bad_outside),
+		cmocka_unit_test(test_list_key_lines),
+		cmocka_unit_test(test_long_line),
+		cmocka_unit_test(test_several_errors),
+		cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_example_file),
+		cmocka_unit_test(test_release_keys),
+		cmocka_unit_test(test_release_key_limit),
+		cmocka_unit_test(test_release_url_userinfo),
+		cmocka_unit_test(test_api_section),
+		cmocka_unit_test(test_ble_section),
 	};
 	fgw_log_set_level(LOG_ERR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
