@@ -717,6 +717,7 @@ static void test_set_first_chunk_timeout(void **state)
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
 
 	x->o.first_chunk_timeout_ms = 60000;
+	x->o.backoff_base_ms = x->o.backoff_max_ms = 600000; /* then it stays queued */
 	d->mute_from_chunk = 1;
 	fx_start(x, true);
 	x->o.first_chunk_timeout_ms = 200;
@@ -734,6 +735,7 @@ static void test_set_chunk_timeout(void **state)
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
 
 	x->o.chunk_timeout_ms = 60000;
+	x->o.backoff_base_ms = x->o.backoff_max_ms = 600000; /* then it stays queued */
 	d->mute_from_chunk = 2;
 	fx_start(x, true);
 	x->o.chunk_timeout_ms = 200;
