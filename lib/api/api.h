@@ -87,7 +87,7 @@ struct fgw_api_provider {
 	 * Appends the fleet's own series to /metrics. Names the API writes itself (do not
 	 * repeat): fotagw_build_info, fotagw_uptime_seconds, fotagw_devices,
 	 * fotagw_canary_devices, fotagw_rollout_halted, fotagw_rollout_failure_rate,
-	 * fotagw_job_failures{reason} (current jobs), fotagw_releases, fotagw_manifest_*,
+	 * fotagw_job_failures{outcome,stage} (current jobs), fotagw_releases, fotagw_manifest_*,
 	 * fotagw_api_*, fotagw_rollout_max_failure_rate, fotagw_jobs_stalled_seconds,
 	 * fotagw_ble_adapter_up (from health), fotagw_database_*, and from manifest() below
 	 * fotagw_manifest_polls_total{result}, fotagw_manifest_expired,

@@ -192,10 +192,15 @@ static int state_row(const char *key, int64_t canary, int64_t count, void *user_
 	return 0;
 }
 
-static int reason_row(const char *key, int64_t canary, int64_t count, void *user_data)
+/* Key "outcome/stage" (fgw_store_failure_stages): both parts come from fixed sets. */
+static int stage_row(const char *key, int64_t canary, int64_t count, void *user_data)
 {
-	const char *labels[] = {"reason", *key ? key : "unknown", NULL};
+	const char *slash = strchr(key, '/');
+	char outcome[16];
+	const char *labels[] = {"outcome", outcome, "stage", slash ? slash + 1 : "unknown", NULL};
 
+	snprintf(outcome, sizeof(outcome), "%.*s", slash ? (int) (slash - key) : (int) strlen(key),
+		 key);
 	fgw_prom_sample(user_data, "fotagw_job_failures", labels, (double) count);
 	return 0;
 }
@@ -387,8 +392,9 @@ static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
 		if (r < 0)
 			goto out;
 		fgw_prom_family(w, "fotagw_job_failures", "gauge",
-				"Failed or reverted jobs of the current release per reason.");
-		r = fgw_store_failure_reasons(api->store, cur.id, reason_row, w);
+				"Failed or reverted jobs of the current release, by outcome and "
+				"the stage they failed in.");
+		r = fgw_store_failure_stages(api->store, cur.id, stage_row, w);
 		if (r < 0)
 			goto out;
 	}

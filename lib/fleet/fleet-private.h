@@ -100,6 +100,12 @@ struct fleet_job {
 	struct job_conn *conn;
 	bool closing;	  /* the timer handle is closing: free in its close callback */
 	int failure_kind; /* index into fgw_fleet_failure_kinds, set before entering failed */
+	/*
+	 * Bit i: image i failed the device's own image check. Its slot's hash field comes
+	 * from the image's TLV, not from the bytes, so it says nothing: the next attempt
+	 * erases the slot and uploads again instead of marking what is there.
+	 */
+	unsigned distrust_slot;
 };
 
 enum {

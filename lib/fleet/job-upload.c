@@ -79,6 +79,7 @@ static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_resul
 	case -EILSEQ:
 		snprintf(what, sizeof(what), "upload of image %d: device's image check failed",
 			 c->image);
+		job->distrust_slot |= 1u << c->image;
 		break;
 	case -ENOMEM:
 		/* The engine halved its window down to 1 and the device still had no buffer: its
@@ -228,6 +229,7 @@ static void on_check_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 		return;
 	}
 	c->uploaded |= 1u << c->image;
+	job->distrust_slot &= ~(1u << c->image);
 	job_upload_next(job);
 }
 

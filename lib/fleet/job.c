@@ -338,6 +338,25 @@ bool job_probe_send(struct fleet_job *job, enum job_probe_step step)
 	return true;
 }
 
+/*
+ * An image that failed the device's check may still be listed under the release's hash
+ * (the field comes from its TLV): never mark it, erase the slot and upload again.
+ */
+static void distrust_slots(struct fleet_job *job)
+{
+	struct fgw_fleet_plan *p = &job->conn->plan;
+
+	for (int i = 0; i < 2; i++) {
+		if (!(job->distrust_slot & (1u << i)) || (p->action[i] != FGW_FLEET_IMAGE_MARK &&
+							  p->action[i] != FGW_FLEET_IMAGE_STAGED &&
+							  p->action[i] != FGW_FLEET_IMAGE_UPLOAD))
+			continue;
+		p->action[i] = FGW_FLEET_IMAGE_UPLOAD;
+		p->erase_first[i] = true;
+		p->images_mask |= 1u << i;
+	}
+}
+
 static void plan_and_go(struct fleet_job *job)
 {
 	struct job_conn *c = job->conn;
@@ -355,6 +374,7 @@ static void plan_and_go(struct fleet_job *job)
 		(void) job_enter_state(job, FGW_JOB_STATE_FAILED, reason, NULL);
 		return;
 	}
+	distrust_slots(job);
 	if (c->plan.images_mask == 0) {
 		if (c->plan.confirm_running) {
 			job->images_mask = 1;

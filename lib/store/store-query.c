@@ -427,6 +427,21 @@ FGW_EXPORT int fgw_store_failure_reasons(struct fgw_store *s, const char *releas
 	return count_query(s, sql, release_id, cb, user_data);
 }
 
+FGW_EXPORT int fgw_store_failure_stages(struct fgw_store *s, const char *release_id,
+					fgw_store_count_cb_t cb, void *user_data)
+{
+	/* Only states the fleet can fail from pass as a stage: the label set stays fixed. */
+	static const char sql[] =
+	    "SELECT j.state || '/' || COALESCE((SELECT CASE WHEN e.from_state IN ('queued', "
+	    "'connecting', 'probing', 'uploading', 'marking', 'resetting', 'rebooting', "
+	    "'verifying', 'confirming') THEN e.from_state ELSE 'other' END FROM events e "
+	    "WHERE e.job_id = j.id AND e.kind = 'job-state' AND e.to_state = j.state "
+	    "ORDER BY e.id DESC LIMIT 1), 'unknown'), 0, count(*) FROM jobs j "
+	    "WHERE j.release_id = ?1 AND j.state IN ('failed', 'reverted') GROUP BY 1 ORDER BY 1";
+
+	return count_query(s, sql, release_id, cb, user_data);
+}
+
 FGW_EXPORT int fgw_store_release_counts(struct fgw_store *s, fgw_store_count_cb_t cb,
 					void *user_data)
 {

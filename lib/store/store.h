@@ -333,6 +333,10 @@ int fgw_store_state_counts(struct fgw_store *s, const char *release_id, fgw_stor
 /* Failed and reverted jobs of @release_id per reason (NULL reason reported as ""). */
 int fgw_store_failure_reasons(struct fgw_store *s, const char *release_id, fgw_store_count_cb_t cb,
 			      void *user_data);
+/* Failed and reverted jobs of a release by "outcome/stage": outcome is failed or reverted,
+ * stage the state the job left for it (or "unknown", "other"); a fixed set, for metrics. */
+int fgw_store_failure_stages(struct fgw_store *s, const char *release_id, fgw_store_count_cb_t cb,
+			     void *user_data);
 /* The last @limit failed or reverted devices of @release_id, most recent first. */
 int fgw_store_failures_foreach(struct fgw_store *s, const char *release_id, unsigned limit,
 			       fgw_store_device_cb_t cb, void *user_data);

@@ -139,9 +139,19 @@ static void on_upload(struct fdev *d, const uint8_t *req, cbor_item_t *q)
 			 memcmp(d->s[1].hash, d->fx->rel.image[0].hash, 32) == 0
 			     ? d->fx->rel.image[0].version
 			     : d->fx->rel2.image[0].version);
+		if (d->check_fails) {
+			/* Img_mgmt lists the hash from the TLV, not one it computed. */
+			d->check_fails--;
+			d->s[1].corrupt = true;
+			memcpy(d->s[1].hash, d->fx->rel.image[0].hash, 32);
+			snprintf(d->s[1].version, sizeof(d->s[1].version), "%s",
+				 d->fx->rel.image[0].version);
+		}
 	}
 	m = cbor_new_indefinite_map();
 	put(m, "off", cbor_build_uint32((uint32_t) d->off));
+	if (d->off == d->len && d->s[1].present && o + cbor_bytestring_length(data) == d->len)
+		put(m, "match", cbor_build_bool(!d->s[1].corrupt));
 	answer(d, req, m);
 }
 
@@ -194,6 +204,8 @@ static void on_state_write(struct fdev *d, const uint8_t *req, cbor_item_t *q)
 		}
 		d->s[1].pending = true;
 		d->s[1].permanent = c;
+		if (d->s[1].corrupt)
+			d->corrupt_marks++;
 	}
 	answer_image_state(d, req);
 }
@@ -441,9 +453,8 @@ void fx_image(struct fx *x, const char *name, size_t len, unsigned seed,
 		data[i] = (uint8_t) (i * 7 + seed);
 	*img = (struct fgw_fleet_image){.present = true, .size = len, .fd = fd};
 	assert_int_equal(write(fd, data, len), (ssize_t) len);
-	assert_int_equal(fcntl(fd, F_ADD_SEALS,
-			       F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL),
-			 0);
+	assert_int_equal(
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL), 0);
 	assert_int_equal(EVP_Digest(data, len, img->file_sha, &n, EVP_sha256(), NULL), 1);
 	memcpy(img->hash, img->file_sha, 32); /* what the fake device reports, see on_upload */
 	free(data);

@@ -30,6 +30,7 @@ struct fdev_slot {
 	uint8_t hash[32];
 	char version[48];
 	bool active, confirmed, pending, permanent;
+	bool corrupt; /* the stored bytes fail the device's own image check */
 };
 
 struct fdev {
@@ -50,8 +51,15 @@ struct fdev {
 	int drop_at_chunk;	   /* > 0: drop the link instead of answering chunk k (once) */
 	int mute_from_chunk;	   /* > 0: answer no upload chunk from the k-th on */
 	bool silent;		   /* answer nothing at all */
+	/*
+	 * > 0: the next uploads arrive damaged (as if flash or the cache flipped bits): the
+	 * device's check answers match=false, yet its image list shows the hash field of the
+	 * image's TLV, which still names the release.
+	 */
+	unsigned check_fails;
 	/* counts */
 	unsigned links, chunks, resets, forced_resets, erases, state_writes;
+	unsigned corrupt_marks; /* test/confirm marks of a slot that failed its check */
 };
 
 struct fx {

@@ -254,6 +254,26 @@ static void test_foreign_pending_image_erased(void **state)
 	assert_int_equal(d->erases, 1);
 }
 
+/* Issue #18 item 3: the slot's hash field after a failed image check proves nothing. */
+static void test_failed_image_check_is_erased_not_marked(void **state)
+{
+	struct fx *x = *state;
+	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
+
+	d->check_fails = 1;
+	fx_start(x, true);
+	fx_seen(x, d);
+	come_back(x, d);
+	assert_state(x, d, "done");
+	assert_history(x, d,
+		       "queued>connecting>probing>uploading>queued>connecting>probing>uploading>"
+		       "marking>resetting>rebooting>verifying>confirming>done");
+	assert_int_equal(d->corrupt_marks, 0);
+	assert_int_equal(d->erases, 1);
+	assert_false(d->s[0].corrupt); /* what booted is the bytes uploaded again */
+	assert_true(d->s[0].active && d->s[0].confirmed);
+}
+
 static void test_unseen_devices_stay_in_the_store(void **state)
 {
 	struct fx *x = *state;
@@ -780,6 +800,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_upload_refused, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_busy_answers_pass, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_foreign_pending_image_erased, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_image_check_is_erased_not_marked, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unseen_devices_stay_in_the_store, fx_setup,
 					    fx_teardown),

@@ -61,7 +61,7 @@ def used_metric_names():
 
 
 def live_names(metrics_text):
-    """Families (# TYPE: a labelled gauge such as fotagw_job_failures{reason} has no sample
+    """Families (# TYPE: a labelled gauge such as fotagw_job_failures{outcome,stage} has no sample
     while nothing failed) and sample names."""
     names = set()
     for line in metrics_text.splitlines():
@@ -168,7 +168,10 @@ def run(w, tmp):
 
         rules = prom.api("/api/v1/rules")["data"]["groups"]
         loaded = [r for g in rules for r in g["rules"]]
-        check(len(loaded) == 9, f"Prometheus loaded {len(loaded)} rules")
+        with open(RULES) as f:
+            in_file = sum(1 for line in f if line.lstrip().startswith("- alert:"))
+        check(len(loaded) == in_file and in_file >= 10,
+              f"Prometheus loaded {len(loaded)} rules of the {in_file} in the file")
         wait_for("every rule evaluated", lambda: all(
             r.get("health") == "ok" for g in prom.api("/api/v1/rules")["data"]["groups"]
             for r in g["rules"]), 20)
