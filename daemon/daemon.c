@@ -91,6 +91,7 @@ static void reload(struct fgw_daemon *d)
 		prio = LOG_NOTICE;
 		r = fgw_config_apply_reload(&d->cfg, &next, log_diag, &prio);
 		fgw_log_set_level(d->cfg.log_level);
+		fgw_daemon_fleet_reload(d);
 		fgw_notice("event: reloaded, keys-applied: %d", r);
 		fgw_config_done(&next);
 	}

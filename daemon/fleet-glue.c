@@ -224,9 +224,10 @@ static int start_release_source(struct fgw_daemon *d)
 
 /* ---- start / stop ------------------------------------------------------------------------ */
 
-int fgw_daemon_fleet_start(struct fgw_daemon *d)
+/* The fleet's options from the configuration in force: at start and again at each reload. */
+static void fleet_options(struct fgw_daemon *d, struct fgw_fleet_options *fo)
 {
-	struct fgw_fleet_options fo = {
+	*fo = (struct fgw_fleet_options){
 	    .max_connections = (unsigned) d->cfg.ble_max_connections,
 	    .retry_limit = (unsigned) d->cfg.retry_limit,
 	    .backoff_base_ms = (uint64_t) d->cfg.backoff_base_s * 1000,
@@ -243,6 +244,21 @@ int fgw_daemon_fleet_start(struct fgw_daemon *d)
 	    .transport_user_data = d,
 	    .security_failed = security_failed,
 	};
+}
+
+void fgw_daemon_fleet_reload(struct fgw_daemon *d)
+{
+	struct fgw_fleet_options fo;
+
+	if (!d->fleet)
+		return;
+	fleet_options(d, &fo);
+	fgw_fleet_set_options(d->fleet, &fo);
+}
+
+int fgw_daemon_fleet_start(struct fgw_daemon *d)
+{
+	struct fgw_fleet_options fo;
 	char *list, *save = NULL, *tok;
 	int r;
 
@@ -269,6 +285,7 @@ int fgw_daemon_fleet_start(struct fgw_daemon *d)
 		fgw_bluez_add_device_watch(d->bluez, on_ble_device, d);
 	}
 
+	fleet_options(d, &fo);
 	r = fgw_fleet_new(d->loop, d->store, &fo, &d->fleet);
 	if (r < 0)
 		return fgw_log_errno(LOG_ERR, r, "Failed to set up the fleet");

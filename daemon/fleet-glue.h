@@ -12,5 +12,7 @@ struct fgw_daemon;
 
 /* Starts BlueZ (if [ble] enabled), the fleet and the release source (if a manifest URL). */
 int fgw_daemon_fleet_start(struct fgw_daemon *d);
+/* The configuration in force (just reloaded) to the running fleet: its reloadable options. */
+void fgw_daemon_fleet_reload(struct fgw_daemon *d);
 /* Stops them; uv_run() must run once more to release their handles. */
 void fgw_daemon_fleet_stop(struct fgw_daemon *d);

@@ -462,6 +462,8 @@ FGW_EXPORT int fgw_config_apply_reload(struct fgw_config *cur, const struct fgw_
 			*(bool *) dst = *(const bool *) src;
 			break;
 		}
+		if (diag)
+			diag(NULL, 0, k->section, k->name, "applied", user_data);
 		applied++;
 	}
 	return applied;

@@ -91,7 +91,7 @@ void fgw_config_done(struct fgw_config *c);
 
 /*
  * Reload: copies into @cur every value of @next whose key may change at run time, and reports
- * through @diag (as a notice, line 0) each changed key that needs a restart. Returns the
+ * through @diag (line 0) each changed key: "applied", or that it needs a restart. Returns the
  * number of keys applied.
  */
 int fgw_config_apply_reload(struct fgw_config *cur, const struct fgw_config *next,

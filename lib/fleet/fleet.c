@@ -685,6 +685,20 @@ FGW_EXPORT int fgw_fleet_new(uv_loop_t *loop, struct fgw_store *store,
 	return 0;
 }
 
+FGW_EXPORT void fgw_fleet_set_options(struct fgw_fleet *f, const struct fgw_fleet_options *o)
+{
+	f->o.retry_limit = o->retry_limit;
+	f->o.backoff_base_ms = o->backoff_base_ms;
+	f->o.backoff_max_ms = o->backoff_max_ms;
+	f->o.reboot_timeout_ms = o->reboot_timeout_ms;
+	f->o.progress_flush_ms = o->progress_flush_ms;
+	f->o.chunk_timeout_ms = o->chunk_timeout_ms;
+	f->o.first_chunk_timeout_ms = o->first_chunk_timeout_ms;
+	f->o.upload_window = o->upload_window;
+	snprintf(f->default_group, sizeof(f->default_group), "%s",
+		 o->default_group ? o->default_group : "default");
+}
+
 static void fleet_handle_closed(uv_handle_t *h)
 {
 	struct fgw_fleet *f = h->data;

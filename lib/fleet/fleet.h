@@ -103,6 +103,15 @@ struct fgw_fleet_options {
 int fgw_fleet_new(uv_loop_t *loop, struct fgw_store *store, const struct fgw_fleet_options *o,
 		  struct fgw_fleet **ret);
 /*
+ * New values for a running fleet (SIGHUP): retry_limit, backoff_*, reboot_timeout_ms,
+ * progress_flush_ms, chunk timeouts, upload_window and default_group. A failure counts against
+ * the limit and back-off in force when it happens, an upload takes the window and timeouts in
+ * force when it starts (the next image or attempt), a rebooting job is judged against the
+ * timeout in force, a device met for the first time gets the group in force. The other fields
+ * need a restart and are not read here.
+ */
+void fgw_fleet_set_options(struct fgw_fleet *f, const struct fgw_fleet_options *o);
+/*
  * No job may start, for a reason the operator must fix (a read-only database): logged once,
  * and the fleet keeps answering (stats, progress) without writing.
  */

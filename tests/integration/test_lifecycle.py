@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """fotagwd under a fake systemd: READY=1, WATCHDOG=1, STOPPING=1, exit 0 within 2 s of SIGTERM.
 
-Also: SIGHUP reloads the log level; a database newer than the build is refused with a clear
+Also: SIGHUP reloads the log level and the fleet's keys, each logged; a database newer than the build is refused with a clear
 message and exit 1.
 """
 import os
@@ -55,14 +55,27 @@ def main():
             read_notify(sock, "WATCHDOG=1", time.monotonic() + 2)
             read_notify(sock, "WATCHDOG=1", time.monotonic() + 2)
 
-            # SIGHUP: reload raises the level to debug, and the daemon keeps running.
-            with open(conf, "w") as f:
-                f.write(f"[log]\nlevel = debug\n[store]\npath = {db}\n[api]\nenabled = false\n[ble]\nenabled = false\n")
-            p.send_signal(signal.SIGHUP)
-            read_notify(sock, "RELOADING=1", time.monotonic() + 5)
-            read_notify(sock, "READY=1", time.monotonic() + 5)
-            if p.poll() is not None:
-                fail("daemon exited on SIGHUP")
+            # SIGHUP: reload raises the level to debug, applies a fleet key (the fleet takes
+            # it: tests/unit/test-fleet.c, one test per key), names a key that needs a
+            # restart, and the daemon keeps running.
+            fleet = "[fleet]\nretry_limit = 3\n[upload]\nwindow = 2\n"
+            ble = "[ble]\nenabled = false\nmax_connections = 4\n"
+
+            def reload(level):
+                with open(conf, "w") as f:
+                    f.write(f"[log]\nlevel = {level}\n[store]\npath = {db}\n{fleet}"
+                            f"[api]\nenabled = false\n{ble}")
+                p.send_signal(signal.SIGHUP)
+                read_notify(sock, "RELOADING=1", time.monotonic() + 5)
+                read_notify(sock, "READY=1", time.monotonic() + 5)
+                if p.poll() is not None:
+                    fail("daemon exited on SIGHUP")
+
+            reload("debug")
+            # The new level is in force at once: at warning, the notice that ends this reload
+            # is not written (READY=1 comes after it); back at info for the stop.
+            reload("warning")
+            reload("info")
 
             t0 = time.monotonic()
             p.send_signal(signal.SIGTERM)
@@ -79,9 +92,17 @@ def main():
                 p.wait()
         errlog.seek(0)
         log = errlog.read()
-        for needle in ("<5>event: started", "<5>event: reloaded", "<5>event: stopped"):
+        for needle in ("<5>event: started", "<5>config: log.level applied",
+                       "<5>config: fleet.retry_limit applied", "<5>config: upload.window applied",
+                       "<5>config: ble.max_connections changed, but takes effect only after a restart",
+                       "<5>event: reloaded, keys-applied: 3", "<5>event: stopped"):
             if needle not in log:
                 fail(f"log lacks {needle!r}:\n{log}")
+        # Three reloads, each hiding or showing notices: debug → warning hides the "reloaded"
+        # of the second; warning → info hides the "reload" and "applied" of the third.
+        if (log.count("<5>event: reload,") != 2 or log.count("<5>event: reloaded") != 2
+                or log.count("<5>config: log.level applied") != 2):
+            fail(f"log.level did not take effect at each reload:\n{log}")
         if not all(l[:3] in ("<3>", "<4>", "<5>", "<6>", "<7>") for l in log.splitlines()):
             fail(f"a log line without a priority prefix:\n{log}")
 

@@ -104,6 +104,8 @@ static void on_upload(struct fdev *d, const uint8_t *req, cbor_item_t *q)
 		peer_drop_link(d->peer, -ECONNRESET, 0);
 		return;
 	}
+	if (d->mute_from_chunk && (int) d->chunks >= d->mute_from_chunk)
+		return;
 	if (d->upload_rc) {
 		answer_rc(d, req, (unsigned) d->upload_rc);
 		return;

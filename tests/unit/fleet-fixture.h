@@ -49,6 +49,7 @@ struct fdev {
 	int upload_rc;		   /* != 0: refuse every upload chunk with this rc */
 	int mark_rc;		   /* != 0: refuse state writes (test/confirm marks) with this */
 	int drop_at_chunk;	   /* > 0: drop the link instead of answering chunk k (once) */
+	int mute_from_chunk;	   /* > 0: answer no upload chunk from the k-th on */
 	bool silent;		   /* answer nothing at all */
 	/*
 	 * > 0: the next uploads arrive damaged (as if flash or the cache flipped bits): the

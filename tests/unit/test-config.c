@@ -142,8 +142,29 @@ static void test_reload(void **state)
 	assert_int_equal(fgw_config_apply_reload(&cur, &next, collect, &d), 1);
 	assert_int_equal(cur.log_level, LOG_ERR);
 	assert_string_equal(cur.db_path, "/var/lib/fotagw/fotagw.db");
-	assert_int_equal(d.n, 1);
-	assert_string_equal(d.key[0], "store.path");
+	assert_int_equal(d.n, 2);
+	assert_string_equal(d.key[0], "log.level");
+	assert_string_equal(d.msg[0], "applied");
+	assert_string_equal(d.key[1], "store.path");
+	fgw_config_done(&cur);
+	fgw_config_done(&next);
+}
+
+/*
+ * ble.name_prefix: fleet-glue.c reads it from the daemon's configuration at each BlueZ device
+ * report, so the reloaded value is the one in force for the next advertisement.
+ */
+static void test_reload_name_prefix(void **state)
+{
+	struct fgw_config cur = {0}, next = {0};
+
+	assert_int_equal(fgw_config_load_string(good, "a", &cur, NULL, NULL), 0);
+	assert_int_equal(fgw_config_load_string("[store]\npath=/var/lib/fotagw/fotagw.db\n"
+						"[ble]\nname_prefix=sensor-\n",
+						"b", &next, NULL, NULL),
+			 0);
+	assert_true(fgw_config_apply_reload(&cur, &next, NULL, NULL) > 0);
+	assert_string_equal(cur.ble_name_prefix, "sensor-");
 	fgw_config_done(&cur);
 	fgw_config_done(&next);
 }
@@ -323,6 +344,7 @@ int main(void)
 		cmocka_unit_test(test_long_line),
 		cmocka_unit_test(test_several_errors),
 		cmocka_unit_test(test_reload),
+		cmocka_unit_test(test_reload_name_prefix),
 		cmocka_unit_test(test_example_file),
 		cmocka_unit_test(test_release_keys),
 		cmocka_unit_test(test_release_key_limit),
