@@ -450,13 +450,16 @@ def umount(path):
 
 def fill(path):
     """Writes a file until the file system is full."""
-    with open(os.path.join(path, "filler"), "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
+    # Unbuffered: a buffered file would raise ENOSPC again when it closes, flushing what the
+    # full file system already refused.
+    fd = os.open(os.path.join(path, "filler"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def case_disk_full(b):
