@@ -656,7 +656,16 @@ static void link_acquire(struct fgw_bluez_link *l)
 		bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
 		return;
 	}
-	l->await_char = false;
+	if (l->await_char) {
+		/* The grace timer bounded the listing only: the rest of the connect bound applies
+		 * again (left running, it failed a slow subscription as "acquiring took longer
+		 * than 20000 ms" 3 s later: VM tier, pairing probe on a loaded host). */
+		uint64_t spent = fgw_now_ms() - l->connect_ms;
+		unsigned limit = l->b->opts.connect_timeout_ms;
+
+		l->await_char = false;
+		bz_link_restart_timer(l, spent < limit ? (unsigned) (limit - spent) : 1u);
+	}
 	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_ACQUIRING);
 	free(l->char_path);
 	l->char_path = strdup(c->path);
