@@ -29,7 +29,7 @@ build-asan:
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 check: deps build build-asan
-	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE flaky
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	$(SAN_ENV) ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L '$(ASAN_CHECK_LABELS)'
 
 # The Debian package (debian/): fotagw_<version>_<arch>.deb and its dbgsym package in
