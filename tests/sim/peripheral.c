@@ -17,6 +17,9 @@
  *   Notification (2 more header bytes): responses go out in chunks of at most MTU - 5.
  * A reset (or a fault that drops the link) disconnects the central (Device1.Disconnect on the
  * peer's object of our adapter) and withdraws the advertisement until the device is up again.
+ * The end of a link is the peer's Connected turning false, as Zephyr's disconnected callback:
+ * for a bonded central bluetoothd 5.66 keeps the CCC state at disconnection (att_disconnected()
+ * clears it only for unbonded peers), so the notify fd may stay open after the link is gone.
  */
 #include <errno.h>
 #include <poll.h>
@@ -595,6 +598,49 @@ static int on_disconnected(sd_bus_message *m, void *userdata, sd_bus_error *ret_
 	return 0;
 }
 
+/* The central's link ended (Zephyr: the disconnected callback): its fds are stale, advertise. */
+static void peer_disconnected(struct periph_dev *x)
+{
+	if (!linked(x) && x->write_fd < 0)
+		return;
+	fgw_info("%s: %s disconnected (Connected=false)", x->dev->name, x->peer);
+	release_write(x);
+	release_notify(x);
+	x->notifying = false;
+	uv_timer_start(&x->tick, on_tick, 0, TICK_MS);
+}
+
+static int on_props_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+	struct sim_periph *p = userdata;
+	const char *iface, *name, *path = sd_bus_message_get_path(m);
+	int connected = -1;
+
+	if (!path || sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, "org.bluez.Device1"))
+		return 0;
+	if (sd_bus_message_enter_container(m, 'a', "{sv}") < 0)
+		return 0;
+	while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+		if (sd_bus_message_read(m, "s", &name) < 0)
+			return 0;
+		if (!strcmp(name, "Connected")) {
+			if (sd_bus_message_read(m, "v", "b", &connected) < 0)
+				return 0;
+		} else if (sd_bus_message_skip(m, "v") < 0) {
+			return 0;
+		}
+		if (sd_bus_message_exit_container(m) < 0)
+			return 0;
+	}
+	if (connected != 0)
+		return 0;
+	for (unsigned i = 0; i < p->n_devs; i++)
+		if (!strcmp(p->devs[i].peer, path))
+			peer_disconnected(&p->devs[i]);
+	bus_kick(p);
+	return 0;
+}
+
 void sim_periph_device_link_lost(struct sim_periph *p, struct sim_device *d)
 {
 	struct periph_dev *x = &p->devs[d->index];
@@ -806,6 +852,10 @@ int sim_periph_new(struct sim *sim, struct sim_periph **ret)
 			return r;
 		}
 	}
+	r = sd_bus_match_signal(p->bus, NULL, "org.bluez", NULL, "org.freedesktop.DBus.Properties",
+				"PropertiesChanged", on_props_changed, p);
+	if (r < 0)
+		fgw_log_errno(LOG_WARNING, r, "cannot watch the centrals' Connected");
 	uv_poll_init(sim->loop, &p->poll, sd_bus_get_fd(p->bus));
 	uv_timer_init(sim->loop, &p->bus_timer);
 	uv_prepare_init(sim->loop, &p->prepare);
