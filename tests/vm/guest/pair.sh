@@ -9,8 +9,9 @@
 #   3. the right passkey: upload; then back-to-back sessions 0.1 s apart on the stored bond
 #      (image list, image test), reset, reconnect with the bond, the new image runs in test,
 #      confirm; bluetoothd still answers AcquireNotify and never said "Notify acquired";
-#   4. (PARTS with 2, run before the back-to-back part) a fotagwd rollout to a second, fresh protected device with the passkey
-#      in [ble] passkey_file: paired, done.
+#   4. (PARTS with 2, run before the back-to-back part) a fotagwd rollout to a second, fresh
+#      protected device with the passkey in [ble] passkey_file: paired, done; then sim1 comes
+#      back, so the sessions on its bond also follow a bond made by another process.
 # usage (host): tests/vm/run.sh --build BUILD tests/vm/guest/pair.sh [PARTS]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 PARTS=${1:-12}
@@ -102,8 +103,7 @@ run --passkey-file "$W/passkey" image upload "$W/app.bin"
 [ $RC = 0 ] && vm_pass "paired (LE SC passkey) and uploaded in ${SECS}s" ||
 	vm_fail "upload with the passkey (logs/smp-$N.log)"
 vm_check "bluetoothd holds the bond (Paired)" bash -c "[ \"\$(busctl --system get-property org.bluez $DEV org.bluez.Device1 Paired)\" = 'b true' ]"
-# ---- 4. fotagwd (before the back-to-back sessions: the guest kernel oopses after a few
-# bonded reconnects, see kernel_bt_oops) ----
+# ---- 4. fotagwd ----
 if [[ $PARTS == *2* ]]; then
 	# fotagwd takes every fotagw-sim-* device it sees: only the fresh one may be there
 	vm_stop "$SIM1"
