@@ -206,11 +206,12 @@ static int on_probe_started(sd_bus_message *m, void *user_data, sd_bus_error *re
 		/* VM tier, BlueZ 5.66: on an unpaired link to a protected characteristic the
 		 * CCC write waits for the security bluetoothd tries to raise by itself (pairing
 		 * through its default agent); when that cannot succeed, no answer comes for
-		 * longer than our call timeout. */
+		 * longer than our call timeout. D-Bus's own text ("Method call timed out") is left
+		 * out: the user must read that pairing is needed, not that something timed out. */
 		bz_link_set_error(l,
 				  "pairing required: StartNotify not answered within %u ms on an "
-				  "unpaired link (bluetoothd waits for a security upgrade): %s",
-				  l->b->opts.call_timeout_ms, text);
+				  "unpaired link (bluetoothd waits for a security upgrade)",
+				  l->b->opts.call_timeout_ms);
 		bz_link_fail(l, -ENOKEY, true);
 		return 0;
 	}
