@@ -62,6 +62,7 @@ struct periph_dev {
 	enum app_state app;
 	enum adv_state adv;
 	bool adv_announced; /* "advertising" logged since the device came up */
+	unsigned adv_ticks; /* ticks since advertising (re)started: paces the refresh */
 	bool app_error_logged, adv_error_logged;
 	uv_timer_t tick;
 	int write_fd, notify_fd;
@@ -562,15 +563,35 @@ static void adv_call(struct periph_dev *x, bool reg)
 	fgw_debug("%s: advertisement %s", x->dev->name, adv_state_names[x->adv]);
 }
 
+/*
+ * The refresh (unregister, register) leaves the device silent for a few hundred ms under
+ * TCG. A central whose LE Create Connection lands in that gap gets "Connection Failed to be
+ * Established" from btvirt at once, which the 6.1 kernel then leaves pending for 20 s (VM
+ * tier, vm/pair). A Zephyr device advertises without gaps: refresh every tick only for the
+ * first seconds after advertising (re)starts, when a central already scanning must be told,
+ * then every REFRESH_SLOW ticks.
+ */
+#define REFRESH_FAST 4
+#define REFRESH_SLOW 4
+
+static bool adv_refresh_due(const struct periph_dev *x)
+{
+	return x->adv_ticks <= REFRESH_FAST || x->adv_ticks % REFRESH_SLOW == 0;
+}
+
 /* One step toward what the device wants; never while a call is pending. */
 static void adv_step(struct periph_dev *x)
 {
 	if (x->adv == ADV_REGISTERING || x->adv == ADV_UNREGISTERING)
 		return;
-	if (adv_wanted(x))
-		adv_call(x, x->adv == ADV_OFF); /* ON: unregister, the reply registers again */
-	else if (x->adv == ADV_ON)
+	if (adv_wanted(x)) {
+		if (x->adv == ADV_OFF)
+			adv_call(x, true);
+		else if (adv_refresh_due(x))
+			adv_call(x, false); /* the reply registers again */
+	} else if (x->adv == ADV_ON) {
 		adv_call(x, false);
+	}
 	bus_kick(x->p);
 }
 
@@ -580,6 +601,10 @@ static void on_tick(uv_timer_t *t)
 
 	if (x->app == APP_NONE)
 		app_register(x);
+	if (!adv_wanted(x))
+		x->adv_ticks = 0; /* the next advertising period starts with fast refreshes */
+	else
+		x->adv_ticks++;
 	adv_step(x);
 	bus_kick(x->p);
 }
