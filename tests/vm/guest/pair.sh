@@ -105,18 +105,16 @@ run --passkey-file "$W/passkey" image upload "$W/app.bin"
 vm_check "bluetoothd holds the bond (Paired)" bash -c "[ \"\$(busctl --system get-property org.bluez $DEV org.bluez.Device1 Paired)\" = 'b true' ]"
 # ---- 4. fotagwd ----
 if [[ $PARTS == *2* ]]; then
-	# fotagwd takes every device whose name has its prefix, and bluetoothd still lists sim1
-	# (bonded, off now) under its cached name: sim2 gets a name of its own. Trying sim1 cost a
-	# 40 s connect attempt and once left bluetoothd 5.66 taking it for connected afterwards.
+	# fotagwd takes every fotagw-sim-* device it sees: only the fresh one may be there
 	vm_stop "$SIM1"
 	A2=${BT_ADDR[hci2]}
 	vm_bg sim2 "$SIM" --peripheral --adapter hci2 --state-dir "$W/sim2" --mode swap \
-		--set security=authen --set passkey=123456 --set name=fotagw-pair2 --log-level info
+		--set security=authen --set passkey=123456 --log-level info
 	SIM2=$VM_PID
 	vm_wait 30 "sim2: advertising" sim_event sim2 'event: advertising' || vm_fail "sim2 advertising"
 	oops_fail
 	if timeout 300 python3 -u "$VM_GUEST_DIR/rollout.py" --build "$B" --work "$W/rollout" \
-		--addr "$A2" --adapter hci0 --all-done --passkey-file "$W/passkey" --name-prefix fotagw-pair2 \
+		--addr "$A2" --adapter hci0 --all-done --passkey-file "$W/passkey" \
 		--json "$L/rollout.json" >"$L/rollout.log" 2>&1; then
 		vm_pass "fotagwd paired and rolled out: $(json_get "$L/rollout.json" "d['jobs']")"
 	else

@@ -29,7 +29,6 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--limit", type=float, default=300)
     ap.add_argument("--passkey-file", help="[ble] passkey_file (pairing scenario)")
-    ap.add_argument("--name-prefix", help="[ble] name_prefix (default: fotagw-sim-)")
     ap.add_argument("--all-done", action="store_true",
                     help="every device must end done (default: the 2nd fails at boot)")
     a = ap.parse_args()
@@ -59,9 +58,6 @@ def main():
                      ("level = info", "level = debug")):
         assert old in conf, old
         conf = conf.replace(old, new)
-    if a.name_prefix:
-        assert "name_prefix = fotagw-sim-\n" in conf
-        conf = conf.replace("name_prefix = fotagw-sim-\n", f"name_prefix = {a.name_prefix}\n")
     if a.passkey_file:
         # one bluetoothd serves both ends here: the peripherals' agent must stay the default
         # (it answers the responder side), ours answers our own Pair() calls
