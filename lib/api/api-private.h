@@ -130,7 +130,7 @@ int api_cursor_decode(const char *cursor, char **ret_address);
 /* Whether @s (length @len) looks like a device address: BLE MAC or udp:host:port. */
 bool api_address_valid(const char *s, size_t len);
 
-/* Handlers (handlers.c, metrics.c). */
+/* Handlers (handlers-*.c, metrics.c). */
 void api_handle_health(struct fgw_api *api, const struct api_request *req,
 		       struct api_response *resp);
 void api_handle_devices(struct fgw_api *api, const struct api_request *req,

@@ -1,0 +1,53 @@
+/*
+ * For the /v1 handler files (handlers-*.c, events.c): building a JSON answer with one
+ * out-of-memory flag instead of a check after every call, sending it, and the store reads
+ * several handlers start from. Private to lib/api.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "api-private.h"
+#include "store.h"
+
+struct jb {
+	bool oom;
+};
+
+/* Adds @item (consumed) to @parent under @key, or to the array @parent when @key is NULL. */
+cJSON *api_jb_put(struct jb *b, cJSON *parent, const char *key, cJSON *item);
+cJSON *api_jb_str(struct jb *b, cJSON *o, const char *key, const char *v); /* NULL: null */
+cJSON *api_jb_int(struct jb *b, cJSON *o, const char *key, int64_t v); /* FGW_STORE_NULL: null */
+cJSON *api_jb_num(struct jb *b, cJSON *o, const char *key, double v);  /* not finite: null */
+cJSON *api_jb_bool(struct jb *b, cJSON *o, const char *key, bool v);
+cJSON *api_jb_obj(struct jb *b, cJSON *o, const char *key);
+cJSON *api_jb_arr(struct jb *b, cJSON *o, const char *key);
+/* Stored JSON text (written by the gateway itself) as a value; null if absent or broken. */
+cJSON *api_jb_raw_json(struct jb *b, cJSON *o, const char *key, const char *text);
+
+/* Sends @root (consumed) as the @status response, or a 500 if building it ran out of memory. */
+void api_reply_json(struct api_response *resp, unsigned status, struct jb *b, cJSON *root);
+/* Counts and logs a failed store query and answers 503 (busy) or 500. */
+void api_reply_store_error(struct fgw_api *api, struct api_response *resp, int r);
+
+/* The current release, copied out of its callback. */
+struct release_ref {
+	char *id;
+	char *version;
+	char *policy_json;
+	int64_t sequence;
+};
+void api_release_ref_done(struct release_ref *r);
+/* 0 with @ref filled or left empty (no current release), or -errno. */
+int api_current_release(struct fgw_api *api, struct release_ref *ref);
+
+/* fgw_store_rollout_get() callbacks: the halted flag into a bool, or the whole halt_info. */
+struct halt_info {
+	bool halted;
+	char *by, *reason;
+};
+int api_copy_halted(const struct fgw_store_rollout *ro, void *user_data);
+int api_copy_halt_info(const struct fgw_store_rollout *ro, void *user_data);
