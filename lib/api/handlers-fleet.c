@@ -23,76 +23,72 @@ static bool state_active(const char *state)
 	return false;
 }
 
-static void add_progress(struct fgw_api *api, struct jb *b, cJSON *job, const char *address)
+static void add_progress(struct fgw_api *api, struct api_jw *w, const char *address)
 {
 	struct fgw_api_progress p = {0};
-	cJSON *o;
 
 	if (!api->prov.progress || api->prov.progress(api->prov.user_data, address, &p) < 0)
 		return;
-	o = api_jb_obj(b, job, "progress");
-	api_jb_int(b, o, "image", p.image);
-	api_jb_int(b, o, "bytes", (int64_t) p.bytes);
-	api_jb_int(b, o, "total", (int64_t) p.total);
-	api_jb_num(b, o, "percent",
+	api_jw_open(w, "progress", '{');
+	api_jw_int(w, "image", p.image);
+	api_jw_int(w, "bytes", (int64_t) p.bytes);
+	api_jw_int(w, "total", (int64_t) p.total);
+	api_jw_num(w, "percent",
 		   p.total ? floor(1000.0 * (double) p.bytes / (double) p.total) / 10.0 : NAN);
-	api_jb_num(b, o, "rate_bps", p.rate_bps);
-	api_jb_int(b, o, "eta_s", p.eta_s >= 0 ? p.eta_s : FGW_STORE_NULL);
+	api_jw_num(w, "rate_bps", p.rate_bps);
+	api_jw_int(w, "eta_s", p.eta_s >= 0 ? p.eta_s : FGW_STORE_NULL);
+	api_jw_close(w, '}');
 }
 
-static void add_job(struct fgw_api *api, struct jb *b, cJSON *dev, const char *address,
+static void add_job(struct fgw_api *api, struct api_jw *w, const char *address,
 		    const struct fgw_store_job *j)
 {
-	cJSON *o;
-
 	if (j->id == FGW_STORE_NULL) {
-		api_jb_put(b, dev, "job", cJSON_CreateNull());
+		api_jw_null(w, "job");
 		return;
 	}
-	o = api_jb_obj(b, dev, "job");
-	api_jb_int(b, o, "id", j->id);
-	api_jb_str(b, o, "release", j->release_id);
-	api_jb_str(b, o, "state", j->state);
-	api_jb_int(b, o, "image", j->image);
-	api_jb_int(b, o, "offset", j->offset);
-	api_jb_int(b, o, "attempts", j->attempts);
-	api_jb_int(b, o, "next_attempt_at", j->next_attempt_at);
-	api_jb_str(b, o, "reason", j->reason);
-	api_jb_bool(b, o, "canary", j->canary == 1);
-	api_jb_str(b, o, "app_result", j->app_result);
-	api_jb_str(b, o, "net_result", j->net_result);
-	api_jb_int(b, o, "created_at", j->created_at);
-	api_jb_int(b, o, "updated_at", j->updated_at);
-	api_jb_int(b, o, "started_at", j->started_at);
-	api_jb_int(b, o, "finished_at", j->finished_at);
+	api_jw_open(w, "job", '{');
+	api_jw_int(w, "id", j->id);
+	api_jw_str(w, "release", j->release_id);
+	api_jw_str(w, "state", j->state);
+	api_jw_int(w, "image", j->image);
+	api_jw_int(w, "offset", j->offset);
+	api_jw_int(w, "attempts", j->attempts);
+	api_jw_int(w, "next_attempt_at", j->next_attempt_at);
+	api_jw_str(w, "reason", j->reason);
+	api_jw_bool(w, "canary", j->canary == 1);
+	api_jw_str(w, "app_result", j->app_result);
+	api_jw_str(w, "net_result", j->net_result);
+	api_jw_int(w, "created_at", j->created_at);
+	api_jw_int(w, "updated_at", j->updated_at);
+	api_jw_int(w, "started_at", j->started_at);
+	api_jw_int(w, "finished_at", j->finished_at);
 	if (j->state && state_active(j->state))
-		add_progress(api, b, o, address);
+		add_progress(api, w, address);
+	api_jw_close(w, '}');
 }
 
-static cJSON *device_json(struct fgw_api *api, struct jb *b, cJSON *parent,
-			  const struct fgw_store_device *d)
+/* Opens the device's object and writes its fields; the caller may add more, then closes it. */
+static void device_json(struct fgw_api *api, struct api_jw *w, const struct fgw_store_device *d)
 {
-	cJSON *o = api_jb_obj(b, parent, NULL);
-
-	api_jb_str(b, o, "address", d->address);
-	api_jb_str(b, o, "transport", d->transport);
-	api_jb_str(b, o, "name", d->name);
-	api_jb_int(b, o, "rssi", d->rssi);
-	api_jb_int(b, o, "last_seen", d->last_seen);
-	api_jb_str(b, o, "board", d->board);
-	api_jb_str(b, o, "group", d->group);
-	api_jb_str(b, o, "state", d->state);
-	add_job(api, b, o, d->address, &d->job);
-	return o;
+	api_jw_open(w, NULL, '{');
+	api_jw_str(w, "address", d->address);
+	api_jw_str(w, "transport", d->transport);
+	api_jw_str(w, "name", d->name);
+	api_jw_int(w, "rssi", d->rssi);
+	api_jw_int(w, "last_seen", d->last_seen);
+	api_jw_str(w, "board", d->board);
+	api_jw_str(w, "group", d->group);
+	api_jw_str(w, "state", d->state);
+	add_job(api, w, d->address, &d->job);
 }
 
 struct list_ctx {
 	struct fgw_api *api;
-	struct jb *b;
-	cJSON *arr;
+	struct api_jw *w;
 	unsigned limit;
 	unsigned n;
-	char *last; /* address of the last row shown */
+	char *last; /* address of the last row shown, when a row follows it */
 };
 
 static int list_row(const struct fgw_store_device *d, void *user_data)
@@ -102,8 +98,10 @@ static int list_row(const struct fgw_store_device *d, void *user_data)
 	/* One row past the page tells that there is a next page; it is not shown. */
 	if (++c->n > c->limit)
 		return 0;
-	device_json(c->api, c->b, c->arr, d);
-	free(c->last);
+	device_json(c->api, c->w, d);
+	api_jw_close(c->w, '}');
+	if (c->n < c->limit)
+		return 0;
 	c->last = strdup(d->address);
 	return c->last ? 0 : -ENOMEM;
 }
@@ -150,9 +148,8 @@ void api_handle_devices(struct fgw_api *api, const struct api_request *req,
 	struct release_ref cur = {0};
 	const char *states[16];
 	struct fgw_store_device_filter f = {0};
-	struct jb b = {0};
-	struct list_ctx c = {.api = api, .b = &b};
-	cJSON *root;
+	struct api_jw w = {0};
+	struct list_ctx c = {.api = api, .w = &w};
 	int64_t limit = API_DEFAULT_LIMIT;
 	int r;
 
@@ -196,11 +193,11 @@ void api_handle_devices(struct fgw_api *api, const struct api_request *req,
 	f.limit = (unsigned) limit + 1;
 	c.limit = (unsigned) limit;
 
-	root = cJSON_CreateObject();
-	c.arr = api_jb_arr(&b, root, "devices");
+	api_jw_open(&w, NULL, '{');
+	api_jw_open(&w, "devices", '[');
 	r = fgw_store_devices_query(api->store, &f, list_row, &c);
 	if (r < 0) {
-		cJSON_Delete(root);
+		api_jw_done(&w);
 		free(c.last);
 		api_release_ref_done(&cur);
 		if (r == -ENOMEM)
@@ -209,102 +206,89 @@ void api_handle_devices(struct fgw_api *api, const struct api_request *req,
 		return;
 	}
 	if (c.n > c.limit && api_cursor_encode(c.last, &next) < 0)
-		b.oom = true;
-	api_jb_str(&b, root, "next_cursor", next);
-	api_jb_str(&b, root, "release", release ? release : cur.id);
+		w.failed = true;
+	api_jw_close(&w, ']');
+	api_jw_str(&w, "next_cursor", next);
+	api_jw_str(&w, "release", release ? release : cur.id);
+	api_jw_close(&w, '}');
 	free(c.last);
 	api_release_ref_done(&cur);
-	api_reply_json(resp, 200, &b, root);
+	api_jw_reply(&w, resp, 200);
 }
 
 /* ---- one device ---- */
 
 struct device_ctx {
 	struct fgw_api *api;
-	struct jb *b;
-	cJSON *root;
+	struct api_jw *w;
 };
 
 static int device_detail(const struct fgw_store_device *d, void *user_data)
 {
 	struct device_ctx *c = user_data;
-	cJSON *o = device_json(c->api, c->b, c->root, d);
 
-	api_jb_int(c->b, o, "bootloader_mode", d->bootloader_mode);
-	api_jb_int(c->b, o, "created_at", d->created_at);
+	device_json(c->api, c->w, d);
+	api_jw_int(c->w, "bootloader_mode", d->bootloader_mode);
+	api_jw_int(c->w, "created_at", d->created_at);
 	return 0;
 }
 
 static int image_row(const struct fgw_store_device_image *img, void *user_data)
 {
-	struct device_ctx *c = user_data;
-	cJSON *o = api_jb_obj(c->b, c->root, NULL), *fl;
+	struct api_jw *w = ((struct device_ctx *) user_data)->w;
 	int64_t f = img->flags == FGW_STORE_NULL ? 0 : img->flags;
 
-	api_jb_int(c->b, o, "image", img->image);
-	api_jb_int(c->b, o, "slot", img->slot);
-	api_jb_str(c->b, o, "version", img->version);
-	api_jb_str(c->b, o, "hash", img->hash);
-	fl = api_jb_obj(c->b, o, "flags");
-	api_jb_bool(c->b, fl, "active", f & 1);
-	api_jb_bool(c->b, fl, "confirmed", f & 2);
-	api_jb_bool(c->b, fl, "pending", f & 4);
-	api_jb_bool(c->b, fl, "permanent", f & 8);
-	api_jb_bool(c->b, fl, "bootable", f & 16);
-	api_jb_int(c->b, o, "read_at", img->read_at);
+	api_jw_open(w, NULL, '{');
+	api_jw_int(w, "image", img->image);
+	api_jw_int(w, "slot", img->slot);
+	api_jw_str(w, "version", img->version);
+	api_jw_str(w, "hash", img->hash);
+	api_jw_open(w, "flags", '{');
+	api_jw_bool(w, "active", f & 1);
+	api_jw_bool(w, "confirmed", f & 2);
+	api_jw_bool(w, "pending", f & 4);
+	api_jw_bool(w, "permanent", f & 8);
+	api_jw_bool(w, "bootable", f & 16);
+	api_jw_close(w, '}');
+	api_jw_int(w, "read_at", img->read_at);
+	api_jw_close(w, '}');
 	return 0;
 }
 
 static int event_row(const struct fgw_store_event *e, void *user_data)
 {
-	struct device_ctx *c = user_data;
-	cJSON *o = api_jb_obj(c->b, c->root, NULL);
-
-	api_jb_int(c->b, o, "id", e->id);
-	api_jb_int(c->b, o, "at", e->at);
-	api_jb_str(c->b, o, "kind", e->kind);
-	api_jb_str(c->b, o, "from", e->from_state);
-	api_jb_str(c->b, o, "to", e->to_state);
-	api_jb_str(c->b, o, "detail", e->detail);
-	api_jb_int(c->b, o, "job_id", e->job_id);
+	api_jw_event(((struct device_ctx *) user_data)->w, e, false);
 	return 0;
 }
 
 void api_handle_device(struct fgw_api *api, const char *address, struct api_response *resp)
 {
-	struct jb b = {0};
-	cJSON *arr = cJSON_CreateArray(), *dev;
-	struct device_ctx c = {.api = api, .b = &b, .root = arr};
+	struct api_jw w = {0};
+	struct device_ctx c = {.api = api, .w = &w};
 	int r;
 
-	if (!arr)
-		return;
 	r = fgw_store_device_find(api->store, address, NULL, device_detail, &c);
-	if (r < 0) {
-		cJSON_Delete(arr);
-		if (r == -ENOENT)
-			api_error(resp, 404, "not_found", "no device '%s'", address);
-		else if (r != -ENOMEM)
-			api_reply_store_error(api, resp, r);
+	if (r == -ENOENT) {
+		api_error(resp, 404, "not_found", "no device '%s'", address);
 		return;
 	}
-	/* Detach the device object from the scratch array: it becomes the root. */
-	dev = cJSON_DetachItemFromArray(arr, 0);
-	cJSON_Delete(arr);
-	if (!dev)
-		return;
-	c.root = api_jb_arr(&b, dev, "images");
-	r = fgw_store_device_images_foreach(api->store, address, image_row, &c);
 	if (r >= 0) {
-		c.root = api_jb_arr(&b, dev, "events");
+		api_jw_open(&w, "images", '[');
+		r = fgw_store_device_images_foreach(api->store, address, image_row, &c);
+		api_jw_close(&w, ']');
+	}
+	if (r >= 0) {
+		api_jw_open(&w, "events", '[');
 		r = fgw_store_device_events_foreach(api->store, address, API_DEVICE_EVENTS,
 						    event_row, &c);
+		api_jw_close(&w, ']');
 	}
 	if (r < 0) {
-		cJSON_Delete(dev);
+		api_jw_done(&w);
 		if (r != -ENOMEM)
 			api_reply_store_error(api, resp, r);
 		return;
 	}
-	api_reply_json(resp, 200, &b, dev);
+	api_jw_close(&w, '}');
+	api_jw_reply(&w, resp, 200);
 }

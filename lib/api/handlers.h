@@ -51,3 +51,28 @@ struct halt_info {
 };
 int api_copy_halted(const struct fgw_store_rollout *ro, void *user_data);
 int api_copy_halt_info(const struct fgw_store_rollout *ro, void *user_data);
+
+/*
+ * Streaming JSON (json-writer.c): values appended straight into the body, for the big reads.
+ * The output equals cJSON_PrintUnformatted() of the same values. One failure flag: after
+ * running out of memory every call does nothing and api_jw_reply() answers 500.
+ */
+struct api_jw {
+	char *buf;
+	size_t len, cap;
+	bool more; /* the innermost object or array has a value already: the next needs a comma */
+	bool failed;
+};
+/* Opens an object ('{') or array ('[') as @key of the object being written (NULL: in an array). */
+void api_jw_open(struct api_jw *w, const char *key, char bracket);
+void api_jw_close(struct api_jw *w, char bracket);
+void api_jw_str(struct api_jw *w, const char *key, const char *v); /* NULL: null */
+void api_jw_int(struct api_jw *w, const char *key, int64_t v);	   /* FGW_STORE_NULL: null */
+void api_jw_num(struct api_jw *w, const char *key, double v);	   /* not finite: null */
+void api_jw_bool(struct api_jw *w, const char *key, bool v);
+void api_jw_null(struct api_jw *w, const char *key);
+/* Hands the body to @resp as a JSON @status answer (500 if it failed) and resets @w. */
+void api_jw_reply(struct api_jw *w, struct api_response *resp, unsigned status);
+void api_jw_done(struct api_jw *w);
+/* events.c: one event as an object, with its device's address for the fleet-wide list. */
+void api_jw_event(struct api_jw *w, const struct fgw_store_event *e, bool with_address);
