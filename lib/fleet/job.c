@@ -23,15 +23,16 @@ static const char *const state_names[_FGW_JOB_STATE_MAX] = {
 
 FGW_EXPORT const char *fgw_job_state_to_string(enum fgw_job_state s)
 {
-	return (unsigned) s < _FGW_JOB_STATE_MAX ? state_names[s] : "invalid";
+	const char *name = FGW_ENUM_NAME(state_names, s);
+
+	return name ? name : "invalid";
 }
 
 FGW_EXPORT enum fgw_job_state fgw_job_state_from_string(const char *s)
 {
-	for (int i = 0; s && i < _FGW_JOB_STATE_MAX; i++)
-		if (strcmp(s, state_names[i]) == 0)
-			return (enum fgw_job_state) i;
-	return _FGW_JOB_STATE_INVALID;
+	int v = FGW_ENUM_VALUE(state_names, s);
+
+	return v < 0 ? _FGW_JOB_STATE_INVALID : (enum fgw_job_state) v;
 }
 
 FGW_EXPORT bool fgw_job_state_is_terminal(enum fgw_job_state s)

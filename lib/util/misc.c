@@ -125,3 +125,16 @@ FGW_EXPORT bool fgw_url_has_userinfo(const char *url)
 	auth += 3;
 	return memchr(auth, '@', strcspn(auth, "/?#")) != NULL;
 }
+
+FGW_EXPORT const char *fgw_enum_name(const char *const *names, size_t n, int value)
+{
+	return value >= 0 && (size_t) value < n ? names[value] : NULL;
+}
+
+FGW_EXPORT int fgw_enum_value(const char *const *names, size_t n, const char *s)
+{
+	for (size_t i = 0; s && i < n; i++)
+		if (names[i] && strcmp(s, names[i]) == 0)
+			return (int) i;
+	return -EINVAL;
+}

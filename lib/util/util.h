@@ -46,7 +46,6 @@ int fgw_log_get_level(void);
 int fgw_log_level_from_string(const char *s);
 const char *fgw_log_level_to_string(int level);
 void fgw_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void fgw_logv(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Logs "<message>: <strerror(-err)>" and returns @err (a negative errno), for `return ...;`. */
 int fgw_log_errno(int prio, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -55,7 +54,7 @@ int fgw_log_errno(int prio, int err, const char *fmt, ...) __attribute__((format
  * network) for logs and terminals: printable ASCII and printable UTF-8 stay, the backslash
  * becomes \\ and every other byte \xNN (C0/C1 controls, DEL, invalid UTF-8). Works like
  * snprintf: writes at most @size bytes including the NUL, never cuts an escape in half, and
- * returns the length the whole escaped text needs. fgw_logv escapes every message itself.
+ * returns the length the whole escaped text needs. fgw_log escapes every message itself.
  */
 size_t fgw_escape_text(char *dst, size_t size, const char *src, size_t len);
 /* The escaped copy of a C string (NULL as ""), malloc'd; NULL when out of memory. */
@@ -95,5 +94,15 @@ char *fgw_url_redact(const char *url, char *buf, size_t size);
 /* "scheme://user[:password]@host...": an '@' in the authority. */
 bool fgw_url_has_userinfo(const char *url);
 #define FGW_URL_LOG_MAX 2100 /* a manifest URL (2048) redacted, and a NUL */
+/*
+ * Enum <-> name through a table indexed by the enum (designated initializers; a gap is NULL):
+ * the one way every part names its states and reasons. fgw_enum_name() gives NULL for a value
+ * outside the table; fgw_enum_value() the index of @s, or -EINVAL (also for NULL).
+ */
+const char *fgw_enum_name(const char *const *names, size_t n, int value);
+int fgw_enum_value(const char *const *names, size_t n, const char *s);
+#define FGW_ENUM_NAME(names, value) fgw_enum_name(names, ARRAY_SIZE(names), (int) (value))
+#define FGW_ENUM_VALUE(names, s) fgw_enum_value(names, ARRAY_SIZE(names), s)
+
 /* "true/false/yes/no/on/off/1/0". -EINVAL otherwise. */
 int fgw_parse_bool(const char *s, bool *ret);

@@ -66,6 +66,23 @@ static void test_url_redact(void **state)
 	assert_string_equal(fgw_url_redact("https://u:p@h/x", buf, 6), "https");
 }
 
+static void test_enum_names(void **state)
+{
+	enum { A, B, GAP, C, MAX };
+	static const char *const names[MAX] = {[A] = "a", [B] = "b", [C] = "c"};
+
+	assert_string_equal(FGW_ENUM_NAME(names, A), "a");
+	assert_string_equal(FGW_ENUM_NAME(names, C), "c");
+	assert_null(FGW_ENUM_NAME(names, GAP));
+	assert_null(FGW_ENUM_NAME(names, MAX));
+	assert_null(FGW_ENUM_NAME(names, -22));
+	assert_int_equal(FGW_ENUM_VALUE(names, "b"), B);
+	assert_int_equal(FGW_ENUM_VALUE(names, "c"), C);
+	assert_int_equal(FGW_ENUM_VALUE(names, "B"), -EINVAL);
+	assert_int_equal(FGW_ENUM_VALUE(names, ""), -EINVAL);
+	assert_int_equal(FGW_ENUM_VALUE(names, NULL), -EINVAL);
+}
+
 static void test_log_levels(void **state)
 {
 	assert_int_equal(fgw_log_level_from_string("debug"), LOG_DEBUG);
@@ -167,6 +184,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_int),
 	    cmocka_unit_test(test_parse_bool),
 	    cmocka_unit_test(test_log_levels),
+	    cmocka_unit_test(test_enum_names),
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_escape_truncates_whole_pieces),
 	    cmocka_unit_test(test_log_escapes_messages),
