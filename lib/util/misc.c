@@ -138,3 +138,32 @@ FGW_EXPORT int fgw_enum_value(const char *const *names, size_t n, const char *s)
 			return (int) i;
 	return -EINVAL;
 }
+
+FGW_EXPORT int fgw_ble_addr_parse(const char *s, char ret[FGW_BLE_ADDR_STRLEN])
+{
+	char out[FGW_BLE_ADDR_STRLEN];
+
+	if (!s)
+		return -EINVAL;
+	/* by hand, not isxdigit(): the rule must not depend on the locale */
+	for (int i = 0; i < FGW_BLE_ADDR_STRLEN - 1; i++) {
+		char c = s[i];
+
+		if (i % 3 == 2) {
+			if (c != ':')
+				return -EINVAL;
+			out[i] = c;
+		} else if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F')) {
+			out[i] = c;
+		} else if (c >= 'a' && c <= 'f') {
+			out[i] = (char) (c - 'a' + 'A');
+		} else {
+			return -EINVAL; /* also the NUL of a short string */
+		}
+	}
+	if (s[FGW_BLE_ADDR_STRLEN - 1] != '\0')
+		return -EINVAL;
+	out[FGW_BLE_ADDR_STRLEN - 1] = '\0';
+	memcpy(ret, out, sizeof(out));
+	return 0;
+}

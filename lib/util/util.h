@@ -95,6 +95,14 @@ char *fgw_url_redact(const char *url, char *buf, size_t size);
 bool fgw_url_has_userinfo(const char *url);
 #define FGW_URL_LOG_MAX 2100 /* a manifest URL (2048) redacted, and a NUL */
 /*
+ * A BLE device address as fotagw writes it everywhere (config, store, API, logs): six bytes
+ * of hex, either case, separated by ':' only, nothing before or after. @ret gets the
+ * upper-case form (the one BlueZ shows). 0, or -EINVAL for anything else (also NULL).
+ */
+#define FGW_BLE_ADDR_STRLEN 18
+int fgw_ble_addr_parse(const char *s, char ret[FGW_BLE_ADDR_STRLEN]);
+
+/*
  * Enum <-> name through a table indexed by the enum (designated initializers; a gap is NULL):
  * the one way every part names its states and reasons. fgw_enum_name() gives NULL for a value
  * outside the table; fgw_enum_value() the index of @s, or -EINVAL (also for NULL).

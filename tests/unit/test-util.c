@@ -83,6 +83,26 @@ static void test_enum_names(void **state)
 	assert_int_equal(FGW_ENUM_VALUE(names, NULL), -EINVAL);
 }
 
+static void test_ble_addr(void **state)
+{
+	char a[FGW_BLE_ADDR_STRLEN];
+
+	assert_int_equal(fgw_ble_addr_parse("c0:0a:bb:Cd:eF:09", a), 0);
+	assert_string_equal(a, "C0:0A:BB:CD:EF:09");
+	assert_int_equal(fgw_ble_addr_parse("C0:00:00:00:00:01", a), 0);
+	assert_string_equal(a, "C0:00:00:00:00:01");
+	/* one rule: ':' only, exactly six bytes, nothing around */
+	assert_int_equal(fgw_ble_addr_parse("C0_00_00_00_00_01", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse("C0:00:00:00:00:0", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse("C0:00:00:00:00:001", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse(" C0:00:00:00:00:01", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse("C0:00:00:00:00:0G", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse("C0:00:00:00:0:001", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse("", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse(NULL, a), -EINVAL);
+	assert_string_equal(a, "C0:00:00:00:00:01"); /* untouched by a refusal */
+}
+
 static void test_log_levels(void **state)
 {
 	assert_int_equal(fgw_log_level_from_string("debug"), LOG_DEBUG);
@@ -185,6 +205,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_bool),
 	    cmocka_unit_test(test_log_levels),
 	    cmocka_unit_test(test_enum_names),
+	    cmocka_unit_test(test_ble_addr),
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_escape_truncates_whole_pieces),
 	    cmocka_unit_test(test_log_escapes_messages),
