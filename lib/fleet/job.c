@@ -268,7 +268,7 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 		break;
 	case JOB_PROBE_BOOT_MODE: {
 		struct fgw_smp_bootloader_info bi;
-		c->view.mode = FGW_FLEET_BOOT_UNKNOWN;
+		c->view.mode = FGW_MCUBOOT_MODE_UNKNOWN;
 		if (fgw_smp_status_ok(&rsp->status) &&
 		    fgw_smp_bootloader_info_decode(rsp->payload, rsp->len, &bi) == 0 && bi.has_mode)
 			c->view.mode = bi.mode;

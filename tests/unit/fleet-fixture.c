@@ -411,7 +411,7 @@ struct fdev *fx_device(struct fx *x, const char *address)
 	struct fdev *d = &x->dev[x->n_dev++];
 
 	assert_true(x->n_dev <= ARRAY_SIZE(x->dev));
-	*d = (struct fdev){.fx = x, .mode = FGW_FLEET_BOOT_SWAP_MOVE};
+	*d = (struct fdev){.fx = x, .mode = FGW_MCUBOOT_MODE_SWAP_WITHOUT_SCRATCH};
 	snprintf(d->address, sizeof(d->address), "%s", address);
 	d->s[0] = (struct fdev_slot){.present = true, .active = true, .confirmed = true};
 	memset(d->s[0].hash, 0x11, 32);

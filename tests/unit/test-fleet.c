@@ -71,7 +71,7 @@ static void test_overwrite_confirms_at_once(void **state)
 	struct fx *x = *state;
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
 
-	d->mode = FGW_FLEET_BOOT_OVERWRITE;
+	d->mode = FGW_MCUBOOT_MODE_OVERWRITE_ONLY;
 	fx_start(x, true);
 	fx_seen(x, d);
 	come_back(x, d);
@@ -101,7 +101,7 @@ static void test_unsupported_mode_fails(void **state)
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
 	struct fgw_fleet_stats st;
 
-	d->mode = FGW_FLEET_BOOT_DIRECT_XIP;
+	d->mode = FGW_MCUBOOT_MODE_DIRECT_XIP;
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "failed");
@@ -454,12 +454,12 @@ static void test_operator_retry(void **state)
 	struct fx *x = *state;
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
 
-	d->mode = FGW_FLEET_BOOT_DIRECT_XIP;
+	d->mode = FGW_MCUBOOT_MODE_DIRECT_XIP;
 	fx_start(x, true);
 	assert_int_equal(fgw_fleet_retry(x->fleet, d->address), -ENOENT);
 	fx_seen(x, d);
 	assert_state(x, d, "failed");
-	d->mode = FGW_FLEET_BOOT_SWAP_MOVE;
+	d->mode = FGW_MCUBOOT_MODE_SWAP_WITHOUT_SCRATCH;
 	assert_int_equal(fgw_fleet_retry(x->fleet, d->address), 0);
 	assert_int_equal(x->fleet->counts.failed, 0);
 	come_back(x, d);
@@ -476,7 +476,7 @@ static void test_failed_canary_halts(void **state)
 
 	x->rel.canary_percent = 50;
 	x->rel.max_failure_rate = 0.2;
-	a->mode = FGW_FLEET_BOOT_DIRECT_XIP;
+	a->mode = FGW_MCUBOOT_MODE_DIRECT_XIP;
 	fx_start(x, true);
 	fx_seen(x, a); /* the first target is the canary */
 	fx_seen(x, b);
