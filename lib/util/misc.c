@@ -1,9 +1,11 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -166,4 +168,16 @@ FGW_EXPORT int fgw_ble_addr_parse(const char *s, char ret[FGW_BLE_ADDR_STRLEN])
 	out[FGW_BLE_ADDR_STRLEN - 1] = '\0';
 	memcpy(ret, out, sizeof(out));
 	return 0;
+}
+
+FGW_EXPORT int fgw_fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
 }

@@ -95,6 +95,13 @@ char *fgw_url_redact(const char *url, char *buf, size_t size);
 bool fgw_url_has_userinfo(const char *url);
 #define FGW_URL_LOG_MAX 2100 /* a manifest URL (2048) redacted, and a NUL */
 /*
+ * fsync() of the file or directory at @path. Writing a file durably is: write, fsync the file,
+ * rename it into place, then fsync its directory, or the new name may be lost in a crash.
+ * 0 or -errno.
+ */
+int fgw_fsync_path(const char *path);
+
+/*
  * A BLE device address as fotagw writes it everywhere (config, store, API, logs): six bytes
  * of hex, either case, separated by ':' only, nothing before or after. @ret gets the
  * upper-case form (the one BlueZ shows). 0, or -EINVAL for anything else (also NULL).

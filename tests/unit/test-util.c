@@ -2,6 +2,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -101,6 +103,24 @@ static void test_ble_addr(void **state)
 	assert_int_equal(fgw_ble_addr_parse("", a), -EINVAL);
 	assert_int_equal(fgw_ble_addr_parse(NULL, a), -EINVAL);
 	assert_string_equal(a, "C0:00:00:00:00:01"); /* untouched by a refusal */
+}
+
+static void test_fsync_path(void **state)
+{
+	char dir[] = "/tmp/fgw-test-util-XXXXXX", file[64];
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(file, sizeof(file), "%s/f", dir);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fputs("x", f);
+	fclose(f);
+	assert_int_equal(fgw_fsync_path(dir), 0);
+	assert_int_equal(fgw_fsync_path(file), 0);
+	assert_int_equal(unlink(file), 0);
+	assert_int_equal(fgw_fsync_path(file), -ENOENT);
+	assert_int_equal(rmdir(dir), 0);
 }
 
 static void test_log_levels(void **state)
@@ -206,6 +226,7 @@ int main(void)
 	    cmocka_unit_test(test_log_levels),
 	    cmocka_unit_test(test_enum_names),
 	    cmocka_unit_test(test_ble_addr),
+	    cmocka_unit_test(test_fsync_path),
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_escape_truncates_whole_pieces),
 	    cmocka_unit_test(test_log_escapes_messages),
