@@ -47,6 +47,19 @@ void ops_conn_close(struct ops_conn *c);
 int ops_request(struct ops_conn *c, const char *method, const char *path, const char *body,
 		long *ret_status, cJSON **ret_json, char *err, size_t err_size);
 
+/* A response body as it arrives (NUL-terminated), at most 32 MiB. */
+struct ops_body {
+	char *data;
+	size_t len;
+};
+void ops_body_clear(struct ops_body *b);
+/*
+ * Resets the curl easy handle @curl and sets it up for @url the way every request of fotactl
+ * goes: timeouts (3 s to connect, 15 s in all), HTTP(S) only, no signals, the body into @b
+ * (cleared first). ops_request() and the live view of watch.c (curl multi) both use it.
+ */
+void ops_curl_setup(void *curl, const char *url, struct ops_body *b);
+
 /*
  * GET @path expecting 200 and JSON; on anything else prints the gateway's error message
  * and returns NULL.
