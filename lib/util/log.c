@@ -50,7 +50,7 @@ FGW_EXPORT const char *fgw_log_level_to_string(int level)
 	return "unknown";
 }
 
-static void logv(int prio, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void logv(int prio, const char *fmt, va_list ap)
 {
 	char msg[2048], line[4096];
 	int n, m;
