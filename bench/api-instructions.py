@@ -7,12 +7,13 @@ request costs the loop, the figure that decides how long uploads wait behind a r
 of the last answer is hashed so two builds can be checked to answer byte for byte the same.
 Prints one JSON line.
 
-  bench/api-instructions.py --build BUILD [--path /v1/devices] [--requests 100]
+  bench/api-instructions.py --build BUILD [--path /v1/devices] [--requests 100] [--profile F]
 """
 import argparse
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -44,7 +45,7 @@ def measure(fotagwd, tmp, name, path, n):
         gw.kill()
     if rc != 0:
         raise SystemExit(f"{name}: fotagwd exited {rc}\n{gw.log()[-2000:]}")
-    return run.callgrind_total(gw.callgrind_out), body
+    return run.callgrind_total(gw.callgrind_out), body, gw.callgrind_out
 
 
 def main():
@@ -52,14 +53,17 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--path", default="/v1/devices")
     ap.add_argument("--requests", type=int, default=100)
+    ap.add_argument("--profile", help="copy the callgrind profile of the reads run here")
     a = ap.parse_args()
     fotagwd = os.path.join(os.path.abspath(a.build), "daemon", "fotagwd")
     with tempfile.TemporaryDirectory(prefix="fgw-api-instr-") as tmp:
         ft.run([os.path.join(os.path.abspath(a.build), "tools", "fotactl", "fotactl"), "release",
                 "keygen", "-o", os.path.join(tmp, "manifest.pem"), "--public",
                 os.path.join(tmp, "manifest.pub")])
-        base, _ = measure(fotagwd, tmp, "baseline", a.path, 0)
-        total, body = measure(fotagwd, tmp, "reads", a.path, a.requests)
+        base, _, _ = measure(fotagwd, tmp, "baseline", a.path, 0)
+        total, body, prof = measure(fotagwd, tmp, "reads", a.path, a.requests)
+        if a.profile:
+            shutil.copy(prof, a.profile)
     print(json.dumps({"metric": "api_instructions_per_request", "path": a.path,
                       "value": round((total - base) / a.requests), "unit": "instructions",
                       "requests": a.requests, "devices": run.DB_DEVICES,

@@ -54,8 +54,9 @@ int api_copy_halt_info(const struct fgw_store_rollout *ro, void *user_data);
 
 /*
  * Streaming JSON (json-writer.c): values appended straight into the body, for the big reads.
- * The output equals cJSON_PrintUnformatted() of the same values. One failure flag: after
- * running out of memory every call does nothing and api_jw_reply() answers 500.
+ * The output equals cJSON_PrintUnformatted() of the same values. Keys must be the handlers'
+ * own literals (they are written without escaping); values are escaped. One failure flag:
+ * after running out of memory every call does nothing and api_jw_reply() answers 500.
  */
 struct api_jw {
 	char *buf;
