@@ -3,6 +3,7 @@
  * when they are "XX:XX:XX:XX:XX:XX" in hex of either case, and then normalised to upper case,
  * idempotently; everything else is -EINVAL and leaves the output alone.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
