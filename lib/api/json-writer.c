@@ -18,21 +18,9 @@
 
 static bool jw_reserve(struct api_jw *w, size_t n)
 {
-	size_t cap;
-	char *b;
-
-	if (w->failed)
-		return false;
-	if (w->len + n + 1 <= w->cap)
-		return true;
-	cap = FGW_MAX(FGW_MAX(w->cap * 2, w->len + n + 1), (size_t) 4096);
-	if (cap > JW_MAX_BYTES || !(b = realloc(w->buf, cap))) {
+	if (!w->failed && !fgw_buf_grow(&w->buf, &w->cap, w->len + n + 1, JW_MAX_BYTES))
 		w->failed = true;
-		return false;
-	}
-	w->buf = b;
-	w->cap = cap;
-	return true;
+	return !w->failed;
 }
 
 static void jw_append(struct api_jw *w, const char *s, size_t n)

@@ -26,23 +26,9 @@ struct fgw_prom {
 
 static void prom_append(struct fgw_prom *w, const char *s, size_t n)
 {
-	if (w->failed)
+	if (w->failed || !fgw_buf_grow(&w->buf, &w->cap, w->len + n + 1, PROM_MAX_BYTES)) {
+		w->failed = true;
 		return;
-	if (w->len + n + 1 > w->cap) {
-		size_t cap = FGW_MAX(w->cap * 2, w->len + n + 1);
-		char *b;
-		cap = FGW_MAX(cap, (size_t) 4096);
-		if (cap > PROM_MAX_BYTES) {
-			w->failed = true;
-			return;
-		}
-		b = realloc(w->buf, cap);
-		if (!b) {
-			w->failed = true;
-			return;
-		}
-		w->buf = b;
-		w->cap = cap;
 	}
 	memcpy(w->buf + w->len, s, n);
 	w->len += n;

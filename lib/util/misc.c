@@ -181,3 +181,21 @@ FGW_EXPORT int fgw_fsync_path(const char *path)
 	close(fd);
 	return r;
 }
+
+FGW_EXPORT bool fgw_buf_grow(char **buf, size_t *cap, size_t need, size_t max)
+{
+	size_t n = FGW_MAX(FGW_MAX(*cap * 2, need), (size_t) 4096);
+	char *b;
+
+	if (need <= *cap)
+		return true;
+	if (need > max)
+		return false;
+	n = FGW_MIN(n, max);
+	b = realloc(*buf, n);
+	if (!b)
+		return false;
+	*buf = b;
+	*cap = n;
+	return true;
+}

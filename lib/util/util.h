@@ -95,6 +95,14 @@ char *fgw_url_redact(const char *url, char *buf, size_t size);
 bool fgw_url_has_userinfo(const char *url);
 #define FGW_URL_LOG_MAX 2100 /* a manifest URL (2048) redacted, and a NUL */
 /*
+ * Makes the malloc'd buffer *@buf (of capacity *@cap) hold at least @need bytes: doubling, at
+ * least 4 KiB, never above @max. false, with *@buf and *@cap unchanged, when @need is over
+ * @max or memory is out. The one growth rule of the writers that build answers (JSON, HTML,
+ * Prometheus text) and stop at a cap.
+ */
+bool fgw_buf_grow(char **buf, size_t *cap, size_t need, size_t max);
+
+/*
  * fsync() of the file or directory at @path. Writing a file durably is: write, fsync the file,
  * rename it into place, then fsync its directory, or the new name may be lost in a crash.
  * 0 or -errno.

@@ -123,6 +123,26 @@ static void test_fsync_path(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+static void test_buf_grow(void **state)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+
+	assert_true(fgw_buf_grow(&buf, &cap, 10, 1 << 20));
+	assert_non_null(buf);
+	assert_int_equal(cap, 4096); /* at least 4 KiB */
+	assert_true(fgw_buf_grow(&buf, &cap, 4096, 1 << 20));
+	assert_int_equal(cap, 4096); /* enough already */
+	assert_true(fgw_buf_grow(&buf, &cap, 4097, 1 << 20));
+	assert_int_equal(cap, 8192); /* doubled */
+	assert_true(fgw_buf_grow(&buf, &cap, 9000, 10000));
+	assert_int_equal(cap, 10000); /* doubling stops at the cap */
+	/* over the cap: refused, the buffer as it was */
+	assert_false(fgw_buf_grow(&buf, &cap, 10001, 10000));
+	assert_int_equal(cap, 10000);
+	free(buf);
+}
+
 static void test_log_levels(void **state)
 {
 	assert_int_equal(fgw_log_level_from_string("debug"), LOG_DEBUG);
@@ -227,6 +247,7 @@ int main(void)
 	    cmocka_unit_test(test_enum_names),
 	    cmocka_unit_test(test_ble_addr),
 	    cmocka_unit_test(test_fsync_path),
+	    cmocka_unit_test(test_buf_grow),
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_escape_truncates_whole_pieces),
 	    cmocka_unit_test(test_log_escapes_messages),
