@@ -314,13 +314,9 @@ FGW_EXPORT int fgw_store_events_recent(struct fgw_store *s, unsigned limit, fgw_
 
 /* ---- releases ---- */
 
-#define RELEASE_COLUMNS                                                                            \
-	"id, sequence, version, board, groups_json, policy_json, bundle_url, bundle_sha256, "      \
-	"bundle_size, state, reason, created_at, verified_at "
-
-static int release_row(sqlite3_stmt *st, void *cb, void *user_data)
+void fgw_store__read_release(sqlite3_stmt *st, struct fgw_store_release *ret)
 {
-	struct fgw_store_release rel = {
+	*ret = (struct fgw_store_release){
 	    .id = fgw_store__col_str(st, 0),
 	    .sequence = fgw_store__col_int(st, 1),
 	    .version = fgw_store__col_str(st, 2),
@@ -335,7 +331,13 @@ static int release_row(sqlite3_stmt *st, void *cb, void *user_data)
 	    .created_at = fgw_store__col_int(st, 11),
 	    .verified_at = fgw_store__col_int(st, 12),
 	};
+}
 
+static int release_row(sqlite3_stmt *st, void *cb, void *user_data)
+{
+	struct fgw_store_release rel;
+
+	fgw_store__read_release(st, &rel);
 	return ((fgw_store_release_cb_t) cb)(&rel, user_data);
 }
 

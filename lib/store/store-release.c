@@ -142,31 +142,15 @@ FGW_EXPORT int fgw_store_release_get(struct fgw_store *s, const char *id, fgw_st
 	sqlite3_stmt *st;
 	int rc, r;
 
-	r = fgw_store__prepare(s,
-			       "SELECT id, sequence, version, board, groups_json, policy_json, "
-			       "bundle_url, bundle_sha256, bundle_size, state, reason, created_at, "
-			       "verified_at FROM releases WHERE id = ?1",
-			       &st);
+	r = fgw_store__prepare(s, "SELECT " RELEASE_COLUMNS "FROM releases WHERE id = ?1", &st);
 	if (r < 0)
 		return r;
 	fgw_store__bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		struct fgw_store_release rel = {
-		    .id = fgw_store__col_str(st, 0),
-		    .sequence = fgw_store__col_int(st, 1),
-		    .version = fgw_store__col_str(st, 2),
-		    .board = fgw_store__col_str(st, 3),
-		    .groups_json = fgw_store__col_str(st, 4),
-		    .policy_json = fgw_store__col_str(st, 5),
-		    .bundle_url = fgw_store__col_str(st, 6),
-		    .bundle_sha256 = fgw_store__col_str(st, 7),
-		    .bundle_size = fgw_store__col_int(st, 8),
-		    .state = fgw_store__col_str(st, 9),
-		    .reason = fgw_store__col_str(st, 10),
-		    .created_at = fgw_store__col_int(st, 11),
-		    .verified_at = fgw_store__col_int(st, 12),
-		};
+		struct fgw_store_release rel;
+
+		fgw_store__read_release(st, &rel);
 		r = cb(&rel, user_data);
 		r = r < 0 ? r : 0;
 	} else {
