@@ -145,8 +145,6 @@ void api_handle_resume(struct fgw_api *api, const struct api_request *req,
 void api_handle_retry(struct fgw_api *api, const char *address, const struct api_request *req,
 		      struct api_response *resp);
 void api_handle_metrics(struct fgw_api *api, struct api_response *resp);
-/* images.c: "images" of @release_id into release object @o, when the fleet knows them. */
-int api_release_images_json(struct fgw_api *api, struct cJSON *o, const char *release_id);
 /* events.c: GET /v1/events. */
 void api_handle_events(struct fgw_api *api, const struct api_request *req,
 		       struct api_response *resp);

@@ -17,8 +17,7 @@ void api_handle_health(struct fgw_api *api, const struct api_request *req,
 	struct fgw_api_health h = {.uptime_ms = -1};
 	struct fgw_api_manifest man = {0};
 	struct release_ref cur = {0};
-	struct jb b = {0};
-	cJSON *root, *o;
+	struct api_jw w = {0};
 	bool halted = false, ok = true;
 	int version, r = 0, hr = 0;
 
@@ -44,32 +43,36 @@ void api_handle_health(struct fgw_api *api, const struct api_request *req,
 	if (man.freshness && strcmp(man.freshness, "expired") == 0)
 		ok = false; /* a replayed or frozen manifest: the operator must look */
 
-	root = cJSON_CreateObject();
-	api_jb_str(&b, root, "status", ok ? "ok" : "degraded");
+	api_jw_open(&w, NULL, '{');
+	api_jw_str(&w, "status", ok ? "ok" : "degraded");
 	if (hr >= 0 && h.version)
-		api_jb_str(&b, root, "version", h.version);
+		api_jw_str(&w, "version", h.version);
 	if (hr >= 0 && h.uptime_ms >= 0)
-		api_jb_num(&b, root, "uptime_s", (double) h.uptime_ms / 1000.0);
-	api_jb_str(&b, root, "adapter_state", hr >= 0 ? h.adapter_state : NULL);
-	o = api_jb_obj(&b, root, "database");
-	api_jb_str(&b, o, "state", version >= 0 && r >= 0 ? "ok" : "error");
-	api_jb_int(&b, o, "schema_version", version >= 0 ? version : FGW_STORE_NULL);
+		api_jw_num(&w, "uptime_s", (double) h.uptime_ms / 1000.0);
+	api_jw_str(&w, "adapter_state", hr >= 0 ? h.adapter_state : NULL);
+	api_jw_open(&w, "database", '{');
+	api_jw_str(&w, "state", version >= 0 && r >= 0 ? "ok" : "error");
+	api_jw_int(&w, "schema_version", version >= 0 ? version : FGW_STORE_NULL);
+	api_jw_close(&w, '}');
 	if (cur.id) {
-		o = api_jb_obj(&b, root, "release");
-		api_jb_str(&b, o, "id", cur.id);
-		api_jb_str(&b, o, "version", cur.version);
+		api_jw_open(&w, "release", '{');
+		api_jw_str(&w, "id", cur.id);
+		api_jw_str(&w, "version", cur.version);
+		api_jw_close(&w, '}');
 	} else {
-		api_jb_put(&b, root, "release", cJSON_CreateNull());
+		api_jw_null(&w, "release");
 	}
-	api_jb_bool(&b, root, "rollout_halted", halted);
+	api_jw_bool(&w, "rollout_halted", halted);
 	if (man.freshness) {
-		o = api_jb_obj(&b, root, "manifest");
-		api_jb_str(&b, o, "freshness", man.freshness);
+		api_jw_open(&w, "manifest", '{');
+		api_jw_str(&w, "freshness", man.freshness);
 		if (man.expires > 0)
-			api_jb_num(&b, o, "expires", (double) man.expires);
+			api_jw_num(&w, "expires", (double) man.expires);
+		api_jw_close(&w, '}');
 	}
+	api_jw_close(&w, '}');
 	api_release_ref_done(&cur);
-	api_reply_json(resp, ok ? 200 : 503, &b, root);
+	api_jw_reply(&w, resp, ok ? 200 : 503);
 }
 
 /* ---- actions ---- */
@@ -140,12 +143,13 @@ static void reply_action_error(struct fgw_api *api, struct api_response *resp, i
 
 static void reply_halted(struct api_response *resp, bool halted, bool changed)
 {
-	struct jb b = {0};
-	cJSON *root = cJSON_CreateObject();
+	struct api_jw w = {0};
 
-	api_jb_bool(&b, root, "halted", halted);
-	api_jb_bool(&b, root, "changed", changed);
-	api_reply_json(resp, 200, &b, root);
+	api_jw_open(&w, NULL, '{');
+	api_jw_bool(&w, "halted", halted);
+	api_jw_bool(&w, "changed", changed);
+	api_jw_close(&w, '}');
+	api_jw_reply(&w, resp, 200);
 }
 
 void api_handle_pause(struct fgw_api *api, const struct api_request *req, struct api_response *resp)
@@ -211,8 +215,8 @@ void api_handle_retry(struct fgw_api *api, const char *address, const struct api
 		      struct api_response *resp)
 {
 	static const char *const keys[] = {NULL};
-	struct jb b = {0};
-	cJSON *body, *root;
+	struct api_jw w = {0};
+	cJSON *body;
 	int r;
 
 	if (parse_body(req, keys, &body, resp) < 0)
@@ -242,8 +246,9 @@ void api_handle_retry(struct fgw_api *api, const char *address, const struct api
 		reply_action_error(api, resp, r, "retry");
 		return;
 	}
-	root = cJSON_CreateObject();
-	api_jb_str(&b, root, "address", address);
-	api_jb_bool(&b, root, "scheduled", true);
-	api_reply_json(resp, 202, &b, root);
+	api_jw_open(&w, NULL, '{');
+	api_jw_str(&w, "address", address);
+	api_jw_bool(&w, "scheduled", true);
+	api_jw_close(&w, '}');
+	api_jw_reply(&w, resp, 202);
 }

@@ -14,44 +14,45 @@
 
 struct releases_ctx {
 	struct fgw_api *api;
-	struct jb *b;
-	cJSON *arr;
+	struct api_jw *w;
 	const char *current;
 };
 
 static int release_row(const struct fgw_store_release *rel, void *user_data)
 {
 	struct releases_ctx *c = user_data;
-	cJSON *o = api_jb_obj(c->b, c->arr, NULL), *bundle;
+	struct api_jw *w = c->w;
 	char url[FGW_URL_LOG_MAX];
 
-	api_jb_str(c->b, o, "id", rel->id);
-	api_jb_int(c->b, o, "sequence", rel->sequence);
-	api_jb_str(c->b, o, "version", rel->version);
-	api_jb_str(c->b, o, "board", rel->board);
-	api_jb_raw_json(c->b, o, "groups", rel->groups_json);
-	api_jb_raw_json(c->b, o, "policy", rel->policy_json);
-	bundle = api_jb_obj(c->b, o, "bundle");
+	api_jw_open(w, NULL, '{');
+	api_jw_str(w, "id", rel->id);
+	api_jw_int(w, "sequence", rel->sequence);
+	api_jw_str(w, "version", rel->version);
+	api_jw_str(w, "board", rel->board);
+	api_jw_json_text(w, "groups", rel->groups_json);
+	api_jw_json_text(w, "policy", rel->policy_json);
+	api_jw_open(w, "bundle", '{');
 	/* served without a token: never the userinfo or query a download URL may carry */
-	api_jb_str(c->b, bundle, "url",
+	api_jw_str(w, "url",
 		   rel->bundle_url ? fgw_url_redact(rel->bundle_url, url, sizeof(url)) : NULL);
-	api_jb_str(c->b, bundle, "sha256", rel->bundle_sha256);
-	api_jb_int(c->b, bundle, "size", rel->bundle_size);
-	api_jb_str(c->b, o, "state", rel->state);
-	api_jb_str(c->b, o, "reason", rel->reason);
-	api_jb_int(c->b, o, "created_at", rel->created_at);
-	api_jb_int(c->b, o, "verified_at", rel->verified_at);
-	api_jb_bool(c->b, o, "current", c->current && strcmp(c->current, rel->id) == 0);
-	c->b->oom |= api_release_images_json(c->api, o, rel->id) < 0;
+	api_jw_str(w, "sha256", rel->bundle_sha256);
+	api_jw_int(w, "size", rel->bundle_size);
+	api_jw_close(w, '}');
+	api_jw_str(w, "state", rel->state);
+	api_jw_str(w, "reason", rel->reason);
+	api_jw_int(w, "created_at", rel->created_at);
+	api_jw_int(w, "verified_at", rel->verified_at);
+	api_jw_bool(w, "current", c->current && strcmp(c->current, rel->id) == 0);
+	api_release_images_json(c->api, w, rel->id);
+	api_jw_close(w, '}');
 	return 0;
 }
 
 void api_handle_releases(struct fgw_api *api, struct api_response *resp)
 {
 	struct release_ref cur = {0};
-	struct jb b = {0};
-	struct releases_ctx c = {.api = api, .b = &b};
-	cJSON *root;
+	struct api_jw w = {0};
+	struct releases_ctx c = {.api = api, .w = &w};
 	int r;
 
 	r = api_current_release(api, &cur);
@@ -60,19 +61,21 @@ void api_handle_releases(struct fgw_api *api, struct api_response *resp)
 			api_reply_store_error(api, resp, r);
 		return;
 	}
-	root = cJSON_CreateObject();
-	api_jb_str(&b, root, "current", cur.id);
-	c.arr = api_jb_arr(&b, root, "releases");
+	api_jw_open(&w, NULL, '{');
+	api_jw_str(&w, "current", cur.id);
+	api_jw_open(&w, "releases", '[');
 	c.current = cur.id;
 	r = fgw_store_releases_foreach(api->store, release_row, &c);
 	api_release_ref_done(&cur);
 	if (r < 0) {
-		cJSON_Delete(root);
+		api_jw_done(&w);
 		if (r != -ENOMEM)
 			api_reply_store_error(api, resp, r);
 		return;
 	}
-	api_reply_json(resp, 200, &b, root);
+	api_jw_close(&w, ']');
+	api_jw_close(&w, '}');
+	api_jw_reply(&w, resp, 200);
 }
 
 /* ---- rollout ---- */
@@ -126,32 +129,29 @@ static const char *const finished_states[] = {"done", "failed", "reverted", NULL
 static const char *const not_running_states[] = {"done",       "skipped", "failed", "reverted",
 						 "superseded", "idle",	  NULL};
 
-struct failures_ctx {
-	struct jb *b;
-	cJSON *arr;
-};
-
 static int failure_row(const struct fgw_store_device *d, void *user_data)
 {
-	struct failures_ctx *c = user_data;
-	cJSON *o = api_jb_obj(c->b, c->arr, NULL);
+	struct api_jw *w = user_data;
 
-	api_jb_str(c->b, o, "address", d->address);
-	api_jb_str(c->b, o, "state", d->state);
-	api_jb_str(c->b, o, "reason", d->job.reason);
-	api_jb_int(c->b, o, "attempts", d->job.attempts);
-	api_jb_int(c->b, o, "at",
+	api_jw_open(w, NULL, '{');
+	api_jw_str(w, "address", d->address);
+	api_jw_str(w, "state", d->state);
+	api_jw_str(w, "reason", d->job.reason);
+	api_jw_int(w, "attempts", d->job.attempts);
+	api_jw_int(w, "at",
 		   d->job.finished_at != FGW_STORE_NULL ? d->job.finished_at : d->job.updated_at);
+	api_jw_close(w, '}');
 	return 0;
 }
 
 static int reason_row(const char *key, int64_t canary, int64_t count, void *user_data)
 {
-	struct failures_ctx *c = user_data;
-	cJSON *o = api_jb_obj(c->b, c->arr, NULL);
+	struct api_jw *w = user_data;
 
-	api_jb_str(c->b, o, "reason", key);
-	api_jb_int(c->b, o, "count", count);
+	api_jw_open(w, NULL, '{');
+	api_jw_str(w, "reason", key);
+	api_jw_int(w, "count", count);
+	api_jw_close(w, '}');
 	return 0;
 }
 
@@ -177,17 +177,68 @@ static const char *canary_status(int64_t total, int64_t failed, int64_t running,
 	return "passed";
 }
 
+/* The counts part of the answer: by state, in progress, failure rate, and the canaries. */
+static void rollout_counts(struct api_jw *w, const struct counts *cnt, bool has_release,
+			   double max_rate)
+{
+	int64_t failed, finished, c_total = 0, c_failed, c_done, c_running;
+	int i = 0;
+
+	api_jw_int(w, "total_devices", cnt->total);
+	api_jw_open(w, "counts", '{');
+	for (const char *const *st = fgw_store_device_states(); *st; st++, i++)
+		api_jw_int(w, *st, cnt->by_state[i]);
+	api_jw_close(w, '}');
+	api_jw_int(w, "in_progress",
+		   cnt->total - sum_states(cnt->by_state, not_running_states) -
+		       cnt->by_state[state_index("queued")]);
+	failed = sum_states(cnt->by_state, failed_states);
+	finished = sum_states(cnt->by_state, finished_states);
+	if (has_release)
+		api_jw_num(w, "failure_rate", finished ? (double) failed / (double) finished : 0);
+	else
+		api_jw_null(w, "failure_rate");
+	api_jw_num(w, "max_failure_rate", max_rate);
+
+	for (i = 0; i < (int) ARRAY_SIZE(cnt->canary_by_state); i++)
+		c_total += cnt->canary_by_state[i];
+	c_failed = sum_states(cnt->canary_by_state, failed_states);
+	c_done = sum_states(cnt->canary_by_state, done_states);
+	c_running = c_total - c_failed - c_done -
+		    sum_states(cnt->canary_by_state, (const char *const[]){"superseded", NULL});
+	api_jw_open(w, "canary", '{');
+	api_jw_int(w, "total", c_total);
+	api_jw_int(w, "done", c_done);
+	api_jw_int(w, "failed", c_failed);
+	api_jw_int(w, "in_progress", c_running);
+	api_jw_str(w, "status", canary_status(c_total, c_failed, c_running, max_rate));
+	api_jw_close(w, '}');
+}
+
+/* The failure lists of the current release, @id (none without a release). */
+static int rollout_failures(struct fgw_api *api, struct api_jw *w, const char *id)
+{
+	int r = 0;
+
+	api_jw_open(w, "failure_reasons", '[');
+	if (id)
+		r = fgw_store_failure_reasons(api->store, id, reason_row, w);
+	api_jw_close(w, ']');
+	api_jw_open(w, "failures", '[');
+	if (r >= 0 && id)
+		r = fgw_store_failures_foreach(api->store, id, API_ROLLOUT_FAILURES, failure_row,
+					       w);
+	api_jw_close(w, ']');
+	return r;
+}
+
 void api_handle_rollout(struct fgw_api *api, struct api_response *resp)
 {
 	struct release_ref cur = {0};
 	struct counts cnt = {0};
-	struct jb b = {0};
-	struct failures_ctx fc = {.b = &b};
+	struct api_jw w = {0};
 	struct halt_info halt = {0};
-	cJSON *root = NULL, *o;
-	int64_t failed, finished, c_total = 0, c_failed, c_done, c_running;
-	double max_rate;
-	int r, i;
+	int r;
 
 	r = api_current_release(api, &cur);
 	if (r >= 0)
@@ -197,72 +248,32 @@ void api_handle_rollout(struct fgw_api *api, struct api_response *resp)
 		if (r == -ENOENT)
 			r = 0;
 	}
-	if (r < 0)
-		goto fail;
-
-	root = cJSON_CreateObject();
-	if (cur.id) {
-		o = api_jb_obj(&b, root, "release");
-		api_jb_str(&b, o, "id", cur.id);
-		api_jb_str(&b, o, "version", cur.version);
-		api_jb_int(&b, o, "sequence", cur.sequence);
-	} else {
-		api_jb_put(&b, root, "release", cJSON_CreateNull());
+	if (r >= 0) {
+		api_jw_open(&w, NULL, '{');
+		if (cur.id) {
+			api_jw_open(&w, "release", '{');
+			api_jw_str(&w, "id", cur.id);
+			api_jw_str(&w, "version", cur.version);
+			api_jw_int(&w, "sequence", cur.sequence);
+			api_jw_close(&w, '}');
+		} else {
+			api_jw_null(&w, "release");
+		}
+		api_jw_bool(&w, "halted", halt.halted);
+		api_jw_str(&w, "halted_by", halt.halted ? halt.by : NULL);
+		api_jw_str(&w, "halted_reason", halt.halted ? halt.reason : NULL);
+		rollout_counts(&w, &cnt, cur.id, policy_max_failure_rate(cur.policy_json));
+		r = rollout_failures(api, &w, cur.id);
+		api_jw_close(&w, '}');
 	}
-	api_jb_bool(&b, root, "halted", halt.halted);
-	api_jb_str(&b, root, "halted_by", halt.halted ? halt.by : NULL);
-	api_jb_str(&b, root, "halted_reason", halt.halted ? halt.reason : NULL);
-	api_jb_int(&b, root, "total_devices", cnt.total);
-	o = api_jb_obj(&b, root, "counts");
-	i = 0;
-	for (const char *const *st = fgw_store_device_states(); *st; st++, i++)
-		api_jb_int(&b, o, *st, cnt.by_state[i]);
-	api_jb_int(&b, root, "in_progress",
-		   cnt.total - sum_states(cnt.by_state, not_running_states) -
-		       cnt.by_state[state_index("queued")]);
-
-	failed = sum_states(cnt.by_state, failed_states);
-	finished = sum_states(cnt.by_state, finished_states);
-	max_rate = policy_max_failure_rate(cur.policy_json);
-	if (cur.id)
-		api_jb_num(&b, root, "failure_rate",
-			   finished ? (double) failed / (double) finished : 0);
-	else
-		api_jb_put(&b, root, "failure_rate", cJSON_CreateNull());
-	api_jb_num(&b, root, "max_failure_rate", max_rate);
-
-	for (i = 0; i < (int) ARRAY_SIZE(cnt.canary_by_state); i++)
-		c_total += cnt.canary_by_state[i];
-	c_failed = sum_states(cnt.canary_by_state, failed_states);
-	c_done = sum_states(cnt.canary_by_state, done_states);
-	c_running = c_total - c_failed - c_done -
-		    sum_states(cnt.canary_by_state, (const char *const[]){"superseded", NULL});
-	o = api_jb_obj(&b, root, "canary");
-	api_jb_int(&b, o, "total", c_total);
-	api_jb_int(&b, o, "done", c_done);
-	api_jb_int(&b, o, "failed", c_failed);
-	api_jb_int(&b, o, "in_progress", c_running);
-	api_jb_str(&b, o, "status", canary_status(c_total, c_failed, c_running, max_rate));
-
-	fc.arr = api_jb_arr(&b, root, "failure_reasons");
-	if (cur.id)
-		r = fgw_store_failure_reasons(api->store, cur.id, reason_row, &fc);
-	fc.arr = api_jb_arr(&b, root, "failures");
-	if (r >= 0 && cur.id)
-		r = fgw_store_failures_foreach(api->store, cur.id, API_ROLLOUT_FAILURES,
-					       failure_row, &fc);
-	if (r < 0)
-		goto fail;
 	api_release_ref_done(&cur);
 	free(halt.by);
 	free(halt.reason);
-	api_reply_json(resp, 200, &b, root);
-	return;
-fail:
-	cJSON_Delete(root);
-	api_release_ref_done(&cur);
-	free(halt.by);
-	free(halt.reason);
+	if (r >= 0) {
+		api_jw_reply(&w, resp, 200);
+		return;
+	}
+	api_jw_done(&w);
 	if (r != -ENOMEM)
 		api_reply_store_error(api, resp, r);
 }

@@ -1,7 +1,7 @@
 /*
- * For the /v1 handler files (handlers-*.c, events.c): building a JSON answer with one
- * out-of-memory flag instead of a check after every call, sending it, and the store reads
- * several handlers start from. Private to lib/api.
+ * For the /v1 handler files (handlers-*.c, events.c, images.c): the streaming JSON writer
+ * every answer is written with, the store-error reply, and the store reads several handlers
+ * start from. Private to lib/api.
  */
 #pragma once
 
@@ -13,23 +13,6 @@
 #include "api-private.h"
 #include "store.h"
 
-struct jb {
-	bool oom;
-};
-
-/* Adds @item (consumed) to @parent under @key, or to the array @parent when @key is NULL. */
-cJSON *api_jb_put(struct jb *b, cJSON *parent, const char *key, cJSON *item);
-cJSON *api_jb_str(struct jb *b, cJSON *o, const char *key, const char *v); /* NULL: null */
-cJSON *api_jb_int(struct jb *b, cJSON *o, const char *key, int64_t v); /* FGW_STORE_NULL: null */
-cJSON *api_jb_num(struct jb *b, cJSON *o, const char *key, double v);  /* not finite: null */
-cJSON *api_jb_bool(struct jb *b, cJSON *o, const char *key, bool v);
-cJSON *api_jb_obj(struct jb *b, cJSON *o, const char *key);
-cJSON *api_jb_arr(struct jb *b, cJSON *o, const char *key);
-/* Stored JSON text (written by the gateway itself) as a value; null if absent or broken. */
-cJSON *api_jb_raw_json(struct jb *b, cJSON *o, const char *key, const char *text);
-
-/* Sends @root (consumed) as the @status response, or a 500 if building it ran out of memory. */
-void api_reply_json(struct api_response *resp, unsigned status, struct jb *b, cJSON *root);
 /* Counts and logs a failed store query and answers 503 (busy) or 500. */
 void api_reply_store_error(struct fgw_api *api, struct api_response *resp, int r);
 
@@ -72,8 +55,14 @@ void api_jw_int(struct api_jw *w, const char *key, int64_t v);	   /* FGW_STORE_N
 void api_jw_num(struct api_jw *w, const char *key, double v);	   /* not finite: null */
 void api_jw_bool(struct api_jw *w, const char *key, bool v);
 void api_jw_null(struct api_jw *w, const char *key);
+/* Stored JSON text (written by the gateway itself) as the value: re-printed compact, or null
+ * when absent or broken. */
+void api_jw_json_text(struct api_jw *w, const char *key, const char *text);
 /* Hands the body to @resp as a JSON @status answer (500 if it failed) and resets @w. */
 void api_jw_reply(struct api_jw *w, struct api_response *resp, unsigned status);
 void api_jw_done(struct api_jw *w);
 /* events.c: one event as an object, with its device's address for the fleet-wide list. */
 void api_jw_event(struct api_jw *w, const struct fgw_store_event *e, bool with_address);
+/* images.c: "images" of @release_id into the release object being written, when the fleet
+ * knows them. */
+void api_release_images_json(struct fgw_api *api, struct api_jw *w, const char *release_id);

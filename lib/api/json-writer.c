@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "handlers.h"
 #include "util.h"
 
@@ -176,6 +178,22 @@ void api_jw_null(struct api_jw *w, const char *key)
 {
 	jw_key(w, key);
 	jw_append(w, "null", 4);
+}
+
+void api_jw_json_text(struct api_jw *w, const char *key, const char *text)
+{
+	cJSON *v = text ? cJSON_Parse(text) : NULL;
+	char *compact = v ? cJSON_PrintUnformatted(v) : NULL;
+
+	jw_key(w, key);
+	if (compact)
+		jw_append(w, compact, strlen(compact));
+	else if (v)
+		w->failed = true; /* parsed, but no memory to print it */
+	else
+		jw_append(w, "null", 4);
+	cJSON_Delete(v);
+	free(compact);
 }
 
 void api_jw_reply(struct api_jw *w, struct api_response *resp, unsigned status)
