@@ -187,17 +187,14 @@ FGW_EXPORT const char *fgw_smp_status_format(const struct fgw_smp_status *st, ch
 	return buf;
 }
 
-FGW_EXPORT int fgw_smp_status_decode(const uint8_t *payload, size_t len, struct fgw_smp_status *ret)
+/* rc, err and rsn of a loaded answer. */
+static int status_from_map(const cbor_item_t *root, struct fgw_smp_status *ret)
 {
-	_cleanup_cbor_ cbor_item_t *root = NULL;
 	struct fgw_smp_status st = {0};
 	cbor_item_t *v;
 	uint64_t u;
 	int r;
 
-	r = smp_cbor_load_map(payload, len, &root);
-	if (r < 0)
-		return r;
 	v = smp_cbor_get(root, "rc");
 	if (v) {
 		r = smp_cbor_get_int(v, &st.rc);
@@ -239,5 +236,52 @@ FGW_EXPORT int fgw_smp_status_decode(const uint8_t *payload, size_t len, struct 
 		}
 	}
 	*ret = st;
+	return 0;
+}
+
+/* off and match of a loaded upload answer. */
+static int upload_from_map(const cbor_item_t *root, struct fgw_smp_upload_rsp *ret)
+{
+	struct fgw_smp_upload_rsp u = {0};
+	cbor_item_t *v;
+	int r;
+
+	if ((v = smp_cbor_get(root, "off"))) {
+		r = smp_cbor_get_uint(v, UINT64_MAX, &u.off);
+		if (r < 0)
+			return r;
+		u.has_off = true;
+	}
+	if ((v = smp_cbor_get(root, "match"))) {
+		r = smp_cbor_get_bool(v, &u.match);
+		if (r < 0)
+			return r;
+		u.has_match = true;
+	}
+	*ret = u;
+	return 0;
+}
+
+FGW_EXPORT int fgw_smp_rsp_decode(const uint8_t *payload, size_t len, struct fgw_smp_status *st,
+				  struct fgw_smp_upload_rsp *up)
+{
+	_cleanup_cbor_ cbor_item_t *root = NULL;
+	struct fgw_smp_status s;
+	struct fgw_smp_upload_rsp u;
+	int r;
+
+	r = smp_cbor_load_map(payload, len, &root);
+	if (r < 0)
+		return r;
+	r = status_from_map(root, &s);
+	if (r < 0)
+		return r;
+	r = upload_from_map(root, &u);
+	if (r < 0)
+		return r;
+	if (st)
+		*st = s;
+	if (up)
+		*up = u;
 	return 0;
 }

@@ -25,24 +25,20 @@ static void decode_all(const uint8_t *p, size_t n)
 	struct fgw_smp_params pr;
 	struct fgw_smp_bootloader_info bi;
 	struct fgw_smp_upload_rsp ur;
-	struct fgw_smp_upload_req uq;
 	struct fgw_smp_slot_info si;
 	static struct fgw_smp_img_state is;
 	char *text = NULL, buf[256];
 
-	if (fgw_smp_status_decode(p, n, &st) == 0)
+	if (fgw_smp_rsp_decode(p, n, &st, &ur) == 0)
 		(void) fgw_smp_status_format(&st, buf, sizeof(buf));
 	(void) fgw_smp_params_decode(p, n, &pr);
 	(void) fgw_smp_bootloader_info_decode(p, n, &bi);
-	(void) fgw_smp_upload_rsp_decode(p, n, &ur);
 	(void) fgw_smp_slot_info_decode(p, n, &si);
 	(void) fgw_smp_img_state_decode(p, n, &is);
 	if (fgw_smp_echo_decode(p, n, &text) == 0)
 		free(text);
 	if (fgw_smp_os_info_decode(p, n, &text) == 0)
 		free(text);
-	if (fgw_smp_upload_req_decode(p, n, &uq) == 0)
-		free(uq.data);
 }
 
 static void run(struct fgw_smp_reasm *r, const uint8_t *data, size_t size, size_t split,

@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "peer-transport.h"
+#include "upload-req.h"
 #include "smp.h"
 #include "upload.h"
 
@@ -189,7 +190,7 @@ static bool take_buf(struct dev *d)
 static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *user_data)
 {
 	struct dev *d = user_data;
-	struct fgw_smp_upload_req q;
+	struct upload_req q;
 	struct fgw_smp_hdr h;
 	int k = (int) d->k++;
 
@@ -221,16 +222,14 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 	}
 	if (k == d->f.reboot)
 		d->session = false;
-	assert_int_equal(fgw_smp_upload_req_decode(pkt + 8, len - 8, &q), 0);
+	assert_int_equal(upload_req_decode(pkt + 8, len - 8, &q), 0);
 	assert_true(q.has_off && q.has_data);
 	if (k == d->f.busy) {
 		answer_err(d, pkt, 0, d->f.busy_rc ? d->f.busy_rc : 10);
-		free(q.data);
 		return;
 	}
 	if (k == d->f.err_rc) {
 		answer_err(d, pkt, d->f.err_group, 9);
-		free(q.data);
 		return;
 	}
 	if (q.off == 0) {
@@ -240,7 +239,6 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 		if (d->session && q.sha_len == 32 && !memcmp(q.sha, d->sha, 32) &&
 		    q.len == d->len) {
 			answer_off(d, pkt, d->expected, false);
-			free(q.data);
 			return;
 		}
 		d->session = false; /* a new sha or len abandons the old session */
@@ -249,7 +247,6 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 			d->len = q.len;
 			memcpy(d->sha, q.sha, 32);
 			answer_held(d, pkt);
-			free(q.data);
 			return;
 		}
 		d->session = true;
@@ -260,11 +257,9 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 		memset(d->slot, 0xff, d->slot_size);
 	} else if (!d->session) {
 		answer_off(d, pkt, 0, false);
-		free(q.data);
 		return;
 	} else if (q.off != d->expected) {
 		answer_off(d, pkt, d->expected, false);
-		free(q.data);
 		return;
 	}
 	assert_true(q.off + q.data_len <= d->len);
@@ -278,7 +273,6 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 	/* Zephyr ends the session with the last byte: a repeat of the final chunk gets off 0 */
 	if (d->expected == d->len)
 		d->session = false;
-	free(q.data);
 	if (k == d->f.drop_rsp)
 		return;
 	if (k == d->f.ahead) {
