@@ -32,6 +32,11 @@ static int rd_head(struct rd *r, struct head *h)
 
 	if (r->left == 0)
 		return -EBADMSG;
+	/* libcbor 0.8, which reads every other answer, refuses one-byte tags 6..20 and simple
+	 * values other than false/true/null/undefined: so do we, one rule for all answers. */
+	if ((r->p[0] >= 0xc6 && r->p[0] <= 0xd4) || (r->p[0] >= 0xe0 && r->p[0] <= 0xf3) ||
+	    r->p[0] == 0xf8)
+		return -EBADMSG;
 	h->major = r->p[0] >> 5;
 	ai = r->p[0] & 0x1f;
 	r->p++, r->left--;
@@ -78,9 +83,38 @@ static int rd_bytes(struct rd *r, uint64_t n, const uint8_t **ret)
 	return 0;
 }
 
+/* Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF). */
+static bool utf8_valid(const uint8_t *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		uint8_t c = s[i++], lo = 0x80, hi = 0xbf;
+		unsigned more;
+
+		if (c < 0x80)
+			continue;
+		if (c >= 0xc2 && c <= 0xdf)
+			more = 1;
+		else if (c >= 0xe0 && c <= 0xef)
+			more = 2, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+		else if (c >= 0xf0 && c <= 0xf4)
+			more = 3, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+		else
+			return false;
+		if (n - i < more)
+			return false;
+		for (unsigned k = 0; k < more; k++, lo = 0x80, hi = 0xbf)
+			if (s[i + k] < lo || s[i + k] > hi)
+				return false;
+		i += more;
+	}
+	return true;
+}
+
 /*
  * A string's pieces, definite or chunked: @fn gets each. Chunks must be definite strings of
- * the same kind.
+ * the same kind; text must be UTF-8 (libcbor refused an answer with a broken text anywhere).
  */
 static int rd_string(struct rd *r, const struct head *h,
 		     void (*fn)(const uint8_t *, size_t, void *), void *ctx)
@@ -91,6 +125,8 @@ static int rd_string(struct rd *r, const struct head *h,
 
 	if (!h->indefinite) {
 		e = rd_bytes(r, h->arg, &b);
+		if (e == 0 && h->major == 3 && !utf8_valid(b, (size_t) h->arg))
+			e = -EBADMSG;
 		if (e == 0 && fn)
 			fn(b, (size_t) h->arg, ctx);
 		return e;
@@ -102,6 +138,8 @@ static int rd_string(struct rd *r, const struct head *h,
 		if (c.major != h->major || c.indefinite)
 			return -EBADMSG;
 		e = rd_bytes(r, c.arg, &b);
+		if (e == 0 && h->major == 3 && !utf8_valid(b, (size_t) c.arg))
+			e = -EBADMSG;
 		if (e < 0)
 			return e;
 		if (fn)
@@ -258,6 +296,8 @@ static int rd_key(struct rd *r, const char *const *names, int n, unsigned depth,
 	e = rd_head(r, &h);
 	if (e == 0)
 		e = rd_bytes(r, h.arg, &b);
+	if (e == 0 && !utf8_valid(b, (size_t) h.arg))
+		e = -EBADMSG;
 	if (e < 0)
 		return e;
 	for (int i = 0; i < n; i++)
