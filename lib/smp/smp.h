@@ -5,9 +5,11 @@
  * The codec (target fgw_smp_codec) is pure: bytes in, structs out, no loop and no I/O. It
  * encodes and decodes the 8-byte header (SMP v1 and v2), builds the CBOR request bodies of the
  * OS group (echo, reset, mcumgr params, os/app info, bootloader info) and the image group
- * (state read/write, upload, erase, slot info), decodes their responses into structs, names
- * device errors of both forms (v1 `rc`, v2 `err {group, rc}`) and reassembles packets that a
- * transport delivered split over several frames or packed several to a frame.
+ * (state read/write, erase, slot info), writes an upload request whole into the caller's
+ * packet buffer (the image bytes copied once, from the image into the packet), reads every
+ * answer's status and an upload answer's offset in one pass, decodes other responses into
+ * structs, names device errors of both forms (v1 `rc`, v2 `err {group, rc}`) and reassembles
+ * packets that a transport delivered split over several frames or packed several to a frame.
  *
  * The client (target fgw_smp, smp-client.h) puts the codec on a transport and a libuv loop:
  * sequence numbers, a table of requests in flight, one timer per request, the SMP version in

@@ -1,7 +1,8 @@
 /*
  * transport: how SMP packets reach a device and come back, without the SMP code knowing over
- * what. A transport carries whole SMP packets out (splitting them into link frames itself
- * where the link needs it, as BLE does at ATT_MTU-3) and hands up whatever bytes arrive, as
+ * what. A transport carries whole SMP packets out, by reference to the caller's packet buffer
+ * (splitting them into link frames itself where the link needs it, as BLE does at ATT_MTU-3,
+ * each frame a slice of that buffer) and hands up whatever bytes arrive, as
  * they arrive: one notification or one datagram per call, which may hold part of a packet or
  * several; reassembly is the SMP layer's job. Implementations: udp (this folder, SMP over UDP
  * as Zephyr's transport, port 1337) and ble (GATT SMP characteristic through bluetoothd,

@@ -403,6 +403,45 @@ static void test_resend_same_packet(void **state)
 	peer_hold_packets(f->peer, false);
 }
 
+/*
+ * A packet handed over is the client's even when sending fails: the transport's -ENOMEM or
+ * -ENOBUFS, a packet above max_packet, a header that is no request. No callback runs, and
+ * ASan's leak check sees every reference dropped.
+ */
+static void test_send_failures(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t data[32];
+	struct fgw_smp_upload_chunk ch = {.total = 64, .off = 0, .data = data, .data_len = 32};
+	struct result r = {0};
+	struct fgw_buf *b;
+
+	peer_play(f->peer, NULL, 0);
+	peer_fail_sends(f->peer, -ENOMEM);
+	assert_int_equal(send_upload(f, &ch, 1000, &r, NULL), -ENOMEM);
+	peer_fail_sends(f->peer, -ENOBUFS);
+	assert_int_equal(send_upload(f, &ch, 1000, &r, NULL), -ENOBUFS);
+	peer_fail_sends(f->peer, 0);
+	fgw_smp_client_set_max_packet(f->c, 40);
+	assert_int_equal(send_upload(f, &ch, 1000, &r, NULL), -EMSGSIZE);
+	fgw_smp_client_set_max_packet(f->c, 0);
+	/* a response header, and one whose length disagrees with the packet */
+	b = fgw_buf_new(16);
+	assert_int_equal(fgw_buf_set_len(b, 9), 0);
+	memcpy(fgw_buf_data(b), (const uint8_t[]){0x0b, 0, 0, 1, 0, 1, 0, 1, 0xa0}, 9);
+	assert_int_equal(fgw_smp_client_send(f->c, b, 1000, on_rsp, &r, on_destroy, NULL), -EINVAL);
+	b = fgw_buf_new(16);
+	assert_int_equal(fgw_buf_set_len(b, 9), 0);
+	memcpy(fgw_buf_data(b), (const uint8_t[]){0x0a, 0, 0, 2, 0, 1, 0, 1, 0xa0}, 9);
+	assert_int_equal(fgw_smp_client_send(f->c, b, 1000, on_rsp, &r, on_destroy, NULL), -EINVAL);
+	assert_int_equal(fgw_smp_client_send(f->c, NULL, 1000, on_rsp, &r, on_destroy, NULL),
+			 -EINVAL);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(r.calls + r.destroyed, 0);
+	assert_int_equal(fgw_smp_client_pending(f->c), 0);
+	assert_int_equal(peer_sent(f->peer), 0);
+}
+
 /* Link loss fails what is in flight with the transport's error; sending then -ENOTCONN. */
 static void test_disconnect(void **state)
 {
@@ -549,6 +588,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_command, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_version_fallback, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_resend_same_packet, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_send_failures, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_disconnect, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_cancels, setup, teardown),
