@@ -499,6 +499,30 @@ static void test_cancel_and_free(void **state)
 	fx_free(f);
 }
 
+/*
+ * A packet that cannot be sent (out of memory on the way to the link) ends the upload with
+ * that error, once, with nothing left in flight; on the first chunk, start() returns it and
+ * nothing calls back. ASan checks that every packet was released.
+ */
+static void test_send_fails(void **state)
+{
+	struct fx *f = fx_new(60000, 495, 2475, 2475);
+	struct fgw_upload_opts o = quick_opts(2475, 4);
+	struct fgw_upload_image img = {.data = f->img, .len = f->img_len};
+
+	f->fail_sends_in_progress = -ENOMEM;
+	assert_int_equal(run_upload(f, 0, &o), 0);
+	assert_int_equal(f->done_err, -ENOMEM);
+	assert_int_equal(fgw_smp_client_pending(f->c), 0);
+	assert_true(f->res.off > 0 && f->res.off < f->img_len);
+	memcpy(img.sha256, f->sha, 32);
+	f->done_calls = 0;
+	assert_int_equal(fgw_upload_start(f->u, &img, 0, &o, NULL, on_done, f), -ENOMEM);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(f->done_calls, 0);
+	fx_free(f);
+}
+
 /* Chunk lengths: aligned to 4 except the last; the last one exact. */
 static void test_alignment(void **state)
 {
@@ -526,6 +550,7 @@ int main(void)
 	    cmocka_unit_test(test_alignment),	      cmocka_unit_test(test_adaptive_window),
 	    cmocka_unit_test(test_nomem_at_window_1), cmocka_unit_test(test_lost_final_chunk),
 	    cmocka_unit_test(test_device_silent),     cmocka_unit_test(test_lost_final_answer),
+	    cmocka_unit_test(test_send_fails),
 	};
 
 	if (getenv("FGW_TEST_DEBUG"))

@@ -240,6 +240,8 @@ static void on_progress(struct fgw_upload *u, uint64_t bytes, uint64_t total, do
 	f->progress_calls++;
 	assert_true(bytes <= total);
 	f->last_progress = bytes;
+	if (f->fail_sends_in_progress && bytes > total / 2)
+		peer_fail_sends(f->peer, f->fail_sends_in_progress);
 	if (f->cancel_in_progress && bytes > total / 2)
 		fgw_upload_cancel(u);
 }

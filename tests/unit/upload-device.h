@@ -69,6 +69,7 @@ struct fx {
 	uint64_t last_progress;
 	struct fgw_upload_result res;
 	bool free_in_done, cancel_in_progress;
+	int fail_sends_in_progress; /* past half way, every send fails with this */
 };
 
 void fx_sha256(const uint8_t *d, size_t n, uint8_t out[32]);
