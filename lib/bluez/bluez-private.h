@@ -140,7 +140,7 @@ int bz_addr_normalize(const char *in, char ret[18]);
 /* @path equals @prefix or lies below it ("/a/b" is below "/a"). */
 bool bz_path_has_prefix(const char *path, const char *prefix);
 
-/* ---- the object model (bluez.c) ---- */
+/* ---- the object model (objects.c) ---- */
 
 struct bz_adapter {
 	struct bz_list node;
@@ -253,13 +253,22 @@ void bz_agent_free(struct fgw_bluez *b);
 
 /* ---- links (link.c; the security steps in secure.c) ---- */
 
-struct bz_frame {
+/* One SMP packet waiting to go out: the caller's buffer, written in slices, never copied. */
+struct bz_packet {
 	struct bz_list node;
-	struct fgw_bluez_link *l;
-	sd_bus_slot *slot; /* WriteValue in flight (fallback path) */
-	size_t len;
-	uint8_t data[];
+	struct fgw_buf *buf; /* a reference: the SMP client keeps its own for a resend */
+	size_t off;	     /* bytes written (fd) or handed to WriteValue (fallback) so far */
 };
+
+/* One WriteValue call in flight on the fallback path (the message holds its own bytes). */
+struct bz_write {
+	struct fgw_bluez_link *l;
+	sd_bus_slot *slot; /* NULL: this entry is free */
+	size_t len;
+};
+
+/* WriteValue calls in flight on the fallback path: D-Bus keeps them in order. */
+#define BZ_FALLBACK_WINDOW 8
 
 struct fgw_bluez_link {
 	struct bz_list node; /* in b->links until freed or detached */
@@ -295,15 +304,27 @@ struct fgw_bluez_link {
 	bool probing;	     /* StartNotify probe in flight on an unpaired link */
 	unsigned mtu;
 
-	struct bz_list txq;	 /* frames not yet written */
-	struct bz_list inflight; /* WriteValue calls not yet answered */
+	struct bz_list txq; /* packets not yet written whole */
+	struct bz_write writes[BZ_FALLBACK_WINDOW];
 	unsigned n_inflight;
 	size_t tx_bytes;
 
 	char error[256];
 };
 
-/* link.c, for secure.c */
+/* Size of the text buffer of the reply handlers ("Name: message"). */
+#define BZ_REPLY_TEXT 256
+#define BZ_ATT_MTU_MIN 23
+
+/*
+ * The prologue of every reply to a link's opening step: the call is over, decode the reply.
+ * With @what set, "Not connected" is handled here (wait for the disconnect, then connect
+ * again) and 1 is returned: the handler returns at once. Else 0, or the reply's errno with
+ * "Name: message" in @text (BZ_REPLY_TEXT bytes).
+ */
+int bz_link_reply(struct fgw_bluez_link *l, sd_bus_message *m, const char *what, char *text);
+
+/* link.c, for secure.c and link-io.c */
 void bz_link_set_error(struct fgw_bluez_link *l, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void bz_link_enter_state(struct fgw_bluez_link *l, enum fgw_bluez_link_state s);
@@ -334,6 +355,16 @@ void bz_link_pair_timeout(struct fgw_bluez_link *l);
 void bz_link_subscribe_failed(struct fgw_bluez_link *l, const char *what, int err,
 			      const char *text);
 
+/* link-io.c, for link.c: the data path */
+void bz_link_handle_closed(uv_handle_t *h);
+/* Closes the data path (fds, polls, queued frames, the opening call); keeps the timer. */
+void bz_link_drop_path(struct fgw_bluez_link *l);
+void bz_link_close_path(struct fgw_bluez_link *l);
+void bz_link_set_mtu(struct fgw_bluez_link *l, unsigned mtu);
+/* An open link dropped; @disconnect when the device may still be connected. */
+void bz_link_lost(struct fgw_bluez_link *l, const char *why, bool disconnect);
+void bz_link_ready(struct fgw_bluez_link *l);
+
 /* Called by bluez.c when the view changes, for link.c to react. */
 /* @connected_false: the change carried Connected=false (the only disconnect signal 5.66 has). */
 void bz_links_on_device_changed(struct fgw_bluez *b, struct bz_device *d, bool connected_false);
@@ -348,6 +379,35 @@ void bz_links_pump(struct fgw_bluez *b);
 void bz_links_detach_all(struct fgw_bluez *b);
 /* Number of links searching for their device (they want discovery on). */
 unsigned bz_links_searching(struct fgw_bluez *b);
+
+/* bluez.c: calls, watches, signals */
+int bz_new_call(struct fgw_bluez *b, const char *path, const char *iface, const char *member,
+		sd_bus_message **ret);
+/* The device is under an adapter we use. */
+bool bz_device_ours(struct fgw_bluez *b, const struct bz_device *d);
+void bz_notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
+		      const struct bz_device *d);
+/* Tells the adapter watches the (aggregate) adapter state, with @err as the reason. */
+void bz_notify_adapter(struct fgw_bluez *b, int err);
+/* A signal from the bluetoothd we track (not from a previous instance). */
+bool bz_from_bluez(struct fgw_bluez *b, sd_bus_message *m);
+
+/* objects.c: the object view */
+struct bz_adapter *bz_adapter_find(struct fgw_bluez *b, const char *path);
+struct bz_device *bz_device_find(struct fgw_bluez *b, const char *path);
+struct bz_gatt_service *bz_gatt_service_find(struct fgw_bluez *b, const char *path);
+struct bz_gatt_char *bz_gatt_char_find(struct fgw_bluez *b, const char *path);
+int bz_set_str(char **dst, const char *s);
+/* Reads "a{sa{sv}}" (interfaces and their properties) of object @path into the view. */
+int bz_read_interfaces(struct fgw_bluez *b, const char *path, sd_bus_message *m);
+void bz_iface_removed(struct fgw_bluez *b, const char *path, const char *iface);
+int bz_on_properties_changed(sd_bus_message *m, void *user_data, sd_bus_error *ret_error);
+
+/* adapter.c: the adapters we use */
+void bz_adapter_choose(struct fgw_bluez *b);
+/* Recomputes the adapter state; tells watches and links when it changed or @err is set. */
+void bz_adapter_update_state(struct fgw_bluez *b, int err);
+void bz_adapter_props_changed(struct fgw_bluez *b, struct bz_adapter *a);
 
 /* For on_objects_reply() and the fuzzer: parse a GetManagedObjects reply into the view, and
  * forget it. With b->freeing set nothing is reported and no loop handle is touched. */

@@ -273,11 +273,13 @@ bool fgw_bluez_link_paired(struct fgw_bluez_link *l);
 struct fgw_bluez_link *fgw_bluez_link_free(struct fgw_bluez_link *l);
 
 /*
- * Queues one SMP packet, split into writes of fgw_bluez_link_write_size() bytes; all of its
- * writes are queued or none. 0 when queued, -ENOTCONN unless READY, -ENOBUFS when more than
- * 128 KiB are queued already. Never calls back from inside.
+ * Queues one SMP packet, written in slices of fgw_bluez_link_write_size() bytes straight from
+ * @packet (the link keeps a reference until its last slice is out; nothing is copied but by
+ * the kernel or into a WriteValue message). 0 when queued, -ENOTCONN unless READY, -ENOBUFS
+ * when more than 128 KiB are queued already, -ENOMEM. Never calls back from inside.
  */
-int fgw_bluez_link_send(struct fgw_bluez_link *l, const uint8_t *data, size_t len);
+struct fgw_buf;
+int fgw_bluez_link_send(struct fgw_bluez_link *l, struct fgw_buf *packet);
 enum fgw_bluez_link_state fgw_bluez_link_state(struct fgw_bluez_link *l);
 /* ATT MTU from AcquireWrite/AcquireNotify or the MTU property (23 if unknown). */
 unsigned fgw_bluez_link_mtu(struct fgw_bluez_link *l);

@@ -66,13 +66,13 @@ static int ble_open(struct fgw_transport *t)
 	return r;
 }
 
-static int ble_send(struct fgw_transport *t, const uint8_t *data, size_t len)
+static int ble_send(struct fgw_transport *t, struct fgw_buf *packet)
 {
 	struct ble_transport *bt = to_ble(t);
 
 	if (!bt->link)
 		return -ENOTCONN;
-	return fgw_bluez_link_send(bt->link, data, len);
+	return fgw_bluez_link_send(bt->link, packet);
 }
 
 static void ble_close(struct fgw_transport *t)

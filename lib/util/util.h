@@ -129,3 +129,20 @@ int fgw_enum_value(const char *const *names, size_t n, const char *s);
 
 /* "true/false/yes/no/on/off/1/0". -EINVAL otherwise. */
 int fgw_parse_bool(const char *s, bool *ret);
+
+/*
+ * A reference-counted byte buffer: one packet built once and shared by whoever must keep it
+ * (the SMP client for a resend, a transport while its writes are queued), so that nobody
+ * copies it. fgw_buf_new() returns it with one reference and length 0; the holder of the only
+ * reference may write into it (fgw_buf_shared() false), others only read.
+ */
+struct fgw_buf;
+struct fgw_buf *fgw_buf_new(size_t capacity); /* NULL when out of memory */
+struct fgw_buf *fgw_buf_ref(struct fgw_buf *b);
+struct fgw_buf *fgw_buf_unref(struct fgw_buf *b); /* NULL ok; returns NULL */
+uint8_t *fgw_buf_data(struct fgw_buf *b);
+size_t fgw_buf_len(const struct fgw_buf *b);
+size_t fgw_buf_capacity(const struct fgw_buf *b);
+/* -EMSGSIZE beyond the capacity. */
+int fgw_buf_set_len(struct fgw_buf *b, size_t len);
+bool fgw_buf_shared(const struct fgw_buf *b);

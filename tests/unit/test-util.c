@@ -237,10 +237,34 @@ static void test_log_escapes_messages(void **state)
 	assert_ptr_equal(strchr(out, '\n'), out + n - 1);
 }
 
+/* The shared packet buffer: writable by its only holder, sized once, freed with the last. */
+static void test_buf(void **state)
+{
+	struct fgw_buf *b = fgw_buf_new(16), *r;
+
+	assert_null(fgw_buf_new(SIZE_MAX)); /* out of memory is NULL, not a wrapped size */
+	assert_non_null(b);
+	assert_int_equal(fgw_buf_len(b), 0);
+	assert_int_equal(fgw_buf_capacity(b), 16);
+	assert_false(fgw_buf_shared(b));
+	assert_int_equal(fgw_buf_set_len(b, 17), -EMSGSIZE);
+	assert_int_equal(fgw_buf_set_len(b, 16), 0);
+	memset(fgw_buf_data(b), 0xab, 16);
+	r = fgw_buf_ref(b);
+	assert_ptr_equal(r, b);
+	assert_true(fgw_buf_shared(b));
+	assert_null(fgw_buf_unref(r));
+	assert_false(fgw_buf_shared(b));
+	assert_int_equal(fgw_buf_data(b)[15], 0xab);
+	assert_null(fgw_buf_unref(b)); /* ASan: freed here, once */
+	assert_null(fgw_buf_unref(NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hex),
+	    cmocka_unit_test(test_buf),
 	    cmocka_unit_test(test_parse_int),
 	    cmocka_unit_test(test_parse_bool),
 	    cmocka_unit_test(test_log_levels),
