@@ -92,7 +92,7 @@ class Release:
 
 class Gateway:
     def __init__(self, fotagwd, tmp, manifest_url, trusted, udp_devices=None, ble=False,
-                 extra=""):
+                 extra="", enrollment="open"):
         self.fotagwd, self.tmp = fotagwd, tmp
         self.db = os.path.join(tmp, "fotagw.db")
         self.conf = os.path.join(tmp, "fotagw.conf")
@@ -117,6 +117,8 @@ filter_service = false
 name_prefix = fotagw-sim-
 connect_timeout_s = 15
 [fleet]
+# the tests about enrollment set allowlist; the others take every simulated device
+enrollment = {enrollment}
 udp_devices = {" ".join(udp_devices or [])}
 backoff_base_s = 1
 backoff_max_s = 4
