@@ -113,9 +113,20 @@ int fgw_ble_security_start(struct fgw_daemon *d)
 	return 0;
 }
 
-bool fgw_ble_security_passkey_entry(struct fgw_daemon *d)
+void fgw_ble_security_passkey_added(struct fgw_daemon *d)
 {
-	return d->blesec && d->blesec->keyboard;
+	int r;
+
+	if (!d->blesec || d->blesec->keyboard || !d->bluez)
+		return;
+	r = fgw_bluez_agent_set_capability(d->bluez, "KeyboardOnly");
+	if (r < 0) {
+		fgw_log_errno(LOG_WARNING, r,
+			      "ble: cannot switch the pairing agent to passkey entry");
+		return;
+	}
+	d->blesec->keyboard = true;
+	fgw_info("ble: pairing agent KeyboardOnly (a device was enrolled with its own passkey)");
 }
 
 void fgw_ble_security_stop(struct fgw_daemon *d)

@@ -238,7 +238,8 @@ def device_state(port):
 class World:
     """Temp dir + nginx + (bus) + simulator + gateway, torn down in reverse order."""
 
-    def __init__(self, binaries, devices, ble=False, sim_args=(), gw_extra="", **rel):
+    def __init__(self, binaries, devices, ble=False, sim_args=(), gw_extra="",
+                 enrollment="open", **rel):
         self.b = binaries
         self.tmp = tempfile.mkdtemp(prefix="fgw-fleet-")
         self.ng = Nginx(self.tmp)
@@ -252,7 +253,7 @@ class World:
         os.makedirs(gwdir)
         self.gw = Gateway(binaries["fotagwd"], gwdir, self.ng.base + "/manifest.json",
                           os.path.join(self.tmp, "manifest.pub"), udp_devices=udp, ble=ble,
-                          extra=gw_extra)
+                          extra=gw_extra, enrollment=enrollment)
         if ble:
             self.gw.env = dict(os.environ, **self.bus.env)
         self.devices = devices
