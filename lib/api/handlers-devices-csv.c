@@ -60,7 +60,8 @@ static void trim(char *s)
 		s[--len] = '\0';
 	while (s[i] == ' ' || s[i] == '\t')
 		i++;
-	memmove(s, s + i, len - i + 1);
+	if (i > 0)
+		memmove(s, s + i, len - i + 1);
 }
 
 /* Splits one line (without its end) into fields; a message on a malformed line. */
