@@ -80,6 +80,10 @@ static void device_json(struct fgw_api *api, struct api_jw *w, const struct fgw_
 	api_jw_str(w, "board", d->board);
 	api_jw_str(w, "group", d->group);
 	api_jw_str(w, "state", d->state);
+	/* enrollment (never the passkey: it is not in the row) */
+	api_jw_bool(w, "enrolled", d->enrolled);
+	api_jw_str(w, "enrolled_board", d->enrolled_board);
+	api_jw_str(w, "label", d->label);
 	add_job(api, w, d->address, &d->job);
 }
 

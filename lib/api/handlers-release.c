@@ -127,7 +127,7 @@ static const char *const failed_states[] = {"failed", "reverted", NULL};
 static const char *const done_states[] = {"done", "skipped", NULL};
 static const char *const finished_states[] = {"done", "failed", "reverted", NULL};
 static const char *const not_running_states[] = {"done",       "skipped", "failed", "reverted",
-						 "superseded", "idle",	  NULL};
+						 "superseded", "idle",	  "unenrolled", NULL};
 
 static int failure_row(const struct fgw_store_device *d, void *user_data)
 {

@@ -21,8 +21,12 @@ struct fgw_config {
 	char *udp_devices; /* "HOST:PORT ..." devices reached over SMP/UDP */
 	int retry_limit;   /* transient failures before a job fails */
 	int backoff_base_s, backoff_max_s;
-	int reboot_timeout_s;	   /* ceiling for a device to come back after its reset */
-	int progress_flush_s;	   /* upload offsets are persisted at most this often */
+	int reboot_timeout_s;	    /* ceiling for a device to come back after its reset */
+	int progress_flush_s;	    /* upload offsets are persisted at most this often */
+	bool fleet_enrollment_open; /* enrollment = open; false: allowlist */
+	bool require_board_match;   /* skip a device whose board is unknown */
+	int max_unenrolled;	    /* unenrolled devices kept at most */
+	int unenrolled_ttl_s;	   /* an unenrolled device is forgotten this long after last seen */
 	int netcore_version_group; /* SMP group the firmware answers its net core version on, 0 none
 				    */
 	/* [upload] */
@@ -35,7 +39,7 @@ struct fgw_config {
 	int api_port;
 	char *api_token_file; /* bearer token for POSTs; "" = every POST is refused */
 	int api_max_connections;
-	int api_timeout_s; /* idle HTTP connections are closed after this */
+	int api_timeout_s;	 /* idle HTTP connections are closed after this */
 	char *api_allowed_hosts; /* Host names answered besides IP literals and localhost */
 	/* [ble] (lib/bluez: struct fgw_bluez_options) */
 	bool ble_enabled;
@@ -47,7 +51,7 @@ struct fgw_config {
 	int ble_max_connections;   /* links connecting or connected at once */
 	int ble_connect_timeout_s; /* find + connect + resolve + acquire */
 	bool ble_acquire;	   /* AcquireWrite/AcquireNotify when offered */
-	char *ble_name_prefix; /* devices named so are fleet devices even without the SMP UUID */
+	char *ble_name_prefix;	/* devices named so are fleet devices even without the SMP UUID */
 	char *ble_passkey_file; /* product-wide passkey (6 digits); "": none (Just Works) */
 	bool ble_allow_numeric_comparison; /* the agent accepts RequestConfirmation */
 	int ble_pair_timeout_s;		   /* Device1.Pair() */

@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -198,4 +199,29 @@ FGW_EXPORT bool fgw_buf_grow(char **buf, size_t *cap, size_t need, size_t max)
 	*buf = b;
 	*cap = n;
 	return true;
+}
+
+static bool udp_host_char(unsigned char c)
+{
+	return isalnum(c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_';
+}
+
+FGW_EXPORT int fgw_address_normalize(const char *address, char ret[40])
+{
+	size_t len = address ? strlen(address) : 0;
+
+	if (len == 17)
+		return fgw_ble_addr_parse(address, ret);
+	if (len < 7 || len >= 40 || strncmp(address, "udp:", 4) != 0)
+		return -EINVAL;
+	const char *colon = strrchr(address + 4, ':');
+	int64_t port;
+
+	if (!colon || colon == address + 4 || fgw_parse_int64(colon + 1, 1, 65535, &port) < 0)
+		return -EINVAL;
+	for (const char *c = address + 4; c < colon; c++)
+		if (!udp_host_char((unsigned char) *c))
+			return -EINVAL;
+	memcpy(ret, address, len + 1);
+	return 0;
 }

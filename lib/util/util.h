@@ -127,6 +127,11 @@ int fgw_enum_value(const char *const *names, size_t n, const char *s);
 #define FGW_ENUM_NAME(names, value) fgw_enum_name(names, ARRAY_SIZE(names), (int) (value))
 #define FGW_ENUM_VALUE(names, s) fgw_enum_value(names, ARRAY_SIZE(names), s)
 
+/*
+ * A device address as the registry keys it: a BLE MAC in upper case ("AA:BB:CC:DD:EE:FF", as
+ * BlueZ reports it) or "udp:HOST:PORT". 0 and @ret, or -EINVAL.
+ */
+int fgw_address_normalize(const char *address, char ret[40]);
 /* "true/false/yes/no/on/off/1/0". -EINVAL otherwise. */
 int fgw_parse_bool(const char *s, bool *ret);
 

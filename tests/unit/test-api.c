@@ -430,17 +430,17 @@ static void test_metrics_failures_bounded(void **state)
 
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	for (int i = 0; i < 50; i++) {
-		snprintf(
-		    sql, sizeof(sql),
-		    "INSERT INTO devices (address, created_at) VALUES ('BB:00:00:00:00:%02X', 1);"
-		    "INSERT INTO jobs (address, release_id, state, reason, created_at, "
-		    "updated_at) VALUES ('BB:00:00:00:00:%02X', 'r2', '%s', "
-		    "'device said rsn %d at offset %d', 1, 1);"
-		    "INSERT INTO events (at, address, job_id, kind, from_state, to_state) "
-		    "VALUES (2, 'BB:00:00:00:00:%02X', last_insert_rowid(), 'job-state', "
-		    "'%s', '%s');",
-		    i, i, i % 5 ? "failed" : "reverted", i, i * 4096, i,
-		    stages[i % ARRAY_SIZE(stages)], i % 5 ? "failed" : "reverted");
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO devices (address, created_at, enrolled) VALUES "
+			 "('BB:00:00:00:00:%02X', 1, 1);"
+			 "INSERT INTO jobs (address, release_id, state, reason, created_at, "
+			 "updated_at) VALUES ('BB:00:00:00:00:%02X', 'r2', '%s', "
+			 "'device said rsn %d at offset %d', 1, 1);"
+			 "INSERT INTO events (at, address, job_id, kind, from_state, to_state) "
+			 "VALUES (2, 'BB:00:00:00:00:%02X', last_insert_rowid(), 'job-state', "
+			 "'%s', '%s');",
+			 i, i, i % 5 ? "failed" : "reverted", i, i * 4096, i,
+			 stages[i % ARRAY_SIZE(stages)], i % 5 ? "failed" : "reverted");
 		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	}
 	sqlite3_close(db);
