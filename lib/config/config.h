@@ -16,6 +16,10 @@ struct fgw_config {
 	/* [store] */
 	char *db_path;
 	int busy_timeout_ms;
+	int retain_events_days; /* events older than this are pruned, 0 = kept */
+	int retain_events_max;	/* beyond this many events the oldest are pruned, 0 = no cap */
+	int retain_jobs_days;	/* finished jobs of releases no longer in force, 0 = kept */
+	int forget_devices_after_days; /* BLE devices not seen this long, 0 = kept */
 	/* [fleet] */
 	char *fleet_group; /* group given to newly seen devices */
 	char *udp_devices; /* "HOST:PORT ..." devices reached over SMP/UDP */
@@ -35,7 +39,7 @@ struct fgw_config {
 	int api_port;
 	char *api_token_file; /* bearer token for POSTs; "" = every POST is refused */
 	int api_max_connections;
-	int api_timeout_s; /* idle HTTP connections are closed after this */
+	int api_timeout_s;	 /* idle HTTP connections are closed after this */
 	char *api_allowed_hosts; /* Host names answered besides IP literals and localhost */
 	/* [ble] (lib/bluez: struct fgw_bluez_options) */
 	bool ble_enabled;
@@ -47,7 +51,7 @@ struct fgw_config {
 	int ble_max_connections;   /* links connecting or connected at once */
 	int ble_connect_timeout_s; /* find + connect + resolve + acquire */
 	bool ble_acquire;	   /* AcquireWrite/AcquireNotify when offered */
-	char *ble_name_prefix; /* devices named so are fleet devices even without the SMP UUID */
+	char *ble_name_prefix;	/* devices named so are fleet devices even without the SMP UUID */
 	char *ble_passkey_file; /* product-wide passkey (6 digits); "": none (Just Works) */
 	bool ble_allow_numeric_comparison; /* the agent accepts RequestConfirmation */
 	int ble_pair_timeout_s;		   /* Device1.Pair() */
