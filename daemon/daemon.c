@@ -198,6 +198,7 @@ void fgw_daemon_stop(struct fgw_daemon *d)
 	close_handle(d, (uv_handle_t *) &d->sig_hup);
 	close_handle(d, (uv_handle_t *) &d->watchdog);
 	close_handle(d, (uv_handle_t *) &d->retention);
+	close_handle(d, (uv_handle_t *) &d->ble_retry);
 	d->api = fgw_api_free(d->api);
 	fgw_daemon_fleet_stop(d);
 }

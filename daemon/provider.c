@@ -11,6 +11,19 @@
 #include "release.h"
 #include "util.h"
 
+/*
+ * "disabled" in the configuration, "unavailable" without a system bus connection (none yet,
+ * or lost: retried), else what lib/bluez sees ("absent" without bluetoothd or an adapter).
+ */
+static const char *adapter_state(struct fgw_daemon *d)
+{
+	if (!d->cfg.ble_enabled)
+		return "disabled";
+	if (!d->bluez || fgw_bluez_bus_lost(d->bluez))
+		return "unavailable";
+	return fgw_bluez_adapter_state_to_string(fgw_bluez_adapter_state(d->bluez));
+}
+
 static int provider_health(void *user_data, struct fgw_api_health *ret)
 {
 	struct fgw_daemon *d = user_data;
@@ -18,10 +31,7 @@ static int provider_health(void *user_data, struct fgw_api_health *ret)
 	*ret = (struct fgw_api_health){
 	    .version = FGW_VERSION,
 	    .uptime_ms = (int64_t) (fgw_now_ms() - d->started_ms),
-	    /* BLE disabled in the configuration: there is no adapter to speak of. */
-	    .adapter_state =
-		d->bluez ? fgw_bluez_adapter_state_to_string(fgw_bluez_adapter_state(d->bluez))
-			 : "disabled",
+	    .adapter_state = adapter_state(d),
 	};
 	return 0;
 }

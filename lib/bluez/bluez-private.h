@@ -74,6 +74,8 @@ int fgw_busio_new(uv_loop_t *loop, sd_bus *bus, fgw_busio_fail_cb_t fail_cb, voi
 		  struct fgw_busio **ret);
 /* Stops driving the bus, flushes and drops the reference once the handles are closed. */
 struct fgw_busio *fgw_busio_free(struct fgw_busio *io);
+/* Whether the connection failed (the fail callback ran). */
+bool fgw_busio_failed(const struct fgw_busio *io);
 /* Opens a bus connection: @address, or the system bus when NULL. Not attached to a loop. */
 int fgw_bus_open(const char *address, const char *description, sd_bus **ret);
 

@@ -112,6 +112,12 @@ enum fgw_bluez_adapter_state fgw_bluez_adapter_state(struct fgw_bluez *b);
 const char *fgw_bluez_adapter_name(struct fgw_bluez *b);
 /* Human-readable reason of the last failed step ("" if none), for logs. Borrowed. */
 const char *fgw_bluez_last_error(struct fgw_bluez *b);
+/*
+ * True once the D-Bus connection itself is gone (the bus daemon stopped or dropped us): the
+ * adapter is then reported absent with -ENETDOWN, as when bluetoothd leaves, but nothing
+ * comes back on this object. Free it and make a new one to reconnect.
+ */
+bool fgw_bluez_bus_lost(struct fgw_bluez *b);
 
 /* ---- pairing agent ---- */
 

@@ -23,11 +23,18 @@ CASE:
                polls are counted in fotagw_manifest_polls_total{result} (issue 20 item 4)
   no-downgrade policy allow_downgrade false: the app upload carries mcumgr's upgrade flag, so
                a device already running a newer app refuses it; the other one is updated
+  no-bus       fotagwd starts before the system bus exists: it runs, the API answers, health
+               says BLE "unavailable" (fotagw_ble_adapter_up 0); then a dbus-daemon and the
+               fake bluetoothd appear and a device is updated; the dbus-daemon is killed
+               mid-run, a new one comes up on the same socket and a second device is updated
+               (issue 18 item 7)
   watch        fotactl watch in tmux during the rollout: live bars (image, %, KiB/s, ETA)
                that move on, then the final counts; q quits
 """
+import os
 import random
 import signal
+import subprocess
 import sqlite3
 import sys
 import time
@@ -343,10 +350,91 @@ def case_no_downgrade():
         w.close(ok)
 
 
+class SocketBus:
+    """A private dbus-daemon on a socket path chosen beforehand (fotagwd is told it first)."""
+
+    def __init__(self, socket):
+        if os.path.exists(socket):
+            os.unlink(socket)  # a killed daemon leaves its socket file
+        address = "unix:path=" + socket
+        self.proc = subprocess.Popen(
+            ["dbus-daemon", "--config-file", ft.simctl.DBUS_CONF, "--address", address,
+             "--nofork", "--nopidfile", "--print-address"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if not self.proc.stdout.readline().startswith("unix:"):
+            self.close()
+            raise ft.Fail("dbus-daemon did not start")
+        self.env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def adapter_state(w):
+    code, h = w.gw.health()
+    return h.get("adapter_state"), w.gw.metrics().get("fotagw_ble_adapter_up")
+
+
+def case_no_bus():
+    w = ft.World(BIN, 2, sim_args=FAST, rate=1.0, gw_extra="")
+    # The World's own simulator is UDP only; this case runs BLE on a bus of its own.
+    w.sim.close()
+    socket = os.path.join(w.tmp, "bus", "system_bus_socket")
+    os.makedirs(os.path.dirname(socket))
+    conf = open(w.gw.conf).read().replace("[ble]\nenabled = false", "[ble]\nenabled = true")
+    conf = conf.replace("udp_devices = " + " ".join(
+        f"127.0.0.1:{w.sim.port(i)}" for i in range(2)), "udp_devices =")
+    open(w.gw.conf, "w").write(conf)
+    w.gw.env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS="unix:path=" + socket)
+    state_dir = os.path.join(w.tmp, "sim-state")
+    bus = sim = None
+    ok = False
+    try:
+        w.gw.start()
+        st = adapter_state(w)
+        check(st == ("unavailable", 0), f"no bus: health and metric say BLE unavailable: {st}")
+        check("BLE unavailable: cannot connect to the system bus" in w.gw.log(), "logged once")
+        check(w.gw.proc.poll() is None, "fotagwd keeps running without a bus")
+
+        bus = SocketBus(socket)
+        sim = ft.simctl.Sim(SIM, devices=1, udp=True, bluez=True, bus=bus, args=FAST,
+                            state_dir=state_dir)
+        w.sim = sim
+        w.gw.wait(lambda j: len(j) == 1 and j[0][1] == "done", "device 0 updated over BLE", 180)
+        device_on_release(w, 0)
+        check(adapter_state(w) == ("on", 1), f"adapter up: {adapter_state(w)}")
+
+        # The bus dies under fotagwd (bluetoothd with it), and a new one comes up.
+        bus.close()
+        sim.close()
+        deadline = time.monotonic() + 30
+        while "event: ble-bus-lost" not in w.gw.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        check("event: ble-bus-lost" in w.gw.log(), "the lost connection is noticed")
+        st = adapter_state(w)
+        check(st[0] in ("unavailable", "absent") and st[1] == 0, f"BLE down: {st}")
+        bus = SocketBus(socket)
+        sim = ft.simctl.Sim(SIM, devices=2, udp=True, bluez=True, bus=bus, args=FAST,
+                            state_dir=state_dir)
+        w.sim = sim
+        w.gw.wait(lambda j: len(j) == 2 and all(r[1] == "done" for r in j),
+                  "device 1 updated after the reconnection", 180)
+        device_on_release(w, 1)
+        check(w.gw.log().count("event: ble-bus-connected") == 2, "connected twice, by itself")
+        check(w.gw.proc.poll() is None, "fotagwd never exited")
+        ok = True
+    finally:
+        w.close(ok)
+        if bus:
+            bus.close()
+
+
 CASES = {"rollout-udp": case_rollout_udp, "rollout-ble": case_rollout_ble, "faults": case_faults,
          "canary": case_canary, "restart": case_restart, "watch": case_watch,
          "out-of-range": case_out_of_range, "manifest-expiry": case_manifest_expiry,
-         "no-downgrade": case_no_downgrade}
+         "no-downgrade": case_no_downgrade, "no-bus": case_no_bus}
 
 try:
     CASES[CASE]()
