@@ -62,15 +62,20 @@ static int security_failed(void *user_data, const char *address, struct fgw_tran
 	return fgw_ble_security_failed(user_data, address, t, err, why, size);
 }
 
+/* A fleet device: it lists the SMP service, or its name starts with [ble] name_prefix. */
+static bool ble_member(struct fgw_daemon *d, const struct fgw_bluez_device_info *info)
+{
+	const char *prefix = d->cfg.ble_name_prefix;
+
+	return info->smp_service || (prefix && *prefix && info->name &&
+				     strncmp(info->name, prefix, strlen(prefix)) == 0);
+}
+
 static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 			  const struct fgw_bluez_device_info *info, void *user_data)
 {
 	struct fgw_daemon *d = user_data;
 	int rssi = info->rssi;
-
-	const char *prefix = d->cfg.ble_name_prefix;
-	bool named =
-	    prefix && *prefix && info->name && strncmp(info->name, prefix, strlen(prefix)) == 0;
 
 	if (!d->fleet)
 		return;
@@ -79,10 +84,28 @@ static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 		fgw_fleet_device_lost(d->fleet, info->addr);
 		return;
 	}
-	if (!(info->smp_service || named))
+	if (!ble_member(d, info))
 		return;
 	fgw_fleet_device_seen(d->fleet, info->addr, "ble", info->name,
 			      info->has_rssi ? &rssi : NULL);
+}
+
+/*
+ * After a reload of ble.name_prefix: a device that no longer matches is out of the fleet at
+ * once (no new job starts for it; one under way finishes only if the device is found again
+ * as a member), one that matches now joins without waiting for its next advertisement.
+ * A device once connected lists the SMP service in UUIDs (bluetoothd adds the services it
+ * resolved) and stays a member by that rule.
+ */
+static void on_reload_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
+			     const struct fgw_bluez_device_info *info, void *user_data)
+{
+	struct fgw_daemon *d = user_data;
+
+	if (ble_member(d, info))
+		on_ble_device(b, ev, info, d);
+	else
+		fgw_fleet_device_lost(d->fleet, info->addr);
 }
 
 static void ble_retry_later(struct fgw_daemon *d);
@@ -357,6 +380,8 @@ void fgw_daemon_fleet_reload(struct fgw_daemon *d)
 		return;
 	fleet_options(d, &fo);
 	fgw_fleet_set_options(d->fleet, &fo);
+	if (d->bluez && !fgw_bluez_bus_lost(d->bluez))
+		fgw_bluez_foreach_device(d->bluez, on_reload_device, d);
 }
 
 int fgw_daemon_fleet_start(struct fgw_daemon *d)

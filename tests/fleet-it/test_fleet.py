@@ -28,6 +28,10 @@ CASE:
                fake bluetoothd appear and a device is updated; the dbus-daemon is killed
                mid-run, a new one comes up on the same socket and a second device is updated
                (issue 18 item 7)
+  name-prefix-reload  two BLE devices named alpha-0 and beta-1, name_prefix alpha-, no
+               release: only alpha-0 joins the registry; SIGHUP with name_prefix beta-, then
+               a release: beta-1 is updated, alpha-0 (matching only the old prefix) keeps a
+               queued job that never starts (issue 18 item 7)
   watch        fotactl watch in tmux during the rollout: live bars (image, %, KiB/s, ETA)
                that move on, then the final counts; q quits
 """
@@ -431,10 +435,63 @@ def case_no_bus():
             bus.close()
 
 
+def job_history(w, address, release_id):
+    con = sqlite3.connect(f"file:{w.gw.db}?mode=ro", uri=True, timeout=5)
+    try:
+        return [r[0] for r in con.execute(
+            "SELECT e.to_state FROM events e JOIN jobs j ON j.id = e.job_id WHERE "
+            "j.address = ? AND j.release_id = ? AND e.kind = 'job-state' ORDER BY e.id",
+            (address, release_id))]
+    finally:
+        con.close()
+
+
+def case_name_prefix_reload():
+    args = FAST + ["--fault", "0:name=alpha-0", "--fault", "1:name=beta-1"]
+    w = ft.World(BIN, 2, ble=True, sim_args=args, rate=1.0)
+    # No release at first: alpha-0 joins the registry without ever being connected (once
+    # connected, a device lists the SMP service in UUIDs and is a member by that rule).
+    for f in ("manifest.json", "manifest.json.sig"):
+        os.unlink(os.path.join(w.ng.srv, f))
+    conf = open(w.gw.conf).read()
+    check("name_prefix = fotagw-sim-" in conf, "the harness' prefix line")
+    open(w.gw.conf, "w").write(conf.replace("name_prefix = fotagw-sim-", "name_prefix = alpha-"))
+    ok = False
+    try:
+        w.gw.start()
+        deadline = time.monotonic() + 60
+        while "name: alpha-0" not in w.gw.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        check("event: device-new, device: " + w.address(0) in w.gw.log(), "alpha-0 registered")
+        check("name: beta-1" not in w.gw.log(), "beta-1 is not a fleet device under alpha-")
+
+        conf = open(w.gw.conf).read()
+        open(w.gw.conf, "w").write(conf.replace("name_prefix = alpha-", "name_prefix = beta-"))
+        w.gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "event: reloaded" not in w.gw.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        check("config: ble.name_prefix applied" in w.gw.log(), "the new prefix is applied")
+        # A release right after the reload, well inside alpha-0's last sighting window.
+        w.release = ft.Release(FOTACTL, w.tmp, w.ng.srv, version="2.0.0", seq=1, rate=1.0)
+        w.gw.wait(lambda j: job_history(w, w.address(1), w.release.id)[-1:] == ["done"],
+                  "beta-1 updated", 180)
+        device_on_release(w, 1)
+        # alpha-0's row exists (it is in the registry), but its job never started.
+        hist = job_history(w, w.address(0), w.release.id)
+        check(hist == ["queued"], f"alpha-0's job never left queued: {hist}")
+        st = ft.device_state(w.sim.port(0))
+        check(st["versions"].get("net") != "2.0.0", f"alpha-0 still runs its old image: {st}")
+        ok = True
+    finally:
+        w.close(ok)
+
+
 CASES = {"rollout-udp": case_rollout_udp, "rollout-ble": case_rollout_ble, "faults": case_faults,
          "canary": case_canary, "restart": case_restart, "watch": case_watch,
          "out-of-range": case_out_of_range, "manifest-expiry": case_manifest_expiry,
-         "no-downgrade": case_no_downgrade, "no-bus": case_no_bus}
+         "no-downgrade": case_no_downgrade, "no-bus": case_no_bus,
+         "name-prefix-reload": case_name_prefix_reload}
 
 try:
     CASES[CASE]()
