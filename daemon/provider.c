@@ -1,7 +1,6 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "api.h"
 #include "bluez.h"
@@ -150,21 +149,6 @@ static int provider_manifest(void *user_data, struct fgw_api_manifest *ret)
 	return 0;
 }
 
-/* The token grants every POST: a file others may read (or replace) is refused. */
-static int token_file_private(const char *path)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0)
-		return 0; /* fgw_api_token_read() says why it cannot be read */
-	if (st.st_mode & (S_IROTH | S_IWOTH))
-		return fgw_log_errno(LOG_ERR, -EPERM,
-				     "API token file '%s' can be read by others (mode %04o): "
-				     "chmod o-rwx it, or use a systemd credential",
-				     path, (unsigned) (st.st_mode & 07777));
-	return 0;
-}
-
 int fgw_daemon_api_start(struct fgw_daemon *d)
 {
 	const struct fgw_api_provider prov = {
@@ -191,10 +175,13 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	if (!d->cfg.api_enabled)
 		return 0;
 	if (d->cfg.api_token_file && *d->cfg.api_token_file) {
-		r = token_file_private(d->cfg.api_token_file);
-		if (r < 0)
-			return r;
 		r = fgw_api_token_read(d->cfg.api_token_file, &token);
+		if (r == -EPERM)
+			return fgw_log_errno(
+			    LOG_ERR, r,
+			    "API token file '%s' can be read by others: chmod o-rwx "
+			    "it, or use a systemd credential",
+			    d->cfg.api_token_file);
 		if (r == -EINVAL)
 			return fgw_log_errno(LOG_ERR, r,
 					     "API token file '%s' must hold 16 to 4096 visible "
