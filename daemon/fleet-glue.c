@@ -256,6 +256,28 @@ void fgw_daemon_fleet_reload(struct fgw_daemon *d)
 	fgw_fleet_set_options(d->fleet, &fo);
 }
 
+/* [ble] adapters, or the deprecated [ble] adapter; both at once is a mistake to point out. */
+static int ble_adapters(struct fgw_daemon *d, char *buf, size_t size)
+{
+	const char *adapters = d->cfg.ble_adapters ? d->cfg.ble_adapters : "";
+	const char *adapter = d->cfg.ble_adapter ? d->cfg.ble_adapter : "";
+	int r;
+
+	if (*adapters && *adapter) {
+		fgw_error(
+		    "[ble] adapter is a deprecated alias of [ble] adapters: set only adapters");
+		return -EINVAL;
+	}
+	if (*adapter) {
+		fgw_warning("[ble] adapter is deprecated: write adapters = %s", adapter);
+		adapters = adapter;
+	}
+	r = fgw_bluez_adapters_parse(adapters, buf, size);
+	if (r < 0)
+		fgw_error("[ble] adapters must be 'all' or adapter names such as 'hci0,hci1'");
+	return r;
+}
+
 int fgw_daemon_fleet_start(struct fgw_daemon *d)
 {
 	struct fgw_fleet_options fo;
@@ -264,8 +286,13 @@ int fgw_daemon_fleet_start(struct fgw_daemon *d)
 
 	if (d->cfg.ble_enabled) {
 		struct fgw_bluez_options bo;
+		char adapters[256];
+
+		r = ble_adapters(d, adapters, sizeof(adapters));
+		if (r < 0)
+			return r;
 		fgw_bluez_options_init(&bo);
-		bo.adapter = d->cfg.ble_adapter;
+		bo.adapter = adapters;
 		bo.power_on = d->cfg.ble_power_on;
 		bo.scan = d->cfg.ble_scan;
 		bo.filter_service = d->cfg.ble_filter_service;
