@@ -129,6 +129,28 @@ static void on_adapter(struct fgw_bluez *b, enum fgw_bluez_adapter_state state, 
 
 /* ---- the bus connection: BLE comes and goes, the daemon stays --------------------------- */
 
+/* [ble] adapters, or the deprecated [ble] adapter; both at once is a mistake to point out. */
+static int ble_adapters(struct fgw_daemon *d, char *buf, size_t size)
+{
+	const char *adapters = d->cfg.ble_adapters ? d->cfg.ble_adapters : "";
+	const char *adapter = d->cfg.ble_adapter ? d->cfg.ble_adapter : "";
+	int r;
+
+	if (*adapters && *adapter) {
+		fgw_error(
+		    "[ble] adapter is a deprecated alias of [ble] adapters: set only adapters");
+		return -EINVAL;
+	}
+	if (*adapter) {
+		fgw_warning("[ble] adapter is deprecated: write adapters = %s", adapter);
+		adapters = adapter;
+	}
+	r = fgw_bluez_adapters_parse(adapters, buf, size);
+	if (r < 0)
+		fgw_error("[ble] adapters must be 'all' or adapter names such as 'hci0,hci1'");
+	return r;
+}
+
 /* Opens lib/bluez on the system bus. < 0 only when the bus cannot be reached. */
 static int ble_open(struct fgw_daemon *d)
 {
@@ -136,7 +158,7 @@ static int ble_open(struct fgw_daemon *d)
 	int r;
 
 	fgw_bluez_options_init(&bo);
-	bo.adapter = d->cfg.ble_adapter;
+	bo.adapter = d->ble_adapters;
 	bo.power_on = d->cfg.ble_power_on;
 	bo.scan = d->cfg.ble_scan;
 	bo.filter_service = d->cfg.ble_filter_service;
@@ -195,8 +217,11 @@ static void ble_retry_later(struct fgw_daemon *d)
  */
 static int ble_start(struct fgw_daemon *d)
 {
-	int r = uv_timer_init(d->loop, &d->ble_retry);
+	int r = ble_adapters(d, d->ble_adapters, sizeof(d->ble_adapters));
 
+	if (r < 0)
+		return r;
+	r = uv_timer_init(d->loop, &d->ble_retry);
 	if (r < 0)
 		return fgw_log_errno(LOG_ERR, r, "Failed to set up the BLE retry timer");
 	d->ble_retry.data = d;

@@ -68,6 +68,7 @@ static const struct key_def keys[] = {
     {"api", "timeout_s", KEY_INT, OFF(api_timeout_s), 1, 3600, "15", false, false},
     {"api", "allowed_hosts", KEY_LIST, OFF(api_allowed_hosts), 0, 0, "", false, false},
     {"ble", "enabled", KEY_BOOL, OFF(ble_enabled), 0, 0, "true", false, false},
+    {"ble", "adapters", KEY_STRING, OFF(ble_adapters), 0, 0, "", false, false},
     {"ble", "adapter", KEY_STRING, OFF(ble_adapter), 0, 0, "", false, false},
     {"ble", "power_on", KEY_BOOL, OFF(ble_power_on), 0, 0, "true", false, false},
     {"ble", "scan", KEY_BOOL, OFF(ble_scan), 0, 0, "true", false, false},
