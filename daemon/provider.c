@@ -1,9 +1,11 @@
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "api.h"
 #include "bluez.h"
+#include "ble-security.h"
 #include "daemon.h"
 #include "fleet.h"
 #include "provider.h"
@@ -48,6 +50,44 @@ static int provider_resume(void *user_data)
 	struct fgw_daemon *d = user_data;
 
 	return d->fleet ? fgw_fleet_resume(d->fleet) : -ENOENT;
+}
+
+static int provider_enroll(void *user_data, const struct fgw_api_enrollment *e, size_t n)
+{
+	struct fgw_daemon *d = user_data;
+	struct fgw_fleet_enrollment *fe;
+	bool own_passkey = false;
+	int r;
+
+	if (!d->fleet)
+		return -ENODEV;
+	fe = calloc(n ? n : 1, sizeof(*fe));
+	if (!fe)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		fe[i] = (struct fgw_fleet_enrollment){
+		    .address = e[i].address,
+		    .board = e[i].board,
+		    .group = e[i].group,
+		    .label = e[i].label,
+		    .has_passkey = e[i].has_passkey,
+		    .passkey = e[i].passkey,
+		};
+		own_passkey |= e[i].has_passkey;
+	}
+	r = fgw_fleet_enroll(d->fleet, fe, n);
+	explicit_bzero(fe, n * sizeof(*fe));
+	free(fe);
+	if (r == 0 && own_passkey)
+		fgw_ble_security_passkey_added(d);
+	return r;
+}
+
+static int provider_forget(void *user_data, const char *address)
+{
+	struct fgw_daemon *d = user_data;
+
+	return d->fleet ? fgw_fleet_forget(d->fleet, address) : -ENODEV;
 }
 
 static int provider_retry(void *user_data, const char *address)
@@ -157,6 +197,8 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	    .pause = provider_pause,
 	    .resume = provider_resume,
 	    .retry = provider_retry,
+	    .enroll = provider_enroll,
+	    .forget = provider_forget,
 	    .progress = provider_progress,
 	    .release_images = provider_release_images,
 	    .metrics = provider_metrics,

@@ -245,6 +245,10 @@ static cJSON *device_json(struct fgw_api *api, struct jb *b, cJSON *parent,
 	jb_str(b, o, "board", d->board);
 	jb_str(b, o, "group", d->group);
 	jb_str(b, o, "state", d->state);
+	/* enrollment (never the passkey: it is not in the row) */
+	jb_bool(b, o, "enrolled", d->enrolled);
+	jb_str(b, o, "enrolled_board", d->enrolled_board);
+	jb_str(b, o, "label", d->label);
 	add_job(api, b, o, d->address, &d->job);
 	return o;
 }
@@ -585,8 +589,8 @@ static int64_t sum_states(const int64_t *by_state, const char *const *names)
 static const char *const failed_states[] = {"failed", "reverted", NULL};
 static const char *const done_states[] = {"done", "skipped", NULL};
 static const char *const finished_states[] = {"done", "failed", "reverted", NULL};
-static const char *const not_running_states[] = {"done",       "skipped", "failed", "reverted",
-						 "superseded", "idle",	  NULL};
+static const char *const not_running_states[] = {"done",       "skipped", "failed",	"reverted",
+						 "superseded", "idle",	  "unenrolled", NULL};
 
 struct failures_ctx {
 	struct jb *b;

@@ -337,7 +337,8 @@ static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
 		goto out;
 
 	fgw_prom_family(w, "fotagw_devices", "gauge",
-			"Devices per state of their job for the current release (idle: none).");
+			"Devices per state of their job for the current release (idle: none; "
+			"unenrolled: not enrolled, gets no job).");
 	i = 0;
 	for (const char *const *st = fgw_store_device_states(); *st; st++, i++) {
 		const char *labels[] = {"state", *st, NULL};
@@ -348,7 +349,7 @@ static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
 	i = 0;
 	for (const char *const *st = fgw_store_device_states(); *st; st++, i++) {
 		const char *labels[] = {"state", *st, NULL};
-		if (strcmp(*st, "idle") != 0)
+		if (strcmp(*st, "idle") != 0 && strcmp(*st, "unenrolled") != 0)
 			fgw_prom_sample(w, "fotagw_canary_devices", labels, (double) sc.canary[i]);
 	}
 	fgw_prom_family(w, "fotagw_releases", "gauge", "Releases known per state.");

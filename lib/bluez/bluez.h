@@ -178,6 +178,12 @@ struct fgw_bluez_agent_options {
  * reason. -EINVAL for an unknown capability, -EALREADY when started already.
  */
 int fgw_bluez_agent_start(struct fgw_bluez *b, const struct fgw_bluez_agent_options *opts);
+/*
+ * A new capability for the running agent ("KeyboardOnly" or "NoInputNoOutput"), e.g. once
+ * the first device with its own passkey is enrolled: registered again with bluetoothd.
+ * -EINVAL if the agent is not running or the capability is not one of those.
+ */
+int fgw_bluez_agent_set_capability(struct fgw_bluez *b, const char *capability);
 
 /*
  * A passkey as kept in a file or a systemd credential: exactly six decimal digits, optional

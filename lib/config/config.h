@@ -25,8 +25,11 @@ struct fgw_config {
 	char *udp_devices; /* "HOST:PORT ..." devices reached over SMP/UDP */
 	int retry_limit;   /* transient failures before a job fails */
 	int backoff_base_s, backoff_max_s;
-	int reboot_timeout_s;	   /* ceiling for a device to come back after its reset */
-	int progress_flush_s;	   /* upload offsets are persisted at most this often */
+	int reboot_timeout_s;	    /* ceiling for a device to come back after its reset */
+	int progress_flush_s;	    /* upload offsets are persisted at most this often */
+	bool fleet_enrollment_open; /* enrollment = open; false: allowlist */
+	int max_unenrolled;	    /* unenrolled devices kept at most */
+	int unenrolled_ttl_s;	   /* an unenrolled device is forgotten this long after last seen */
 	int netcore_version_group; /* SMP group the firmware answers its net core version on, 0 none
 				    */
 	/* [upload] */

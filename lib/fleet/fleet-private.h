@@ -74,6 +74,7 @@ struct fleet_dev {
 	uint64_t seen_ms; /* last sighting (monotonic), 0 none or lost; BLE jobs wait for one */
 	struct fleet_job *job; /* its unfinished job in memory, of any release */
 	unsigned checked_gen;  /* release generation whose job is known finished or not wanted */
+	bool enrolled;
 };
 
 struct fleet_devs {
@@ -152,7 +153,8 @@ struct fgw_fleet {
 	bool resumed;
 	unsigned n_targets, n_canary;
 	struct fgw_fleet_stats stats;
-	uint64_t rnd; /* xorshift state for back-off jitter */
+	uint64_t rnd;	    /* xorshift state for back-off jitter */
+	uint64_t pruned_ms; /* last bound on unenrolled devices */
 };
 
 /* fleet.c */
@@ -185,6 +187,16 @@ struct fleet_dev *fleet_dev_add(struct fgw_fleet *f, const char *address, const 
 				const char *grp);
 void fleet_devs_foreach(struct fgw_fleet *f, void (*fn)(struct fgw_fleet *f, struct fleet_dev *d));
 void fleet_devs_free(struct fgw_fleet *f);
+/* Drops @address from the map (its job must be gone already). */
+void fleet_dev_remove(struct fgw_fleet *f, const char *address);
+
+/* fleet-enroll.c */
+/* Whether @dev may get a job: enrolled, or enrollment is open. */
+bool fleet_dev_wanted(const struct fgw_fleet *f, const struct fleet_dev *dev);
+/* Bounds the unenrolled devices (count and age); called from the tick. */
+void fleet_unenrolled_prune(struct fgw_fleet *f);
+/* fleet.c: the device's job for the current release, loaded or created if it is a target. */
+void fleet_load_dev_job(struct fgw_fleet *f, struct fleet_dev *dev);
 
 /* job.c */
 struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *rec,

@@ -10,9 +10,9 @@
 #include "util.h"
 
 static const char *const device_states[] = {
-    "queued",	 "connecting", "probing",    "uploading", "marking", "resetting",
-    "rebooting", "verifying",  "confirming", "done",	  "skipped", "reverted",
-    "failed",	 "superseded", "idle",	     NULL,
+    "queued",	 "connecting", "probing",    "uploading",  "marking", "resetting",
+    "rebooting", "verifying",  "confirming", "done",	   "skipped", "reverted",
+    "failed",	 "superseded", "idle",	     "unenrolled", NULL,
 };
 
 FGW_EXPORT const char *const *fgw_store_device_states(void)
@@ -78,13 +78,16 @@ static int step_all(struct fgw_store *s, sqlite3_stmt *st,
 
 /* ---- devices ---- */
 
+/* A device's state: its job's, else "idle" when enrolled and "unenrolled" when not. */
+#define DEVICE_STATE_SQL "COALESCE(j.state, CASE WHEN d.enrolled THEN 'idle' ELSE 'unenrolled' END)"
+
 /* The columns every device query selects, in the order read_device() reads them. */
 #define DEVICE_COLUMNS                                                                             \
 	"d.address, d.transport, d.name, d.rssi, d.last_seen, d.board, d.grp, "                    \
-	"d.bootloader_mode, d.created_at, COALESCE(j.state, 'idle'), "                             \
+	"d.bootloader_mode, d.created_at, " DEVICE_STATE_SQL ", "                                  \
 	"j.id, j.release_id, j.state, j.image, j.offset, j.attempts, j.next_attempt_at, "          \
 	"j.reason, j.canary, j.images_mask, j.app_result, j.net_result, j.created_at, "            \
-	"j.updated_at, j.started_at, j.finished_at "
+	"j.updated_at, j.started_at, j.finished_at, d.enrolled, d.label, d.enrolled_board "
 
 /* The newest verified release: what "current" means everywhere. */
 #define CURRENT_RELEASE_SQL                                                                        \
@@ -123,6 +126,9 @@ static void read_device(sqlite3_stmt *st, struct fgw_store_device *d)
 	j->updated_at = col_int(st, 23);
 	j->started_at = col_int(st, 24);
 	j->finished_at = col_int(st, 25);
+	d->enrolled = col_int(st, 26) == 1;
+	d->label = col_str(st, 27);
+	d->enrolled_board = col_str(st, 28);
 	if (!d->state)
 		d->state = "idle";
 }
@@ -168,7 +174,7 @@ FGW_EXPORT int fgw_store_devices_query(struct fgw_store *s, const struct fgw_sto
 	    "WHERE d.address > ?2 "
 	    "AND (?1 IS NULL OR j.id IS NOT NULL) "
 	    "AND (?3 IS NULL OR d.grp = ?3) "
-	    "AND (?4 IS NULL OR instr(?4, ',' || COALESCE(j.state, 'idle') || ',') > 0) "
+	    "AND (?4 IS NULL OR instr(?4, ',' || " DEVICE_STATE_SQL " || ',') > 0) "
 	    "ORDER BY d.address LIMIT ?5";
 	_cleanup_free_ char *states = NULL;
 	sqlite3_stmt *st;
@@ -409,7 +415,7 @@ static int count_query(struct fgw_store *s, const char *sql, const char *release
 FGW_EXPORT int fgw_store_state_counts(struct fgw_store *s, const char *release_id,
 				      fgw_store_count_cb_t cb, void *user_data)
 {
-	static const char sql[] = "SELECT COALESCE(j.state, 'idle'), COALESCE(j.canary, 0), "
+	static const char sql[] = "SELECT " DEVICE_STATE_SQL ", COALESCE(j.canary, 0), "
 				  "count(*) FROM devices d LEFT JOIN jobs j "
 				  "ON j.address = d.address AND j.release_id = ?1 "
 				  "GROUP BY 1, 2 ORDER BY 1, 2";

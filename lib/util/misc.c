@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,4 +125,37 @@ FGW_EXPORT bool fgw_url_has_userinfo(const char *url)
 		return false;
 	auth += 3;
 	return memchr(auth, '@', strcspn(auth, "/?#")) != NULL;
+}
+
+static bool udp_host_char(unsigned char c)
+{
+	return isalnum(c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_';
+}
+
+FGW_EXPORT int fgw_address_normalize(const char *address, char ret[40])
+{
+	size_t len = address ? strlen(address) : 0;
+
+	if (len == 17) {
+		for (size_t i = 0; i < 17; i++) {
+			unsigned char c = (unsigned char) address[i];
+			if (i % 3 == 2 ? c != ':' : !isxdigit(c))
+				return -EINVAL;
+			ret[i] = (char) toupper(c);
+		}
+		ret[17] = '\0';
+		return 0;
+	}
+	if (len < 7 || len >= 40 || strncmp(address, "udp:", 4) != 0)
+		return -EINVAL;
+	const char *colon = strrchr(address + 4, ':');
+	int64_t port;
+
+	if (!colon || colon == address + 4 || fgw_parse_int64(colon + 1, 1, 65535, &port) < 0)
+		return -EINVAL;
+	for (const char *c = address + 4; c < colon; c++)
+		if (!udp_host_char((unsigned char) *c))
+			return -EINVAL;
+	memcpy(ret, address, len + 1);
+	return 0;
 }

@@ -95,5 +95,10 @@ char *fgw_url_redact(const char *url, char *buf, size_t size);
 /* "scheme://user[:password]@host...": an '@' in the authority. */
 bool fgw_url_has_userinfo(const char *url);
 #define FGW_URL_LOG_MAX 2100 /* a manifest URL (2048) redacted, and a NUL */
+/*
+ * A device address as the registry keys it: a BLE MAC in upper case ("AA:BB:CC:DD:EE:FF", as
+ * BlueZ reports it) or "udp:HOST:PORT". 0 and @ret, or -EINVAL.
+ */
+int fgw_address_normalize(const char *address, char ret[40]);
 /* "true/false/yes/no/on/off/1/0". -EINVAL otherwise. */
 int fgw_parse_bool(const char *s, bool *ret);

@@ -503,6 +503,10 @@ int fx_setup(void **state)
 	    .first_chunk_timeout_ms = 3000,
 	    .transport_new = transport_new,
 	    .transport_user_data = x,
+	    /* these tests are about updating; test-fleet-enroll.c is about enrollment */
+	    .enrollment_open = true,
+	    .max_unenrolled = 1000,
+	    .unenrolled_ttl_ms = 86400000,
 	};
 	*state = x;
 	return 0;

@@ -146,10 +146,15 @@ int ops_request(struct ops_conn *c, const char *method, const char *path, const 
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	if (strcmp(method, "POST") == 0) {
+	if (strcmp(method, "POST") == 0 || strcmp(method, "DELETE") == 0) {
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		if (strcmp(method, "DELETE") == 0)
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+		hdrs = curl_slist_append(hdrs,
+					 c->content_type && strcmp(c->content_type, "text/csv") == 0
+					     ? "Content-Type: text/csv"
+					     : "Content-Type: application/json");
 		if (c->token) {
 			if (asprintf(&auth, "Authorization: Bearer %s", c->token) < 0) {
 				curl_slist_free_all(hdrs);
