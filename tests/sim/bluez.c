@@ -68,6 +68,7 @@ struct sim_ble_dev {
 	uv_timer_t timer;
 	int step;
 	sd_bus_message *pending_connect;
+	struct sim_ble_dev *next_attempt; /* queued behind the adapter's one LE connection attempt */
 	sd_bus_message *pending_disconnect[8]; /* 5.66 queues every Disconnect until the drop */
 	struct acq_pending *acq_notify;	       /* AcquireNotify waiting for its CCC write */
 	bool notify_wedged; /* bluetoothd 5.66's stale notify_io: "Notify acquired" for good */
@@ -119,7 +120,10 @@ struct sim_bluez {
 	int powered, discoverable, pairable;
 	char alias[64];
 	struct disc_client *clients;
-	unsigned n_conn;
+	unsigned n_conn;		 /* links up, and the attempt on the air */
+	struct sim_radio radio;		 /* the controller's airtime, shared by its links */
+	struct sim_ble_dev *attempt;	 /* the one LE Create Connection outstanding */
+	struct sim_ble_dev *attempts_q; /* Connect() calls the kernel keeps pending (FIFO) */
 	unsigned n_closing;
 	bool dead;
 };
@@ -529,6 +533,67 @@ static int device_set(sd_bus *bus, const char *path, const char *iface, const ch
 	return 1;
 }
 
+/*
+ * One LE connection attempt at a time per controller. bluetoothd 5.66 device_connect_le() opens
+ * an ATT socket; the kernel's l2cap_chan_connect() on a central that does not advertise calls
+ * hci_connect_le_scan(), which only adds the device to the pending LE connections: the second
+ * Connect() is not refused (hci_connect_le()'s -EBUSY is for an advertising adapter), it waits
+ * until the kernel's single LE Create Connection is done. So attempts queue here, in order.
+ */
+static void attempt_start(struct sim_bluez *b, struct sim_ble_dev *x)
+{
+	b->attempt = x;
+	if (b->n_conn >= b->sim->opt.max_connections) {
+		/* The controller refuses the new link: LE Connection Complete with 0x0d
+		 * (Connection Rejected due to Limited Resources); the kernel's bt_to_errno() makes
+		 * that ECONNREFUSED and bluetoothd's btd_error_le_errno() "le-connection-refused". */
+		ble_step_at(x, STEP_LIMIT_FAIL, 2 * x->dev->cfg.link.interval_ms + 20);
+		return;
+	}
+	b->n_conn++;
+	fgw_debug("%s: connecting", x->dev->name);
+	if (sim_device_reachable(x->dev))
+		ble_step_at(x, STEP_ESTABLISH, 2 * x->dev->cfg.link.interval_ms + 20);
+	else
+		ble_step_at(x, STEP_CONNECT_TIMEOUT, b->sim->opt.connect_timeout_ms);
+}
+
+static void attempt_queue(struct sim_bluez *b, struct sim_ble_dev *x)
+{
+	struct sim_ble_dev **p = &b->attempts_q;
+
+	if (!b->attempt) {
+		attempt_start(b, x);
+		return;
+	}
+	fgw_notice("event: ble-connect-queued, device: %s, behind: %s", x->dev->name,
+		   b->attempt->dev->name);
+	while (*p)
+		p = &(*p)->next_attempt;
+	x->next_attempt = NULL;
+	*p = x;
+}
+
+/* @x's attempt ended (link up, failed, cancelled) or it left the queue. */
+static void attempt_done(struct sim_bluez *b, struct sim_ble_dev *x)
+{
+	for (struct sim_ble_dev **p = &b->attempts_q; *p; p = &(*p)->next_attempt)
+		if (*p == x) {
+			*p = x->next_attempt;
+			x->next_attempt = NULL;
+			break;
+		}
+	if (b->attempt != x)
+		return;
+	b->attempt = NULL;
+	if (b->attempts_q) {
+		struct sim_ble_dev *next = b->attempts_q;
+		b->attempts_q = next->next_attempt;
+		next->next_attempt = NULL;
+		attempt_start(b, next);
+	}
+}
+
 static int m_connect(sd_bus_message *m, void *userdata, sd_bus_error *err)
 {
 	struct sim_ble_dev *x = userdata;
@@ -556,19 +621,8 @@ static int m_connect(sd_bus_message *m, void *userdata, sd_bus_error *err)
 		break;
 	}
 	x->pending_connect = sd_bus_message_ref(m);
-	if (b->n_conn >= b->sim->opt.max_connections) {
-		/* The controller refuses LE Create Connection beyond its limit; BlueZ reports it as
-		 * a locally aborted connection attempt. */
-		ble_step_at(x, STEP_LIMIT_FAIL, 20);
-		return 1;
-	}
-	b->n_conn++;
 	x->conn = CONN_CONNECTING;
-	fgw_debug("%s: connecting", x->dev->name);
-	if (sim_device_reachable(x->dev))
-		ble_step_at(x, STEP_ESTABLISH, 2 * x->dev->cfg.link.interval_ms + 20);
-	else
-		ble_step_at(x, STEP_CONNECT_TIMEOUT, b->sim->opt.connect_timeout_ms);
+	attempt_queue(b, x);
 	return 1;
 }
 
@@ -1393,8 +1447,11 @@ static void ble_disconnect_now(struct sim_ble_dev *x, const char *why)
 	fgw_notice("event: ble-disconnected, device: %s, reason: '%s'", x->dev->name, why);
 	uv_timer_stop(&x->timer);
 	x->step = STEP_NONE;
-	if (b->n_conn > 0)
+	/* a queued attempt never counted as a link */
+	if ((was_connected || b->attempt == x) && b->n_conn > 0)
 		b->n_conn--;
+	attempt_done(b, x);
+	sim_radio_leave(&x->dev->link);
 	x->conn = CONN_NONE;
 	x->link_sec = 0;
 	acq_link_lost(x);
@@ -1434,7 +1491,9 @@ static void ble_step_cb(uv_timer_t *t)
 	case STEP_LIMIT_FAIL:
 		fgw_notice("event: ble-connect-refused, device: %s, reason: 'connection limit %u'",
 			   x->dev->name, b->sim->opt.max_connections);
-		reply_pending_connect(x, "org.bluez.Error.Failed", "le-connection-abort-by-local");
+		x->conn = CONN_NONE;
+		attempt_done(b, x);
+		reply_pending_connect(x, "org.bluez.Error.Failed", "le-connection-refused");
 		break;
 	case STEP_CONNECT_TIMEOUT:
 		fgw_notice("event: ble-connect-failed, device: %s, reason: 'no answer'",
@@ -1462,6 +1521,10 @@ static void ble_step_cb(uv_timer_t *t)
 		}
 		x->link_sec = x->paired ? x->bond_level : 0;
 		sim_link_reset(&x->dev->link, sim_now_us());
+		/* LE Connection Complete: the attempt is over, the link takes its share */
+		attempt_done(b, x);
+		if (sim_radio_join(&b->radio, &x->dev->link) < 0)
+			fgw_warning("%s: more links than the radio model holds", x->dev->name);
 		sim_device_rx_reset(x->dev);
 		ble_export(x);
 		/* As measured with bluetoothd 5.66 (docs/simulator.md): Connected=true is signalled
@@ -1527,7 +1590,7 @@ void sim_bluez_device_advertising(struct sim_bluez *b, struct sim_device *d)
 	if (!x)
 		return;
 	x->next_adv_us = sim_now_us();
-	if (x->conn == CONN_CONNECTING)
+	if (x->conn == CONN_CONNECTING && b->attempt == x && x->step == STEP_CONNECT_TIMEOUT)
 		ble_step_at(x, STEP_ESTABLISH, 2 * d->cfg.link.interval_ms + 20);
 }
 

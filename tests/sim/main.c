@@ -376,6 +376,13 @@ static int device_config(const struct cli *c, const struct sim_scenario *scen, u
 		if (r < 0)
 			return r;
 	}
+	{
+		const char *why;
+		if (sim_link_check(&cfg->link, &why) < 0) {
+			fprintf(stderr, "fotagw-sim: device %u: bad link: %s\n", i, why);
+			return -EINVAL;
+		}
+	}
 	if (cfg->link.mtu - 3 > cfg->buf_size)
 		cfg->buf_size = cfg->link.mtu - 3;
 	/* Zephyr's MCUMGR_TRANSPORT_NETBUF_COUNT: "default 2 if MCUMGR_TRANSPORT_UDP", else 4.
@@ -408,12 +415,19 @@ static int print_capacity(const struct cli *c, const struct sim_scenario *scen)
 		else
 			printf("null");
 		printf(",\"capacity_bytes_per_s\":%.0f,\"chunk_bytes\":%u,"
-		       "\"capacity_ble_bytes_per_s\":%.0f,\"chunk_ble_bytes\":%u,\"mtu\":%u,"
+		       "\"capacity_ble_bytes_per_s\":%.0f,\"chunk_ble_bytes\":%u,"
+		       "\"ceiling_bytes_per_s\":%.0f,\"phy\":\"%s\",\"encrypt\":%s,"
+		       "\"exchange_us\":%g,\"exchanges_per_event\":%u,\"event_ms\":%g,\"mtu\":%u,"
 		       "\"interval_ms\":%g,\"pkts\":%u,\"latency_ms\":%g,\"dle\":%u,"
 		       "\"buf_size\":%u,\"buf_count\":%u,\"write_us_per_byte\":%g}",
-		       cap, chunk, cap_ble, chunk_ble, cfg.link.mtu, cfg.link.interval_ms,
-		       cfg.link.pkts, cfg.link.latency_ms, cfg.link.dle, cfg.buf_size,
-		       cfg.buf_count, cfg.link.write_us);
+		       cap, chunk, cap_ble, chunk_ble, sim_link_ceiling(&cfg.link),
+		       cfg.link.phy == SIM_PHY_2M	  ? "2m"
+		       : cfg.link.phy == SIM_PHY_CODED_S8 ? "coded"
+							  : "1m",
+		       cfg.link.encrypt ? "true" : "false", sim_link_exchange_us(&cfg.link),
+		       sim_link_event_exchanges(&cfg.link), cfg.link.event_ms, cfg.link.mtu,
+		       cfg.link.interval_ms, cfg.link.pkts, cfg.link.latency_ms, cfg.link.dle,
+		       cfg.buf_size, cfg.buf_count, cfg.link.write_us);
 	}
 	printf("]\n");
 	return fflush(stdout) == 0 ? 0 : -EIO;

@@ -75,10 +75,15 @@ enum sim_mode {
 	SIM_MODE_OVERWRITE, /* MCUboot overwrite-only: test and confirm are both permanent */
 };
 
+enum sim_phy { SIM_PHY_1M = 0, SIM_PHY_2M = 1, SIM_PHY_CODED_S8 = 2 };
+
 struct sim_link_params {
 	double interval_ms; /* connection interval */
 	unsigned mtu;	    /* ATT MTU (payload per write/notification = mtu - 3) */
-	unsigned pkts;	    /* LL data packets per connection event, per direction */
+	int phy;	    /* SIM_PHY_*: bit time and packet framing */
+	bool encrypt;	    /* encrypted link: a 4-byte MIC on every non-empty LL packet */
+	double event_ms;    /* controller's connection event length limit; 0: the interval */
+	unsigned pkts;	    /* optional further cap on exchanges per event (0: physics only) */
 	double latency_ms;  /* one-way latency added to every arrival (host stack, HCI) */
 	unsigned dle;	    /* LL payload bytes per packet (27 without DLE, 251 with) */
 	double erase_ms;    /* flash erase time per sector */
@@ -167,16 +172,48 @@ struct sim_scenario *sim_scenario_free(struct sim_scenario *s);
 /* ---- link model (link.c) ----------------------------------------------------------------------
  */
 
+/* Airtime of one LL packet with @payload bytes (MIC added when @mic and payload > 0), in us. */
+double sim_phy_packet_us(int phy, unsigned payload, bool mic);
+/* One full exchange: a dle-sized data packet, T_IFS, the peer's empty packet, T_IFS. */
+double sim_link_exchange_us(const struct sim_link_params *p);
+/* Exchanges a connection event of this link can hold when it has the radio to itself. */
+unsigned sim_link_event_exchanges(const struct sim_link_params *p);
+/* The physical ceiling of the link: LL payload bytes per second one way, events packed. */
+double sim_link_ceiling(const struct sim_link_params *p);
+/* 0, or -EINVAL with *why when not even one exchange fits into an event. */
+int sim_link_check(const struct sim_link_params *p, const char **why);
+
+#define SIM_RADIO_MAX_LINKS 64
+#define SIM_LINK_RING 256
+
+/* One controller's radio: the links whose connection events share its airtime. */
+struct sim_radio {
+	struct sim_link *links[SIM_RADIO_MAX_LINKS];
+	unsigned n;
+};
+
 struct sim_link {
-	uint64_t anchor_us; /* time of connection event 0 */
-	int64_t ev[2];	    /* per direction: event index last used */
-	unsigned used[2];   /* packets used in that event */
+	uint64_t anchor_us;	  /* time of connection event 0 */
+	struct sim_radio *radio;  /* NULL: the link has a radio of its own */
+	int64_t last_ev[2];	  /* per direction: event of the last packet queued (FIFO) */
+	struct {
+		int64_t ev;	  /* which event this ring entry describes */
+		uint16_t n[2];	  /* packets of each direction booked in it */
+		double used_us;	  /* airtime of its exchanges */
+	} ring[SIM_LINK_RING];
 };
 
 enum { SIM_UP = 0, SIM_DOWN = 1 };
 
 uint64_t sim_now_us(void);
+/* A new connection: event 0 at @now_us, nothing queued. Keeps the radio. */
 void sim_link_reset(struct sim_link *l, uint64_t now_us);
+/* The link takes its share of @r / gives it back. Returns -ENOSPC when the radio is full. */
+int sim_radio_join(struct sim_radio *r, struct sim_link *l);
+void sim_radio_leave(struct sim_link *l);
+/* Exchanges and airtime the controller gives @l in its event @ev (round-robin, docs). */
+unsigned sim_link_event_slots(const struct sim_link *l, const struct sim_link_params *p,
+			      int64_t ev, double *ret_budget_us);
 /* Queues one ATT PDU of @att_len payload bytes in @dir from @now_us; returns its arrival time. */
 uint64_t sim_link_pdu(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
 		      size_t att_len);

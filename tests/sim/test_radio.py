@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""fotagw-sim's radio: the links of one adapter share its airtime, the controller takes one LE
+connection attempt at a time (the kernel queues the others), and refuses links beyond its
+limit with what bluetoothd 5.66 reports for HCI 0x0d."""
+import json
+import subprocess
+import threading
+import time
+
+import simtest
+from simtest import Central, busctl, check, eq
+import simctl
+import smpc
+
+# The device is not the bottleneck: no flash time, so uploads measure the air alone.
+LINK = ["--link", "fast,erase=0,write=0,boot=20"]
+
+
+def start(ctx, bus, devices, args=(), udp=False):
+    return ctx.start(devices, LINK + list(args), udp=udp, bluez=True, bus=bus)
+
+
+def connect_all(c, n):
+    c.ok("start-discovery")
+    c.ok("wait-devices %d 5000" % n)
+    for i in range(n):
+        c.ok("connect %s" % simctl.device_address(i))
+
+
+def t_capacity_below_ceiling(ctx):
+    for link in ("fast", "typical", "slow", "fast,encrypt=true", "typical,phy=2m",
+                 "slow,phy=coded,interval=30,event=0"):
+        out = subprocess.run([ctx.sim, "--capacity", "--link", link], capture_output=True,
+                             text=True, check=True).stdout
+        d = json.loads(out)[0]
+        check(0 < d["capacity_bytes_per_s"] < d["ceiling_bytes_per_s"], link + ": " + out)
+        check(d["capacity_ble_bytes_per_s"] <= d["capacity_bytes_per_s"], link)
+    # a link on which not one exchange fits into an event is refused with a reason
+    r = subprocess.run([ctx.sim, "--capacity", "--link", "fast,phy=coded"], capture_output=True,
+                       text=True)
+    eq(r.returncode, 2)
+    check("cannot hold one full LL exchange" in r.stderr, r.stderr)
+
+
+def upload_goodput(port, image):
+    c = smpc.UdpClient(port, timeout=10.0)
+    try:
+        c.erase(slot=1)
+        t0 = time.monotonic()
+        body = c.upload(image, window=3)
+        dt = time.monotonic() - t0
+        check(body.get("off") == len(image), "upload finished: %r" % body)
+        return len(image) / dt
+    finally:
+        c.close()
+
+
+def t_shared_radio(ctx):
+    """Three links on one adapter each get about a third of what one link alone gets."""
+    image = ctx.mkimage(size=160000)
+    with simctl.Bus() as bus, start(ctx, bus, 4, udp=True) as sim:
+        # device 3 stays unconnected: its link has the air to itself (the UDP side door
+        # goes through the same link model as BLE)
+        alone = upload_goodput(sim.port(3), image)
+        with Central(ctx.blectl, bus) as c:
+            connect_all(c, 3)
+            res = [0.0] * 3
+            errs = []
+
+            def run(i):
+                try:
+                    res[i] = upload_goodput(sim.port(i), image)
+                except Exception as e:  # reported below
+                    errs.append(e)
+            th = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+            for t in th:
+                t.start()
+            for t in th:
+                t.join()
+            check(not errs, repr(errs))
+            ceiling = json.loads(subprocess.run(
+                [ctx.sim, "--capacity"] + LINK, capture_output=True, text=True,
+                check=True).stdout)[0]["ceiling_bytes_per_s"]
+            shares = [g / alone for g in res]
+            print("alone %.0f B/s, shared %s, ceiling %.0f" % (alone, res, ceiling))
+            for s in shares:
+                check(0.22 < s < 0.45, "each link gets about a third: %r" % shares)
+            check(sum(res) <= ceiling * 1.02, "aggregate %.0f above the ceiling %.0f"
+                  % (sum(res), ceiling))
+            # a link that leaves gives its share back
+            c.ok("disconnect %s" % simctl.device_address(1))
+            c.ok("disconnect %s" % simctl.device_address(2))
+            again = upload_goodput(sim.port(0), image)
+            check(again / alone > 0.8, "one link again: %.0f vs %.0f" % (again, alone))
+
+
+def t_serial_connect(ctx):
+    """Concurrent Device1.Connect calls all succeed, one LE connection attempt at a time."""
+    with simctl.Bus() as bus, start(ctx, bus, 4) as sim:
+        with Central(ctx.blectl, bus) as c:
+            c.ok("start-discovery")
+            c.ok("wait-devices 4 5000")
+            procs = [subprocess.Popen(
+                ["busctl", "--address=" + bus.address, "--timeout=30", "call", "org.bluez",
+                 simctl.device_path(i), "org.bluez.Device1", "Connect"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+            for p in procs:
+                out, err = p.communicate(timeout=40)
+                eq(p.returncode, 0, "Connect: " + err)
+            log = sim.log()
+            eq(log.count("event: ble-connect-queued"), 3, "three attempts waited")
+            # link-ups never overlap: each attempt started after the previous link came up
+            ups = [l for l in log.splitlines() if "event: ble-connected" in l]
+            eq(len(ups), 4)
+            for i in range(4):
+                eq(busctl(bus, "get-property", "org.bluez", simctl.device_path(i),
+                          "org.bluez.Device1", "Connected")[1], "b true")
+
+
+def t_limit(ctx):
+    """Beyond --max-connections the controller refuses: org.bluez.Error.Failed
+    le-connection-refused, and a freed link makes room again."""
+    with simctl.Bus() as bus, start(ctx, bus, 3, ["--max-connections", "2",
+                                                   "--disconnect-delay", "300"]):
+        with Central(ctx.blectl, bus) as c:
+            c.ok("start-discovery")
+            c.ok("wait-devices 3 5000")
+            a = [simctl.device_address(i) for i in range(3)]
+            c.ok("connect %s" % a[0])
+            c.ok("connect %s" % a[1])
+            eq(c.cmd("connect %s" % a[2]), "err org.bluez.Error.Failed le-connection-refused")
+            eq(busctl(bus, "get-property", "org.bluez", simctl.device_path(2),
+                      "org.bluez.Device1", "Connected")[1], "b false")
+            c.ok("disconnect %s" % a[0])
+            c.ok("connect %s" % a[2])
+
+
+if __name__ == "__main__":
+    simtest.run([t_capacity_below_ceiling, t_shared_radio, t_serial_connect, t_limit])
