@@ -68,7 +68,8 @@ struct sim_ble_dev {
 	uv_timer_t timer;
 	int step;
 	sd_bus_message *pending_connect;
-	struct sim_ble_dev *next_attempt; /* queued behind the adapter's one LE connection attempt */
+	struct sim_ble_dev
+	    *next_attempt; /* queued behind the adapter's one LE connection attempt */
 	sd_bus_message *pending_disconnect[8]; /* 5.66 queues every Disconnect until the drop */
 	struct acq_pending *acq_notify;	       /* AcquireNotify waiting for its CCC write */
 	bool notify_wedged; /* bluetoothd 5.66's stale notify_io: "Notify acquired" for good */
@@ -120,9 +121,9 @@ struct sim_bluez {
 	int powered, discoverable, pairable;
 	char alias[64];
 	struct disc_client *clients;
-	unsigned n_conn;		 /* links up, and the attempt on the air */
-	struct sim_radio radio;		 /* the controller's airtime, shared by its links */
-	struct sim_ble_dev *attempt;	 /* the one LE Create Connection outstanding */
+	unsigned n_conn;		/* links up, and the attempt on the air */
+	struct sim_radio radio;		/* the controller's airtime, shared by its links */
+	struct sim_ble_dev *attempt;	/* the one LE Create Connection outstanding */
 	struct sim_ble_dev *attempts_q; /* Connect() calls the kernel keeps pending (FIFO) */
 	unsigned n_closing;
 	bool dead;
@@ -546,7 +547,8 @@ static void attempt_start(struct sim_bluez *b, struct sim_ble_dev *x)
 	if (b->n_conn >= b->sim->opt.max_connections) {
 		/* The controller refuses the new link: LE Connection Complete with 0x0d
 		 * (Connection Rejected due to Limited Resources); the kernel's bt_to_errno() makes
-		 * that ECONNREFUSED and bluetoothd's btd_error_le_errno() "le-connection-refused". */
+		 * that ECONNREFUSED and bluetoothd's btd_error_le_errno() "le-connection-refused".
+		 */
 		ble_step_at(x, STEP_LIMIT_FAIL, 2 * x->dev->cfg.link.interval_ms + 20);
 		return;
 	}

@@ -217,7 +217,7 @@ static bool utf8_ok(const unsigned char *s, size_t len)
  * UTF-8 of 1 to @size - 1 bytes without NUL: what BlueZ passes on to D-Bus (it does not
  * strip control characters).
  */
-static int parse_name(const char *v, char *out, size_t size)
+static int parse_text(const char *v, char *out, size_t size, bool utf8)
 {
 	size_t n = 0;
 
@@ -242,7 +242,7 @@ static int parse_name(const char *v, char *out, size_t size)
 		out[n++] = (char) c;
 	}
 	out[n] = '\0';
-	return n > 0 && utf8_ok((const unsigned char *) out, n) ? 0 : -EINVAL;
+	return n > 0 && (!utf8 || utf8_ok((const unsigned char *) out, n)) ? 0 : -EINVAL;
 }
 
 int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
@@ -329,7 +329,14 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 	if (!strcmp(k, "reset_no_answer"))
 		return fgw_parse_bool(v, &c->reset_no_answer);
 	if (!strcmp(k, "name"))
-		return parse_name(v, c->name, sizeof(c->name));
+		return parse_text(v, c->name, sizeof(c->name), true);
+	if (!strcmp(k, "rsn")) {
+		if (!strcmp(v, "none")) {
+			c->rsn[0] = '\0';
+			return 0;
+		}
+		return parse_text(v, c->rsn, sizeof(c->rsn), false);
+	}
 	if (!strcmp(k, "rssi")) {
 		int64_t x;
 		/* 127: the controller reports "RSSI not available" (HCI), as virtual ones do */

@@ -111,7 +111,8 @@ void sim_radio_leave(struct sim_link *l)
 		return;
 	for (unsigned i = 0; i < r->n; i++)
 		if (r->links[i] == l) {
-			memmove(&r->links[i], &r->links[i + 1], (r->n - i - 1) * sizeof(r->links[0]));
+			memmove(&r->links[i], &r->links[i + 1],
+				(r->n - i - 1) * sizeof(r->links[0]));
 			r->n--;
 			break;
 		}
@@ -124,8 +125,8 @@ static int64_t rr_count(int64_t x, unsigned n, unsigned rank)
 	return x > (int64_t) rank ? (x - (int64_t) rank + n - 1) / n : 0;
 }
 
-unsigned sim_link_event_slots(const struct sim_link *l, const struct sim_link_params *p,
-			      int64_t ev, double *ret_budget_us)
+unsigned sim_link_event_slots(const struct sim_link *l, const struct sim_link_params *p, int64_t ev,
+			      double *ret_budget_us)
 {
 	unsigned total = sim_link_event_exchanges(p), n = 1, rank = 0, slots;
 

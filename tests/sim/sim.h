@@ -121,6 +121,7 @@ struct sim_faults {
 };
 
 #define SIM_NAME_MAX 30
+#define SIM_RSN_MAX 128
 
 struct sim_dev_config {
 	enum sim_mode mode;
@@ -150,6 +151,9 @@ struct sim_dev_config {
 	/* Advertised Complete Local Name; "" = fotagw-sim-NNNN. At most 29 bytes (a legacy scan
 	 * response), valid UTF-8 as BlueZ hands it to D-Bus, control characters allowed. */
 	char name[SIM_NAME_MAX];
+	/* CONFIG_MCUMGR_SMP_VERBOSE_ERR_RESPONSE: "rsn" text on every error answer; any bytes
+	 * but NUL (a hostile device need not send UTF-8). Empty: no rsn. */
+	char rsn[SIM_RSN_MAX];
 };
 
 enum { SIM_SEC_NONE = 0, SIM_SEC_ENCRYPT = 1, SIM_SEC_AUTHEN = 2 };
@@ -193,13 +197,13 @@ struct sim_radio {
 };
 
 struct sim_link {
-	uint64_t anchor_us;	  /* time of connection event 0 */
-	struct sim_radio *radio;  /* NULL: the link has a radio of its own */
-	int64_t last_ev[2];	  /* per direction: event of the last packet queued (FIFO) */
+	uint64_t anchor_us;	 /* time of connection event 0 */
+	struct sim_radio *radio; /* NULL: the link has a radio of its own */
+	int64_t last_ev[2];	 /* per direction: event of the last packet queued (FIFO) */
 	struct {
-		int64_t ev;	  /* which event this ring entry describes */
-		uint16_t n[2];	  /* packets of each direction booked in it */
-		double used_us;	  /* airtime of its exchanges */
+		int64_t ev;	/* which event this ring entry describes */
+		uint16_t n[2];	/* packets of each direction booked in it */
+		double used_us; /* airtime of its exchanges */
 	} ring[SIM_LINK_RING];
 };
 
@@ -212,8 +216,8 @@ void sim_link_reset(struct sim_link *l, uint64_t now_us);
 int sim_radio_join(struct sim_radio *r, struct sim_link *l);
 void sim_radio_leave(struct sim_link *l);
 /* Exchanges and airtime the controller gives @l in its event @ev (round-robin, docs). */
-unsigned sim_link_event_slots(const struct sim_link *l, const struct sim_link_params *p,
-			      int64_t ev, double *ret_budget_us);
+unsigned sim_link_event_slots(const struct sim_link *l, const struct sim_link_params *p, int64_t ev,
+			      double *ret_budget_us);
 /* Queues one ATT PDU of @att_len payload bytes in @dir from @now_us; returns its arrival time. */
 uint64_t sim_link_pdu(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
 		      size_t att_len);
