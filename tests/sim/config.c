@@ -245,6 +245,58 @@ static int parse_text(const char *v, char *out, size_t size, bool utf8)
 	return n > 0 && (!utf8 || utf8_ok((const unsigned char *) out, n)) ? 0 : -EINVAL;
 }
 
+/* "hci0:-60,hci1:-75" (or ';' between entries): the adapters that hear the device, each with
+ * a mean RSSI; "hci1" alone takes `rssi`; "all" = every adapter. */
+static int parse_adapters(const char *v, struct sim_dev_config *c)
+{
+	uint32_t mask = 0;
+	int rssi[SIM_MAX_ADAPTERS];
+	const char *p = v;
+
+	if (!strcmp(v, "all")) {
+		c->adapters_mask = 0;
+		return 0;
+	}
+	while (*p) {
+		unsigned k;
+		int64_t x = c->rssi;
+		char num[8];
+		const char *end = p + strcspn(p, ",;"), *colon;
+		size_t n;
+
+		if (strncmp(p, "hci", 3))
+			return -EINVAL;
+		colon = memchr(p, ':', (size_t) (end - p));
+		n = (size_t) ((colon ? colon : end) - (p + 3));
+		if (n == 0 || n >= sizeof(num))
+			return -EINVAL;
+		memcpy(num, p + 3, n);
+		num[n] = '\0';
+		if (parse_uint(num, 0, SIM_MAX_ADAPTERS - 1, &k) < 0)
+			return -EINVAL;
+		if (colon) {
+			char r[8];
+			size_t rn = (size_t) (end - colon - 1);
+			if (rn == 0 || rn >= sizeof(r))
+				return -EINVAL;
+			memcpy(r, colon + 1, rn);
+			r[rn] = '\0';
+			if (fgw_parse_int64(r, -127, 20, &x) < 0)
+				return -EINVAL;
+		}
+		mask |= 1u << k;
+		rssi[k] = (int) x;
+		p = *end ? end + 1 : end;
+	}
+	if (!mask)
+		return -EINVAL;
+	c->adapters_mask = mask;
+	for (unsigned k = 0; k < SIM_MAX_ADAPTERS; k++)
+		if (mask & (1u << k))
+			c->adapter_rssi[k] = rssi[k];
+	return 0;
+}
+
 int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 {
 	struct sim_version ver;
@@ -330,6 +382,8 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return fgw_parse_bool(v, &c->reset_no_answer);
 	if (!strcmp(k, "name"))
 		return parse_text(v, c->name, sizeof(c->name), true);
+	if (!strcmp(k, "adapters"))
+		return parse_adapters(v, c);
 	if (!strcmp(k, "rsn")) {
 		if (!strcmp(v, "none")) {
 			c->rsn[0] = '\0';

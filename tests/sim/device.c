@@ -90,6 +90,19 @@ unsigned sim_device_images(const struct sim_device *d)
 	return d->cfg.single_image ? 1 : SIM_IMAGES;
 }
 
+bool sim_device_hears(const struct sim_device *d, unsigned k)
+{
+	return k < SIM_MAX_ADAPTERS &&
+	       (d->cfg.adapters_mask == 0 || (d->cfg.adapters_mask & (1u << k)));
+}
+
+int sim_device_rssi(const struct sim_device *d, unsigned k)
+{
+	if (d->cfg.adapters_mask && k < SIM_MAX_ADAPTERS && (d->cfg.adapters_mask & (1u << k)))
+		return d->cfg.adapter_rssi[k];
+	return d->cfg.rssi;
+}
+
 bool sim_device_reachable(const struct sim_device *d)
 {
 	return d->state == SIM_DEV_UP && sim_now_us() >= d->blackout_until_us;

@@ -48,7 +48,8 @@ static void usage(FILE *f)
 	    "  --adapter hciN         adapter of the next device with --peripheral (repeatable or\n"
 	    "                         comma-separated; default hci0)\n"
 	    "  --no-acquire           no AcquireWrite/AcquireNotify (WriteValue/StartNotify only)\n"
-	    "  --max-connections N    controller connection limit (default 8)\n"
+	    "  --max-connections N    connection limit of each controller (default 8)\n"
+	    "  --adapters N           --bluez: adapters hci0..hciN-1, one radio each (default 1)\n"
 	    "  --connect-timeout MS   LE connection attempt timeout (default 20000)\n"
 	    "  --disconnect-delay MS  Device1.Disconnect duration (default 2000)\n"
 	    "  --temporary-timeout S  unseen, unconnected devices removed after S s (default 30)\n"
@@ -92,6 +93,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		O_ADAPTER,
 		O_NOACQ,
 		O_MAXCONN,
+		O_ADAPTERS,
 		O_CONNTO,
 		O_DISC,
 		O_TEMP,
@@ -117,6 +119,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 	    {"adapter", required_argument, NULL, O_ADAPTER},
 	    {"no-acquire", no_argument, NULL, O_NOACQ},
 	    {"max-connections", required_argument, NULL, O_MAXCONN},
+	    {"adapters", required_argument, NULL, O_ADAPTERS},
 	    {"connect-timeout", required_argument, NULL, O_CONNTO},
 	    {"disconnect-delay", required_argument, NULL, O_DISC},
 	    {"temporary-timeout", required_argument, NULL, O_TEMP},
@@ -186,6 +189,11 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 			if (fgw_parse_int64(optarg, 1, 65536, &v) < 0)
 				goto bad;
 			c->opt.max_connections = (unsigned) v;
+			break;
+		case O_ADAPTERS:
+			if (fgw_parse_int64(optarg, 1, SIM_MAX_ADAPTERS, &v) < 0)
+				goto bad;
+			c->opt.n_bluez_adapters = (unsigned) v;
 			break;
 		case O_CONNTO:
 			if (fgw_parse_int64(optarg, 0, 600000, &v) < 0)

@@ -30,6 +30,7 @@ struct sim_periph;
 #define SIM_HASH_LEN 32
 #define SIM_MAX_BUFS 16
 #define SIM_VERSION_MAX 32
+#define SIM_MAX_ADAPTERS 8 /* --adapters: hci0..hci7 */
 
 /* ---- MCUboot image model (mcuboot.c) -------------------------------------------------------- */
 
@@ -143,6 +144,10 @@ struct sim_dev_config {
 	bool bootloader_info;	  /* CONFIG_MCUMGR_GRP_OS_BOOTLOADER_INFO (else rc 8) */
 	bool reset_no_answer;	  /* the reboot beats the answer to os reset out (reset_ms 0) */
 	int rssi;		  /* mean RSSI in dBm */
+	/* Which adapters hear it (bit k: hciK), each with its own mean RSSI; 0: every adapter,
+	 * at `rssi` (scenario key adapters = hci0:-60,hci1:-75). */
+	uint32_t adapters_mask;
+	int adapter_rssi[SIM_MAX_ADAPTERS];
 	/* What the SMP characteristic requires (CONFIG_MCUMGR_TRANSPORT_BT_PERM_RW_*): without
 	 * it the CCC write fails with an ATT security error and write commands are dropped. */
 	int security;	/* SIM_SEC_* */
@@ -364,7 +369,7 @@ struct sim_device {
 	uv_udp_t udp;
 	bool udp_on;
 	/* fake bluetoothd per-device state, NULL until first discovered */
-	struct sim_ble_dev *ble;
+	struct sim_ble_dev *ble[SIM_MAX_ADAPTERS]; /* per adapter of the fake bluetoothd */
 	int n_closing;
 };
 
@@ -379,6 +384,9 @@ enum sim_swap_type sim_device_swap_type(const struct sim_device *d, unsigned ima
 /* Paths of absolute slot @slot (0..3). */
 void sim_device_slot_path(const struct sim_device *d, unsigned slot, char *out, size_t n);
 bool sim_device_reachable(const struct sim_device *d);
+/* Adapter @k of the fake bluetoothd is in range of the device / the mean RSSI it sees. */
+bool sim_device_hears(const struct sim_device *d, unsigned k);
+int sim_device_rssi(const struct sim_device *d, unsigned k);
 /* Images mcumgr serves (1 with single_image, else SIM_IMAGES). */
 unsigned sim_device_images(const struct sim_device *d);
 double sim_device_rand(struct sim_device *d);
@@ -464,7 +472,8 @@ struct sim_options {
 	bool bluez;
 	bool no_acquire;
 	bool canonical;
-	unsigned max_connections;
+	unsigned max_connections;  /* per adapter */
+	unsigned n_bluez_adapters; /* --adapters N: the fake bluetoothd's hci0..hciN-1 */
 	double connect_timeout_ms;
 	double disconnect_ms;
 	double temporary_timeout_ms;

@@ -135,5 +135,61 @@ def t_limit(ctx):
             c.ok("connect %s" % a[2])
 
 
+def t_adapters(ctx):
+    """--adapters 2: each device is heard by its own subset of adapters with its own RSSI; a
+    device linked through one adapter does not answer the other; limits are per adapter; an
+    adapter can be unplugged (SimControl1.RemoveAdapter) and its objects leave the bus."""
+    args = ["--adapters", "2", "--max-connections", "1", "--connect-timeout", "1500",
+            "--disconnect-delay", "200",
+            "--fault", "0:adapters=hci0:-50", "--fault", "1:adapters=hci1:-70",
+            "--fault", "2:adapters=hci0:-80;hci1:-55"]
+    with simctl.Bus() as bus, start(ctx, bus, 3, args) as sim:
+        tree = busctl(bus, "tree", "org.bluez")[1]
+        check("/org/bluez/hci0" in tree and "/org/bluez/hci1" in tree, tree)
+        eq(busctl(bus, "get-property", "org.bluez", "/org/bluez/hci1", "org.bluez.Adapter1",
+                  "Address")[1], 's "00:AA:01:00:00:01"')
+        with Central(ctx.blectl, bus) as c:
+            a = [simctl.device_address(i) for i in range(3)]
+            for ad, want in (("hci0", {0, 2}), ("hci1", {1, 2})):
+                c.ok("adapter " + ad)
+                c.ok("start-discovery")
+                c.ok("wait-devices 2 5000")
+                for i in range(3):
+                    rc = busctl(bus, "get-property", "org.bluez",
+                                simctl.device_path(i, "/org/bluez/" + ad),
+                                "org.bluez.Device1", "RSSI")[0]
+                    eq(rc == 0, i in want, "device %d heard by %s" % (i, ad))
+            time.sleep(1.5)  # a few advertising reports for the RSSI walk
+            for ad, mean in (("hci0", -80), ("hci1", -55)):
+                out = busctl(bus, "get-property", "org.bluez",
+                             simctl.device_path(2, "/org/bluez/" + ad), "org.bluez.Device1",
+                             "RSSI")[1]
+                check(abs(int(out.split()[1]) - mean) <= 6, ad + " RSSI " + out)
+            c.ok("adapter hci1")
+            c.ok("connect %s" % a[2])
+            # linked through hci1, the device no longer advertises: hci0 cannot reach it
+            c.ok("adapter hci0")
+            eq(c.cmd("connect %s" % a[2]),
+               "err org.bluez.Error.Failed le-connection-abort-by-local")
+            c.ok("connect %s" % a[0])  # hci0 has a limit of its own
+            c.ok("adapter hci1")
+            eq(c.cmd("connect %s" % a[1]), "err org.bluez.Error.Failed le-connection-refused")
+            # unplug hci1: the link through it drops, its objects go
+            rc, _, err = busctl(bus, "call", "org.bluez", "/org/fotagw/sim",
+                                "org.fotagw.SimControl1", "RemoveAdapter", "s", "hci1")
+            eq(rc, 0, err)
+            c.ok("wait-gone %s 3000" % a[2])
+            check("/org/bluez/hci1" not in busctl(bus, "tree", "org.bluez")[1], "hci1 gone")
+            check("event: adapter-removed, adapter: hci1" in sim.log())
+            rc, _, err = busctl(bus, "call", "org.bluez", "/org/fotagw/sim",
+                                "org.fotagw.SimControl1", "RemoveAdapter", "s", "hci1")
+            check(rc != 0 and "No such adapter" in err, err)
+            # device 2 is free again and hci0 takes it once it has room
+            c.ok("adapter hci0")
+            c.ok("disconnect %s" % a[0])
+            c.ok("connect %s" % a[2])
+
+
 if __name__ == "__main__":
-    simtest.run([t_capacity_below_ceiling, t_shared_radio, t_serial_connect, t_limit])
+    simtest.run([t_capacity_below_ceiling, t_shared_radio, t_serial_connect, t_limit,
+                 t_adapters])
