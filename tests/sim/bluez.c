@@ -59,6 +59,8 @@ struct sim_ble_dev {
 	struct sim_adapter *ad;
 	struct sim_device *dev;
 	char path[64], svc_path[80], chr_path[96], desc_path[112];
+	char addr[18]; /* the address it was discovered at (an RPA with rpa_rotate_s) */
+	struct sim_ble_dev *next_retired; /* an old RPA's object, left to TemporaryTimeout */
 	bool exported, gatt_exported;
 	sd_bus_slot *dev_slot, *svc_slot, *chr_slot, *desc_slot;
 	enum conn_state conn;
@@ -125,6 +127,7 @@ struct sim_adapter {
 	struct sim_radio radio;		/* the controller's airtime, shared by its links */
 	struct sim_ble_dev *attempt;	/* the one LE Create Connection outstanding */
 	struct sim_ble_dev *attempts_q; /* Connect() calls the kernel keeps pending (FIFO) */
+	struct sim_ble_dev *retired;	/* objects of addresses the devices no longer use */
 };
 
 struct sim_bluez {
@@ -479,8 +482,9 @@ static int device_get(sd_bus *bus, const char *path, const char *iface, const ch
 	struct sim_ble_dev *x = userdata;
 	struct sim_device *d = x->dev;
 
+	/* Once bonded, BlueZ knows the IRK and shows the identity address (the path stays). */
 	if (!strcmp(prop, "Address"))
-		return sd_bus_message_append(reply, "s", d->addr);
+		return sd_bus_message_append(reply, "s", x->paired ? d->addr : x->addr);
 	if (!strcmp(prop, "AddressType"))
 		return sd_bus_message_append(reply, "s",
 					     "random"); /* C0:… is a static random address */
@@ -561,7 +565,7 @@ static bool dev_connectable(const struct sim_ble_dev *x)
 {
 	const struct sim_device *d = x->dev;
 
-	if (!sim_device_reachable(d) || !sim_device_hears(d, x->ad->idx))
+	if (!sim_device_reachable(d) || !sim_device_hears(d, x->ad->idx) || d->ble[x->ad->idx] != x)
 		return false;
 	for (unsigned k = 0; k < SIM_MAX_ADAPTERS; k++)
 		if (d->ble[k] && d->ble[k] != x && d->ble[k]->conn != CONN_NONE &&
@@ -701,7 +705,7 @@ static void pair_emit(struct sim_ble_dev *x)
 {
 	if (x->exported)
 		(void) sd_bus_emit_properties_changed(x->b->bus, x->path, IFACE_DEVICE, "Paired",
-						      "Bonded", NULL);
+						      "Bonded", "Address", NULL);
 }
 
 static void on_paired(void *user_data, int level, const char *err_name, const char *err_msg)
@@ -1371,8 +1375,9 @@ static struct sim_ble_dev *ble_of(struct sim_adapter *ad, struct sim_device *d)
 	x->write_fd = x->notify_fd = -1;
 	x->rssi = (int16_t) sim_device_rssi(d, ad->idx);
 	x->mtu = 23;
+	sim_device_adv_addr(d, sim_now_us(), x->addr);
 	snprintf(x->path, sizeof(x->path), "%s/dev_%.2s_%.2s_%.2s_%.2s_%.2s_%.2s", ad->path,
-		 d->addr, d->addr + 3, d->addr + 6, d->addr + 9, d->addr + 12, d->addr + 15);
+		 x->addr, x->addr + 3, x->addr + 6, x->addr + 9, x->addr + 12, x->addr + 15);
 	snprintf(x->svc_path, sizeof(x->svc_path), "%s/service0010", x->path);
 	snprintf(x->chr_path, sizeof(x->chr_path), "%s/char0011", x->svc_path);
 	snprintf(x->desc_path, sizeof(x->desc_path), "%s/desc0013", x->chr_path);
@@ -1687,7 +1692,7 @@ static bool filter_match(const struct disc_client *c, const struct sim_ble_dev *
 	 * a threshold, a report whose RSSI is invalid (127) is dropped as well. */
 	if (c->has_rssi && (x->rssi == 127 || x->rssi < c->rssi))
 		return false;
-	if (c->pattern[0] && strncasecmp(d->addr, c->pattern, strlen(c->pattern)) != 0 &&
+	if (c->pattern[0] && strncasecmp(x->addr, c->pattern, strlen(c->pattern)) != 0 &&
 	    strncmp(d->adv_name, c->pattern, strlen(c->pattern)) != 0)
 		return false;
 	if (c->n_uuids) {
@@ -1708,6 +1713,52 @@ static bool wanted(const struct sim_adapter *b, const struct sim_ble_dev *x)
 	return false;
 }
 
+/*
+ * rpa_rotate_s: the device advertises from a new resolvable private address. Without the IRK
+ * (not bonded through this adapter) BlueZ sees a new device: the old object stays until
+ * TemporaryTimeout and a new Device1 appears. A bonded device is resolved with its IRK and keeps
+ * its object. A connected device does not advertise, so nothing changes until it is free.
+ */
+static struct sim_ble_dev *rpa_rotate(struct sim_adapter *ad, struct sim_ble_dev *x, uint64_t now)
+{
+	struct sim_device *d = x->dev;
+	char cur[18];
+
+	if (d->cfg.rpa_rotate_s <= 0 || x->paired || x->conn != CONN_NONE || x->pending_connect)
+		return x;
+	sim_device_adv_addr(d, now, cur);
+	if (!strcmp(cur, x->addr))
+		return x;
+	fgw_notice("event: rpa-rotated, device: %s, adapter: %s, address: %s", d->name,
+		   ad->path + 11, cur);
+	d->ble[ad->idx] = NULL;
+	x->next_retired = ad->retired;
+	ad->retired = x;
+	return ble_of(ad, d);
+}
+
+static void ble_timer_closed(uv_handle_t *h);
+
+/* Objects of old RPAs: gone after TemporaryTimeout like any device nobody sees. */
+static void retired_expire(struct sim_adapter *ad, uint64_t now, bool all)
+{
+	for (struct sim_ble_dev **p = &ad->retired; *p;) {
+		struct sim_ble_dev *x = *p;
+
+		if (!all && (x->conn != CONN_NONE ||
+			     now - x->last_seen_us <=
+				 (uint64_t) (ad->b->sim->opt.temporary_timeout_ms * 1000.0))) {
+			p = &x->next_retired;
+			continue;
+		}
+		*p = x->next_retired;
+		ble_disconnect_now(x, "shutdown");
+		reply_pending_connect(x, "org.bluez.Error.Failed", "le-connection-abort-by-local");
+		ble_unexport(x);
+		uv_close((uv_handle_t *) &x->timer, ble_timer_closed);
+	}
+}
+
 static void scan_adapter(struct sim_adapter *ad, uint64_t now)
 {
 	struct sim_bluez *b = ad->b;
@@ -1722,6 +1773,7 @@ static void scan_adapter(struct sim_adapter *ad, uint64_t now)
 			x = ble_of(ad, d);
 		if (!x)
 			continue;
+		x = rpa_rotate(ad, x, now);
 		/* An advertising device (up, not connected) is seen about once a second, by each
 		 * adapter in range with its own RSSI. */
 		if (discovering && heard && sim_device_reachable(d) && x->conn == CONN_NONE &&
@@ -1755,9 +1807,11 @@ static void scan_tick(uv_timer_t *t)
 	struct sim_bluez *b = container_of(t, struct sim_bluez, scan_timer);
 	uint64_t now = sim_now_us();
 
-	for (unsigned k = 0; k < b->n_ads; k++)
+	for (unsigned k = 0; k < b->n_ads; k++) {
 		if (!b->ads[k].removed)
 			scan_adapter(&b->ads[k], now);
+		retired_expire(&b->ads[k], now, b->ads[k].removed);
+	}
 	bus_kick(b);
 }
 
@@ -2024,6 +2078,7 @@ struct sim_bluez *sim_bluez_free(struct sim_bluez *b)
 			b->sim->devs[i].ble[k] = NULL;
 			uv_close((uv_handle_t *) &x->timer, ble_timer_closed);
 		}
+		retired_expire(&b->ads[k], 0, true);
 		while (b->ads[k].clients)
 			client_drop(&b->ads[k], b->ads[k].clients);
 		b->ads[k].slot = sd_bus_slot_unref(b->ads[k].slot);

@@ -384,6 +384,8 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return parse_text(v, c->name, sizeof(c->name), true);
 	if (!strcmp(k, "adapters"))
 		return parse_adapters(v, c);
+	if (!strcmp(k, "rpa_rotate_s"))
+		return parse_double(v, 0, 86400, &c->rpa_rotate_s);
 	if (!strcmp(k, "rsn")) {
 		if (!strcmp(v, "none")) {
 			c->rsn[0] = '\0';

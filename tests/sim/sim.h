@@ -156,6 +156,7 @@ struct sim_dev_config {
 	/* Advertised Complete Local Name; "" = fotagw-sim-NNNN. At most 29 bytes (a legacy scan
 	 * response), valid UTF-8 as BlueZ hands it to D-Bus, control characters allowed. */
 	char name[SIM_NAME_MAX];
+	double rpa_rotate_s; /* CONFIG_BT_PRIVACY: a new RPA every N s (0: static address) */
 	/* CONFIG_MCUMGR_SMP_VERBOSE_ERR_RESPONSE: "rsn" text on every error answer; any bytes
 	 * but NUL (a hostile device need not send UTF-8). Empty: no rsn. */
 	char rsn[SIM_RSN_MAX];
@@ -387,6 +388,9 @@ bool sim_device_reachable(const struct sim_device *d);
 /* Adapter @k of the fake bluetoothd is in range of the device / the mean RSSI it sees. */
 bool sim_device_hears(const struct sim_device *d, unsigned k);
 int sim_device_rssi(const struct sim_device *d, unsigned k);
+/* The address the device advertises from at @now_us: its static random identity address, or
+ * with rpa_rotate_s a resolvable private address that changes every rpa_rotate_s seconds. */
+void sim_device_adv_addr(const struct sim_device *d, uint64_t now_us, char out[18]);
 /* Images mcumgr serves (1 with single_image, else SIM_IMAGES). */
 unsigned sim_device_images(const struct sim_device *d);
 double sim_device_rand(struct sim_device *d);

@@ -190,6 +190,65 @@ def t_adapters(ctx):
             c.ok("connect %s" % a[2])
 
 
+def rpa_objects(bus, identity_path):
+    """Device1 paths under hci0 other than @identity_path's device 1."""
+    tree = busctl(bus, "tree", "org.bluez")[1]
+    return {w.strip("─│├└ ") for w in tree.split()
+            if "/dev_" in w and "/service" not in w and "/char" not in w
+            and not w.endswith(identity_path.rsplit("/", 1)[1])}
+
+
+def t_rpa_rotation(ctx):
+    """rpa_rotate_s: an unbonded device shows up as a new Device1 (AddressType random) for each
+    new RPA; once bonded, BlueZ resolves it: one object, the identity address, no new ones."""
+    args = ["--temporary-timeout", "30", "--fault", "0:rpa_rotate_s=1"]
+    with simctl.Bus() as bus, start(ctx, bus, 2, args) as sim:
+        ident1 = simctl.device_path(1)
+        with Central(ctx.blectl, bus) as c:
+            c.ok("start-discovery")
+            seen = set()
+            end = time.monotonic() + 10
+            while len(seen) < 3 and time.monotonic() < end:
+                seen |= rpa_objects(bus, ident1)
+                time.sleep(0.2)
+            check(len(seen) >= 3, "new objects for new RPAs: %r" % seen)
+            check(simctl.device_path(0) not in seen, "the identity address is never seen")
+            for path in seen:
+                addr = path.rsplit("dev_", 1)[1].replace("_", ":")
+                eq(int(addr[:2], 16) >> 6, 1, "resolvable private: top bits 01 (%s)" % addr)
+            # the static-address device is one object throughout
+            eq(busctl(bus, "get-property", "org.bluez", ident1, "org.bluez.Device1",
+                      "Address")[1], 's "C0:FF:EE:00:00:01"')
+            # connect to the newest RPA and bond: the object stays, Address becomes the identity
+            current = None
+            while current is None:
+                for line in reversed(sim.log().splitlines()):
+                    if "event: rpa-rotated, device: fotagw-sim-0000" in line:
+                        current = line.rsplit("address: ", 1)[1].strip()
+                        break
+            r = c.cmd("connect %s 5000" % current)
+            if not r.startswith("ok"):  # it rotated just then: the next one
+                time.sleep(1.2)
+                for line in reversed(sim.log().splitlines()):
+                    if "event: rpa-rotated, device: fotagw-sim-0000" in line:
+                        current = line.rsplit("address: ", 1)[1].strip()
+                        break
+                c.ok("connect %s 5000" % current)
+            path = "/org/bluez/hci0/dev_" + current.replace(":", "_")
+            eq(busctl(bus, "get-property", "org.bluez", path, "org.bluez.Device1",
+                      "AddressType")[1], 's "random"')
+            rc, _, err = busctl(bus, "call", "org.bluez", path, "org.bluez.Device1", "Pair")
+            eq(rc, 0, err)
+            eq(busctl(bus, "get-property", "org.bluez", path, "org.bluez.Device1",
+                      "Address")[1], 's "C0:FF:EE:00:00:00"')
+            c.ok("disconnect %s" % current)
+            n = sim.log().count("event: rpa-rotated, device: fotagw-sim-0000, adapter: hci0")
+            time.sleep(2.5)
+            eq(sim.log().count("event: rpa-rotated, device: fotagw-sim-0000, adapter: hci0"), n,
+               "a bonded device keeps its object")
+            c.ok("connect %s 5000" % current)
+
+
 if __name__ == "__main__":
     simtest.run([t_capacity_below_ceiling, t_shared_radio, t_serial_connect, t_limit,
-                 t_adapters])
+                 t_adapters, t_rpa_rotation])
