@@ -32,6 +32,10 @@ CASE:
                release: only alpha-0 joins the registry; SIGHUP with name_prefix beta-, then
                a release: beta-1 is updated, alpha-0 (matching only the old prefix) keeps a
                queued job that never starts (issue 18 item 7)
+  hostile-rsn  a device refuses the upload (on 3.0.0, no downgrade) with an SMP rsn text that
+               carries ESC/BEL sequences and a forged "<0>" journal line: fotagwd's log and
+               fotactl devices/device/rollout (and --json) show it escaped, never raw
+               (issue 18 item 1)
   watch        fotactl watch in tmux during the rollout: live bars (image, %, KiB/s, ETA)
                that move on, then the final counts; q quits
 """
@@ -487,11 +491,50 @@ def case_name_prefix_reload():
         w.close(ok)
 
 
+def terminal_safe(data, what):
+    text = data.decode("utf-8", "replace")
+    bad = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f]
+    check(not bad, f"{what}: control characters reach the terminal: {bad!r}")
+
+
+def case_hostile_rsn():
+    # ESC ] 0 ; title BEL, clear screen, then a newline and a forged emergency journal line.
+    rsn = r"\x1b]0;pwned\x07\x1b[2J\x0a<0>event: rollout-halted by: operator"
+    args = FAST + ["--fault", "0:app_version=3.0.0", "--fault", f"0:rsn={rsn}"]
+    w = ft.World(BIN, 1, sim_args=args, rate=1.0, allow_downgrade=False)
+    ok = False
+    try:
+        w.gw.start()
+        jobs = w.gw.wait_all_terminal(1, 120)
+        reason = jobs[0][2] or ""
+        check(jobs[0][1] == "failed" and "pwned" in reason, f"refused with the rsn: {jobs}")
+        check("\x1b" in reason, "the store keeps the device's text as it came (data)")
+        log = w.gw.log()
+        check("\x1b" not in log and "\x07" not in log, "no raw ESC/BEL in fotagwd's log")
+        check(not any(line.startswith("<0>") for line in log.splitlines()),
+              "no forged emergency-level line in fotagwd's log")
+        check("\\x1b]0;pwned\\x07" in log and "\\x0a<0>event: rollout-halted" in log,
+              "the rsn is in the log, escaped, within its one line")
+        cfg = ["--url", w.gw.url]
+        for cmd in (["devices", "--state", "failed"], ["device", w.address(0)], ["rollout"],
+                    ["devices", "--json"], ["device", "--json", w.address(0)]):
+            p = subprocess.run([FOTACTL, *cmd, *cfg], capture_output=True, timeout=30)
+            check(p.returncode == 0, f"fotactl {cmd}: exit {p.returncode} {p.stderr!r}")
+            terminal_safe(p.stdout, "fotactl " + " ".join(cmd))
+        p = subprocess.run([FOTACTL, "device", w.address(0), *cfg], capture_output=True,
+                           timeout=30)
+        check(b"\\x1b]0;pwned\\x07" in p.stdout, f"fotactl device shows it escaped: "
+              f"{p.stdout!r}")
+        ok = True
+    finally:
+        w.close(ok)
+
+
 CASES = {"rollout-udp": case_rollout_udp, "rollout-ble": case_rollout_ble, "faults": case_faults,
          "canary": case_canary, "restart": case_restart, "watch": case_watch,
          "out-of-range": case_out_of_range, "manifest-expiry": case_manifest_expiry,
          "no-downgrade": case_no_downgrade, "no-bus": case_no_bus,
-         "name-prefix-reload": case_name_prefix_reload}
+         "name-prefix-reload": case_name_prefix_reload, "hostile-rsn": case_hostile_rsn}
 
 try:
     CASES[CASE]()
