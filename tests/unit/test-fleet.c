@@ -287,9 +287,9 @@ static void test_failed_image_check_survives_restart(void **state)
 	x->o.backoff_base_ms = x->o.backoff_max_ms = 60000; /* held queued across the restart */
 	fx_start(x, true);
 	fx_seen(x, d);
-	for (int i = 0;
-	     i < 100000 && !strstr(fx_history(x, d->address, buf, sizeof(buf)), "uploading>queued");
-	     i++)
+	for (uint64_t end = fgw_now_ms() + WAIT_MS;
+	     !strstr(fx_history(x, d->address, buf, sizeof(buf)), "uploading>queued") &&
+	     fgw_now_ms() < end;)
 		uv_run(&x->loop, UV_RUN_ONCE);
 	assert_non_null(strstr(buf, "uploading>queued"));
 	full = d->chunks; /* one whole upload, whose check failed */
