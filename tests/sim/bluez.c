@@ -4,9 +4,6 @@
  * protocol-notes §8): ObjectManager at /, Adapter1 at /org/bluez/hci0, a Device1 per simulated
  * device once discovered, and after connection the SMP GattService1/GattCharacteristic1 (plus the
  * CCC descriptor) with WriteValue/StartNotify and AcquireWrite/AcquireNotify (SOCK_SEQPACKET).
- *
- * sd-bus runs inside libuv: the bus fd in a uv_poll, sd_bus_get_events()/get_timeout() applied
- * in a uv_prepare before every loop iteration, sd_bus_process() until it has nothing left.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -133,20 +130,19 @@ struct sim_adapter {
 struct sim_bluez {
 	struct sim *sim;
 	sd_bus *bus;
-	uv_poll_t poll;
-	uv_timer_t bus_timer, scan_timer;
-	uv_prepare_t prepare;
-	int poll_events;
-	bool poll_on;
+	struct sim_busloop bl;
+	uv_timer_t scan_timer;
 	sd_bus_slot *om_slot, *match_slot, *name_slot, *ctl_slot;
 	struct sim_agents *agents;
 	struct sim_adapter ads[SIM_MAX_ADAPTERS];
 	unsigned n_ads;
 	unsigned n_closing;
-	bool dead;
 };
 
-static void bus_kick(struct sim_bluez *b);
+static void bus_kick(struct sim_bluez *b)
+{
+	sim_busloop_kick(&b->bl);
+}
 
 /* ---- small helpers ------------------------------------------------------------------------------
  */
@@ -1894,65 +1890,6 @@ static const sd_bus_vtable simctl_vtable[] = {
 /* ---- sd-bus in libuv
  * ----------------------------------------------------------------------------- */
 
-static void bus_process(struct sim_bluez *b)
-{
-	int r;
-
-	if (b->dead)
-		return;
-	do {
-		r = sd_bus_process(b->bus, NULL);
-	} while (r > 0);
-	if (r < 0) {
-		fgw_log_errno(LOG_ERR, r, "D-Bus connection lost, stopping");
-		b->dead = true;
-		uv_stop(b->sim->loop);
-	}
-}
-
-static void on_bus_io(uv_poll_t *p, int status, int events)
-{
-	bus_process(container_of(p, struct sim_bluez, poll));
-}
-
-static void on_bus_timer(uv_timer_t *t)
-{
-	bus_process(container_of(t, struct sim_bluez, bus_timer));
-}
-
-static void bus_kick(struct sim_bluez *b)
-{
-	int events, uv_events = 0;
-	uint64_t usec;
-
-	if (b->dead)
-		return;
-	events = sd_bus_get_events(b->bus);
-	if (events >= 0) {
-		if (events & POLLIN)
-			uv_events |= UV_READABLE;
-		if (events & POLLOUT)
-			uv_events |= UV_WRITABLE;
-		if (!b->poll_on || uv_events != b->poll_events) {
-			uv_poll_start(&b->poll, uv_events, on_bus_io);
-			b->poll_on = true;
-			b->poll_events = uv_events;
-		}
-	}
-	if (sd_bus_get_timeout(b->bus, &usec) >= 0 && usec != UINT64_MAX) {
-		uint64_t now = sim_now_us();
-		uv_timer_start(&b->bus_timer, on_bus_timer,
-			       usec > now ? (usec - now + 999) / 1000 : 0, 0);
-	} else {
-		uv_timer_stop(&b->bus_timer);
-	}
-}
-
-static void on_prepare(uv_prepare_t *p)
-{
-	bus_kick(container_of(p, struct sim_bluez, prepare));
-}
-
 static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 {
 	struct sim_bluez *b = userdata;
@@ -2021,11 +1958,8 @@ int sim_bluez_new(struct sim *sim, bool wait, struct sim_bluez **ret)
 					      on_name_acquired, b);
 	if (r < 0)
 		goto fail;
-	uv_poll_init(sim->loop, &b->poll, sd_bus_get_fd(b->bus));
-	uv_timer_init(sim->loop, &b->bus_timer);
+	sim_busloop_init(&b->bl, sim->loop, b->bus);
 	uv_timer_init(sim->loop, &b->scan_timer);
-	uv_prepare_init(sim->loop, &b->prepare);
-	uv_prepare_start(&b->prepare, on_prepare);
 	uv_timer_start(&b->scan_timer, scan_tick, SCAN_TICK_MS, SCAN_TICK_MS);
 	for (unsigned i = 0; i < sim->n_devs; i++)
 		memset(sim->devs[i].ble, 0, sizeof(sim->devs[i].ble));
@@ -2088,14 +2022,12 @@ struct sim_bluez *sim_bluez_free(struct sim_bluez *b)
 	sd_bus_slot_unref(b->match_slot);
 	b->agents = sim_agents_free(b->agents);
 	sd_bus_slot_unref(b->om_slot);
-	if (!b->dead)
+	if (!b->bl.dead)
 		(void) sd_bus_flush(b->bus); /* shutdown: last signals out */
 	sd_bus_close_unref(b->bus);
-	b->poll.data = b->bus_timer.data = b->scan_timer.data = b->prepare.data = b;
+	b->scan_timer.data = b;
 	b->n_closing = 4;
-	uv_close((uv_handle_t *) &b->poll, bluez_closed);
-	uv_close((uv_handle_t *) &b->bus_timer, bluez_closed);
+	sim_busloop_close(&b->bl, b, bluez_closed);
 	uv_close((uv_handle_t *) &b->scan_timer, bluez_closed);
-	uv_close((uv_handle_t *) &b->prepare, bluez_closed);
 	return NULL;
 }

@@ -419,6 +419,22 @@ int sim_udp_start(struct sim_device *d, const struct sockaddr *addr);
 void sim_udp_send(struct sim_device *d, const struct sockaddr *peer, const uint8_t *buf,
 		  size_t len);
 
+/* sd-bus driven by the libuv loop (busloop.c). */
+struct sim_busloop {
+	sd_bus *bus;
+	uv_loop_t *loop;
+	uv_poll_t poll;
+	uv_timer_t timer;
+	uv_prepare_t prepare;
+	int poll_events;
+	bool poll_on, dead;
+};
+void sim_busloop_init(struct sim_busloop *l, uv_loop_t *loop, sd_bus *bus);
+/* Applies sd-bus's wanted events and timeout now (after queuing messages outside a callback). */
+void sim_busloop_kick(struct sim_busloop *l);
+/* Closes its three handles; @cb runs three times with handle->data = @data. */
+void sim_busloop_close(struct sim_busloop *l, void *data, uv_close_cb cb);
+
 /* Takes org.bluez; @wait: block until the name is ours (startup), else ask asynchronously. */
 int sim_bluez_new(struct sim *sim, bool wait, struct sim_bluez **ret);
 
