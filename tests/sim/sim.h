@@ -403,7 +403,14 @@ void sim_device_reset_later(struct sim_device *d, double delay_ms);
 void sim_device_link_lost(struct sim_device *d, const char *why);
 void sim_device_go_away(struct sim_device *d, double ms);
 
-/* Entry points of the request pipeline (device.c). */
+/* Timer delay (ms) to model time @at_us, against the loop's own clock (both are
+ * CLOCK_MONOTONIC): events scheduled in model order fire in that order. */
+uint64_t sim_delay_ms(uv_loop_t *loop, uint64_t at_us);
+/* Resets the device now: reboot through MCUboot (device.c). */
+void sim_device_reset_now(struct sim_device *d, const char *why);
+void sim_req_free(struct sim_req *r);
+
+/* Entry points of the request pipeline (pipeline.c). */
 /* A whole SMP packet arrived at @now over UDP from @peer. */
 void sim_device_rx_udp(struct sim_device *d, const uint8_t *buf, size_t len,
 		       const struct sockaddr *peer);
