@@ -424,11 +424,13 @@ static int print_capacity(const struct cli *c, const struct sim_scenario *scen)
 			printf("null");
 		printf(",\"capacity_bytes_per_s\":%.0f,\"chunk_bytes\":%u,"
 		       "\"capacity_ble_bytes_per_s\":%.0f,\"chunk_ble_bytes\":%u,"
-		       "\"ceiling_bytes_per_s\":%.0f,\"phy\":\"%s\",\"encrypt\":%s,"
+		       "\"ceiling_bytes_per_s\":%.0f,\"radio_ceiling_bytes_per_s\":%.0f,\"phy\":\"%"
+		       "s\",\"encrypt\":%s,"
 		       "\"exchange_us\":%g,\"exchanges_per_event\":%u,\"event_ms\":%g,\"mtu\":%u,"
 		       "\"interval_ms\":%g,\"pkts\":%u,\"latency_ms\":%g,\"dle\":%u,"
 		       "\"buf_size\":%u,\"buf_count\":%u,\"write_us_per_byte\":%g}",
 		       cap, chunk, cap_ble, chunk_ble, sim_link_ceiling(&cfg.link),
+		       sim_link_radio_ceiling(&cfg.link),
 		       cfg.link.phy == SIM_PHY_2M	  ? "2m"
 		       : cfg.link.phy == SIM_PHY_CODED_S8 ? "coded"
 							  : "1m",

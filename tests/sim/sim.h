@@ -190,6 +190,9 @@ double sim_link_exchange_us(const struct sim_link_params *p);
 unsigned sim_link_event_exchanges(const struct sim_link_params *p);
 /* The physical ceiling of the link: LL payload bytes per second one way, events packed. */
 double sim_link_ceiling(const struct sim_link_params *p);
+/* The ceiling of a whole radio on links like this one: every interval full, whatever each
+ * link's event limit (several links share it). */
+double sim_link_radio_ceiling(const struct sim_link_params *p);
 /* 0, or -EINVAL with *why when not even one exchange fits into an event. */
 int sim_link_check(const struct sim_link_params *p, const char **why);
 
