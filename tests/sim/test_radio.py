@@ -186,9 +186,7 @@ def t_adapters(ctx):
             c.ok("adapter hci1")
             eq(c.cmd("connect %s" % a[1]), "err org.bluez.Error.Failed le-connection-refused")
             # unplug hci1: the link through it drops, its objects go
-            rc, _, err = busctl(bus, "call", "org.bluez", "/org/fotagw/sim",
-                                "org.fotagw.SimControl1", "RemoveAdapter", "s", "hci1")
-            eq(rc, 0, err)
+            simctl.remove_adapter(bus, "hci1")
             c.ok("wait-gone %s 3000" % a[2])
             check("/org/bluez/hci1" not in busctl(bus, "tree", "org.bluez")[1], "hci1 gone")
             check("event: adapter-removed, adapter: hci1" in sim.log())
