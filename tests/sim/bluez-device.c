@@ -255,6 +255,7 @@ static void on_paired(void *user_data, int level, const char *err_name, const ch
 		x->paired = 1;
 		x->dev_bonded = true;
 		x->bond_level = x->link_sec = level;
+		x->dev->link.encrypted = true; /* every packet from now on carries a MIC */
 		fgw_notice("event: paired, device: %s, level: %s", x->dev->name,
 			   level == SIM_SEC_AUTHEN ? "authenticated" : "unauthenticated");
 		pair_emit(x);
@@ -525,6 +526,7 @@ static void ble_step_cb(uv_timer_t *t)
 		}
 		x->link_sec = x->paired ? x->bond_level : 0;
 		sim_link_reset(&x->dev->link, sim_now_us());
+		x->dev->link.encrypted = x->link_sec > 0;
 		/* LE Connection Complete: the attempt is over, the link takes its share */
 		attempt_done(x->ad, x);
 		if (sim_radio_join(&x->ad->radio, &x->dev->link) < 0)

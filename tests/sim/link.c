@@ -85,6 +85,7 @@ int sim_link_check(const struct sim_link_params *p, const char **why)
 void sim_link_reset(struct sim_link *l, uint64_t now_us)
 {
 	l->anchor_us = now_us;
+	l->encrypted = false;
 	l->last_ev[0] = l->last_ev[1] = -1;
 	for (unsigned i = 0; i < SIM_LINK_RING; i++)
 		l->ring[i].ev = -1;
@@ -168,8 +169,9 @@ static bool try_place(struct sim_link *l, const struct sim_link_params *p, int d
 		      unsigned pl, double *ret_end_us)
 {
 	unsigned idx = (unsigned) (ev % SIM_LINK_RING);
-	double budget, t_pkt = sim_phy_packet_us(p->phy, pl, p->encrypt),
-		       t_empty = sim_phy_packet_us(p->phy, 0, p->encrypt), used;
+	bool mic = p->encrypt || l->encrypted;
+	double budget, t_pkt = sim_phy_packet_us(p->phy, pl, mic),
+		       t_empty = sim_phy_packet_us(p->phy, 0, mic), used;
 	unsigned slots = sim_link_event_slots(l, p, ev, &budget), n_self, n_other, exch;
 
 	if (l->ring[idx].ev != ev) {

@@ -208,7 +208,8 @@ struct sim_radio {
 struct sim_link {
 	uint64_t anchor_us;	 /* time of connection event 0 */
 	struct sim_radio *radio; /* NULL: the link has a radio of its own */
-	int64_t last_ev[2];	 /* per direction: event of the last packet queued (FIFO) */
+	bool encrypted;	    /* this connection is encrypted (paired), whatever `encrypt` says */
+	int64_t last_ev[2]; /* per direction: event of the last packet queued (FIFO) */
 	struct {
 		int64_t ev;	/* which event this ring entry describes */
 		uint16_t n[2];	/* packets of each direction booked in it */
