@@ -392,6 +392,7 @@ static void fleet_options(struct fgw_daemon *d, struct fgw_fleet_options *fo)
 	    .netcore_version_group = (unsigned) d->cfg.netcore_version_group,
 	    .default_group = d->cfg.fleet_group,
 	    .enrollment_open = d->cfg.fleet_enrollment_open,
+	    .require_board_match = d->cfg.require_board_match,
 	    .max_unenrolled = (unsigned) d->cfg.max_unenrolled,
 	    .unenrolled_ttl_ms = (uint64_t) d->cfg.unenrolled_ttl_s * 1000,
 	    .transport_new = transport_new,

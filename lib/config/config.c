@@ -58,6 +58,7 @@ static const struct key_def keys[] = {
      false},
     {"fleet", "enrollment", KEY_ENROLLMENT, OFF(fleet_enrollment_open), 0, 0, "allowlist", false,
      false},
+    {"fleet", "require_board_match", KEY_BOOL, OFF(require_board_match), 0, 0, "true", false, true},
     {"fleet", "max_unenrolled", KEY_INT, OFF(max_unenrolled), 0, 1000000, "1000", false, true},
     {"fleet", "unenrolled_ttl_s", KEY_INT, OFF(unenrolled_ttl_s), 60, 31536000, "86400", false,
      true},

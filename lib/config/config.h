@@ -28,6 +28,7 @@ struct fgw_config {
 	int reboot_timeout_s;	    /* ceiling for a device to come back after its reset */
 	int progress_flush_s;	    /* upload offsets are persisted at most this often */
 	bool fleet_enrollment_open; /* enrollment = open; false: allowlist */
+	bool require_board_match;   /* skip a device whose board is unknown */
 	int max_unenrolled;	    /* unenrolled devices kept at most */
 	int unenrolled_ttl_s;	   /* an unenrolled device is forgotten this long after last seen */
 	int netcore_version_group; /* SMP group the firmware answers its net core version on, 0 none

@@ -22,6 +22,7 @@ struct fleet_release {
 /* The requests of probing (and of verifying, which skips the params). */
 enum job_probe_step {
 	JOB_PROBE_PARAMS,
+	JOB_PROBE_OS_INFO, /* the board (hardware platform), when the release names one */
 	JOB_PROBE_BOOT_MODE,
 	JOB_PROBE_IMAGE_STATE,
 	JOB_PROBE_NET_VERSION,
@@ -53,6 +54,7 @@ struct job_conn {
 	struct fgw_smp_params params;
 	bool has_params;
 	struct fgw_fleet_device_view view;
+	char board[64]; /* what os info said the board is (escaped), "" unknown */
 	struct fgw_fleet_plan plan;
 	int image;	   /* image uploading */
 	unsigned uploaded; /* images done in this connection (bit i) */
@@ -230,12 +232,22 @@ int job_send_req(struct fleet_job *job, struct fgw_smp_req *req, int build_err, 
 bool job_rsp_usable(struct fleet_job *job, int err, const struct fgw_smp_rsp *rsp,
 		    bool allow_device_error, const char *what);
 uint64_t job_req_timeout(const struct fleet_job *job);
+/* Response callback of the probe requests (job.c). */
+void job_probe_rsp_cb(int err, const struct fgw_smp_rsp *rsp, void *user_data);
 /* Sends probe request @step; false when this device is not asked that. */
 bool job_probe_send(struct fleet_job *job, enum job_probe_step step);
 void job_view_from_state(struct fgw_fleet_device_view *v, const struct fgw_smp_img_state *st);
 /* Records the slots as the device reported them, for the API and for the next probe. */
 void job_store_slots(struct fleet_job *job, const struct fgw_smp_img_state *st);
 void job_release_view(const struct fleet_job *job, struct fgw_fleet_release_view *rv);
+
+/* job-board.c */
+/* Sends the os info request for the board; false when the release names no board. */
+bool job_board_probe_send(struct fleet_job *job);
+/* Takes the os info answer (any device error: board unknown). */
+void job_board_probe_rsp(struct fleet_job *job, const struct fgw_smp_rsp *rsp);
+/* Compares the device's board with the release's: true when the job was skipped for it. */
+bool job_board_skip(struct fleet_job *job);
 
 /* job-verify.c */
 /* Entering resetting: the reset request (forced once if an application hook refuses). */

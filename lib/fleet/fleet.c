@@ -719,6 +719,7 @@ FGW_EXPORT void fgw_fleet_set_options(struct fgw_fleet *f, const struct fgw_flee
 	f->o.first_chunk_timeout_ms = o->first_chunk_timeout_ms;
 	f->o.upload_window = o->upload_window;
 	f->o.max_unenrolled = o->max_unenrolled;
+	f->o.require_board_match = o->require_board_match;
 	f->o.unenrolled_ttl_ms = o->unenrolled_ttl_ms;
 	snprintf(f->default_group, sizeof(f->default_group), "%s",
 		 o->default_group ? o->default_group : "default");

@@ -94,6 +94,12 @@ struct fgw_fleet_options {
 	 * @unenrolled_ttl_ms after it was last seen. Open (true): every device seen is a target.
 	 */
 	bool enrollment_open;
+	/*
+	 * Board match (job-board.c): a release naming a board is offered only to devices whose
+	 * board (os info, hardware platform; else the board given at enrollment) is that board.
+	 * Neither known: skipped unless this is false.
+	 */
+	bool require_board_match;
 	unsigned max_unenrolled;
 	uint64_t unenrolled_ttl_ms;
 	/* How to reach a device: the daemon's BLE or UDP transport for an address. */
@@ -113,8 +119,8 @@ int fgw_fleet_new(uv_loop_t *loop, struct fgw_store *store, const struct fgw_fle
 		  struct fgw_fleet **ret);
 /*
  * New values for a running fleet (SIGHUP): retry_limit, backoff_*, reboot_timeout_ms,
- * progress_flush_ms, chunk timeouts, upload_window, default_group, max_unenrolled and
- * unenrolled_ttl_ms. A failure counts against
+ * progress_flush_ms, chunk timeouts, upload_window, default_group, max_unenrolled,
+ * unenrolled_ttl_ms and require_board_match. A failure counts against
  * the limit and back-off in force when it happens, an upload takes the window and timeouts in
  * force when it starts (the next image or attempt), a rebooting job is judged against the
  * timeout in force, a device met for the first time gets the group in force. The other fields

@@ -250,12 +250,12 @@ void job_release_view(const struct fleet_job *job, struct fgw_fleet_release_view
 	}
 }
 
-static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+void job_probe_rsp_cb(int err, const struct fgw_smp_rsp *rsp, void *user_data)
 {
 	struct fleet_job *job = user_data;
 	struct job_conn *c = job->conn;
-	static const char *const what[] = {"mcumgr params", "bootloader info", "image state",
-					   "net core version"};
+	static const char *const what[] = {"mcumgr params", "os info", "bootloader info",
+					   "image state", "net core version"};
 	int r;
 
 	if (!job_rsp_usable(job, err, rsp, true, what[c ? c->probe : 0]))
@@ -265,6 +265,9 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 		/* Without params the device takes one MTU-sized packet at a time. */
 		c->has_params = fgw_smp_status_ok(&rsp->status) &&
 				fgw_smp_params_decode(rsp->payload, rsp->len, &c->params) == 0;
+		break;
+	case JOB_PROBE_OS_INFO:
+		job_board_probe_rsp(job, rsp);
 		break;
 	case JOB_PROBE_BOOT_MODE: {
 		struct fgw_smp_bootloader_info bi;
@@ -320,6 +323,8 @@ bool job_probe_send(struct fleet_job *job, enum job_probe_step step)
 	case JOB_PROBE_PARAMS:
 		r = fgw_smp_req_params(&req);
 		break;
+	case JOB_PROBE_OS_INFO:
+		return job->state == FGW_JOB_STATE_PROBING && job_board_probe_send(job);
 	case JOB_PROBE_BOOT_MODE:
 		r = fgw_smp_req_bootloader_info("mode", &req);
 		break;
@@ -335,7 +340,7 @@ bool job_probe_send(struct fleet_job *job, enum job_probe_step step)
 	default:
 		return false;
 	}
-	(void) job_send_req(job, &req, r, job_req_timeout(job), on_probe_rsp, "probe");
+	(void) job_send_req(job, &req, r, job_req_timeout(job), job_probe_rsp_cb, "probe");
 	return true;
 }
 
@@ -366,7 +371,10 @@ static void plan_and_go(struct fleet_job *job)
 	char reason[200];
 	int r;
 
-	(void) fgw_store_device_set_probe(job->fleet->store, job->address, NULL, c->view.mode);
+	(void) fgw_store_device_set_probe(job->fleet->store, job->address,
+					  c->board[0] ? c->board : NULL, c->view.mode);
+	if (job_board_skip(job))
+		return;
 	job_release_view(job, &rv);
 	r = fgw_fleet_plan(&c->view, &rv, &c->plan, &why);
 	if (r < 0) {

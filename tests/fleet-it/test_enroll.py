@@ -12,6 +12,8 @@ CASE:
              gets no job and not one byte, and takes no canary slot; a passkey given at
              enrollment appears in no answer, log or output; forget removes a device
   open       enrollment = open: every device gets the release, and fotagwd warns at start
+  board      a release for another board (targets.board) than the one the device reports
+             (os info, hardware platform): skipped, the reason names both, not one byte sent
 """
 import hashlib
 import os
@@ -154,7 +156,39 @@ def case_open():
         w.close(ok)
 
 
-CASES = {"allowlist": case_allowlist, "open": case_open}
+def case_board():
+    w = ft.World(BIN, 1, sim_args=FAST, enrollment="allowlist")
+    ok = False
+    try:
+        # the same images, bundled for another product (the pipeline checks the bundle's
+        # boards against targets.board, so both say thingy53)
+        rel = w.release.manifest["releases"][0]
+        bundle = os.path.join(w.ng.srv, rel["id"] + ".zip")
+        ft.run([FOTACTL, "release", "make-bundle", "-o", bundle,
+                "--app", os.path.join(w.tmp, "app-2.0.0.bin"),
+                "--net", os.path.join(w.tmp, "net-2.0.0.bin"),
+                "--app-board", "thingy53/nrf5340/cpuapp", "--net-board", "thingy53/nrf5340/cpunet"])
+        data = open(bundle, "rb").read()
+        rel["bundle"].update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+        rel["targets"]["board"] = "thingy53/nrf5340/cpuapp"
+        w.release.publish()
+        before = flash(w, 0)
+        w.gw.start()
+        rc, out, err = fotactl(w, "devices", "enroll", w.address(0))
+        check(rc == 0, f"enrolled: {out} {err}")
+        jobs = w.gw.wait_all_terminal(1, 120)
+        check(jobs[0][1] == "skipped", f"skipped: {jobs}")
+        check("nrf5340dk/nrf5340/cpuapp" in jobs[0][2] and "thingy53/nrf5340/cpuapp" in
+              jobs[0][2], f"the reason names both boards: {jobs[0][2]}")
+        check(flash(w, 0) == before, "the device's flash is untouched")
+        d = w.gw.get("/v1/devices/" + w.address(0))
+        check(d["board"] == "nrf5340dk/nrf5340/cpuapp", f"its reported board is kept: {d['board']}")
+        ok = True
+    finally:
+        w.close(ok)
+
+
+CASES = {"allowlist": case_allowlist, "open": case_open, "board": case_board}
 
 try:
     CASES[CASE]()

@@ -238,6 +238,10 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *ud
 		}
 		if (m)
 			cbor_decref(&m);
+	} else if (group == 0 && id == 7 && d->board) { /* os info: only "i" is asked */
+		cbor_item_t *m = cbor_new_indefinite_map();
+		put(m, "output", cbor_build_string(d->board));
+		answer(d, pkt, m);
 	} else if (group == 0 && id == 5) { /* reset */
 		d->resets++;
 		if (get(q, "force"))

@@ -678,7 +678,7 @@ static void test_metrics_failures_bounded(void **state)
 	for (int i = 0; i < 50; i++) {
 		snprintf(
 		    sql, sizeof(sql),
-		    "INSERT INTO devices (address, created_at) VALUES ('BB:00:00:00:00:%02X', 1);"
+		    "INSERT INTO devices (address, created_at, enrolled) VALUES ('BB:00:00:00:00:%02X', 1, 1);"
 		    "INSERT INTO jobs (address, release_id, state, reason, created_at, "
 		    "updated_at) VALUES ('BB:00:00:00:00:%02X', 'r2', '%s', "
 		    "'device said rsn %d at offset %d', 1, 1);"

@@ -251,6 +251,75 @@ static void test_unenrolled_bounded(void **state)
 	assert_true(in_store(x, d[4]->address));
 }
 
+#define DK "nrf5340dk/nrf5340/cpuapp"
+
+/* A release for one board against devices of several, with and without os info. */
+static void test_board_match(void **state)
+{
+	struct fx *x = *state;
+	struct fdev *same = fx_device(x, "C0:00:00:00:00:01");
+	struct fdev *spin = fx_device(x, "C0:00:00:00:00:02");
+	struct fdev *other = fx_device(x, "C0:00:00:00:00:03");
+	struct fdev *silent_ok = fx_device(x, "C0:00:00:00:00:04");
+	struct fdev *silent_bad = fx_device(x, "C0:00:00:00:00:05");
+	struct fdev *unknown = fx_device(x, "C0:00:00:00:00:06");
+	struct fgw_fleet_enrollment e[6] = {
+	    {.address = same->address},
+	    {.address = spin->address},
+	    {.address = other->address},
+	    {.address = silent_ok->address, .board = DK},
+	    {.address = silent_bad->address, .board = "thingy53/nrf5340/cpuapp"},
+	    {.address = unknown->address},
+	};
+	struct fdev *all[] = {same, spin, other, silent_ok, silent_bad, unknown};
+	char buf[256];
+
+	snprintf(x->rel.board, sizeof(x->rel.board), "%s", DK);
+	x->o.require_board_match = true;
+	x->o.max_connections = 6;
+	same->board = DK;
+	spin->board = "nrf5340dk@2.0.0/nrf5340/cpuapp"; /* a board revision: the same product */
+	other->board = "thingy53/nrf5340/cpuapp";
+	fx_start(x, true);
+	assert_int_equal(fgw_fleet_enroll(x->fleet, e, 6), 0);
+	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
+		fx_seen(x, all[i]);
+	assert_state(x, other, "skipped");
+	assert_state(x, silent_bad, "skipped");
+	assert_state(x, unknown, "skipped");
+	fx_job_reason(x, other->address, buf, sizeof(buf));
+	assert_string_equal(buf, "board mismatch: the device is thingy53/nrf5340/cpuapp (reported "
+				 "by the device), release 2.0.0 is for " DK);
+	fx_job_reason(x, silent_bad->address, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "thingy53/nrf5340/cpuapp (given at enrollment)"));
+	fx_job_reason(x, unknown->address, buf, sizeof(buf));
+	assert_non_null(strstr(buf, "board unknown"));
+	for (size_t i = 2; i < ARRAY_SIZE(all); i++)
+		if (all[i] != silent_ok)
+			assert_int_equal(all[i]->chunks, 0); /* not one byte */
+	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
+		if (all[i] == same || all[i] == spin || all[i] == silent_ok)
+			come_back(x, all[i]);
+	assert_state(x, same, "done");
+	assert_state(x, spin, "done");
+	assert_state(x, silent_ok, "done");
+}
+
+/* require_board_match = false: a device whose board nobody knows is updated. */
+static void test_board_unknown_allowed(void **state)
+{
+	struct fx *x = *state;
+	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
+
+	snprintf(x->rel.board, sizeof(x->rel.board), "%s", DK);
+	x->o.require_board_match = false;
+	fx_start(x, true);
+	enroll(x, d);
+	fx_seen(x, d);
+	come_back(x, d);
+	assert_state(x, d, "done");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -266,6 +335,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_enroll_all_or_nothing, allowlist_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unenrolled_bounded, allowlist_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_board_match, allowlist_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_board_unknown_allowed, allowlist_setup,
+					    fx_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
