@@ -83,7 +83,8 @@ static int prune_jobs(struct fgw_store *s, struct prune *p)
 /*
  * BLE devices not seen for the period whose jobs are all finished: a queued one waits for the
  * device (it becomes "superseded", so finished, when the next release comes). UDP devices are
- * configured, not discovered: they stay.
+ * configured, not discovered, and enrolled devices were put on the list by an operator
+ * (`fotactl devices forget` takes them off): they stay.
  */
 static int prune_devices(struct fgw_store *s, struct prune *p)
 {
@@ -93,7 +94,8 @@ static int prune_devices(struct fgw_store *s, struct prune *p)
 		return 0;
 	n = delete_some(s,
 			"DELETE FROM devices WHERE address IN (SELECT d.address FROM devices d "
-			"WHERE d.transport = 'ble' AND (d.last_seen < ?1 OR (d.last_seen IS NULL "
+			"WHERE d.transport = 'ble' AND d.enrolled = 0 AND (d.last_seen < ?1 OR "
+			"(d.last_seen IS NULL "
 			"AND d.created_at < ?1)) AND NOT EXISTS (SELECT 1 FROM jobs j WHERE "
 			"j.address = d.address AND j.state NOT IN " TERMINAL ") LIMIT ?2)",
 			p->now - p->rt->devices_max_age_ms, p->batch);

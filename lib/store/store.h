@@ -469,7 +469,8 @@ struct fgw_store_pruned {
  * One bounded pruning step in one transaction: at most @batch events, @batch jobs and @batch
  * devices. Never deletes a job that is not finished, a finished job of a verified release
  * (it keeps the device from getting a new job for it), a device with an unfinished job
- * (queued included), or a UDP device (configured, not discovered). A device that goes takes
+ * (queued included), an enrolled device, or a UDP device (configured, not discovered). A
+ * device that goes takes
  * its slots and finished jobs with it (events keep its address).
  * Call again while a kind came back full. 0, or -errno (nothing deleted).
  */

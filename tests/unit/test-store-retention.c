@@ -224,6 +224,8 @@ static void test_devices_forgotten(void **state)
 	add_device(f, "C0:00:00:00:00:04", "ble", 400, "r1", "queued");	   /* r1's queued job */
 	add_device(f, "C0:00:00:00:00:05", "ble", 30, "r1", "done");	   /* seen lately */
 	add_device(f, "udp:192.0.2.1:1337", "udp", 400, "r0", "done");	   /* configured */
+	add_device(f, "C0:00:00:00:00:06", "ble", 400, NULL, NULL); /* enrolled by an operator */
+	raw_exec(f->path, "UPDATE devices SET enrolled = 1 WHERE address = 'C0:00:00:00:00:06'");
 	prune_all(f, &rt, 1, &sum);
 	assert_int_equal(sum.devices, 2);
 	assert_false(device_kept(f, "C0:00:00:00:00:01"));
@@ -232,6 +234,7 @@ static void test_devices_forgotten(void **state)
 	assert_true(device_kept(f, "C0:00:00:00:00:04"));
 	assert_true(device_kept(f, "C0:00:00:00:00:05"));
 	assert_true(device_kept(f, "udp:192.0.2.1:1337"));
+	assert_true(device_kept(f, "C0:00:00:00:00:06"));
 	/* Its slots and jobs went with it; nothing dangles. */
 	assert_int_equal(jobs_of(f, "C0:00:00:00:00:01"), 0);
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM device_images WHERE address "
