@@ -25,9 +25,9 @@ CASE:
                a device already running a newer app refuses it; the other one is updated
   no-bus       fotagwd starts before the system bus exists: it runs, the API answers, health
                says BLE "unavailable" (fotagw_ble_adapter_up 0); then a dbus-daemon and the
-               fake bluetoothd appear and a device is updated; the dbus-daemon is killed
-               mid-run, a new one comes up on the same socket and a second device is updated
-               (issue 18 item 7)
+               fake bluetoothd appear and a device is updated; the dbus-daemon is killed while
+               a second device uploads, a new one comes up on the same socket and that device
+               finishes (issue 18 item 7)
   name-prefix-reload  two BLE devices named alpha-0 and beta-1, name_prefix alpha-, no
                release: only alpha-0 joins the registry; SIGHUP with name_prefix beta-, then
                a release: beta-1 is updated, alpha-0 (matching only the old prefix) keeps a
@@ -406,15 +406,20 @@ def case_no_bus():
         check("BLE unavailable: cannot connect to the system bus" in w.gw.log(), "logged once")
         check(w.gw.proc.poll() is None, "fotagwd keeps running without a bus")
 
+        # Device 1 on the typical link: its upload is still running when the bus dies.
+        slow = ["--fault", "1:link=typical", "--fault", "1:erase=0", "--fault", "1:write=0"]
         bus = SocketBus(socket)
-        sim = ft.simctl.Sim(SIM, devices=1, udp=True, bluez=True, bus=bus, args=FAST,
+        sim = ft.simctl.Sim(SIM, devices=2, udp=True, bluez=True, bus=bus, args=FAST + slow,
                             state_dir=state_dir)
         w.sim = sim
-        w.gw.wait(lambda j: len(j) == 1 and j[0][1] == "done", "device 0 updated over BLE", 180)
+        w.gw.wait(lambda j: any(r[0] == ft.simctl.device_address(0) and r[1] == "done" for r in j),
+                  "device 0 updated over BLE", 180)
         device_on_release(w, 0)
         check(adapter_state(w) == ("on", 1), f"adapter up: {adapter_state(w)}")
+        w.gw.wait(lambda j: any(r[0] == ft.simctl.device_address(1) and r[1] == "uploading" for r in j),
+                  "device 1 uploading", 120)
 
-        # The bus dies under fotagwd (bluetoothd with it), and a new one comes up.
+        # The bus dies under fotagwd mid-upload (bluetoothd with it); a new one comes up.
         bus.close()
         sim.close()
         deadline = time.monotonic() + 30
@@ -427,9 +432,13 @@ def case_no_bus():
         sim = ft.simctl.Sim(SIM, devices=2, udp=True, bluez=True, bus=bus, args=FAST,
                             state_dir=state_dir)
         w.sim = sim
-        w.gw.wait(lambda j: len(j) == 2 and all(r[1] == "done" for r in j),
-                  "device 1 updated after the reconnection", 180)
+        jobs = w.gw.wait(lambda j: len(j) == 2 and all(r[1] in ft.TERMINAL for r in j),
+                         "device 1 finished after the reconnection", 180)
+        check(all(r[1] == "done" for r in jobs), f"both done: {jobs}")
+        hist = job_history(w, ft.simctl.device_address(1), w.release.id)
+        check("uploading>queued" in ">".join(hist), f"device 1 was cut off mid-upload: {hist}")
         device_on_release(w, 1)
+        device_on_release(w, 0)
         check(w.gw.log().count("event: ble-bus-connected") == 2, "connected twice, by itself")
         check(w.gw.proc.poll() is None, "fotagwd never exited")
         ok = True
