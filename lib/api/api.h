@@ -150,8 +150,9 @@ uint16_t fgw_api_port(struct fgw_api *api);
 
 /*
  * Reads a bearer token from @path (e.g. a systemd credential): the whole file less trailing
- * white space, 16 to 4096 visible ASCII characters. 0 and a malloc'd *@ret, -EINVAL if the
- * content does not qualify, or -errno from reading.
+ * white space, 16 to 4096 visible ASCII characters. 0 and a malloc'd *@ret, -EPERM if others
+ * may read or write the file (mode & 006; the group may read it, as a systemd credential's
+ * group does), -EINVAL if the content does not qualify, or -errno from reading.
  */
 int fgw_api_token_read(const char *path, char **ret);
 

@@ -279,8 +279,9 @@ FGW_EXPORT int fgw_bluez_remove_device(struct fgw_bluez *b, const char *addr,
 
 	if (!b || !cb || bz_addr_normalize(addr, a) < 0)
 		return -EINVAL;
-	if (!b->adapter)
+	if (b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ABSENT)
 		return -ENETDOWN;
+	/* The bond of the adapter that serves it; another adapter keeps its own. */
 	d = bz_device_find_addr(b, a);
 	if (!d)
 		return -ENOENT;
@@ -290,7 +291,7 @@ FGW_EXPORT int fgw_bluez_remove_device(struct fgw_bluez *b, const char *addr,
 	q->b = b;
 	q->cb = cb;
 	q->user_data = user_data;
-	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, b->adapter->path,
+	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, d->adapter,
 					   BLUEZ_ADAPTER_IFACE, "RemoveDevice");
 	if (r >= 0)
 		r = sd_bus_message_append(m, "o", d->path);

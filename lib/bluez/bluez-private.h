@@ -74,6 +74,8 @@ int fgw_busio_new(uv_loop_t *loop, sd_bus *bus, fgw_busio_fail_cb_t fail_cb, voi
 		  struct fgw_busio **ret);
 /* Stops driving the bus, flushes and drops the reference once the handles are closed. */
 struct fgw_busio *fgw_busio_free(struct fgw_busio *io);
+/* Whether the connection failed (the fail callback ran). */
+bool fgw_busio_failed(const struct fgw_busio *io);
 /* Opens a bus connection: @address, or the system bus when NULL. Not attached to a loop. */
 int fgw_bus_open(const char *address, const char *description, sd_bus **ret);
 
@@ -144,10 +146,21 @@ bool bz_path_has_prefix(const char *path, const char *prefix);
 
 struct bz_adapter {
 	struct bz_list node;
+	struct fgw_bluez *b;
 	char *path;
 	char name[32]; /* last path component, "hci0" */
 	bool powered;
 	bool discovering;
+
+	/* what we do with it (adapter.c), once the options chose it */
+	bool used;
+	enum fgw_bluez_adapter_state state;
+	bool power_requested; /* Powered=true sent */
+	bool filter_set;      /* SetDiscoveryFilter answered */
+	bool discovery_on;    /* StartDiscovery answered OK (we own a discovery session) */
+	sd_bus_slot *power_slot, *filter_slot, *discovery_slot;
+	uint64_t busy_until_ms; /* a Connect() was answered "busy": none before this */
+	uint64_t n_busy;
 };
 
 struct bz_device {
@@ -199,7 +212,8 @@ struct bz_release {
 	struct bz_list node;
 	struct fgw_bluez *b;
 	sd_bus_slot *slot;
-	char *dev_path; /* a new link to this device waits until the Disconnect is answered */
+	char *dev_path;	    /* a new link to this device waits until the Disconnect is answered */
+	char *adapter_path; /* whose slot it holds */
 };
 
 struct fgw_bluez {
@@ -212,16 +226,12 @@ struct fgw_bluez {
 
 	char *bluez_owner; /* unique name owning org.bluez, NULL when bluetoothd is gone */
 	sd_bus_slot *match_slots[4];
-	sd_bus_slot *owner_slot, *objects_slot, *power_slot, *filter_slot, *discovery_slot;
+	sd_bus_slot *owner_slot, *objects_slot;
 	bool objects_loaded;
 
 	struct bz_list adapters, devices, services, chars;
-	struct bz_adapter *adapter; /* the chosen one, or NULL */
-	enum fgw_bluez_adapter_state adapter_state;
-	bool power_requested; /* Powered=true sent for the current adapter */
-	bool filter_set;      /* SetDiscoveryFilter answered for the current adapter */
-	bool discovery_on;    /* StartDiscovery answered OK (we own a discovery session) */
-	bool want_scan;	      /* fgw_bluez_set_scan() */
+	enum fgw_bluez_adapter_state adapter_state; /* of all adapters in use */
+	bool want_scan;				    /* fgw_bluez_set_scan() */
 
 	struct bz_list watches;
 	unsigned next_watch_id;
@@ -229,7 +239,7 @@ struct fgw_bluez {
 
 	struct bz_list links;	 /* every fgw_bluez_link not yet freed */
 	struct bz_list releases; /* struct bz_release */
-	unsigned active;	 /* slots in use: connecting/connected links + releases */
+	unsigned active;	 /* slots in use, all adapters: connecting/connected + releases */
 
 	uv_timer_t retry_timer; /* re-reads objects after a failed GetManagedObjects */
 	uv_idle_t kick;		/* runs deferred work (link pump) on the next iteration */
@@ -282,6 +292,7 @@ struct fgw_bluez_link {
 	void *user_data;
 
 	char *dev_path;
+	char *adapter_path; /* the adapter of dev_path, whose slot the link holds */
 	char *char_path;
 	sd_bus_slot *call_slot; /* the one call of the opening sequence in flight */
 	sd_bus_slot *get_slot;	/* Get(ServicesResolved), beside it */
@@ -297,11 +308,12 @@ struct fgw_bluez_link {
 	unsigned reopens;	  /* reconnects during this opening */
 	uint64_t settle_until_ms; /* waiting for someone else's link to the device to go */
 	enum fgw_bluez_security security;
-	bool paired_here;    /* Pair() succeeded on this link */
-	bool probed;	     /* StartNotify showed no security is needed */
-	uint64_t connect_ms; /* when Connect() went out */
-	bool await_char;     /* resolved, the SMP characteristic not listed yet */
-	bool probing;	     /* StartNotify probe in flight on an unpaired link */
+	bool paired_here;	/* Pair() succeeded on this link */
+	bool probed;		/* StartNotify showed no security is needed */
+	uint64_t connect_ms;	/* when Connect() went out */
+	uint64_t busy_since_ms; /* the first "busy" answer of this attempt, 0 none */
+	bool await_char;	/* resolved, the SMP characteristic not listed yet */
+	bool probing;		/* StartNotify probe in flight on an unpaired link */
 	unsigned mtu;
 
 	struct bz_list txq; /* packets not yet written whole */
@@ -373,6 +385,10 @@ void bz_links_on_char_removed(struct fgw_bluez *b, struct bz_gatt_char *c);
 void bz_links_on_char_value(struct fgw_bluez *b, struct bz_gatt_char *c, const uint8_t *data,
 			    size_t len);
 void bz_links_on_adapter_changed(struct fgw_bluez *b);
+/* Slots taken on the adapter at @adapter_path (links and pending Disconnects), links ready
+ * on it, and whether a Connect() is in flight there. Any pointer may be NULL. */
+void bz_links_adapter_usage(struct fgw_bluez *b, const char *adapter_path, unsigned *ret_slots,
+			    unsigned *ret_ready, bool *ret_connecting);
 /* Starts waiting links when slots are free and devices known; safe to call any time. */
 void bz_links_pump(struct fgw_bluez *b);
 /* fgw_bluez_free(): fail every link with -ECANCELED and detach it. */
@@ -404,7 +420,12 @@ void bz_iface_removed(struct fgw_bluez *b, const char *path, const char *iface);
 int bz_on_properties_changed(sd_bus_message *m, void *user_data, sd_bus_error *ret_error);
 
 /* adapter.c: the adapters we use */
+/* Marks the adapters the options name (or the first one listed) as used. */
 void bz_adapter_choose(struct fgw_bluez *b);
+/* The adapter in use at @path, or NULL. */
+struct bz_adapter *bz_adapter_used(struct fgw_bluez *b, const char *path);
+/* An adapter object goes away (removed, or the view is cleared): cancels our calls on it. */
+void bz_adapter_forget(struct bz_adapter *a);
 /* Recomputes the adapter state; tells watches and links when it changed or @err is set. */
 void bz_adapter_update_state(struct fgw_bluez *b, int err);
 void bz_adapter_props_changed(struct fgw_bluez *b, struct bz_adapter *a);
@@ -413,7 +434,14 @@ void bz_adapter_props_changed(struct fgw_bluez *b, struct bz_adapter *a);
  * forget it. With b->freeing set nothing is reported and no loop handle is touched. */
 int bz_objects_parse(struct fgw_bluez *b, sd_bus_message *m);
 void bz_objects_clear(struct fgw_bluez *b);
+/*
+ * The copy of @addr that hears it best: on an adapter in use, a powered one first, then a
+ * recent sighting, then the stronger RSSI. NULL when no adapter in use lists it.
+ */
 struct bz_device *bz_device_find_addr(struct fgw_bluez *b, const char *addr);
+/* true when @x is a better copy than @y (the order above). */
+bool bz_device_better(struct fgw_bluez *b, const struct bz_device *x, const struct bz_device *y,
+		      uint64_t now);
 /* Below the configured RSSI threshold (an invalid RSSI, 127, is unknown, never too weak). */
 bool bz_device_too_weak(const struct fgw_bluez *b, const struct bz_device *d);
 struct bz_gatt_char *bz_find_smp_char(struct fgw_bluez *b, struct bz_device *d);

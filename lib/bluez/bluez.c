@@ -72,9 +72,14 @@ static void watches_reap(struct fgw_bluez *b)
 	}
 }
 
-static void device_info(const struct bz_device *d, struct fgw_bluez_device_info *info)
+static void device_info(struct fgw_bluez *b, const struct bz_device *d,
+			struct fgw_bluez_device_info *info)
 {
+	struct bz_adapter *a = bz_adapter_used(b, d->adapter);
+
 	memset(info, 0, sizeof(*info));
+	if (a)
+		snprintf(info->adapter, sizeof(info->adapter), "%s", a->name);
 	memcpy(info->addr, d->addr, sizeof(info->addr));
 	info->name = d->name;
 	/* 127 is HCI's "RSSI not available" (virtual controllers, some real reports): unknown. */
@@ -88,7 +93,7 @@ static void device_info(const struct bz_device *d, struct fgw_bluez_device_info 
 
 bool bz_device_ours(struct fgw_bluez *b, const struct bz_device *d)
 {
-	return b->adapter && d->adapter && strcmp(d->adapter, b->adapter->path) == 0;
+	return bz_adapter_used(b, d->adapter) != NULL;
 }
 
 /*
@@ -102,18 +107,30 @@ bool bz_device_too_weak(const struct fgw_bluez *b, const struct bz_device *d)
 	       d->rssi < b->opts.rssi_threshold;
 }
 
-/* Watch callbacks must not free @b (documented); they may add or remove watches. */
+/*
+ * Watch callbacks must not free @b (documented); they may add or remove watches. Several
+ * adapters list the same device: watches hear of it as one, through its best copy. A copy
+ * that goes while another remains is an update; a new copy beside a known one too.
+ */
 void bz_notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 		      const struct bz_device *d)
 {
 	struct fgw_bluez_device_info info;
+	struct bz_device *best;
 	struct bz_list *pos;
 
 	if (!bz_device_ours(b, d) || b->freeing)
 		return;
+	best = bz_device_find_addr(b, d->addr);
+	if (ev == FGW_BLUEZ_DEVICE_LOST && best)
+		ev = FGW_BLUEZ_DEVICE_UPDATED;
+	else if (ev == FGW_BLUEZ_DEVICE_FOUND && best && best != d)
+		ev = FGW_BLUEZ_DEVICE_UPDATED;
+	if (best)
+		d = best;
 	if (ev != FGW_BLUEZ_DEVICE_LOST && bz_device_too_weak(b, d))
 		return;
-	device_info(d, &info);
+	device_info(b, d, &info);
 	b->dispatching++;
 	bz_list_for_each(pos, &b->watches)
 	{
@@ -231,7 +248,7 @@ static int on_objects_reply(sd_bus_message *m, void *user_data, sd_bus_error *re
 		goto bad;
 	b->objects_loaded = true;
 	bz_adapter_choose(b);
-	if (!b->adapter && b->opts.adapter && b->opts.adapter[0]) {
+	if (!fgw_bluez_adapter_name(b) && b->opts.adapter && b->opts.adapter[0]) {
 		bz_set_error(b, "adapter '%s' not found", b->opts.adapter);
 		bz_adapter_update_state(b, -ENODEV);
 		return 0;
@@ -283,7 +300,6 @@ static void bluez_gone(struct fgw_bluez *b)
 	b->bluez_owner = NULL;
 	b->objects_loaded = false;
 	b->objects_slot = sd_bus_slot_unref(b->objects_slot);
-	b->power_slot = sd_bus_slot_unref(b->power_slot);
 	uv_timer_stop(&b->retry_timer);
 	bz_objects_clear(b);
 	bz_set_error(b, "bluetoothd left the bus");
@@ -488,10 +504,18 @@ FGW_EXPORT int fgw_bluez_new(uv_loop_t *loop, const struct fgw_bluez_options *op
 	bz_list_init(&b->releases);
 	b->want_scan = opts->scan;
 	b->adapter_state = FGW_BLUEZ_ADAPTER_STATE_ABSENT;
-	if ((opts->bus_address && !(b->opt_bus_address = strdup(opts->bus_address))) ||
-	    (opts->adapter && !(b->opt_adapter = strdup(opts->adapter)))) {
+	if (opts->bus_address && !(b->opt_bus_address = strdup(opts->bus_address))) {
 		r = -ENOMEM;
 		goto fail;
+	}
+	if (opts->adapter) {
+		size_t size = strlen(opts->adapter) + 1;
+
+		b->opt_adapter = malloc(size);
+		r = b->opt_adapter ? fgw_bluez_adapters_parse(opts->adapter, b->opt_adapter, size)
+				   : -ENOMEM;
+		if (r < 0)
+			goto fail;
 	}
 	b->opts.bus_address = b->opt_bus_address;
 	b->opts.adapter = b->opt_adapter;
@@ -572,10 +596,7 @@ FGW_EXPORT struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b)
 		b->match_slots[i] = sd_bus_slot_unref(b->match_slots[i]);
 	b->owner_slot = sd_bus_slot_unref(b->owner_slot);
 	b->objects_slot = sd_bus_slot_unref(b->objects_slot);
-	b->power_slot = sd_bus_slot_unref(b->power_slot);
-	b->filter_slot = sd_bus_slot_unref(b->filter_slot);
-	/* Our discovery session ends when we leave the bus; no StopDiscovery needed. */
-	b->discovery_slot = sd_bus_slot_unref(b->discovery_slot);
+	/* Our discovery sessions end when we leave the bus; no StopDiscovery needed. */
 	bz_objects_clear(b);
 	bz_list_for_each_safe(pos, tmp, &b->watches)
 	{
@@ -609,7 +630,7 @@ FGW_EXPORT int fgw_bluez_device_get(struct fgw_bluez *b, const char *addr,
 	d = bz_device_find_addr(b, a);
 	if (!d)
 		return -ENOENT;
-	device_info(d, ret);
+	device_info(b, d, ret);
 	return 0;
 }
 
@@ -622,9 +643,11 @@ FGW_EXPORT void fgw_bluez_foreach_device(struct fgw_bluez *b, fgw_bluez_device_c
 	bz_list_for_each(pos, &b->devices)
 	{
 		struct bz_device *d = container_of(pos, struct bz_device, node);
-		if (!bz_device_ours(b, d) || bz_device_too_weak(b, d))
+		/* each device once, as its best copy */
+		if (!bz_device_ours(b, d) || bz_device_find_addr(b, d->addr) != d ||
+		    bz_device_too_weak(b, d))
 			continue;
-		device_info(d, &info);
+		device_info(b, d, &info);
 		cb(b, FGW_BLUEZ_DEVICE_FOUND, &info, user_data);
 	}
 }

@@ -30,6 +30,7 @@ void bz_link_handle_closed(uv_handle_t *h)
 	if (--l->n_open > 0)
 		return;
 	free(l->dev_path);
+	free(l->adapter_path);
 	free(l->char_path);
 	free(l);
 }

@@ -18,6 +18,8 @@
 
 /* Disconnect() of a released link: bluetoothd answers once the link is down (about 2 s). */
 #define RELEASE_TIMEOUT_USEC (10 * 1000 * 1000ull)
+/* After a "busy" answer to Connect(), the adapter gets no new attempt for this long. */
+#define BUSY_RETRY_MS 500
 
 static const char *const link_state_names[_FGW_BLUEZ_LINK_STATE_MAX] = {
     [FGW_BLUEZ_LINK_STATE_SEARCHING] = "searching",
@@ -78,6 +80,7 @@ static int on_release_reply(sd_bus_message *m, void *user_data, sd_bus_error *re
 	bz_list_del(&rel->node);
 	sd_bus_slot_unref(rel->slot);
 	free(rel->dev_path);
+	free(rel->adapter_path);
 	free(rel);
 	b->active--;
 	bz_kick(b);
@@ -93,16 +96,19 @@ static void link_release_slot(struct fgw_bluez_link *l, bool disconnect)
 	struct fgw_bluez *b = l->b;
 	sd_bus_message *m = NULL;
 	struct bz_release *rel;
+	struct bz_adapter *a;
 	int r;
 
 	if (!l->holds_slot || !b)
 		return;
 	l->holds_slot = false;
-	if (disconnect && l->dev_path && b->bluez_owner &&
-	    b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON && (rel = calloc(1, sizeof(*rel)))) {
+	a = bz_adapter_used(b, l->adapter_path);
+	if (disconnect && l->dev_path && b->bluez_owner && a &&
+	    a->state == FGW_BLUEZ_ADAPTER_STATE_ON && (rel = calloc(1, sizeof(*rel)))) {
 		rel->b = b;
 		rel->dev_path = strdup(l->dev_path);
-		r = rel->dev_path ? 0 : -ENOMEM;
+		rel->adapter_path = strdup(a->path);
+		r = rel->dev_path && rel->adapter_path ? 0 : -ENOMEM;
 		if (r >= 0)
 			r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->dev_path,
 							   BLUEZ_DEVICE_IFACE, "Disconnect");
@@ -114,6 +120,7 @@ static void link_release_slot(struct fgw_bluez_link *l, bool disconnect)
 			return;
 		}
 		free(rel->dev_path);
+		free(rel->adapter_path);
 		free(rel);
 	}
 	b->active--;
@@ -167,9 +174,17 @@ void bz_link_ready(struct fgw_bluez_link *l)
 static void link_acquire(struct fgw_bluez_link *l);
 static void link_reopen(struct fgw_bluez_link *l, const char *why);
 
+/* Once connecting, the copy under the adapter the link holds a slot on; before, the best. */
 struct bz_device *bz_link_device(struct fgw_bluez_link *l)
 {
-	return l->b ? bz_device_find_addr(l->b, l->addr) : NULL;
+	struct bz_device *d;
+
+	if (!l->b)
+		return NULL;
+	if (!l->holds_slot || !l->dev_path)
+		return bz_device_find_addr(l->b, l->addr);
+	d = bz_device_find(l->b, l->dev_path);
+	return d && bz_device_ours(l->b, d) ? d : NULL;
 }
 
 void bz_link_call(struct fgw_bluez_link *l, const char *method, bool with_options, bool on_device,
@@ -238,6 +253,34 @@ static int on_resolved_get(sd_bus_message *m, void *user_data, sd_bus_error *ret
 	return 0;
 }
 
+/*
+ * The controller (or the kernel, for one LE Create Connection at a time) was busy: an attempt
+ * of another client, or a controller that cannot take one more link now. Not the device's
+ * fault: give the slot back, keep the adapter off new attempts for a moment, wait again.
+ */
+static void link_busy(struct fgw_bluez_link *l, const char *text)
+{
+	struct bz_adapter *a = bz_adapter_used(l->b, l->adapter_path);
+	uint64_t now = fgw_now_ms();
+
+	if (a) {
+		a->busy_until_ms = now + BUSY_RETRY_MS;
+		a->n_busy++;
+	}
+	if (!l->busy_since_ms)
+		l->busy_since_ms = now;
+	if (now - l->busy_since_ms >= l->b->opts.connect_timeout_ms) {
+		bz_link_set_error(l, "Connect: %s, for %u ms", text, l->b->opts.connect_timeout_ms);
+		bz_link_fail(l, -EBUSY, false);
+		return;
+	}
+	fgw_debug("bluez: link %s: %s, trying again", l->addr, text);
+	bz_link_drop_path(l);
+	link_release_slot(l, false);
+	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_WAITING);
+	bz_link_restart_timer(l, BUSY_RETRY_MS);
+}
+
 static int on_connect_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
 {
 	struct fgw_bluez_link *l = user_data;
@@ -247,6 +290,12 @@ static int on_connect_reply(sd_bus_message *m, void *user_data, sd_bus_error *re
 	int r;
 
 	r = bz_link_reply(l, m, NULL, text);
+	bz_kick(l->b); /* the adapter may take the next attempt */
+	if (r == -EBUSY) {
+		link_busy(l, text);
+		return 0;
+	}
+	l->busy_since_ms = 0;
 	/* AlreadyConnected is success; InProgress means an earlier Connect (ours, from a freed
 	 * link, or another client's) is still running: wait for its outcome. */
 	if (r < 0 && r != -EALREADY && r != -EINPROGRESS) {
@@ -385,13 +434,19 @@ static int link_send_connect(struct fgw_bluez_link *l)
 
 static int link_connect(struct fgw_bluez_link *l, struct bz_device *d)
 {
-	char *path;
+	char *path, *apath;
 
 	path = strdup(d->path);
-	if (!path)
+	apath = strdup(d->adapter);
+	if (!path || !apath) {
+		free(path);
+		free(apath);
 		return -ENOMEM;
+	}
 	free(l->dev_path);
 	l->dev_path = path;
+	free(l->adapter_path);
+	l->adapter_path = apath;
 	l->holds_slot = true;
 	l->connect_ms = fgw_now_ms();
 	l->b->active++;
@@ -494,10 +549,70 @@ static struct fgw_bluez_link *link_on_path(struct fgw_bluez *b, const char *path
 #define OPENING_AFTER_CONNECT                                                                      \
 	((1u << FGW_BLUEZ_LINK_STATE_RESOLVING) | (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING))
 
+void bz_links_adapter_usage(struct fgw_bluez *b, const char *adapter_path, unsigned *ret_slots,
+			    unsigned *ret_ready, bool *ret_connecting)
+{
+	unsigned slots = 0, ready = 0;
+	bool connecting = false;
+	struct bz_list *pos;
+
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+
+		if (!l->holds_slot || !l->adapter_path ||
+		    strcmp(l->adapter_path, adapter_path) != 0)
+			continue;
+		slots++;
+		ready += l->state == FGW_BLUEZ_LINK_STATE_READY;
+		connecting |= l->state == FGW_BLUEZ_LINK_STATE_CONNECTING;
+	}
+	bz_list_for_each(pos, &b->releases)
+	{
+		struct bz_release *rel = container_of(pos, struct bz_release, node);
+		slots += rel->adapter_path && strcmp(rel->adapter_path, adapter_path) == 0;
+	}
+	if (ret_slots)
+		*ret_slots = slots;
+	if (ret_ready)
+		*ret_ready = ready;
+	if (ret_connecting)
+		*ret_connecting = connecting;
+}
+
+/*
+ * The copy of the link's device to connect through: the best one (bz_device_better) on a
+ * powered adapter with a free slot that is not backing off after a busy answer. NULL when
+ * every adapter that hears it is full: the link waits.
+ */
+static struct bz_device *link_pick(struct fgw_bluez *b, struct fgw_bluez_link *l, uint64_t now)
+{
+	struct bz_device *best = NULL;
+	struct bz_list *pos;
+
+	bz_list_for_each(pos, &b->devices)
+	{
+		struct bz_device *d = container_of(pos, struct bz_device, node);
+		struct bz_adapter *a;
+		unsigned slots;
+
+		if (strcmp(d->addr, l->addr) != 0 || !(a = bz_adapter_used(b, d->adapter)) ||
+		    a->state != FGW_BLUEZ_ADAPTER_STATE_ON || a->busy_until_ms > now)
+			continue;
+		bz_links_adapter_usage(b, a->path, &slots, NULL, NULL);
+		if (slots >= b->opts.max_connections)
+			continue;
+		if (!best || bz_device_better(b, d, best, now))
+			best = d;
+	}
+	return best;
+}
+
 void bz_links_pump(struct fgw_bluez *b)
 {
 	struct bz_list *pos;
 	bool on = b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON;
+	uint64_t now = fgw_now_ms();
 
 again:
 	bz_list_for_each(pos, &b->links)
@@ -525,18 +640,22 @@ again:
 			goto again; /* it may have failed: the list may have changed */
 		}
 	}
-	/* FIFO: b->links is in request order. */
+	/* FIFO: b->links is in request order; each adapter takes one attempt at a time. */
 	bz_list_for_each(pos, &b->links)
 	{
 		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
 		struct bz_device *d;
+		bool connecting = false;
 		int r;
 
-		if (b->active >= b->opts.max_connections)
-			break;
 		if (l->state != FGW_BLUEZ_LINK_STATE_WAITING)
 			continue;
-		d = bz_link_device(l);
+		d = link_pick(b, l, now);
+		if (!d)
+			continue; /* every adapter that hears it is full or backing off */
+		bz_links_adapter_usage(b, d->adapter, NULL, NULL, &connecting);
+		if (connecting)
+			continue;
 		/* A freed link's Disconnect() to the same device would cut the new connection. */
 		if (release_pending(b, d->path))
 			continue;
@@ -596,16 +715,15 @@ void bz_links_on_adapter_changed(struct fgw_bluez *b)
 {
 	struct bz_list *pos;
 
-	if (b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON) {
-		bz_kick(b);
-		return;
-	}
 again:
 	bz_list_for_each(pos, &b->links)
 	{
 		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		struct bz_adapter *a = bz_adapter_used(b, l->adapter_path);
 
-		if ((1u << l->state) & OPENING_OR_OPEN) {
+		/* Only the links of an adapter that went off or away: the others carry on. */
+		if (((1u << l->state) & OPENING_OR_OPEN) &&
+		    (!a || a->state != FGW_BLUEZ_ADAPTER_STATE_ON)) {
 			bz_link_set_error(l, "adapter lost: %s", b->last_error);
 			bz_link_fail(l, -ENETDOWN, false);
 			goto again;
@@ -692,6 +810,16 @@ FGW_EXPORT const char *fgw_bluez_link_addr(struct fgw_bluez_link *l)
 FGW_EXPORT const char *fgw_bluez_link_error(struct fgw_bluez_link *l)
 {
 	return l->error;
+}
+
+FGW_EXPORT const char *fgw_bluez_link_adapter(struct fgw_bluez_link *l)
+{
+	const char *slash;
+
+	if (!l->adapter_path)
+		return NULL;
+	slash = strrchr(l->adapter_path, '/');
+	return slash ? slash + 1 : l->adapter_path;
 }
 
 FGW_EXPORT unsigned fgw_bluez_active_links(struct fgw_bluez *b)

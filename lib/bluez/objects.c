@@ -17,6 +17,7 @@
 
 static void adapter_free(struct bz_adapter *a)
 {
+	bz_adapter_forget(a);
 	free(a->path);
 	free(a);
 }
@@ -62,17 +63,47 @@ FIND_BY_PATH(bz_device, devices)
 FIND_BY_PATH(bz_gatt_service, services)
 FIND_BY_PATH(bz_gatt_char, chars)
 
+/* A copy not heard from for this long loses to one that was: the device moved away from it. */
+#define SIGHTING_FRESH_MS 10000
+
+static int device_rssi(const struct bz_device *d)
+{
+	return d->has_rssi && d->rssi != FGW_BLUEZ_RSSI_INVALID ? d->rssi : -128;
+}
+
+bool bz_device_better(struct fgw_bluez *b, const struct bz_device *x, const struct bz_device *y,
+		      uint64_t now)
+{
+	struct bz_adapter *ax = bz_adapter_used(b, x->adapter),
+			  *ay = bz_adapter_used(b, y->adapter);
+	bool onx = ax && ax->state == FGW_BLUEZ_ADAPTER_STATE_ON;
+	bool ony = ay && ay->state == FGW_BLUEZ_ADAPTER_STATE_ON;
+	bool fx = now - x->last_seen_ms <= SIGHTING_FRESH_MS;
+	bool fy = now - y->last_seen_ms <= SIGHTING_FRESH_MS;
+
+	if (onx != ony)
+		return onx;
+	if (fx != fy)
+		return fx;
+	if (device_rssi(x) != device_rssi(y))
+		return device_rssi(x) > device_rssi(y);
+	return x->last_seen_ms > y->last_seen_ms;
+}
+
 struct bz_device *bz_device_find_addr(struct fgw_bluez *b, const char *addr)
 {
+	struct bz_device *best = NULL;
+	uint64_t now = fgw_now_ms();
 	struct bz_list *pos;
 
 	bz_list_for_each(pos, &b->devices)
 	{
 		struct bz_device *d = container_of(pos, struct bz_device, node);
-		if (bz_device_ours(b, d) && strcmp(d->addr, addr) == 0)
-			return d;
+		if (bz_device_ours(b, d) && strcmp(d->addr, addr) == 0 &&
+		    (!best || bz_device_better(b, d, best, now)))
+			best = d;
 	}
-	return NULL;
+	return best;
 }
 
 struct bz_gatt_char *bz_find_smp_char(struct fgw_bluez *b, struct bz_device *d)
@@ -293,6 +324,7 @@ static int iface_added(struct fgw_bluez *b, const char *path, const char *iface,
 				return -ENOMEM;
 			}
 			snprintf(a->name, sizeof(a->name), "%s", name ? name + 1 : path);
+			a->b = b;
 		}
 		r = bz_read_props(m, adapter_props, ARRAY_SIZE(adapter_props), adapter_prop, a,
 				  &bad);
@@ -417,11 +449,21 @@ void bz_iface_removed(struct fgw_bluez *b, const char *path, const char *iface)
 		if (!a)
 			return;
 		bz_list_del(&a->node);
-		if (b->adapter == a) {
-			b->adapter = NULL;
-			bz_adapter_choose(b);
+		if (a->used) {
+			/* Its links fail (bz_adapter_update_state); their jobs come back through
+			 * the adapters that still hear the device. */
+			struct bz_list *pos, *tmp;
+
 			bz_set_error(b, "adapter '%s' was removed", a->name);
+			/* bluetoothd removes its devices first; if not, they go here. */
+			bz_list_for_each_safe(pos, tmp, &b->devices)
+			{
+				struct bz_device *d = container_of(pos, struct bz_device, node);
+				if (d->adapter && strcmp(d->adapter, a->path) == 0)
+					device_remove(b, d);
+			}
 			adapter_free(a);
+			bz_adapter_choose(b);
 			bz_adapter_update_state(b, -ENODEV);
 			return;
 		}
@@ -469,7 +511,6 @@ void bz_objects_clear(struct fgw_bluez *b)
 	}
 	while (!bz_list_empty(&b->devices))
 		device_remove(b, container_of(b->devices.next, struct bz_device, node));
-	b->adapter = NULL;
 	bz_list_for_each_safe(pos, tmp, &b->adapters)
 	{
 		struct bz_adapter *a = container_of(pos, struct bz_adapter, node);

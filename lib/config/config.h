@@ -16,6 +16,10 @@ struct fgw_config {
 	/* [store] */
 	char *db_path;
 	int busy_timeout_ms;
+	int retain_events_days; /* events older than this are pruned, 0 = kept */
+	int retain_events_max;	/* beyond this many events the oldest are pruned, 0 = no cap */
+	int retain_jobs_days;	/* finished jobs of releases no longer in force, 0 = kept */
+	int forget_devices_after_days; /* BLE devices not seen this long, 0 = kept */
 	/* [fleet] */
 	char *fleet_group; /* group given to newly seen devices */
 	char *udp_devices; /* "HOST:PORT ..." devices reached over SMP/UDP */
@@ -43,12 +47,13 @@ struct fgw_config {
 	char *api_allowed_hosts; /* Host names answered besides IP literals and localhost */
 	/* [ble] (lib/bluez: struct fgw_bluez_options) */
 	bool ble_enabled;
-	char *ble_adapter;	   /* "hci0"; "" = the first adapter bluetoothd lists */
+	char *ble_adapters;	   /* "all", "hci0,hci1"; "" = ble_adapter, else the first listed */
+	char *ble_adapter;	   /* deprecated alias of ble_adapters (one adapter) */
 	bool ble_power_on;	   /* keep the adapter powered */
 	bool ble_scan;		   /* discover continuously */
 	bool ble_filter_service;   /* discovery filter on the SMP service UUID */
 	int ble_rssi_threshold;	   /* dBm, 0 = none */
-	int ble_max_connections;   /* links connecting or connected at once */
+	int ble_max_connections;   /* links connecting or connected at once, per adapter */
 	int ble_connect_timeout_s; /* find + connect + resolve + acquire */
 	bool ble_acquire;	   /* AcquireWrite/AcquireNotify when offered */
 	char *ble_name_prefix;	/* devices named so are fleet devices even without the SMP UUID */

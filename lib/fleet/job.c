@@ -64,6 +64,7 @@ struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *r
 	job->canary = rec->canary;
 	job->attempts = rec->attempts;
 	job->images_mask = rec->images_mask;
+	job->distrust_slot = rec->distrust_slots;
 	job->created_wall_ms = rec->created_at;
 	job->failure_kind = FLEET_FAIL_OTHER;
 	/* Back-off deadlines are wall-clock in the store and monotonic here. */

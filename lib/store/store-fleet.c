@@ -206,7 +206,8 @@ fgw_store_device_slots_foreach(struct fgw_store *s, const char *address,
 #define JOB_COLUMNS                                                                                \
 	"id, address, release_id, state, image, offset, attempts, next_attempt_at, reason, "       \
 	"canary, images_mask, app_result, net_result, created_at, updated_at, started_at, "        \
-	"finished_at, (SELECT d.enrolled FROM devices d WHERE d.address = jobs.address)"
+	"finished_at, distrust_slots, (SELECT d.enrolled FROM devices d WHERE d.address = "        \
+	"jobs.address)"
 
 static void read_job(sqlite3_stmt *st, struct fgw_store_job_rec *j)
 {
@@ -228,7 +229,8 @@ static void read_job(sqlite3_stmt *st, struct fgw_store_job_rec *j)
 	j->updated_at = sqlite3_column_int64(st, 14);
 	j->started_at = sqlite3_column_int64(st, 15);
 	j->finished_at = sqlite3_column_int64(st, 16);
-	j->enrolled = sqlite3_column_int(st, 17) == 1;
+	j->distrust_slots = (unsigned) sqlite3_column_int(st, 17);
+	j->enrolled = sqlite3_column_int(st, 18) == 1;
 }
 
 static int job_select(struct fgw_store *s, const char *where, const char *a, const char *b,
@@ -462,6 +464,12 @@ FGW_EXPORT int fgw_store_job_set_plan(struct fgw_store *s, int64_t id, unsigned 
 				      int64_t now)
 {
 	return job_update(s, "images_mask = ?2", id, images_mask, 0, NULL, NULL, now);
+}
+
+FGW_EXPORT int fgw_store_job_set_distrust(struct fgw_store *s, int64_t id, unsigned mask,
+					  int64_t now)
+{
+	return job_update(s, "distrust_slots = ?2", id, mask, 0, NULL, NULL, now);
 }
 
 FGW_EXPORT int fgw_store_job_set_results(struct fgw_store *s, int64_t id, const char *app_result,

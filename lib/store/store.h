@@ -156,7 +156,8 @@ struct fgw_store_job_rec {
 	char app_result[16];  /* "verified" or "" */
 	char net_result[16];  /* "verified", "unverified" or "" */
 	int64_t created_at, updated_at, started_at, finished_at;
-	bool enrolled; /* its device's, at the time of reading */
+	unsigned distrust_slots; /* bit i: image i failed the device's check, erase its slot */
+	bool enrolled;		 /* its device's, at the time of reading */
 };
 
 /*
@@ -198,6 +199,8 @@ int fgw_store_job_set_progress(struct fgw_store *s, int64_t id, int image, int64
 int fgw_store_job_set_retry(struct fgw_store *s, int64_t id, int attempts, int64_t next_attempt_at,
 			    int64_t now);
 int fgw_store_job_set_plan(struct fgw_store *s, int64_t id, unsigned images_mask, int64_t now);
+/* Images whose slot must be erased, not trusted, at the next attempt (bit i: image i). */
+int fgw_store_job_set_distrust(struct fgw_store *s, int64_t id, unsigned mask, int64_t now);
 int fgw_store_job_set_results(struct fgw_store *s, int64_t id, const char *app_result,
 			      const char *net_result, int64_t now);
 /*
@@ -447,3 +450,29 @@ int fgw_store_releases_supersede(struct fgw_store *s, const char *keep_id, const
 int fgw_store_device_security_get(struct fgw_store *s, const char *address, char *buf, size_t size);
 /* Records it; -EINVAL for another level, -ENOENT for a device not in the registry. */
 int fgw_store_device_security_set(struct fgw_store *s, const char *address, const char *level);
+
+/* ---- retention (store-retention.c) ---- */
+
+/* What is kept; 0 in a field: no limit of that kind. */
+struct fgw_store_retention {
+	int64_t events_max_age_ms;  /* events older than this go */
+	int64_t events_max;	    /* beyond the newest this many events, the oldest go */
+	int64_t jobs_max_age_ms;    /* finished jobs of releases not in force, by finished_at */
+	int64_t devices_max_age_ms; /* BLE devices not seen for this long, every job finished */
+};
+
+struct fgw_store_pruned {
+	int64_t events, jobs, devices; /* rows deleted by one call */
+};
+
+/*
+ * One bounded pruning step in one transaction: at most @batch events, @batch jobs and @batch
+ * devices. Never deletes a job that is not finished, a finished job of a verified release
+ * (it keeps the device from getting a new job for it), a device with an unfinished job
+ * (queued included), an enrolled device, or a UDP device (configured, not discovered). A
+ * device that goes takes
+ * its slots and finished jobs with it (events keep its address).
+ * Call again while a kind came back full. 0, or -errno (nothing deleted).
+ */
+int fgw_store_prune(struct fgw_store *s, const struct fgw_store_retention *rt, int64_t now,
+		    unsigned batch, struct fgw_store_pruned *ret);

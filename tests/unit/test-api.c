@@ -605,8 +605,21 @@ static void test_token_read(void **state)
 			assert_non_null(fp);
 			fputs(c->content, fp);
 			fclose(fp);
+			assert_int_equal(chmod(path, 0640), 0); /* a group may read it */
 		}
 		assert_int_equal(fgw_api_token_read(path, &tok), c->r);
+		if (c->content && c->r == 0) {
+			/* Others may read or write it: refused, whatever it holds. */
+			free(tok);
+			tok = NULL;
+			assert_int_equal(chmod(path, 0644), 0);
+			assert_int_equal(fgw_api_token_read(path, &tok), -EPERM);
+			assert_null(tok);
+			assert_int_equal(chmod(path, 0602), 0);
+			assert_int_equal(fgw_api_token_read(path, &tok), -EPERM);
+			assert_null(tok);
+			continue;
+		}
 		if (c->want)
 			assert_string_equal(tok, c->want);
 		free(tok);
@@ -618,6 +631,7 @@ static void test_token_read(void **state)
 		for (int i = 0; i < 5000; i++)
 			fputc('a', fp);
 		fclose(fp);
+		assert_int_equal(chmod(path, 0600), 0);
 		char *tok = NULL;
 		assert_int_equal(fgw_api_token_read(path, &tok), -EINVAL);
 	}

@@ -274,6 +274,43 @@ static void test_failed_image_check_is_erased_not_marked(void **state)
 	assert_true(d->s[0].active && d->s[0].confirmed);
 }
 
+/* #18 item 3: the memory of a failed image check survives a restart of the daemon. */
+static void test_failed_image_check_survives_restart(void **state)
+{
+	struct fx *x = *state;
+	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
+	struct fgw_store_job_rec rec;
+	unsigned full;
+	char buf[512];
+
+	d->check_fails = 1;
+	x->o.backoff_base_ms = x->o.backoff_max_ms = 60000; /* held queued across the restart */
+	fx_start(x, true);
+	fx_seen(x, d);
+	for (uint64_t end = fgw_now_ms() + WAIT_MS;
+	     !strstr(fx_history(x, d->address, buf, sizeof(buf)), "uploading>queued") &&
+	     fgw_now_ms() < end;)
+		uv_run(&x->loop, UV_RUN_ONCE);
+	assert_non_null(strstr(buf, "uploading>queued"));
+	full = d->chunks; /* one whole upload, whose check failed */
+	fx_stop(x);
+	assert_int_equal(fgw_store_job_ensure(x->store, d->address, "r1", false, 0, &rec, NULL), 0);
+	assert_int_equal(rec.distrust_slots, 1);
+
+	fx_start(x, true);
+	fx_advance(x, 61000);
+	fx_seen(x, d);
+	come_back(x, d);
+	assert_state(x, d, "done");
+	/* Erased and uploaded whole again, never marked on the strength of its hash field. */
+	assert_int_equal(d->corrupt_marks, 0);
+	assert_int_equal(d->erases, 1);
+	assert_int_equal(d->chunks - full, full);
+	assert_false(d->s[0].corrupt);
+	assert_int_equal(fgw_store_job_ensure(x->store, d->address, "r1", false, 0, &rec, NULL), 0);
+	assert_int_equal(rec.distrust_slots, 0);
+}
+
 static void test_unseen_devices_stay_in_the_store(void **state)
 {
 	struct fx *x = *state;
@@ -802,6 +839,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_foreign_pending_image_erased, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_image_check_is_erased_not_marked, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_image_check_survives_restart, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unseen_devices_stay_in_the_store, fx_setup,
 					    fx_teardown),

@@ -501,9 +501,11 @@ static int post(struct ops_conn *conn, const char *path, const char *body, const
 		if (conn->token_file)
 			fprintf(stderr, "fotactl: cannot read token file '%s': %s\n",
 				conn->token_file,
-				conn->token_err == -EINVAL ? "not a token (16 to 4096 visible "
-							     "ASCII characters)"
-							   : strerror(-conn->token_err));
+				conn->token_err == -EINVAL
+				    ? "not a token (16 to 4096 visible ASCII characters)"
+				: conn->token_err == -EPERM
+				    ? "others can read it (a token must be secret: chmod o-rwx it)"
+				    : strerror(-conn->token_err));
 		else
 			fprintf(stderr,
 				"fotactl: %s needs the API token: give --token-file FILE "
