@@ -223,6 +223,32 @@ FGW_EXPORT int fgw_bluez_agent_start(struct fgw_bluez *b, const struct fgw_bluez
 	return 0;
 }
 
+FGW_EXPORT int fgw_bluez_agent_set_capability(struct fgw_bluez *b, const char *capability)
+{
+	char *cap;
+
+	if (!b || !b->agent_on || !capability)
+		return -EINVAL;
+	if (strcmp(b->agent_capability, capability) == 0)
+		return 0;
+	if (strcmp(capability, "KeyboardOnly") != 0 && strcmp(capability, "NoInputNoOutput") != 0)
+		return -EINVAL;
+	cap = strdup(capability);
+	if (!cap)
+		return -ENOMEM;
+	free(b->agent_capability);
+	b->agent_capability = cap;
+	b->agent.capability = cap;
+	/*
+	 * bluetoothd keeps an agent's capability from RegisterAgent: unregister (no reply
+	 * needed; calls on one connection are handled in order) and register again.
+	 */
+	if (b->bluez_owner && !b->freeing)
+		(void) agent_call(b, "UnregisterAgent", false, NULL, NULL);
+	bz_agent_register(b);
+	return 0;
+}
+
 /* ---- forgetting a bond ---- */
 
 struct remove_req {
@@ -253,8 +279,9 @@ FGW_EXPORT int fgw_bluez_remove_device(struct fgw_bluez *b, const char *addr,
 
 	if (!b || !cb || bz_addr_normalize(addr, a) < 0)
 		return -EINVAL;
-	if (!b->adapter)
+	if (b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ABSENT)
 		return -ENETDOWN;
+	/* The bond of the adapter that serves it; another adapter keeps its own. */
 	d = bz_device_find_addr(b, a);
 	if (!d)
 		return -ENOENT;
@@ -264,7 +291,7 @@ FGW_EXPORT int fgw_bluez_remove_device(struct fgw_bluez *b, const char *addr,
 	q->b = b;
 	q->cb = cb;
 	q->user_data = user_data;
-	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, b->adapter->path,
+	r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, d->adapter,
 					   BLUEZ_ADAPTER_IFACE, "RemoveDevice");
 	if (r >= 0)
 		r = sd_bus_message_append(m, "o", d->path);

@@ -74,6 +74,8 @@ int fgw_busio_new(uv_loop_t *loop, sd_bus *bus, fgw_busio_fail_cb_t fail_cb, voi
 		  struct fgw_busio **ret);
 /* Stops driving the bus, flushes and drops the reference once the handles are closed. */
 struct fgw_busio *fgw_busio_free(struct fgw_busio *io);
+/* Whether the connection failed (the fail callback ran). */
+bool fgw_busio_failed(const struct fgw_busio *io);
 /* Opens a bus connection: @address, or the system bus when NULL. Not attached to a loop. */
 int fgw_bus_open(const char *address, const char *description, sd_bus **ret);
 
@@ -140,14 +142,25 @@ int bz_addr_normalize(const char *in, char ret[18]);
 /* @path equals @prefix or lies below it ("/a/b" is below "/a"). */
 bool bz_path_has_prefix(const char *path, const char *prefix);
 
-/* ---- the object model (bluez.c) ---- */
+/* ---- the object model (objects.c) ---- */
 
 struct bz_adapter {
 	struct bz_list node;
+	struct fgw_bluez *b;
 	char *path;
 	char name[32]; /* last path component, "hci0" */
 	bool powered;
 	bool discovering;
+
+	/* what we do with it (adapter.c), once the options chose it */
+	bool used;
+	enum fgw_bluez_adapter_state state;
+	bool power_requested; /* Powered=true sent */
+	bool filter_set;      /* SetDiscoveryFilter answered */
+	bool discovery_on;    /* StartDiscovery answered OK (we own a discovery session) */
+	sd_bus_slot *power_slot, *filter_slot, *discovery_slot;
+	uint64_t busy_until_ms; /* a Connect() was answered "busy": none before this */
+	uint64_t n_busy;
 };
 
 struct bz_device {
@@ -199,7 +212,8 @@ struct bz_release {
 	struct bz_list node;
 	struct fgw_bluez *b;
 	sd_bus_slot *slot;
-	char *dev_path; /* a new link to this device waits until the Disconnect is answered */
+	char *dev_path;	    /* a new link to this device waits until the Disconnect is answered */
+	char *adapter_path; /* whose slot it holds */
 };
 
 struct fgw_bluez {
@@ -212,16 +226,12 @@ struct fgw_bluez {
 
 	char *bluez_owner; /* unique name owning org.bluez, NULL when bluetoothd is gone */
 	sd_bus_slot *match_slots[4];
-	sd_bus_slot *owner_slot, *objects_slot, *power_slot, *filter_slot, *discovery_slot;
+	sd_bus_slot *owner_slot, *objects_slot;
 	bool objects_loaded;
 
 	struct bz_list adapters, devices, services, chars;
-	struct bz_adapter *adapter; /* the chosen one, or NULL */
-	enum fgw_bluez_adapter_state adapter_state;
-	bool power_requested; /* Powered=true sent for the current adapter */
-	bool filter_set;      /* SetDiscoveryFilter answered for the current adapter */
-	bool discovery_on;    /* StartDiscovery answered OK (we own a discovery session) */
-	bool want_scan;	      /* fgw_bluez_set_scan() */
+	enum fgw_bluez_adapter_state adapter_state; /* of all adapters in use */
+	bool want_scan;				    /* fgw_bluez_set_scan() */
 
 	struct bz_list watches;
 	unsigned next_watch_id;
@@ -229,7 +239,7 @@ struct fgw_bluez {
 
 	struct bz_list links;	 /* every fgw_bluez_link not yet freed */
 	struct bz_list releases; /* struct bz_release */
-	unsigned active;	 /* slots in use: connecting/connected links + releases */
+	unsigned active;	 /* slots in use, all adapters: connecting/connected + releases */
 
 	uv_timer_t retry_timer; /* re-reads objects after a failed GetManagedObjects */
 	uv_idle_t kick;		/* runs deferred work (link pump) on the next iteration */
@@ -253,13 +263,22 @@ void bz_agent_free(struct fgw_bluez *b);
 
 /* ---- links (link.c; the security steps in secure.c) ---- */
 
-struct bz_frame {
+/* One SMP packet waiting to go out: the caller's buffer, written in slices, never copied. */
+struct bz_packet {
 	struct bz_list node;
-	struct fgw_bluez_link *l;
-	sd_bus_slot *slot; /* WriteValue in flight (fallback path) */
-	size_t len;
-	uint8_t data[];
+	struct fgw_buf *buf; /* a reference: the SMP client keeps its own for a resend */
+	size_t off;	     /* bytes written (fd) or handed to WriteValue (fallback) so far */
 };
+
+/* One WriteValue call in flight on the fallback path (the message holds its own bytes). */
+struct bz_write {
+	struct fgw_bluez_link *l;
+	sd_bus_slot *slot; /* NULL: this entry is free */
+	size_t len;
+};
+
+/* WriteValue calls in flight on the fallback path: D-Bus keeps them in order. */
+#define BZ_FALLBACK_WINDOW 8
 
 struct fgw_bluez_link {
 	struct bz_list node; /* in b->links until freed or detached */
@@ -273,6 +292,7 @@ struct fgw_bluez_link {
 	void *user_data;
 
 	char *dev_path;
+	char *adapter_path; /* the adapter of dev_path, whose slot the link holds */
 	char *char_path;
 	sd_bus_slot *call_slot; /* the one call of the opening sequence in flight */
 	sd_bus_slot *get_slot;	/* Get(ServicesResolved), beside it */
@@ -288,22 +308,35 @@ struct fgw_bluez_link {
 	unsigned reopens;	  /* reconnects during this opening */
 	uint64_t settle_until_ms; /* waiting for someone else's link to the device to go */
 	enum fgw_bluez_security security;
-	bool paired_here;    /* Pair() succeeded on this link */
-	bool probed;	     /* StartNotify showed no security is needed */
-	uint64_t connect_ms; /* when Connect() went out */
-	bool await_char;     /* resolved, the SMP characteristic not listed yet */
-	bool probing;	     /* StartNotify probe in flight on an unpaired link */
+	bool paired_here;	/* Pair() succeeded on this link */
+	bool probed;		/* StartNotify showed no security is needed */
+	uint64_t connect_ms;	/* when Connect() went out */
+	uint64_t busy_since_ms; /* the first "busy" answer of this attempt, 0 none */
+	bool await_char;	/* resolved, the SMP characteristic not listed yet */
+	bool probing;		/* StartNotify probe in flight on an unpaired link */
 	unsigned mtu;
 
-	struct bz_list txq;	 /* frames not yet written */
-	struct bz_list inflight; /* WriteValue calls not yet answered */
+	struct bz_list txq; /* packets not yet written whole */
+	struct bz_write writes[BZ_FALLBACK_WINDOW];
 	unsigned n_inflight;
 	size_t tx_bytes;
 
 	char error[256];
 };
 
-/* link.c, for secure.c */
+/* Size of the text buffer of the reply handlers ("Name: message"). */
+#define BZ_REPLY_TEXT 256
+#define BZ_ATT_MTU_MIN 23
+
+/*
+ * The prologue of every reply to a link's opening step: the call is over, decode the reply.
+ * With @what set, "Not connected" is handled here (wait for the disconnect, then connect
+ * again) and 1 is returned: the handler returns at once. Else 0, or the reply's errno with
+ * "Name: message" in @text (BZ_REPLY_TEXT bytes).
+ */
+int bz_link_reply(struct fgw_bluez_link *l, sd_bus_message *m, const char *what, char *text);
+
+/* link.c, for secure.c and link-io.c */
 void bz_link_set_error(struct fgw_bluez_link *l, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void bz_link_enter_state(struct fgw_bluez_link *l, enum fgw_bluez_link_state s);
@@ -334,6 +367,16 @@ void bz_link_pair_timeout(struct fgw_bluez_link *l);
 void bz_link_subscribe_failed(struct fgw_bluez_link *l, const char *what, int err,
 			      const char *text);
 
+/* link-io.c, for link.c: the data path */
+void bz_link_handle_closed(uv_handle_t *h);
+/* Closes the data path (fds, polls, queued frames, the opening call); keeps the timer. */
+void bz_link_drop_path(struct fgw_bluez_link *l);
+void bz_link_close_path(struct fgw_bluez_link *l);
+void bz_link_set_mtu(struct fgw_bluez_link *l, unsigned mtu);
+/* An open link dropped; @disconnect when the device may still be connected. */
+void bz_link_lost(struct fgw_bluez_link *l, const char *why, bool disconnect);
+void bz_link_ready(struct fgw_bluez_link *l);
+
 /* Called by bluez.c when the view changes, for link.c to react. */
 /* @connected_false: the change carried Connected=false (the only disconnect signal 5.66 has). */
 void bz_links_on_device_changed(struct fgw_bluez *b, struct bz_device *d, bool connected_false);
@@ -342,6 +385,10 @@ void bz_links_on_char_removed(struct fgw_bluez *b, struct bz_gatt_char *c);
 void bz_links_on_char_value(struct fgw_bluez *b, struct bz_gatt_char *c, const uint8_t *data,
 			    size_t len);
 void bz_links_on_adapter_changed(struct fgw_bluez *b);
+/* Slots taken on the adapter at @adapter_path (links and pending Disconnects), links ready
+ * on it, and whether a Connect() is in flight there. Any pointer may be NULL. */
+void bz_links_adapter_usage(struct fgw_bluez *b, const char *adapter_path, unsigned *ret_slots,
+			    unsigned *ret_ready, bool *ret_connecting);
 /* Starts waiting links when slots are free and devices known; safe to call any time. */
 void bz_links_pump(struct fgw_bluez *b);
 /* fgw_bluez_free(): fail every link with -ECANCELED and detach it. */
@@ -349,11 +396,52 @@ void bz_links_detach_all(struct fgw_bluez *b);
 /* Number of links searching for their device (they want discovery on). */
 unsigned bz_links_searching(struct fgw_bluez *b);
 
+/* bluez.c: calls, watches, signals */
+int bz_new_call(struct fgw_bluez *b, const char *path, const char *iface, const char *member,
+		sd_bus_message **ret);
+/* The device is under an adapter we use. */
+bool bz_device_ours(struct fgw_bluez *b, const struct bz_device *d);
+void bz_notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
+		      const struct bz_device *d);
+/* Tells the adapter watches the (aggregate) adapter state, with @err as the reason. */
+void bz_notify_adapter(struct fgw_bluez *b, int err);
+/* A signal from the bluetoothd we track (not from a previous instance). */
+bool bz_from_bluez(struct fgw_bluez *b, sd_bus_message *m);
+
+/* objects.c: the object view */
+struct bz_adapter *bz_adapter_find(struct fgw_bluez *b, const char *path);
+struct bz_device *bz_device_find(struct fgw_bluez *b, const char *path);
+struct bz_gatt_service *bz_gatt_service_find(struct fgw_bluez *b, const char *path);
+struct bz_gatt_char *bz_gatt_char_find(struct fgw_bluez *b, const char *path);
+int bz_set_str(char **dst, const char *s);
+/* Reads "a{sa{sv}}" (interfaces and their properties) of object @path into the view. */
+int bz_read_interfaces(struct fgw_bluez *b, const char *path, sd_bus_message *m);
+void bz_iface_removed(struct fgw_bluez *b, const char *path, const char *iface);
+int bz_on_properties_changed(sd_bus_message *m, void *user_data, sd_bus_error *ret_error);
+
+/* adapter.c: the adapters we use */
+/* Marks the adapters the options name (or the first one listed) as used. */
+void bz_adapter_choose(struct fgw_bluez *b);
+/* The adapter in use at @path, or NULL. */
+struct bz_adapter *bz_adapter_used(struct fgw_bluez *b, const char *path);
+/* An adapter object goes away (removed, or the view is cleared): cancels our calls on it. */
+void bz_adapter_forget(struct bz_adapter *a);
+/* Recomputes the adapter state; tells watches and links when it changed or @err is set. */
+void bz_adapter_update_state(struct fgw_bluez *b, int err);
+void bz_adapter_props_changed(struct fgw_bluez *b, struct bz_adapter *a);
+
 /* For on_objects_reply() and the fuzzer: parse a GetManagedObjects reply into the view, and
  * forget it. With b->freeing set nothing is reported and no loop handle is touched. */
 int bz_objects_parse(struct fgw_bluez *b, sd_bus_message *m);
 void bz_objects_clear(struct fgw_bluez *b);
+/*
+ * The copy of @addr that hears it best: on an adapter in use, a powered one first, then a
+ * recent sighting, then the stronger RSSI. NULL when no adapter in use lists it.
+ */
 struct bz_device *bz_device_find_addr(struct fgw_bluez *b, const char *addr);
+/* true when @x is a better copy than @y (the order above). */
+bool bz_device_better(struct fgw_bluez *b, const struct bz_device *x, const struct bz_device *y,
+		      uint64_t now);
 /* Below the configured RSSI threshold (an invalid RSSI, 127, is unknown, never too weak). */
 bool bz_device_too_weak(const struct fgw_bluez *b, const struct bz_device *d);
 struct bz_gatt_char *bz_find_smp_char(struct fgw_bluez *b, struct bz_device *d);

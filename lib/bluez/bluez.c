@@ -1,7 +1,7 @@
 /*
- * The live view of bluetoothd's objects: adapters, devices, GATT services and characteristics,
- * kept from GetManagedObjects and the ObjectManager/Properties signals; the chosen adapter's
- * state (power, discovery filter, discovery); watches. Connections are in link.c.
+ * The bluez context: bus calls, watches and their dispatch, tracking bluetoothd on the bus
+ * (NameOwnerChanged, GetManagedObjects, InterfacesAdded/Removed), life cycle and drain. The
+ * object view is in objects.c, the adapters in adapter.c, connections in link.c/link-io.c.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -15,19 +15,6 @@
 
 /* After a failed GetManagedObjects (a malformed reply, a timeout): try again this much later. */
 #define RELOAD_RETRY_MS 2000
-
-static const char *const adapter_state_names[_FGW_BLUEZ_ADAPTER_STATE_MAX] = {
-    [FGW_BLUEZ_ADAPTER_STATE_ABSENT] = "absent",
-    [FGW_BLUEZ_ADAPTER_STATE_OFF] = "off",
-    [FGW_BLUEZ_ADAPTER_STATE_ON] = "on",
-};
-
-FGW_EXPORT const char *fgw_bluez_adapter_state_to_string(enum fgw_bluez_adapter_state s)
-{
-	if ((int) s < 0 || s >= _FGW_BLUEZ_ADAPTER_STATE_MAX)
-		return NULL;
-	return adapter_state_names[s];
-}
 
 FGW_EXPORT void fgw_bluez_options_init(struct fgw_bluez_options *opts)
 {
@@ -61,8 +48,8 @@ int bz_call(struct fgw_bluez *b, sd_bus_message *m, sd_bus_slot **slot, sd_bus_m
 	return sd_bus_call_async(b->bus, slot, m, cb, user_data, timeout_usec);
 }
 
-static int new_call(struct fgw_bluez *b, const char *path, const char *iface, const char *member,
-		    sd_bus_message **ret)
+int bz_new_call(struct fgw_bluez *b, const char *path, const char *iface, const char *member,
+		sd_bus_message **ret)
 {
 	return sd_bus_message_new_method_call(b->bus, ret, BLUEZ_SERVICE, path, iface, member);
 }
@@ -85,9 +72,14 @@ static void watches_reap(struct fgw_bluez *b)
 	}
 }
 
-static void device_info(const struct bz_device *d, struct fgw_bluez_device_info *info)
+static void device_info(struct fgw_bluez *b, const struct bz_device *d,
+			struct fgw_bluez_device_info *info)
 {
+	struct bz_adapter *a = bz_adapter_used(b, d->adapter);
+
 	memset(info, 0, sizeof(*info));
+	if (a)
+		snprintf(info->adapter, sizeof(info->adapter), "%s", a->name);
 	memcpy(info->addr, d->addr, sizeof(info->addr));
 	info->name = d->name;
 	/* 127 is HCI's "RSSI not available" (virtual controllers, some real reports): unknown. */
@@ -99,9 +91,9 @@ static void device_info(const struct bz_device *d, struct fgw_bluez_device_info 
 	info->last_seen_ms = d->last_seen_ms;
 }
 
-static bool device_ours(struct fgw_bluez *b, const struct bz_device *d)
+bool bz_device_ours(struct fgw_bluez *b, const struct bz_device *d)
 {
-	return b->adapter && d->adapter && strcmp(d->adapter, b->adapter->path) == 0;
+	return bz_adapter_used(b, d->adapter) != NULL;
 }
 
 /*
@@ -115,18 +107,30 @@ bool bz_device_too_weak(const struct fgw_bluez *b, const struct bz_device *d)
 	       d->rssi < b->opts.rssi_threshold;
 }
 
-/* Watch callbacks must not free @b (documented); they may add or remove watches. */
-static void notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
-			  const struct bz_device *d)
+/*
+ * Watch callbacks must not free @b (documented); they may add or remove watches. Several
+ * adapters list the same device: watches hear of it as one, through its best copy. A copy
+ * that goes while another remains is an update; a new copy beside a known one too.
+ */
+void bz_notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
+		      const struct bz_device *d)
 {
 	struct fgw_bluez_device_info info;
+	struct bz_device *best;
 	struct bz_list *pos;
 
-	if (!device_ours(b, d) || b->freeing)
+	if (!bz_device_ours(b, d) || b->freeing)
 		return;
+	best = bz_device_find_addr(b, d->addr);
+	if (ev == FGW_BLUEZ_DEVICE_LOST && best)
+		ev = FGW_BLUEZ_DEVICE_UPDATED;
+	else if (ev == FGW_BLUEZ_DEVICE_FOUND && best && best != d)
+		ev = FGW_BLUEZ_DEVICE_UPDATED;
+	if (best)
+		d = best;
 	if (ev != FGW_BLUEZ_DEVICE_LOST && bz_device_too_weak(b, d))
 		return;
-	device_info(d, &info);
+	device_info(b, d, &info);
 	b->dispatching++;
 	bz_list_for_each(pos, &b->watches)
 	{
@@ -138,7 +142,7 @@ static void notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 	watches_reap(b);
 }
 
-static void notify_adapter(struct fgw_bluez *b, int err)
+void bz_notify_adapter(struct fgw_bluez *b, int err)
 {
 	struct bz_list *pos;
 
@@ -205,732 +209,14 @@ FGW_EXPORT void fgw_bluez_remove_adapter_watch(struct fgw_bluez *b, unsigned id)
 	remove_watch(b, id);
 }
 
-/* ---- objects ---- */
-
-static void adapter_free(struct bz_adapter *a)
-{
-	free(a->path);
-	free(a);
-}
-
-static void device_free(struct bz_device *d)
-{
-	free(d->path);
-	free(d->adapter);
-	free(d->name);
-	free(d);
-}
-
-static void service_free(struct bz_gatt_service *s)
-{
-	free(s->path);
-	free(s->uuid);
-	free(s->device);
-	free(s);
-}
-
-static void char_free(struct bz_gatt_char *c)
-{
-	free(c->path);
-	free(c->uuid);
-	free(c->service);
-	free(c);
-}
-
-#define FIND_BY_PATH(type, list)                                                                   \
-	static struct type *type##_find(struct fgw_bluez *b, const char *path)                     \
-	{                                                                                          \
-		struct bz_list *pos;                                                               \
-		bz_list_for_each(pos, &b->list)                                                    \
-		{                                                                                  \
-			struct type *o = container_of(pos, struct type, node);                     \
-			if (strcmp(o->path, path) == 0)                                            \
-				return o;                                                          \
-		}                                                                                  \
-		return NULL;                                                                       \
-	}
-FIND_BY_PATH(bz_adapter, adapters)
-FIND_BY_PATH(bz_device, devices)
-FIND_BY_PATH(bz_gatt_service, services)
-FIND_BY_PATH(bz_gatt_char, chars)
-
-struct bz_device *bz_device_find_addr(struct fgw_bluez *b, const char *addr)
-{
-	struct bz_list *pos;
-
-	bz_list_for_each(pos, &b->devices)
-	{
-		struct bz_device *d = container_of(pos, struct bz_device, node);
-		if (device_ours(b, d) && strcmp(d->addr, addr) == 0)
-			return d;
-	}
-	return NULL;
-}
-
-struct bz_gatt_char *bz_find_smp_char(struct fgw_bluez *b, struct bz_device *d)
-{
-	struct bz_list *pos;
-
-	bz_list_for_each(pos, &b->chars)
-	{
-		struct bz_gatt_char *c = container_of(pos, struct bz_gatt_char, node);
-		struct bz_gatt_service *s;
-
-		if (!c->uuid || strcasecmp(c->uuid, FGW_BLUEZ_SMP_CHAR_UUID) != 0)
-			continue;
-		if (!bz_path_has_prefix(c->path, d->path))
-			continue;
-		/* The Service property is authoritative; the path is the fallback. */
-		s = c->service ? bz_gatt_service_find(b, c->service) : NULL;
-		if (s && s->uuid && strcasecmp(s->uuid, FGW_BLUEZ_SMP_SERVICE_UUID) != 0)
-			continue;
-		if (s && s->device && strcmp(s->device, d->path) != 0)
-			continue;
-		return c;
-	}
-	return NULL;
-}
-
-static int set_str(char **dst, const char *s)
-{
-	char *n = strdup(s);
-
-	if (!n)
-		return -ENOMEM;
-	free(*dst);
-	*dst = n;
-	return 0;
-}
-
-enum {
-	P_ADDRESS,
-	P_NAME,
-	P_RSSI,
-	P_UUIDS,
-	P_CONNECTED,
-	P_RESOLVED,
-	P_ADAPTER,
-	P_PAIRED,
-	P_POWERED,
-	P_DISCOVERING,
-	P_UUID,
-	P_DEVICE,
-	P_SERVICE,
-	P_FLAGS,
-	P_WRITE_ACQ,
-	P_NOTIFY_ACQ,
-	P_MTU,
-	P_VALUE,
-};
-
-static const struct bz_prop_def adapter_props[] = {
-    {"Powered", BZ_PROP_BOOL, P_POWERED},
-    {"Discovering", BZ_PROP_BOOL, P_DISCOVERING},
-};
-
-static const struct bz_prop_def device_props[] = {
-    {"Address", BZ_PROP_STRING, P_ADDRESS},   {"Name", BZ_PROP_STRING, P_NAME},
-    {"RSSI", BZ_PROP_INT16, P_RSSI},	      {"UUIDs", BZ_PROP_STRV, P_UUIDS},
-    {"Connected", BZ_PROP_BOOL, P_CONNECTED}, {"ServicesResolved", BZ_PROP_BOOL, P_RESOLVED},
-    {"Adapter", BZ_PROP_PATH, P_ADAPTER},     {"Paired", BZ_PROP_BOOL, P_PAIRED},
-};
-
-static const struct bz_prop_def service_props[] = {
-    {"UUID", BZ_PROP_STRING, P_UUID},
-    {"Device", BZ_PROP_PATH, P_DEVICE},
-};
-
-static const struct bz_prop_def char_props[] = {
-    {"UUID", BZ_PROP_STRING, P_UUID},
-    {"Service", BZ_PROP_PATH, P_SERVICE},
-    {"Flags", BZ_PROP_STRV, P_FLAGS},
-    {"WriteAcquired", BZ_PROP_BOOL, P_WRITE_ACQ},
-    {"NotifyAcquired", BZ_PROP_BOOL, P_NOTIFY_ACQ},
-    {"MTU", BZ_PROP_UINT16, P_MTU},
-    {"Value", BZ_PROP_BYTES, P_VALUE},
-};
-
-static void adapter_prop(void *obj, int id, const struct bz_prop_value *v)
-{
-	struct bz_adapter *a = obj;
-
-	if (id == P_POWERED)
-		a->powered = v->b;
-	else if (id == P_DISCOVERING)
-		a->discovering = v->b;
-}
-
-/* Property callback context for devices: the device plus what changed, for the events. */
-struct device_update {
-	struct bz_device *d;
-	bool changed;
-	bool address_seen;
-	bool connected_false;
-	int err;
-};
-
-static void device_prop(void *obj, int id, const struct bz_prop_value *v)
-{
-	struct device_update *u = obj;
-	struct bz_device *d = u->d;
-	char addr[18];
-
-	switch (id) {
-	case P_ADDRESS:
-		if (bz_addr_normalize(v->s, addr) == 0) {
-			memcpy(d->addr, addr, sizeof(addr));
-			u->address_seen = true;
-		}
-		break;
-	case P_NAME:
-		if (set_str(&d->name, v->s) < 0)
-			u->err = -ENOMEM;
-		break;
-	case P_RSSI:
-		d->rssi = v->n;
-		d->has_rssi = true;
-		break;
-	case P_UUIDS:
-		d->smp_service = bz_strv_contains_case(v->strv, FGW_BLUEZ_SMP_SERVICE_UUID);
-		break;
-	case P_CONNECTED:
-		d->connected = v->b;
-		u->connected_false = !v->b;
-		break;
-	case P_RESOLVED:
-		d->services_resolved = v->b;
-		break;
-	case P_PAIRED:
-		d->paired = v->b;
-		break;
-	case P_ADAPTER:
-		if (set_str(&d->adapter, v->s) < 0)
-			u->err = -ENOMEM;
-		break;
-	}
-	u->changed = true;
-}
-
-static void service_prop(void *obj, int id, const struct bz_prop_value *v)
-{
-	struct bz_gatt_service *s = obj;
-
-	if (id == P_UUID)
-		(void) set_str(&s->uuid, v->s);
-	else if (id == P_DEVICE)
-		(void) set_str(&s->device, v->s);
-}
-
-struct char_update {
-	struct bz_gatt_char *c;
-	const uint8_t *value;
-	size_t value_len;
-	bool has_value;
-};
-
-static void char_prop(void *obj, int id, const struct bz_prop_value *v)
-{
-	struct char_update *u = obj;
-	struct bz_gatt_char *c = u->c;
-
-	switch (id) {
-	case P_UUID:
-		(void) set_str(&c->uuid, v->s);
-		break;
-	case P_SERVICE:
-		(void) set_str(&c->service, v->s);
-		break;
-	case P_FLAGS:
-		c->flag_write_cmd = bz_strv_contains_case(v->strv, "write-without-response");
-		c->flag_notify = bz_strv_contains_case(v->strv, "notify");
-		break;
-	case P_WRITE_ACQ:
-		c->has_write_acquired = true;
-		break;
-	case P_NOTIFY_ACQ:
-		c->has_notify_acquired = true;
-		break;
-	case P_MTU:
-		c->mtu = v->q;
-		break;
-	case P_VALUE:
-		u->value = v->bytes.data;
-		u->value_len = v->bytes.len;
-		u->has_value = true;
-		break;
-	}
-}
-
-static void report_bad_props(struct fgw_bluez *b, const char *path, const char *iface, unsigned bad)
-{
-	if (bad)
-		bz_set_error(b, "%u properties of %s on '%s' have an unexpected type, ignored", bad,
-			     iface, path);
-}
-
-static void adapter_update_state(struct fgw_bluez *b, int err);
-
-/* The adapter we use: the configured name, else the first one listed (lowest path). */
-static void adapter_choose(struct fgw_bluez *b)
-{
-	struct bz_adapter *best = NULL;
-	struct bz_list *pos;
-
-	if (b->adapter)
-		return;
-	bz_list_for_each(pos, &b->adapters)
-	{
-		struct bz_adapter *a = container_of(pos, struct bz_adapter, node);
-		if (b->opts.adapter && b->opts.adapter[0]) {
-			if (strcmp(a->name, b->opts.adapter) == 0)
-				best = a;
-		} else if (!best || strcmp(a->path, best->path) < 0) {
-			best = a;
-		}
-	}
-	if (!best)
-		return;
-	b->adapter = best;
-	b->power_requested = false;
-	b->filter_set = false;
-	b->discovery_on = false;
-	/* Devices bluetoothd listed before we chose: they are ours now. */
-	bz_list_for_each(pos, &b->devices)
-	{
-		struct bz_device *d = container_of(pos, struct bz_device, node);
-		notify_device(b, FGW_BLUEZ_DEVICE_FOUND, d);
-	}
-}
-
-static int iface_added(struct fgw_bluez *b, const char *path, const char *iface, sd_bus_message *m)
-{
-	unsigned bad = 0;
-	int r;
-
-	if (strcmp(iface, BLUEZ_ADAPTER_IFACE) == 0) {
-		struct bz_adapter *a = bz_adapter_find(b, path);
-		const char *name = strrchr(path, '/');
-		bool isnew = !a;
-
-		if (!a) {
-			a = calloc(1, sizeof(*a));
-			if (!a || !(a->path = strdup(path))) {
-				free(a);
-				return -ENOMEM;
-			}
-			snprintf(a->name, sizeof(a->name), "%s", name ? name + 1 : path);
-		}
-		r = bz_read_props(m, adapter_props, ARRAY_SIZE(adapter_props), adapter_prop, a,
-				  &bad);
-		if (isnew) {
-			if (r < 0) {
-				adapter_free(a);
-				return r;
-			}
-			bz_list_add_tail(&b->adapters, &a->node);
-		}
-		report_bad_props(b, path, iface, bad);
-		return r;
-	}
-	if (strcmp(iface, BLUEZ_DEVICE_IFACE) == 0) {
-		struct bz_device *d = bz_device_find(b, path);
-		struct device_update u = {0};
-		bool isnew = !d;
-
-		if (!d) {
-			d = calloc(1, sizeof(*d));
-			if (!d || !(d->path = strdup(path))) {
-				free(d);
-				return -ENOMEM;
-			}
-		}
-		u.d = d;
-		r = bz_read_props(m, device_props, ARRAY_SIZE(device_props), device_prop, &u, &bad);
-		if (r >= 0 && u.err < 0)
-			r = u.err;
-		report_bad_props(b, path, iface, bad);
-		if (isnew) {
-			char *slash;
-
-			if (r < 0) {
-				device_free(d);
-				return r;
-			}
-			/* Address and Adapter are always there from bluetoothd; a device without
-			 * them is unusable, unless the path says what they are. */
-			if (!u.address_seen && bz_path_to_addr(path, d->addr) < 0) {
-				bz_set_error(b, "device '%s' has no Address, ignored", path);
-				device_free(d);
-				return 0;
-			}
-			if (!d->adapter && (d->adapter = strdup(path)) &&
-			    (slash = strrchr(d->adapter, '/')))
-				*slash = '\0';
-			if (!d->adapter) {
-				device_free(d);
-				return -ENOMEM;
-			}
-			d->last_seen_ms = fgw_now_ms();
-			bz_list_add_tail(&b->devices, &d->node);
-			notify_device(b, FGW_BLUEZ_DEVICE_FOUND, d);
-		}
-		return r;
-	}
-	if (strcmp(iface, BLUEZ_SERVICE_IFACE) == 0) {
-		struct bz_gatt_service *s = bz_gatt_service_find(b, path);
-		bool isnew = !s;
-
-		if (!s) {
-			s = calloc(1, sizeof(*s));
-			if (!s || !(s->path = strdup(path))) {
-				free(s);
-				return -ENOMEM;
-			}
-		}
-		r = bz_read_props(m, service_props, ARRAY_SIZE(service_props), service_prop, s,
-				  &bad);
-		report_bad_props(b, path, iface, bad);
-		if (isnew) {
-			if (r < 0) {
-				service_free(s);
-				return r;
-			}
-			bz_list_add_tail(&b->services, &s->node);
-		}
-		return r;
-	}
-	if (strcmp(iface, BLUEZ_CHAR_IFACE) == 0) {
-		struct bz_gatt_char *c = bz_gatt_char_find(b, path);
-		struct char_update u = {0};
-		bool isnew = !c;
-
-		if (!c) {
-			c = calloc(1, sizeof(*c));
-			if (!c || !(c->path = strdup(path))) {
-				free(c);
-				return -ENOMEM;
-			}
-		}
-		u.c = c;
-		r = bz_read_props(m, char_props, ARRAY_SIZE(char_props), char_prop, &u, &bad);
-		report_bad_props(b, path, iface, bad);
-		if (isnew) {
-			if (r < 0) {
-				char_free(c);
-				return r;
-			}
-			bz_list_add_tail(&b->chars, &c->node);
-		}
-		return r;
-	}
-	r = sd_bus_message_skip(m, "a{sv}");
-	return r < 0 ? -EBADMSG : 0;
-}
-
-static void device_remove(struct fgw_bluez *b, struct bz_device *d)
-{
-	bz_list_del(&d->node);
-	bz_links_on_device_removed(b, d);
-	notify_device(b, FGW_BLUEZ_DEVICE_LOST, d);
-	device_free(d);
-}
-
-static void iface_removed(struct fgw_bluez *b, const char *path, const char *iface)
-{
-	if (strcmp(iface, BLUEZ_ADAPTER_IFACE) == 0) {
-		struct bz_adapter *a = bz_adapter_find(b, path);
-
-		if (!a)
-			return;
-		bz_list_del(&a->node);
-		if (b->adapter == a) {
-			b->adapter = NULL;
-			adapter_choose(b);
-			bz_set_error(b, "adapter '%s' was removed", a->name);
-			adapter_free(a);
-			adapter_update_state(b, -ENODEV);
-			return;
-		}
-		adapter_free(a);
-	} else if (strcmp(iface, BLUEZ_DEVICE_IFACE) == 0) {
-		struct bz_device *d = bz_device_find(b, path);
-
-		if (d)
-			device_remove(b, d);
-	} else if (strcmp(iface, BLUEZ_SERVICE_IFACE) == 0) {
-		struct bz_gatt_service *s = bz_gatt_service_find(b, path);
-
-		if (s) {
-			bz_list_del(&s->node);
-			service_free(s);
-		}
-	} else if (strcmp(iface, BLUEZ_CHAR_IFACE) == 0) {
-		struct bz_gatt_char *c = bz_gatt_char_find(b, path);
-
-		if (c) {
-			bz_list_del(&c->node);
-			bz_links_on_char_removed(b, c);
-			char_free(c);
-		}
-	}
-}
-
-/* Forgets every object (bluetoothd left, or a reload): devices are reported lost. */
-static void objects_clear(struct fgw_bluez *b)
-{
-	struct bz_list *pos, *tmp;
-
-	bz_list_for_each_safe(pos, tmp, &b->chars)
-	{
-		struct bz_gatt_char *c = container_of(pos, struct bz_gatt_char, node);
-		bz_list_del(&c->node);
-		bz_links_on_char_removed(b, c);
-		char_free(c);
-	}
-	bz_list_for_each_safe(pos, tmp, &b->services)
-	{
-		struct bz_gatt_service *s = container_of(pos, struct bz_gatt_service, node);
-		bz_list_del(&s->node);
-		service_free(s);
-	}
-	while (!bz_list_empty(&b->devices))
-		device_remove(b, container_of(b->devices.next, struct bz_device, node));
-	b->adapter = NULL;
-	bz_list_for_each_safe(pos, tmp, &b->adapters)
-	{
-		struct bz_adapter *a = container_of(pos, struct bz_adapter, node);
-		bz_list_del(&a->node);
-		adapter_free(a);
-	}
-}
-
-/* Reads "a{sa{sv}}" (interfaces and their properties) of object @path. */
-static int read_interfaces(struct fgw_bluez *b, const char *path, sd_bus_message *m)
-{
-	const char *iface;
-	int r;
-
-	r = sd_bus_message_enter_container(m, 'a', "{sa{sv}}");
-	if (r <= 0)
-		return -EBADMSG;
-	while ((r = sd_bus_message_enter_container(m, 'e', "sa{sv}")) > 0) {
-		r = sd_bus_message_read_basic(m, 's', &iface);
-		if (r <= 0)
-			return -EBADMSG;
-		r = iface_added(b, path, iface, m);
-		if (r < 0)
-			return r;
-		r = sd_bus_message_exit_container(m);
-		if (r < 0)
-			return -EBADMSG;
-	}
-	if (r < 0)
-		return -EBADMSG;
-	return sd_bus_message_exit_container(m) < 0 ? -EBADMSG : 0;
-}
-
-/* ---- adapter state, power, discovery ---- */
-
-static int on_power_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
-{
-	struct fgw_bluez *b = user_data;
-	char text[256];
-	int r;
-
-	b->power_slot = sd_bus_slot_unref(b->power_slot);
-	r = bz_reply_error(m, text, sizeof(text));
-	if (r < 0) {
-		bz_set_error(b, "powering on adapter failed: %s", text);
-		notify_adapter(b, r);
-	}
-	return 0;
-}
-
-static void adapter_power_on(struct fgw_bluez *b)
-{
-	sd_bus_message *m = NULL;
-	int r;
-
-	if (!b->opts.power_on || b->power_requested || b->power_slot)
-		return;
-	b->power_requested = true;
-	r = new_call(b, b->adapter->path, DBUS_PROPS_IFACE, "Set", &m);
-	if (r >= 0)
-		r = sd_bus_message_append(m, "ssv", BLUEZ_ADAPTER_IFACE, "Powered", "b", 1);
-	if (r >= 0)
-		r = bz_call(b, m, &b->power_slot, on_power_reply, b, 0);
-	sd_bus_message_unref(m);
-	if (r < 0)
-		bz_set_error(b, "cannot send Powered=true: %s", strerror(-r));
-}
-
-static void adapter_update_state(struct fgw_bluez *b, int err)
-{
-	enum fgw_bluez_adapter_state s;
-
-	if (!b->adapter)
-		s = FGW_BLUEZ_ADAPTER_STATE_ABSENT;
-	else if (!b->adapter->powered)
-		s = FGW_BLUEZ_ADAPTER_STATE_OFF;
-	else
-		s = FGW_BLUEZ_ADAPTER_STATE_ON;
-	if (s == FGW_BLUEZ_ADAPTER_STATE_OFF)
-		adapter_power_on(b);
-	if (s != FGW_BLUEZ_ADAPTER_STATE_ON) {
-		/* bluetoothd drops filters and sessions with the power; ask again later. */
-		b->filter_set = false;
-		b->discovery_on = false;
-		b->filter_slot = sd_bus_slot_unref(b->filter_slot);
-		b->discovery_slot = sd_bus_slot_unref(b->discovery_slot);
-	}
-	if (s == b->adapter_state && err == 0)
-		return;
-	if (s != b->adapter_state)
-		fgw_debug("bluez: adapter %s: %s -> %s", b->adapter ? b->adapter->name : "-",
-			  fgw_bluez_adapter_state_to_string(b->adapter_state),
-			  fgw_bluez_adapter_state_to_string(s));
-	b->adapter_state = s;
-	bz_links_on_adapter_changed(b);
-	notify_adapter(b, err);
-	bz_discovery_update(b);
-	bz_kick(b);
-}
-
-static int on_discovery_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
-{
-	struct fgw_bluez *b = user_data;
-	const char *member = sd_bus_message_get_member(m);
-	char text[256];
-	int r;
-
-	(void) member;
-	b->discovery_slot = sd_bus_slot_unref(b->discovery_slot);
-	r = bz_reply_error(m, text, sizeof(text));
-	if (r < 0 && r != -EINPROGRESS && r != -EALREADY) {
-		bz_set_error(b, "discovery request failed: %s", text);
-		/* NotReady (power just went) comes back through the adapter state. */
-		if (r != -ENETDOWN)
-			notify_adapter(b, r);
-		return 0;
-	}
-	/* The reply tells nothing of which call it was; the flag we set before sending does. */
-	bz_discovery_update(b);
-	return 0;
-}
-
-static int on_filter_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
-{
-	struct fgw_bluez *b = user_data;
-	char text[256];
-	int r;
-
-	b->filter_slot = sd_bus_slot_unref(b->filter_slot);
-	r = bz_reply_error(m, text, sizeof(text));
-	if (r < 0) {
-		/* Discovery still works unfiltered; we check the UUID ourselves. */
-		bz_set_error(b, "SetDiscoveryFilter failed: %s, scanning unfiltered", text);
-		notify_adapter(b, r);
-	}
-	b->filter_set = true;
-	bz_discovery_update(b);
-	return 0;
-}
-
-static int send_filter(struct fgw_bluez *b)
-{
-	sd_bus_message *m = NULL;
-	int r;
-
-	r = new_call(b, b->adapter->path, BLUEZ_ADAPTER_IFACE, "SetDiscoveryFilter", &m);
-	if (r >= 0)
-		r = sd_bus_message_open_container(m, 'a', "{sv}");
-	if (r >= 0)
-		r = sd_bus_message_append(m, "{sv}", "Transport", "s", "le");
-	if (r >= 0 && b->opts.filter_service)
-		r = sd_bus_message_append(m, "{sv}", "UUIDs", "as", 1, FGW_BLUEZ_SMP_SERVICE_UUID);
-	if (r >= 0)
-		r = sd_bus_message_close_container(m);
-	if (r >= 0)
-		r = bz_call(b, m, &b->filter_slot, on_filter_reply, b, 0);
-	sd_bus_message_unref(m);
-	return r;
-}
-
-void bz_discovery_update(struct fgw_bluez *b)
-{
-	sd_bus_message *m = NULL;
-	bool want;
-	int r;
-
-	if (b->freeing || b->adapter_state != FGW_BLUEZ_ADAPTER_STATE_ON)
-		return;
-	if (b->filter_slot || b->discovery_slot)
-		return; /* one request at a time; the reply calls us again */
-	want = b->want_scan || bz_links_searching(b) > 0;
-	if (want && !b->filter_set) {
-		r = send_filter(b);
-		if (r < 0)
-			bz_set_error(b, "cannot send SetDiscoveryFilter: %s", strerror(-r));
-		return;
-	}
-	if (want == b->discovery_on)
-		return;
-	r = new_call(b, b->adapter->path, BLUEZ_ADAPTER_IFACE,
-		     want ? "StartDiscovery" : "StopDiscovery", &m);
-	if (r >= 0)
-		r = bz_call(b, m, &b->discovery_slot, on_discovery_reply, b, 0);
-	sd_bus_message_unref(m);
-	if (r < 0) {
-		bz_set_error(b, "cannot send %s: %s", want ? "StartDiscovery" : "StopDiscovery",
-			     strerror(-r));
-		return;
-	}
-	b->discovery_on = want;
-}
-
-FGW_EXPORT void fgw_bluez_set_scan(struct fgw_bluez *b, bool on)
-{
-	b->want_scan = on;
-	bz_discovery_update(b);
-}
-
 /* ---- signals and the initial load ---- */
 
-static bool from_bluez(struct fgw_bluez *b, sd_bus_message *m)
+bool bz_from_bluez(struct fgw_bluez *b, sd_bus_message *m)
 {
 	const char *sender = sd_bus_message_get_sender(m);
 
 	/* A signal queued by the previous bluetoothd must not touch the new view. */
 	return b->bluez_owner && sender && strcmp(sender, b->bluez_owner) == 0;
-}
-
-/* Replaces the view with a GetManagedObjects reply's "a{oa{sa{sv}}}" (read position at start). */
-int bz_objects_parse(struct fgw_bluez *b, sd_bus_message *m)
-{
-	const char *path;
-	int r;
-
-	objects_clear(b);
-	r = sd_bus_message_enter_container(m, 'a', "{oa{sa{sv}}}");
-	if (r <= 0)
-		return -EBADMSG;
-	while ((r = sd_bus_message_enter_container(m, 'e', "oa{sa{sv}}")) > 0) {
-		r = sd_bus_message_read_basic(m, 'o', &path);
-		if (r <= 0)
-			return -EBADMSG;
-		r = read_interfaces(b, path, m);
-		if (r < 0)
-			return r;
-		r = sd_bus_message_exit_container(m);
-		if (r < 0)
-			return -EBADMSG;
-	}
-	return r < 0 ? -EBADMSG : 0;
-}
-
-void bz_objects_clear(struct fgw_bluez *b)
-{
-	objects_clear(b);
 }
 
 static void schedule_reload(struct fgw_bluez *b);
@@ -961,20 +247,20 @@ static int on_objects_reply(sd_bus_message *m, void *user_data, sd_bus_error *re
 	if (r < 0)
 		goto bad;
 	b->objects_loaded = true;
-	adapter_choose(b);
-	if (!b->adapter && b->opts.adapter && b->opts.adapter[0]) {
+	bz_adapter_choose(b);
+	if (!fgw_bluez_adapter_name(b) && b->opts.adapter && b->opts.adapter[0]) {
 		bz_set_error(b, "adapter '%s' not found", b->opts.adapter);
-		adapter_update_state(b, -ENODEV);
+		bz_adapter_update_state(b, -ENODEV);
 		return 0;
 	}
-	adapter_update_state(b, 0);
+	bz_adapter_update_state(b, 0);
 	return 0;
 bad:
 	bz_set_error(b, "GetManagedObjects reply is malformed (%s)", strerror(r ? -r : EBADMSG));
 	r = r == -ENOMEM ? r : -EBADMSG;
-	objects_clear(b);
+	bz_objects_clear(b);
 fail:
-	adapter_update_state(b, r);
+	bz_adapter_update_state(b, r);
 	schedule_reload(b);
 	return 0;
 }
@@ -985,7 +271,7 @@ static void load_objects(struct fgw_bluez *b)
 	int r;
 
 	b->objects_slot = sd_bus_slot_unref(b->objects_slot);
-	r = new_call(b, "/", DBUS_OM_IFACE, "GetManagedObjects", &m);
+	r = bz_new_call(b, "/", DBUS_OM_IFACE, "GetManagedObjects", &m);
 	if (r >= 0)
 		r = bz_call(b, m, &b->objects_slot, on_objects_reply, b, 0);
 	sd_bus_message_unref(m);
@@ -1014,16 +300,15 @@ static void bluez_gone(struct fgw_bluez *b)
 	b->bluez_owner = NULL;
 	b->objects_loaded = false;
 	b->objects_slot = sd_bus_slot_unref(b->objects_slot);
-	b->power_slot = sd_bus_slot_unref(b->power_slot);
 	uv_timer_stop(&b->retry_timer);
-	objects_clear(b);
+	bz_objects_clear(b);
 	bz_set_error(b, "bluetoothd left the bus");
-	adapter_update_state(b, -ENETDOWN);
+	bz_adapter_update_state(b, -ENETDOWN);
 }
 
 static void bluez_appeared(struct fgw_bluez *b, const char *owner)
 {
-	if (set_str(&b->bluez_owner, owner) < 0) {
+	if (bz_set_str(&b->bluez_owner, owner) < 0) {
 		bz_set_error(b, "out of memory");
 		return;
 	}
@@ -1057,7 +342,7 @@ static int on_get_name_owner(sd_bus_message *m, void *user_data, sd_bus_error *r
 	if (sd_bus_message_is_method_error(m, NULL)) {
 		/* NameHasNoOwner: bluetoothd is not running; NameOwnerChanged will tell. */
 		bz_set_error(b, "bluetoothd is not on the bus");
-		notify_adapter(b, -ENETDOWN);
+		bz_notify_adapter(b, -ENETDOWN);
 		return 0;
 	}
 	if (sd_bus_message_read(m, "s", &owner) < 0)
@@ -1073,15 +358,15 @@ static int on_interfaces_added(sd_bus_message *m, void *user_data, sd_bus_error 
 	const char *path;
 	int r;
 
-	if (!from_bluez(b, m) || !b->objects_loaded)
+	if (!bz_from_bluez(b, m) || !b->objects_loaded)
 		return 0;
 	if (sd_bus_message_read_basic(m, 'o', &path) <= 0)
 		goto bad;
-	r = read_interfaces(b, path, m);
+	r = bz_read_interfaces(b, path, m);
 	if (r < 0)
 		goto bad;
-	adapter_choose(b);
-	adapter_update_state(b, 0);
+	bz_adapter_choose(b);
+	bz_adapter_update_state(b, 0);
 	bz_kick(b);
 	return 0;
 bad:
@@ -1095,106 +380,15 @@ static int on_interfaces_removed(sd_bus_message *m, void *user_data, sd_bus_erro
 	const char *path;
 	char **ifaces = NULL;
 
-	if (!from_bluez(b, m) || !b->objects_loaded)
+	if (!bz_from_bluez(b, m) || !b->objects_loaded)
 		return 0;
 	if (sd_bus_message_read_basic(m, 'o', &path) <= 0 || bz_read_strv(m, &ifaces) < 0) {
 		bz_set_error(b, "malformed InterfacesRemoved signal ignored");
 		return 0;
 	}
 	for (char **i = ifaces; *i; i++)
-		iface_removed(b, path, *i);
+		bz_iface_removed(b, path, *i);
 	bz_strv_free(ifaces);
-	return 0;
-}
-
-static void device_changed(struct fgw_bluez *b, struct bz_device *d, sd_bus_message *m)
-{
-	struct device_update u = {.d = d};
-	unsigned bad = 0;
-	char **inval = NULL;
-
-	if (bz_read_props(m, device_props, ARRAY_SIZE(device_props), device_prop, &u, &bad) < 0 ||
-	    bz_read_strv(m, &inval) < 0) {
-		bz_set_error(b, "malformed PropertiesChanged for '%s' ignored", d->path);
-		return;
-	}
-	report_bad_props(b, d->path, BLUEZ_DEVICE_IFACE, bad);
-	for (char **i = inval; *i; i++) {
-		if (strcmp(*i, "RSSI") == 0)
-			d->has_rssi = false;
-		else if (strcmp(*i, "Name") == 0) {
-			free(d->name);
-			d->name = NULL;
-		}
-	}
-	bz_strv_free(inval);
-	/* Any news from bluetoothd about a device means it was heard from. */
-	d->last_seen_ms = fgw_now_ms();
-	bz_links_on_device_changed(b, d, u.connected_false);
-	notify_device(b, FGW_BLUEZ_DEVICE_UPDATED, d);
-}
-
-static void char_changed(struct fgw_bluez *b, struct bz_gatt_char *c, sd_bus_message *m)
-{
-	struct char_update u = {.c = c};
-	unsigned bad = 0;
-
-	if (bz_read_props(m, char_props, ARRAY_SIZE(char_props), char_prop, &u, &bad) < 0) {
-		bz_set_error(b, "malformed PropertiesChanged for '%s' ignored", c->path);
-		return;
-	}
-	report_bad_props(b, c->path, BLUEZ_CHAR_IFACE, bad);
-	if (u.has_value)
-		bz_links_on_char_value(b, c, u.value, u.value_len);
-}
-
-static void adapter_changed(struct fgw_bluez *b, struct bz_adapter *a, sd_bus_message *m)
-{
-	unsigned bad = 0;
-
-	if (bz_read_props(m, adapter_props, ARRAY_SIZE(adapter_props), adapter_prop, a, &bad) < 0) {
-		bz_set_error(b, "malformed PropertiesChanged for '%s' ignored", a->path);
-		return;
-	}
-	report_bad_props(b, a->path, BLUEZ_ADAPTER_IFACE, bad);
-	if (a != b->adapter)
-		return;
-	if (!a->discovering)
-		b->discovery_on = false; /* bluetoothd stopped it (power cycle, error) */
-	if (!a->powered) {
-		b->power_requested = false;
-		bz_set_error(b, "adapter '%s' powered off", a->name);
-		adapter_update_state(b, -ENETDOWN);
-		return;
-	}
-	adapter_update_state(b, 0);
-	bz_discovery_update(b);
-}
-
-static int on_properties_changed(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
-{
-	struct fgw_bluez *b = user_data;
-	const char *path = sd_bus_message_get_path(m), *iface;
-
-	if (!from_bluez(b, m) || !b->objects_loaded || !path)
-		return 0;
-	if (sd_bus_message_read_basic(m, 's', &iface) <= 0) {
-		bz_set_error(b, "malformed PropertiesChanged signal ignored");
-		return 0;
-	}
-	if (strcmp(iface, BLUEZ_CHAR_IFACE) == 0) {
-		struct bz_gatt_char *c = bz_gatt_char_find(b, path);
-		if (c)
-			char_changed(b, c, m);
-	} else if (strcmp(iface, BLUEZ_DEVICE_IFACE) == 0) {
-		struct bz_device *d = bz_device_find(b, path);
-		if (d)
-			device_changed(b, d, m);
-	} else if (strcmp(iface, BLUEZ_ADAPTER_IFACE) == 0) {
-		struct bz_adapter *a = bz_adapter_find(b, path);
-		if (a)
-			adapter_changed(b, a, m);
-	}
 	return 0;
 }
 
@@ -1263,7 +457,7 @@ static void on_bus_failed(struct fgw_busio *io, int err, void *user_data)
 	if (b->bluez_owner)
 		bluez_gone(b);
 	else
-		notify_adapter(b, -ENETDOWN);
+		bz_notify_adapter(b, -ENETDOWN);
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -1310,10 +504,18 @@ FGW_EXPORT int fgw_bluez_new(uv_loop_t *loop, const struct fgw_bluez_options *op
 	bz_list_init(&b->releases);
 	b->want_scan = opts->scan;
 	b->adapter_state = FGW_BLUEZ_ADAPTER_STATE_ABSENT;
-	if ((opts->bus_address && !(b->opt_bus_address = strdup(opts->bus_address))) ||
-	    (opts->adapter && !(b->opt_adapter = strdup(opts->adapter)))) {
+	if (opts->bus_address && !(b->opt_bus_address = strdup(opts->bus_address))) {
 		r = -ENOMEM;
 		goto fail;
+	}
+	if (opts->adapter) {
+		size_t size = strlen(opts->adapter) + 1;
+
+		b->opt_adapter = malloc(size);
+		r = b->opt_adapter ? fgw_bluez_adapters_parse(opts->adapter, b->opt_adapter, size)
+				   : -ENOMEM;
+		if (r < 0)
+			goto fail;
 	}
 	b->opts.bus_address = b->opt_bus_address;
 	b->opts.adapter = b->opt_adapter;
@@ -1339,7 +541,7 @@ FGW_EXPORT int fgw_bluez_new(uv_loop_t *loop, const struct fgw_bluez_options *op
 		r = add_match(b, &b->match_slots[3],
 			      "type='signal',sender='org.bluez',interface='" DBUS_PROPS_IFACE
 			      "',member='PropertiesChanged',path_namespace='/org/bluez'",
-			      on_properties_changed);
+			      bz_on_properties_changed);
 	if (r >= 0)
 		r = sd_bus_message_new_method_call(b->bus, &m, "org.freedesktop.DBus",
 						   "/org/freedesktop/DBus", "org.freedesktop.DBus",
@@ -1394,11 +596,8 @@ FGW_EXPORT struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b)
 		b->match_slots[i] = sd_bus_slot_unref(b->match_slots[i]);
 	b->owner_slot = sd_bus_slot_unref(b->owner_slot);
 	b->objects_slot = sd_bus_slot_unref(b->objects_slot);
-	b->power_slot = sd_bus_slot_unref(b->power_slot);
-	b->filter_slot = sd_bus_slot_unref(b->filter_slot);
-	/* Our discovery session ends when we leave the bus; no StopDiscovery needed. */
-	b->discovery_slot = sd_bus_slot_unref(b->discovery_slot);
-	objects_clear(b);
+	/* Our discovery sessions end when we leave the bus; no StopDiscovery needed. */
+	bz_objects_clear(b);
 	bz_list_for_each_safe(pos, tmp, &b->watches)
 	{
 		struct bz_watch *w = container_of(pos, struct bz_watch, node);
@@ -1413,16 +612,6 @@ FGW_EXPORT struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b)
 	uv_close((uv_handle_t *) &b->kick, handle_closed);
 	uv_close((uv_handle_t *) &b->drain_timer, handle_closed);
 	return NULL;
-}
-
-FGW_EXPORT enum fgw_bluez_adapter_state fgw_bluez_adapter_state(struct fgw_bluez *b)
-{
-	return b->adapter_state;
-}
-
-FGW_EXPORT const char *fgw_bluez_adapter_name(struct fgw_bluez *b)
-{
-	return b->adapter ? b->adapter->name : NULL;
 }
 
 FGW_EXPORT const char *fgw_bluez_last_error(struct fgw_bluez *b)
@@ -1441,7 +630,7 @@ FGW_EXPORT int fgw_bluez_device_get(struct fgw_bluez *b, const char *addr,
 	d = bz_device_find_addr(b, a);
 	if (!d)
 		return -ENOENT;
-	device_info(d, ret);
+	device_info(b, d, ret);
 	return 0;
 }
 
@@ -1454,9 +643,11 @@ FGW_EXPORT void fgw_bluez_foreach_device(struct fgw_bluez *b, fgw_bluez_device_c
 	bz_list_for_each(pos, &b->devices)
 	{
 		struct bz_device *d = container_of(pos, struct bz_device, node);
-		if (!device_ours(b, d) || bz_device_too_weak(b, d))
+		/* each device once, as its best copy */
+		if (!bz_device_ours(b, d) || bz_device_find_addr(b, d->addr) != d ||
+		    bz_device_too_weak(b, d))
 			continue;
-		device_info(d, &info);
+		device_info(b, d, &info);
 		cb(b, FGW_BLUEZ_DEVICE_FOUND, &info, user_data);
 	}
 }

@@ -1,14 +1,23 @@
 /*
  * bluez: Bluetooth LE through bluetoothd's D-Bus API (org.bluez), on the libuv loop. It keeps a
- * live view of one adapter and the devices it sees (ObjectManager: GetManagedObjects,
- * InterfacesAdded/Removed, PropertiesChanged), powers the adapter and scans with a discovery
- * filter, and manages connections to devices' SMP characteristic: Device1.Connect, wait for
- * ServicesResolved, find the SMP characteristic, open the data path with AcquireWrite +
+ * live view of the adapters it is told to use and the devices they see (ObjectManager:
+ * GetManagedObjects, InterfacesAdded/Removed, PropertiesChanged), powers the adapter and scans with
+ * a discovery filter, and manages connections to devices' SMP characteristic: Device1.Connect, wait
+ * for ServicesResolved, find the SMP characteristic, open the data path with AcquireWrite +
  * AcquireNotify (fds polled by libuv) or, when those are not offered, with
  * WriteValue(type=command) + StartNotify. The bus fd sits in a uv_poll and sd-bus' timeout in a
  * uv_timer; no call blocks the loop. Only this part (and the ble transport on top of it) speaks
  * sd-bus. bluetoothd restarts, adapter removal and Powered=false fail the open links cleanly;
  * the view and discovery come back by themselves when the adapter returns.
+ *
+ * Several adapters: bluetoothd lists one Device1 per adapter that hears a device
+ * (/org/bluez/hci0/dev_X and /org/bluez/hci1/dev_X). Here they are one device, reported with
+ * the adapter that hears it best (a recent sighting first, then the RSSI); a link connects
+ * through that adapter, or the next best one with a free slot. Each adapter has its own
+ * max_connections slots and at most one Connect() in flight: a controller takes one LE Create
+ * Connection at a time (the kernel answers a second one with EBUSY, bluetoothd passes it on as
+ * org.bluez.Error.Failed "le-connection-busy"), so attempts are serialised here, and a busy
+ * answer (ours or another client's attempt) makes the link wait and try again, never fail.
  *
  * Facts the code relies on (BlueZ 5.66): there is no Connected=true signal for LE centrals, so
  * "connected" is the Connect() reply plus ServicesResolved; a loss is Connected=false, a hang-up
@@ -41,19 +50,29 @@ struct fgw_bluez_link;
 #define FGW_BLUEZ_RSSI_INVALID 127
 
 struct fgw_bluez_options {
-	const char *bus_address;  /* NULL: the system bus (honours DBUS_SYSTEM_BUS_ADDRESS) */
-	const char *adapter;	  /* "hci0"; NULL or "": the first adapter bluetoothd lists */
+	const char *bus_address; /* NULL: the system bus (honours DBUS_SYSTEM_BUS_ADDRESS) */
+	/* Adapters to use: "hci0", a list "hci0,hci1", "all"; NULL or "": the first adapter
+	 * bluetoothd lists (the lowest path). */
+	const char *adapter;
 	bool power_on;		  /* set Powered=true when the adapter is off */
 	bool scan;		  /* discover from the start (see fgw_bluez_set_scan()) */
 	bool filter_service;	  /* discovery filter on the SMP service UUID */
 	int rssi_threshold;	  /* dBm; weaker devices are not reported; 0: no threshold. Applied
 				   * here, not in bluetoothd's filter (which would hide 127s) */
-	unsigned max_connections; /* links connecting or connected at once, >= 1 */
+	unsigned max_connections; /* links connecting or connected at once per adapter, >= 1 */
 	unsigned connect_timeout_ms; /* finding + connecting + resolving + acquiring */
 	unsigned call_timeout_ms;    /* any other D-Bus call */
 	unsigned pair_timeout_ms;    /* Device1.Pair(), called asynchronously; 0: 30 s */
 	bool acquire;		     /* use AcquireWrite/AcquireNotify when offered */
 };
+
+/*
+ * An adapter selection as written in a configuration ("all", "hci0", "hci0, hci1" or
+ * "hci0 hci1") into the form the options take: "all" or "hci0,hci1" (names of letters and
+ * digits, at most 31 characters, no repeats). "" stays "" (the first adapter listed).
+ * -EINVAL for anything else (the text is not echoed), -ENOBUFS if @size is too small.
+ */
+int fgw_bluez_adapters_parse(const char *text, char *ret, size_t size);
 
 /* Defaults: system bus, first adapter, power on, scan, SMP filter, -90 dBm, 8 links, 20 s. */
 void fgw_bluez_options_init(struct fgw_bluez_options *opts);
@@ -107,11 +126,30 @@ typedef void (*fgw_bluez_adapter_cb_t)(struct fgw_bluez *b, enum fgw_bluez_adapt
 unsigned fgw_bluez_add_adapter_watch(struct fgw_bluez *b, fgw_bluez_adapter_cb_t cb,
 				     void *user_data);
 void fgw_bluez_remove_adapter_watch(struct fgw_bluez *b, unsigned id);
+/* Of all adapters in use: ON when one is on, OFF when one is there, else ABSENT. */
 enum fgw_bluez_adapter_state fgw_bluez_adapter_state(struct fgw_bluez *b);
-/* "hci0" or NULL when absent. Borrowed until the next loop iteration. */
+/* The first adapter in use ("hci0"; a powered one first), NULL when none. Borrowed until the
+ * next loop iteration. */
 const char *fgw_bluez_adapter_name(struct fgw_bluez *b);
+
+struct fgw_bluez_adapter_info {
+	char name[32]; /* "hci0" */
+	enum fgw_bluez_adapter_state state;
+	unsigned links;	 /* slots taken: connecting, connected, or disconnecting */
+	unsigned ready;	 /* links with an open data path */
+	bool connecting; /* a Connect() is in flight (one at a time per adapter) */
+	uint64_t busy;	 /* Connect() answers "busy" (controller or kernel) so far */
+};
+/* Fills up to @max entries, one per adapter in use (path order); returns how many exist. */
+size_t fgw_bluez_adapters(struct fgw_bluez *b, struct fgw_bluez_adapter_info *ret, size_t max);
 /* Human-readable reason of the last failed step ("" if none), for logs. Borrowed. */
 const char *fgw_bluez_last_error(struct fgw_bluez *b);
+/*
+ * True once the D-Bus connection itself is gone (the bus daemon stopped or dropped us): the
+ * adapter is then reported absent with -ENETDOWN, as when bluetoothd leaves, but nothing
+ * comes back on this object. Free it and make a new one to reconnect.
+ */
+bool fgw_bluez_bus_lost(struct fgw_bluez *b);
 
 /* ---- pairing agent ---- */
 
@@ -140,6 +178,12 @@ struct fgw_bluez_agent_options {
  * reason. -EINVAL for an unknown capability, -EALREADY when started already.
  */
 int fgw_bluez_agent_start(struct fgw_bluez *b, const struct fgw_bluez_agent_options *opts);
+/*
+ * A new capability for the running agent ("KeyboardOnly" or "NoInputNoOutput"), e.g. once
+ * the first device with its own passkey is enrolled: registered again with bluetoothd.
+ * -EINVAL if the agent is not running or the capability is not one of those.
+ */
+int fgw_bluez_agent_set_capability(struct fgw_bluez *b, const char *capability);
 
 /*
  * A passkey as kept in a file or a systemd credential: exactly six decimal digits, optional
@@ -169,12 +213,13 @@ struct fgw_bluez_device_info {
 	bool connected;
 	bool paired;	       /* bluetoothd holds a bond (Paired) */
 	uint64_t last_seen_ms; /* fgw_now_ms() when bluetoothd last told us about it */
+	char adapter[32];      /* the adapter that hears it best ("hci0") */
 };
 
 enum fgw_bluez_device_event {
-	FGW_BLUEZ_DEVICE_FOUND,	  /* new object under our adapter */
-	FGW_BLUEZ_DEVICE_UPDATED, /* RSSI, name, UUIDs or connection changed (also: seen again) */
-	FGW_BLUEZ_DEVICE_LOST,	  /* object removed (or the adapter went away) */
+	FGW_BLUEZ_DEVICE_FOUND,	  /* first seen by an adapter in use */
+	FGW_BLUEZ_DEVICE_UPDATED, /* RSSI, name, UUIDs, connection or best adapter changed */
+	FGW_BLUEZ_DEVICE_LOST,	  /* no adapter in use lists it any more */
 };
 typedef void (*fgw_bluez_device_cb_t)(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 				      const struct fgw_bluez_device_info *info, void *user_data);
@@ -190,7 +235,8 @@ void fgw_bluez_foreach_device(struct fgw_bluez *b, fgw_bluez_device_cb_t cb, voi
 
 enum fgw_bluez_link_state {
 	FGW_BLUEZ_LINK_STATE_SEARCHING,	 /* adapter off or device not listed: scanning for it */
-	FGW_BLUEZ_LINK_STATE_WAITING,	 /* device known; max_connections links are busy (FIFO) */
+	FGW_BLUEZ_LINK_STATE_WAITING,	 /* device known; no slot free, or its adapter is busy
+					  * connecting another link (FIFO) */
 	FGW_BLUEZ_LINK_STATE_CONNECTING, /* Device1.Connect sent */
 	FGW_BLUEZ_LINK_STATE_RESOLVING,	 /* connected, waiting for ServicesResolved */
 	FGW_BLUEZ_LINK_STATE_PAIRING,	 /* Device1.Pair() in flight (security required) */
@@ -220,6 +266,8 @@ const char *fgw_bluez_link_state_to_string(enum fgw_bluez_link_state s);
  *   -ENODEV        DoesNotExist, UnknownObject      -EOPNOTSUPP  NotSupported, UnknownMethod
  *   -ENOTCONN      NotConnected                     -EINVAL  InvalidArguments, Invalid*
  *   -ENOENT        the device has no SMP characteristic
+ *   -EBUSY         the adapter answered every attempt "busy" for connect_timeout_ms
+ *                  (le-connection-busy, ...-concurrent-connection-limit)
  *   -EBADMSG       a reply or property with an unexpected signature or missing field
  *   -ECONNRESET    an open link was lost (Connected=false, fd hang-up, object removed)
  *   -ECANCELED     fgw_bluez_free() while the link was open
@@ -273,11 +321,13 @@ bool fgw_bluez_link_paired(struct fgw_bluez_link *l);
 struct fgw_bluez_link *fgw_bluez_link_free(struct fgw_bluez_link *l);
 
 /*
- * Queues one SMP packet, split into writes of fgw_bluez_link_write_size() bytes; all of its
- * writes are queued or none. 0 when queued, -ENOTCONN unless READY, -ENOBUFS when more than
- * 128 KiB are queued already. Never calls back from inside.
+ * Queues one SMP packet, written in slices of fgw_bluez_link_write_size() bytes straight from
+ * @packet (the link keeps a reference until its last slice is out; nothing is copied but by
+ * the kernel or into a WriteValue message). 0 when queued, -ENOTCONN unless READY, -ENOBUFS
+ * when more than 128 KiB are queued already, -ENOMEM. Never calls back from inside.
  */
-int fgw_bluez_link_send(struct fgw_bluez_link *l, const uint8_t *data, size_t len);
+struct fgw_buf;
+int fgw_bluez_link_send(struct fgw_bluez_link *l, struct fgw_buf *packet);
 enum fgw_bluez_link_state fgw_bluez_link_state(struct fgw_bluez_link *l);
 /* ATT MTU from AcquireWrite/AcquireNotify or the MTU property (23 if unknown). */
 unsigned fgw_bluez_link_mtu(struct fgw_bluez_link *l);
@@ -289,7 +339,10 @@ const char *fgw_bluez_link_addr(struct fgw_bluez_link *l);
 /* Why the link failed, e.g. "org.bluez.Error.Failed: le-connection-abort-by-local". Borrowed. */
 const char *fgw_bluez_link_error(struct fgw_bluez_link *l);
 
-/* Links connecting or connected now (the number max_connections bounds). */
+/* The adapter the link connects through ("hci0"), NULL before it connects. Borrowed. */
+const char *fgw_bluez_link_adapter(struct fgw_bluez_link *l);
+
+/* Links connecting or connected now, over all adapters (max_connections bounds each one). */
 unsigned fgw_bluez_active_links(struct fgw_bluez *b);
 
 /*

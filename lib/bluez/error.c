@@ -63,6 +63,12 @@ FGW_EXPORT int fgw_bluez_error_to_errno(const char *name, const char *message)
 		if (strstr(message, "abort-by-local") || strstr(message, "connection-timeout") ||
 		    strstr(message, "page-timeout"))
 			return -ETIMEDOUT;
+		/* One LE Create Connection at a time: the kernel's EBUSY, passed on by
+		 * bluetoothd (src/error.h ERR_LE_CONN_BUSY, ..._SYNC_CONNECT_LIMIT). */
+		if (strstr(message, "connection-busy") ||
+		    strstr(message, "concurrent-connection-limit") ||
+		    strcasestr(message, "resource busy"))
+			return -EBUSY;
 		if (strstr(message, "le-connection-") || strstr(message, "br-connection-"))
 			return -ECONNREFUSED;
 		if (strcasestr(message, "not connected"))

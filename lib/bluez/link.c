@@ -1,9 +1,8 @@
 /*
  * Connection manager: one fgw_bluez_link per wanted connection, each an explicit state machine
  * (bluez.h lists the states), a FIFO of links waiting for one of max_connections slots, and the
- * data path: acquired SOCK_SEQPACKET fds (one datagram = one ATT write or notification) polled
- * by libuv, or WriteValue(type=command) + StartNotify/PropertiesChanged when acquiring is not
- * offered.
+ * opening sequence up to the characteristic (Connect, ServicesResolved). The data path is in
+ * link-io.c, the security steps in secure.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,16 +16,10 @@
 #include "bluez-private.h"
 #include "util.h"
 
-#define ATT_MTU_MIN 23
-#define ATT_MTU_MAX 517
-/* Queued bytes per link: two packets of the largest SMP size, far above what a window needs. */
-#define TXQ_MAX_BYTES (128 * 1024)
-/* WriteValue calls in flight on the fallback path: D-Bus keeps them in order. */
-#define FALLBACK_WINDOW 8
-/* Datagrams read per poll wake-up, so one busy link cannot starve the loop. */
-#define RX_BURST 32
 /* Disconnect() of a released link: bluetoothd answers once the link is down (about 2 s). */
 #define RELEASE_TIMEOUT_USEC (10 * 1000 * 1000ull)
+/* After a "busy" answer to Connect(), the adapter gets no new attempt for this long. */
+#define BUSY_RETRY_MS 500
 
 static const char *const link_state_names[_FGW_BLUEZ_LINK_STATE_MAX] = {
     [FGW_BLUEZ_LINK_STATE_SEARCHING] = "searching",
@@ -55,6 +48,19 @@ void bz_link_set_error(struct fgw_bluez_link *l, const char *fmt, ...)
 	va_end(ap);
 }
 
+int bz_link_reply(struct fgw_bluez_link *l, sd_bus_message *m, const char *what, char *text)
+{
+	int r;
+
+	l->call_slot = sd_bus_slot_unref(l->call_slot);
+	r = bz_reply_error(m, text, BZ_REPLY_TEXT);
+	if (r == -ENOTCONN && what) {
+		bz_link_not_connected(l, what, text);
+		return 1;
+	}
+	return r;
+}
+
 void bz_link_enter_state(struct fgw_bluez_link *l, enum fgw_bluez_link_state s)
 {
 	fgw_debug("bluez: link %s: %s -> %s", l->addr, fgw_bluez_link_state_to_string(l->state),
@@ -74,6 +80,7 @@ static int on_release_reply(sd_bus_message *m, void *user_data, sd_bus_error *re
 	bz_list_del(&rel->node);
 	sd_bus_slot_unref(rel->slot);
 	free(rel->dev_path);
+	free(rel->adapter_path);
 	free(rel);
 	b->active--;
 	bz_kick(b);
@@ -89,16 +96,19 @@ static void link_release_slot(struct fgw_bluez_link *l, bool disconnect)
 	struct fgw_bluez *b = l->b;
 	sd_bus_message *m = NULL;
 	struct bz_release *rel;
+	struct bz_adapter *a;
 	int r;
 
 	if (!l->holds_slot || !b)
 		return;
 	l->holds_slot = false;
-	if (disconnect && l->dev_path && b->bluez_owner &&
-	    b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON && (rel = calloc(1, sizeof(*rel)))) {
+	a = bz_adapter_used(b, l->adapter_path);
+	if (disconnect && l->dev_path && b->bluez_owner && a &&
+	    a->state == FGW_BLUEZ_ADAPTER_STATE_ON && (rel = calloc(1, sizeof(*rel)))) {
 		rel->b = b;
 		rel->dev_path = strdup(l->dev_path);
-		r = rel->dev_path ? 0 : -ENOMEM;
+		rel->adapter_path = strdup(a->path);
+		r = rel->dev_path && rel->adapter_path ? 0 : -ENOMEM;
 		if (r >= 0)
 			r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->dev_path,
 							   BLUEZ_DEVICE_IFACE, "Disconnect");
@@ -110,69 +120,11 @@ static void link_release_slot(struct fgw_bluez_link *l, bool disconnect)
 			return;
 		}
 		free(rel->dev_path);
+		free(rel->adapter_path);
 		free(rel);
 	}
 	b->active--;
 	bz_kick(b);
-}
-
-/* ---- data path teardown ---- */
-
-static void handle_closed(uv_handle_t *h)
-{
-	struct fgw_bluez_link *l = h->data;
-
-	if (--l->n_open > 0)
-		return;
-	free(l->dev_path);
-	free(l->char_path);
-	free(l);
-}
-
-static void frames_free(struct bz_list *list)
-{
-	struct bz_list *pos, *tmp;
-
-	bz_list_for_each_safe(pos, tmp, list)
-	{
-		struct bz_frame *f = container_of(pos, struct bz_frame, node);
-		bz_list_del(&f->node);
-		sd_bus_slot_unref(f->slot);
-		free(f);
-	}
-}
-
-static void link_drop_path(struct fgw_bluez_link *l)
-{
-	l->call_slot = sd_bus_slot_unref(l->call_slot);
-	l->get_slot = sd_bus_slot_unref(l->get_slot);
-	l->await_char = false;
-	if (l->write_poll_init) {
-		l->write_poll_init = false;
-		uv_close((uv_handle_t *) &l->write_poll, handle_closed);
-	}
-	if (l->notify_poll_init) {
-		l->notify_poll_init = false;
-		uv_close((uv_handle_t *) &l->notify_poll, handle_closed);
-	}
-	/* Closing after uv_close() is what libuv allows; bluetoothd sees the hang-up. */
-	if (l->write_fd >= 0)
-		close(l->write_fd);
-	if (l->notify_fd >= 0)
-		close(l->notify_fd);
-	l->write_fd = l->notify_fd = -1;
-	frames_free(&l->txq);
-	frames_free(&l->inflight);
-	l->n_inflight = 0;
-	l->tx_bytes = 0;
-	l->notifying = false;
-	l->await_disconnect = false;
-}
-
-static void link_close_path(struct fgw_bluez_link *l)
-{
-	link_drop_path(l);
-	uv_timer_stop(&l->timer);
 }
 
 /*
@@ -187,7 +139,7 @@ void bz_link_fail(struct fgw_bluez_link *l, int err, bool disconnect)
 		bz_link_set_error(l, "%s", strerror(-err));
 	fgw_debug("bluez: link %s failed in state %s: %s", l->addr,
 		  fgw_bluez_link_state_to_string(l->state), l->error);
-	link_close_path(l);
+	bz_link_close_path(l);
 	link_release_slot(l, disconnect);
 	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_FAILED);
 	l->state_cb(l, err, l->user_data);
@@ -197,226 +149,18 @@ void bz_link_fail(struct fgw_bluez_link *l, int err, bool disconnect)
  * An open link dropped. After Connected=false the device is down already (@disconnect false);
  * after a hang-up of our fds it may still be connected, so Disconnect() it.
  */
-static void link_lost(struct fgw_bluez_link *l, const char *why, bool disconnect)
+void bz_link_lost(struct fgw_bluez_link *l, const char *why, bool disconnect)
 {
 	bz_link_set_error(l, "link lost: %s", why);
 	bz_link_fail(l, -ECONNRESET, disconnect);
 }
 
-static void link_ready(struct fgw_bluez_link *l)
+void bz_link_ready(struct fgw_bluez_link *l)
 {
 	uv_timer_stop(&l->timer);
 	l->error[0] = '\0';
 	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_READY);
 	l->state_cb(l, 0, l->user_data);
-}
-
-/* ---- tx ---- */
-
-static void write_poll_update(struct fgw_bluez_link *l);
-
-static void fd_flush(struct fgw_bluez_link *l)
-{
-	while (!bz_list_empty(&l->txq)) {
-		struct bz_frame *f = container_of(l->txq.next, struct bz_frame, node);
-		ssize_t n = send(l->write_fd, f->data, f->len, MSG_DONTWAIT | MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break; /* bluetoothd is behind: wait for writable */
-		if (n < 0) {
-			char why[96];
-			snprintf(why, sizeof(why), "write fd: %s", strerror(errno));
-			link_lost(l, why, true);
-			return;
-		}
-		bz_list_del(&f->node);
-		l->tx_bytes -= f->len;
-		free(f);
-	}
-	write_poll_update(l);
-}
-
-static int on_write_value_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error);
-
-static void fallback_flush(struct fgw_bluez_link *l)
-{
-	struct fgw_bluez *b = l->b;
-
-	while (!bz_list_empty(&l->txq) && l->n_inflight < FALLBACK_WINDOW) {
-		struct bz_frame *f = container_of(l->txq.next, struct bz_frame, node);
-		sd_bus_message *m = NULL;
-		int r;
-
-		r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
-						   BLUEZ_CHAR_IFACE, "WriteValue");
-		if (r >= 0)
-			r = sd_bus_message_append_array(m, 'y', f->data, f->len);
-		if (r >= 0)
-			r = sd_bus_message_append(m, "a{sv}", 1, "type", "s", "command");
-		if (r >= 0)
-			r = bz_call(b, m, &f->slot, on_write_value_reply, f, 0);
-		sd_bus_message_unref(m);
-		if (r < 0) {
-			bz_link_set_error(l, "cannot send WriteValue: %s", strerror(-r));
-			bz_link_fail(l, r, true);
-			return;
-		}
-		bz_list_del(&f->node);
-		bz_list_add_tail(&l->inflight, &f->node);
-		l->n_inflight++;
-	}
-}
-
-static int on_write_value_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
-{
-	struct bz_frame *f = user_data;
-	struct fgw_bluez_link *l = f->l;
-	char text[256];
-	int r;
-
-	r = bz_reply_error(m, text, sizeof(text));
-	bz_list_del(&f->node);
-	f->slot = sd_bus_slot_unref(f->slot);
-	l->n_inflight--;
-	l->tx_bytes -= f->len;
-	free(f);
-	if (r < 0) {
-		bz_link_set_error(l, "WriteValue: %s", text);
-		bz_link_fail(l, r, true);
-		return 0;
-	}
-	fallback_flush(l);
-	return 0;
-}
-
-FGW_EXPORT int fgw_bluez_link_send(struct fgw_bluez_link *l, const uint8_t *data, size_t len)
-{
-	struct bz_list frames;
-	size_t size, off;
-
-	if (!l || !data || len == 0)
-		return -EINVAL;
-	if (l->state != FGW_BLUEZ_LINK_STATE_READY || !l->b)
-		return -ENOTCONN;
-	if (l->tx_bytes + len > TXQ_MAX_BYTES)
-		return -ENOBUFS;
-	size = fgw_bluez_link_write_size(l);
-	bz_list_init(&frames);
-	/* Never bytes of two packets in one write: the device's reassembly drops those. */
-	for (off = 0; off < len; off += size) {
-		size_t n = FGW_MIN(size, len - off);
-		struct bz_frame *f = malloc(sizeof(*f) + n);
-
-		if (!f) {
-			frames_free(&frames);
-			return -ENOMEM;
-		}
-		f->l = l;
-		f->slot = NULL;
-		f->len = n;
-		memcpy(f->data, data + off, n);
-		bz_list_add_tail(&frames, &f->node);
-	}
-	/* splice */
-	while (!bz_list_empty(&frames)) {
-		struct bz_list *n = frames.next;
-		bz_list_del(n);
-		bz_list_add_tail(&l->txq, n);
-	}
-	l->tx_bytes += len;
-	if (l->write_fd >= 0)
-		write_poll_update(l); /* written from the poll callback, never from here */
-	else
-		fallback_flush(l); /* only queues D-Bus calls; replies come later */
-	return 0;
-}
-
-/* ---- rx and hang-ups ---- */
-
-static void on_write_poll(uv_poll_t *h, int status, int events)
-{
-	struct fgw_bluez_link *l = h->data;
-	uint8_t buf[64];
-	ssize_t n;
-
-	if (status < 0) {
-		link_lost(l, "write fd error", true);
-		return;
-	}
-	if (events & (UV_READABLE | UV_DISCONNECT)) {
-		/* bluetoothd never sends on the write fd: readable means hang-up. */
-		n = recv(l->write_fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) ||
-		    (events & UV_DISCONNECT)) {
-			link_lost(l, "write fd closed by bluetoothd", true);
-			return;
-		}
-	}
-	if (events & UV_WRITABLE)
-		fd_flush(l);
-}
-
-static void write_poll_update(struct fgw_bluez_link *l)
-{
-	int want = UV_READABLE | UV_DISCONNECT;
-
-	if (!l->write_poll_init)
-		return;
-	if (!bz_list_empty(&l->txq))
-		want |= UV_WRITABLE;
-	if (want == l->write_poll_events)
-		return;
-	l->write_poll_events = want;
-	uv_poll_start(&l->write_poll, want, on_write_poll);
-}
-
-static void on_notify_poll(uv_poll_t *h, int status, int events)
-{
-	struct fgw_bluez_link *l = h->data;
-	uint8_t buf[2048];
-
-	if (status < 0) {
-		link_lost(l, "notify fd error", true);
-		return;
-	}
-	for (int i = 0; i < RX_BURST; i++) {
-		ssize_t n = recv(l->notify_fd, buf, sizeof(buf), MSG_DONTWAIT);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			break;
-		if (n <= 0) {
-			link_lost(l, n == 0 ? "notify fd closed by bluetoothd" : "notify fd error",
-				  true);
-			return;
-		}
-		l->rx_cb(l, buf, (size_t) n, l->user_data);
-		/* The callback may have freed the link or hit a loss. */
-		if (l->freed || l->state != FGW_BLUEZ_LINK_STATE_READY)
-			return;
-	}
-	if (events & UV_DISCONNECT)
-		link_lost(l, "notify fd closed by bluetoothd", true);
-}
-
-void bz_links_on_char_value(struct fgw_bluez *b, struct bz_gatt_char *c, const uint8_t *data,
-			    size_t len)
-{
-	struct bz_list *pos;
-
-	bz_list_for_each(pos, &b->links)
-	{
-		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
-		if (l->state == FGW_BLUEZ_LINK_STATE_READY && l->notifying && l->char_path &&
-		    strcmp(l->char_path, c->path) == 0) {
-			/* One link per characteristic: the callback may free it, so stop here. */
-			l->rx_cb(l, data, len, l->user_data);
-			return;
-		}
-	}
 }
 
 /* ---- opening: connect, resolve, acquire ---- */
@@ -429,104 +173,18 @@ void bz_links_on_char_value(struct fgw_bluez *b, struct bz_gatt_char *c, const u
 
 static void link_acquire(struct fgw_bluez_link *l);
 static void link_reopen(struct fgw_bluez_link *l, const char *why);
-static void link_open_write(struct fgw_bluez_link *l);
 
+/* Once connecting, the copy under the adapter the link holds a slot on; before, the best. */
 struct bz_device *bz_link_device(struct fgw_bluez_link *l)
 {
-	return l->b ? bz_device_find_addr(l->b, l->addr) : NULL;
-}
+	struct bz_device *d;
 
-/* Takes the fd out of a "(hq)" AcquireWrite/AcquireNotify reply. */
-static int read_acquire_reply(struct fgw_bluez_link *l, sd_bus_message *m, const char *what,
-			      int *ret_fd, unsigned *ret_mtu)
-{
-	const char *sig = sd_bus_message_get_signature(m, true);
-	uint16_t mtu;
-	int fd, r;
-
-	if (!sig || strcmp(sig, "hq") != 0) {
-		bz_link_set_error(l, "%s replied with signature '%s', expected 'hq'", what,
-				  sig ? sig : "");
-		return -EBADMSG;
-	}
-	r = sd_bus_message_read(m, "hq", &fd, &mtu);
-	if (r < 0) {
-		bz_link_set_error(l, "%s reply unreadable: %s", what, strerror(-r));
-		return -EBADMSG;
-	}
-	/* The message owns its fd: keep our own copy. */
-	fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	if (fd < 0) {
-		r = -errno;
-		bz_link_set_error(l, "%s: dup: %s", what, strerror(-r));
-		return r;
-	}
-	/* bluetoothd sets O_NONBLOCK, but do not rely on a peer for that. */
-	(void) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	*ret_fd = fd;
-	*ret_mtu = mtu;
-	return 0;
-}
-
-static void link_set_mtu(struct fgw_bluez_link *l, unsigned mtu)
-{
-	if (mtu < ATT_MTU_MIN)
-		mtu = ATT_MTU_MIN;
-	if (mtu > ATT_MTU_MAX)
-		mtu = ATT_MTU_MAX;
-	l->mtu = mtu;
-}
-
-static int start_poll(struct fgw_bluez_link *l, uv_poll_t *p, int fd, int events, uv_poll_cb cb)
-{
-	int r = uv_poll_init(l->b->loop, p, fd);
-
-	if (r < 0)
-		return r;
-	p->data = l;
-	l->n_open++;
-	return uv_poll_start(p, events, cb);
-}
-
-static int on_write_acquired(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
-{
-	struct fgw_bluez_link *l = user_data;
-	char text[256];
-	unsigned mtu;
-	int fd, r;
-
-	l->call_slot = sd_bus_slot_unref(l->call_slot);
-	r = bz_reply_error(m, text, sizeof(text));
-	if (r == -EOPNOTSUPP) {
-		link_ready(l); /* not offered after all: WriteValue path */
-		return 0;
-	}
-	if (r == -ENOTCONN) {
-		bz_link_not_connected(l, "AcquireWrite", text);
-		return 0;
-	}
-	if (r < 0) {
-		bz_link_set_error(l, "AcquireWrite: %s", text);
-		bz_link_fail(l, r, true);
-		return 0;
-	}
-	r = read_acquire_reply(l, m, "AcquireWrite", &fd, &mtu);
-	if (r < 0) {
-		bz_link_fail(l, r, true);
-		return 0;
-	}
-	l->write_fd = fd;
-	link_set_mtu(l, mtu);
-	l->write_poll_events = UV_READABLE | UV_DISCONNECT;
-	r = start_poll(l, &l->write_poll, fd, l->write_poll_events, on_write_poll);
-	l->write_poll_init = true;
-	if (r < 0) {
-		bz_link_set_error(l, "cannot poll the write fd: %s", strerror(-r));
-		bz_link_fail(l, r, true);
-		return 0;
-	}
-	link_ready(l);
-	return 0;
+	if (!l->b)
+		return NULL;
+	if (!l->holds_slot || !l->dev_path)
+		return bz_device_find_addr(l->b, l->addr);
+	d = bz_device_find(l->b, l->dev_path);
+	return d && bz_device_ours(l->b, d) ? d : NULL;
 }
 
 void bz_link_call(struct fgw_bluez_link *l, const char *method, bool with_options, bool on_device,
@@ -548,94 +206,6 @@ void bz_link_call(struct fgw_bluez_link *l, const char *method, bool with_option
 		bz_link_set_error(l, "cannot send %s: %s", method, strerror(-r));
 		bz_link_fail(l, r, true);
 	}
-}
-
-static void link_call_char(struct fgw_bluez_link *l, const char *method, bool with_options,
-			   sd_bus_message_handler_t cb)
-{
-	bz_link_call(l, method, with_options, false, 0, cb);
-}
-
-static void link_open_write(struct fgw_bluez_link *l)
-{
-	struct fgw_bluez *b = l->b;
-	struct bz_gatt_char *c = NULL;
-	struct bz_device *d = bz_link_device(l);
-
-	if (d)
-		c = bz_find_smp_char(b, d);
-	if (!c || !b->opts.acquire || !c->has_write_acquired) {
-		if (c && c->mtu && l->write_fd < 0 && l->notify_fd < 0)
-			link_set_mtu(l, c->mtu);
-		link_ready(l);
-		return;
-	}
-	link_call_char(l, "AcquireWrite", true, on_write_acquired);
-}
-
-static int on_start_notify(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
-{
-	struct fgw_bluez_link *l = user_data;
-	char text[256];
-	int r;
-
-	l->call_slot = sd_bus_slot_unref(l->call_slot);
-	r = bz_reply_error(m, text, sizeof(text));
-	if (r == -ENOTCONN) {
-		bz_link_not_connected(l, "StartNotify", text);
-		return 0;
-	}
-	if (r < 0) {
-		bz_link_subscribe_failed(l, "StartNotify", r, text);
-		return 0;
-	}
-	l->notifying = true;
-	link_open_write(l);
-	return 0;
-}
-
-void bz_link_start_notify(struct fgw_bluez_link *l)
-{
-	link_call_char(l, "StartNotify", false, on_start_notify);
-}
-
-static int on_notify_acquired(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
-{
-	struct fgw_bluez_link *l = user_data;
-	char text[256];
-	unsigned mtu;
-	int fd, r;
-
-	l->call_slot = sd_bus_slot_unref(l->call_slot);
-	r = bz_reply_error(m, text, sizeof(text));
-	if (r == -EOPNOTSUPP) {
-		bz_link_start_notify(l);
-		return 0;
-	}
-	if (r == -ENOTCONN) {
-		bz_link_not_connected(l, "AcquireNotify", text);
-		return 0;
-	}
-	if (r < 0) {
-		bz_link_subscribe_failed(l, "AcquireNotify", r, text);
-		return 0;
-	}
-	r = read_acquire_reply(l, m, "AcquireNotify", &fd, &mtu);
-	if (r < 0) {
-		bz_link_fail(l, r, true);
-		return 0;
-	}
-	l->notify_fd = fd;
-	link_set_mtu(l, mtu);
-	r = start_poll(l, &l->notify_poll, fd, UV_READABLE | UV_DISCONNECT, on_notify_poll);
-	l->notify_poll_init = true;
-	if (r < 0) {
-		bz_link_set_error(l, "cannot poll the notify fd: %s", strerror(-r));
-		bz_link_fail(l, r, true);
-		return 0;
-	}
-	link_open_write(l);
-	return 0;
 }
 
 /* Notifications first, so that no response can be missed, then the write path. */
@@ -665,21 +235,8 @@ static void link_acquire(struct fgw_bluez_link *l)
 		return;
 	}
 	if (c->mtu)
-		link_set_mtu(l, c->mtu);
+		bz_link_set_mtu(l, c->mtu);
 	bz_link_subscribe(l, d, c);
-}
-
-/* Notifications through an acquired fd when offered, else StartNotify + PropertiesChanged. */
-void bz_link_acquire_notify(struct fgw_bluez_link *l)
-{
-	struct bz_device *d = bz_link_device(l);
-	struct bz_gatt_char *c = d ? bz_find_smp_char(l->b, d) : NULL;
-
-	if (!l->b->opts.acquire || !c || !c->has_notify_acquired) {
-		bz_link_start_notify(l);
-		return;
-	}
-	link_call_char(l, "AcquireNotify", true, on_notify_acquired);
 }
 
 static int on_resolved_get(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
@@ -696,16 +253,49 @@ static int on_resolved_get(sd_bus_message *m, void *user_data, sd_bus_error *ret
 	return 0;
 }
 
+/*
+ * The controller (or the kernel, for one LE Create Connection at a time) was busy: an attempt
+ * of another client, or a controller that cannot take one more link now. Not the device's
+ * fault: give the slot back, keep the adapter off new attempts for a moment, wait again.
+ */
+static void link_busy(struct fgw_bluez_link *l, const char *text)
+{
+	struct bz_adapter *a = bz_adapter_used(l->b, l->adapter_path);
+	uint64_t now = fgw_now_ms();
+
+	if (a) {
+		a->busy_until_ms = now + BUSY_RETRY_MS;
+		a->n_busy++;
+	}
+	if (!l->busy_since_ms)
+		l->busy_since_ms = now;
+	if (now - l->busy_since_ms >= l->b->opts.connect_timeout_ms) {
+		bz_link_set_error(l, "Connect: %s, for %u ms", text, l->b->opts.connect_timeout_ms);
+		bz_link_fail(l, -EBUSY, false);
+		return;
+	}
+	fgw_debug("bluez: link %s: %s, trying again", l->addr, text);
+	bz_link_drop_path(l);
+	link_release_slot(l, false);
+	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_WAITING);
+	bz_link_restart_timer(l, BUSY_RETRY_MS);
+}
+
 static int on_connect_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
 {
 	struct fgw_bluez_link *l = user_data;
 	struct bz_device *d;
 	sd_bus_message *get = NULL;
-	char text[256];
+	char text[BZ_REPLY_TEXT];
 	int r;
 
-	l->call_slot = sd_bus_slot_unref(l->call_slot);
-	r = bz_reply_error(m, text, sizeof(text));
+	r = bz_link_reply(l, m, NULL, text);
+	bz_kick(l->b); /* the adapter may take the next attempt */
+	if (r == -EBUSY) {
+		link_busy(l, text);
+		return 0;
+	}
+	l->busy_since_ms = 0;
 	/* AlreadyConnected is success; InProgress means an earlier Connect (ours, from a freed
 	 * link, or another client's) is still running: wait for its outcome. */
 	if (r < 0 && r != -EALREADY && r != -EINPROGRESS) {
@@ -844,13 +434,19 @@ static int link_send_connect(struct fgw_bluez_link *l)
 
 static int link_connect(struct fgw_bluez_link *l, struct bz_device *d)
 {
-	char *path;
+	char *path, *apath;
 
 	path = strdup(d->path);
-	if (!path)
+	apath = strdup(d->adapter);
+	if (!path || !apath) {
+		free(path);
+		free(apath);
 		return -ENOMEM;
+	}
 	free(l->dev_path);
 	l->dev_path = path;
+	free(l->adapter_path);
+	l->adapter_path = apath;
 	l->holds_slot = true;
 	l->connect_ms = fgw_now_ms();
 	l->b->active++;
@@ -879,7 +475,7 @@ static void link_reopen(struct fgw_bluez_link *l, const char *why)
 	}
 	l->reopens++;
 	fgw_debug("bluez: link %s: %s while opening, connecting again", l->addr, why);
-	link_drop_path(l);
+	bz_link_drop_path(l);
 	r = link_send_connect(l);
 	if (r < 0)
 		bz_link_fail(l, r, true);
@@ -894,7 +490,7 @@ void bz_link_not_connected(struct fgw_bluez_link *l, const char *what, const cha
 		link_reopen(l, text);
 		return;
 	}
-	link_drop_path(l);
+	bz_link_drop_path(l);
 	l->await_disconnect = true;
 	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
 	fgw_debug("bluez: link %s: %s: %s, waiting for the disconnect", l->addr, what, text);
@@ -953,10 +549,70 @@ static struct fgw_bluez_link *link_on_path(struct fgw_bluez *b, const char *path
 #define OPENING_AFTER_CONNECT                                                                      \
 	((1u << FGW_BLUEZ_LINK_STATE_RESOLVING) | (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING))
 
+void bz_links_adapter_usage(struct fgw_bluez *b, const char *adapter_path, unsigned *ret_slots,
+			    unsigned *ret_ready, bool *ret_connecting)
+{
+	unsigned slots = 0, ready = 0;
+	bool connecting = false;
+	struct bz_list *pos;
+
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+
+		if (!l->holds_slot || !l->adapter_path ||
+		    strcmp(l->adapter_path, adapter_path) != 0)
+			continue;
+		slots++;
+		ready += l->state == FGW_BLUEZ_LINK_STATE_READY;
+		connecting |= l->state == FGW_BLUEZ_LINK_STATE_CONNECTING;
+	}
+	bz_list_for_each(pos, &b->releases)
+	{
+		struct bz_release *rel = container_of(pos, struct bz_release, node);
+		slots += rel->adapter_path && strcmp(rel->adapter_path, adapter_path) == 0;
+	}
+	if (ret_slots)
+		*ret_slots = slots;
+	if (ret_ready)
+		*ret_ready = ready;
+	if (ret_connecting)
+		*ret_connecting = connecting;
+}
+
+/*
+ * The copy of the link's device to connect through: the best one (bz_device_better) on a
+ * powered adapter with a free slot that is not backing off after a busy answer. NULL when
+ * every adapter that hears it is full: the link waits.
+ */
+static struct bz_device *link_pick(struct fgw_bluez *b, struct fgw_bluez_link *l, uint64_t now)
+{
+	struct bz_device *best = NULL;
+	struct bz_list *pos;
+
+	bz_list_for_each(pos, &b->devices)
+	{
+		struct bz_device *d = container_of(pos, struct bz_device, node);
+		struct bz_adapter *a;
+		unsigned slots;
+
+		if (strcmp(d->addr, l->addr) != 0 || !(a = bz_adapter_used(b, d->adapter)) ||
+		    a->state != FGW_BLUEZ_ADAPTER_STATE_ON || a->busy_until_ms > now)
+			continue;
+		bz_links_adapter_usage(b, a->path, &slots, NULL, NULL);
+		if (slots >= b->opts.max_connections)
+			continue;
+		if (!best || bz_device_better(b, d, best, now))
+			best = d;
+	}
+	return best;
+}
+
 void bz_links_pump(struct fgw_bluez *b)
 {
 	struct bz_list *pos;
 	bool on = b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON;
+	uint64_t now = fgw_now_ms();
 
 again:
 	bz_list_for_each(pos, &b->links)
@@ -984,18 +640,22 @@ again:
 			goto again; /* it may have failed: the list may have changed */
 		}
 	}
-	/* FIFO: b->links is in request order. */
+	/* FIFO: b->links is in request order; each adapter takes one attempt at a time. */
 	bz_list_for_each(pos, &b->links)
 	{
 		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
 		struct bz_device *d;
+		bool connecting = false;
 		int r;
 
-		if (b->active >= b->opts.max_connections)
-			break;
 		if (l->state != FGW_BLUEZ_LINK_STATE_WAITING)
 			continue;
-		d = bz_link_device(l);
+		d = link_pick(b, l, now);
+		if (!d)
+			continue; /* every adapter that hears it is full or backing off */
+		bz_links_adapter_usage(b, d->adapter, NULL, NULL, &connecting);
+		if (connecting)
+			continue;
 		/* A freed link's Disconnect() to the same device would cut the new connection. */
 		if (release_pending(b, d->path))
 			continue;
@@ -1020,7 +680,7 @@ void bz_links_on_device_changed(struct fgw_bluez *b, struct bz_device *d, bool c
 		while ((l = link_on_path(b, d->path, false, OPENING_AFTER_CONNECT)))
 			link_reopen(l, "Connected=false");
 		while ((l = link_on_path(b, d->path, false, 1u << FGW_BLUEZ_LINK_STATE_READY)))
-			link_lost(l, "Connected=false", false);
+			bz_link_lost(l, "Connected=false", false);
 		return;
 	}
 	if (d->services_resolved &&
@@ -1048,23 +708,22 @@ void bz_links_on_char_removed(struct fgw_bluez *b, struct bz_gatt_char *c)
 	while ((l = link_on_path(b, c->path, true,
 				 (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING) |
 				     (1u << FGW_BLUEZ_LINK_STATE_READY))))
-		link_lost(l, "SMP characteristic removed", false);
+		bz_link_lost(l, "SMP characteristic removed", false);
 }
 
 void bz_links_on_adapter_changed(struct fgw_bluez *b)
 {
 	struct bz_list *pos;
 
-	if (b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON) {
-		bz_kick(b);
-		return;
-	}
 again:
 	bz_list_for_each(pos, &b->links)
 	{
 		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		struct bz_adapter *a = bz_adapter_used(b, l->adapter_path);
 
-		if ((1u << l->state) & OPENING_OR_OPEN) {
+		/* Only the links of an adapter that went off or away: the others carry on. */
+		if (((1u << l->state) & OPENING_OR_OPEN) &&
+		    (!a || a->state != FGW_BLUEZ_ADAPTER_STATE_ON)) {
 			bz_link_set_error(l, "adapter lost: %s", b->last_error);
 			bz_link_fail(l, -ENETDOWN, false);
 			goto again;
@@ -1109,9 +768,8 @@ FGW_EXPORT int fgw_bluez_connect(struct fgw_bluez *b, const char *addr,
 	l->rx_cb = rx_cb;
 	l->user_data = user_data;
 	l->write_fd = l->notify_fd = -1;
-	l->mtu = ATT_MTU_MIN;
+	l->mtu = BZ_ATT_MTU_MIN;
 	bz_list_init(&l->txq);
-	bz_list_init(&l->inflight);
 	uv_timer_init(b->loop, &l->timer);
 	l->timer.data = l;
 	l->n_open = 1;
@@ -1129,34 +787,19 @@ FGW_EXPORT struct fgw_bluez_link *fgw_bluez_link_free(struct fgw_bluez_link *l)
 	if (!l || l->freed)
 		return NULL;
 	l->freed = true;
-	link_close_path(l);
+	bz_link_close_path(l);
 	if (l->b) {
 		bz_list_del(&l->node);
 		link_release_slot(l, true);
 		bz_discovery_update(l->b);
 	}
-	uv_close((uv_handle_t *) &l->timer, handle_closed);
+	uv_close((uv_handle_t *) &l->timer, bz_link_handle_closed);
 	return NULL;
 }
 
 FGW_EXPORT enum fgw_bluez_link_state fgw_bluez_link_state(struct fgw_bluez_link *l)
 {
 	return l->state;
-}
-
-FGW_EXPORT unsigned fgw_bluez_link_mtu(struct fgw_bluez_link *l)
-{
-	return l->mtu;
-}
-
-FGW_EXPORT size_t fgw_bluez_link_write_size(struct fgw_bluez_link *l)
-{
-	return FGW_MIN((size_t) l->mtu - 3, (size_t) FGW_BLUEZ_MAX_WRITE);
-}
-
-FGW_EXPORT bool fgw_bluez_link_acquired(struct fgw_bluez_link *l)
-{
-	return l->write_fd >= 0 && l->notify_fd >= 0;
 }
 
 FGW_EXPORT const char *fgw_bluez_link_addr(struct fgw_bluez_link *l)
@@ -1167,6 +810,16 @@ FGW_EXPORT const char *fgw_bluez_link_addr(struct fgw_bluez_link *l)
 FGW_EXPORT const char *fgw_bluez_link_error(struct fgw_bluez_link *l)
 {
 	return l->error;
+}
+
+FGW_EXPORT const char *fgw_bluez_link_adapter(struct fgw_bluez_link *l)
+{
+	const char *slash;
+
+	if (!l->adapter_path)
+		return NULL;
+	slash = strrchr(l->adapter_path, '/');
+	return slash ? slash + 1 : l->adapter_path;
 }
 
 FGW_EXPORT unsigned fgw_bluez_active_links(struct fgw_bluez *b)

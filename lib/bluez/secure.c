@@ -111,11 +111,10 @@ bool bz_link_probe_dropped(struct fgw_bluez_link *l, const char *why)
 static int on_pair_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
 {
 	struct fgw_bluez_link *l = user_data;
-	char text[256];
+	char text[BZ_REPLY_TEXT];
 	int r;
 
-	l->call_slot = sd_bus_slot_unref(l->call_slot);
-	r = bz_reply_error(m, text, sizeof(text));
+	r = bz_link_reply(l, m, NULL, text);
 	if (r == -EEXIST)
 		r = 0; /* a bond was there already (Paired came late): use it */
 	if (r == -ETIMEDOUT) {
@@ -169,15 +168,12 @@ void bz_link_pair_timeout(struct fgw_bluez_link *l)
 static int on_probe_stopped(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
 {
 	struct fgw_bluez_link *l = user_data;
-	char text[256];
+	char text[BZ_REPLY_TEXT];
 	int r;
 
-	l->call_slot = sd_bus_slot_unref(l->call_slot);
-	r = bz_reply_error(m, text, sizeof(text));
-	if (r == -ENOTCONN) {
-		bz_link_not_connected(l, "StopNotify", text);
+	r = bz_link_reply(l, m, "StopNotify", text);
+	if (r > 0)
 		return 0;
-	}
 	if (r < 0) {
 		bz_link_set_error(l, "StopNotify: %s", text);
 		bz_link_fail(l, r, true);
@@ -191,16 +187,13 @@ static int on_probe_started(sd_bus_message *m, void *user_data, sd_bus_error *re
 {
 	struct fgw_bluez_link *l = user_data;
 	struct bz_device *d;
-	char text[256];
+	char text[BZ_REPLY_TEXT];
 	int r;
 
-	l->call_slot = sd_bus_slot_unref(l->call_slot);
 	l->probing = false;
-	r = bz_reply_error(m, text, sizeof(text));
-	if (r == -ENOTCONN) {
-		bz_link_not_connected(l, "StartNotify", text);
+	r = bz_link_reply(l, m, "StartNotify", text);
+	if (r > 0)
 		return 0;
-	}
 	d = bz_link_device(l);
 	if (r == -ETIMEDOUT && d && !d->paired) {
 		/* VM tier, BlueZ 5.66: on an unpaired link to a protected characteristic the

@@ -16,13 +16,21 @@ struct fgw_config {
 	/* [store] */
 	char *db_path;
 	int busy_timeout_ms;
+	int retain_events_days; /* events older than this are pruned, 0 = kept */
+	int retain_events_max;	/* beyond this many events the oldest are pruned, 0 = no cap */
+	int retain_jobs_days;	/* finished jobs of releases no longer in force, 0 = kept */
+	int forget_devices_after_days; /* BLE devices not seen this long, 0 = kept */
 	/* [fleet] */
 	char *fleet_group; /* group given to newly seen devices */
 	char *udp_devices; /* "HOST:PORT ..." devices reached over SMP/UDP */
 	int retry_limit;   /* transient failures before a job fails */
 	int backoff_base_s, backoff_max_s;
-	int reboot_timeout_s;	   /* ceiling for a device to come back after its reset */
-	int progress_flush_s;	   /* upload offsets are persisted at most this often */
+	int reboot_timeout_s;	    /* ceiling for a device to come back after its reset */
+	int progress_flush_s;	    /* upload offsets are persisted at most this often */
+	bool fleet_enrollment_open; /* enrollment = open; false: allowlist */
+	bool require_board_match;   /* skip a device whose board is unknown */
+	int max_unenrolled;	    /* unenrolled devices kept at most */
+	int unenrolled_ttl_s;	   /* an unenrolled device is forgotten this long after last seen */
 	int netcore_version_group; /* SMP group the firmware answers its net core version on, 0 none
 				    */
 	/* [upload] */
@@ -35,19 +43,20 @@ struct fgw_config {
 	int api_port;
 	char *api_token_file; /* bearer token for POSTs; "" = every POST is refused */
 	int api_max_connections;
-	int api_timeout_s; /* idle HTTP connections are closed after this */
+	int api_timeout_s;	 /* idle HTTP connections are closed after this */
 	char *api_allowed_hosts; /* Host names answered besides IP literals and localhost */
 	/* [ble] (lib/bluez: struct fgw_bluez_options) */
 	bool ble_enabled;
-	char *ble_adapter;	   /* "hci0"; "" = the first adapter bluetoothd lists */
+	char *ble_adapters;	   /* "all", "hci0,hci1"; "" = ble_adapter, else the first listed */
+	char *ble_adapter;	   /* deprecated alias of ble_adapters (one adapter) */
 	bool ble_power_on;	   /* keep the adapter powered */
 	bool ble_scan;		   /* discover continuously */
 	bool ble_filter_service;   /* discovery filter on the SMP service UUID */
 	int ble_rssi_threshold;	   /* dBm, 0 = none */
-	int ble_max_connections;   /* links connecting or connected at once */
+	int ble_max_connections;   /* links connecting or connected at once, per adapter */
 	int ble_connect_timeout_s; /* find + connect + resolve + acquire */
 	bool ble_acquire;	   /* AcquireWrite/AcquireNotify when offered */
-	char *ble_name_prefix; /* devices named so are fleet devices even without the SMP UUID */
+	char *ble_name_prefix;	/* devices named so are fleet devices even without the SMP UUID */
 	char *ble_passkey_file; /* product-wide passkey (6 digits); "": none (Just Works) */
 	bool ble_allow_numeric_comparison; /* the agent accepts RequestConfirmation */
 	int ble_pair_timeout_s;		   /* Device1.Pair() */

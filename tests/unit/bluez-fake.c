@@ -600,6 +600,9 @@ static int make_pair(struct fake_bluez *f, struct fake_dev *d, bool write, sd_bu
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 		return reply_error(m, "org.bluez.Error.Failed", "socketpair");
+	if (write && f->write_sndbuf > 0)
+		(void) setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &f->write_sndbuf,
+				  sizeof(f->write_sndbuf));
 	if (write && f->acquire_bad_signature)
 		r = sd_bus_reply_method_return(m, "s", "fd?");
 	else if (!write && f->acquire_notify_no_mtu)
@@ -902,4 +905,14 @@ void fake_set_powered(struct fake_bluez *f, bool on)
 		f->discovering = false;
 	}
 	emit_bool(f, ADAPTER_PATH, BLUEZ_ADAPTER_IFACE, "Powered", on);
+}
+
+void fake_stall_writes(struct fake_dev *d, bool stall)
+{
+	if (!d->wpoll_on)
+		return;
+	if (stall)
+		uv_poll_stop(&d->wpoll);
+	else
+		uv_poll_start(&d->wpoll, UV_READABLE, on_wfd);
 }
