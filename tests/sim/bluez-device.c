@@ -239,9 +239,15 @@ static double smp_ms(const struct sim_ble_dev *x)
 
 static void pair_emit(struct sim_ble_dev *x)
 {
-	if (x->exported)
+	if (!x->exported)
+		return;
+	/* a device met under an RPA now shows its identity address */
+	if (strcmp(x->addr, x->dev->addr))
 		(void) sd_bus_emit_properties_changed(x->b->bus, x->path, IFACE_DEVICE, "Paired",
 						      "Bonded", "Address", NULL);
+	else
+		(void) sd_bus_emit_properties_changed(x->b->bus, x->path, IFACE_DEVICE, "Paired",
+						      "Bonded", NULL);
 }
 
 static void on_paired(void *user_data, int level, const char *err_name, const char *err_msg)

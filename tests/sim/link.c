@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -254,19 +255,18 @@ static unsigned chunk_overhead(unsigned data_len)
 
 /* Steady-state air time per chunk of @pkt bytes with its {"off"} answer, all queued at once:
  * the same packing the running model does. */
-static double air_per_chunk_us(const struct sim_link_params *p, unsigned pkt)
+static double air_per_chunk_us(struct sim_link *l, const struct sim_link_params *p, unsigned pkt)
 {
 	enum { CHUNKS = 24 };
-	static struct sim_link l; /* large ring: not on the stack; callers are single-threaded */
 	uint64_t half = 0, last = 0;
 
-	memset(&l, 0, sizeof(l));
-	sim_link_reset(&l, 0);
+	memset(l, 0, sizeof(*l));
+	sim_link_reset(l, 0);
 	for (unsigned c = 0; c < CHUNKS; c++) {
 		for (unsigned off = 0, frag = p->mtu - 3; off < pkt; off += frag)
-			last = sim_link_pdu(&l, p, SIM_UP, 0, FGW_MIN(frag, pkt - off));
+			last = sim_link_pdu(l, p, SIM_UP, 0, FGW_MIN(frag, pkt - off));
 		/* Response to a chunk: header + {"off": uint32} in an indefinite map = 19 bytes. */
-		sim_link_pdu(&l, p, SIM_DOWN, 0, 19);
+		sim_link_pdu(l, p, SIM_DOWN, 0, 19);
 		if (c == CHUNKS / 2 - 1)
 			half = last;
 	}
@@ -283,8 +283,13 @@ double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, uns
 	 * acknowledgement one interval later, seen after the latency, plus 1 ms. */
 	double t_rsp = ble ? iv / 2 + iv + p->latency_ms * 1000.0 + 1000.0 : 0;
 
+	struct sim_link *scratch; /* its ring is too large for the stack */
+
 	(void) buf_count;
 	if (sim_link_event_exchanges(p) == 0)
+		return 0;
+	scratch = malloc(sizeof(*scratch));
+	if (!scratch)
 		return 0;
 	for (unsigned pkt = 64; pkt <= buf_size; pkt++) {
 		unsigned data = (pkt - chunk_overhead(pkt)) & ~3u; /* 4-byte aligned chunks */
@@ -292,7 +297,7 @@ double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, uns
 
 		if (data == 0)
 			continue;
-		t_air = air_per_chunk_us(p, pkt);
+		t_air = air_per_chunk_us(scratch, p, pkt);
 		t_dev = p->proc_us + data * p->write_us + t_rsp;
 		t = FGW_MAX(t_air, t_dev);
 		if ((double) data / t > best) {
@@ -300,6 +305,7 @@ double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, uns
 			best_chunk = data;
 		}
 	}
+	free(scratch);
 	if (ret_chunk)
 		*ret_chunk = best_chunk;
 	return best * 1e6;

@@ -335,7 +335,8 @@ def t_bluez_restart(ctx):
     import signal
     img = ctx.mkimage(size=6000)
     sha = smpc.hashlib.sha256(img).digest()
-    with simctl.Bus() as bus, start(ctx, bus, 1, ["--bluez-restart-ms", "400"]) as sim:
+    # 1.5 s away: long enough for busctl polls on a loaded host to see the gap
+    with simctl.Bus() as bus, start(ctx, bus, 1, ["--bluez-restart-ms", "1500"]) as sim:
         def owned():
             return busctl(bus, "call", "org.freedesktop.DBus", "/org/freedesktop/DBus",
                           "org.freedesktop.DBus", "NameHasOwner", "s",
