@@ -49,6 +49,7 @@ struct api_response {
 
 enum api_route {
 	API_ROUTE_HEALTH,
+	API_ROUTE_ADAPTERS,
 	API_ROUTE_DEVICES,
 	API_ROUTE_DEVICE,
 	API_ROUTE_DEVICE_RETRY,
@@ -145,6 +146,8 @@ void api_handle_resume(struct fgw_api *api, const struct api_request *req,
 void api_handle_retry(struct fgw_api *api, const char *address, const struct api_request *req,
 		      struct api_response *resp);
 void api_handle_metrics(struct fgw_api *api, struct api_response *resp);
+/* handlers-adapters.c: GET /v1/adapters. */
+void api_handle_adapters(struct fgw_api *api, struct api_response *resp);
 /* images.c: "images" of @release_id into release object @o, when the fleet knows them. */
 int api_release_images_json(struct fgw_api *api, struct cJSON *o, const char *release_id);
 /* events.c: GET /v1/events. */
