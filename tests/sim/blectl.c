@@ -5,6 +5,7 @@
  * or acquired fds across steps, which one-shot busctl calls cannot.
  *
  * Commands:
+ *   adapter hciN                     later commands go to this adapter (default hci0)
  *   start-discovery | stop-discovery
  *   filter clear | filter pattern=P | filter rssi=N | filter uuid=U
  *   wait-devices N TIMEOUT_MS        until N Device1 objects exist ("ok N ELAPSED_MS")
@@ -92,18 +93,24 @@ static void add_event(const char *fmt, ...)
 	events[events_len] = '\0';
 }
 
+/* The adapter the commands go to ("adapter hciN" switches; devices are per adapter in BlueZ). */
+static char adapter_path[32] = "/org/bluez/hci0";
+
 static struct peer *peer_find(const char *addr, bool create)
 {
+	char path[sizeof(peers[0].path)];
+
+	snprintf(path, sizeof(path), "%s/dev_%.2s_%.2s_%.2s_%.2s_%.2s_%.2s", adapter_path, addr,
+		 addr + 3, addr + 6, addr + 9, addr + 12, addr + 15);
 	for (unsigned i = 0; i < n_peers; i++)
-		if (!strcasecmp(peers[i].addr, addr))
+		if (!strcasecmp(peers[i].path, path))
 			return &peers[i];
 	if (!create || n_peers == MAX_PEERS)
 		return NULL;
 	struct peer *p = &peers[n_peers++];
 	memset(p, 0, sizeof(*p));
 	snprintf(p->addr, sizeof(p->addr), "%s", addr);
-	snprintf(p->path, sizeof(p->path), "/org/bluez/hci0/dev_%.2s_%.2s_%.2s_%.2s_%.2s_%.2s",
-		 addr, addr + 3, addr + 6, addr + 9, addr + 12, addr + 15);
+	snprintf(p->path, sizeof(p->path), "%s", path);
 	p->wfd = p->nfd = -1;
 	return p;
 }
@@ -282,7 +289,9 @@ static int count_devices(bool *has, const char *want_path)
 		while (sd_bus_message_enter_container(reply, 'e', "sa{sv}") > 0) {
 			const char *iface;
 			sd_bus_message_read(reply, "s", &iface);
-			if (!strcmp(iface, "org.bluez.Device1")) {
+			if (!strcmp(iface, "org.bluez.Device1") &&
+			    !strncmp(path, adapter_path, strlen(adapter_path)) &&
+			    path[strlen(adapter_path)] == '/') {
 				n++;
 				if (has && want_path && !strcmp(path, want_path))
 					*has = true;
@@ -436,11 +445,14 @@ int main(void)
 		if (n < 1)
 			continue;
 		pump(0);
-		if (!strcmp(cmd, "quit")) {
+		if (!strcmp(cmd, "adapter")) {
+			snprintf(adapter_path, sizeof(adapter_path), "/org/bluez/%s", a1);
+			printf("ok\n");
+		} else if (!strcmp(cmd, "quit")) {
 			printf("ok\n");
 			break;
 		} else if (!strcmp(cmd, "start-discovery") || !strcmp(cmd, "stop-discovery")) {
-			if (call0("/org/bluez/hci0", "org.bluez.Adapter1",
+			if (call0(adapter_path, "org.bluez.Adapter1",
 				  cmd[1] == 't' && cmd[2] == 'a' ? "StartDiscovery"
 								 : "StopDiscovery",
 				  5000000) >= 0)
@@ -448,26 +460,26 @@ int main(void)
 		} else if (!strcmp(cmd, "filter")) {
 			sd_bus_error e = SD_BUS_ERROR_NULL;
 			if (!strcmp(a1, "clear"))
-				r = sd_bus_call_method(bus, "org.bluez", "/org/bluez/hci0",
+				r = sd_bus_call_method(bus, "org.bluez", adapter_path,
 						       "org.bluez.Adapter1", "SetDiscoveryFilter",
 						       &e, NULL, "a{sv}", 0);
 			else if (!strncmp(a1, "pattern=", 8))
-				r = sd_bus_call_method(bus, "org.bluez", "/org/bluez/hci0",
+				r = sd_bus_call_method(bus, "org.bluez", adapter_path,
 						       "org.bluez.Adapter1", "SetDiscoveryFilter",
 						       &e, NULL, "a{sv}", 1, "Pattern", "s",
 						       a1 + 8);
 			else if (!strncmp(a1, "rssi=", 5))
-				r = sd_bus_call_method(bus, "org.bluez", "/org/bluez/hci0",
+				r = sd_bus_call_method(bus, "org.bluez", adapter_path,
 						       "org.bluez.Adapter1", "SetDiscoveryFilter",
 						       &e, NULL, "a{sv}", 1, "RSSI", "n",
 						       (int16_t) atoi(a1 + 5));
 			else if (!strncmp(a1, "uuid=", 5))
-				r = sd_bus_call_method(bus, "org.bluez", "/org/bluez/hci0",
+				r = sd_bus_call_method(bus, "org.bluez", adapter_path,
 						       "org.bluez.Adapter1", "SetDiscoveryFilter",
 						       &e, NULL, "a{sv}", 1, "UUIDs", "as", 1,
 						       a1 + 5);
 			else if (!strncmp(a1, "bogus=", 6))
-				r = sd_bus_call_method(bus, "org.bluez", "/org/bluez/hci0",
+				r = sd_bus_call_method(bus, "org.bluez", adapter_path,
 						       "org.bluez.Adapter1", "SetDiscoveryFilter",
 						       &e, NULL, "a{sv}", 1, "Bogus", "s", "x");
 			else
@@ -511,9 +523,8 @@ int main(void)
 		} else if (!strcmp(cmd, "remove")) {
 			struct peer *p = peer_find(a1, true);
 			sd_bus_error e = SD_BUS_ERROR_NULL;
-			r = sd_bus_call_method(bus, "org.bluez", "/org/bluez/hci0",
-					       "org.bluez.Adapter1", "RemoveDevice", &e, NULL, "o",
-					       p->path);
+			r = sd_bus_call_method(bus, "org.bluez", adapter_path, "org.bluez.Adapter1",
+					       "RemoveDevice", &e, NULL, "o", p->path);
 			if (r < 0)
 				reply_err(&e, r);
 			else

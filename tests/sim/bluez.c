@@ -4,9 +4,6 @@
  * protocol-notes §8): ObjectManager at /, Adapter1 at /org/bluez/hci0, a Device1 per simulated
  * device once discovered, and after connection the SMP GattService1/GattCharacteristic1 (plus the
  * CCC descriptor) with WriteValue/StartNotify and AcquireWrite/AcquireNotify (SOCK_SEQPACKET).
- *
- * sd-bus runs inside libuv: the bus fd in a uv_poll, sd_bus_get_events()/get_timeout() applied
- * in a uv_prepare before every loop iteration, sd_bus_process() until it has nothing left.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,13 +16,12 @@
 
 #include "sim.h"
 
-#define ADAPTER_PATH "/org/bluez/hci0"
-#define ADAPTER_ADDR "00:AA:01:00:00:00"
 #define IFACE_ADAPTER "org.bluez.Adapter1"
 #define IFACE_DEVICE "org.bluez.Device1"
 #define IFACE_SERVICE "org.bluez.GattService1"
 #define IFACE_CHAR "org.bluez.GattCharacteristic1"
 #define IFACE_DESC "org.bluez.GattDescriptor1"
+#define IFACE_SIMCTL "org.fotagw.SimControl1"
 #define SMP_SVC_UUID "8d53dc1d-1db7-4cd3-868b-8a527460aa84"
 #define SMP_CHR_UUID "da2e7828-fbce-4e01-ae9e-261174997c48"
 #define CCC_UUID "00002902-0000-1000-8000-00805f9b34fb"
@@ -52,10 +48,16 @@ struct notify_client {
 	char sender[64];
 };
 
+struct sim_adapter;
+
+/* One device as one adapter sees it (BlueZ: a Device1 object under that adapter). */
 struct sim_ble_dev {
 	struct sim_bluez *b;
+	struct sim_adapter *ad;
 	struct sim_device *dev;
 	char path[64], svc_path[80], chr_path[96], desc_path[112];
+	char addr[18]; /* the address it was discovered at (an RPA with rpa_rotate_s) */
+	struct sim_ble_dev *next_retired; /* an old RPA's object, left to TemporaryTimeout */
 	bool exported, gatt_exported;
 	sd_bus_slot *dev_slot, *svc_slot, *chr_slot, *desc_slot;
 	enum conn_state conn;
@@ -68,6 +70,8 @@ struct sim_ble_dev {
 	uv_timer_t timer;
 	int step;
 	sd_bus_message *pending_connect;
+	struct sim_ble_dev
+	    *next_attempt; /* queued behind the adapter's one LE connection attempt */
 	sd_bus_message *pending_disconnect[8]; /* 5.66 queues every Disconnect until the drop */
 	struct acq_pending *acq_notify;	       /* AcquireNotify waiting for its CCC write */
 	bool notify_wedged; /* bluetoothd 5.66's stale notify_io: "Notify acquired" for good */
@@ -106,34 +110,48 @@ struct disc_client {
 	char pattern[64];
 };
 
-struct sim_bluez {
-	struct sim *sim;
-	sd_bus *bus;
-	uv_poll_t poll;
-	uv_timer_t bus_timer, scan_timer;
-	uv_prepare_t prepare;
-	int poll_events;
-	bool poll_on;
-	sd_bus_slot *om_slot, *adapter_slot, *match_slot, *name_slot;
-	struct sim_agents *agents;
+/* One controller: hciN's Adapter1, its discovery sessions, links and radio. */
+struct sim_adapter {
+	struct sim_bluez *b;
+	unsigned idx;
+	char path[32], addr[18];
+	sd_bus_slot *slot;
+	bool removed; /* unplugged at run time (SimControl1.RemoveAdapter) */
 	int powered, discoverable, pairable;
 	char alias[64];
 	struct disc_client *clients;
-	unsigned n_conn;
-	unsigned n_closing;
-	bool dead;
+	unsigned n_conn;		/* links up, and the attempt on the air */
+	struct sim_radio radio;		/* the controller's airtime, shared by its links */
+	struct sim_ble_dev *attempt;	/* the one LE Create Connection outstanding */
+	struct sim_ble_dev *attempts_q; /* Connect() calls the kernel keeps pending (FIFO) */
+	struct sim_ble_dev *retired;	/* objects of addresses the devices no longer use */
 };
 
-static void bus_kick(struct sim_bluez *b);
+struct sim_bluez {
+	struct sim *sim;
+	sd_bus *bus;
+	struct sim_busloop bl;
+	uv_timer_t scan_timer;
+	sd_bus_slot *om_slot, *match_slot, *name_slot, *ctl_slot;
+	struct sim_agents *agents;
+	struct sim_adapter ads[SIM_MAX_ADAPTERS];
+	unsigned n_ads;
+	unsigned n_closing;
+};
+
+static void bus_kick(struct sim_bluez *b)
+{
+	sim_busloop_kick(&b->bl);
+}
 
 /* ---- small helpers ------------------------------------------------------------------------------
  */
 
-static struct sim_ble_dev *ble_of(struct sim_bluez *b, struct sim_device *d);
+static struct sim_ble_dev *ble_of(struct sim_adapter *ad, struct sim_device *d);
 
-static bool any_discovering(const struct sim_bluez *b)
+static bool any_discovering(const struct sim_adapter *ad)
 {
-	for (const struct disc_client *c = b->clients; c; c = c->next)
+	for (const struct disc_client *c = ad->clients; c; c = c->next)
 		if (c->active)
 			return true;
 	return false;
@@ -155,10 +173,10 @@ static void ble_step_at(struct sim_ble_dev *x, int step, double ms);
 static int adapter_get(sd_bus *bus, const char *path, const char *iface, const char *prop,
 		       sd_bus_message *reply, void *userdata, sd_bus_error *err)
 {
-	struct sim_bluez *b = userdata;
+	struct sim_adapter *b = userdata;
 
 	if (!strcmp(prop, "Address"))
-		return sd_bus_message_append(reply, "s", ADAPTER_ADDR);
+		return sd_bus_message_append(reply, "s", b->addr);
 	if (!strcmp(prop, "AddressType"))
 		return sd_bus_message_append(reply, "s", "public");
 	if (!strcmp(prop, "Name"))
@@ -193,7 +211,7 @@ static void ble_disconnect_now(struct sim_ble_dev *x, const char *why);
 static int adapter_set(sd_bus *bus, const char *path, const char *iface, const char *prop,
 		       sd_bus_message *value, void *userdata, sd_bus_error *err)
 {
-	struct sim_bluez *b = userdata;
+	struct sim_adapter *b = userdata;
 	const char *s;
 	int v, r;
 
@@ -210,14 +228,14 @@ static int adapter_set(sd_bus *bus, const char *path, const char *iface, const c
 	if (!strcmp(prop, "Powered")) {
 		if (b->powered && !v) {
 			/* powering off drops every connection and every discovery session */
-			for (unsigned i = 0; i < b->sim->n_devs; i++) {
-				struct sim_ble_dev *x = b->sim->devs[i].ble;
+			for (unsigned i = 0; i < b->b->sim->n_devs; i++) {
+				struct sim_ble_dev *x = b->b->sim->devs[i].ble[b->idx];
 				if (x && x->conn != CONN_NONE)
 					ble_disconnect_now(x, "adapter powered off");
 			}
 			for (struct disc_client *c = b->clients; c; c = c->next)
 				c->active = false;
-			emit(b, ADAPTER_PATH, IFACE_ADAPTER, "Discovering");
+			emit(b->b, b->path, IFACE_ADAPTER, "Discovering");
 		}
 		b->powered = v;
 	} else if (!strcmp(prop, "Discoverable")) {
@@ -228,7 +246,7 @@ static int adapter_set(sd_bus *bus, const char *path, const char *iface, const c
 	return 1;
 }
 
-static struct disc_client *client_find(struct sim_bluez *b, const char *sender, bool create)
+static struct disc_client *client_find(struct sim_adapter *b, const char *sender, bool create)
 {
 	struct disc_client *c;
 
@@ -246,7 +264,7 @@ static struct disc_client *client_find(struct sim_bluez *b, const char *sender, 
 	return c;
 }
 
-static void client_drop(struct sim_bluez *b, struct disc_client *gone)
+static void client_drop(struct sim_adapter *b, struct disc_client *gone)
 {
 	for (struct disc_client **p = &b->clients; *p; p = &(*p)->next)
 		if (*p == gone) {
@@ -258,7 +276,7 @@ static void client_drop(struct sim_bluez *b, struct disc_client *gone)
 
 static int m_start_discovery(sd_bus_message *m, void *userdata, sd_bus_error *err)
 {
-	struct sim_bluez *b = userdata;
+	struct sim_adapter *b = userdata;
 	struct disc_client *c;
 	bool was = any_discovering(b);
 
@@ -273,11 +291,11 @@ static int m_start_discovery(sd_bus_message *m, void *userdata, sd_bus_error *er
 						  "Operation already in progress");
 	c->active = true;
 	if (!was) {
-		emit(b, ADAPTER_PATH, IFACE_ADAPTER, "Discovering");
+		emit(b->b, b->path, IFACE_ADAPTER, "Discovering");
 		/* what advertises is reported within an advertising interval or so */
-		for (unsigned i = 0; i < b->sim->n_devs; i++) {
-			struct sim_device *d = &b->sim->devs[i];
-			struct sim_ble_dev *x = ble_of(b, d);
+		for (unsigned i = 0; i < b->b->sim->n_devs; i++) {
+			struct sim_device *d = &b->b->sim->devs[i];
+			struct sim_ble_dev *x = sim_device_hears(d, b->idx) ? ble_of(b, d) : NULL;
 			if (x)
 				x->next_adv_us =
 				    sim_now_us() + (uint64_t) (sim_device_rand(d) * 500000.0);
@@ -288,7 +306,7 @@ static int m_start_discovery(sd_bus_message *m, void *userdata, sd_bus_error *er
 
 static int m_stop_discovery(sd_bus_message *m, void *userdata, sd_bus_error *err)
 {
-	struct sim_bluez *b = userdata;
+	struct sim_adapter *b = userdata;
 	struct disc_client *c = client_find(b, sd_bus_message_get_sender(m), false);
 
 	if (!b->powered)
@@ -301,7 +319,7 @@ static int m_stop_discovery(sd_bus_message *m, void *userdata, sd_bus_error *err
 	if (!c->has_filter)
 		client_drop(b, c);
 	if (!any_discovering(b))
-		emit(b, ADAPTER_PATH, IFACE_ADAPTER, "Discovering");
+		emit(b->b, b->path, IFACE_ADAPTER, "Discovering");
 	return sd_bus_reply_method_return(m, NULL);
 }
 
@@ -313,7 +331,7 @@ static int invalid_args(sd_bus_message *m)
 
 static int m_set_discovery_filter(sd_bus_message *m, void *userdata, sd_bus_error *err)
 {
-	struct sim_bluez *b = userdata;
+	struct sim_adapter *b = userdata;
 	struct disc_client f = {}, *c;
 	bool has_pathloss = false;
 	int r;
@@ -396,13 +414,13 @@ static void ble_unexport(struct sim_ble_dev *x);
 
 static int m_remove_device(sd_bus_message *m, void *userdata, sd_bus_error *err)
 {
-	struct sim_bluez *b = userdata;
+	struct sim_adapter *b = userdata;
 	const char *path;
 
 	if (sd_bus_message_read(m, "o", &path) < 0)
 		return invalid_args(m);
-	for (unsigned i = 0; i < b->sim->n_devs; i++) {
-		struct sim_ble_dev *x = b->sim->devs[i].ble;
+	for (unsigned i = 0; i < b->b->sim->n_devs; i++) {
+		struct sim_ble_dev *x = b->b->sim->devs[i].ble[b->idx];
 		if (x && x->exported && !strcmp(x->path, path)) {
 			if (x->conn != CONN_NONE)
 				ble_disconnect_now(x, "device removed");
@@ -460,8 +478,9 @@ static int device_get(sd_bus *bus, const char *path, const char *iface, const ch
 	struct sim_ble_dev *x = userdata;
 	struct sim_device *d = x->dev;
 
+	/* Once bonded, BlueZ knows the IRK and shows the identity address (the path stays). */
 	if (!strcmp(prop, "Address"))
-		return sd_bus_message_append(reply, "s", d->addr);
+		return sd_bus_message_append(reply, "s", x->paired ? d->addr : x->addr);
 	if (!strcmp(prop, "AddressType"))
 		return sd_bus_message_append(reply, "s",
 					     "random"); /* C0:… is a static random address */
@@ -495,7 +514,7 @@ static int device_get(sd_bus *bus, const char *path, const char *iface, const ch
 		return sd_bus_message_append(reply, "as", 0);
 	}
 	if (!strcmp(prop, "Adapter"))
-		return sd_bus_message_append(reply, "o", ADAPTER_PATH);
+		return sd_bus_message_append(reply, "o", x->ad->path);
 	if (!strcmp(prop, "ServicesResolved"))
 		return sd_bus_message_append(reply, "b", x->services_resolved);
 	if (!strcmp(prop, "AdvertisingFlags"))
@@ -529,10 +548,87 @@ static int device_set(sd_bus *bus, const char *path, const char *iface, const ch
 	return 1;
 }
 
+/*
+ * One LE connection attempt at a time per controller. bluetoothd 5.66 device_connect_le() opens
+ * an ATT socket; the kernel's l2cap_chan_connect() on a central that does not advertise calls
+ * hci_connect_le_scan(), which only adds the device to the pending LE connections: the second
+ * Connect() is not refused (hci_connect_le()'s -EBUSY is for an advertising adapter), it waits
+ * until the kernel's single LE Create Connection is done. So attempts queue here, in order.
+ */
+/* The device answers a connection request: it advertises (up, in range of this adapter) and has
+ * no link through another adapter (the NCS sample stops advertising once connected). */
+static bool dev_connectable(const struct sim_ble_dev *x)
+{
+	const struct sim_device *d = x->dev;
+
+	if (!sim_device_reachable(d) || !sim_device_hears(d, x->ad->idx) || d->ble[x->ad->idx] != x)
+		return false;
+	for (unsigned k = 0; k < SIM_MAX_ADAPTERS; k++)
+		if (d->ble[k] && d->ble[k] != x && d->ble[k]->conn != CONN_NONE &&
+		    d->ble[k]->conn != CONN_CONNECTING)
+			return false;
+	return true;
+}
+
+static void attempt_start(struct sim_adapter *b, struct sim_ble_dev *x)
+{
+	b->attempt = x;
+	if (b->n_conn >= b->b->sim->opt.max_connections) {
+		/* The controller refuses the new link: LE Connection Complete with 0x0d
+		 * (Connection Rejected due to Limited Resources); the kernel's bt_to_errno() makes
+		 * that ECONNREFUSED and bluetoothd's btd_error_le_errno() "le-connection-refused".
+		 */
+		ble_step_at(x, STEP_LIMIT_FAIL, 2 * x->dev->cfg.link.interval_ms + 20);
+		return;
+	}
+	b->n_conn++;
+	fgw_debug("%s: connecting through %s", x->dev->name, b->path);
+	if (dev_connectable(x))
+		ble_step_at(x, STEP_ESTABLISH, 2 * x->dev->cfg.link.interval_ms + 20);
+	else
+		ble_step_at(x, STEP_CONNECT_TIMEOUT, b->b->sim->opt.connect_timeout_ms);
+}
+
+static void attempt_queue(struct sim_adapter *b, struct sim_ble_dev *x)
+{
+	struct sim_ble_dev **p = &b->attempts_q;
+
+	if (!b->attempt) {
+		attempt_start(b, x);
+		return;
+	}
+	fgw_notice("event: ble-connect-queued, device: %s, behind: %s", x->dev->name,
+		   b->attempt->dev->name);
+	while (*p)
+		p = &(*p)->next_attempt;
+	x->next_attempt = NULL;
+	*p = x;
+}
+
+/* @x's attempt ended (link up, failed, cancelled) or it left the queue. */
+static void attempt_done(struct sim_adapter *b, struct sim_ble_dev *x)
+{
+	for (struct sim_ble_dev **p = &b->attempts_q; *p; p = &(*p)->next_attempt)
+		if (*p == x) {
+			*p = x->next_attempt;
+			x->next_attempt = NULL;
+			break;
+		}
+	if (b->attempt != x)
+		return;
+	b->attempt = NULL;
+	if (b->attempts_q) {
+		struct sim_ble_dev *next = b->attempts_q;
+		b->attempts_q = next->next_attempt;
+		next->next_attempt = NULL;
+		attempt_start(b, next);
+	}
+}
+
 static int m_connect(sd_bus_message *m, void *userdata, sd_bus_error *err)
 {
 	struct sim_ble_dev *x = userdata;
-	struct sim_bluez *b = x->b;
+	struct sim_adapter *b = x->ad;
 
 	if (!b->powered)
 		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NotReady",
@@ -556,19 +652,8 @@ static int m_connect(sd_bus_message *m, void *userdata, sd_bus_error *err)
 		break;
 	}
 	x->pending_connect = sd_bus_message_ref(m);
-	if (b->n_conn >= b->sim->opt.max_connections) {
-		/* The controller refuses LE Create Connection beyond its limit; BlueZ reports it as
-		 * a locally aborted connection attempt. */
-		ble_step_at(x, STEP_LIMIT_FAIL, 20);
-		return 1;
-	}
-	b->n_conn++;
 	x->conn = CONN_CONNECTING;
-	fgw_debug("%s: connecting", x->dev->name);
-	if (sim_device_reachable(x->dev))
-		ble_step_at(x, STEP_ESTABLISH, 2 * x->dev->cfg.link.interval_ms + 20);
-	else
-		ble_step_at(x, STEP_CONNECT_TIMEOUT, b->sim->opt.connect_timeout_ms);
+	attempt_queue(b, x);
 	return 1;
 }
 
@@ -616,7 +701,7 @@ static void pair_emit(struct sim_ble_dev *x)
 {
 	if (x->exported)
 		(void) sd_bus_emit_properties_changed(x->b->bus, x->path, IFACE_DEVICE, "Paired",
-						      "Bonded", NULL);
+						      "Bonded", "Address", NULL);
 }
 
 static void on_paired(void *user_data, int level, const char *err_name, const char *err_msg)
@@ -1270,27 +1355,30 @@ static const sd_bus_vtable desc_vtable[] = {
 /* ---- object lifetime
  * ----------------------------------------------------------------------------- */
 
-static struct sim_ble_dev *ble_of(struct sim_bluez *b, struct sim_device *d)
+static struct sim_ble_dev *ble_of(struct sim_adapter *ad, struct sim_device *d)
 {
-	struct sim_ble_dev *x = d->ble;
+	struct sim_bluez *b = ad->b;
+	struct sim_ble_dev *x = d->ble[ad->idx];
 
-	if (x)
+	if (x || ad->removed)
 		return x;
 	x = calloc(1, sizeof(*x));
 	if (!x)
 		return NULL;
 	x->b = b;
+	x->ad = ad;
 	x->dev = d;
 	x->write_fd = x->notify_fd = -1;
-	x->rssi = (int16_t) d->cfg.rssi;
+	x->rssi = (int16_t) sim_device_rssi(d, ad->idx);
 	x->mtu = 23;
-	snprintf(x->path, sizeof(x->path), ADAPTER_PATH "/dev_%.2s_%.2s_%.2s_%.2s_%.2s_%.2s",
-		 d->addr, d->addr + 3, d->addr + 6, d->addr + 9, d->addr + 12, d->addr + 15);
+	sim_device_adv_addr(d, sim_now_us(), x->addr);
+	snprintf(x->path, sizeof(x->path), "%s/dev_%.2s_%.2s_%.2s_%.2s_%.2s_%.2s", ad->path,
+		 x->addr, x->addr + 3, x->addr + 6, x->addr + 9, x->addr + 12, x->addr + 15);
 	snprintf(x->svc_path, sizeof(x->svc_path), "%s/service0010", x->path);
 	snprintf(x->chr_path, sizeof(x->chr_path), "%s/char0011", x->svc_path);
 	snprintf(x->desc_path, sizeof(x->desc_path), "%s/desc0013", x->chr_path);
 	uv_timer_init(b->sim->loop, &x->timer);
-	d->ble = x;
+	d->ble[ad->idx] = x;
 	return x;
 }
 
@@ -1386,6 +1474,7 @@ static void reply_pending_connect(struct sim_ble_dev *x, const char *error, cons
 static void ble_disconnect_now(struct sim_ble_dev *x, const char *why)
 {
 	struct sim_bluez *b = x->b;
+	struct sim_adapter *ad = x->ad;
 	bool was_connected = x->conn == CONN_CONNECTED || x->conn == CONN_DISCONNECTING;
 
 	if (x->conn == CONN_NONE)
@@ -1393,8 +1482,11 @@ static void ble_disconnect_now(struct sim_ble_dev *x, const char *why)
 	fgw_notice("event: ble-disconnected, device: %s, reason: '%s'", x->dev->name, why);
 	uv_timer_stop(&x->timer);
 	x->step = STEP_NONE;
-	if (b->n_conn > 0)
-		b->n_conn--;
+	/* a queued attempt never counted as a link */
+	if ((was_connected || ad->attempt == x) && ad->n_conn > 0)
+		ad->n_conn--;
+	attempt_done(ad, x);
+	sim_radio_leave(&x->dev->link);
 	x->conn = CONN_NONE;
 	x->link_sec = 0;
 	acq_link_lost(x);
@@ -1434,7 +1526,9 @@ static void ble_step_cb(uv_timer_t *t)
 	case STEP_LIMIT_FAIL:
 		fgw_notice("event: ble-connect-refused, device: %s, reason: 'connection limit %u'",
 			   x->dev->name, b->sim->opt.max_connections);
-		reply_pending_connect(x, "org.bluez.Error.Failed", "le-connection-abort-by-local");
+		x->conn = CONN_NONE;
+		attempt_done(x->ad, x);
+		reply_pending_connect(x, "org.bluez.Error.Failed", "le-connection-refused");
 		break;
 	case STEP_CONNECT_TIMEOUT:
 		fgw_notice("event: ble-connect-failed, device: %s, reason: 'no answer'",
@@ -1442,7 +1536,7 @@ static void ble_step_cb(uv_timer_t *t)
 		ble_disconnect_now(x, "connection attempt timed out");
 		break;
 	case STEP_ESTABLISH:
-		if (!sim_device_reachable(x->dev)) {
+		if (!dev_connectable(x)) {
 			ble_step_at(x, STEP_CONNECT_TIMEOUT, b->sim->opt.connect_timeout_ms);
 			break;
 		}
@@ -1462,6 +1556,10 @@ static void ble_step_cb(uv_timer_t *t)
 		}
 		x->link_sec = x->paired ? x->bond_level : 0;
 		sim_link_reset(&x->dev->link, sim_now_us());
+		/* LE Connection Complete: the attempt is over, the link takes its share */
+		attempt_done(x->ad, x);
+		if (sim_radio_join(&x->ad->radio, &x->dev->link) < 0)
+			fgw_warning("%s: more links than the radio model holds", x->dev->name);
 		sim_device_rx_reset(x->dev);
 		ble_export(x);
 		/* As measured with bluetoothd 5.66 (docs/simulator.md): Connected=true is signalled
@@ -1469,7 +1567,8 @@ static void ble_step_cb(uv_timer_t *t)
 		 * harness once saw no Connected=true signal at all: clients must not wait for it.)
 		 */
 		emit(b, x->path, IFACE_DEVICE, "Connected");
-		fgw_notice("event: ble-connected, device: %s, mtu: %u", x->dev->name, x->mtu);
+		fgw_notice("event: ble-connected, device: %s, adapter: %s, mtu: %u", x->dev->name,
+			   x->ad->path + 11, x->mtu);
 		/* GATT discovery: a few connection events */
 		ble_step_at(x, STEP_RESOLVE, 6 * x->dev->cfg.link.interval_ms + 30);
 		break;
@@ -1504,36 +1603,56 @@ static void ble_step_at(struct sim_ble_dev *x, int step, double ms)
 
 void sim_bluez_device_link_lost(struct sim_bluez *b, struct sim_device *d)
 {
-	struct sim_ble_dev *x = d->ble;
+	for (unsigned k = 0; k < b->n_ads; k++) {
+		struct sim_ble_dev *x = d->ble[k];
 
-	if (!x || x->conn != CONN_CONNECTED)
-		return;
-	/* The central notices only when the supervision timeout expires. */
-	ble_step_at(x, STEP_LINK_DROP, d->cfg.link.supervision_ms);
+		if (!x || x->conn != CONN_CONNECTED)
+			continue;
+		/* The central notices only when the supervision timeout expires. */
+		ble_step_at(x, STEP_LINK_DROP, d->cfg.link.supervision_ms);
+	}
 }
 
 void sim_bluez_device_advertising(struct sim_bluez *b, struct sim_device *d)
 {
-	struct sim_ble_dev *bx = d->ble;
-
 	/* bond_lost: this boot comes up without the bonds (a reflash, a factory reset) */
-	if (bx && bx->dev_bonded && d->cfg.bond_lost) {
-		fgw_notice("event: bond-lost, device: %s", d->name);
-		bx->dev_bonded = false;
-		d->cfg.bond_lost = false;
+	for (unsigned k = 0; k < b->n_ads; k++) {
+		struct sim_ble_dev *bx = d->ble[k];
+		if (bx && bx->dev_bonded && d->cfg.bond_lost) {
+			fgw_notice("event: bond-lost, device: %s", d->name);
+			for (unsigned j = 0; j < b->n_ads; j++)
+				if (d->ble[j])
+					d->ble[j]->dev_bonded = false;
+			d->cfg.bond_lost = false;
+		}
 	}
-	struct sim_ble_dev *x = ble_of(b, d);
+	for (unsigned k = 0; k < b->n_ads; k++) {
+		struct sim_ble_dev *x;
 
-	if (!x)
-		return;
-	x->next_adv_us = sim_now_us();
-	if (x->conn == CONN_CONNECTING)
-		ble_step_at(x, STEP_ESTABLISH, 2 * d->cfg.link.interval_ms + 20);
+		if (b->ads[k].removed || !sim_device_hears(d, k))
+			continue;
+		x = ble_of(&b->ads[k], d);
+		if (!x)
+			continue;
+		x->next_adv_us = sim_now_us();
+		if (x->conn == CONN_CONNECTING && x->ad->attempt == x &&
+		    x->step == STEP_CONNECT_TIMEOUT)
+			ble_step_at(x, STEP_ESTABLISH, 2 * d->cfg.link.interval_ms + 20);
+	}
+}
+
+/* The device's link: the Device1 of the adapter it is connected through. */
+static struct sim_ble_dev *ble_linked(struct sim_bluez *b, struct sim_device *d)
+{
+	for (unsigned k = 0; k < b->n_ads; k++)
+		if (d->ble[k] && d->ble[k]->conn != CONN_NONE && d->ble[k]->conn != CONN_CONNECTING)
+			return d->ble[k];
+	return NULL;
 }
 
 bool sim_bluez_notify(struct sim_bluez *b, struct sim_device *d, const uint8_t *buf, size_t len)
 {
-	struct sim_ble_dev *x = d->ble;
+	struct sim_ble_dev *x = ble_linked(b, d);
 	size_t frag, off = 0;
 
 	if (!x || !gatt_usable(x) || !notifying(x))
@@ -1569,7 +1688,7 @@ static bool filter_match(const struct disc_client *c, const struct sim_ble_dev *
 	 * a threshold, a report whose RSSI is invalid (127) is dropped as well. */
 	if (c->has_rssi && (x->rssi == 127 || x->rssi < c->rssi))
 		return false;
-	if (c->pattern[0] && strncasecmp(d->addr, c->pattern, strlen(c->pattern)) != 0 &&
+	if (c->pattern[0] && strncasecmp(x->addr, c->pattern, strlen(c->pattern)) != 0 &&
 	    strncmp(d->adv_name, c->pattern, strlen(c->pattern)) != 0)
 		return false;
 	if (c->n_uuids) {
@@ -1582,7 +1701,7 @@ static bool filter_match(const struct disc_client *c, const struct sim_ble_dev *
 	return true;
 }
 
-static bool wanted(const struct sim_bluez *b, const struct sim_ble_dev *x)
+static bool wanted(const struct sim_adapter *b, const struct sim_ble_dev *x)
 {
 	for (const struct disc_client *c = b->clients; c; c = c->next)
 		if (c->active && filter_match(c, x))
@@ -1590,33 +1709,81 @@ static bool wanted(const struct sim_bluez *b, const struct sim_ble_dev *x)
 	return false;
 }
 
-static void scan_tick(uv_timer_t *t)
+/*
+ * rpa_rotate_s: the device advertises from a new resolvable private address. Without the IRK
+ * (not bonded through this adapter) BlueZ sees a new device: the old object stays until
+ * TemporaryTimeout and a new Device1 appears. A bonded device is resolved with its IRK and keeps
+ * its object. A connected device does not advertise, so nothing changes until it is free.
+ */
+static struct sim_ble_dev *rpa_rotate(struct sim_adapter *ad, struct sim_ble_dev *x, uint64_t now)
 {
-	struct sim_bluez *b = container_of(t, struct sim_bluez, scan_timer);
-	uint64_t now = sim_now_us();
-	bool discovering = b->powered && any_discovering(b);
+	struct sim_device *d = x->dev;
+	char cur[18];
+
+	if (d->cfg.rpa_rotate_s <= 0 || x->paired || x->conn != CONN_NONE || x->pending_connect)
+		return x;
+	sim_device_adv_addr(d, now, cur);
+	if (!strcmp(cur, x->addr))
+		return x;
+	fgw_notice("event: rpa-rotated, device: %s, adapter: %s, address: %s", d->name,
+		   ad->path + 11, cur);
+	d->ble[ad->idx] = NULL;
+	x->next_retired = ad->retired;
+	ad->retired = x;
+	return ble_of(ad, d);
+}
+
+static void ble_timer_closed(uv_handle_t *h);
+
+/* Objects of old RPAs: gone after TemporaryTimeout like any device nobody sees. */
+static void retired_expire(struct sim_adapter *ad, uint64_t now, bool all)
+{
+	for (struct sim_ble_dev **p = &ad->retired; *p;) {
+		struct sim_ble_dev *x = *p;
+
+		if (!all && (x->conn != CONN_NONE ||
+			     now - x->last_seen_us <=
+				 (uint64_t) (ad->b->sim->opt.temporary_timeout_ms * 1000.0))) {
+			p = &x->next_retired;
+			continue;
+		}
+		*p = x->next_retired;
+		ble_disconnect_now(x, "shutdown");
+		reply_pending_connect(x, "org.bluez.Error.Failed", "le-connection-abort-by-local");
+		ble_unexport(x);
+		uv_close((uv_handle_t *) &x->timer, ble_timer_closed);
+	}
+}
+
+static void scan_adapter(struct sim_adapter *ad, uint64_t now)
+{
+	struct sim_bluez *b = ad->b;
+	bool discovering = ad->powered && any_discovering(ad);
 
 	for (unsigned i = 0; i < b->sim->n_devs; i++) {
 		struct sim_device *d = &b->sim->devs[i];
-		struct sim_ble_dev *x = d->ble;
+		struct sim_ble_dev *x = d->ble[ad->idx];
+		bool heard = sim_device_hears(d, ad->idx);
 
-		if (discovering && !x)
-			x = ble_of(b, d);
+		if (discovering && heard && !x)
+			x = ble_of(ad, d);
 		if (!x)
 			continue;
-		/* An advertising device (up, not connected) is seen about once a second. */
-		if (discovering && sim_device_reachable(d) && x->conn == CONN_NONE &&
-		    now >= x->next_adv_us) {
-			int16_t rssi =
-			    (int16_t) (d->cfg.rssi + (int) (sim_device_rand(d) * 13) - 6);
+		x = rpa_rotate(ad, x, now);
+		/* An advertising device (up, not connected) is seen about once a second, by each
+		 * adapter in range with its own RSSI. */
+		if (discovering && heard && sim_device_reachable(d) && x->conn == CONN_NONE &&
+		    !ble_linked(b, d) && now >= x->next_adv_us) {
+			int mean = sim_device_rssi(d, ad->idx);
+			int16_t rssi = (int16_t) (mean + (int) (sim_device_rand(d) * 13) - 6);
 
-			if (d->cfg.rssi == 127)
+			if (mean == 127)
 				rssi = 127; /* "not available" in every report */
 
 			x->next_adv_us =
 			    now + ADV_REPORT_MS * 1000 + (uint64_t) (sim_device_rand(d) * 200000.0);
 			x->rssi = rssi;
-			if (!wanted(b, x))
+			if (!wanted(ad, x))
 				continue;
 			x->last_seen_us = now;
 			if (!x->exported)
@@ -1629,6 +1796,18 @@ static void scan_tick(uv_timer_t *t)
 		    now - x->last_seen_us > (uint64_t) (b->sim->opt.temporary_timeout_ms * 1000.0))
 			ble_unexport(x);
 	}
+}
+
+static void scan_tick(uv_timer_t *t)
+{
+	struct sim_bluez *b = container_of(t, struct sim_bluez, scan_timer);
+	uint64_t now = sim_now_us();
+
+	for (unsigned k = 0; k < b->n_ads; k++) {
+		if (!b->ads[k].removed)
+			scan_adapter(&b->ads[k], now);
+		retired_expire(&b->ads[k], now, b->ads[k].removed);
+	}
 	bus_kick(b);
 }
 
@@ -1640,85 +1819,76 @@ static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error
 
 	if (sd_bus_message_read(m, "sss", &name, &old, &new) < 0 || new[0] || name[0] != ':')
 		return 0;
-	/* a client left the bus: its discovery session and notify sessions end */
-	c = client_find(b, name, false);
-	if (c) {
-		bool was = any_discovering(b);
-		client_drop(b, c);
-		if (was && !any_discovering(b))
-			emit(b, ADAPTER_PATH, IFACE_ADAPTER, "Discovering");
-	}
-	for (unsigned i = 0; i < b->sim->n_devs; i++) {
-		struct sim_ble_dev *x = b->sim->devs[i].ble;
-		struct notify_client **p = x ? notify_find(x, name) : NULL;
-		if (p)
-			notify_drop(x, p);
+	/* a client left the bus: its discovery sessions and notify sessions end */
+	for (unsigned k = 0; k < b->n_ads; k++) {
+		struct sim_adapter *ad = &b->ads[k];
+
+		c = client_find(ad, name, false);
+		if (c) {
+			bool was = any_discovering(ad);
+			client_drop(ad, c);
+			if (was && !any_discovering(ad) && !ad->removed)
+				emit(b, ad->path, IFACE_ADAPTER, "Discovering");
+		}
+		for (unsigned i = 0; i < b->sim->n_devs; i++) {
+			struct sim_ble_dev *x = b->sim->devs[i].ble[k];
+			struct notify_client **p = x ? notify_find(x, name) : NULL;
+			if (p)
+				notify_drop(x, p);
+		}
 	}
 	sim_agents_client_gone(b->agents, name);
 	return 0;
 }
 
+/* ---- test control: unplugging an adapter
+ * ------------------------------------------------------------- */
+
+/*
+ * org.fotagw.SimControl1.RemoveAdapter("hciN"): the controller is unplugged. As bluetoothd does
+ * when the kernel reports the index removed (adapter_remove()): every link through it drops, its
+ * device objects and then the adapter object leave the bus (InterfacesRemoved); nothing of it
+ * comes back.
+ */
+static int m_remove_adapter(sd_bus_message *m, void *userdata, sd_bus_error *err)
+{
+	struct sim_bluez *b = userdata;
+	struct sim_adapter *ad = NULL;
+	const char *name;
+
+	if (sd_bus_message_read(m, "s", &name) < 0)
+		return invalid_args(m);
+	for (unsigned k = 0; k < b->n_ads; k++)
+		if (!b->ads[k].removed && !strcmp(b->ads[k].path + 11, name))
+			ad = &b->ads[k];
+	if (!ad)
+		return sd_bus_reply_method_errorf(m, "org.bluez.Error.NoSuchAdapter",
+						  "No such adapter");
+	fgw_notice("event: adapter-removed, adapter: %s", name);
+	for (unsigned i = 0; i < b->sim->n_devs; i++) {
+		struct sim_ble_dev *x = b->sim->devs[i].ble[ad->idx];
+		if (!x)
+			continue;
+		ble_disconnect_now(x, "adapter removed");
+		x->paired = 0;
+		ble_unexport(x);
+	}
+	while (ad->clients)
+		client_drop(ad, ad->clients);
+	(void) sd_bus_emit_interfaces_removed(b->bus, ad->path, IFACE_ADAPTER, NULL);
+	ad->slot = sd_bus_slot_unref(ad->slot);
+	ad->removed = true;
+	return sd_bus_reply_method_return(m, NULL);
+}
+
+static const sd_bus_vtable simctl_vtable[] = {
+    SD_BUS_VTABLE_START(0),
+    SD_BUS_METHOD("RemoveAdapter", "s", "", m_remove_adapter, SD_BUS_VTABLE_UNPRIVILEGED),
+    SD_BUS_VTABLE_END,
+};
+
 /* ---- sd-bus in libuv
  * ----------------------------------------------------------------------------- */
-
-static void bus_process(struct sim_bluez *b)
-{
-	int r;
-
-	if (b->dead)
-		return;
-	do {
-		r = sd_bus_process(b->bus, NULL);
-	} while (r > 0);
-	if (r < 0) {
-		fgw_log_errno(LOG_ERR, r, "D-Bus connection lost, stopping");
-		b->dead = true;
-		uv_stop(b->sim->loop);
-	}
-}
-
-static void on_bus_io(uv_poll_t *p, int status, int events)
-{
-	bus_process(container_of(p, struct sim_bluez, poll));
-}
-
-static void on_bus_timer(uv_timer_t *t)
-{
-	bus_process(container_of(t, struct sim_bluez, bus_timer));
-}
-
-static void bus_kick(struct sim_bluez *b)
-{
-	int events, uv_events = 0;
-	uint64_t usec;
-
-	if (b->dead)
-		return;
-	events = sd_bus_get_events(b->bus);
-	if (events >= 0) {
-		if (events & POLLIN)
-			uv_events |= UV_READABLE;
-		if (events & POLLOUT)
-			uv_events |= UV_WRITABLE;
-		if (!b->poll_on || uv_events != b->poll_events) {
-			uv_poll_start(&b->poll, uv_events, on_bus_io);
-			b->poll_on = true;
-			b->poll_events = uv_events;
-		}
-	}
-	if (sd_bus_get_timeout(b->bus, &usec) >= 0 && usec != UINT64_MAX) {
-		uint64_t now = sim_now_us();
-		uv_timer_start(&b->bus_timer, on_bus_timer,
-			       usec > now ? (usec - now + 999) / 1000 : 0, 0);
-	} else {
-		uv_timer_stop(&b->bus_timer);
-	}
-}
-
-static void on_prepare(uv_prepare_t *p)
-{
-	bus_kick(container_of(p, struct sim_bluez, prepare));
-}
 
 static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
 {
@@ -1730,7 +1900,7 @@ static int on_name_acquired(sd_bus_message *m, void *userdata, sd_bus_error *ret
 		fgw_error("cannot take org.bluez: %s: %s", e->name, e->message);
 		return 0;
 	}
-	fgw_notice("event: bluez-ready, name: org.bluez, adapter: %s, devices: %u", ADAPTER_PATH,
+	fgw_notice("event: bluez-ready, name: org.bluez, adapters: %u, devices: %u", b->n_ads,
 		   b->sim->n_devs);
 	return 0;
 }
@@ -1743,9 +1913,17 @@ int sim_bluez_new(struct sim *sim, bool wait, struct sim_bluez **ret)
 	if (!b)
 		return -ENOMEM;
 	b->sim = sim;
-	b->powered = 1;
-	b->pairable = 1;
-	snprintf(b->alias, sizeof(b->alias), "fotagw-sim");
+	b->n_ads = sim->opt.n_bluez_adapters ? sim->opt.n_bluez_adapters : 1;
+	for (unsigned k = 0; k < b->n_ads; k++) {
+		struct sim_adapter *ad = &b->ads[k];
+		ad->b = b;
+		ad->idx = k;
+		ad->powered = 1;
+		ad->pairable = 1;
+		snprintf(ad->path, sizeof(ad->path), "/org/bluez/hci%u", k);
+		snprintf(ad->addr, sizeof(ad->addr), "00:AA:01:00:00:%02X", k);
+		snprintf(ad->alias, sizeof(ad->alias), "fotagw-sim");
+	}
 	/* sd_bus_open_system() honours DBUS_SYSTEM_BUS_ADDRESS */
 	r = sd_bus_open_system(&b->bus);
 	if (r < 0)
@@ -1753,8 +1931,14 @@ int sim_bluez_new(struct sim *sim, bool wait, struct sim_bluez **ret)
 	r = sd_bus_add_object_manager(b->bus, &b->om_slot, "/");
 	if (r < 0)
 		goto fail;
-	r = sd_bus_add_object_vtable(b->bus, &b->adapter_slot, ADAPTER_PATH, IFACE_ADAPTER,
-				     adapter_vtable, b);
+	for (unsigned k = 0; k < b->n_ads; k++) {
+		r = sd_bus_add_object_vtable(b->bus, &b->ads[k].slot, b->ads[k].path, IFACE_ADAPTER,
+					     adapter_vtable, &b->ads[k]);
+		if (r < 0)
+			goto fail;
+	}
+	r = sd_bus_add_object_vtable(b->bus, &b->ctl_slot, "/org/fotagw/sim", IFACE_SIMCTL,
+				     simctl_vtable, b);
 	if (r < 0)
 		goto fail;
 	r = sim_agents_new(b->bus, sim->loop, &b->agents);
@@ -1774,25 +1958,24 @@ int sim_bluez_new(struct sim *sim, bool wait, struct sim_bluez **ret)
 					      on_name_acquired, b);
 	if (r < 0)
 		goto fail;
-	uv_poll_init(sim->loop, &b->poll, sd_bus_get_fd(b->bus));
-	uv_timer_init(sim->loop, &b->bus_timer);
+	sim_busloop_init(&b->bl, sim->loop, b->bus);
 	uv_timer_init(sim->loop, &b->scan_timer);
-	uv_prepare_init(sim->loop, &b->prepare);
-	uv_prepare_start(&b->prepare, on_prepare);
 	uv_timer_start(&b->scan_timer, scan_tick, SCAN_TICK_MS, SCAN_TICK_MS);
 	for (unsigned i = 0; i < sim->n_devs; i++)
-		sim->devs[i].ble = NULL;
+		memset(sim->devs[i].ble, 0, sizeof(sim->devs[i].ble));
 	bus_kick(b);
 	if (wait)
-		fgw_notice("event: bluez-ready, name: org.bluez, adapter: %s, devices: %u",
-			   ADAPTER_PATH, sim->n_devs);
+		fgw_notice("event: bluez-ready, name: org.bluez, adapters: %u, devices: %u",
+			   b->n_ads, sim->n_devs);
 	*ret = b;
 	return 0;
 fail:
 	sd_bus_slot_unref(b->name_slot);
 	sd_bus_slot_unref(b->match_slot);
 	b->agents = sim_agents_free(b->agents);
-	sd_bus_slot_unref(b->adapter_slot);
+	for (unsigned k = 0; k < b->n_ads; k++)
+		sd_bus_slot_unref(b->ads[k].slot);
+	sd_bus_slot_unref(b->ctl_slot);
 	sd_bus_slot_unref(b->om_slot);
 	sd_bus_flush_close_unref(b->bus);
 	free(b);
@@ -1817,31 +2000,34 @@ struct sim_bluez *sim_bluez_free(struct sim_bluez *b)
 {
 	if (!b)
 		return NULL;
-	for (unsigned i = 0; i < b->sim->n_devs; i++) {
-		struct sim_ble_dev *x = b->sim->devs[i].ble;
-		if (!x)
-			continue;
-		ble_disconnect_now(x, "shutdown");
-		reply_pending_connect(x, "org.bluez.Error.Failed", "le-connection-abort-by-local");
-		ble_unexport(x);
-		b->sim->devs[i].ble = NULL;
-		uv_close((uv_handle_t *) &x->timer, ble_timer_closed);
+	for (unsigned k = 0; k < b->n_ads; k++) {
+		for (unsigned i = 0; i < b->sim->n_devs; i++) {
+			struct sim_ble_dev *x = b->sim->devs[i].ble[k];
+			if (!x)
+				continue;
+			ble_disconnect_now(x, "shutdown");
+			reply_pending_connect(x, "org.bluez.Error.Failed",
+					      "le-connection-abort-by-local");
+			ble_unexport(x);
+			b->sim->devs[i].ble[k] = NULL;
+			uv_close((uv_handle_t *) &x->timer, ble_timer_closed);
+		}
+		retired_expire(&b->ads[k], 0, true);
+		while (b->ads[k].clients)
+			client_drop(&b->ads[k], b->ads[k].clients);
+		b->ads[k].slot = sd_bus_slot_unref(b->ads[k].slot);
 	}
-	while (b->clients)
-		client_drop(b, b->clients);
+	b->ctl_slot = sd_bus_slot_unref(b->ctl_slot);
 	b->name_slot = sd_bus_slot_unref(b->name_slot);
 	sd_bus_slot_unref(b->match_slot);
 	b->agents = sim_agents_free(b->agents);
-	sd_bus_slot_unref(b->adapter_slot);
 	sd_bus_slot_unref(b->om_slot);
-	if (!b->dead)
+	if (!b->bl.dead)
 		(void) sd_bus_flush(b->bus); /* shutdown: last signals out */
 	sd_bus_close_unref(b->bus);
-	b->poll.data = b->bus_timer.data = b->scan_timer.data = b->prepare.data = b;
+	b->scan_timer.data = b;
 	b->n_closing = 4;
-	uv_close((uv_handle_t *) &b->poll, bluez_closed);
-	uv_close((uv_handle_t *) &b->bus_timer, bluez_closed);
+	sim_busloop_close(&b->bl, b, bluez_closed);
 	uv_close((uv_handle_t *) &b->scan_timer, bluez_closed);
-	uv_close((uv_handle_t *) &b->prepare, bluez_closed);
 	return NULL;
 }

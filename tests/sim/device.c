@@ -90,6 +90,38 @@ unsigned sim_device_images(const struct sim_device *d)
 	return d->cfg.single_image ? 1 : SIM_IMAGES;
 }
 
+void sim_device_adv_addr(const struct sim_device *d, uint64_t now_us, char out[18])
+{
+	uint64_t epoch, h;
+
+	if (d->cfg.rpa_rotate_s <= 0) {
+		snprintf(out, 18, "%s", d->addr);
+		return;
+	}
+	epoch = now_us / (uint64_t) (d->cfg.rpa_rotate_s * 1e6);
+	/* prand and hash of a real RPA come from the IRK; any mix of (device, epoch) will do as
+	 * long as the two top bits are 01 (resolvable private) */
+	h = (epoch + 1) * 0x9e3779b97f4a7c15ull ^ ((uint64_t) d->index + 1) * 0xbf58476d1ce4e5b9ull;
+	h ^= h >> 31;
+	snprintf(out, 18, "%02X:%02X:%02X:%02X:%02X:%02X", (unsigned) (0x40 | ((h >> 40) & 0x3f)),
+		 (unsigned) ((h >> 32) & 0xff), (unsigned) ((h >> 24) & 0xff),
+		 (unsigned) ((h >> 16) & 0xff), (unsigned) ((h >> 8) & 0xff),
+		 (unsigned) (h & 0xff));
+}
+
+bool sim_device_hears(const struct sim_device *d, unsigned k)
+{
+	return k < SIM_MAX_ADAPTERS &&
+	       (d->cfg.adapters_mask == 0 || (d->cfg.adapters_mask & (1u << k)));
+}
+
+int sim_device_rssi(const struct sim_device *d, unsigned k)
+{
+	if (d->cfg.adapters_mask && k < SIM_MAX_ADAPTERS && (d->cfg.adapters_mask & (1u << k)))
+		return d->cfg.adapter_rssi[k];
+	return d->cfg.rssi;
+}
+
 bool sim_device_reachable(const struct sim_device *d)
 {
 	return d->state == SIM_DEV_UP && sim_now_us() >= d->blackout_until_us;

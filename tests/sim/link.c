@@ -1,21 +1,22 @@
 /*
- * Link and flash model, and the per-device configuration vocabulary shared by the command line
- * and scenario files.
+ * Link model: the air between the central and one device, and the controller radio the links of
+ * one adapter share (docs/simulator.md, "Link model").
  *
- * A BLE connection is a train of connection events every interval_ms; in each event at most
- * `pkts` LL data packets of at most `dle` payload bytes go each way. An ATT write or notification
- * of v value bytes is an L2CAP PDU of v + 3 (ATT) + 4 (L2CAP) bytes, i.e. ceil((v + 7) / dle)
- * LL packets. PDUs are queued FIFO per direction, so a pipelined client keeps every event full
- * while a stop-and-wait client leaves most of them empty — as on a real link.
+ * Airtime comes from the PHY's framing (Core spec Vol 6 Part B 2.1 and 2.2): preamble, access
+ * address, header, payload, MIC when encrypted, CRC; on Coded S8 the FEC blocks. A connection
+ * event of length E holds whole exchanges (a packet, T_IFS, the peer's packet, T_IFS) and must
+ * end before the next anchor, so the packets per event follow from airtime; `pkts` can only cap
+ * them further. The links of one radio get the exchanges of an interval round-robin, each with
+ * its share of the airtime, so several links never carry more than one link could.
  */
 #include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "sim.h"
+
+#define T_IFS_US 150.0
 
 uint64_t sim_now_us(void)
 {
@@ -25,43 +26,177 @@ uint64_t sim_now_us(void)
 	return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
 }
 
+double sim_phy_packet_us(int phy, unsigned payload, bool mic)
+{
+	/* header 2 + payload + MIC + CRC 3: the part every PHY sends at its data rate */
+	unsigned body = 2 + payload + (mic && payload > 0 ? 4 : 0) + 3;
+
+	switch (phy) {
+	case SIM_PHY_2M:
+		return (2 + 4 + body) * 4.0; /* 2-byte preamble, access address, 4 us per byte */
+	case SIM_PHY_CODED_S8:
+		/* preamble 80 us, access address 256 us, CI 16 us, TERM1 24 us (all S8), then
+		 * the PDU and CRC at 8 symbols per bit (64 us per byte) and TERM2 24 us */
+		return 80 + 256 + 16 + 24 + body * 64.0 + 24;
+	default:
+		return (1 + 4 + body) * 8.0; /* 1M: 1-byte preamble, 8 us per byte */
+	}
+}
+
+double sim_link_exchange_us(const struct sim_link_params *p)
+{
+	return sim_phy_packet_us(p->phy, p->dle, p->encrypt) + T_IFS_US +
+	       sim_phy_packet_us(p->phy, 0, p->encrypt) + T_IFS_US;
+}
+
+static double event_us(const struct sim_link_params *p)
+{
+	double iv = p->interval_ms * 1000.0;
+
+	return p->event_ms > 0 && p->event_ms * 1000.0 < iv ? p->event_ms * 1000.0 : iv;
+}
+
+unsigned sim_link_event_exchanges(const struct sim_link_params *p)
+{
+	unsigned n = (unsigned) floor(event_us(p) / sim_link_exchange_us(p) + 1e-9);
+
+	return p->pkts > 0 && p->pkts < n ? p->pkts : n;
+}
+
+double sim_link_ceiling(const struct sim_link_params *p)
+{
+	return sim_link_event_exchanges(p) * (double) p->dle * 1e6 / (p->interval_ms * 1000.0);
+}
+
+int sim_link_check(const struct sim_link_params *p, const char **why)
+{
+	if (sim_link_event_exchanges(p) == 0) {
+		*why = "a connection event cannot hold one full LL exchange (PHY, dle, interval, "
+		       "event)";
+		return -EINVAL;
+	}
+	if (p->dle > 251 || p->dle < 27) {
+		*why = "dle must be 27..251";
+		return -EINVAL;
+	}
+	return 0;
+}
+
 void sim_link_reset(struct sim_link *l, uint64_t now_us)
 {
 	l->anchor_us = now_us;
-	l->ev[0] = l->ev[1] = -1;
-	l->used[0] = l->used[1] = 0;
+	l->last_ev[0] = l->last_ev[1] = -1;
+	for (unsigned i = 0; i < SIM_LINK_RING; i++)
+		l->ring[i].ev = -1;
 }
 
-static unsigned ll_packets(const struct sim_link_params *p, size_t att_len)
+int sim_radio_join(struct sim_radio *r, struct sim_link *l)
 {
-	return (unsigned) ((att_len + 7 + p->dle - 1) / p->dle);
+	if (l->radio == r)
+		return 0;
+	if (l->radio)
+		sim_radio_leave(l);
+	if (r->n >= SIM_RADIO_MAX_LINKS)
+		return -ENOSPC;
+	r->links[r->n++] = l;
+	l->radio = r;
+	return 0;
+}
+
+void sim_radio_leave(struct sim_link *l)
+{
+	struct sim_radio *r = l->radio;
+
+	if (!r)
+		return;
+	for (unsigned i = 0; i < r->n; i++)
+		if (r->links[i] == l) {
+			memmove(&r->links[i], &r->links[i + 1],
+				(r->n - i - 1) * sizeof(r->links[0]));
+			r->n--;
+			break;
+		}
+	l->radio = NULL;
+}
+
+/* Exchange numbers k in [0, x) with k mod n == rank. */
+static int64_t rr_count(int64_t x, unsigned n, unsigned rank)
+{
+	return x > (int64_t) rank ? (x - (int64_t) rank + n - 1) / n : 0;
+}
+
+unsigned sim_link_event_slots(const struct sim_link *l, const struct sim_link_params *p, int64_t ev,
+			      double *ret_budget_us)
+{
+	unsigned total = sim_link_event_exchanges(p), n = 1, rank = 0, slots;
+
+	if (l->radio && l->radio->n > 1) {
+		n = l->radio->n;
+		for (rank = 0; rank < n && l->radio->links[rank] != l; rank++)
+			;
+		if (rank == n)
+			rank = 0;
+	}
+	/* The interval's exchanges are dealt out round-robin over the radio's links, numbered
+	 * across events, so with more links than exchanges a link's event is skipped. */
+	slots = (unsigned) (rr_count((ev + 1) * total, n, rank) - rr_count(ev * total, n, rank));
+	*ret_budget_us = total ? event_us(p) * slots / total : 0;
+	return slots;
+}
+
+/* Tries to place one LL packet of @pl payload bytes in @dir into event @ev. */
+static bool try_place(struct sim_link *l, const struct sim_link_params *p, int dir, int64_t ev,
+		      unsigned pl, double *ret_end_us)
+{
+	unsigned idx = (unsigned) (ev % SIM_LINK_RING);
+	double budget, t_pkt = sim_phy_packet_us(p->phy, pl, p->encrypt),
+		       t_empty = sim_phy_packet_us(p->phy, 0, p->encrypt), used;
+	unsigned slots = sim_link_event_slots(l, p, ev, &budget), n_self, n_other, exch;
+
+	if (l->ring[idx].ev != ev) {
+		l->ring[idx].ev = ev;
+		l->ring[idx].n[0] = l->ring[idx].n[1] = 0;
+		l->ring[idx].used_us = 0;
+	}
+	n_self = l->ring[idx].n[dir];
+	n_other = l->ring[idx].n[!dir];
+	used = l->ring[idx].used_us;
+	if (n_self < n_other) {
+		/* the peer already sends in this exchange: our packet replaces our empty one */
+		used += t_pkt - t_empty;
+		exch = n_other;
+	} else {
+		used += t_pkt + T_IFS_US + t_empty + T_IFS_US;
+		exch = n_self + 1;
+	}
+	if (exch > slots || used > budget + 1e-6)
+		return false;
+	l->ring[idx].n[dir]++;
+	l->ring[idx].used_us = used;
+	*ret_end_us = used;
+	return true;
 }
 
 uint64_t sim_link_pdu(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
 		      size_t att_len)
 {
-	double iv = p->interval_ms * 1000.0;
-	unsigned n = ll_packets(p, att_len);
-	int64_t ev_now = 0;
+	double iv = p->interval_ms * 1000.0, end = 0;
+	size_t left = att_len + 7; /* ATT 3 + L2CAP 4 */
+	int64_t ev = 0;
 
 	if (now_us > l->anchor_us)
-		ev_now = (int64_t) ceil((double) (now_us - l->anchor_us) / iv);
-	if (l->ev[dir] < ev_now) {
-		l->ev[dir] = ev_now;
-		l->used[dir] = 0;
-	}
-	while (n > 0) {
-		unsigned take;
+		ev = (int64_t) ceil((double) (now_us - l->anchor_us) / iv);
+	if (ev < l->last_ev[dir])
+		ev = l->last_ev[dir];
+	while (left > 0) {
+		unsigned pl = (unsigned) FGW_MIN(left, (size_t) p->dle);
 
-		if (l->used[dir] >= p->pkts) {
-			l->ev[dir]++;
-			l->used[dir] = 0;
-		}
-		take = FGW_MIN(p->pkts - l->used[dir], n);
-		l->used[dir] += take;
-		n -= take;
+		while (!try_place(l, p, dir, ev, pl, &end))
+			ev++;
+		left -= pl;
 	}
-	return l->anchor_us + (uint64_t) ((double) l->ev[dir] * iv) +
+	l->last_ev[dir] = ev;
+	return l->anchor_us + (uint64_t) ((double) ev * iv + end) +
 	       (uint64_t) (p->latency_ms * 1000.0);
 }
 
@@ -96,34 +231,49 @@ static unsigned chunk_overhead(unsigned data_len)
 	return SMP_HDR_LEN + 1 + 4 + 5 + 5 + bstr_hdr;
 }
 
+/* Steady-state air time per chunk of @pkt bytes with its {"off"} answer, all queued at once:
+ * the same packing the running model does. */
+static double air_per_chunk_us(const struct sim_link_params *p, unsigned pkt)
+{
+	enum { CHUNKS = 24 };
+	static struct sim_link l; /* large ring: not on the stack; callers are single-threaded */
+	uint64_t half = 0, last = 0;
+
+	memset(&l, 0, sizeof(l));
+	sim_link_reset(&l, 0);
+	for (unsigned c = 0; c < CHUNKS; c++) {
+		for (unsigned off = 0, frag = p->mtu - 3; off < pkt; off += frag)
+			last = sim_link_pdu(&l, p, SIM_UP, 0, FGW_MIN(frag, pkt - off));
+		/* Response to a chunk: header + {"off": uint32} in an indefinite map = 19 bytes. */
+		sim_link_pdu(&l, p, SIM_DOWN, 0, 19);
+		if (c == CHUNKS / 2 - 1)
+			half = last;
+	}
+	return (double) (last - half) / (CHUNKS - CHUNKS / 2);
+}
+
 double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, unsigned buf_count,
 			 bool ble, unsigned *ret_chunk)
 {
 	double best = 0, iv = p->interval_ms * 1000.0;
 	unsigned best_chunk = 0;
-	/* Response to a chunk: header + {"off": uint32} in an indefinite map = 19 bytes. */
-	double t_dn = ll_packets(p, 19) * iv / p->pkts;
 	/* BLE: the work queue sends the answer and waits for its completion before it takes the
 	 * next request (device.c send_rsps): half an interval for the event on average, then the
 	 * acknowledgement one interval later, seen after the latency, plus 1 ms. */
 	double t_rsp = ble ? iv / 2 + iv + p->latency_ms * 1000.0 + 1000.0 : 0;
 
 	(void) buf_count;
+	if (sim_link_event_exchanges(p) == 0)
+		return 0;
 	for (unsigned pkt = 64; pkt <= buf_size; pkt++) {
-		unsigned data, ll = 0, frag = p->mtu - 3;
-		double t_up, t_dev, t;
+		unsigned data = (pkt - chunk_overhead(pkt)) & ~3u; /* 4-byte aligned chunks */
+		double t_air, t_dev, t;
 
-		if (pkt < 40)
-			continue;
-		data = pkt - chunk_overhead(pkt);
-		data &= ~3u; /* clients keep non-final chunks 4-byte aligned */
 		if (data == 0)
 			continue;
-		for (unsigned off = 0; off < pkt; off += frag)
-			ll += ll_packets(p, FGW_MIN(frag, pkt - off));
-		t_up = ll * iv / p->pkts;
+		t_air = air_per_chunk_us(p, pkt);
 		t_dev = p->proc_us + data * p->write_us + t_rsp;
-		t = FGW_MAX(t_up, FGW_MAX(t_dev, t_dn));
+		t = FGW_MAX(t_air, t_dev);
 		if ((double) data / t > best) {
 			best = (double) data / t;
 			best_chunk = data;
@@ -132,357 +282,4 @@ double sim_link_capacity(const struct sim_link_params *p, unsigned buf_size, uns
 	if (ret_chunk)
 		*ret_chunk = best_chunk;
 	return best * 1e6;
-}
-
-void sim_link_profile(const char *name, struct sim_link_params *p)
-{
-	/* Flash: QSPI NOR like the MX25R64 on the nRF5340 DK (4 KiB sectors, ~40 ms erase,
-	 * ~3.5 us/byte page program). */
-	p->erase_ms = 40;
-	p->write_us = 3.5;
-	p->sector = 4096;
-	p->boot_ms = 300;
-	p->proc_us = 200;
-	p->supervision_ms = 420;
-	if (!strcmp(name, "fast")) {
-		/* 2M PHY, DLE, NCS DFU "speedup": MTU 498, 7.5 ms interval. */
-		p->interval_ms = 7.5;
-		p->mtu = 498;
-		p->pkts = 6;
-		p->latency_ms = 2;
-		p->dle = 251;
-	} else if (!strcmp(name, "slow")) {
-		/* No DLE, default MTU, 50 ms interval. */
-		p->interval_ms = 50;
-		p->mtu = 23;
-		p->pkts = 4;
-		p->latency_ms = 10;
-		p->dle = 27;
-	} else {
-		/* "typical": 1M PHY with DLE, MTU 247, 30 ms interval. */
-		p->interval_ms = 30;
-		p->mtu = 247;
-		p->pkts = 4;
-		p->latency_ms = 5;
-		p->dle = 251;
-	}
-}
-
-static int parse_double(const char *s, double min, double max, double *ret)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end != '\0' || !isfinite(v))
-		return -EINVAL;
-	if (v < min || v > max)
-		return -ERANGE;
-	*ret = v;
-	return 0;
-}
-
-static int parse_uint(const char *s, unsigned min, unsigned max, unsigned *ret)
-{
-	int64_t v;
-	int r = fgw_parse_int64(s, min, max, &v);
-	if (r < 0)
-		return r;
-	*ret = (unsigned) v;
-	return 0;
-}
-
-static int link_set(struct sim_link_params *p, const char *k, const char *v)
-{
-	if (!strcmp(k, "mtu"))
-		return parse_uint(v, 23, 517, &p->mtu);
-	if (!strcmp(k, "interval"))
-		return parse_double(v, 7.5, 4000, &p->interval_ms);
-	if (!strcmp(k, "pkts"))
-		return parse_uint(v, 1, 64, &p->pkts);
-	if (!strcmp(k, "latency"))
-		return parse_double(v, 0, 10000, &p->latency_ms);
-	if (!strcmp(k, "dle"))
-		return parse_uint(v, 27, 251, &p->dle);
-	if (!strcmp(k, "erase"))
-		return parse_double(v, 0, 100000, &p->erase_ms);
-	if (!strcmp(k, "write"))
-		return parse_double(v, 0, 100000, &p->write_us);
-	if (!strcmp(k, "sector"))
-		return parse_uint(v, 256, 1u << 20, &p->sector);
-	if (!strcmp(k, "boot"))
-		return parse_double(v, 0, 600000, &p->boot_ms);
-	if (!strcmp(k, "proc"))
-		return parse_double(v, 0, 1000000, &p->proc_us);
-	if (!strcmp(k, "supervision"))
-		return parse_double(v, 0, 32000, &p->supervision_ms);
-	return -ENOENT;
-}
-
-int sim_link_parse(const char *s, struct sim_link_params *p)
-{
-	struct sim_link_params n = *p;
-	char buf[512], *save = NULL, *tok;
-
-	if (!strcmp(s, "fast") || !strcmp(s, "typical") || !strcmp(s, "slow")) {
-		sim_link_profile(s, p);
-		return 0;
-	}
-	if (strlen(s) >= sizeof(buf))
-		return -EINVAL;
-	strcpy(buf, s);
-	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '=');
-		int r;
-
-		if (!eq) {
-			if (!strcmp(tok, "fast") || !strcmp(tok, "typical") ||
-			    !strcmp(tok, "slow")) {
-				sim_link_profile(tok,
-						 &n); /* "fast,latency=5": profile, then tweaks */
-				continue;
-			}
-			return -EINVAL;
-		}
-		*eq = '\0';
-		r = link_set(&n, tok, eq + 1);
-		if (r < 0)
-			return r == -ENOENT ? -EINVAL : r;
-	}
-	*p = n;
-	return 0;
-}
-
-void sim_dev_config_defaults(struct sim_dev_config *c)
-{
-	memset(c, 0, sizeof(*c));
-	c->mode = SIM_MODE_OVERWRITE; /* nRF5340 multi-image DFU is overwrite-only (mode 2) */
-	sim_link_profile("typical", &c->link);
-	snprintf(c->app_version, sizeof(c->app_version), "1.0.0");
-	snprintf(c->net_version, sizeof(c->net_version), "1.0.0");
-	c->buf_size = 2475;	   /* NCS DFU sample with reassembly: 5 x 495 */
-	c->buf_count = 0;	   /* the transport's default, resolved in main.c */
-	c->slot_size[0] = 0xf0000; /* 960 KiB app slots */
-	c->slot_size[1] = 0x40000; /* 256 KiB net core slots */
-	c->body_size[0] = 48 * 1024;
-	c->body_size[1] = 24 * 1024;
-	c->image_check = true;
-	c->bootloader_info = true;
-	c->ncs_order_bug = true;
-	c->rssi = -60;
-	c->passkey = -1;
-	c->faults.disconnect_at_chunk = -1;
-	c->faults.error_at_chunk = -1;
-	c->faults.reboot_at_chunk = -1;
-	c->faults.out_of_range_at_chunk = -1;
-	c->faults.watchdog_ms = 5000;
-}
-
-static int parse_chunk(const char *v, int64_t *ret)
-{
-	return fgw_parse_int64(v, -1, INT64_MAX / 2, ret);
-}
-
-static int parse_prob(const char *v, double *ret)
-{
-	return parse_double(v, 0, 1, ret);
-}
-
-static bool utf8_ok(const unsigned char *s, size_t len)
-{
-	for (size_t i = 0; i < len;) {
-		size_t n = s[i] < 0x80			  ? 1
-			   : s[i] >= 0xc2 && s[i] <= 0xdf ? 2
-			   : s[i] >= 0xe0 && s[i] <= 0xef ? 3
-			   : s[i] >= 0xf0 && s[i] <= 0xf4 ? 4
-							  : 0;
-		if (n == 0 || i + n > len)
-			return false;
-		for (size_t k = 1; k < n; k++)
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-		/* overlong 3/4-byte forms, surrogates, past U+10FFFF */
-		if ((s[i] == 0xe0 && s[i + 1] < 0xa0) || (s[i] == 0xed && s[i + 1] > 0x9f) ||
-		    (s[i] == 0xf0 && s[i + 1] < 0x90) || (s[i] == 0xf4 && s[i + 1] > 0x8f))
-			return false;
-		i += n;
-	}
-	return true;
-}
-
-/*
- * A device name as a scenario writes it: text, with \xHH for any byte (control characters
- * cannot be written in an INI value) and \\ for a backslash. It must come out as valid
- * UTF-8 of 1 to @size - 1 bytes without NUL: what BlueZ passes on to D-Bus (it does not
- * strip control characters).
- */
-static int parse_name(const char *v, char *out, size_t size)
-{
-	size_t n = 0;
-
-	for (const char *s = v; *s; s++) {
-		unsigned char c = (unsigned char) *s;
-
-		if (c == '\\' && s[1] == '\\') {
-			s++;
-		} else if (c == '\\' && s[1] == 'x') {
-			uint8_t b;
-			if (fgw_hex_decode((const char[]){s[2] ? s[2] : '?', s[2] ? s[3] : '?', 0},
-					   &b, 1) < 0 ||
-			    b == 0)
-				return -EINVAL;
-			c = b;
-			s += 3;
-		} else if (c == '\\') {
-			return -EINVAL;
-		}
-		if (n + 1 >= size)
-			return -EINVAL;
-		out[n++] = (char) c;
-	}
-	out[n] = '\0';
-	return n > 0 && utf8_ok((const unsigned char *) out, n) ? 0 : -EINVAL;
-}
-
-int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
-{
-	struct sim_version ver;
-	struct sim_faults *f = &c->faults;
-	int r;
-
-	if (!strcmp(k, "mode")) {
-		if (!strcmp(v, "swap"))
-			c->mode = SIM_MODE_SWAP;
-		else if (!strcmp(v, "overwrite"))
-			c->mode = SIM_MODE_OVERWRITE;
-		else
-			return -EINVAL;
-		return 0;
-	}
-	if (!strcmp(k, "app_version") || !strcmp(k, "net_version")) {
-		char *dst = k[0] == 'a' ? c->app_version : c->net_version;
-		if (strlen(v) >= SIM_VERSION_MAX || sim_version_parse(v, &ver) < 0)
-			return -EINVAL;
-		strcpy(dst, v);
-		return 0;
-	}
-	if (!strcmp(k, "link"))
-		return sim_link_parse(v, &c->link);
-	r = link_set(&c->link, k, v);
-	if (r != -ENOENT)
-		return r;
-	if (!strcmp(k, "buf_size"))
-		return parse_uint(v, 64, 65535, &c->buf_size);
-	if (!strcmp(k, "buf_count"))
-		return parse_uint(v, 1, SIM_MAX_BUFS, &c->buf_count);
-	if (!strcmp(k, "app_slot_size"))
-		return parse_uint(v, 4096, 64u << 20, &c->slot_size[0]);
-	if (!strcmp(k, "net_slot_size"))
-		return parse_uint(v, 4096, 64u << 20, &c->slot_size[1]);
-	if (!strcmp(k, "app_size"))
-		return parse_uint(v, 0, 16u << 20, &c->body_size[0]);
-	if (!strcmp(k, "net_size"))
-		return parse_uint(v, 0, 16u << 20, &c->body_size[1]);
-	if (!strcmp(k, "image_check"))
-		return fgw_parse_bool(v, &c->image_check);
-	if (!strcmp(k, "no_downgrade"))
-		return fgw_parse_bool(v, &c->no_downgrade);
-	if (!strcmp(k, "net_slot0_visible"))
-		return fgw_parse_bool(v, &c->net_slot0_visible);
-	if (!strcmp(k, "ncs_order_bug"))
-		return fgw_parse_bool(v, &c->ncs_order_bug);
-	if (!strcmp(k, "allow_erase_pending"))
-		return fgw_parse_bool(v, &c->allow_erase_pending);
-	if (!strcmp(k, "adv_smp_uuid"))
-		return fgw_parse_bool(v, &c->adv_smp_uuid);
-	if (!strcmp(k, "security")) {
-		if (!strcmp(v, "none"))
-			c->security = SIM_SEC_NONE;
-		else if (!strcmp(v, "encrypt"))
-			c->security = SIM_SEC_ENCRYPT;
-		else if (!strcmp(v, "authen"))
-			c->security = SIM_SEC_AUTHEN;
-		else
-			return -EINVAL;
-		return 0;
-	}
-	if (!strcmp(k, "passkey")) {
-		int64_t x;
-		if (!strcmp(v, "none")) {
-			c->passkey = -1;
-			return 0;
-		}
-		if (strlen(v) != 6)
-			return -EINVAL;
-		r = fgw_parse_int64(v, 0, 999999, &x);
-		if (r == 0)
-			c->passkey = (int) x;
-		return r;
-	}
-	if (!strcmp(k, "bond_lost"))
-		return fgw_parse_bool(v, &c->bond_lost);
-	if (!strcmp(k, "single_image"))
-		return fgw_parse_bool(v, &c->single_image);
-	if (!strcmp(k, "bootloader_info"))
-		return fgw_parse_bool(v, &c->bootloader_info);
-	if (!strcmp(k, "reset_no_answer"))
-		return fgw_parse_bool(v, &c->reset_no_answer);
-	if (!strcmp(k, "name"))
-		return parse_name(v, c->name, sizeof(c->name));
-	if (!strcmp(k, "rssi")) {
-		int64_t x;
-		/* 127: the controller reports "RSSI not available" (HCI), as virtual ones do */
-		if (!strcmp(v, "127") || !strcmp(v, "invalid")) {
-			c->rssi = 127;
-			return 0;
-		}
-		r = fgw_parse_int64(v, -127, 20, &x);
-		if (r == 0)
-			c->rssi = (int) x;
-		return r;
-	}
-	/* faults */
-	if (!strcmp(k, "disconnect_at_chunk"))
-		return parse_chunk(v, &f->disconnect_at_chunk);
-	if (!strcmp(k, "disconnect_prob"))
-		return parse_prob(v, &f->disconnect_prob);
-	if (!strcmp(k, "drop_notify_prob"))
-		return parse_prob(v, &f->drop_notify_prob);
-	if (!strcmp(k, "rsp_delay_ms"))
-		return parse_double(v, 0, 600000, &f->rsp_delay_ms);
-	if (!strcmp(k, "error")) {
-		if (!strcmp(v, "busy"))
-			f->error = SIM_ERR_BUSY;
-		else if (!strcmp(v, "nomem"))
-			f->error = SIM_ERR_NOMEM;
-		else if (!strcmp(v, "none"))
-			f->error = SIM_ERR_NONE;
-		else
-			return -EINVAL;
-		return 0;
-	}
-	if (!strcmp(k, "error_prob"))
-		return parse_prob(v, &f->error_prob);
-	if (!strcmp(k, "error_at_chunk"))
-		return parse_chunk(v, &f->error_at_chunk);
-	if (!strcmp(k, "reboot_at_chunk"))
-		return parse_chunk(v, &f->reboot_at_chunk);
-	if (!strcmp(k, "bad_boot"))
-		return fgw_parse_bool(v, &f->bad_boot);
-	if (!strcmp(k, "lose_final_chunk"))
-		return fgw_parse_bool(v, &f->lose_final_chunk);
-	if (!strcmp(k, "no_confirm"))
-		return fgw_parse_bool(v, &f->no_confirm);
-	if (!strcmp(k, "watchdog_ms"))
-		return parse_double(v, 0, 600000, &f->watchdog_ms);
-	if (!strcmp(k, "net_unreadable"))
-		return fgw_parse_bool(v, &f->net_unreadable);
-	if (!strcmp(k, "out_of_range"))
-		return fgw_parse_bool(v, &f->out_of_range);
-	if (!strcmp(k, "out_of_range_at_chunk"))
-		return parse_chunk(v, &f->out_of_range_at_chunk);
-	if (!strcmp(k, "out_of_range_ms"))
-		return parse_double(v, 0, 86400000, &f->out_of_range_ms);
-	return -ENOENT;
 }

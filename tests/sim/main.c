@@ -48,7 +48,8 @@ static void usage(FILE *f)
 	    "  --adapter hciN         adapter of the next device with --peripheral (repeatable or\n"
 	    "                         comma-separated; default hci0)\n"
 	    "  --no-acquire           no AcquireWrite/AcquireNotify (WriteValue/StartNotify only)\n"
-	    "  --max-connections N    controller connection limit (default 8)\n"
+	    "  --max-connections N    connection limit of each controller (default 8)\n"
+	    "  --adapters N           --bluez: adapters hci0..hciN-1, one radio each (default 1)\n"
 	    "  --connect-timeout MS   LE connection attempt timeout (default 20000)\n"
 	    "  --disconnect-delay MS  Device1.Disconnect duration (default 2000)\n"
 	    "  --temporary-timeout S  unseen, unconnected devices removed after S s (default 30)\n"
@@ -92,6 +93,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 		O_ADAPTER,
 		O_NOACQ,
 		O_MAXCONN,
+		O_ADAPTERS,
 		O_CONNTO,
 		O_DISC,
 		O_TEMP,
@@ -117,6 +119,7 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 	    {"adapter", required_argument, NULL, O_ADAPTER},
 	    {"no-acquire", no_argument, NULL, O_NOACQ},
 	    {"max-connections", required_argument, NULL, O_MAXCONN},
+	    {"adapters", required_argument, NULL, O_ADAPTERS},
 	    {"connect-timeout", required_argument, NULL, O_CONNTO},
 	    {"disconnect-delay", required_argument, NULL, O_DISC},
 	    {"temporary-timeout", required_argument, NULL, O_TEMP},
@@ -186,6 +189,11 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 			if (fgw_parse_int64(optarg, 1, 65536, &v) < 0)
 				goto bad;
 			c->opt.max_connections = (unsigned) v;
+			break;
+		case O_ADAPTERS:
+			if (fgw_parse_int64(optarg, 1, SIM_MAX_ADAPTERS, &v) < 0)
+				goto bad;
+			c->opt.n_bluez_adapters = (unsigned) v;
 			break;
 		case O_CONNTO:
 			if (fgw_parse_int64(optarg, 0, 600000, &v) < 0)
@@ -376,6 +384,13 @@ static int device_config(const struct cli *c, const struct sim_scenario *scen, u
 		if (r < 0)
 			return r;
 	}
+	{
+		const char *why;
+		if (sim_link_check(&cfg->link, &why) < 0) {
+			fprintf(stderr, "fotagw-sim: device %u: bad link: %s\n", i, why);
+			return -EINVAL;
+		}
+	}
 	if (cfg->link.mtu - 3 > cfg->buf_size)
 		cfg->buf_size = cfg->link.mtu - 3;
 	/* Zephyr's MCUMGR_TRANSPORT_NETBUF_COUNT: "default 2 if MCUMGR_TRANSPORT_UDP", else 4.
@@ -408,12 +423,19 @@ static int print_capacity(const struct cli *c, const struct sim_scenario *scen)
 		else
 			printf("null");
 		printf(",\"capacity_bytes_per_s\":%.0f,\"chunk_bytes\":%u,"
-		       "\"capacity_ble_bytes_per_s\":%.0f,\"chunk_ble_bytes\":%u,\"mtu\":%u,"
+		       "\"capacity_ble_bytes_per_s\":%.0f,\"chunk_ble_bytes\":%u,"
+		       "\"ceiling_bytes_per_s\":%.0f,\"phy\":\"%s\",\"encrypt\":%s,"
+		       "\"exchange_us\":%g,\"exchanges_per_event\":%u,\"event_ms\":%g,\"mtu\":%u,"
 		       "\"interval_ms\":%g,\"pkts\":%u,\"latency_ms\":%g,\"dle\":%u,"
 		       "\"buf_size\":%u,\"buf_count\":%u,\"write_us_per_byte\":%g}",
-		       cap, chunk, cap_ble, chunk_ble, cfg.link.mtu, cfg.link.interval_ms,
-		       cfg.link.pkts, cfg.link.latency_ms, cfg.link.dle, cfg.buf_size,
-		       cfg.buf_count, cfg.link.write_us);
+		       cap, chunk, cap_ble, chunk_ble, sim_link_ceiling(&cfg.link),
+		       cfg.link.phy == SIM_PHY_2M	  ? "2m"
+		       : cfg.link.phy == SIM_PHY_CODED_S8 ? "coded"
+							  : "1m",
+		       cfg.link.encrypt ? "true" : "false", sim_link_exchange_us(&cfg.link),
+		       sim_link_event_exchanges(&cfg.link), cfg.link.event_ms, cfg.link.mtu,
+		       cfg.link.interval_ms, cfg.link.pkts, cfg.link.latency_ms, cfg.link.dle,
+		       cfg.buf_size, cfg.buf_count, cfg.link.write_us);
 	}
 	printf("]\n");
 	return fflush(stdout) == 0 ? 0 : -EIO;

@@ -74,11 +74,7 @@ struct periph_dev {
 struct sim_periph {
 	struct sim *sim;
 	sd_bus *bus;
-	uv_poll_t poll;
-	uv_timer_t bus_timer;
-	uv_prepare_t prepare;
-	int poll_events;
-	bool poll_on, dead;
+	struct sim_busloop bl;
 	bool closing; /* shutdown: nothing advertises, no new registrations */
 	unsigned n_closing;
 	struct periph_dev *devs;
@@ -86,7 +82,11 @@ struct sim_periph {
 	void *agent; /* periph-agent.c */
 };
 
-static void bus_kick(struct sim_periph *p);
+static void bus_kick(struct sim_periph *p)
+{
+	sim_busloop_kick(&p->bl);
+}
+
 static void adv_step(struct periph_dev *x);
 
 /* ---- the SMP characteristic ------------------------------------------------------------------ */
@@ -653,65 +653,6 @@ bool sim_periph_notify(struct sim_periph *p, struct sim_device *d, const uint8_t
 /* ---- sd-bus in libuv (as in bluez.c) ----------------------------------------------------------
  */
 
-static void bus_process(struct sim_periph *p)
-{
-	int r;
-
-	if (p->dead)
-		return;
-	do {
-		r = sd_bus_process(p->bus, NULL);
-	} while (r > 0);
-	if (r < 0) {
-		fgw_log_errno(LOG_ERR, r, "D-Bus connection lost, stopping");
-		p->dead = true;
-		uv_stop(p->sim->loop);
-	}
-}
-
-static void on_bus_io(uv_poll_t *h, int status, int events)
-{
-	bus_process(container_of(h, struct sim_periph, poll));
-}
-
-static void on_bus_timer(uv_timer_t *t)
-{
-	bus_process(container_of(t, struct sim_periph, bus_timer));
-}
-
-static void bus_kick(struct sim_periph *p)
-{
-	int events, uv_events = 0;
-	uint64_t usec;
-
-	if (p->dead)
-		return;
-	events = sd_bus_get_events(p->bus);
-	if (events >= 0) {
-		if (events & POLLIN)
-			uv_events |= UV_READABLE;
-		if (events & POLLOUT)
-			uv_events |= UV_WRITABLE;
-		if (!p->poll_on || uv_events != p->poll_events) {
-			uv_poll_start(&p->poll, uv_events, on_bus_io);
-			p->poll_on = true;
-			p->poll_events = uv_events;
-		}
-	}
-	if (sd_bus_get_timeout(p->bus, &usec) >= 0 && usec != UINT64_MAX) {
-		uint64_t now = sim_now_us();
-		uv_timer_start(&p->bus_timer, on_bus_timer,
-			       usec > now ? (usec - now + 999) / 1000 : 0, 0);
-	} else {
-		uv_timer_stop(&p->bus_timer);
-	}
-}
-
-static void on_prepare(uv_prepare_t *h)
-{
-	bus_kick(container_of(h, struct sim_periph, prepare));
-}
-
 /* ---- lifetime ----------------------------------------------------------------------------------
  */
 
@@ -799,17 +740,12 @@ int sim_periph_new(struct sim *sim, struct sim_periph **ret)
 			fgw_log_errno(LOG_ERR, r, "%s: cannot export the GATT application",
 				      x->dev->name);
 			p->n_devs = i + 1;
-			uv_poll_init(sim->loop, &p->poll, sd_bus_get_fd(p->bus));
-			uv_timer_init(sim->loop, &p->bus_timer);
-			uv_prepare_init(sim->loop, &p->prepare);
+			sim_busloop_init(&p->bl, sim->loop, p->bus);
 			sim_periph_free(p);
 			return r;
 		}
 	}
-	uv_poll_init(sim->loop, &p->poll, sd_bus_get_fd(p->bus));
-	uv_timer_init(sim->loop, &p->bus_timer);
-	uv_prepare_init(sim->loop, &p->prepare);
-	uv_prepare_start(&p->prepare, on_prepare);
+	sim_busloop_init(&p->bl, sim->loop, p->bus);
 	/* before the applications: a central may pair as soon as it sees us */
 	p->agent = sim_periph_agent_start(p->bus, sim);
 	for (unsigned i = 0; i < p->n_devs; i++) {
@@ -851,7 +787,7 @@ static void periph_shutdown(struct sim_periph *p)
 	uint64_t end = sim_now_us() + 5000000;
 	int r;
 
-	if (p->dead)
+	if (p->bl.dead)
 		return;
 	p->closing = true;
 	(void) sd_bus_set_method_call_timeout(p->bus, 5000000);
@@ -910,14 +846,11 @@ struct sim_periph *sim_periph_free(struct sim_periph *p)
 		p->n_closing++;
 		uv_close((uv_handle_t *) &x->tick, periph_closed);
 	}
-	if (!p->dead)
+	if (!p->bl.dead)
 		(void) sd_bus_flush(p->bus);
 	sd_bus_flush_close_unref(p->bus);
 	p->bus = NULL;
-	p->poll.data = p->bus_timer.data = p->prepare.data = p;
 	p->n_closing += 3;
-	uv_close((uv_handle_t *) &p->poll, periph_closed);
-	uv_close((uv_handle_t *) &p->bus_timer, periph_closed);
-	uv_close((uv_handle_t *) &p->prepare, periph_closed);
+	sim_busloop_close(&p->bl, p, periph_closed);
 	return NULL;
 }

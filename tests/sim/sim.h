@@ -30,6 +30,7 @@ struct sim_periph;
 #define SIM_HASH_LEN 32
 #define SIM_MAX_BUFS 16
 #define SIM_VERSION_MAX 32
+#define SIM_MAX_ADAPTERS 8 /* --adapters: hci0..hci7 */
 
 /* ---- MCUboot image model (mcuboot.c) -------------------------------------------------------- */
 
@@ -75,10 +76,15 @@ enum sim_mode {
 	SIM_MODE_OVERWRITE, /* MCUboot overwrite-only: test and confirm are both permanent */
 };
 
+enum sim_phy { SIM_PHY_1M = 0, SIM_PHY_2M = 1, SIM_PHY_CODED_S8 = 2 };
+
 struct sim_link_params {
 	double interval_ms; /* connection interval */
 	unsigned mtu;	    /* ATT MTU (payload per write/notification = mtu - 3) */
-	unsigned pkts;	    /* LL data packets per connection event, per direction */
+	int phy;	    /* SIM_PHY_*: bit time and packet framing */
+	bool encrypt;	    /* encrypted link: a 4-byte MIC on every non-empty LL packet */
+	double event_ms;    /* controller's connection event length limit; 0: the interval */
+	unsigned pkts;	    /* optional further cap on exchanges per event (0: physics only) */
 	double latency_ms;  /* one-way latency added to every arrival (host stack, HCI) */
 	unsigned dle;	    /* LL payload bytes per packet (27 without DLE, 251 with) */
 	double erase_ms;    /* flash erase time per sector */
@@ -116,6 +122,7 @@ struct sim_faults {
 };
 
 #define SIM_NAME_MAX 30
+#define SIM_RSN_MAX 128
 
 struct sim_dev_config {
 	enum sim_mode mode;
@@ -137,6 +144,10 @@ struct sim_dev_config {
 	bool bootloader_info;	  /* CONFIG_MCUMGR_GRP_OS_BOOTLOADER_INFO (else rc 8) */
 	bool reset_no_answer;	  /* the reboot beats the answer to os reset out (reset_ms 0) */
 	int rssi;		  /* mean RSSI in dBm */
+	/* Which adapters hear it (bit k: hciK), each with its own mean RSSI; 0: every adapter,
+	 * at `rssi` (scenario key adapters = hci0:-60,hci1:-75). */
+	uint32_t adapters_mask;
+	int adapter_rssi[SIM_MAX_ADAPTERS];
 	/* What the SMP characteristic requires (CONFIG_MCUMGR_TRANSPORT_BT_PERM_RW_*): without
 	 * it the CCC write fails with an ATT security error and write commands are dropped. */
 	int security;	/* SIM_SEC_* */
@@ -145,6 +156,10 @@ struct sim_dev_config {
 	/* Advertised Complete Local Name; "" = fotagw-sim-NNNN. At most 29 bytes (a legacy scan
 	 * response), valid UTF-8 as BlueZ hands it to D-Bus, control characters allowed. */
 	char name[SIM_NAME_MAX];
+	double rpa_rotate_s; /* CONFIG_BT_PRIVACY: a new RPA every N s (0: static address) */
+	/* CONFIG_MCUMGR_SMP_VERBOSE_ERR_RESPONSE: "rsn" text on every error answer; any bytes
+	 * but NUL (a hostile device need not send UTF-8). Empty: no rsn. */
+	char rsn[SIM_RSN_MAX];
 };
 
 enum { SIM_SEC_NONE = 0, SIM_SEC_ENCRYPT = 1, SIM_SEC_AUTHEN = 2 };
@@ -167,16 +182,48 @@ struct sim_scenario *sim_scenario_free(struct sim_scenario *s);
 /* ---- link model (link.c) ----------------------------------------------------------------------
  */
 
+/* Airtime of one LL packet with @payload bytes (MIC added when @mic and payload > 0), in us. */
+double sim_phy_packet_us(int phy, unsigned payload, bool mic);
+/* One full exchange: a dle-sized data packet, T_IFS, the peer's empty packet, T_IFS. */
+double sim_link_exchange_us(const struct sim_link_params *p);
+/* Exchanges a connection event of this link can hold when it has the radio to itself. */
+unsigned sim_link_event_exchanges(const struct sim_link_params *p);
+/* The physical ceiling of the link: LL payload bytes per second one way, events packed. */
+double sim_link_ceiling(const struct sim_link_params *p);
+/* 0, or -EINVAL with *why when not even one exchange fits into an event. */
+int sim_link_check(const struct sim_link_params *p, const char **why);
+
+#define SIM_RADIO_MAX_LINKS 64
+#define SIM_LINK_RING 256
+
+/* One controller's radio: the links whose connection events share its airtime. */
+struct sim_radio {
+	struct sim_link *links[SIM_RADIO_MAX_LINKS];
+	unsigned n;
+};
+
 struct sim_link {
-	uint64_t anchor_us; /* time of connection event 0 */
-	int64_t ev[2];	    /* per direction: event index last used */
-	unsigned used[2];   /* packets used in that event */
+	uint64_t anchor_us;	 /* time of connection event 0 */
+	struct sim_radio *radio; /* NULL: the link has a radio of its own */
+	int64_t last_ev[2];	 /* per direction: event of the last packet queued (FIFO) */
+	struct {
+		int64_t ev;	/* which event this ring entry describes */
+		uint16_t n[2];	/* packets of each direction booked in it */
+		double used_us; /* airtime of its exchanges */
+	} ring[SIM_LINK_RING];
 };
 
 enum { SIM_UP = 0, SIM_DOWN = 1 };
 
 uint64_t sim_now_us(void);
+/* A new connection: event 0 at @now_us, nothing queued. Keeps the radio. */
 void sim_link_reset(struct sim_link *l, uint64_t now_us);
+/* The link takes its share of @r / gives it back. Returns -ENOSPC when the radio is full. */
+int sim_radio_join(struct sim_radio *r, struct sim_link *l);
+void sim_radio_leave(struct sim_link *l);
+/* Exchanges and airtime the controller gives @l in its event @ev (round-robin, docs). */
+unsigned sim_link_event_slots(const struct sim_link *l, const struct sim_link_params *p, int64_t ev,
+			      double *ret_budget_us);
 /* Queues one ATT PDU of @att_len payload bytes in @dir from @now_us; returns its arrival time. */
 uint64_t sim_link_pdu(struct sim_link *l, const struct sim_link_params *p, int dir, uint64_t now_us,
 		      size_t att_len);
@@ -323,7 +370,7 @@ struct sim_device {
 	uv_udp_t udp;
 	bool udp_on;
 	/* fake bluetoothd per-device state, NULL until first discovered */
-	struct sim_ble_dev *ble;
+	struct sim_ble_dev *ble[SIM_MAX_ADAPTERS]; /* per adapter of the fake bluetoothd */
 	int n_closing;
 };
 
@@ -338,6 +385,12 @@ enum sim_swap_type sim_device_swap_type(const struct sim_device *d, unsigned ima
 /* Paths of absolute slot @slot (0..3). */
 void sim_device_slot_path(const struct sim_device *d, unsigned slot, char *out, size_t n);
 bool sim_device_reachable(const struct sim_device *d);
+/* Adapter @k of the fake bluetoothd is in range of the device / the mean RSSI it sees. */
+bool sim_device_hears(const struct sim_device *d, unsigned k);
+int sim_device_rssi(const struct sim_device *d, unsigned k);
+/* The address the device advertises from at @now_us: its static random identity address, or
+ * with rpa_rotate_s a resolvable private address that changes every rpa_rotate_s seconds. */
+void sim_device_adv_addr(const struct sim_device *d, uint64_t now_us, char out[18]);
 /* Images mcumgr serves (1 with single_image, else SIM_IMAGES). */
 unsigned sim_device_images(const struct sim_device *d);
 double sim_device_rand(struct sim_device *d);
@@ -365,6 +418,22 @@ void sim_device_rx_reset(struct sim_device *d);
 int sim_udp_start(struct sim_device *d, const struct sockaddr *addr);
 void sim_udp_send(struct sim_device *d, const struct sockaddr *peer, const uint8_t *buf,
 		  size_t len);
+
+/* sd-bus driven by the libuv loop (busloop.c). */
+struct sim_busloop {
+	sd_bus *bus;
+	uv_loop_t *loop;
+	uv_poll_t poll;
+	uv_timer_t timer;
+	uv_prepare_t prepare;
+	int poll_events;
+	bool poll_on, dead;
+};
+void sim_busloop_init(struct sim_busloop *l, uv_loop_t *loop, sd_bus *bus);
+/* Applies sd-bus's wanted events and timeout now (after queuing messages outside a callback). */
+void sim_busloop_kick(struct sim_busloop *l);
+/* Closes its three handles; @cb runs three times with handle->data = @data. */
+void sim_busloop_close(struct sim_busloop *l, void *data, uv_close_cb cb);
 
 /* Takes org.bluez; @wait: block until the name is ours (startup), else ask asynchronously. */
 int sim_bluez_new(struct sim *sim, bool wait, struct sim_bluez **ret);
@@ -423,7 +492,8 @@ struct sim_options {
 	bool bluez;
 	bool no_acquire;
 	bool canonical;
-	unsigned max_connections;
+	unsigned max_connections;  /* per adapter */
+	unsigned n_bluez_adapters; /* --adapters N: the fake bluetoothd's hci0..hciN-1 */
 	double connect_timeout_ms;
 	double disconnect_ms;
 	double temporary_timeout_ms;

@@ -924,12 +924,21 @@ static void emit_rsp(struct sim_device *d, const struct smp_hdr *req, cbor_item_
 	free(pkt);
 }
 
+/* Zephyr's verbose error answers (CONFIG_MCUMGR_SMP_VERBOSE_ERR_RESPONSE): "rsn" next to the
+ * error, as the scenario gave it, bytes unchecked. */
+static bool put_rsn(const struct sim_device *d, cbor_item_t *m)
+{
+	if (!d->cfg.rsn[0])
+		return true;
+	return put(m, "rsn", cbor_build_stringn(d->cfg.rsn, strlen(d->cfg.rsn)));
+}
+
 static void emit_rc(struct sim_device *d, const struct smp_hdr *req, int rc, smp_emit_cb_t emit,
 		    void *user_data)
 {
 	cbor_item_t *m = new_map();
 
-	if (m && put(m, "rc", mk_uint((uint64_t) rc)))
+	if (m && put(m, "rc", mk_uint((uint64_t) rc)) && put_rsn(d, m))
 		emit_rsp(d, req, m, emit, user_data);
 	if (m)
 		cbor_decref(&m);
@@ -1020,6 +1029,7 @@ static bool handle_one(struct sim_device *d, const uint8_t *buf, size_t len, smp
 			put(e, "rc", mk_uint((uint64_t) c.grp_rc));
 			put(m, "err", e);
 		}
+		put_rsn(d, m);
 		emit_rsp(d, &req.hdr, m, emit, user_data);
 		cbor_decref(&m);
 		res->reset = false;

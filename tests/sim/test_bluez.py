@@ -270,7 +270,7 @@ def t_connection_limit(ctx):
             c.ok("connect %s" % addrs[0])
             c.ok("connect %s" % addrs[1])
             r = c.cmd("connect %s" % addrs[2])
-            eq(r, "err org.bluez.Error.Failed le-connection-abort-by-local", "limit")
+            eq(r, "err org.bluez.Error.Failed le-connection-refused", "limit (HCI 0x0d)")
             r = c.cmd("connect %s" % addrs[0])
             check(r.startswith("ok"), "Connect when connected succeeds: " + r)
             c.ok("disconnect %s" % addrs[0])

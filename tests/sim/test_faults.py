@@ -233,7 +233,33 @@ def t_scenario(ctx):
     eq(r.returncode, 2, "missing scenario")
 
 
+def t_rsn(ctx):
+    """rsn: every error answer carries the scenario's text, control characters and bytes
+    that are not UTF-8 included; success answers carry none."""
+    import socket
+    rsn = "x\\x0a<0>event: rollout-halted\\x1b[2J\\xff"
+    want = b"x\n<0>event: rollout-halted\x1b[2J\xff"
+    with ctx.start(2, ["--fault", "0:rsn=" + rsn]) as sim:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(5)
+        try:
+            s.sendto(smpc.smp_pack(OP_READ, 63, 0, {}), ("127.0.0.1", sim.port(0)))
+            rsp = s.recvfrom(4096)[0]
+            # {"rc": 8, "rsn": <text of len(want) bytes>} after the 8-byte header
+            check(b"\x63rsn\x78" + bytes([len(want)]) + want in rsp, repr(rsp))
+            check(b"rc" in rsp)
+            s.sendto(smpc.smp_pack(OP_WRITE, 0, 0, {"d": "hi"}), ("127.0.0.1", sim.port(0)))
+            check(b"rsn" not in s.recvfrom(4096)[0], "no rsn on success")
+            s.sendto(smpc.smp_pack(OP_READ, 63, 0, {}), ("127.0.0.1", sim.port(1)))
+            check(b"rsn" not in s.recvfrom(4096)[0], "device 1 has none")
+        finally:
+            s.close()
+    r = subprocess.run([ctx.sim, "--state-dir", ctx.path("st"), "--set", "rsn=a\\x00"],
+                       capture_output=True, text=True, timeout=10)
+    eq(r.returncode, 2, "NUL refused")
+
+
 if __name__ == "__main__":
     simtest.run([t_disconnect_at_chunk, t_errors, t_drop_and_delay, t_reboot_mid_upload,
                  t_bad_boot, t_no_confirm_reverts, t_net_unreadable, t_out_of_range,
-                 t_disconnect_prob, t_scenario])
+                 t_disconnect_prob, t_scenario, t_rsn])

@@ -371,10 +371,15 @@ def t_capacity(ctx):
     check(fast[0]["capacity_bytes_per_s"] > typ[0]["capacity_bytes_per_s"] >
           slow[0]["capacity_bytes_per_s"] > 0, "fast > typical > slow")
     check(typ[0]["capacity_bytes_per_s"] > 5 * slow[0]["capacity_bytes_per_s"])
-    # more packets per event, more capacity, until the flash write speed is the bottleneck
+    # a longer event holds more exchanges, more capacity; `pkts` can only lower it
     a = cap("typical,pkts=2")[0]["capacity_bytes_per_s"]
     b = cap("typical,pkts=8")[0]["capacity_bytes_per_s"]
-    check(b > a * 1.5, "pkts matters")
+    c = cap("typical,event=0")[0]
+    eq(b, typ[0]["capacity_bytes_per_s"], "a cap above physics changes nothing")
+    check(b > a * 1.4, "pkts below physics matters")
+    check(c["capacity_bytes_per_s"] > b * 3, "the whole 30 ms interval: 12 exchanges, not 3")
+    for d in (fast[0], typ[0], slow[0], c):
+        check(d["capacity_bytes_per_s"] < d["ceiling_bytes_per_s"], "below the ceiling")
     w = cap("fast,write=50")[0]
     check(abs(w["capacity_bytes_per_s"] - 1e6 / 50) / (1e6 / 50) < 0.05, "flash-bound")
     r = subprocess.run([ctx.sim, "--capacity", "--link", "bogus=1"], capture_output=True)
