@@ -67,7 +67,7 @@ static void set_limit(struct fleet_radio *r, unsigned limit, uint64_t now, bool 
 		r->raised++;
 	else if (limit < r->limit)
 		r->lowered++;
-	fgw_debug("fleet: radio %s: %u -> %u uploads at once", r->name, r->limit, limit);
+	fgw_info("fleet: radio %s: %u -> %u uploads at once", r->name, r->limit, limit);
 	r->limit = limit;
 	r->changed_ms = now;
 	r->rate_ref = 0;
