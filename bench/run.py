@@ -11,15 +11,17 @@ is printed on stdout as one JSON line
 then a summary table goes to stderr. Exit status 1 if a goal is missed (or a phase failed: its
 metrics are printed with value null and ok false). docs/performance.md explains each figure.
 
-  bench/run.py --build build [--only link,fleet,cpu,daemon] [--out DIR] [--keep]
+  bench/run.py --build build [--only link,fleet,adapters,cpu,daemon] [--out DIR] [--keep]
 
 Environment, for investigations only: FGW_BENCH_FLEET_DEVICES (default 100),
 FGW_BENCH_LOG_LEVEL (fotagwd's log level, default notice).
 
 Phases (all start their own processes in their own temp dirs and stop them):
   link    link_utilisation_{ble,udp}_{fast,typical,slow}, pipelining_gain (fotagw-smp + sim)
-  fleet   fleet_makespan_ratio (nginx + signed release + 100 simulated devices on one adapter +
-          fotagwd), adapter_scaling (the same on 2 adapters, half the devices heard by each)
+  fleet   fleet_makespan_ratio, connect_setup_ms_p50 (nginx + signed release + 100 simulated
+          devices on one adapter + fotagwd)
+  adapters adapter_scaling (the fleet on 1 adapter, then on 2 with the devices split; needs
+          fotagwd's [ble] adapters)
   cpu     instructions_per_kib (fotagwd under callgrind: rollout minus baseline run)
   daemon  peak_rss_mib, rest_rps, rest_p99_ms, startup_ms (10,000 devices in the database)
 """
@@ -219,24 +221,24 @@ FLEET_DEVICES = int(os.environ.get("FGW_BENCH_FLEET_DEVICES", "100"))
 FLEET_MAX_CONN = 8
 FLEET_BOOT_MS = 1500
 SIM_RESET_DELAY_MS = 250  # the simulated device reboots 250 ms after answering reset
-# fast link (2M PHY); flash erase/write off so that a device's time is the air plus the boot.
-# The images are small: 100 devices share one radio, whose ceiling is one link's.
-FLEET_LINK = f"fast,erase=0,write=0,boot={FLEET_BOOT_MS}"
-FLEET_APP, FLEET_NET = 48 * 1024, 24 * 1024
+# typical link; flash erase/write off so that a device's time is the link plus the boot.
+FLEET_LINK = f"typical,erase=0,write=0,boot={FLEET_BOOT_MS}"
+FLEET_APP, FLEET_NET = 128 * 1024, 64 * 1024
 
 
 class Gateway(ft.Gateway):
     """fleettest's gateway at log level notice, with the connection limit explicit."""
 
     def __init__(self, fotagwd, tmp, manifest_url, trusted, udp_devices=None, ble=False,
-                 extra=""):
+                 extra="", adapters=None):
         super().__init__(fotagwd, tmp, manifest_url, trusted, udp_devices=udp_devices,
                          ble=ble, extra=extra)
         with open(self.conf) as f:
             conf = f.read()
+        more = f"adapters = {adapters}\n" if adapters else ""
         conf = re.sub(r"\[ble\]\nenabled = (\w+)\n",
                       lambda m: f"[ble]\nenabled = {m.group(1)}\n"
-                                f"max_connections = {FLEET_MAX_CONN}\n", conf)
+                                f"max_connections = {FLEET_MAX_CONN}\n" + more, conf)
         level = os.environ.get("FGW_BENCH_LOG_LEVEL", "notice")
         conf = conf.replace("[log]\nlevel = info", "[log]\nlevel = " + level)
         with open(self.conf, "w") as f:
@@ -270,33 +272,42 @@ def state_times(events):
     return {s: round(acc[s] / 1000.0 / jobs, 3) for s in acc}
 
 
-def run_fleet(bench, tmp, adapters):
-    """One rollout to FLEET_DEVICES devices over @adapters adapters (devices split between
-    them, each heard by one); returns (makespan s, job rows, events, image sizes)."""
+def run_fleet(bench, tmp, adapters=1, name="gw"):
+    """One rollout of FLEET_DEVICES BLE devices; with adapters=2 the simulator has hci0 and
+    hci1, the first half of the devices heard by hci0 only, the second half by hci1 only, and
+    fotagwd uses both (`[ble] adapters = all`, helper "adapters", issue 17 item 3)."""
     ng = ft.Nginx(tmp)
     ng.start()
     bus = sim = gw = None
-    args = ["--link", FLEET_LINK, "--max-connections", str(FLEET_MAX_CONN),
-            "--adapters", str(adapters)]
-    for i in range(FLEET_DEVICES):
-        args += ["--fault", f"{i}:adapters=hci{i % adapters}:-60"]
+    args = ["--link", FLEET_LINK, "--max-connections", str(FLEET_MAX_CONN)]
+    if adapters > 1:
+        half = FLEET_DEVICES // 2
+        args += ["--adapters", str(adapters)]
+        scen = os.path.join(tmp, "adapters.ini")
+        with open(scen, "w") as f:
+            f.write(f"[device 0-{half - 1}]\nadapters = hci0\n\n"
+                    f"[device {half}-{FLEET_DEVICES - 1}]\nadapters = hci1\n")
+        args += ["--scenario", scen]
     try:
         bus = simctl.Bus()
         sim = simctl.Sim(bench.sim, devices=FLEET_DEVICES, bluez=True, bus=bus, args=args)
-        # the release policy must not cap what two adapters may carry
         rel = ft.Release(bench.fotactl, tmp, ng.srv, app_size=FLEET_APP, net_size=FLEET_NET,
-                         canary=0, rate=0.5, max_concurrent=FLEET_MAX_CONN * adapters)
+                         canary=0, rate=0.5,
+                         # the policy must not cap what several adapters may carry
+                         max_concurrent=FLEET_MAX_CONN * adapters)
         sizes = [os.path.getsize(os.path.join(tmp, f"{k}-{rel.version}.bin"))
                  for k in ("app", "net")]
-        gwdir = os.path.join(tmp, "gw")
+        gwdir = os.path.join(tmp, name)
         os.makedirs(gwdir)
         gw = Gateway(bench.fotagwd, gwdir, ng.base + "/manifest.json",
                      os.path.join(tmp, "manifest.pub"), ble=True,
-                     extra="[ble]\nadapters = all\n")
+                     adapters="all" if adapters > 1 else None)
         gw.env = dict(os.environ, **bus.env)
+        t0 = time.monotonic()
         gw.start()
         jobs = gw.wait(lambda j: len(j) == FLEET_DEVICES and all(r[1] in ft.TERMINAL for r in j),
-                       "the rollout", 1200)
+                       "the rollout", 900)
+        wall = time.monotonic() - t0
         rows, events = release_jobs(gw.db)
         gw.kill(signal.SIGTERM)
     finally:
@@ -312,42 +323,78 @@ def run_fleet(bench, tmp, adapters):
         raise RuntimeError(f"fleet: {len(done)} of {FLEET_DEVICES} jobs done with both images:"
                            f" {sorted(set(r[2] for r in jobs))}")
     measured = (max(r[5] for r in rows) - min(r[4] for r in rows)) / 1000.0
-    return measured, rows, events, sizes
+    return dict(rows=rows, events=events, sizes=sizes, measured=measured, wall=wall)
+
+
+def connecting_times(rows, events):
+    """Seconds each job spent in `connecting` (serial connection set-up), first wave apart."""
+    first_wave = set(r[0] for r in sorted(rows, key=lambda r: r[4])[:FLEET_MAX_CONN])
+    conn = {True: [], False: []}
+    last = {}
+    for job, at, to in events:
+        if job in last and last[job][0] == "connecting":
+            conn[job in first_wave].append((at - last[job][1]) / 1000.0)
+        last[job] = (to, at)
+    return conn
 
 
 def phase_fleet(bench, tmp):
-    # One adapter has one radio: the simulator deals one link's airtime out over all its
-    # links (docs/simulator.md "One radio per adapter"), so the adapter's ceiling is the
-    # link's physical ceiling, whatever the number of links.
-    ceiling = bench.capacity(FLEET_LINK)["ceiling_bytes_per_s"]
-    measured, rows, events, sizes = run_fleet(bench, os.path.join(tmp, "one"), 1)
-    total = FLEET_DEVICES * sum(sizes)
+    capj = bench.capacity(FLEET_LINK)
+    cap = capj["capacity_ble_bytes_per_s"]
+    # Issue 17: the ideal is the adapter's radio, not max_connections radios of their own:
+    # every image byte through one radio at its ceiling, plus one reset and boot (the last
+    # device's; the others' overlap the transfers of the rest).
+    ceiling = capj["radio_ceiling_bytes_per_s"]
+    r = run_fleet(bench, tmp)
+    rows, events, sizes, measured = r["rows"], r["events"], r["sizes"], r["measured"]
     reset = (SIM_RESET_DELAY_MS + FLEET_BOOT_MS) / 1000.0
-    # The air carries every image byte once, at best at the ceiling; resets and boots of the
-    # others overlap with uploads, the last device's cannot.
-    ideal = total / ceiling + reset
-    durations = [(r[5] - r[4]) / 1000.0 for r in rows]
+    ideal = FLEET_DEVICES * sum(sizes) / ceiling + reset
+    durations = [(x[5] - x[4]) / 1000.0 for x in rows]
+    occupancy = sum(durations) / (FLEET_MAX_CONN * measured)
+    conn = connecting_times(rows, events)
     bench.emit("fleet_makespan_ratio", ideal / measured, "ratio", (">=", 0.9),
-               devices=FLEET_DEVICES, adapters=1, max_connections=FLEET_MAX_CONN,
-               link=FLEET_LINK, transport="ble", adapter_ceiling_bytes_per_s=ceiling,
-               image_bytes=sizes, ideal_s=round(ideal, 2), measured_s=round(measured, 2),
-               goodput_bytes_per_s=round(total / measured),
+               devices=FLEET_DEVICES, max_connections=FLEET_MAX_CONN, link=FLEET_LINK,
+               transport="ble", radio_ceiling_bytes_per_s=ceiling,
+               capacity_bytes_per_s=cap, image_bytes=sizes,
+               ideal_s=round(ideal, 2), measured_s=round(measured, 2),
                per_device_mean_s=round(statistics.mean(durations), 3),
-               mean_s_per_state=state_times(events))
-    measured2, _, _, _ = run_fleet(bench, os.path.join(tmp, "two"), 2)
-    bench.emit("adapter_scaling", measured / measured2, "ratio", (">=", 1.8),
-               devices=FLEET_DEVICES, makespan_1_adapter_s=round(measured, 2),
-               makespan_2_adapters_s=round(measured2, 2), split="half heard by each adapter")
+               slot_occupancy=round(occupancy, 3),
+               mean_s_per_state=state_times(events),
+               connecting_first_wave_s=round(statistics.mean(conn[True] or [0]), 3),
+               connecting_later_s=round(statistics.mean(conn[False] or [0]), 3),
+               wall_s=round(r["wall"], 1))
+    allc = conn[True] + conn[False]
+    bench.emit("connect_setup_ms_p50", statistics.median(allc) * 1000 if allc else None, "ms",
+               None, devices=FLEET_DEVICES, max_connections=FLEET_MAX_CONN,
+               p90_ms=round(sorted(allc)[int(0.9 * (len(allc) - 1))] * 1000, 1) if allc
+               else None, samples=len(allc),
+               note="time in `connecting` per job: queued behind the adapter's one LE "
+                    "connection attempt at a time, plus link-up and GATT resolution")
+
+
+def phase_adapters(bench, tmp):
+    """adapter_scaling: makespan on 1 adapter / makespan on 2 (devices split between them).
+    Needs fotagwd on several adapters (`[ble] adapters`, branch h/adapters)."""
+    runs = {}
+    for n in (1, 2):
+        sub = os.path.join(tmp, f"adapters-{n}")
+        os.makedirs(sub)
+        runs[n] = run_fleet(bench, sub, adapters=n)
+    one, two = runs[1], runs[2]
+    bench.emit("adapter_scaling", one["measured"] / two["measured"], "ratio", (">=", 1.8),
+               devices=FLEET_DEVICES, max_connections_per_adapter=FLEET_MAX_CONN,
+               link=FLEET_LINK, one_adapter_s=round(one["measured"], 2),
+               two_adapters_s=round(two["measured"], 2))
 
 
 # ---- CPU: instructions per uploaded KiB ---------------------------------------------------
 
 CPU_DEVICES = 2
 CPU_APP, CPU_NET = 256 * 1024, 128 * 1024
-# The fastest link the simulator models (64 LL packets per 7.5 ms event, no flash time):
-# ~2 MB/s, far above what fotagwd under callgrind moves, so fotagwd is the bottleneck.
-CPU_LINK = ("mtu=517,interval=7.5,pkts=64,dle=251,latency=0,erase=0,write=0,proc=0,"
-            "boot=50")
+# The fastest physical link (2M PHY, DLE 251, 30 ms interval: 21 exchanges per event, about
+# 176 kB/s of LL payload, issue 17) and no flash time: the link is no longer a 2 MB/s fiction,
+# so the rollout takes longer, but instructions are counted, not time.
+CPU_LINK = ("fast,mtu=517,interval=30,latency=0,erase=0,write=0,proc=0,boot=50")
 
 
 def callgrind_total(path):
@@ -673,7 +720,8 @@ def phase_daemon(bench, tmp):
 
 
 PHASES = {"link": (phase_link, ["link_utilisation_ble_fast", "pipelining_gain"]),
-          "fleet": (phase_fleet, ["fleet_makespan_ratio", "adapter_scaling"]),
+          "fleet": (phase_fleet, ["fleet_makespan_ratio", "connect_setup_ms_p50"]),
+          "adapters": (phase_adapters, ["adapter_scaling"]),
           "cpu": (phase_cpu, ["instructions_per_kib"]),
           "daemon": (phase_daemon, ["peak_rss_mib", "rest_p99_ms", "startup_ms"])}
 

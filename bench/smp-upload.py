@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "sim"))
 import simctl  # noqa: E402
 
-LINK = "mtu=498,interval=7.5,pkts=6,latency=2"
+LINK = "fast"  # 2M PHY, 7.5 ms, MTU 498, DLE 251, 2 ms (docs/simulator.md)
 
 
 def capacity(sim_path, link):

@@ -23,6 +23,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* every entry was validated when parsed: applying cannot fail */
 			if (sim_scenario_apply(s, i, &c) < 0)
 				__builtin_trap();
+			/* the airtime model takes whatever the keys allow */
+			const char *why;
+			if (sim_link_check(&c.link, &why) == 0 &&
+			    (sim_link_ceiling(&c.link) <= 0 ||
+			     sim_link_ceiling(&c.link) > sim_link_radio_ceiling(&c.link) + 1e-6))
+				__builtin_trap();
 		}
 		sim_scenario_free(s);
 	}

@@ -85,6 +85,7 @@ int sim_link_check(const struct sim_link_params *p, const char **why)
 void sim_link_reset(struct sim_link *l, uint64_t now_us)
 {
 	l->anchor_us = now_us;
+	l->encrypted = false;
 	l->last_ev[0] = l->last_ev[1] = -1;
 	for (unsigned i = 0; i < SIM_LINK_RING; i++)
 		l->ring[i].ev = -1;
@@ -125,22 +126,41 @@ static int64_t rr_count(int64_t x, unsigned n, unsigned rank)
 	return x > (int64_t) rank ? (x - (int64_t) rank + n - 1) / n : 0;
 }
 
+/* Exchanges the whole radio can place in one interval (events back to back, no limit). */
+static unsigned radio_exchanges(const struct sim_link_params *p)
+{
+	return (unsigned) floor(p->interval_ms * 1000.0 / sim_link_exchange_us(p) + 1e-9);
+}
+
+double sim_link_radio_ceiling(const struct sim_link_params *p)
+{
+	return radio_exchanges(p) * (double) p->dle * 1e6 / (p->interval_ms * 1000.0);
+}
+
 unsigned sim_link_event_slots(const struct sim_link *l, const struct sim_link_params *p, int64_t ev,
 			      double *ret_budget_us)
 {
-	unsigned total = sim_link_event_exchanges(p), n = 1, rank = 0, slots;
+	unsigned own = sim_link_event_exchanges(p), total = radio_exchanges(p), n, rank, slots;
+	double share;
 
-	if (l->radio && l->radio->n > 1) {
-		n = l->radio->n;
-		for (rank = 0; rank < n && l->radio->links[rank] != l; rank++)
-			;
-		if (rank == n)
-			rank = 0;
+	if (!l->radio || l->radio->n <= 1) {
+		*ret_budget_us = event_us(p);
+		return own;
 	}
-	/* The interval's exchanges are dealt out round-robin over the radio's links, numbered
-	 * across events, so with more links than exchanges a link's event is skipped. */
+	n = l->radio->n;
+	for (rank = 0; rank < n && l->radio->links[rank] != l; rank++)
+		;
+	if (rank == n)
+		rank = 0;
+	/* The radio's exchanges of an interval are dealt out round-robin over its links,
+	 * numbered across events (with more links than exchanges a link's event is skipped),
+	 * each link's event still within its own event-length limit. A slot's airtime is the
+	 * interval divided by the radio's exchanges, so all links together never use more. */
 	slots = (unsigned) (rr_count((ev + 1) * total, n, rank) - rr_count(ev * total, n, rank));
-	*ret_budget_us = total ? event_us(p) * slots / total : 0;
+	if (slots > own)
+		slots = own;
+	share = total ? p->interval_ms * 1000.0 / total : 0;
+	*ret_budget_us = FGW_MIN(slots * share, event_us(p));
 	return slots;
 }
 
@@ -149,8 +169,9 @@ static bool try_place(struct sim_link *l, const struct sim_link_params *p, int d
 		      unsigned pl, double *ret_end_us)
 {
 	unsigned idx = (unsigned) (ev % SIM_LINK_RING);
-	double budget, t_pkt = sim_phy_packet_us(p->phy, pl, p->encrypt),
-		       t_empty = sim_phy_packet_us(p->phy, 0, p->encrypt), used;
+	bool mic = p->encrypt || l->encrypted;
+	double budget, t_pkt = sim_phy_packet_us(p->phy, pl, mic),
+		       t_empty = sim_phy_packet_us(p->phy, 0, mic), used;
 	unsigned slots = sim_link_event_slots(l, p, ev, &budget), n_self, n_other, exch;
 
 	if (l->ring[idx].ev != ev) {

@@ -54,9 +54,9 @@ static void usage(FILE *f)
 	    "  --disconnect-delay MS  Device1.Disconnect duration (default 2000)\n"
 	    "  --temporary-timeout S  unseen, unconnected devices removed after S s (default 30)\n"
 	    "  --mode swap|overwrite|mixed   MCUboot mode (default overwrite; mixed: odd = swap)\n"
-	    "  --link PROFILE|K=V,..  fast, typical (default), slow, or mtu=,interval=,pkts=,\n"
-	    "                         "
-	    "latency=,dle=,erase=,write=,sector=,boot=,proc=,supervision=\n"
+	    "  --link PROFILE|K=V,..  fast, typical (default), slow, or phy=1m|2m|coded,mtu=,\n"
+	    "                         interval=,event=,encrypt=,pkts= (cap),latency=,dle=,\n"
+	    "                         erase=,write=,sector=,boot=,proc=,supervision=\n"
 	    "  --mcuboot-key PEM      images must be signed by this key (private: also signs the\n"
 	    "                         generated starting images)\n"
 	    "  --scenario FILE        per-device settings and faults (INI)\n"
@@ -424,11 +424,13 @@ static int print_capacity(const struct cli *c, const struct sim_scenario *scen)
 			printf("null");
 		printf(",\"capacity_bytes_per_s\":%.0f,\"chunk_bytes\":%u,"
 		       "\"capacity_ble_bytes_per_s\":%.0f,\"chunk_ble_bytes\":%u,"
-		       "\"ceiling_bytes_per_s\":%.0f,\"phy\":\"%s\",\"encrypt\":%s,"
+		       "\"ceiling_bytes_per_s\":%.0f,\"radio_ceiling_bytes_per_s\":%.0f,\"phy\":\"%"
+		       "s\",\"encrypt\":%s,"
 		       "\"exchange_us\":%g,\"exchanges_per_event\":%u,\"event_ms\":%g,\"mtu\":%u,"
 		       "\"interval_ms\":%g,\"pkts\":%u,\"latency_ms\":%g,\"dle\":%u,"
 		       "\"buf_size\":%u,\"buf_count\":%u,\"write_us_per_byte\":%g}",
 		       cap, chunk, cap_ble, chunk_ble, sim_link_ceiling(&cfg.link),
+		       sim_link_radio_ceiling(&cfg.link),
 		       cfg.link.phy == SIM_PHY_2M	  ? "2m"
 		       : cfg.link.phy == SIM_PHY_CODED_S8 ? "coded"
 							  : "1m",

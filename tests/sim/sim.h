@@ -190,6 +190,9 @@ double sim_link_exchange_us(const struct sim_link_params *p);
 unsigned sim_link_event_exchanges(const struct sim_link_params *p);
 /* The physical ceiling of the link: LL payload bytes per second one way, events packed. */
 double sim_link_ceiling(const struct sim_link_params *p);
+/* The ceiling of a whole radio on links like this one: every interval full, whatever each
+ * link's event limit (several links share it). */
+double sim_link_radio_ceiling(const struct sim_link_params *p);
 /* 0, or -EINVAL with *why when not even one exchange fits into an event. */
 int sim_link_check(const struct sim_link_params *p, const char **why);
 
@@ -205,7 +208,8 @@ struct sim_radio {
 struct sim_link {
 	uint64_t anchor_us;	 /* time of connection event 0 */
 	struct sim_radio *radio; /* NULL: the link has a radio of its own */
-	int64_t last_ev[2];	 /* per direction: event of the last packet queued (FIFO) */
+	bool encrypted;	    /* this connection is encrypted (paired), whatever `encrypt` says */
+	int64_t last_ev[2]; /* per direction: event of the last packet queued (FIFO) */
 	struct {
 		int64_t ev;	/* which event this ring entry describes */
 		uint16_t n[2];	/* packets of each direction booked in it */
@@ -403,7 +407,14 @@ void sim_device_reset_later(struct sim_device *d, double delay_ms);
 void sim_device_link_lost(struct sim_device *d, const char *why);
 void sim_device_go_away(struct sim_device *d, double ms);
 
-/* Entry points of the request pipeline (device.c). */
+/* Timer delay (ms) to model time @at_us, against the loop's own clock (both are
+ * CLOCK_MONOTONIC): events scheduled in model order fire in that order. */
+uint64_t sim_delay_ms(uv_loop_t *loop, uint64_t at_us);
+/* Resets the device now: reboot through MCUboot (device.c). */
+void sim_device_reset_now(struct sim_device *d, const char *why);
+void sim_req_free(struct sim_req *r);
+
+/* Entry points of the request pipeline (pipeline.c). */
 /* A whole SMP packet arrived at @now over UDP from @peer. */
 void sim_device_rx_udp(struct sim_device *d, const uint8_t *buf, size_t len,
 		       const struct sockaddr *peer);

@@ -6,6 +6,7 @@ As a module:
         sim.port(0)                 # UDP port of device 0 (when udp=True)
         bus.env                     # environment with DBUS_SYSTEM_BUS_ADDRESS set
         sim.address(0)              # "C0:FF:EE:00:00:00"
+        remove_adapter(bus, "hci1") # with --adapters 2: unplug hci1
 Both stop their process (SIGTERM, then SIGKILL after a grace period) and remove their temp dirs.
 
 As a command:
@@ -37,6 +38,14 @@ def device_address(i):
 
 def device_path(i, adapter="/org/bluez/hci0"):
     return adapter + "/dev_" + device_address(i).replace(":", "_")
+
+
+def remove_adapter(bus, name):
+    """Unplugs adapter `name` ("hci1") of a `--bluez --adapters N` simulator: its links drop,
+    its Device1 objects and then its Adapter1 leave the bus (docs/simulator.md)."""
+    subprocess.run(["busctl", "--address=" + bus.address, "call", "org.bluez", "/org/fotagw/sim",
+                    "org.fotagw.SimControl1", "RemoveAdapter", "s", name], check=True,
+                   capture_output=True, timeout=10)
 
 
 def free_udp_base(n, host="127.0.0.1", tries=200):

@@ -43,7 +43,7 @@ def t_capacity_below_ceiling(ctx):
 
 
 def upload_goodput(port, image):
-    c = smpc.UdpClient(port, timeout=10.0)
+    c = smpc.UdpClient(port, timeout=20.0)
     try:
         c.erase(slot=1)
         t0 = time.monotonic()
@@ -55,43 +55,54 @@ def upload_goodput(port, image):
         c.close()
 
 
+def concurrent_goodputs(sim, image, devices):
+    res, errs = {}, []
+
+    def run(i):
+        try:
+            res[i] = upload_goodput(sim.port(i), image)
+        except Exception as e:  # reported below
+            errs.append(e)
+    th = [threading.Thread(target=run, args=(i,)) for i in devices]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    check(not errs, repr(errs))
+    return res
+
+
+# 1M PHY without DLE at 30 ms: 44 exchanges of 27 bytes per interval, 39.6 kB/s of LL payload.
+# Slow enough that a loaded host's Python client and simulator keep up with it, so the
+# ratios below are the radio's, not the CPU's.
+RADIO_LINK = ["--link", "fast,phy=1m,dle=27,mtu=247,interval=30,erase=0,write=0,boot=20"]
+
+
 def t_shared_radio(ctx):
-    """Three links on one adapter each get about a third of what one link alone gets."""
-    image = ctx.mkimage(size=160000)
-    with simctl.Bus() as bus, start(ctx, bus, 4, udp=True) as sim:
-        # device 3 stays unconnected: its link has the air to itself (the UDP side door
-        # goes through the same link model as BLE)
-        alone = upload_goodput(sim.port(3), image)
+    """Three links on one adapter each get about a third of what a link with the air to itself
+    gets at the same time; their sum stays below the ceiling."""
+    image = ctx.mkimage(size=40000)
+    with simctl.Bus() as bus, ctx.start(4, RADIO_LINK, udp=True, bluez=True, bus=bus) as sim:
+        ceiling = json.loads(subprocess.run(
+            [ctx.sim, "--capacity"] + RADIO_LINK, capture_output=True, text=True,
+            check=True).stdout)[0]["ceiling_bytes_per_s"]
         with Central(ctx.blectl, bus) as c:
             connect_all(c, 3)
-            res = [0.0] * 3
-            errs = []
-
-            def run(i):
-                try:
-                    res[i] = upload_goodput(sim.port(i), image)
-                except Exception as e:  # reported below
-                    errs.append(e)
-            th = [threading.Thread(target=run, args=(i,)) for i in range(3)]
-            for t in th:
-                t.start()
-            for t in th:
-                t.join()
-            check(not errs, repr(errs))
-            ceiling = json.loads(subprocess.run(
-                [ctx.sim, "--capacity"] + LINK, capture_output=True, text=True,
-                check=True).stdout)[0]["ceiling_bytes_per_s"]
-            shares = [g / alone for g in res]
-            print("alone %.0f B/s, shared %s, ceiling %.0f" % (alone, res, ceiling))
+            # device 3 stays unconnected: its link has the air to itself (the UDP side door
+            # goes through the same link model as BLE, sharing the adapter's radio once
+            # connected)
+            res = concurrent_goodputs(sim, image, range(4))
+            shares = [res[i] / res[3] for i in range(3)]
+            print("alone %.0f B/s, shared %r, ceiling %.0f" % (res[3], res, ceiling))
             for s in shares:
                 check(0.22 < s < 0.45, "each link gets about a third: %r" % shares)
-            check(sum(res) <= ceiling * 1.02, "aggregate %.0f above the ceiling %.0f"
-                  % (sum(res), ceiling))
-            # a link that leaves gives its share back
+            check(sum(res[i] for i in range(3)) <= ceiling * 1.02,
+                  "aggregate above the ceiling %.0f: %r" % (ceiling, res))
+            # links that leave give their share back
             c.ok("disconnect %s" % simctl.device_address(1))
             c.ok("disconnect %s" % simctl.device_address(2))
-            again = upload_goodput(sim.port(0), image)
-            check(again / alone > 0.6, "one link again: %.0f vs %.0f" % (again, alone))
+            res = concurrent_goodputs(sim, image, (0, 3))
+            check(res[0] / res[3] > 0.7, "one link again: %r" % res)
 
 
 def t_serial_connect(ctx):
@@ -175,9 +186,7 @@ def t_adapters(ctx):
             c.ok("adapter hci1")
             eq(c.cmd("connect %s" % a[1]), "err org.bluez.Error.Failed le-connection-refused")
             # unplug hci1: the link through it drops, its objects go
-            rc, _, err = busctl(bus, "call", "org.bluez", "/org/fotagw/sim",
-                                "org.fotagw.SimControl1", "RemoveAdapter", "s", "hci1")
-            eq(rc, 0, err)
+            simctl.remove_adapter(bus, "hci1")
             c.ok("wait-gone %s 3000" % a[2])
             check("/org/bluez/hci1" not in busctl(bus, "tree", "org.bluez")[1], "hci1 gone")
             check("event: adapter-removed, adapter: hci1" in sim.log())

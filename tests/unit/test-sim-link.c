@@ -218,6 +218,44 @@ static void test_more_links_than_exchanges(void **state)
 	}
 }
 
+static void test_event_limit_shares_radio(void **state)
+{
+	struct sim_link_params p = link(SIM_PHY_1M, 251, 30, false);
+	static struct sim_link many[8];
+	struct sim_radio radio;
+	double budget;
+
+	(void) state;
+	p.event_ms = 7.5;
+	/* 1M/251: 2088 + 150 + 80 + 150 = 2468 us. A link alone: floor(7500 / 2468) = 3 per
+	 * 30 ms event (25,100 B/s). The radio: floor(30000 / 2468) = 12 per interval
+	 * (100,400 B/s): 8 such links share 12 exchanges, never more than 3 each. */
+	assert_int_equal(sim_link_event_exchanges(&p), 3);
+	assert_float_equal(sim_link_ceiling(&p), 25100, 0.01);
+	assert_float_equal(sim_link_radio_ceiling(&p), 100400, 0.01);
+	memset(&radio, 0, sizeof(radio));
+	for (unsigned i = 0; i < 8; i++)
+		assert_int_equal(sim_radio_join(&radio, &many[i]), 0);
+	for (int64_t ev = 0; ev < 4; ev++) {
+		unsigned sum = 0;
+		double sum_budget = 0;
+		for (unsigned i = 0; i < 8; i++) {
+			unsigned sl = sim_link_event_slots(&many[i], &p, ev, &budget);
+			assert_true(sl <= 3);
+			sum += sl;
+			sum_budget += budget;
+		}
+		assert_int_equal(sum, 12);
+		assert_true(sum_budget <= 30000 + 1e-6);
+	}
+	/* two such links: each keeps its own 3 (its event limit binds, not the radio) */
+	memset(&radio, 0, sizeof(radio));
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(sim_radio_join(&radio, &many[i]), 0);
+	assert_int_equal(sim_link_event_slots(&many[0], &p, 0, &budget), 3);
+	assert_true(budget <= 7500);
+}
+
 static void test_capacity_below_ceiling(void **state)
 {
 	const char *profiles[] = {"fast", "typical", "slow"};
@@ -263,6 +301,7 @@ int main(void)
 	    cmocka_unit_test(test_queue_follows_airtime),
 	    cmocka_unit_test(test_shared_radio),
 	    cmocka_unit_test(test_more_links_than_exchanges),
+	    cmocka_unit_test(test_event_limit_shares_radio),
 	    cmocka_unit_test(test_capacity_below_ceiling),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
