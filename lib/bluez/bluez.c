@@ -604,6 +604,7 @@ FGW_EXPORT struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b)
 		bz_list_del(&rel->node);
 		sd_bus_slot_unref(rel->slot);
 		free(rel->dev_path);
+		free(rel->adapter_path);
 		free(rel);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(b->match_slots); i++)
