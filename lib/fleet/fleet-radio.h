@@ -20,7 +20,9 @@
 #define FLEET_RADIO_SETTLE_MS ((FLEET_RADIO_BUCKETS - 1) * FLEET_RADIO_BUCKET_MS)
 /* One more link must add this share to the aggregate to count as "still rising". */
 #define FLEET_RADIO_GAIN 0.05
-/* The aggregate at a limit falling below this share of what it was: one link fewer. */
+/* The aggregate at a limit staying below this share of what it gave, for a whole window: one
+ * link fewer. A dip shorter than that is the fleet, not the radio (jobs resetting, rebooting,
+ * connecting hold a slot and send little). */
 #define FLEET_RADIO_FALL 0.70
 /* After a plateau, a fall or a refusal: no new probe for this long. */
 #define FLEET_RADIO_HOLD_MS 30000
@@ -36,6 +38,7 @@ struct fleet_radio {
 	bool probing;		  /* the limit was raised: judge whether it paid */
 	double rate_before;	  /* the aggregate before the raise */
 	double rate_ref;	  /* what the current limit gave once settled */
+	uint64_t fall_since_ms;	  /* the aggregate has been below FALL × rate_ref since, 0 not */
 	uint64_t bytes;		  /* acknowledged, in total */
 	uint64_t raised, lowered; /* decisions, for metrics */
 	uint64_t refused;	  /* links the controller refused */

@@ -71,6 +71,7 @@ static void set_limit(struct fleet_radio *r, unsigned limit, uint64_t now, bool 
 	r->limit = limit;
 	r->changed_ms = now;
 	r->rate_ref = 0;
+	r->fall_since_ms = 0;
 	if (hold)
 		r->hold_until_ms = now + FLEET_RADIO_HOLD_MS;
 }
@@ -95,10 +96,16 @@ unsigned fleet_radio_limit(struct fleet_radio *r, unsigned active, uint64_t now)
 	}
 	if (r->rate_ref <= 0 || rate > r->rate_ref)
 		r->rate_ref = rate;
-	else if (r->limit > 1 && rate < r->rate_ref * FLEET_RADIO_FALL) {
-		set_limit(r, r->limit - 1, now, true);
-		return r->limit;
+	if (r->limit > 1 && rate < r->rate_ref * FLEET_RADIO_FALL) {
+		if (!r->fall_since_ms)
+			r->fall_since_ms = now;
+		if (now - r->fall_since_ms >= FLEET_RADIO_SETTLE_MS) {
+			set_limit(r, r->limit - 1, now, true);
+			return r->limit;
+		}
+		return r->limit; /* no probing while it is down */
 	}
+	r->fall_since_ms = 0;
 	if (r->limit < r->max && now >= r->hold_until_ms) {
 		r->rate_before = rate;
 		set_limit(r, r->limit + 1, now, false);

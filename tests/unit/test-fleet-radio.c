@@ -134,6 +134,33 @@ static void test_refused(void **state)
 	assert_int_equal(r.limit, 1);
 }
 
+/* A dip shorter than the window (jobs resetting together) keeps the limit; a lasting one not. */
+static void test_dip_vs_fall(void **state)
+{
+	struct fleet_radio r;
+	uint64_t now = 0;
+	unsigned limit;
+
+	(void) state;
+	fleet_radio_init(&r, "hci0", 4, now);
+	assert_int_equal(run(&r, linear, &now, 60, NULL), 4);
+	limit = r.limit;
+	/* 2 s at a tenth of the rate, then back */
+	for (uint64_t end = now + 2000; now < end; now += STEP_MS) {
+		fleet_radio_add_bytes(&r, (uint64_t) (linear(limit) * STEP_MS / 10000.0), now);
+		assert_int_equal(fleet_radio_limit(&r, limit, now), 4);
+	}
+	assert_int_equal(run(&r, linear, &now, 10, NULL), 4);
+	assert_int_equal(r.lowered, 0);
+	/* a lasting fall: one link fewer after a window */
+	for (uint64_t end = now + 3 * FLEET_RADIO_SETTLE_MS; now < end; now += STEP_MS) {
+		fleet_radio_add_bytes(&r, (uint64_t) (linear(limit) * STEP_MS / 10000.0), now);
+		limit = fleet_radio_limit(&r, limit, now);
+	}
+	assert_true(limit < 4);
+	assert_true(r.lowered >= 1);
+}
+
 /* Not saturated (fewer devices than slots): no judgement, no probing. */
 static void test_idle_slots(void **state)
 {
@@ -154,9 +181,10 @@ static void test_idle_slots(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_window),  cmocka_unit_test(test_plateau),
-	    cmocka_unit_test(test_falling), cmocka_unit_test(test_rising_to_max),
-	    cmocka_unit_test(test_refused), cmocka_unit_test(test_idle_slots),
+	    cmocka_unit_test(test_window),	cmocka_unit_test(test_plateau),
+	    cmocka_unit_test(test_falling),	cmocka_unit_test(test_rising_to_max),
+	    cmocka_unit_test(test_refused),	cmocka_unit_test(test_idle_slots),
+	    cmocka_unit_test(test_dip_vs_fall),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
