@@ -25,8 +25,10 @@
 #define MAX_REBONDS 256
 
 struct fgw_ble_security {
+	struct fgw_store *store; /* per-device passkeys (device_passkeys, migration 0004) */
 	uint32_t passkey;
 	bool has_passkey;
+	bool keyboard; /* the agent was registered KeyboardOnly */
 	/* devices whose stale bond was removed by this process: once each */
 	char rebonded[MAX_REBONDS][18];
 	unsigned n_rebonded;
@@ -35,7 +37,15 @@ struct fgw_ble_security {
 static int give_passkey(const char *addr, uint32_t *ret, void *user_data)
 {
 	struct fgw_ble_security *s = user_data;
+	int r;
 
+	/* the device's own passkey, given at enrollment, before the product-wide one */
+	r = fgw_store_device_passkey_get(s->store, addr, ret);
+	if (r == 0)
+		return 0;
+	if (r != -ENOENT)
+		fgw_log_errno(LOG_WARNING, r, "Cannot read the passkey of %s from the database",
+			      addr);
 	if (!s->has_passkey)
 		return -ENOENT;
 	*ret = s->passkey;
@@ -79,7 +89,15 @@ int fgw_ble_security_start(struct fgw_daemon *d)
 		return r;
 	}
 	d->blesec = s;
-	o.capability = s->has_passkey ? "KeyboardOnly" : "NoInputNoOutput";
+	s->store = d->store;
+	/*
+	 * Passkey entry needs KeyboardOnly, chosen when any passkey is known at start. Not
+	 * always: against a device with a display, KeyboardOnly without a passkey fails a
+	 * pairing that Just Works (NoInputNoOutput) would have done for an encrypted link.
+	 */
+	bool keyboard = s->has_passkey || fgw_store_device_passkeys_count(d->store) > 0;
+	s->keyboard = keyboard;
+	o.capability = keyboard ? "KeyboardOnly" : "NoInputNoOutput";
 	o.passkey_cb = give_passkey;
 	o.user_data = s;
 	o.allow_confirmation = d->cfg.ble_allow_numeric_comparison;
@@ -89,8 +107,26 @@ int fgw_ble_security_start(struct fgw_daemon *d)
 	if (r < 0)
 		return fgw_log_errno(LOG_ERR, r, "Failed to start the BLE pairing agent");
 	fgw_info("ble: pairing agent %s (%s)", o.capability,
-		 s->has_passkey ? "a passkey is configured" : "no passkey: Just Works only");
+		 s->has_passkey ? "a product-wide passkey is configured"
+		 : keyboard	? "per-device passkeys from enrollment"
+				: "no passkey: Just Works only");
 	return 0;
+}
+
+void fgw_ble_security_passkey_added(struct fgw_daemon *d)
+{
+	int r;
+
+	if (!d->blesec || d->blesec->keyboard || !d->bluez)
+		return;
+	r = fgw_bluez_agent_set_capability(d->bluez, "KeyboardOnly");
+	if (r < 0) {
+		fgw_log_errno(LOG_WARNING, r,
+			      "ble: cannot switch the pairing agent to passkey entry");
+		return;
+	}
+	d->blesec->keyboard = true;
+	fgw_info("ble: pairing agent KeyboardOnly (a device was enrolled with its own passkey)");
 }
 
 void fgw_ble_security_stop(struct fgw_daemon *d)

@@ -11,6 +11,7 @@
 #include "daemon.h"
 #include "fleet-glue.h"
 #include "provider.h"
+#include "retention.h"
 #include "store.h"
 #include "util.h"
 
@@ -166,6 +167,9 @@ int fgw_daemon_start(struct fgw_daemon *d)
 	r = fgw_daemon_api_start(d);
 	if (r < 0)
 		return r;
+	r = fgw_daemon_retention_start(d);
+	if (r < 0)
+		return r;
 
 	/* Ping at half the interval systemd gave, from the loop: a stuck loop stops pinging. */
 	if (sd_watchdog_enabled(0, &d->watchdog_usec) > 0 && d->watchdog_usec > 0) {
@@ -193,6 +197,8 @@ void fgw_daemon_stop(struct fgw_daemon *d)
 	close_handle(d, (uv_handle_t *) &d->sig_int);
 	close_handle(d, (uv_handle_t *) &d->sig_hup);
 	close_handle(d, (uv_handle_t *) &d->watchdog);
+	close_handle(d, (uv_handle_t *) &d->retention);
+	close_handle(d, (uv_handle_t *) &d->ble_retry);
 	d->api = fgw_api_free(d->api);
 	fgw_daemon_fleet_stop(d);
 }

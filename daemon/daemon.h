@@ -20,8 +20,8 @@ struct fgw_daemon {
 	char *config_path;
 	struct fgw_config cfg;
 	struct fgw_store *store;
-	struct fgw_api *api;	 /* NULL when [api] enabled = false */
-	struct fgw_bluez *bluez; /* NULL when [ble] enabled = false */
+	struct fgw_api *api;		 /* NULL when [api] enabled = false */
+	struct fgw_bluez *bluez;	 /* NULL when [ble] enabled = false */
 	struct fgw_ble_security *blesec; /* passkey, rebonds (ble-security.c) */
 	struct fgw_fleet *fleet;
 	struct fgw_release_source *rsrc; /* NULL without a manifest URL */
@@ -30,6 +30,10 @@ struct fgw_daemon {
 
 	uv_signal_t sig_term, sig_int, sig_hup;
 	uv_timer_t watchdog;
+	uv_timer_t retention; /* prunes old records (retention.c) */
+	uv_timer_t ble_retry; /* system bus (re)connection attempts (fleet-glue.c) */
+	unsigned ble_retry_ms;
+	char ble_adapters[256]; /* [ble] adapters as parsed at start, for each (re)connection */
 	uint64_t watchdog_usec; /* 0: systemd does not watch us */
 	uint64_t started_ms;
 	bool stopping;

@@ -13,6 +13,10 @@
 #include "transport.h"
 #include "util.h"
 
+/* Back-off of the system bus connection attempts (no bus at start, or lost). */
+#define BLE_RETRY_MIN_MS 1000u
+#define BLE_RETRY_MAX_MS 30000u
+
 /* "udp:HOST:PORT" (HOST may be [v6]) → host and port. */
 static int parse_udp_address(const char *address, char *host, size_t size, uint16_t *port)
 {
@@ -58,15 +62,20 @@ static int security_failed(void *user_data, const char *address, struct fgw_tran
 	return fgw_ble_security_failed(user_data, address, t, err, why, size);
 }
 
+/* A fleet device: it lists the SMP service, or its name starts with [ble] name_prefix. */
+static bool ble_member(struct fgw_daemon *d, const struct fgw_bluez_device_info *info)
+{
+	const char *prefix = d->cfg.ble_name_prefix;
+
+	return info->smp_service || (prefix && *prefix && info->name &&
+				     strncmp(info->name, prefix, strlen(prefix)) == 0);
+}
+
 static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 			  const struct fgw_bluez_device_info *info, void *user_data)
 {
 	struct fgw_daemon *d = user_data;
 	int rssi = info->rssi;
-
-	const char *prefix = d->cfg.ble_name_prefix;
-	bool named =
-	    prefix && *prefix && info->name && strncmp(info->name, prefix, strlen(prefix)) == 0;
 
 	if (!d->fleet)
 		return;
@@ -75,7 +84,7 @@ static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 		fgw_fleet_device_lost(d->fleet, info->addr);
 		return;
 	}
-	if (!(info->smp_service || named))
+	if (!ble_member(d, info))
 		return;
 	fgw_fleet_device_seen(d->fleet, info->addr, "ble", info->name,
 			      info->has_rssi ? &rssi : NULL);
@@ -83,11 +92,153 @@ static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 	fgw_fleet_device_radio(d->fleet, info->addr, info->adapter);
 }
 
+/*
+ * After a reload of ble.name_prefix: a device that no longer matches is out of the fleet at
+ * once (no new job starts for it; one under way finishes only if the device is found again
+ * as a member), one that matches now joins without waiting for its next advertisement.
+ * A device once connected lists the SMP service in UUIDs (bluetoothd adds the services it
+ * resolved) and stays a member by that rule.
+ */
+static void on_reload_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
+			     const struct fgw_bluez_device_info *info, void *user_data)
+{
+	struct fgw_daemon *d = user_data;
+
+	if (ble_member(d, info))
+		on_ble_device(b, ev, info, d);
+	else
+		fgw_fleet_device_lost(d->fleet, info->addr);
+}
+
+static void ble_retry_later(struct fgw_daemon *d);
+
 static void on_adapter(struct fgw_bluez *b, enum fgw_bluez_adapter_state state, int err,
 		       void *user_data)
 {
+	struct fgw_daemon *d = user_data;
+
 	fgw_notice("event: adapter, state: %s%s%s", fgw_bluez_adapter_state_to_string(state),
 		   err < 0 ? ", reason: " : "", err < 0 ? fgw_bluez_last_error(b) : "");
+	/* bluetoothd leaving is followed on this connection; the bus itself is not. */
+	if (err == -ENETDOWN && fgw_bluez_bus_lost(b) &&
+	    !uv_is_active((uv_handle_t *) &d->ble_retry)) {
+		fgw_warning("event: ble-bus-lost, reason: '%s', retry-in-ms: %u",
+			    fgw_bluez_last_error(b), BLE_RETRY_MIN_MS);
+		d->ble_retry_ms = BLE_RETRY_MIN_MS;
+		ble_retry_later(d);
+	}
+}
+
+/* ---- the bus connection: BLE comes and goes, the daemon stays --------------------------- */
+
+/* [ble] adapters, or the deprecated [ble] adapter; both at once is a mistake to point out. */
+static int ble_adapters(struct fgw_daemon *d, char *buf, size_t size)
+{
+	const char *adapters = d->cfg.ble_adapters ? d->cfg.ble_adapters : "";
+	const char *adapter = d->cfg.ble_adapter ? d->cfg.ble_adapter : "";
+	int r;
+
+	if (*adapters && *adapter) {
+		fgw_error(
+		    "[ble] adapter is a deprecated alias of [ble] adapters: set only adapters");
+		return -EINVAL;
+	}
+	if (*adapter) {
+		fgw_warning("[ble] adapter is deprecated: write adapters = %s", adapter);
+		adapters = adapter;
+	}
+	r = fgw_bluez_adapters_parse(adapters, buf, size);
+	if (r < 0)
+		fgw_error("[ble] adapters must be 'all' or adapter names such as 'hci0,hci1'");
+	return r;
+}
+
+/* Opens lib/bluez on the system bus. < 0 only when the bus cannot be reached. */
+static int ble_open(struct fgw_daemon *d)
+{
+	struct fgw_bluez_options bo;
+	int r;
+
+	fgw_bluez_options_init(&bo);
+	bo.adapter = d->ble_adapters;
+	bo.power_on = d->cfg.ble_power_on;
+	bo.scan = d->cfg.ble_scan;
+	bo.filter_service = d->cfg.ble_filter_service;
+	bo.rssi_threshold = d->cfg.ble_rssi_threshold;
+	bo.max_connections = (unsigned) d->cfg.ble_max_connections;
+	bo.connect_timeout_ms = (unsigned) d->cfg.ble_connect_timeout_s * 1000;
+	bo.acquire = d->cfg.ble_acquire;
+	bo.pair_timeout_ms = (unsigned) d->cfg.ble_pair_timeout_s * 1000;
+	r = fgw_bluez_new(d->loop, &bo, &d->bluez);
+	if (r < 0)
+		return r;
+	fgw_bluez_add_adapter_watch(d->bluez, on_adapter, d);
+	fgw_bluez_add_device_watch(d->bluez, on_ble_device, d);
+	return 0;
+}
+
+static void on_ble_retry(uv_timer_t *t)
+{
+	struct fgw_daemon *d = t->data;
+	int r;
+
+	if (d->stopping)
+		return;
+	if (d->bluez) {
+		/* A lost connection: its links have failed already; start over on a new one. */
+		fgw_ble_security_stop(d);
+		d->bluez = fgw_bluez_free(d->bluez);
+	}
+	r = ble_open(d);
+	if (r < 0) {
+		fgw_debug("ble: system bus still unreachable (%s), next try in %u ms", strerror(-r),
+			  d->ble_retry_ms);
+		ble_retry_later(d);
+		return;
+	}
+	fgw_notice("event: ble-bus-connected");
+	d->ble_retry_ms = BLE_RETRY_MIN_MS;
+	r = fgw_ble_security_start(d);
+	if (r < 0)
+		fgw_log_errno(LOG_ERR, r, "BLE runs without a pairing agent");
+}
+
+/* Next try after the current back-off, which doubles up to BLE_RETRY_MAX_MS. */
+static void ble_retry_later(struct fgw_daemon *d)
+{
+	if (d->stopping)
+		return;
+	uv_timer_start(&d->ble_retry, on_ble_retry, d->ble_retry_ms, 0);
+	d->ble_retry_ms = FGW_MIN(d->ble_retry_ms * 2, BLE_RETRY_MAX_MS);
+}
+
+/*
+ * Without a system bus (not started yet, or gone) the daemon runs on: the API answers, health
+ * reports BLE "unavailable", UDP devices update, and the bus is tried again with a back-off.
+ * A bad passkey file stays fatal at start, as for any configuration error.
+ */
+static int ble_start(struct fgw_daemon *d)
+{
+	int r = ble_adapters(d, d->ble_adapters, sizeof(d->ble_adapters));
+
+	if (r < 0)
+		return r;
+	r = uv_timer_init(d->loop, &d->ble_retry);
+	if (r < 0)
+		return fgw_log_errno(LOG_ERR, r, "Failed to set up the BLE retry timer");
+	d->ble_retry.data = d;
+	d->n_handles++;
+	d->ble_retry_ms = BLE_RETRY_MIN_MS;
+	r = ble_open(d);
+	if (r < 0) {
+		fgw_log_errno(LOG_WARNING, r,
+			      "BLE unavailable: cannot connect to the system bus; the API and UDP "
+			      "devices run, retrying (every %u s at most)",
+			      BLE_RETRY_MAX_MS / 1000);
+		ble_retry_later(d);
+		return 0;
+	}
+	return fgw_ble_security_start(d);
 }
 
 /* ---- releases ---------------------------------------------------------------------------- */
@@ -242,6 +393,10 @@ static void fleet_options(struct fgw_daemon *d, struct fgw_fleet_options *fo)
 	    .upload_window = (unsigned) d->cfg.upload_window,
 	    .netcore_version_group = (unsigned) d->cfg.netcore_version_group,
 	    .default_group = d->cfg.fleet_group,
+	    .enrollment_open = d->cfg.fleet_enrollment_open,
+	    .require_board_match = d->cfg.require_board_match,
+	    .max_unenrolled = (unsigned) d->cfg.max_unenrolled,
+	    .unenrolled_ttl_ms = (uint64_t) d->cfg.unenrolled_ttl_s * 1000,
 	    .transport_new = transport_new,
 	    .transport_user_data = d,
 	    .security_failed = security_failed,
@@ -256,28 +411,8 @@ void fgw_daemon_fleet_reload(struct fgw_daemon *d)
 		return;
 	fleet_options(d, &fo);
 	fgw_fleet_set_options(d->fleet, &fo);
-}
-
-/* [ble] adapters, or the deprecated [ble] adapter; both at once is a mistake to point out. */
-static int ble_adapters(struct fgw_daemon *d, char *buf, size_t size)
-{
-	const char *adapters = d->cfg.ble_adapters ? d->cfg.ble_adapters : "";
-	const char *adapter = d->cfg.ble_adapter ? d->cfg.ble_adapter : "";
-	int r;
-
-	if (*adapters && *adapter) {
-		fgw_error(
-		    "[ble] adapter is a deprecated alias of [ble] adapters: set only adapters");
-		return -EINVAL;
-	}
-	if (*adapter) {
-		fgw_warning("[ble] adapter is deprecated: write adapters = %s", adapter);
-		adapters = adapter;
-	}
-	r = fgw_bluez_adapters_parse(adapters, buf, size);
-	if (r < 0)
-		fgw_error("[ble] adapters must be 'all' or adapter names such as 'hci0,hci1'");
-	return r;
+	if (d->bluez && !fgw_bluez_bus_lost(d->bluez))
+		fgw_bluez_foreach_device(d->bluez, on_reload_device, d);
 }
 
 int fgw_daemon_fleet_start(struct fgw_daemon *d)
@@ -287,31 +422,9 @@ int fgw_daemon_fleet_start(struct fgw_daemon *d)
 	int r;
 
 	if (d->cfg.ble_enabled) {
-		struct fgw_bluez_options bo;
-		char adapters[256];
-
-		r = ble_adapters(d, adapters, sizeof(adapters));
+		r = ble_start(d);
 		if (r < 0)
 			return r;
-		fgw_bluez_options_init(&bo);
-		bo.adapter = adapters;
-		bo.power_on = d->cfg.ble_power_on;
-		bo.scan = d->cfg.ble_scan;
-		bo.filter_service = d->cfg.ble_filter_service;
-		bo.rssi_threshold = d->cfg.ble_rssi_threshold;
-		bo.max_connections = (unsigned) d->cfg.ble_max_connections;
-		bo.connect_timeout_ms = (unsigned) d->cfg.ble_connect_timeout_s * 1000;
-		bo.acquire = d->cfg.ble_acquire;
-		bo.pair_timeout_ms = (unsigned) d->cfg.ble_pair_timeout_s * 1000;
-		r = fgw_bluez_new(d->loop, &bo, &d->bluez);
-		if (r < 0)
-			return fgw_log_errno(LOG_ERR, r,
-					     "Failed to connect to the system bus for BlueZ");
-		r = fgw_ble_security_start(d);
-		if (r < 0)
-			return r;
-		fgw_bluez_add_adapter_watch(d->bluez, on_adapter, d);
-		fgw_bluez_add_device_watch(d->bluez, on_ble_device, d);
 	}
 
 	fleet_options(d, &fo);

@@ -1,15 +1,29 @@
 #include <errno.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "api.h"
 #include "bluez.h"
+#include "ble-security.h"
 #include "daemon.h"
 #include "fleet.h"
 #include "provider.h"
 #include "release.h"
 #include "util.h"
+
+/*
+ * "disabled" in the configuration, "unavailable" without a system bus connection (none yet,
+ * or lost: retried), else what lib/bluez sees ("absent" without bluetoothd or an adapter).
+ */
+static const char *adapter_state(struct fgw_daemon *d)
+{
+	if (!d->cfg.ble_enabled)
+		return "disabled";
+	if (!d->bluez || fgw_bluez_bus_lost(d->bluez))
+		return "unavailable";
+	return fgw_bluez_adapter_state_to_string(fgw_bluez_adapter_state(d->bluez));
+}
 
 static int provider_health(void *user_data, struct fgw_api_health *ret)
 {
@@ -18,10 +32,7 @@ static int provider_health(void *user_data, struct fgw_api_health *ret)
 	*ret = (struct fgw_api_health){
 	    .version = FGW_VERSION,
 	    .uptime_ms = (int64_t) (fgw_now_ms() - d->started_ms),
-	    /* BLE disabled in the configuration: there is no adapter to speak of. */
-	    .adapter_state =
-		d->bluez ? fgw_bluez_adapter_state_to_string(fgw_bluez_adapter_state(d->bluez))
-			 : "disabled",
+	    .adapter_state = adapter_state(d),
 	};
 	return 0;
 }
@@ -39,6 +50,44 @@ static int provider_resume(void *user_data)
 	struct fgw_daemon *d = user_data;
 
 	return d->fleet ? fgw_fleet_resume(d->fleet) : -ENOENT;
+}
+
+static int provider_enroll(void *user_data, const struct fgw_api_enrollment *e, size_t n)
+{
+	struct fgw_daemon *d = user_data;
+	struct fgw_fleet_enrollment *fe;
+	bool own_passkey = false;
+	int r;
+
+	if (!d->fleet)
+		return -ENODEV;
+	fe = calloc(n ? n : 1, sizeof(*fe));
+	if (!fe)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		fe[i] = (struct fgw_fleet_enrollment){
+		    .address = e[i].address,
+		    .board = e[i].board,
+		    .group = e[i].group,
+		    .label = e[i].label,
+		    .has_passkey = e[i].has_passkey,
+		    .passkey = e[i].passkey,
+		};
+		own_passkey |= e[i].has_passkey;
+	}
+	r = fgw_fleet_enroll(d->fleet, fe, n);
+	explicit_bzero(fe, n * sizeof(*fe));
+	free(fe);
+	if (r == 0 && own_passkey)
+		fgw_ble_security_passkey_added(d);
+	return r;
+}
+
+static int provider_forget(void *user_data, const char *address)
+{
+	struct fgw_daemon *d = user_data;
+
+	return d->fleet ? fgw_fleet_forget(d->fleet, address) : -ENODEV;
 }
 
 static int provider_retry(void *user_data, const char *address)
@@ -222,21 +271,6 @@ static int provider_manifest(void *user_data, struct fgw_api_manifest *ret)
 	return 0;
 }
 
-/* The token grants every POST: a file others may read (or replace) is refused. */
-static int token_file_private(const char *path)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0)
-		return 0; /* fgw_api_token_read() says why it cannot be read */
-	if (st.st_mode & (S_IROTH | S_IWOTH))
-		return fgw_log_errno(LOG_ERR, -EPERM,
-				     "API token file '%s' can be read by others (mode %04o): "
-				     "chmod o-rwx it, or use a systemd credential",
-				     path, (unsigned) (st.st_mode & 07777));
-	return 0;
-}
-
 int fgw_daemon_api_start(struct fgw_daemon *d)
 {
 	const struct fgw_api_provider prov = {
@@ -246,6 +280,8 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	    .pause = provider_pause,
 	    .resume = provider_resume,
 	    .retry = provider_retry,
+	    .enroll = provider_enroll,
+	    .forget = provider_forget,
 	    .progress = provider_progress,
 	    .release_images = provider_release_images,
 	    .metrics = provider_metrics,
@@ -264,10 +300,13 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	if (!d->cfg.api_enabled)
 		return 0;
 	if (d->cfg.api_token_file && *d->cfg.api_token_file) {
-		r = token_file_private(d->cfg.api_token_file);
-		if (r < 0)
-			return r;
 		r = fgw_api_token_read(d->cfg.api_token_file, &token);
+		if (r == -EPERM)
+			return fgw_log_errno(
+			    LOG_ERR, r,
+			    "API token file '%s' can be read by others: chmod o-rwx "
+			    "it, or use a systemd credential",
+			    d->cfg.api_token_file);
 		if (r == -EINVAL)
 			return fgw_log_errno(LOG_ERR, r,
 					     "API token file '%s' must hold 16 to 4096 visible "

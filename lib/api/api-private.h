@@ -53,6 +53,9 @@ enum api_route {
 	API_ROUTE_DEVICES,
 	API_ROUTE_DEVICE,
 	API_ROUTE_DEVICE_RETRY,
+	API_ROUTE_DEVICE_ENROLL,
+	API_ROUTE_DEVICE_FORGET,
+	API_ROUTE_DEVICES_IMPORT,
 	API_ROUTE_RELEASES,
 	API_ROUTE_ROLLOUT,
 	API_ROUTE_PAUSE,
@@ -131,7 +134,36 @@ int api_cursor_decode(const char *cursor, char **ret_address);
 /* Whether @s (length @len) looks like a device address: BLE MAC or udp:host:port. */
 bool api_address_valid(const char *s, size_t len);
 
-/* Handlers (handlers.c, metrics.c). */
+/* The enrollment CSV (handlers-devices-csv.c). */
+#define API_CSV_MAX_ERRORS 20
+#define API_CSV_MAX_ROWS 10000
+
+struct api_enroll_row {
+	int line;
+	char address[40]; /* normalized */
+	char board[64], group[64], label[64];
+	bool has_passkey;
+	uint32_t passkey;
+};
+
+struct api_csv_result {
+	struct api_enroll_row *rows;
+	size_t n, cap;
+	char *errors[API_CSV_MAX_ERRORS]; /* "line N: why", the first ones */
+	size_t n_errors;
+	size_t total_errors;
+	int n_columns;
+	bool bad_header;
+};
+/*
+ * Parses an enrollment CSV. 0 with every row, -EINVAL with one error per bad line (the
+ * first API_CSV_MAX_ERRORS kept, all counted), -ENOMEM. @res is always released with
+ * api_csv_result_done() (it wipes the passkeys).
+ */
+int api_enroll_csv_parse(const char *text, size_t len, struct api_csv_result *res);
+void api_csv_result_done(struct api_csv_result *res);
+
+/* Handlers (handlers-*.c, metrics.c). */
 void api_handle_health(struct fgw_api *api, const struct api_request *req,
 		       struct api_response *resp);
 void api_handle_devices(struct fgw_api *api, const struct api_request *req,
@@ -148,8 +180,13 @@ void api_handle_retry(struct fgw_api *api, const char *address, const struct api
 void api_handle_metrics(struct fgw_api *api, struct api_response *resp);
 /* handlers-adapters.c: GET /v1/adapters. */
 void api_handle_adapters(struct fgw_api *api, struct api_response *resp);
-/* images.c: "images" of @release_id into release object @o, when the fleet knows them. */
-int api_release_images_json(struct fgw_api *api, struct cJSON *o, const char *release_id);
+/* handlers-devices.c: enrollment. */
+void api_handle_enroll(struct fgw_api *api, const char *address, const struct api_request *req,
+		       struct api_response *resp);
+void api_handle_import(struct fgw_api *api, const struct api_request *req,
+		       struct api_response *resp);
+void api_handle_forget(struct fgw_api *api, const char *address, const struct api_request *req,
+		       struct api_response *resp);
 /* events.c: GET /v1/events. */
 void api_handle_events(struct fgw_api *api, const struct api_request *req,
 		       struct api_response *resp);

@@ -55,6 +55,14 @@ struct fgw_api_image {
 	char hash[65];	  /* hex of its SHA256 TLV: what image state reports */
 };
 
+/* One device to enrol (POST /v1/devices/{address}/enroll, or a line of an import). */
+struct fgw_api_enrollment {
+	const char *address;		   /* normalized */
+	const char *board, *group, *label; /* "": none / keep */
+	bool has_passkey;
+	uint32_t passkey; /* a secret: never logged, never answered */
+};
+
 /*
  * The fleet's side of the API. Every callback runs on the loop thread, must not block, and
  * may be NULL. Strings handed back are borrowed until the callback's caller returns.
@@ -93,6 +101,13 @@ struct fgw_api_provider {
 	 * or another -errno.
 	 */
 	int (*retry)(void *user_data, const char *address);
+	/*
+	 * Enrolls the @n devices, all or none (fgw_fleet_enroll). 0, -EINVAL (refused), or
+	 * another -errno.
+	 */
+	int (*enroll)(void *user_data, const struct fgw_api_enrollment *e, size_t n);
+	/* Forgets @address (fgw_fleet_forget): 0, -ENOENT, -EBUSY (its update runs). */
+	int (*forget)(void *user_data, const char *address);
 	/* The live upload of @address: 0 and @ret filled, or -ENOENT if none is running. */
 	int (*progress)(void *user_data, const char *address, struct fgw_api_progress *ret);
 	/*
@@ -152,8 +167,9 @@ uint16_t fgw_api_port(struct fgw_api *api);
 
 /*
  * Reads a bearer token from @path (e.g. a systemd credential): the whole file less trailing
- * white space, 16 to 4096 visible ASCII characters. 0 and a malloc'd *@ret, -EINVAL if the
- * content does not qualify, or -errno from reading.
+ * white space, 16 to 4096 visible ASCII characters. 0 and a malloc'd *@ret, -EPERM if others
+ * may read or write the file (mode & 006; the group may read it, as a systemd credential's
+ * group does), -EINVAL if the content does not qualify, or -errno from reading.
  */
 int fgw_api_token_read(const char *path, char **ret);
 

@@ -3,62 +3,29 @@
  * releases, adapter), newest first, for the status page and scripts.
  */
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
-#include "api-private.h"
-#include "store.h"
+#include "handlers.h"
 #include "util.h"
 
-struct events_ctx {
-	cJSON *arr;
-	bool oom;
-};
-
-static void put(struct events_ctx *c, cJSON *o, const char *key, cJSON *v)
+void api_jw_event(struct api_jw *w, const struct fgw_store_event *e, bool with_address)
 {
-	if (!v) {
-		c->oom = true;
-		return;
-	}
-	cJSON_AddItemToObject(o, key, v);
-}
-
-static cJSON *int_or_null(int64_t v)
-{
-	char text[24];
-
-	if (v == FGW_STORE_NULL)
-		return cJSON_CreateNull();
-	snprintf(text, sizeof(text), "%lld", (long long) v);
-	return cJSON_CreateRaw(text);
-}
-
-static cJSON *str_or_null(const char *s)
-{
-	return s ? cJSON_CreateString(s) : cJSON_CreateNull();
+	api_jw_open(w, NULL, '{');
+	api_jw_int(w, "id", e->id);
+	api_jw_int(w, "at", e->at);
+	if (with_address)
+		api_jw_str(w, "address", e->address);
+	api_jw_str(w, "kind", e->kind);
+	api_jw_str(w, "from", e->from_state);
+	api_jw_str(w, "to", e->to_state);
+	api_jw_str(w, "detail", e->detail);
+	api_jw_int(w, "job_id", e->job_id);
+	api_jw_close(w, '}');
 }
 
 static int event_row(const struct fgw_store_event *e, void *user_data)
 {
-	struct events_ctx *c = user_data;
-	cJSON *o = cJSON_CreateObject();
-
-	if (!o) {
-		c->oom = true;
-		return 0;
-	}
-	cJSON_AddItemToArray(c->arr, o);
-	put(c, o, "id", int_or_null(e->id));
-	put(c, o, "at", int_or_null(e->at));
-	put(c, o, "address", str_or_null(e->address));
-	put(c, o, "kind", str_or_null(e->kind));
-	put(c, o, "from", str_or_null(e->from_state));
-	put(c, o, "to", str_or_null(e->to_state));
-	put(c, o, "detail", str_or_null(e->detail));
-	put(c, o, "job_id", int_or_null(e->job_id));
+	api_jw_event(user_data, e, true);
 	return 0;
 }
 
@@ -66,9 +33,7 @@ void api_handle_events(struct fgw_api *api, const struct api_request *req,
 		       struct api_response *resp)
 {
 	const char *limit_s = req->arg ? req->arg(req->arg_ctx, "limit") : NULL;
-	struct events_ctx c = {0};
-	cJSON *root;
-	char *text = NULL;
+	struct api_jw w = {0};
 	int64_t limit = API_EVENTS_DEFAULT;
 	int r;
 
@@ -77,35 +42,16 @@ void api_handle_events(struct fgw_api *api, const struct api_request *req,
 			  API_EVENTS_MAX);
 		return;
 	}
-	root = cJSON_CreateObject();
-	c.arr = cJSON_CreateArray();
-	if (!root || !c.arr) {
-		cJSON_Delete(root);
-		cJSON_Delete(c.arr);
-		return; /* the router answers 500 for a missing body */
-	}
-	cJSON_AddItemToObject(root, "events", c.arr);
-	r = fgw_store_events_recent(api->store, (unsigned) limit, event_row, &c);
+	api_jw_open(&w, NULL, '{');
+	api_jw_open(&w, "events", '[');
+	r = fgw_store_events_recent(api->store, (unsigned) limit, event_row, &w);
 	if (r < 0) {
-		cJSON_Delete(root);
-		if (r == -ENOMEM)
-			return;
-		api->stats.database_errors++;
-		fgw_log_errno(LOG_WARNING, r, "api: database query failed (%s)",
-			      fgw_store_errmsg(api->store));
-		api_error(resp, r == -EBUSY ? 503 : 500, "database", "database query failed: %s",
-			  strerror(-r));
+		api_jw_done(&w);
+		if (r != -ENOMEM) /* the router answers 500 for a missing body */
+			api_reply_store_error(api, resp, r);
 		return;
 	}
-	if (!c.oom)
-		text = cJSON_PrintUnformatted(root);
-	cJSON_Delete(root);
-	if (!text)
-		return;
-	*resp = (struct api_response){
-	    .status = 200,
-	    .body = text,
-	    .len = strlen(text),
-	    .content_type = "application/json",
-	};
+	api_jw_close(&w, ']');
+	api_jw_close(&w, '}');
+	api_jw_reply(&w, resp, 200);
 }

@@ -17,23 +17,9 @@
 
 static void html_append(struct api_html *h, const char *s, size_t n)
 {
-	if (h->failed)
+	if (h->failed || !fgw_buf_grow(&h->buf, &h->cap, h->len + n + 1, HTML_MAX_BYTES)) {
+		h->failed = true;
 		return;
-	if (h->len + n + 1 > h->cap) {
-		size_t cap = FGW_MAX(FGW_MAX(h->cap * 2, h->len + n + 1), (size_t) 8192);
-		char *b;
-
-		if (cap > HTML_MAX_BYTES) {
-			h->failed = true;
-			return;
-		}
-		b = realloc(h->buf, cap);
-		if (!b) {
-			h->failed = true;
-			return;
-		}
-		h->buf = b;
-		h->cap = cap;
 	}
 	memcpy(h->buf + h->len, s, n);
 	h->len += n;

@@ -3,41 +3,26 @@
  * what a device will report after the update. Only the fleet knows them (the database keeps
  * the bundle), so they come through the provider, for the release it runs.
  */
-#include <errno.h>
-#include <stdio.h>
+#include "handlers.h"
 
-#include <cjson/cJSON.h>
-
-#include "api-private.h"
-
-int api_release_images_json(struct fgw_api *api, cJSON *o, const char *release_id)
+void api_release_images_json(struct fgw_api *api, struct api_jw *w, const char *release_id)
 {
 	struct fgw_api_image img[2] = {0};
-	cJSON *arr;
 
 	if (!api || !api->prov.release_images ||
 	    api->prov.release_images(api->prov.user_data, release_id, img) < 0)
-		return 0;
-	arr = cJSON_AddArrayToObject(o, "images");
-	if (!arr)
-		return -ENOMEM;
+		return;
+	api_jw_open(w, "images", '[');
 	for (int i = 0; i < 2; i++) {
-		cJSON *e;
-		char size[24];
-
 		if (!img[i].present)
 			continue;
-		e = cJSON_CreateObject();
-		if (!e)
-			return -ENOMEM;
-		cJSON_AddItemToArray(arr, e);
-		snprintf(size, sizeof(size), "%llu", (unsigned long long) img[i].size);
-		if (!cJSON_AddNumberToObject(e, "image", i) ||
-		    !cJSON_AddStringToObject(e, "core", i == 0 ? "app" : "net") ||
-		    !cJSON_AddStringToObject(e, "version", img[i].version) ||
-		    !cJSON_AddItemToObject(e, "size", cJSON_CreateRaw(size)) ||
-		    !cJSON_AddStringToObject(e, "hash", img[i].hash))
-			return -ENOMEM;
+		api_jw_open(w, NULL, '{');
+		api_jw_int(w, "image", i);
+		api_jw_str(w, "core", i == 0 ? "app" : "net");
+		api_jw_str(w, "version", img[i].version);
+		api_jw_int(w, "size", (int64_t) img[i].size);
+		api_jw_str(w, "hash", img[i].hash);
+		api_jw_close(w, '}');
 	}
-	return 0;
+	api_jw_close(w, ']');
 }

@@ -26,23 +26,9 @@ struct fgw_prom {
 
 static void prom_append(struct fgw_prom *w, const char *s, size_t n)
 {
-	if (w->failed)
+	if (w->failed || !fgw_buf_grow(&w->buf, &w->cap, w->len + n + 1, PROM_MAX_BYTES)) {
+		w->failed = true;
 		return;
-	if (w->len + n + 1 > w->cap) {
-		size_t cap = FGW_MAX(w->cap * 2, w->len + n + 1);
-		char *b;
-		cap = FGW_MAX(cap, (size_t) 4096);
-		if (cap > PROM_MAX_BYTES) {
-			w->failed = true;
-			return;
-		}
-		b = realloc(w->buf, cap);
-		if (!b) {
-			w->failed = true;
-			return;
-		}
-		w->buf = b;
-		w->cap = cap;
 	}
 	memcpy(w->buf + w->len, s, n);
 	w->len += n;
@@ -337,7 +323,8 @@ static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
 		goto out;
 
 	fgw_prom_family(w, "fotagw_devices", "gauge",
-			"Devices per state of their job for the current release (idle: none).");
+			"Devices per state of their job for the current release (idle: none; "
+			"unenrolled: not enrolled, gets no job).");
 	i = 0;
 	for (const char *const *st = fgw_store_device_states(); *st; st++, i++) {
 		const char *labels[] = {"state", *st, NULL};
@@ -348,7 +335,7 @@ static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
 	i = 0;
 	for (const char *const *st = fgw_store_device_states(); *st; st++, i++) {
 		const char *labels[] = {"state", *st, NULL};
-		if (strcmp(*st, "idle") != 0)
+		if (strcmp(*st, "idle") != 0 && strcmp(*st, "unenrolled") != 0)
 			fgw_prom_sample(w, "fotagw_canary_devices", labels, (double) sc.canary[i]);
 	}
 	fgw_prom_family(w, "fotagw_releases", "gauge", "Releases known per state.");

@@ -30,8 +30,11 @@ static const struct route_def routes[] = {
     {"/v1/health", "GET", API_ROUTE_HEALTH, false},
     {"/v1/adapters", "GET", API_ROUTE_ADAPTERS, false},
     {"/v1/devices", "GET", API_ROUTE_DEVICES, false},
+    {"/v1/devices/import", "POST", API_ROUTE_DEVICES_IMPORT, true},
     {"/v1/devices/{address}", "GET", API_ROUTE_DEVICE, false},
+    {"/v1/devices/{address}", "DELETE", API_ROUTE_DEVICE_FORGET, true},
     {"/v1/devices/{address}/retry", "POST", API_ROUTE_DEVICE_RETRY, true},
+    {"/v1/devices/{address}/enroll", "POST", API_ROUTE_DEVICE_ENROLL, true},
     {"/v1/releases", "GET", API_ROUTE_RELEASES, false},
     {"/v1/rollout", "GET", API_ROUTE_ROLLOUT, false},
     {"/v1/rollout/pause", "POST", API_ROUTE_PAUSE, true},
@@ -121,7 +124,8 @@ int api_route_find(const char *method, const char *path, enum api_route *ret_rou
 			continue;
 		if (strcmp(routes[i].method, method) != 0 &&
 		    !(is_get && strcmp(routes[i].method, "GET") == 0)) {
-			allow = strcmp(routes[i].method, "GET") == 0 ? "GET, HEAD" : "POST";
+			allow =
+			    strcmp(routes[i].method, "GET") == 0 ? "GET, HEAD" : routes[i].method;
 			continue;
 		}
 		if (addr && !api_address_valid(addr, addr_len)) {
@@ -304,7 +308,8 @@ void api_request_run(struct fgw_api *api, enum api_route route, const struct api
 	_cleanup_free_ char *addr = NULL;
 
 	*resp = (struct api_response){0};
-	if (route == API_ROUTE_DEVICE || route == API_ROUTE_DEVICE_RETRY) {
+	if (route == API_ROUTE_DEVICE || route == API_ROUTE_DEVICE_RETRY ||
+	    route == API_ROUTE_DEVICE_ENROLL || route == API_ROUTE_DEVICE_FORGET) {
 		addr = address_dup(req->path);
 		if (!addr) {
 			api_error(resp, 500, "internal", "out of memory");
@@ -326,6 +331,15 @@ void api_request_run(struct fgw_api *api, enum api_route route, const struct api
 		break;
 	case API_ROUTE_DEVICE_RETRY:
 		api_handle_retry(api, addr, req, resp);
+		break;
+	case API_ROUTE_DEVICE_ENROLL:
+		api_handle_enroll(api, addr, req, resp);
+		break;
+	case API_ROUTE_DEVICE_FORGET:
+		api_handle_forget(api, addr, req, resp);
+		break;
+	case API_ROUTE_DEVICES_IMPORT:
+		api_handle_import(api, req, resp);
 		break;
 	case API_ROUTE_RELEASES:
 		api_handle_releases(api, resp);

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -11,12 +12,20 @@ FGW_EXPORT int fgw_api_token_read(const char *path, char **ret)
 {
 	char buf[4097 + 1];
 	size_t got = 0, len;
+	struct stat st = {0};
 	ssize_t n;
 	int fd;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
+	/* The token grants every POST: a file others may read or replace is no secret. Checked
+	 * on the open file, so a rename in between cannot slip another one in. */
+	if (fstat(fd, &st) < 0 || (st.st_mode & (S_IROTH | S_IWOTH))) {
+		int e = (st.st_mode & (S_IROTH | S_IWOTH)) ? -EPERM : -errno;
+		close(fd);
+		return e;
+	}
 	while (got < sizeof(buf) - 1) {
 		n = read(fd, buf + got, sizeof(buf) - 1 - got);
 		if (n < 0 && errno == EINTR)

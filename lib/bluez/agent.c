@@ -223,6 +223,32 @@ FGW_EXPORT int fgw_bluez_agent_start(struct fgw_bluez *b, const struct fgw_bluez
 	return 0;
 }
 
+FGW_EXPORT int fgw_bluez_agent_set_capability(struct fgw_bluez *b, const char *capability)
+{
+	char *cap;
+
+	if (!b || !b->agent_on || !capability)
+		return -EINVAL;
+	if (strcmp(b->agent_capability, capability) == 0)
+		return 0;
+	if (strcmp(capability, "KeyboardOnly") != 0 && strcmp(capability, "NoInputNoOutput") != 0)
+		return -EINVAL;
+	cap = strdup(capability);
+	if (!cap)
+		return -ENOMEM;
+	free(b->agent_capability);
+	b->agent_capability = cap;
+	b->agent.capability = cap;
+	/*
+	 * bluetoothd keeps an agent's capability from RegisterAgent: unregister (no reply
+	 * needed; calls on one connection are handled in order) and register again.
+	 */
+	if (b->bluez_owner && !b->freeing)
+		(void) agent_call(b, "UnregisterAgent", false, NULL, NULL);
+	bz_agent_register(b);
+	return 0;
+}
+
 /* ---- forgetting a bond ---- */
 
 struct remove_req {

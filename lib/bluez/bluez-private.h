@@ -74,6 +74,8 @@ int fgw_busio_new(uv_loop_t *loop, sd_bus *bus, fgw_busio_fail_cb_t fail_cb, voi
 		  struct fgw_busio **ret);
 /* Stops driving the bus, flushes and drops the reference once the handles are closed. */
 struct fgw_busio *fgw_busio_free(struct fgw_busio *io);
+/* Whether the connection failed (the fail callback ran). */
+bool fgw_busio_failed(const struct fgw_busio *io);
 /* Opens a bus connection: @address, or the system bus when NULL. Not attached to a loop. */
 int fgw_bus_open(const char *address, const char *description, sd_bus **ret);
 
@@ -261,13 +263,22 @@ void bz_agent_free(struct fgw_bluez *b);
 
 /* ---- links (link.c; the security steps in secure.c) ---- */
 
-struct bz_frame {
+/* One SMP packet waiting to go out: the caller's buffer, written in slices, never copied. */
+struct bz_packet {
 	struct bz_list node;
-	struct fgw_bluez_link *l;
-	sd_bus_slot *slot; /* WriteValue in flight (fallback path) */
-	size_t len;
-	uint8_t data[];
+	struct fgw_buf *buf; /* a reference: the SMP client keeps its own for a resend */
+	size_t off;	     /* bytes written (fd) or handed to WriteValue (fallback) so far */
 };
+
+/* One WriteValue call in flight on the fallback path (the message holds its own bytes). */
+struct bz_write {
+	struct fgw_bluez_link *l;
+	sd_bus_slot *slot; /* NULL: this entry is free */
+	size_t len;
+};
+
+/* WriteValue calls in flight on the fallback path: D-Bus keeps them in order. */
+#define BZ_FALLBACK_WINDOW 8
 
 struct fgw_bluez_link {
 	struct bz_list node; /* in b->links until freed or detached */
@@ -305,8 +316,8 @@ struct fgw_bluez_link {
 	bool probing;		/* StartNotify probe in flight on an unpaired link */
 	unsigned mtu;
 
-	struct bz_list txq;	 /* frames not yet written */
-	struct bz_list inflight; /* WriteValue calls not yet answered */
+	struct bz_list txq; /* packets not yet written whole */
+	struct bz_write writes[BZ_FALLBACK_WINDOW];
 	unsigned n_inflight;
 	size_t tx_bytes;
 

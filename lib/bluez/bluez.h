@@ -145,6 +145,12 @@ struct fgw_bluez_adapter_info {
 size_t fgw_bluez_adapters(struct fgw_bluez *b, struct fgw_bluez_adapter_info *ret, size_t max);
 /* Human-readable reason of the last failed step ("" if none), for logs. Borrowed. */
 const char *fgw_bluez_last_error(struct fgw_bluez *b);
+/*
+ * True once the D-Bus connection itself is gone (the bus daemon stopped or dropped us): the
+ * adapter is then reported absent with -ENETDOWN, as when bluetoothd leaves, but nothing
+ * comes back on this object. Free it and make a new one to reconnect.
+ */
+bool fgw_bluez_bus_lost(struct fgw_bluez *b);
 
 /* ---- pairing agent ---- */
 
@@ -173,6 +179,12 @@ struct fgw_bluez_agent_options {
  * reason. -EINVAL for an unknown capability, -EALREADY when started already.
  */
 int fgw_bluez_agent_start(struct fgw_bluez *b, const struct fgw_bluez_agent_options *opts);
+/*
+ * A new capability for the running agent ("KeyboardOnly" or "NoInputNoOutput"), e.g. once
+ * the first device with its own passkey is enrolled: registered again with bluetoothd.
+ * -EINVAL if the agent is not running or the capability is not one of those.
+ */
+int fgw_bluez_agent_set_capability(struct fgw_bluez *b, const char *capability);
 
 /*
  * A passkey as kept in a file or a systemd credential: exactly six decimal digits, optional
@@ -311,11 +323,13 @@ bool fgw_bluez_link_paired(struct fgw_bluez_link *l);
 struct fgw_bluez_link *fgw_bluez_link_free(struct fgw_bluez_link *l);
 
 /*
- * Queues one SMP packet, split into writes of fgw_bluez_link_write_size() bytes; all of its
- * writes are queued or none. 0 when queued, -ENOTCONN unless READY, -ENOBUFS when more than
- * 128 KiB are queued already. Never calls back from inside.
+ * Queues one SMP packet, written in slices of fgw_bluez_link_write_size() bytes straight from
+ * @packet (the link keeps a reference until its last slice is out; nothing is copied but by
+ * the kernel or into a WriteValue message). 0 when queued, -ENOTCONN unless READY, -ENOBUFS
+ * when more than 128 KiB are queued already, -ENOMEM. Never calls back from inside.
  */
-int fgw_bluez_link_send(struct fgw_bluez_link *l, const uint8_t *data, size_t len);
+struct fgw_buf;
+int fgw_bluez_link_send(struct fgw_bluez_link *l, struct fgw_buf *packet);
 enum fgw_bluez_link_state fgw_bluez_link_state(struct fgw_bluez_link *l);
 /* ATT MTU from AcquireWrite/AcquireNotify or the MTU property (23 if unknown). */
 unsigned fgw_bluez_link_mtu(struct fgw_bluez_link *l);

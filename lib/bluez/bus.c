@@ -167,6 +167,16 @@ struct fgw_busio *fgw_busio_free(struct fgw_busio *io)
 	return NULL;
 }
 
+bool fgw_busio_failed(const struct fgw_busio *io)
+{
+	return io->failed;
+}
+
+FGW_EXPORT bool fgw_bluez_bus_lost(struct fgw_bluez *b)
+{
+	return !b->io || fgw_busio_failed(b->io);
+}
+
 int fgw_bus_open(const char *address, const char *description, sd_bus **ret)
 {
 	sd_bus *bus = NULL;

@@ -18,8 +18,6 @@
 #define ATT_MTU_MAX 517
 /* Queued bytes per link: two packets of the largest SMP size, far above what a window needs. */
 #define TXQ_MAX_BYTES (128 * 1024)
-/* WriteValue calls in flight on the fallback path: D-Bus keeps them in order. */
-#define FALLBACK_WINDOW 8
 /* Datagrams read per poll wake-up, so one busy link cannot starve the loop. */
 #define RX_BURST 32
 
@@ -37,17 +35,23 @@ void bz_link_handle_closed(uv_handle_t *h)
 	free(l);
 }
 
-static void frames_free(struct bz_list *list)
+static void packet_free(struct bz_packet *p)
+{
+	bz_list_del(&p->node);
+	fgw_buf_unref(p->buf);
+	free(p);
+}
+
+static void tx_free(struct fgw_bluez_link *l)
 {
 	struct bz_list *pos, *tmp;
 
-	bz_list_for_each_safe(pos, tmp, list)
-	{
-		struct bz_frame *f = container_of(pos, struct bz_frame, node);
-		bz_list_del(&f->node);
-		sd_bus_slot_unref(f->slot);
-		free(f);
-	}
+	bz_list_for_each_safe(pos, tmp, &l->txq)
+	    packet_free(container_of(pos, struct bz_packet, node));
+	for (unsigned i = 0; i < BZ_FALLBACK_WINDOW; i++)
+		l->writes[i].slot = sd_bus_slot_unref(l->writes[i].slot);
+	l->n_inflight = 0;
+	l->tx_bytes = 0;
 }
 
 void bz_link_drop_path(struct fgw_bluez_link *l)
@@ -69,10 +73,7 @@ void bz_link_drop_path(struct fgw_bluez_link *l)
 	if (l->notify_fd >= 0)
 		close(l->notify_fd);
 	l->write_fd = l->notify_fd = -1;
-	frames_free(&l->txq);
-	frames_free(&l->inflight);
-	l->n_inflight = 0;
-	l->tx_bytes = 0;
+	tx_free(l);
 	l->notifying = false;
 	l->await_disconnect = false;
 }
@@ -87,73 +88,112 @@ void bz_link_close_path(struct fgw_bluez_link *l)
 
 static void write_poll_update(struct fgw_bluez_link *l);
 
+/*
+ * The next write of the packet at the head of the queue: at most write_size bytes, never bytes
+ * of two packets in one write (the device's reassembly drops those).
+ */
+static struct bz_packet *next_slice(struct fgw_bluez_link *l, const uint8_t **ret_data,
+				    size_t *ret_len)
+{
+	struct bz_packet *p;
+
+	if (bz_list_empty(&l->txq))
+		return NULL;
+	p = container_of(l->txq.next, struct bz_packet, node);
+	*ret_data = fgw_buf_data(p->buf) + p->off;
+	*ret_len = FGW_MIN(fgw_bluez_link_write_size(l), fgw_buf_len(p->buf) - p->off);
+	return p;
+}
+
+/* @n more bytes of @p are out of our hands. */
+static void slice_done(struct bz_packet *p, size_t n)
+{
+	p->off += n;
+	if (p->off == fgw_buf_len(p->buf))
+		packet_free(p);
+}
+
 static void fd_flush(struct fgw_bluez_link *l)
 {
-	while (!bz_list_empty(&l->txq)) {
-		struct bz_frame *f = container_of(l->txq.next, struct bz_frame, node);
-		ssize_t n = send(l->write_fd, f->data, f->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	struct bz_packet *p;
+	const uint8_t *data;
+	size_t len;
+
+	while ((p = next_slice(l, &data, &len))) {
+		ssize_t n = send(l->write_fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			break; /* bluetoothd is behind: wait for writable */
-		if (n < 0) {
+		if (n < 0 || (size_t) n != len) {
 			char why[96];
-			snprintf(why, sizeof(why), "write fd: %s", strerror(errno));
+			/* SOCK_SEQPACKET writes whole datagrams: a short one is a broken link. */
+			snprintf(why, sizeof(why), "write fd: %s",
+				 n < 0 ? strerror(errno) : "short write");
 			bz_link_lost(l, why, true);
 			return;
 		}
-		bz_list_del(&f->node);
-		l->tx_bytes -= f->len;
-		free(f);
+		l->tx_bytes -= len;
+		slice_done(p, len);
 	}
 	write_poll_update(l);
 }
 
 static int on_write_value_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error);
 
+static struct bz_write *free_write(struct fgw_bluez_link *l)
+{
+	for (unsigned i = 0; i < BZ_FALLBACK_WINDOW; i++)
+		if (!l->writes[i].slot)
+			return &l->writes[i];
+	return NULL;
+}
+
 static void fallback_flush(struct fgw_bluez_link *l)
 {
 	struct fgw_bluez *b = l->b;
+	struct bz_packet *p;
+	struct bz_write *w;
+	const uint8_t *data;
+	size_t len;
 
-	while (!bz_list_empty(&l->txq) && l->n_inflight < FALLBACK_WINDOW) {
-		struct bz_frame *f = container_of(l->txq.next, struct bz_frame, node);
+	while ((w = free_write(l)) && (p = next_slice(l, &data, &len))) {
 		sd_bus_message *m = NULL;
 		int r;
 
 		r = sd_bus_message_new_method_call(b->bus, &m, BLUEZ_SERVICE, l->char_path,
 						   BLUEZ_CHAR_IFACE, "WriteValue");
 		if (r >= 0)
-			r = sd_bus_message_append_array(m, 'y', f->data, f->len);
+			r = sd_bus_message_append_array(m, 'y', data, len);
 		if (r >= 0)
 			r = sd_bus_message_append(m, "a{sv}", 1, "type", "s", "command");
 		if (r >= 0)
-			r = bz_call(b, m, &f->slot, on_write_value_reply, f, 0);
+			r = bz_call(b, m, &w->slot, on_write_value_reply, w, 0);
 		sd_bus_message_unref(m);
 		if (r < 0) {
 			bz_link_set_error(l, "cannot send WriteValue: %s", strerror(-r));
 			bz_link_fail(l, r, true);
 			return;
 		}
-		bz_list_del(&f->node);
-		bz_list_add_tail(&l->inflight, &f->node);
+		w->l = l;
+		w->len = len;
 		l->n_inflight++;
+		slice_done(p, len);
 	}
 }
 
 static int on_write_value_reply(sd_bus_message *m, void *user_data, sd_bus_error *ret_error)
 {
-	struct bz_frame *f = user_data;
-	struct fgw_bluez_link *l = f->l;
-	char text[BZ_REPLY_TEXT];
+	struct bz_write *w = user_data;
+	struct fgw_bluez_link *l = w->l;
+	char text[256];
 	int r;
 
 	r = bz_reply_error(m, text, sizeof(text));
-	bz_list_del(&f->node);
-	f->slot = sd_bus_slot_unref(f->slot);
+	w->slot = sd_bus_slot_unref(w->slot);
 	l->n_inflight--;
-	l->tx_bytes -= f->len;
-	free(f);
+	l->tx_bytes -= w->len;
 	if (r < 0) {
 		bz_link_set_error(l, "WriteValue: %s", text);
 		bz_link_fail(l, r, true);
@@ -163,40 +203,24 @@ static int on_write_value_reply(sd_bus_message *m, void *user_data, sd_bus_error
 	return 0;
 }
 
-FGW_EXPORT int fgw_bluez_link_send(struct fgw_bluez_link *l, const uint8_t *data, size_t len)
+FGW_EXPORT int fgw_bluez_link_send(struct fgw_bluez_link *l, struct fgw_buf *packet)
 {
-	struct bz_list frames;
-	size_t size, off;
+	struct bz_packet *p;
+	size_t len;
 
-	if (!l || !data || len == 0)
+	if (!l || !packet || fgw_buf_len(packet) == 0)
 		return -EINVAL;
 	if (l->state != FGW_BLUEZ_LINK_STATE_READY || !l->b)
 		return -ENOTCONN;
+	len = fgw_buf_len(packet);
 	if (l->tx_bytes + len > TXQ_MAX_BYTES)
 		return -ENOBUFS;
-	size = fgw_bluez_link_write_size(l);
-	bz_list_init(&frames);
-	/* Never bytes of two packets in one write: the device's reassembly drops those. */
-	for (off = 0; off < len; off += size) {
-		size_t n = FGW_MIN(size, len - off);
-		struct bz_frame *f = malloc(sizeof(*f) + n);
-
-		if (!f) {
-			frames_free(&frames);
-			return -ENOMEM;
-		}
-		f->l = l;
-		f->slot = NULL;
-		f->len = n;
-		memcpy(f->data, data + off, n);
-		bz_list_add_tail(&frames, &f->node);
-	}
-	/* splice */
-	while (!bz_list_empty(&frames)) {
-		struct bz_list *n = frames.next;
-		bz_list_del(n);
-		bz_list_add_tail(&l->txq, n);
-	}
+	p = malloc(sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->buf = fgw_buf_ref(packet);
+	p->off = 0;
+	bz_list_add_tail(&l->txq, &p->node);
 	l->tx_bytes += len;
 	if (l->write_fd >= 0)
 		write_poll_update(l); /* written from the poll callback, never from here */

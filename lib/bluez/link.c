@@ -785,7 +785,6 @@ FGW_EXPORT int fgw_bluez_connect(struct fgw_bluez *b, const char *addr,
 	l->write_fd = l->notify_fd = -1;
 	l->mtu = BZ_ATT_MTU_MIN;
 	bz_list_init(&l->txq);
-	bz_list_init(&l->inflight);
 	uv_timer_init(b->loop, &l->timer);
 	l->timer.data = l;
 	l->n_open = 1;

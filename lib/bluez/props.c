@@ -2,7 +2,6 @@
  * Reading a{sv} property maps from bluetoothd defensively: a property of the wrong type is
  * skipped and counted (never trusted), a container of the wrong signature is -EBADMSG.
  */
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,33 +188,21 @@ int bz_read_props(sd_bus_message *m, const struct bz_prop_def *defs, size_t n_de
 
 int bz_addr_normalize(const char *in, char ret[18])
 {
-	char out[18];
-
-	if (!in || strlen(in) != 17)
-		return -EINVAL;
-	for (int i = 0; i < 17; i++) {
-		if (i % 3 == 2) {
-			if (in[i] != ':' && in[i] != '_')
-				return -EINVAL;
-			out[i] = ':';
-		} else {
-			if (!isxdigit((unsigned char) in[i]))
-				return -EINVAL;
-			out[i] = (char) toupper((unsigned char) in[i]);
-		}
-	}
-	out[17] = '\0';
-	memcpy(ret, out, sizeof(out));
-	return 0;
+	return fgw_ble_addr_parse(in, ret);
 }
 
+/* ".../dev_AA_BB_CC_DD_EE_FF": BlueZ writes the address with '_' in object paths. */
 int bz_path_to_addr(const char *path, char ret[18])
 {
 	const char *p = strrchr(path, '/');
+	char addr[FGW_BLE_ADDR_STRLEN];
 
-	if (!p || strncmp(p + 1, "dev_", 4) != 0)
+	if (!p || strncmp(p + 1, "dev_", 4) != 0 || strlen(p + 5) != sizeof(addr) - 1)
 		return -EINVAL;
-	return bz_addr_normalize(p + 5, ret);
+	memcpy(addr, p + 5, sizeof(addr));
+	for (size_t i = 2; i < sizeof(addr) - 1; i += 3)
+		addr[i] = addr[i] == '_' ? ':' : '?';
+	return fgw_ble_addr_parse(addr, ret);
 }
 
 bool bz_path_has_prefix(const char *path, const char *prefix)

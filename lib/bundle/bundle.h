@@ -147,8 +147,6 @@ enum fgw_rollout_mode {
 	_FGW_ROLLOUT_MODE_MAX,
 	_FGW_ROLLOUT_MODE_INVALID = -EINVAL,
 };
-const char *fgw_rollout_mode_to_string(enum fgw_rollout_mode m);
-enum fgw_rollout_mode fgw_rollout_mode_from_string(const char *s);
 
 struct fgw_release_policy {
 	enum fgw_rollout_mode mode;

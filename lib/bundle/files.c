@@ -70,7 +70,7 @@ FGW_EXPORT int fgw_write_file_atomic(const char *path, const void *data, size_t 
 	const uint8_t *p = data;
 	const char *slash;
 	size_t done = 0;
-	int fd, dfd, r = 0;
+	int fd, r = 0;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int) sizeof(tmp))
 		return -ENAMETOOLONG;
@@ -105,13 +105,7 @@ FGW_EXPORT int fgw_write_file_atomic(const char *path, const void *data, size_t 
 		(void) unlink(tmp);
 		return r;
 	}
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0)
-		return -errno;
-	if (fsync(dfd) < 0)
-		r = -errno;
-	close(dfd);
-	return r;
+	return fgw_fsync_path(dir);
 }
 
 FGW_EXPORT int fgw_sha256_begin(struct fgw_sha256_ctx **ret)

@@ -34,17 +34,14 @@ static const char *const key_type_names[_FGW_KEY_TYPE_MAX] = {
 
 FGW_EXPORT const char *fgw_key_type_to_string(enum fgw_key_type t)
 {
-	if (t < 0 || t >= _FGW_KEY_TYPE_MAX)
-		return NULL;
-	return key_type_names[t];
+	return FGW_ENUM_NAME(key_type_names, t);
 }
 
 FGW_EXPORT enum fgw_key_type fgw_key_type_from_string(const char *s)
 {
-	for (int i = 0; s && i < _FGW_KEY_TYPE_MAX; i++)
-		if (strcmp(s, key_type_names[i]) == 0)
-			return i;
-	return _FGW_KEY_TYPE_INVALID;
+	int v = FGW_ENUM_VALUE(key_type_names, s);
+
+	return v < 0 ? _FGW_KEY_TYPE_INVALID : (enum fgw_key_type) v;
 }
 
 int sha256(const void *data, size_t len, uint8_t out[32])

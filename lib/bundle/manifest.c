@@ -41,17 +41,14 @@ static const char *const reason_names[_FGW_REJECT_REASON_MAX] = {
 
 FGW_EXPORT const char *fgw_reject_reason_to_string(enum fgw_reject_reason r)
 {
-	if (r < 0 || r >= _FGW_REJECT_REASON_MAX)
-		return NULL;
-	return reason_names[r];
+	return FGW_ENUM_NAME(reason_names, r);
 }
 
 FGW_EXPORT enum fgw_reject_reason fgw_reject_reason_from_string(const char *s)
 {
-	for (int i = 0; s && i < _FGW_REJECT_REASON_MAX; i++)
-		if (strcmp(s, reason_names[i]) == 0)
-			return i;
-	return _FGW_REJECT_REASON_INVALID;
+	int v = FGW_ENUM_VALUE(reason_names, s);
+
+	return v < 0 ? _FGW_REJECT_REASON_INVALID : (enum fgw_reject_reason) v;
 }
 
 static const char *const mode_names[_FGW_ROLLOUT_MODE_MAX] = {
@@ -59,19 +56,11 @@ static const char *const mode_names[_FGW_ROLLOUT_MODE_MAX] = {
     [FGW_ROLLOUT_MODE_CONFIRM] = "confirm",
 };
 
-FGW_EXPORT const char *fgw_rollout_mode_to_string(enum fgw_rollout_mode m)
+static enum fgw_rollout_mode rollout_mode_from_string(const char *s)
 {
-	if (m < 0 || m >= _FGW_ROLLOUT_MODE_MAX)
-		return NULL;
-	return mode_names[m];
-}
+	int v = FGW_ENUM_VALUE(mode_names, s);
 
-FGW_EXPORT enum fgw_rollout_mode fgw_rollout_mode_from_string(const char *s)
-{
-	for (int i = 0; s && i < _FGW_ROLLOUT_MODE_MAX; i++)
-		if (strcmp(s, mode_names[i]) == 0)
-			return i;
-	return _FGW_ROLLOUT_MODE_INVALID;
+	return v < 0 ? _FGW_ROLLOUT_MODE_INVALID : (enum fgw_rollout_mode) v;
 }
 
 /* ---- versions ---- */
@@ -313,7 +302,7 @@ static int parse_policy(const cJSON *p, struct fgw_release_policy *ret, char **r
 
 	if (!cJSON_IsObject(p))
 		return MALFORMED("release policy missing or not an object");
-	pol.mode = fgw_rollout_mode_from_string(get_string(p, "mode"));
+	pol.mode = rollout_mode_from_string(get_string(p, "mode"));
 	if (pol.mode < 0)
 		return MALFORMED("policy.mode must be \"test-confirm\" or \"confirm\"");
 	if (get_int(p, "canary_percent", 0, 100, false, 10, &v) < 0)

@@ -25,9 +25,7 @@ static const char *const sig_status_names[_FGW_SIG_STATUS_MAX] = {
 
 FGW_EXPORT const char *fgw_sig_status_to_string(enum fgw_sig_status s)
 {
-	if (s < 0 || s >= _FGW_SIG_STATUS_MAX)
-		return NULL;
-	return sig_status_names[s];
+	return FGW_ENUM_NAME(sig_status_names, s);
 }
 
 static bool is_sig_type(unsigned t)

@@ -464,18 +464,6 @@ static cJSON *ncs_file_json(const struct fgw_bundle_input *in, const struct fgw_
 	return f;
 }
 
-static int fsync_path(const char *path, bool dir)
-{
-	int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
 static int dir_of(const char *path, char *buf, size_t size)
 {
 	const char *slash = strrchr(path, '/');
@@ -589,14 +577,14 @@ FGW_EXPORT int fgw_bundle_write(const char *path, const char *name,
 		goto out_discard;
 	}
 	za = NULL;
-	r = fsync_path(tmp, false);
+	r = fgw_fsync_path(tmp);
 	if (r < 0)
 		goto out_unlink;
 	if (rename(tmp, path) < 0) {
 		r = -errno;
 		goto out_unlink;
 	}
-	r = fsync_path(dir, true);
+	r = fgw_fsync_path(dir);
 	goto out;
 
 out_discard:

@@ -20,6 +20,7 @@ enum key_type {
 	KEY_INT,
 	KEY_BOOL,
 	KEY_LOG_LEVEL,
+	KEY_ENROLLMENT, /* "allowlist" or "open", kept as a bool: open */
 };
 
 struct key_def {
@@ -40,6 +41,12 @@ static const struct key_def keys[] = {
     {"log", "level", KEY_LOG_LEVEL, OFF(log_level), 0, 0, "info", false, true},
     {"store", "path", KEY_STRING, OFF(db_path), 0, 0, NULL, true, false},
     {"store", "busy_timeout_ms", KEY_INT, OFF(busy_timeout_ms), 0, 600000, "5000", false, false},
+    {"store", "retain_events_days", KEY_INT, OFF(retain_events_days), 0, 36500, "90", false, false},
+    {"store", "retain_events_max", KEY_INT, OFF(retain_events_max), 0, 1000000000, "200000", false,
+     false},
+    {"store", "retain_jobs_days", KEY_INT, OFF(retain_jobs_days), 0, 36500, "180", false, false},
+    {"store", "forget_devices_after_days", KEY_INT, OFF(forget_devices_after_days), 0, 36500, "365",
+     false, false},
     {"fleet", "group", KEY_STRING, OFF(fleet_group), 0, 0, "default", false, true},
     {"fleet", "udp_devices", KEY_LIST, OFF(udp_devices), 0, 0, "", false, false},
     {"fleet", "retry_limit", KEY_INT, OFF(retry_limit), 0, 1000, "8", false, true},
@@ -49,6 +56,12 @@ static const struct key_def keys[] = {
     {"fleet", "progress_flush_s", KEY_INT, OFF(progress_flush_s), 1, 600, "5", false, true},
     {"fleet", "netcore_version_group", KEY_INT, OFF(netcore_version_group), 0, 65535, "0", false,
      false},
+    {"fleet", "enrollment", KEY_ENROLLMENT, OFF(fleet_enrollment_open), 0, 0, "allowlist", false,
+     false},
+    {"fleet", "require_board_match", KEY_BOOL, OFF(require_board_match), 0, 0, "true", false, true},
+    {"fleet", "max_unenrolled", KEY_INT, OFF(max_unenrolled), 0, 1000000, "1000", false, true},
+    {"fleet", "unenrolled_ttl_s", KEY_INT, OFF(unenrolled_ttl_s), 60, 31536000, "86400", false,
+     true},
     {"upload", "window", KEY_INT, OFF(upload_window), 0, 64, "0", false, true},
     {"upload", "chunk_timeout_ms", KEY_INT, OFF(chunk_timeout_ms), 100, 600000, "5000", false,
      true},
@@ -219,6 +232,11 @@ static int set_value(struct parse_ctx *p, const struct key_def *k, const char *v
 			return r;
 		*(int *) (base + k->offset) = r;
 		return 0;
+	case KEY_ENROLLMENT:
+		if (strcmp(value, "allowlist") != 0 && strcmp(value, "open") != 0)
+			return -EINVAL;
+		*(bool *) (base + k->offset) = strcmp(value, "open") == 0;
+		return 0;
 	}
 	return -EINVAL;
 }
@@ -238,6 +256,8 @@ static const char *type_hint(const struct key_def *k, char *buf, size_t size)
 		return "true or false";
 	case KEY_LOG_LEVEL:
 		return "one of err, warning, notice, info, debug";
+	case KEY_ENROLLMENT:
+		return "allowlist or open";
 	}
 	return "?";
 }
@@ -426,6 +446,7 @@ static bool value_equal(const struct key_def *k, const struct fgw_config *a,
 	case KEY_LOG_LEVEL:
 		return *(const int *) pa == *(const int *) pb;
 	case KEY_BOOL:
+	case KEY_ENROLLMENT:
 		return *(const bool *) pa == *(const bool *) pb;
 	}
 	return false;
@@ -462,6 +483,7 @@ FGW_EXPORT int fgw_config_apply_reload(struct fgw_config *cur, const struct fgw_
 			*(int *) dst = *(const int *) src;
 			break;
 		case KEY_BOOL:
+		case KEY_ENROLLMENT:
 			*(bool *) dst = *(const bool *) src;
 			break;
 		}

@@ -16,13 +16,21 @@ struct fgw_config {
 	/* [store] */
 	char *db_path;
 	int busy_timeout_ms;
+	int retain_events_days; /* events older than this are pruned, 0 = kept */
+	int retain_events_max;	/* beyond this many events the oldest are pruned, 0 = no cap */
+	int retain_jobs_days;	/* finished jobs of releases no longer in force, 0 = kept */
+	int forget_devices_after_days; /* BLE devices not seen this long, 0 = kept */
 	/* [fleet] */
 	char *fleet_group; /* group given to newly seen devices */
 	char *udp_devices; /* "HOST:PORT ..." devices reached over SMP/UDP */
 	int retry_limit;   /* transient failures before a job fails */
 	int backoff_base_s, backoff_max_s;
-	int reboot_timeout_s;	   /* ceiling for a device to come back after its reset */
-	int progress_flush_s;	   /* upload offsets are persisted at most this often */
+	int reboot_timeout_s;	    /* ceiling for a device to come back after its reset */
+	int progress_flush_s;	    /* upload offsets are persisted at most this often */
+	bool fleet_enrollment_open; /* enrollment = open; false: allowlist */
+	bool require_board_match;   /* skip a device whose board is unknown */
+	int max_unenrolled;	    /* unenrolled devices kept at most */
+	int unenrolled_ttl_s;	   /* an unenrolled device is forgotten this long after last seen */
 	int netcore_version_group; /* SMP group the firmware answers its net core version on, 0 none
 				    */
 	/* [upload] */

@@ -90,3 +90,21 @@ void fleet_devs_free(struct fgw_fleet *f)
 	free(f->devs.buckets);
 	f->devs = (struct fleet_devs){0};
 }
+
+void fleet_dev_remove(struct fgw_fleet *f, const char *address)
+{
+	uint32_t h = fleet_hash(address);
+
+	if (!f->devs.n_buckets)
+		return;
+	for (struct fleet_dev **p = &f->devs.buckets[h & (f->devs.n_buckets - 1)]; *p;
+	     p = &(*p)->next) {
+		struct fleet_dev *d = *p;
+		if (d->hash == h && strcmp(d->address, address) == 0) {
+			*p = d->next;
+			free(d);
+			f->devs.n--;
+			return;
+		}
+	}
+}

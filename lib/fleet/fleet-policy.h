@@ -9,17 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* MCUboot modes as bootloader info reports them (protocol-notes §3.5). */
-enum {
-	FGW_FLEET_BOOT_UNKNOWN = -1,
-	FGW_FLEET_BOOT_SINGLE = 0,
-	FGW_FLEET_BOOT_SWAP_SCRATCH = 1,
-	FGW_FLEET_BOOT_OVERWRITE = 2,
-	FGW_FLEET_BOOT_SWAP_MOVE = 3,
-	FGW_FLEET_BOOT_DIRECT_XIP = 4,
-	FGW_FLEET_BOOT_DIRECT_XIP_REVERT = 5,
-	FGW_FLEET_BOOT_SWAP_OFFSET = 9,
-};
+#include "smp.h" /* enum fgw_mcuboot_mode: the one list of MCUboot modes */
 
 struct fgw_fleet_slot {
 	bool present;
@@ -31,7 +21,7 @@ struct fgw_fleet_slot {
 /* What the device said: bootloader mode, image state, and the net core version if it has a way to
  * report it. */
 struct fgw_fleet_device_view {
-	int mode;
+	int mode;			  /* enum fgw_mcuboot_mode */
 	struct fgw_fleet_slot slot[2][2]; /* [image][slot] */
 	bool net_version_known;
 	char net_version[48];

@@ -23,6 +23,7 @@ struct fleet_release {
 /* The requests of probing (and of verifying, which skips the params). */
 enum job_probe_step {
 	JOB_PROBE_PARAMS,
+	JOB_PROBE_OS_INFO, /* the board (hardware platform), when the release names one */
 	JOB_PROBE_BOOT_MODE,
 	JOB_PROBE_IMAGE_STATE,
 	JOB_PROBE_NET_VERSION,
@@ -54,6 +55,7 @@ struct job_conn {
 	struct fgw_smp_params params;
 	bool has_params;
 	struct fgw_fleet_device_view view;
+	char board[64]; /* what os info said the board is (escaped), "" unknown */
 	struct fgw_fleet_plan plan;
 	int image;	   /* image uploading */
 	unsigned uploaded; /* images done in this connection (bit i) */
@@ -76,6 +78,7 @@ struct fleet_dev {
 	char radio[32];	  /* the adapter that serves it ("hci0"); "" none (UDP, not told) */
 	struct fleet_job *job; /* its unfinished job in memory, of any release */
 	unsigned checked_gen;  /* release generation whose job is known finished or not wanted */
+	bool enrolled;
 };
 
 struct fleet_devs {
@@ -154,7 +157,8 @@ struct fgw_fleet {
 	bool resumed;
 	unsigned n_targets, n_canary;
 	struct fgw_fleet_stats stats;
-	uint64_t rnd; /* xorshift state for back-off jitter */
+	uint64_t rnd;	    /* xorshift state for back-off jitter */
+	uint64_t pruned_ms; /* last bound on unenrolled devices */
 	/* one concurrency controller per radio (fleet-radios.c); devices without one: none */
 	struct fleet_radio radios[FGW_FLEET_MAX_RADIOS];
 	unsigned n_radios;
@@ -198,6 +202,16 @@ struct fleet_dev *fleet_dev_add(struct fgw_fleet *f, const char *address, const 
 				const char *grp);
 void fleet_devs_foreach(struct fgw_fleet *f, void (*fn)(struct fgw_fleet *f, struct fleet_dev *d));
 void fleet_devs_free(struct fgw_fleet *f);
+/* Drops @address from the map (its job must be gone already). */
+void fleet_dev_remove(struct fgw_fleet *f, const char *address);
+
+/* fleet-enroll.c */
+/* Whether @dev may get a job: enrolled, or enrollment is open. */
+bool fleet_dev_wanted(const struct fgw_fleet *f, const struct fleet_dev *dev);
+/* Bounds the unenrolled devices (count and age); called from the tick. */
+void fleet_unenrolled_prune(struct fgw_fleet *f);
+/* fleet.c: the device's job for the current release, loaded or created if it is a target. */
+void fleet_load_dev_job(struct fgw_fleet *f, struct fleet_dev *dev);
 
 /* job.c */
 struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *rec,
@@ -231,12 +245,22 @@ int job_send_req(struct fleet_job *job, struct fgw_smp_req *req, int build_err, 
 bool job_rsp_usable(struct fleet_job *job, int err, const struct fgw_smp_rsp *rsp,
 		    bool allow_device_error, const char *what);
 uint64_t job_req_timeout(const struct fleet_job *job);
+/* Response callback of the probe requests (job.c). */
+void job_probe_rsp_cb(int err, const struct fgw_smp_rsp *rsp, void *user_data);
 /* Sends probe request @step; false when this device is not asked that. */
 bool job_probe_send(struct fleet_job *job, enum job_probe_step step);
 void job_view_from_state(struct fgw_fleet_device_view *v, const struct fgw_smp_img_state *st);
 /* Records the slots as the device reported them, for the API and for the next probe. */
 void job_store_slots(struct fleet_job *job, const struct fgw_smp_img_state *st);
 void job_release_view(const struct fleet_job *job, struct fgw_fleet_release_view *rv);
+
+/* job-board.c */
+/* Sends the os info request for the board; false when the release names no board. */
+bool job_board_probe_send(struct fleet_job *job);
+/* Takes the os info answer (any device error: board unknown). */
+void job_board_probe_rsp(struct fleet_job *job, const struct fgw_smp_rsp *rsp);
+/* Compares the device's board with the release's: true when the job was skipped for it. */
+bool job_board_skip(struct fleet_job *job);
 
 /* job-verify.c */
 /* Entering resetting: the reset request (forced once if an application hook refuses). */

@@ -243,6 +243,12 @@ static void on_kick(uv_timer_t *t)
 	schedule(t->data);
 }
 
+static void on_tick(uv_timer_t *t)
+{
+	fleet_unenrolled_prune(t->data);
+	on_kick(t);
+}
+
 void fleet_kick(struct fgw_fleet *f)
 {
 	if (!f->freeing)
@@ -272,8 +278,6 @@ void fleet_count_terminal(struct fgw_fleet *f, bool canary, enum fgw_job_state s
 		f->counts.canary_failed += failed ? sign : 0;
 	}
 }
-
-static void load_dev_job(struct fgw_fleet *f, struct fleet_dev *dev);
 
 static bool fleet_should_halt(struct fgw_fleet *f, char *reason, size_t size)
 {
@@ -324,7 +328,7 @@ void fleet_job_finished(struct fgw_fleet *f, struct fleet_job *job, enum fgw_job
 		job->dev->job = NULL;
 	/* A job of an older release finished: the device's turn for the current one. */
 	if (job->rel != f->rel)
-		load_dev_job(f, job->dev);
+		fleet_load_dev_job(f, job->dev);
 
 	if (!f->halted && f->rel && fleet_should_halt(f, reason, sizeof(reason)))
 		(void) fgw_fleet_pause(f, "policy", reason);
@@ -348,14 +352,15 @@ static void count_target(struct fgw_fleet *f, bool canary)
  * store has an unfinished one, created if it is a target without one. A finished job (or a
  * device that is no target) is remembered per release, so sightings stop asking the store.
  */
-static void load_dev_job(struct fgw_fleet *f, struct fleet_dev *dev)
+void fleet_load_dev_job(struct fgw_fleet *f, struct fleet_dev *dev)
 {
 	struct fgw_store_job_rec rec;
 	bool created;
 	int r;
 
-	if (!f->rel || f->store_failed || dev->job || dev->checked_gen == f->rel_gen)
-		return;
+	if (!f->rel || f->store_failed || dev->job || dev->checked_gen == f->rel_gen ||
+	    !fleet_dev_wanted(f, dev))
+		return; /* an unenrolled device is asked again once enrolled */
 	if (!in_groups(&f->rel->r, dev->grp)) {
 		dev->checked_gen = f->rel_gen;
 		return;
@@ -393,6 +398,7 @@ static struct fleet_dev *meet_device(struct fgw_fleet *f, const char *address,
 	if (!dev)
 		return NULL;
 	if (known) {
+		dev->enrolled = rec.enrolled;
 		dev->written_wall_ms = rec.last_seen;
 		dev->name_hash = fleet_hash(rec.name);
 		return dev;
@@ -437,7 +443,7 @@ FGW_EXPORT void fgw_fleet_device_seen(struct fgw_fleet *f, const char *address,
 		if (name)
 			dev->name_hash = fleet_hash(name);
 	}
-	load_dev_job(f, dev);
+	fleet_load_dev_job(f, dev);
 	was_absent = dev->job && !fleet_job_present(f, dev->job, fleet_now(f));
 	dev->seen_ms = fleet_now(f);
 	if (dev->job) {
@@ -469,6 +475,15 @@ static int load_job(const struct fgw_store_job_rec *rec, void *ud)
 	struct fleet_dev *dev = fleet_dev_find(f, rec->address);
 	struct fleet_job *job;
 
+	/*
+	 * A job of a device that is not enrolled (created while enrollment was open) neither
+	 * counts nor runs; one that already reset its device finishes, for the device's sake.
+	 */
+	if (!rec->enrolled && !f->o.enrollment_open &&
+	    (s == FGW_JOB_STATE_QUEUED || s == FGW_JOB_STATE_CONNECTING ||
+	     s == FGW_JOB_STATE_PROBING || s == FGW_JOB_STATE_UPLOADING ||
+	     s == FGW_JOB_STATE_MARKING || fgw_job_state_is_terminal(s)))
+		return 0;
 	count_target(f, rec->canary);
 	if (fgw_job_state_is_terminal(s)) {
 		fleet_count_terminal(f, rec->canary, s, 1);
@@ -480,8 +495,11 @@ static int load_job(const struct fgw_store_job_rec *rec, void *ud)
 	 */
 	if (s == FGW_JOB_STATE_QUEUED && !dev)
 		return 0;
-	if (!dev && fgw_store_device_get(f->store, rec->address, &rd) == 0)
+	if (!dev && fgw_store_device_get(f->store, rec->address, &rd) == 0) {
 		dev = fleet_dev_add(f, rec->address, rd.transport, rd.grp);
+		if (dev)
+			dev->enrolled = rd.enrolled;
+	}
 	if (!dev)
 		return -ENOMEM;
 	if (dev->job)
@@ -529,6 +547,8 @@ static int offer_device(struct fgw_store_job_new *jn, void *ud)
 
 	if (!in_groups(&f->rel->r, jn->grp) || (dev && dev->job))
 		return 0; /* a device busy with an older release gets its job when that ends */
+	if (!jn->enrolled && !f->o.enrollment_open)
+		return 0;
 	jn->canary = take_canary(f);
 	count_target(f, jn->canary);
 	return 1;
@@ -640,7 +660,7 @@ static int adopt_release(struct fgw_fleet *f, const struct fgw_fleet_release *re
 	r = fgw_store_jobs_create(f->store, rel->id, fleet_wall(f), offer_device, f);
 	if (r < 0)
 		return r;
-	fleet_devs_foreach(f, load_dev_job);
+	fleet_devs_foreach(f, fleet_load_dev_job);
 	fgw_notice("event: release-active, release: %s, version: %s, targets: %u, canaries: %u%s",
 		   rel->id, rel->version, f->n_targets, f->n_canary,
 		   f->halted ? ", halted: yes" : "");
@@ -650,7 +670,10 @@ static int adopt_release(struct fgw_fleet *f, const struct fgw_fleet_release *re
 
 FGW_EXPORT int fgw_fleet_start(struct fgw_fleet *f, const struct fgw_fleet_release *rel)
 {
-	uv_timer_start(&f->tick, on_kick, TICK_MS, TICK_MS);
+	if (f->o.enrollment_open)
+		fgw_warning("fleet.enrollment = open: every device whose name or service matches "
+			    "gets the firmware, including one that only claims to be ours");
+	uv_timer_start(&f->tick, on_tick, TICK_MS, TICK_MS);
 	if (!rel)
 		return 0;
 	return adopt_release(f, rel, true);
@@ -718,6 +741,9 @@ FGW_EXPORT void fgw_fleet_set_options(struct fgw_fleet *f, const struct fgw_flee
 	f->o.chunk_timeout_ms = o->chunk_timeout_ms;
 	f->o.first_chunk_timeout_ms = o->first_chunk_timeout_ms;
 	f->o.upload_window = o->upload_window;
+	f->o.max_unenrolled = o->max_unenrolled;
+	f->o.require_board_match = o->require_board_match;
+	f->o.unenrolled_ttl_ms = o->unenrolled_ttl_ms;
 	snprintf(f->default_group, sizeof(f->default_group), "%s",
 		 o->default_group ? o->default_group : "default");
 }

@@ -87,6 +87,21 @@ struct fgw_fleet_options {
 	unsigned upload_window;		/* 0: from the device's buffer count */
 	unsigned netcore_version_group; /* 0: net core version not asked */
 	const char *default_group;
+	/*
+	 * Enrollment (fleet-enroll.c). Allowlist (false): only enrolled devices get jobs; the
+	 * rest are "unenrolled", never counted for canaries or the halt rule, at most
+	 * @max_unenrolled of them kept (least recently seen forgotten first) and each forgotten
+	 * @unenrolled_ttl_ms after it was last seen. Open (true): every device seen is a target.
+	 */
+	bool enrollment_open;
+	/*
+	 * Board match (job-board.c): a release naming a board is offered only to devices whose
+	 * board (os info, hardware platform; else the board given at enrollment) is that board.
+	 * Neither known: skipped unless this is false.
+	 */
+	bool require_board_match;
+	unsigned max_unenrolled;
+	uint64_t unenrolled_ttl_ms;
 	/* How to reach a device: the daemon's BLE or UDP transport for an address. */
 	fgw_fleet_transport_new_t transport_new;
 	void *transport_user_data;
@@ -104,7 +119,8 @@ int fgw_fleet_new(uv_loop_t *loop, struct fgw_store *store, const struct fgw_fle
 		  struct fgw_fleet **ret);
 /*
  * New values for a running fleet (SIGHUP): retry_limit, backoff_*, reboot_timeout_ms,
- * progress_flush_ms, chunk timeouts, upload_window and default_group. A failure counts against
+ * progress_flush_ms, chunk timeouts, upload_window, default_group, max_unenrolled,
+ * unenrolled_ttl_ms and require_board_match. A failure counts against
  * the limit and back-off in force when it happens, an upload takes the window and timeouts in
  * force when it starts (the next image or attempt), a rebooting job is judged against the
  * timeout in force, a device met for the first time gets the group in force. The other fields
@@ -168,6 +184,23 @@ struct fgw_fleet_radio_stats {
 };
 /* Fills up to @max entries; returns how many radios there are. */
 size_t fgw_fleet_radios(struct fgw_fleet *f, struct fgw_fleet_radio_stats *ret, size_t max);
+/*
+ * Enrollment, written to the store first (all or nothing), then in force at once: an
+ * enrolled device seen since the start gets its job for the current release. -EINVAL for a
+ * malformed address or passkey.
+ */
+struct fgw_fleet_enrollment {
+	const char *address;
+	const char *board, *group, *label; /* NULL or "": none / keep */
+	bool has_passkey;
+	uint32_t passkey;
+};
+int fgw_fleet_enroll(struct fgw_fleet *f, const struct fgw_fleet_enrollment *e, size_t n);
+/*
+ * Forgets @address: registry row, slots, jobs and passkey. -ENOENT unknown, -EBUSY while its
+ * job talks to it (connecting to confirming). The bond, if any, stays with bluetoothd.
+ */
+int fgw_fleet_forget(struct fgw_fleet *f, const char *address);
 
 /* Operator control; persisted (survives restarts). -ENOENT without a release, -EALREADY. */
 int fgw_fleet_pause(struct fgw_fleet *f, const char *by, const char *reason);

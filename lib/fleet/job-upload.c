@@ -29,6 +29,24 @@ static void persist_progress(struct fleet_job *job, bool force)
 			      job->address);
 }
 
+/*
+ * Kept in the store too: after a restart a slot that failed the device's check must still be
+ * erased, not marked on the strength of its hash field.
+ */
+static void set_distrust(struct fleet_job *job, unsigned mask)
+{
+	int r;
+
+	if (mask == job->distrust_slot)
+		return;
+	job->distrust_slot = mask;
+	r = fgw_store_job_set_distrust(job->fleet->store, job->id, mask, fleet_wall(job->fleet));
+	if (r < 0)
+		fgw_log_errno(LOG_WARNING, r,
+			      "Failed to record that '%s' must erase its slot; it will in this run",
+			      job->address);
+}
+
 static void on_progress(struct fgw_upload *u, uint64_t bytes, uint64_t total, double rate,
 			void *user_data)
 {
@@ -85,7 +103,7 @@ static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_resul
 	case -EILSEQ:
 		snprintf(what, sizeof(what), "upload of image %d: device's image check failed",
 			 c->image);
-		job->distrust_slot |= 1u << c->image;
+		set_distrust(job, job->distrust_slot | 1u << c->image);
 		break;
 	case -ENOMEM:
 		/* The engine halved its window down to 1 and the device still had no buffer: its
@@ -235,7 +253,7 @@ static void on_check_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 		return;
 	}
 	c->uploaded |= 1u << c->image;
-	job->distrust_slot &= ~(1u << c->image);
+	set_distrust(job, job->distrust_slot & ~(1u << c->image));
 	job_upload_next(job);
 }
 

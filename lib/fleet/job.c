@@ -23,15 +23,16 @@ static const char *const state_names[_FGW_JOB_STATE_MAX] = {
 
 FGW_EXPORT const char *fgw_job_state_to_string(enum fgw_job_state s)
 {
-	return (unsigned) s < _FGW_JOB_STATE_MAX ? state_names[s] : "invalid";
+	const char *name = FGW_ENUM_NAME(state_names, s);
+
+	return name ? name : "invalid";
 }
 
 FGW_EXPORT enum fgw_job_state fgw_job_state_from_string(const char *s)
 {
-	for (int i = 0; s && i < _FGW_JOB_STATE_MAX; i++)
-		if (strcmp(s, state_names[i]) == 0)
-			return (enum fgw_job_state) i;
-	return _FGW_JOB_STATE_INVALID;
+	int v = FGW_ENUM_VALUE(state_names, s);
+
+	return v < 0 ? _FGW_JOB_STATE_INVALID : (enum fgw_job_state) v;
 }
 
 FGW_EXPORT bool fgw_job_state_is_terminal(enum fgw_job_state s)
@@ -63,6 +64,7 @@ struct fleet_job *job_new(struct fgw_fleet *f, const struct fgw_store_job_rec *r
 	job->canary = rec->canary;
 	job->attempts = rec->attempts;
 	job->images_mask = rec->images_mask;
+	job->distrust_slot = rec->distrust_slots;
 	job->created_wall_ms = rec->created_at;
 	job->failure_kind = FLEET_FAIL_OTHER;
 	/* Back-off deadlines are wall-clock in the store and monotonic here. */
@@ -249,12 +251,12 @@ void job_release_view(const struct fleet_job *job, struct fgw_fleet_release_view
 	}
 }
 
-static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+void job_probe_rsp_cb(int err, const struct fgw_smp_rsp *rsp, void *user_data)
 {
 	struct fleet_job *job = user_data;
 	struct job_conn *c = job->conn;
-	static const char *const what[] = {"mcumgr params", "bootloader info", "image state",
-					   "net core version"};
+	static const char *const what[] = {"mcumgr params", "os info", "bootloader info",
+					   "image state", "net core version"};
 	int r;
 
 	if (!job_rsp_usable(job, err, rsp, true, what[c ? c->probe : 0]))
@@ -265,9 +267,12 @@ static void on_probe_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 		c->has_params = fgw_smp_status_ok(&rsp->status) &&
 				fgw_smp_params_decode(rsp->payload, rsp->len, &c->params) == 0;
 		break;
+	case JOB_PROBE_OS_INFO:
+		job_board_probe_rsp(job, rsp);
+		break;
 	case JOB_PROBE_BOOT_MODE: {
 		struct fgw_smp_bootloader_info bi;
-		c->view.mode = FGW_FLEET_BOOT_UNKNOWN;
+		c->view.mode = FGW_MCUBOOT_MODE_UNKNOWN;
 		if (fgw_smp_status_ok(&rsp->status) &&
 		    fgw_smp_bootloader_info_decode(rsp->payload, rsp->len, &bi) == 0 && bi.has_mode)
 			c->view.mode = bi.mode;
@@ -319,6 +324,8 @@ bool job_probe_send(struct fleet_job *job, enum job_probe_step step)
 	case JOB_PROBE_PARAMS:
 		r = fgw_smp_req_params(&req);
 		break;
+	case JOB_PROBE_OS_INFO:
+		return job->state == FGW_JOB_STATE_PROBING && job_board_probe_send(job);
 	case JOB_PROBE_BOOT_MODE:
 		r = fgw_smp_req_bootloader_info("mode", &req);
 		break;
@@ -334,7 +341,7 @@ bool job_probe_send(struct fleet_job *job, enum job_probe_step step)
 	default:
 		return false;
 	}
-	(void) job_send_req(job, &req, r, job_req_timeout(job), on_probe_rsp, "probe");
+	(void) job_send_req(job, &req, r, job_req_timeout(job), job_probe_rsp_cb, "probe");
 	return true;
 }
 
@@ -365,7 +372,10 @@ static void plan_and_go(struct fleet_job *job)
 	char reason[200];
 	int r;
 
-	(void) fgw_store_device_set_probe(job->fleet->store, job->address, NULL, c->view.mode);
+	(void) fgw_store_device_set_probe(job->fleet->store, job->address,
+					  c->board[0] ? c->board : NULL, c->view.mode);
+	if (job_board_skip(job))
+		return;
 	job_release_view(job, &rv);
 	r = fgw_fleet_plan(&c->view, &rv, &c->plan, &why);
 	if (r < 0) {

@@ -13,8 +13,9 @@ static bool same_hash(const struct fgw_fleet_slot *s, const uint8_t hash[32])
 
 static bool is_swap(int mode)
 {
-	return mode == FGW_FLEET_BOOT_SWAP_SCRATCH || mode == FGW_FLEET_BOOT_SWAP_MOVE ||
-	       mode == FGW_FLEET_BOOT_SWAP_OFFSET;
+	return mode == FGW_MCUBOOT_MODE_SWAP_USING_SCRATCH ||
+	       mode == FGW_MCUBOOT_MODE_SWAP_WITHOUT_SCRATCH ||
+	       mode == FGW_MCUBOOT_MODE_SWAP_USING_OFFSET;
 }
 
 int fgw_fleet_plan(const struct fgw_fleet_device_view *dev,
@@ -24,15 +25,15 @@ int fgw_fleet_plan(const struct fgw_fleet_device_view *dev,
 	struct fgw_fleet_plan p = {0};
 
 	switch (dev->mode) {
-	case FGW_FLEET_BOOT_SWAP_SCRATCH:
-	case FGW_FLEET_BOOT_SWAP_MOVE:
-	case FGW_FLEET_BOOT_SWAP_OFFSET:
+	case FGW_MCUBOOT_MODE_SWAP_USING_SCRATCH:
+	case FGW_MCUBOOT_MODE_SWAP_WITHOUT_SCRATCH:
+	case FGW_MCUBOOT_MODE_SWAP_USING_OFFSET:
 		p.mark = FGW_FLEET_MARK_TEST;
 		break;
-	case FGW_FLEET_BOOT_OVERWRITE:
+	case FGW_MCUBOOT_MODE_OVERWRITE_ONLY:
 		p.mark = FGW_FLEET_MARK_CONFIRM;
 		break;
-	case FGW_FLEET_BOOT_UNKNOWN:
+	case FGW_MCUBOOT_MODE_UNKNOWN:
 		/* The device does not say: the manifest's policy decides. */
 		p.mark = rel->policy_confirm ? FGW_FLEET_MARK_CONFIRM : FGW_FLEET_MARK_TEST;
 		break;

@@ -37,18 +37,6 @@ static void remove_bundle_files(const char *dir, const char *sha_hex)
 	closedir(d);
 }
 
-int rsrc_fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), r = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fsync(fd) < 0)
-		r = -errno;
-	close(fd);
-	return r;
-}
-
 struct group {
 	char sha[65];
 	uint64_t bytes;

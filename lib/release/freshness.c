@@ -32,12 +32,12 @@ static const char *const freshness_names[_FGW_MANIFEST_FRESHNESS_MAX] = {
 
 FGW_EXPORT const char *fgw_poll_result_to_string(enum fgw_poll_result r)
 {
-	return r >= 0 && r < _FGW_POLL_RESULT_MAX ? poll_result_names[r] : NULL;
+	return FGW_ENUM_NAME(poll_result_names, r);
 }
 
 FGW_EXPORT const char *fgw_manifest_freshness_to_string(enum fgw_manifest_freshness f)
 {
-	return f >= 0 && f < _FGW_MANIFEST_FRESHNESS_MAX ? freshness_names[f] : NULL;
+	return FGW_ENUM_NAME(freshness_names, f);
 }
 
 int64_t rsrc_clock_floor_default(void)

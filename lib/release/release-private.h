@@ -149,6 +149,5 @@ void rsrc_image_clear(struct fgw_release_image *img);
 
 /* cache.c */
 char *rsrc_cache_path(struct fgw_release_source *s, const char *sha_hex, const char *ext);
-int rsrc_fsync_dir(const char *dir);
 void rsrc_prune_begin(struct fgw_release_source *s);
 void rsrc_prune_done(struct fgw_release_source *s, struct work *w);

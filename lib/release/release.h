@@ -45,7 +45,6 @@ enum fgw_release_source_state {
 	_FGW_RELEASE_SOURCE_STATE_MAX,
 	_FGW_RELEASE_SOURCE_STATE_INVALID = -EINVAL,
 };
-const char *fgw_release_source_state_to_string(enum fgw_release_source_state s);
 
 struct fgw_release_source_options {
 	const char *manifest_url; /* http(s):// or file://; required */

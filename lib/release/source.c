@@ -21,6 +21,7 @@
 
 #include "release-private.h"
 
+/* For the debug log only: the state is not shown anywhere else. */
 static const char *const state_names[_FGW_RELEASE_SOURCE_STATE_MAX] = {
     [FGW_RELEASE_SOURCE_STATE_IDLE] = "idle",
     [FGW_RELEASE_SOURCE_STATE_RESTORING] = "restoring",
@@ -31,13 +32,6 @@ static const char *const state_names[_FGW_RELEASE_SOURCE_STATE_MAX] = {
     [FGW_RELEASE_SOURCE_STATE_VERIFYING] = "verifying",
     [FGW_RELEASE_SOURCE_STATE_PRUNING] = "pruning",
 };
-
-FGW_EXPORT const char *fgw_release_source_state_to_string(enum fgw_release_source_state s)
-{
-	if (s < 0 || s >= _FGW_RELEASE_SOURCE_STATE_MAX)
-		return NULL;
-	return state_names[s];
-}
 
 void rsrc_enter_state(struct fgw_release_source *s, enum fgw_release_source_state st)
 {

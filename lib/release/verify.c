@@ -114,16 +114,15 @@ static int extract(struct work *w, const struct fgw_bundle *b)
 /* Makes the bytes durable before the name says "verified". */
 static int move_into_place(struct work *w)
 {
-	int fd = open(w->path, O_RDONLY | O_CLOEXEC), r = 0;
+	int r = fgw_fsync_path(w->path);
 
-	if (fd < 0 || fsync(fd) < 0)
-		r = -errno;
-	if (fd >= 0)
-		close(fd);
 	if (r < 0)
 		return reject(w, r, FGW_REJECT_IO, -1, "cannot sync the bundle to disk");
-	if (rename(w->path, w->final_path) < 0 || rsrc_fsync_dir(w->s->cache_dir) < 0)
+	if (rename(w->path, w->final_path) < 0)
 		return reject(w, -errno, FGW_REJECT_IO, -1, "cannot move the bundle into place");
+	r = fgw_fsync_path(w->s->cache_dir);
+	if (r < 0)
+		return reject(w, r, FGW_REJECT_IO, -1, "cannot sync the bundle's directory");
 	return 0;
 }
 

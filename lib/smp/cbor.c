@@ -262,25 +262,3 @@ int smp_cbor_get_bytes(const cbor_item_t *v, uint8_t *buf, size_t size, size_t *
 {
 	return string_pieces(v, false, ret_len, buf, size);
 }
-
-int smp_cbor_dup_bytes(const cbor_item_t *v, uint8_t **ret, size_t *ret_len)
-{
-	uint8_t *b;
-	size_t n;
-	int r;
-
-	r = string_pieces(v, false, &n, NULL, 0);
-	if (r < 0)
-		return r;
-	b = malloc(n ? n : 1);
-	if (!b)
-		return -ENOMEM;
-	r = string_pieces(v, false, &n, b, n);
-	if (r < 0) {
-		free(b);
-		return r;
-	}
-	*ret = b;
-	*ret_len = n;
-	return 0;
-}

@@ -23,7 +23,9 @@ struct smp_pending {
 	uint8_t version; /* the version the request went out with */
 	bool resent;	 /* already resent after a version fallback */
 	unsigned timeout_ms;
-	struct fgw_smp_req req; /* own copy, for a resend */
+	uint8_t op, cmd; /* of the request, for matching its answer */
+	uint16_t group;
+	struct fgw_buf *pkt; /* the packed request, kept (not copied) for a resend */
 	fgw_smp_rsp_cb_t cb;
 	void *user_data;
 	fgw_destroy_cb_t destroy;
@@ -69,7 +71,7 @@ static void pending_closed(uv_handle_t *h)
 {
 	struct smp_pending *p = container_of(h, struct smp_pending, timer);
 
-	fgw_smp_req_done(&p->req);
+	fgw_buf_unref(p->pkt);
 	free(p);
 }
 
@@ -106,23 +108,44 @@ static void fail_all(struct fgw_smp_client *c, int err)
 
 static void pending_timeout(uv_timer_t *t);
 
+/*
+ * A packet the transport still holds (queued writes of an earlier send) must not change under
+ * it: a resend with another version then goes out from a fresh copy. Happens at most once per
+ * request, on a version fallback.
+ */
+static int pending_own(struct smp_pending *p)
+{
+	struct fgw_buf *b;
+
+	if (!fgw_buf_shared(p->pkt))
+		return 0;
+	b = fgw_buf_new(fgw_buf_len(p->pkt));
+	if (!b)
+		return -ENOMEM;
+	memcpy(fgw_buf_data(b), fgw_buf_data(p->pkt), fgw_buf_len(p->pkt));
+	(void) fgw_buf_set_len(b, fgw_buf_len(p->pkt));
+	fgw_buf_unref(p->pkt);
+	p->pkt = b;
+	return 0;
+}
+
 static int pending_send(struct fgw_smp_client *c, struct smp_pending *p)
 {
-	_cleanup_free_ uint8_t *buf = NULL;
-	size_t len;
+	size_t len = fgw_buf_len(p->pkt);
 	int r;
 
-	r = fgw_smp_req_pack(&p->req, p->version, p->seq, &buf, &len);
-	if (r < 0)
-		return r;
 	if (len > fgw_smp_client_max_packet(c))
 		return -EMSGSIZE;
-	r = fgw_transport_send(c->t, buf, len);
+	r = pending_own(p);
+	if (r < 0)
+		return r;
+	fgw_smp_hdr_stamp(fgw_buf_data(p->pkt), p->version, p->seq);
+	r = fgw_transport_send(c->t, p->pkt);
 	if (r < 0)
 		return r;
 	c->stats.tx_packets++;
 	fgw_debug("smp tx %s: %s group %u id %u seq %u len %zu", fgw_transport_peer(c->t),
-		  fgw_smp_op_to_string(p->req.op), p->req.group, p->req.id, p->seq, len);
+		  fgw_smp_op_to_string(p->op), p->group, p->cmd, p->seq, len);
 	return uv_timer_start(&p->timer, pending_timeout, p->timeout_ms, 0);
 }
 
@@ -132,7 +155,7 @@ static void pending_timeout(uv_timer_t *t)
 
 	if (p->c) {
 		p->c->stats.timeouts++;
-		fgw_debug("smp timeout: group %u id %u seq %u after %u ms", p->req.group, p->req.id,
+		fgw_debug("smp timeout: group %u id %u seq %u after %u ms", p->group, p->cmd,
 			  p->seq, p->timeout_ms);
 	}
 	pending_finish(p, -ETIMEDOUT, NULL);
@@ -180,14 +203,17 @@ static void handle_packet(struct fgw_smp_client *c, const struct fgw_smp_hdr *h,
 	int r;
 
 	c->stats.rx_packets++;
-	if (!p || h->op != p->req.op + 1 || h->group != p->req.group || h->id != p->req.id) {
+	if (!p || h->op != p->op + 1 || h->group != p->group || h->id != p->cmd) {
 		/* A late answer to a request that timed out, or not ours: ignore it. */
 		c->stats.stray++;
 		fgw_debug("smp rx %s: stray %s group %u id %u seq %u", fgw_transport_peer(c->t),
 			  fgw_smp_op_to_string(h->op), h->group, h->id, h->seq);
 		return;
 	}
-	r = fgw_smp_status_decode(payload, h->len, &rsp.status);
+	/* One pass over the answer: the upload engine reads off/match from it, not again. */
+	r = fgw_smp_rsp_decode(
+	    payload, h->len, &rsp.status,
+	    h->group == FGW_SMP_GROUP_IMAGE && h->id == FGW_SMP_IMG_UPLOAD ? &rsp.upload : NULL);
 	if (r < 0) {
 		c->stats.bad++;
 		pending_finish(p, -EBADMSG, NULL);
@@ -351,46 +377,52 @@ FGW_EXPORT const char *fgw_smp_client_peer(struct fgw_smp_client *c)
 	return fgw_transport_peer(c->t);
 }
 
-FGW_EXPORT int fgw_smp_client_request(struct fgw_smp_client *c, const struct fgw_smp_req *req,
-				      unsigned timeout_ms, fgw_smp_rsp_cb_t cb, void *user_data,
-				      fgw_destroy_cb_t destroy, uint64_t *ret_id)
+FGW_EXPORT int fgw_smp_client_send(struct fgw_smp_client *c, struct fgw_buf *packet,
+				   unsigned timeout_ms, fgw_smp_rsp_cb_t cb, void *user_data,
+				   fgw_destroy_cb_t destroy, uint64_t *ret_id)
 {
 	struct smp_pending *p;
+	struct fgw_smp_hdr h;
 	unsigned seq;
 	int r;
 
-	if (!c || !req || !cb || (req->len && !req->payload))
+	if (!c || !packet || !cb) {
+		fgw_buf_unref(packet);
 		return -EINVAL;
-	if (c->freed)
-		return -ECANCELED;
-	if (!c->open)
-		return -ENOTCONN;
-	if (c->n_inflight >= ARRAY_SIZE(c->inflight) - 1)
-		return -EBUSY;
+	}
+	r = fgw_smp_hdr_decode(fgw_buf_data(packet), fgw_buf_len(packet), &h);
+	if (r < 0 || (h.op != FGW_SMP_OP_READ && h.op != FGW_SMP_OP_WRITE) ||
+	    h.len != fgw_buf_len(packet) - FGW_SMP_HDR_SIZE)
+		r = -EINVAL;
+	else if (c->freed)
+		r = -ECANCELED;
+	else if (!c->open)
+		r = -ENOTCONN;
+	else if (c->n_inflight >= ARRAY_SIZE(c->inflight) - 1)
+		r = -EBUSY;
+	else if (!(p = calloc(1, sizeof(*p))))
+		r = -ENOMEM;
+	if (r < 0) {
+		fgw_buf_unref(packet);
+		return r;
+	}
+	p->pkt = packet;
+	r = uv_timer_init(c->loop, &p->timer);
+	if (r < 0) {
+		fgw_buf_unref(p->pkt);
+		free(p);
+		return r;
+	}
 	/* Next free seq: a seq still in flight is never reused (§1.6). */
 	for (seq = c->next_seq; c->inflight[seq & 0xff]; seq++)
 		;
 	seq &= 0xff;
-	p = calloc(1, sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	p->req = *req;
-	p->req.payload = malloc(req->len ? req->len : 1);
-	if (!p->req.payload) {
-		free(p);
-		return -ENOMEM;
-	}
-	if (req->len)
-		memcpy(p->req.payload, req->payload, req->len);
-	r = uv_timer_init(c->loop, &p->timer);
-	if (r < 0) {
-		fgw_smp_req_done(&p->req);
-		free(p);
-		return r;
-	}
 	p->c = c;
 	p->id = c->next_id++;
 	p->seq = (uint8_t) seq;
+	p->op = h.op;
+	p->group = h.group;
+	p->cmd = h.id;
 	p->version = c->version;
 	p->timeout_ms = timeout_ms ? timeout_ms : DEFAULT_TIMEOUT_MS;
 	p->cb = cb;
@@ -409,6 +441,29 @@ FGW_EXPORT int fgw_smp_client_request(struct fgw_smp_client *c, const struct fgw
 	if (ret_id)
 		*ret_id = p->id;
 	return 0;
+}
+
+FGW_EXPORT int fgw_smp_client_request(struct fgw_smp_client *c, const struct fgw_smp_req *req,
+				      unsigned timeout_ms, fgw_smp_rsp_cb_t cb, void *user_data,
+				      fgw_destroy_cb_t destroy, uint64_t *ret_id)
+{
+	struct fgw_buf *b;
+	size_t len;
+	int r;
+
+	if (!c || !req || !cb || (req->len && !req->payload) || req->len > UINT16_MAX)
+		return -EINVAL;
+	b = fgw_buf_new(FGW_SMP_HDR_SIZE + req->len);
+	if (!b)
+		return -ENOMEM;
+	/* Packed once; the seq and version are the client's, stamped when it goes out. */
+	r = fgw_smp_req_pack(req, 0, 0, fgw_buf_data(b), fgw_buf_capacity(b), &len);
+	if (r < 0) {
+		fgw_buf_unref(b);
+		return r;
+	}
+	(void) fgw_buf_set_len(b, len);
+	return fgw_smp_client_send(c, b, timeout_ms, cb, user_data, destroy, ret_id);
 }
 
 FGW_EXPORT int fgw_smp_client_cancel(struct fgw_smp_client *c, uint64_t id)

@@ -81,27 +81,26 @@ FGW_EXPORT void fgw_smp_req_done(struct fgw_smp_req *r)
 }
 
 FGW_EXPORT int fgw_smp_req_pack(const struct fgw_smp_req *r, uint8_t version, uint8_t seq,
-				uint8_t **ret_buf, size_t *ret_len)
+				uint8_t *buf, size_t size, size_t *ret_len)
 {
 	struct fgw_smp_hdr h = {
 	    .op = r->op, .version = version, .group = r->group, .seq = seq, .id = r->id};
-	uint8_t *buf;
 	int ret;
 
-	if (r->len > UINT16_MAX)
+	if (r->len > UINT16_MAX || size < FGW_SMP_HDR_SIZE || size - FGW_SMP_HDR_SIZE < r->len)
 		return -EMSGSIZE;
 	h.len = (uint16_t) r->len;
-	buf = malloc(FGW_SMP_HDR_SIZE + r->len);
-	if (!buf)
-		return -ENOMEM;
 	ret = fgw_smp_hdr_encode(&h, buf);
-	if (ret < 0) {
-		free(buf);
+	if (ret < 0)
 		return ret;
-	}
 	if (r->len)
 		memcpy(buf + FGW_SMP_HDR_SIZE, r->payload, r->len);
-	*ret_buf = buf;
 	*ret_len = FGW_SMP_HDR_SIZE + r->len;
 	return 0;
+}
+
+FGW_EXPORT void fgw_smp_hdr_stamp(uint8_t *pkt, uint8_t version, uint8_t seq)
+{
+	pkt[0] = (uint8_t) ((pkt[0] & 0x07) | ((version & 0x03) << 3));
+	pkt[6] = seq;
 }

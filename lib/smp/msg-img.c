@@ -61,36 +61,90 @@ static bool chunk_is_first(const struct fgw_smp_upload_chunk *c)
 	return c->off == 0;
 }
 
-FGW_EXPORT int fgw_smp_req_img_upload(const struct fgw_smp_upload_chunk *c, struct fgw_smp_req *ret)
+/* Appends a definite text string @key (its head, then its bytes); 0 if it does not fit. */
+static size_t put_key(const char *key, uint8_t *buf, size_t size)
 {
-	_cleanup_cbor_ cbor_item_t *map = NULL;
-	bool first = chunk_is_first(c);
-	size_t n = 2;
+	size_t n = strlen(key), h = cbor_encode_string_start(n, buf, size);
 
-	if (!c->data && c->data_len)
-		return -EINVAL;
+	if (h == 0 || size - h < n)
+		return 0;
+	memcpy(buf + h, key, n);
+	return h + n;
+}
+
+/* Each writer returns the bytes it wrote, 0 when out of room: stop there. */
+#define PUT(o, size, expr)                                                                         \
+	do {                                                                                       \
+		size_t n_ = (expr);                                                                \
+		if (n_ == 0)                                                                       \
+			return -EMSGSIZE;                                                          \
+		(o) += n_;                                                                         \
+	} while (0)
+
+/* The map up to the data byte string's head, into @buf from the body's first byte. */
+static int upload_prefix(const struct fgw_smp_upload_chunk *c, uint8_t *buf, size_t size,
+			 size_t *ret_len)
+{
+	bool first = chunk_is_first(c);
+	size_t n = 2, o = 0;
+
 	if (first)
 		n += 1 + (c->sha ? 1 : 0) + (c->image > 0 ? 1 : 0) + (c->upgrade ? 1 : 0);
-	map = cbor_new_definite_map(n);
-	if (!map)
-		return -ENOMEM;
+	PUT(o, size, cbor_encode_map_start(n, buf + o, size - o));
 	/* Zephyr's default image is 0: like Nordic's libraries, send "image" only when > 0. */
-	if (first && c->image > 0 && !smp_cbor_put(map, "image", smp_cbor_uint(c->image)))
-		return -ENOMEM;
-	if (first && !smp_cbor_put(map, "len", smp_cbor_uint(c->total)))
-		return -ENOMEM;
-	if (!smp_cbor_put(map, "off", smp_cbor_uint(c->off)))
-		return -ENOMEM;
-	if (first && c->sha &&
-	    !smp_cbor_put(map, "sha", cbor_build_bytestring(c->sha, FGW_SMP_SHA_SIZE)))
-		return -ENOMEM;
-	if (first && c->upgrade && !smp_cbor_put(map, "upgrade", cbor_build_bool(true)))
-		return -ENOMEM;
-	if (!smp_cbor_put(
-		map, "data",
-		cbor_build_bytestring(c->data ? c->data : (const uint8_t *) "", c->data_len)))
-		return -ENOMEM;
-	return smp_req_finish(map, FGW_SMP_OP_WRITE, FGW_SMP_GROUP_IMAGE, FGW_SMP_IMG_UPLOAD, ret);
+	if (first && c->image > 0) {
+		PUT(o, size, put_key("image", buf + o, size - o));
+		PUT(o, size, cbor_encode_uint(c->image, buf + o, size - o));
+	}
+	if (first) {
+		PUT(o, size, put_key("len", buf + o, size - o));
+		PUT(o, size, cbor_encode_uint(c->total, buf + o, size - o));
+	}
+	PUT(o, size, put_key("off", buf + o, size - o));
+	PUT(o, size, cbor_encode_uint(c->off, buf + o, size - o));
+	if (first && c->sha) {
+		PUT(o, size, put_key("sha", buf + o, size - o));
+		PUT(o, size, cbor_encode_bytestring_start(FGW_SMP_SHA_SIZE, buf + o, size - o));
+		if (size - o < FGW_SMP_SHA_SIZE)
+			return -EMSGSIZE;
+		memcpy(buf + o, c->sha, FGW_SMP_SHA_SIZE);
+		o += FGW_SMP_SHA_SIZE;
+	}
+	if (first && c->upgrade) {
+		PUT(o, size, put_key("upgrade", buf + o, size - o));
+		PUT(o, size, cbor_encode_bool(true, buf + o, size - o));
+	}
+	PUT(o, size, put_key("data", buf + o, size - o));
+	PUT(o, size, cbor_encode_bytestring_start(c->data_len, buf + o, size - o));
+	*ret_len = o;
+	return 0;
+}
+
+FGW_EXPORT int fgw_smp_upload_encode(const struct fgw_smp_upload_chunk *c, uint8_t *buf,
+				     size_t size, size_t *ret_len)
+{
+	struct fgw_smp_hdr h = {
+	    .op = FGW_SMP_OP_WRITE, .group = FGW_SMP_GROUP_IMAGE, .id = FGW_SMP_IMG_UPLOAD};
+	size_t body;
+	int r;
+
+	if (!c || !buf || !ret_len || (!c->data && c->data_len))
+		return -EINVAL;
+	if (size < FGW_SMP_HDR_SIZE)
+		return -EMSGSIZE;
+	r = upload_prefix(c, buf + FGW_SMP_HDR_SIZE, size - FGW_SMP_HDR_SIZE, &body);
+	if (r < 0)
+		return r;
+	if (size - FGW_SMP_HDR_SIZE - body < c->data_len || body + c->data_len > UINT16_MAX)
+		return -EMSGSIZE;
+	if (c->data_len)
+		memcpy(buf + FGW_SMP_HDR_SIZE + body, c->data, c->data_len);
+	h.len = (uint16_t) (body + c->data_len);
+	r = fgw_smp_hdr_encode(&h, buf);
+	if (r < 0)
+		return r;
+	*ret_len = FGW_SMP_HDR_SIZE + body + c->data_len;
+	return 0;
 }
 
 /* Bytes of a CBOR head (major type + argument) for argument @v. */
@@ -161,89 +215,7 @@ FGW_EXPORT size_t fgw_smp_upload_max_data(const struct fgw_smp_upload_chunk *c, 
 	return best;
 }
 
-FGW_EXPORT int fgw_smp_upload_req_decode(const uint8_t *payload, size_t len,
-					 struct fgw_smp_upload_req *ret)
-{
-	_cleanup_cbor_ cbor_item_t *root = NULL;
-	struct fgw_smp_upload_req q = {0};
-	cbor_item_t *v;
-	uint64_t u;
-	int r;
-
-	r = smp_cbor_load_map(payload, len, &root);
-	if (r < 0)
-		return r;
-	if ((v = smp_cbor_get(root, "image"))) {
-		r = smp_cbor_get_uint(v, UINT32_MAX, &u);
-		if (r < 0)
-			return r;
-		q.has_image = true;
-		q.image = (uint32_t) u;
-	}
-	if ((v = smp_cbor_get(root, "len"))) {
-		r = smp_cbor_get_uint(v, UINT64_MAX, &q.len);
-		if (r < 0)
-			return r;
-		q.has_len = true;
-	}
-	if ((v = smp_cbor_get(root, "off"))) {
-		r = smp_cbor_get_uint(v, UINT64_MAX, &q.off);
-		if (r < 0)
-			return r;
-		q.has_off = true;
-	}
-	if ((v = smp_cbor_get(root, "upgrade"))) {
-		r = smp_cbor_get_bool(v, &q.upgrade);
-		if (r < 0)
-			return r;
-		q.has_upgrade = true;
-	}
-	if ((v = smp_cbor_get(root, "sha"))) {
-		r = smp_cbor_get_bytes(v, q.sha, sizeof(q.sha), &q.sha_len);
-		if (r == -E2BIG)
-			r = -EBADMSG;
-		if (r < 0)
-			return r;
-		q.has_sha = true;
-	}
-	if ((v = smp_cbor_get(root, "data"))) {
-		r = smp_cbor_dup_bytes(v, &q.data, &q.data_len);
-		if (r < 0)
-			return r;
-		q.has_data = true;
-	}
-	*ret = q;
-	return 0;
-}
-
 /* ---- responses ---- */
-
-FGW_EXPORT int fgw_smp_upload_rsp_decode(const uint8_t *payload, size_t len,
-					 struct fgw_smp_upload_rsp *ret)
-{
-	_cleanup_cbor_ cbor_item_t *root = NULL;
-	struct fgw_smp_upload_rsp u = {0};
-	cbor_item_t *v;
-	int r;
-
-	r = smp_cbor_load_map(payload, len, &root);
-	if (r < 0)
-		return r;
-	if ((v = smp_cbor_get(root, "off"))) {
-		r = smp_cbor_get_uint(v, UINT64_MAX, &u.off);
-		if (r < 0)
-			return r;
-		u.has_off = true;
-	}
-	if ((v = smp_cbor_get(root, "match"))) {
-		r = smp_cbor_get_bool(v, &u.match);
-		if (r < 0)
-			return r;
-		u.has_match = true;
-	}
-	*ret = u;
-	return 0;
-}
 
 static int get_flag(const cbor_item_t *m, const char *key, bool *ret)
 {

@@ -24,6 +24,7 @@ struct fgw_smp_rsp {
 	const uint8_t *payload;
 	size_t len;
 	struct fgw_smp_status status;
+	struct fgw_smp_upload_rsp upload; /* off/match, read in the same pass (image upload) */
 };
 
 /*
@@ -71,7 +72,8 @@ bool fgw_smp_client_splits_packets(struct fgw_smp_client *c);
 const char *fgw_smp_client_peer(struct fgw_smp_client *c);
 
 /*
- * Sends @req (copied; the caller still owns and frees it) with its own seq and a @timeout_ms
+ * Sends @req (packed once into a packet the client keeps; the caller still owns and frees
+ * @req) with its own seq and a @timeout_ms
  * timer (0 = 10 s). Contract (style.md §6): returns < 0 ⇒ @cb never runs (-ENOTCONN,
  * -EMSGSIZE, -EBUSY when 255 requests are in flight, -ENOBUFS from the transport); returns
  * 0 ⇒ @cb runs exactly once, never before this call returned, then @destroy(@user_data).
@@ -80,6 +82,16 @@ const char *fgw_smp_client_peer(struct fgw_smp_client *c);
 int fgw_smp_client_request(struct fgw_smp_client *c, const struct fgw_smp_req *req,
 			   unsigned timeout_ms, fgw_smp_rsp_cb_t cb, void *user_data,
 			   fgw_destroy_cb_t destroy, uint64_t *ret_id);
+/*
+ * Sends a packed request (header + body in @packet, as fgw_smp_upload_encode() or
+ * fgw_smp_req_pack() wrote it) without copying it: the client stamps its own seq and version
+ * into the header and keeps @packet for a resend. Takes over the caller's reference, also on
+ * failure. Contract and errors as fgw_smp_client_request(); -EINVAL if the header is not a
+ * request's or disagrees with the packet's length.
+ */
+int fgw_smp_client_send(struct fgw_smp_client *c, struct fgw_buf *packet, unsigned timeout_ms,
+			fgw_smp_rsp_cb_t cb, void *user_data, fgw_destroy_cb_t destroy,
+			uint64_t *ret_id);
 /* Ends one request with cb(-ECANCELED) now. -ENOENT if it already ended. */
 int fgw_smp_client_cancel(struct fgw_smp_client *c, uint64_t id);
 /* Requests in flight. */

@@ -34,4 +34,3 @@ int smp_cbor_get_text(const cbor_item_t *v, char *buf, size_t size);
 int smp_cbor_dup_text(const cbor_item_t *v, char **ret);
 /* Byte string (definite or chunked) length and copy. */
 int smp_cbor_get_bytes(const cbor_item_t *v, uint8_t *buf, size_t size, size_t *ret_len);
-int smp_cbor_dup_bytes(const cbor_item_t *v, uint8_t **ret, size_t *ret_len);

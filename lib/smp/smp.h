@@ -5,9 +5,11 @@
  * The codec (target fgw_smp_codec) is pure: bytes in, structs out, no loop and no I/O. It
  * encodes and decodes the 8-byte header (SMP v1 and v2), builds the CBOR request bodies of the
  * OS group (echo, reset, mcumgr params, os/app info, bootloader info) and the image group
- * (state read/write, upload, erase, slot info), decodes their responses into structs, names
- * device errors of both forms (v1 `rc`, v2 `err {group, rc}`) and reassembles packets that a
- * transport delivered split over several frames or packed several to a frame.
+ * (state read/write, erase, slot info), writes an upload request whole into the caller's
+ * packet buffer (the image bytes copied once, from the image into the packet), reads every
+ * answer's status and an upload answer's offset in one pass, decodes other responses into
+ * structs, names device errors of both forms (v1 `rc`, v2 `err {group, rc}`) and reassembles
+ * packets that a transport delivered split over several frames or packed several to a frame.
  *
  * The client (target fgw_smp, smp-client.h) puts the codec on a transport and a libuv loop:
  * sequence numbers, a table of requests in flight, one timer per request, the SMP version in
@@ -126,8 +128,6 @@ struct fgw_smp_status {
 
 /* True when the response is a success (no rc/err, or both zero). */
 bool fgw_smp_status_ok(const struct fgw_smp_status *st);
-/* Decodes rc/err/rsn from a response payload (a CBOR map). -EBADMSG if it is not a map. */
-int fgw_smp_status_decode(const uint8_t *payload, size_t len, struct fgw_smp_status *ret);
 /* v1 rc names ("EBUSY") and messages; "UNKNOWN_RC"/"unknown error code" for others. */
 const char *fgw_smp_rc_to_string(int64_t rc);
 const char *fgw_smp_rc_message(int64_t rc);
@@ -156,9 +156,14 @@ struct fgw_smp_req {
 };
 
 void fgw_smp_req_done(struct fgw_smp_req *r);
-/* Serializes header + payload into a new buffer (for a transport); @ret_len gets its size. */
-int fgw_smp_req_pack(const struct fgw_smp_req *r, uint8_t version, uint8_t seq, uint8_t **ret_buf,
-		     size_t *ret_len);
+/*
+ * Writes header + payload into @buf of @size (for a transport); @ret_len gets its size.
+ * -EMSGSIZE if it does not fit.
+ */
+int fgw_smp_req_pack(const struct fgw_smp_req *r, uint8_t version, uint8_t seq, uint8_t *buf,
+		     size_t size, size_t *ret_len);
+/* Rewrites the version and seq of a packed packet's header in place. */
+void fgw_smp_hdr_stamp(uint8_t *pkt, uint8_t version, uint8_t seq);
 
 /* os echo {"d": text} */
 int fgw_smp_req_echo(const char *text, struct fgw_smp_req *ret);
@@ -193,7 +198,16 @@ struct fgw_smp_upload_chunk {
 	bool upgrade; /* "upgrade": true with off == 0: the device refuses a version not above
 		       * the running one (Zephyr compares with the running app image) */
 };
-int fgw_smp_req_img_upload(const struct fgw_smp_upload_chunk *c, struct fgw_smp_req *ret);
+/*
+ * Writes one whole upload request into @buf of @size, with no intermediate copy: the 8-byte
+ * header (version and seq 0: the client stamps its own, fgw_smp_hdr_stamp()), the CBOR map up
+ * to the head of the data byte string, written with libcbor's encoding functions, then the
+ * @c->data bytes themselves, the only copy of the image on the way from the mapped file to
+ * the link. 0 with *@ret_len the packet's length; -EMSGSIZE if it does not fit @size or a
+ * 16-bit length, -EINVAL for data_len without data.
+ */
+int fgw_smp_upload_encode(const struct fgw_smp_upload_chunk *c, uint8_t *buf, size_t size,
+			  size_t *ret_len);
 /*
  * Bytes of header + CBOR an upload request with @c's fields takes besides the data itself,
  * for a chunk of @data_len bytes (the byte string's length prefix grows with it).
@@ -205,25 +219,9 @@ size_t fgw_smp_upload_overhead(const struct fgw_smp_upload_chunk *c, size_t data
  * even one byte fits.
  */
 size_t fgw_smp_upload_max_data(const struct fgw_smp_upload_chunk *c, size_t max_packet);
-/*
- * An upload request body as a device receives it, decoded (for tests and simulators); @data
- * is a malloc()ed copy the caller frees. -EBADMSG on malformed CBOR or wrong types.
- */
-struct fgw_smp_upload_req {
-	bool has_image, has_len, has_off, has_sha, has_data, has_upgrade;
-	uint32_t image;
-	uint64_t len;
-	uint64_t off;
-	size_t sha_len;
-	uint8_t sha[FGW_SMP_SHA_SIZE];
-	bool upgrade;
-	uint8_t *data; /* owned: free() */
-	size_t data_len;
-};
-int fgw_smp_upload_req_decode(const uint8_t *payload, size_t len, struct fgw_smp_upload_req *ret);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Response bodies. Decoders ignore rc/err (see fgw_smp_status_decode) and unknown keys;
+/* Response bodies. Decoders ignore rc/err (see fgw_smp_rsp_decode) and unknown keys;
  * they fail with -EBADMSG on malformed CBOR or wrong types, -ENODATA on a missing mandatory
  * field, -E2BIG beyond the fixed limits below. @ret is written only on success. */
 
@@ -288,7 +286,14 @@ struct fgw_smp_upload_rsp {
 	bool has_match;
 	bool match; /* final chunk with image check on */
 };
-int fgw_smp_upload_rsp_decode(const uint8_t *payload, size_t len, struct fgw_smp_upload_rsp *ret);
+/*
+ * Reads an answer once for everything the client and the upload engine act on: rc/err/rsn
+ * into @st and, for an image upload answer, off/match into @up (either may be NULL; unknown
+ * keys are ignored, the first of a repeated key counts). -EBADMSG if the payload is not one
+ * CBOR map or a known key has the wrong type; nothing is written then.
+ */
+int fgw_smp_rsp_decode(const uint8_t *payload, size_t len, struct fgw_smp_status *st,
+		       struct fgw_smp_upload_rsp *up);
 
 #define FGW_SMP_MAX_SLOT_INFO_IMAGES 4
 #define FGW_SMP_MAX_SLOT_INFO_SLOTS 2

@@ -82,10 +82,11 @@ FGW_EXPORT int fgw_store_device_get(struct fgw_store *s, const char *address,
 	sqlite3_stmt *st;
 	int rc, r;
 
-	r = fgw_store__prepare(s,
-			       "SELECT address, transport, name, rssi, last_seen, board, grp, "
-			       "bootloader_mode FROM devices WHERE address = ?1",
-			       &st);
+	r = fgw_store__prepare(
+	    s,
+	    "SELECT address, transport, name, rssi, last_seen, board, grp, "
+	    "bootloader_mode, enrolled, enrolled_board FROM devices WHERE address = ?1",
+	    &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
@@ -101,6 +102,8 @@ FGW_EXPORT int fgw_store_device_get(struct fgw_store *s, const char *address,
 		fgw_store__col_text(st, 6, d.grp, sizeof(d.grp));
 		d.bootloader_mode =
 		    sqlite3_column_type(st, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 7);
+		d.enrolled = sqlite3_column_int(st, 8) == 1;
+		fgw_store__col_text(st, 9, d.enrolled_board, sizeof(d.enrolled_board));
 		r = 0;
 	} else {
 		r = rc == SQLITE_DONE ? -ENOENT : fgw_store__fail(s, rc);
@@ -203,7 +206,8 @@ fgw_store_device_slots_foreach(struct fgw_store *s, const char *address,
 #define JOB_COLUMNS                                                                                \
 	"id, address, release_id, state, image, offset, attempts, next_attempt_at, reason, "       \
 	"canary, images_mask, app_result, net_result, created_at, updated_at, started_at, "        \
-	"finished_at"
+	"finished_at, distrust_slots, (SELECT d.enrolled FROM devices d WHERE d.address = "        \
+	"jobs.address)"
 
 static void read_job(sqlite3_stmt *st, struct fgw_store_job_rec *j)
 {
@@ -225,12 +229,14 @@ static void read_job(sqlite3_stmt *st, struct fgw_store_job_rec *j)
 	j->updated_at = sqlite3_column_int64(st, 14);
 	j->started_at = sqlite3_column_int64(st, 15);
 	j->finished_at = sqlite3_column_int64(st, 16);
+	j->distrust_slots = (unsigned) sqlite3_column_int(st, 17);
+	j->enrolled = sqlite3_column_int(st, 18) == 1;
 }
 
 static int job_select(struct fgw_store *s, const char *where, const char *a, const char *b,
 		      int64_t id, struct fgw_store_job_rec *ret)
 {
-	char sql[256];
+	char sql[512];
 	sqlite3_stmt *st;
 	int rc, r;
 
@@ -460,6 +466,12 @@ FGW_EXPORT int fgw_store_job_set_plan(struct fgw_store *s, int64_t id, unsigned 
 	return job_update(s, "images_mask = ?2", id, images_mask, 0, NULL, NULL, now);
 }
 
+FGW_EXPORT int fgw_store_job_set_distrust(struct fgw_store *s, int64_t id, unsigned mask,
+					  int64_t now)
+{
+	return job_update(s, "distrust_slots = ?2", id, mask, 0, NULL, NULL, now);
+}
+
 FGW_EXPORT int fgw_store_job_set_results(struct fgw_store *s, int64_t id, const char *app_result,
 					 const char *net_result, int64_t now)
 {
@@ -512,11 +524,12 @@ static int jobs_create_tx(struct fgw_store *s, void *ud)
 	sqlite3_stmt *st;
 	int rc, r;
 
-	r = fgw_store__prepare(s,
-			       "SELECT address, transport, grp FROM devices d WHERE NOT EXISTS "
-			       "(SELECT 1 FROM jobs j WHERE j.address = d.address AND "
-			       "j.release_id = ?1) ORDER BY address",
-			       &st);
+	r = fgw_store__prepare(
+	    s,
+	    "SELECT address, transport, grp, enrolled FROM devices d WHERE NOT EXISTS "
+	    "(SELECT 1 FROM jobs j WHERE j.address = d.address AND "
+	    "j.release_id = ?1) ORDER BY address",
+	    &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, a->release_id, -1, SQLITE_TRANSIENT);
@@ -527,6 +540,7 @@ static int jobs_create_tx(struct fgw_store *s, void *ud)
 		    .address = (const char *) sqlite3_column_text(st, 0),
 		    .transport = (const char *) sqlite3_column_text(st, 1),
 		    .grp = (const char *) sqlite3_column_text(st, 2),
+		    .enrolled = sqlite3_column_int(st, 3) == 1,
 		};
 		r = a->cb(&jn, a->ud);
 		if (r > 0) {

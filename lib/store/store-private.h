@@ -42,6 +42,22 @@ int fgw_store__prepare(struct fgw_store *s, const char *sql, sqlite3_stmt **ret)
 void fgw_store__finish(struct fgw_store *s, sqlite3_stmt *st);
 /* Copies column @col as text into @buf (empty string for NULL), truncating safely. */
 void fgw_store__col_text(sqlite3_stmt *st, int col, char *buf, size_t size);
+/* Column @col as borrowed text (NULL for NULL), or as an integer (FGW_STORE_NULL for NULL). */
+/* The columns of a release row, in the order fgw_store__read_release() reads them. */
+#define RELEASE_COLUMNS                                                                            \
+	"id, sequence, version, board, groups_json, policy_json, bundle_url, bundle_sha256, "      \
+	"bundle_size, state, reason, created_at, verified_at "
+/* A row selected with RELEASE_COLUMNS into @ret (strings borrowed from @st). */
+void fgw_store__read_release(sqlite3_stmt *st, struct fgw_store_release *ret);
+static inline const char *fgw_store__col_str(sqlite3_stmt *st, int col)
+{
+	return (const char *) sqlite3_column_text(st, col);
+}
+static inline int64_t fgw_store__col_int(sqlite3_stmt *st, int col)
+{
+	return sqlite3_column_type(st, col) == SQLITE_NULL ? FGW_STORE_NULL
+							   : sqlite3_column_int64(st, col);
+}
 /* Steps a statement that returns no rows and finishes it: 0 or -errno (message kept). */
 int fgw_store__step_done(struct fgw_store *s, sqlite3_stmt *st);
 /* Binds @v as text, or NULL when @v is NULL. */

@@ -10,26 +10,14 @@
 #include "util.h"
 
 static const char *const device_states[] = {
-    "queued",	 "connecting", "probing",    "uploading", "marking", "resetting",
-    "rebooting", "verifying",  "confirming", "done",	  "skipped", "reverted",
-    "failed",	 "superseded", "idle",	     NULL,
+    "queued",	 "connecting", "probing",    "uploading",  "marking", "resetting",
+    "rebooting", "verifying",  "confirming", "done",	   "skipped", "reverted",
+    "failed",	 "superseded", "idle",	     "unenrolled", NULL,
 };
 
 FGW_EXPORT const char *const *fgw_store_device_states(void)
 {
 	return device_states;
-}
-
-static const char *col_str(sqlite3_stmt *st, int col)
-{
-	return (const char *) sqlite3_column_text(st, col);
-}
-
-static int64_t col_int(sqlite3_stmt *st, int col)
-{
-	if (sqlite3_column_type(st, col) == SQLITE_NULL)
-		return FGW_STORE_NULL;
-	return sqlite3_column_int64(st, col);
 }
 
 static int bind_text(struct fgw_store *s, sqlite3_stmt *st, int idx, const char *v)
@@ -78,13 +66,16 @@ static int step_all(struct fgw_store *s, sqlite3_stmt *st,
 
 /* ---- devices ---- */
 
+/* A device's state: its job's, else "idle" when enrolled and "unenrolled" when not. */
+#define DEVICE_STATE_SQL "COALESCE(j.state, CASE WHEN d.enrolled THEN 'idle' ELSE 'unenrolled' END)"
+
 /* The columns every device query selects, in the order read_device() reads them. */
 #define DEVICE_COLUMNS                                                                             \
 	"d.address, d.transport, d.name, d.rssi, d.last_seen, d.board, d.grp, "                    \
-	"d.bootloader_mode, d.created_at, COALESCE(j.state, 'idle'), "                             \
+	"d.bootloader_mode, d.created_at, " DEVICE_STATE_SQL ", "                                  \
 	"j.id, j.release_id, j.state, j.image, j.offset, j.attempts, j.next_attempt_at, "          \
 	"j.reason, j.canary, j.images_mask, j.app_result, j.net_result, j.created_at, "            \
-	"j.updated_at, j.started_at, j.finished_at "
+	"j.updated_at, j.started_at, j.finished_at, d.enrolled, d.label, d.enrolled_board "
 
 /* The newest verified release: what "current" means everywhere. */
 #define CURRENT_RELEASE_SQL                                                                        \
@@ -96,33 +87,36 @@ static void read_device(sqlite3_stmt *st, struct fgw_store_device *d)
 	struct fgw_store_job *j = &d->job;
 
 	*d = (struct fgw_store_device){
-	    .address = col_str(st, 0),
-	    .transport = col_str(st, 1),
-	    .name = col_str(st, 2),
-	    .rssi = col_int(st, 3),
-	    .last_seen = col_int(st, 4),
-	    .board = col_str(st, 5),
-	    .group = col_str(st, 6),
-	    .bootloader_mode = col_int(st, 7),
-	    .created_at = col_int(st, 8),
-	    .state = col_str(st, 9),
+	    .address = fgw_store__col_str(st, 0),
+	    .transport = fgw_store__col_str(st, 1),
+	    .name = fgw_store__col_str(st, 2),
+	    .rssi = fgw_store__col_int(st, 3),
+	    .last_seen = fgw_store__col_int(st, 4),
+	    .board = fgw_store__col_str(st, 5),
+	    .group = fgw_store__col_str(st, 6),
+	    .bootloader_mode = fgw_store__col_int(st, 7),
+	    .created_at = fgw_store__col_int(st, 8),
+	    .state = fgw_store__col_str(st, 9),
 	};
-	j->id = col_int(st, 10);
-	j->release_id = col_str(st, 11);
-	j->state = col_str(st, 12);
-	j->image = col_int(st, 13);
-	j->offset = col_int(st, 14);
-	j->attempts = col_int(st, 15);
-	j->next_attempt_at = col_int(st, 16);
-	j->reason = col_str(st, 17);
-	j->canary = col_int(st, 18);
-	j->images_mask = col_int(st, 19);
-	j->app_result = col_str(st, 20);
-	j->net_result = col_str(st, 21);
-	j->created_at = col_int(st, 22);
-	j->updated_at = col_int(st, 23);
-	j->started_at = col_int(st, 24);
-	j->finished_at = col_int(st, 25);
+	j->id = fgw_store__col_int(st, 10);
+	j->release_id = fgw_store__col_str(st, 11);
+	j->state = fgw_store__col_str(st, 12);
+	j->image = fgw_store__col_int(st, 13);
+	j->offset = fgw_store__col_int(st, 14);
+	j->attempts = fgw_store__col_int(st, 15);
+	j->next_attempt_at = fgw_store__col_int(st, 16);
+	j->reason = fgw_store__col_str(st, 17);
+	j->canary = fgw_store__col_int(st, 18);
+	j->images_mask = fgw_store__col_int(st, 19);
+	j->app_result = fgw_store__col_str(st, 20);
+	j->net_result = fgw_store__col_str(st, 21);
+	j->created_at = fgw_store__col_int(st, 22);
+	j->updated_at = fgw_store__col_int(st, 23);
+	j->started_at = fgw_store__col_int(st, 24);
+	j->finished_at = fgw_store__col_int(st, 25);
+	d->enrolled = fgw_store__col_int(st, 26) == 1;
+	d->label = fgw_store__col_str(st, 27);
+	d->enrolled_board = fgw_store__col_str(st, 28);
 	if (!d->state)
 		d->state = "idle";
 }
@@ -168,7 +162,7 @@ FGW_EXPORT int fgw_store_devices_query(struct fgw_store *s, const struct fgw_sto
 	    "WHERE d.address > ?2 "
 	    "AND (?1 IS NULL OR j.id IS NOT NULL) "
 	    "AND (?3 IS NULL OR d.grp = ?3) "
-	    "AND (?4 IS NULL OR instr(?4, ',' || COALESCE(j.state, 'idle') || ',') > 0) "
+	    "AND (?4 IS NULL OR instr(?4, ',' || " DEVICE_STATE_SQL " || ',') > 0) "
 	    "ORDER BY d.address LIMIT ?5";
 	_cleanup_free_ char *states = NULL;
 	sqlite3_stmt *st;
@@ -240,12 +234,12 @@ FGW_EXPORT int fgw_store_failures_foreach(struct fgw_store *s, const char *relea
 static int image_row(sqlite3_stmt *st, void *cb, void *user_data)
 {
 	struct fgw_store_device_image img = {
-	    .image = col_int(st, 0),
-	    .slot = col_int(st, 1),
-	    .version = col_str(st, 2),
-	    .hash = col_str(st, 3),
-	    .flags = col_int(st, 4),
-	    .read_at = col_int(st, 5),
+	    .image = fgw_store__col_int(st, 0),
+	    .slot = fgw_store__col_int(st, 1),
+	    .version = fgw_store__col_str(st, 2),
+	    .hash = fgw_store__col_str(st, 3),
+	    .flags = fgw_store__col_int(st, 4),
+	    .read_at = fgw_store__col_int(st, 5),
 	};
 
 	return ((fgw_store_image_cb_t) cb)(&img, user_data);
@@ -272,14 +266,14 @@ FGW_EXPORT int fgw_store_device_images_foreach(struct fgw_store *s, const char *
 static int event_row(sqlite3_stmt *st, void *cb, void *user_data)
 {
 	struct fgw_store_event e = {
-	    .id = col_int(st, 0),
-	    .at = col_int(st, 1),
-	    .address = col_str(st, 2),
-	    .job_id = col_int(st, 3),
-	    .kind = col_str(st, 4),
-	    .from_state = col_str(st, 5),
-	    .to_state = col_str(st, 6),
-	    .detail = col_str(st, 7),
+	    .id = fgw_store__col_int(st, 0),
+	    .at = fgw_store__col_int(st, 1),
+	    .address = fgw_store__col_str(st, 2),
+	    .job_id = fgw_store__col_int(st, 3),
+	    .kind = fgw_store__col_str(st, 4),
+	    .from_state = fgw_store__col_str(st, 5),
+	    .to_state = fgw_store__col_str(st, 6),
+	    .detail = fgw_store__col_str(st, 7),
 	};
 
 	return ((fgw_store_event_cb_t) cb)(&e, user_data);
@@ -326,28 +320,30 @@ FGW_EXPORT int fgw_store_events_recent(struct fgw_store *s, unsigned limit, fgw_
 
 /* ---- releases ---- */
 
-#define RELEASE_COLUMNS                                                                            \
-	"id, sequence, version, board, groups_json, policy_json, bundle_url, bundle_sha256, "      \
-	"bundle_size, state, reason, created_at, verified_at "
+void fgw_store__read_release(sqlite3_stmt *st, struct fgw_store_release *ret)
+{
+	*ret = (struct fgw_store_release){
+	    .id = fgw_store__col_str(st, 0),
+	    .sequence = fgw_store__col_int(st, 1),
+	    .version = fgw_store__col_str(st, 2),
+	    .board = fgw_store__col_str(st, 3),
+	    .groups_json = fgw_store__col_str(st, 4),
+	    .policy_json = fgw_store__col_str(st, 5),
+	    .bundle_url = fgw_store__col_str(st, 6),
+	    .bundle_sha256 = fgw_store__col_str(st, 7),
+	    .bundle_size = fgw_store__col_int(st, 8),
+	    .state = fgw_store__col_str(st, 9),
+	    .reason = fgw_store__col_str(st, 10),
+	    .created_at = fgw_store__col_int(st, 11),
+	    .verified_at = fgw_store__col_int(st, 12),
+	};
+}
 
 static int release_row(sqlite3_stmt *st, void *cb, void *user_data)
 {
-	struct fgw_store_release rel = {
-	    .id = col_str(st, 0),
-	    .sequence = col_int(st, 1),
-	    .version = col_str(st, 2),
-	    .board = col_str(st, 3),
-	    .groups_json = col_str(st, 4),
-	    .policy_json = col_str(st, 5),
-	    .bundle_url = col_str(st, 6),
-	    .bundle_sha256 = col_str(st, 7),
-	    .bundle_size = col_int(st, 8),
-	    .state = col_str(st, 9),
-	    .reason = col_str(st, 10),
-	    .created_at = col_int(st, 11),
-	    .verified_at = col_int(st, 12),
-	};
+	struct fgw_store_release rel;
 
+	fgw_store__read_release(st, &rel);
 	return ((fgw_store_release_cb_t) cb)(&rel, user_data);
 }
 
@@ -384,10 +380,10 @@ FGW_EXPORT int fgw_store_releases_foreach(struct fgw_store *s, fgw_store_release
 
 static int count_row(sqlite3_stmt *st, void *cb, void *user_data)
 {
-	const char *key = col_str(st, 0);
+	const char *key = fgw_store__col_str(st, 0);
 
-	return ((fgw_store_count_cb_t) cb)(key ? key : "", col_int(st, 1), col_int(st, 2),
-					   user_data);
+	return ((fgw_store_count_cb_t) cb)(key ? key : "", fgw_store__col_int(st, 1),
+					   fgw_store__col_int(st, 2), user_data);
 }
 
 static int count_query(struct fgw_store *s, const char *sql, const char *release_id,
@@ -409,7 +405,7 @@ static int count_query(struct fgw_store *s, const char *sql, const char *release
 FGW_EXPORT int fgw_store_state_counts(struct fgw_store *s, const char *release_id,
 				      fgw_store_count_cb_t cb, void *user_data)
 {
-	static const char sql[] = "SELECT COALESCE(j.state, 'idle'), COALESCE(j.canary, 0), "
+	static const char sql[] = "SELECT " DEVICE_STATE_SQL ", COALESCE(j.canary, 0), "
 				  "count(*) FROM devices d LEFT JOIN jobs j "
 				  "ON j.address = d.address AND j.release_id = ?1 "
 				  "GROUP BY 1, 2 ORDER BY 1, 2";
@@ -458,11 +454,11 @@ typedef int (*manifest_cb_t)(const struct fgw_store_manifest_state *m, void *use
 static int rollout_row(sqlite3_stmt *st, void *cb, void *user_data)
 {
 	struct fgw_store_rollout ro = {
-	    .release_id = col_str(st, 0),
+	    .release_id = fgw_store__col_str(st, 0),
 	    .halted = sqlite3_column_int(st, 1) != 0,
-	    .halted_by = col_str(st, 2),
-	    .halted_reason = col_str(st, 3),
-	    .updated_at = col_int(st, 4),
+	    .halted_by = fgw_store__col_str(st, 2),
+	    .halted_reason = fgw_store__col_str(st, 3),
+	    .updated_at = fgw_store__col_int(st, 4),
 	};
 
 	return ((rollout_cb_t) cb)(&ro, user_data);
@@ -490,10 +486,10 @@ FGW_EXPORT int fgw_store_rollout_get(struct fgw_store *s, const char *release_id
 static int manifest_row(sqlite3_stmt *st, void *cb, void *user_data)
 {
 	struct fgw_store_manifest_state m = {
-	    .sequence = col_int(st, 0),
-	    .etag = col_str(st, 1),
-	    .last_poll_at = col_int(st, 2),
-	    .last_result = col_str(st, 3),
+	    .sequence = fgw_store__col_int(st, 0),
+	    .etag = fgw_store__col_str(st, 1),
+	    .last_poll_at = fgw_store__col_int(st, 2),
+	    .last_result = fgw_store__col_str(st, 3),
 	};
 
 	return ((manifest_cb_t) cb)(&m, user_data);

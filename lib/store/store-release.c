@@ -136,48 +136,21 @@ FGW_EXPORT int fgw_store_release_update(struct fgw_store *s, const struct fgw_st
 	return r;
 }
 
-static const char *col(sqlite3_stmt *st, int i)
-{
-	return (const char *) sqlite3_column_text(st, i);
-}
-
-static int64_t col_int(sqlite3_stmt *st, int i)
-{
-	return sqlite3_column_type(st, i) == SQLITE_NULL ? FGW_STORE_NULL
-							 : sqlite3_column_int64(st, i);
-}
-
 FGW_EXPORT int fgw_store_release_get(struct fgw_store *s, const char *id, fgw_store_release_cb_t cb,
 				     void *user_data)
 {
 	sqlite3_stmt *st;
 	int rc, r;
 
-	r = fgw_store__prepare(s,
-			       "SELECT id, sequence, version, board, groups_json, policy_json, "
-			       "bundle_url, bundle_sha256, bundle_size, state, reason, created_at, "
-			       "verified_at FROM releases WHERE id = ?1",
-			       &st);
+	r = fgw_store__prepare(s, "SELECT " RELEASE_COLUMNS "FROM releases WHERE id = ?1", &st);
 	if (r < 0)
 		return r;
 	fgw_store__bind_text(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
-		struct fgw_store_release rel = {
-		    .id = col(st, 0),
-		    .sequence = col_int(st, 1),
-		    .version = col(st, 2),
-		    .board = col(st, 3),
-		    .groups_json = col(st, 4),
-		    .policy_json = col(st, 5),
-		    .bundle_url = col(st, 6),
-		    .bundle_sha256 = col(st, 7),
-		    .bundle_size = col_int(st, 8),
-		    .state = col(st, 9),
-		    .reason = col(st, 10),
-		    .created_at = col_int(st, 11),
-		    .verified_at = col_int(st, 12),
-		};
+		struct fgw_store_release rel;
+
+		fgw_store__read_release(st, &rel);
 		r = cb(&rel, user_data);
 		r = r < 0 ? r : 0;
 	} else {

@@ -67,6 +67,8 @@ struct fgw_store_device_rec {
 	char board[64];
 	char grp[64];
 	int bootloader_mode; /* MCUboot mode as reported, -1 unknown */
+	bool enrolled;
+	char enrolled_board[64]; /* given at enrollment, "" none */
 };
 
 /* Records a sighting: creates the device or updates name (if not NULL), RSSI, last_seen. */
@@ -79,6 +81,41 @@ int fgw_store_device_set_group(struct fgw_store *s, const char *address, const c
 /* -ENOENT if unknown. */
 int fgw_store_device_get(struct fgw_store *s, const char *address,
 			 struct fgw_store_device_rec *ret);
+
+/*
+ * ---- Enrollment (store-enroll.c, migration 0004) ----
+ * An enrolled device is one the operator told the gateway about; with [fleet] enrollment =
+ * allowlist only those get jobs. Per-device passkeys live in their own table
+ * (device_passkeys), read only by fgw_store_device_passkey_get() for the pairing agent.
+ */
+struct fgw_store_enrollment {
+	char address[40];
+	char board[64]; /* "" none */
+	char grp[64];	/* "" the device keeps its group (a new one gets the default) */
+	char label[64]; /* "" none */
+	bool has_passkey;
+	uint32_t passkey; /* 0..999999 */
+};
+/*
+ * Enrolls every one of @e (devices not seen yet are created), with an "enrolled" event each,
+ * in one transaction: all or nothing. A passkey replaces the stored one; without one the
+ * stored one is kept. -EINVAL for a passkey above 999999.
+ */
+int fgw_store_devices_enroll(struct fgw_store *s, const struct fgw_store_enrollment *e, size_t n,
+			     const char *default_group, int64_t now);
+/* Forgets @address: its row, slots, jobs and passkey (events stay, with a "forgotten" one).
+ * -ENOENT if unknown. */
+int fgw_store_device_forget(struct fgw_store *s, const char *address, int64_t now);
+/* The device's own passkey: 0, -ENOENT when it has none. */
+int fgw_store_device_passkey_get(struct fgw_store *s, const char *address, uint32_t *ret);
+/* How many devices have their own passkey, or -errno. */
+int fgw_store_device_passkeys_count(struct fgw_store *s);
+/*
+ * Forgets unenrolled devices without an unfinished job: those last seen before @before, then
+ * the least recently seen beyond @max. @cb gets each address before it goes. Returns how many.
+ */
+int fgw_store_unenrolled_prune(struct fgw_store *s, int64_t before, unsigned max,
+			       void (*cb)(const char *address, void *ud), void *ud);
 
 enum {
 	FGW_STORE_IMG_ACTIVE = 1 << 0,
@@ -119,6 +156,8 @@ struct fgw_store_job_rec {
 	char app_result[16];  /* "verified" or "" */
 	char net_result[16];  /* "verified", "unverified" or "" */
 	int64_t created_at, updated_at, started_at, finished_at;
+	unsigned distrust_slots; /* bit i: image i failed the device's check, erase its slot */
+	bool enrolled;		 /* its device's, at the time of reading */
 };
 
 /*
@@ -133,7 +172,8 @@ int fgw_store_job_get(struct fgw_store *s, int64_t id, struct fgw_store_job_rec 
 /* A device that could get a job, as fgw_store_jobs_create() offers it (strings borrowed). */
 struct fgw_store_job_new {
 	const char *address, *transport, *grp; /* grp NULL: none */
-	bool canary;			       /* set by the callback */
+	bool enrolled;
+	bool canary; /* set by the callback */
 };
 /*
  * Offers @cb every device without a job for @release_id, in address order; @cb returns 1 to
@@ -159,6 +199,8 @@ int fgw_store_job_set_progress(struct fgw_store *s, int64_t id, int image, int64
 int fgw_store_job_set_retry(struct fgw_store *s, int64_t id, int attempts, int64_t next_attempt_at,
 			    int64_t now);
 int fgw_store_job_set_plan(struct fgw_store *s, int64_t id, unsigned images_mask, int64_t now);
+/* Images whose slot must be erased, not trusted, at the next attempt (bit i: image i). */
+int fgw_store_job_set_distrust(struct fgw_store *s, int64_t id, unsigned mask, int64_t now);
 int fgw_store_job_set_results(struct fgw_store *s, int64_t id, const char *app_result,
 			      const char *net_result, int64_t now);
 /*
@@ -229,7 +271,10 @@ struct fgw_store_device {
 	const char *group;
 	int64_t bootloader_mode;
 	int64_t created_at;
-	const char *state; /* job state or "idle"; never NULL */
+	const char *state; /* job state, "idle", or "unenrolled" without one; never NULL */
+	bool enrolled;
+	const char *label;	    /* given at enrollment, or NULL */
+	const char *enrolled_board; /* given at enrollment, or NULL; @board is the device's own */
 	struct fgw_store_job job;
 };
 
@@ -302,7 +347,8 @@ typedef int (*fgw_store_event_cb_t)(const struct fgw_store_event *e, void *user_
 typedef int (*fgw_store_count_cb_t)(const char *key, int64_t canary, int64_t count,
 				    void *user_data);
 
-/* The job states the schema allows, in lifecycle order, plus "idle" last; NULL-terminated. */
+/* The job states the schema allows, in lifecycle order, then "idle" and "unenrolled";
+ * NULL-terminated. */
 const char *const *fgw_store_device_states(void);
 
 /* The current release (newest verified). 0 with @cb called once, or -ENOENT if none. */
@@ -404,3 +450,29 @@ int fgw_store_releases_supersede(struct fgw_store *s, const char *keep_id, const
 int fgw_store_device_security_get(struct fgw_store *s, const char *address, char *buf, size_t size);
 /* Records it; -EINVAL for another level, -ENOENT for a device not in the registry. */
 int fgw_store_device_security_set(struct fgw_store *s, const char *address, const char *level);
+
+/* ---- retention (store-retention.c) ---- */
+
+/* What is kept; 0 in a field: no limit of that kind. */
+struct fgw_store_retention {
+	int64_t events_max_age_ms;  /* events older than this go */
+	int64_t events_max;	    /* beyond the newest this many events, the oldest go */
+	int64_t jobs_max_age_ms;    /* finished jobs of releases not in force, by finished_at */
+	int64_t devices_max_age_ms; /* BLE devices not seen for this long, every job finished */
+};
+
+struct fgw_store_pruned {
+	int64_t events, jobs, devices; /* rows deleted by one call */
+};
+
+/*
+ * One bounded pruning step in one transaction: at most @batch events, @batch jobs and @batch
+ * devices. Never deletes a job that is not finished, a finished job of a verified release
+ * (it keeps the device from getting a new job for it), a device with an unfinished job
+ * (queued included), an enrolled device, or a UDP device (configured, not discovered). A
+ * device that goes takes
+ * its slots and finished jobs with it (events keep its address).
+ * Call again while a kind came back full. 0, or -errno (nothing deleted).
+ */
+int fgw_store_prune(struct fgw_store *s, const struct fgw_store_retention *rt, int64_t now,
+		    unsigned batch, struct fgw_store_pruned *ret);

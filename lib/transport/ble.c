@@ -66,13 +66,13 @@ static int ble_open(struct fgw_transport *t)
 	return r;
 }
 
-static int ble_send(struct fgw_transport *t, const uint8_t *data, size_t len)
+static int ble_send(struct fgw_transport *t, struct fgw_buf *packet)
 {
 	struct ble_transport *bt = to_ble(t);
 
 	if (!bt->link)
 		return -ENOTCONN;
-	return fgw_bluez_link_send(bt->link, data, len);
+	return fgw_bluez_link_send(bt->link, packet);
 }
 
 static void ble_close(struct fgw_transport *t)
@@ -120,23 +120,16 @@ FGW_EXPORT int fgw_transport_ble_new(struct fgw_bluez *b, const char *addr,
 {
 	struct ble_transport *bt;
 
-	if (!b || !addr || !ret || strlen(addr) != 17)
+	char norm[FGW_BLE_ADDR_STRLEN];
+
+	if (!b || !ret || fgw_ble_addr_parse(addr, norm) < 0)
 		return -EINVAL;
-	for (int i = 0; i < 17; i++) {
-		bool sep = i % 3 == 2;
-		char c = addr[i];
-		bool hex =
-		    (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-		if (sep ? c != ':' : !hex)
-			return -EINVAL;
-	}
 	bt = calloc(1, sizeof(*bt));
 	if (!bt)
 		return -ENOMEM;
 	bt->t.ops = &ble_ops;
 	bt->b = b;
-	for (int i = 0; i < 17; i++)
-		bt->addr[i] = (char) (addr[i] >= 'a' && addr[i] <= 'f' ? addr[i] - 32 : addr[i]);
+	memcpy(bt->addr, norm, sizeof(norm));
 	bt->mtu = 23;
 	snprintf(bt->t.peer, sizeof(bt->t.peer), "ble:%s", bt->addr);
 	*ret = &bt->t;

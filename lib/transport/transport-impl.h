@@ -9,7 +9,7 @@
 struct fgw_transport_ops {
 	const char *kind;
 	int (*open)(struct fgw_transport *t);
-	int (*send)(struct fgw_transport *t, const uint8_t *data, size_t len);
+	int (*send)(struct fgw_transport *t, struct fgw_buf *packet);
 	void (*close)(struct fgw_transport *t);
 	void (*free)(struct fgw_transport *t); /* asynchronous release of the implementation */
 	size_t (*mtu)(struct fgw_transport *t);

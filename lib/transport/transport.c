@@ -15,13 +15,13 @@ FGW_EXPORT int fgw_transport_open(struct fgw_transport *t, fgw_transport_state_c
 	return t->ops->open(t);
 }
 
-FGW_EXPORT int fgw_transport_send(struct fgw_transport *t, const uint8_t *data, size_t len)
+FGW_EXPORT int fgw_transport_send(struct fgw_transport *t, struct fgw_buf *packet)
 {
-	if (!t || !data || len == 0)
+	if (!t || !packet || fgw_buf_len(packet) == 0)
 		return -EINVAL;
-	if (len > t->ops->max_packet(t))
+	if (fgw_buf_len(packet) > t->ops->max_packet(t))
 		return -EMSGSIZE;
-	return t->ops->send(t, data, len);
+	return t->ops->send(t, packet);
 }
 
 FGW_EXPORT void fgw_transport_close(struct fgw_transport *t)

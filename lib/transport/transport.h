@@ -1,7 +1,8 @@
 /*
  * transport: how SMP packets reach a device and come back, without the SMP code knowing over
- * what. A transport carries whole SMP packets out (splitting them into link frames itself
- * where the link needs it, as BLE does at ATT_MTU-3) and hands up whatever bytes arrive, as
+ * what. A transport carries whole SMP packets out, by reference to the caller's packet buffer
+ * (splitting them into link frames itself where the link needs it, as BLE does at ATT_MTU-3,
+ * each frame a slice of that buffer) and hands up whatever bytes arrive, as
  * they arrive: one notification or one datagram per call, which may hold part of a packet or
  * several; reassembly is the SMP layer's job. Implementations: udp (this folder, SMP over UDP
  * as Zephyr's transport, port 1337) and ble (GATT SMP characteristic through bluetoothd,
@@ -16,6 +17,7 @@
 #include <uv.h>
 
 struct fgw_transport;
+struct fgw_buf;
 
 /*
  * Link state, reported through the state callback:
@@ -39,11 +41,13 @@ typedef void (*fgw_transport_rx_cb_t)(struct fgw_transport *t, const uint8_t *da
 int fgw_transport_open(struct fgw_transport *t, fgw_transport_state_cb_t state_cb,
 		       fgw_transport_rx_cb_t rx_cb, void *user_data);
 /*
- * Queues one whole SMP packet (header + payload); the data is copied. 0 when queued,
- * -ENOTCONN when not open, -EMSGSIZE when @len exceeds fgw_transport_max_packet(),
- * -ENOBUFS when the send queue is full (the caller should wait for responses first).
+ * Queues one whole SMP packet (header + payload) without copying it: the transport sends from
+ * @packet (BLE: in writes of mtu() bytes, slices of it) and keeps a reference while any of it
+ * is still queued; the caller must not write into it while fgw_buf_shared(). 0 when queued,
+ * -ENOTCONN when not open, -EMSGSIZE when it exceeds fgw_transport_max_packet(), -ENOBUFS
+ * when the send queue is full (the caller should wait for responses first), -ENOMEM.
  */
-int fgw_transport_send(struct fgw_transport *t, const uint8_t *data, size_t len);
+int fgw_transport_send(struct fgw_transport *t, struct fgw_buf *packet);
 /* Closes the link; no callback follows. open() may be called again. */
 void fgw_transport_close(struct fgw_transport *t);
 /* Closes and frees (asynchronously, after the loop has released its handles). NULL ok. */

@@ -39,7 +39,7 @@ struct udp_transport {
 struct udp_send {
 	uv_udp_send_t req;
 	struct udp_transport *u;
-	uint8_t data[];
+	struct fgw_buf *packet; /* a reference, not a copy */
 };
 
 static struct udp_transport *to_udp(struct fgw_transport *t)
@@ -121,19 +121,20 @@ static void udp_sent(uv_udp_send_t *req, int status)
 	s->u->queued--;
 	if (status < 0 && status != UV_ECANCELED)
 		fgw_debug("udp %s: send: %s, ignoring", s->u->t.peer, uv_strerror(status));
+	fgw_buf_unref(s->packet);
 	free(s);
 }
 
-static int udp_send(struct fgw_transport *t, const uint8_t *data, size_t len)
+static int udp_send(struct fgw_transport *t, struct fgw_buf *packet)
 {
 	struct udp_transport *u = to_udp(t);
-	uv_buf_t buf = uv_buf_init((char *) data, (unsigned) len);
+	uv_buf_t buf = uv_buf_init((char *) fgw_buf_data(packet), (unsigned) fgw_buf_len(packet));
 	struct udp_send *s;
 	int r;
 
 	if (!u->is_open)
 		return -ENOTCONN;
-	/* Most datagrams leave at once; only a full socket buffer needs a queued copy. */
+	/* Most datagrams leave at once; only a full socket buffer needs the packet kept. */
 	if (u->queued == 0) {
 		r = uv_udp_try_send(&u->udp, &buf, 1, NULL);
 		if (r >= 0)
@@ -143,14 +144,14 @@ static int udp_send(struct fgw_transport *t, const uint8_t *data, size_t len)
 	}
 	if (u->queued >= MAX_QUEUED_SENDS)
 		return -ENOBUFS;
-	s = malloc(sizeof(*s) + len);
+	s = malloc(sizeof(*s));
 	if (!s)
 		return -ENOMEM;
-	memcpy(s->data, data, len);
 	s->u = u;
-	buf = uv_buf_init((char *) s->data, (unsigned) len);
+	s->packet = fgw_buf_ref(packet);
 	r = uv_udp_send(&s->req, &u->udp, &buf, 1, NULL, udp_sent);
 	if (r < 0) {
+		fgw_buf_unref(s->packet);
 		free(s);
 		return r;
 	}

@@ -149,8 +149,9 @@ static int send_chunk(struct fgw_upload *u)
 					 .off = u->next_off,
 					 .sha = u->img.sha256,
 					 .upgrade = u->img.upgrade};
-	struct fgw_smp_req req;
 	struct chunk *slot = NULL;
+	struct fgw_buf *pkt;
+	size_t len;
 	int r;
 
 	for (unsigned i = 0; i < FGW_UPLOAD_MAX_WINDOW && !slot; i++)
@@ -163,12 +164,19 @@ static int send_chunk(struct fgw_upload *u)
 	if (c.data_len == 0 ||
 	    (c.off == 0 && c.data_len < FIRST_CHUNK_MIN && c.data_len < u->img.len))
 		return -EMSGSIZE;
-	r = fgw_smp_req_img_upload(&c, &req);
-	if (r < 0)
+	/* The image bytes are copied once, from the mapped image into the packet; the client and
+	 * the transport share that packet from here on. */
+	pkt = fgw_buf_new(u->packet);
+	if (!pkt)
+		return -ENOMEM;
+	r = fgw_smp_upload_encode(&c, fgw_buf_data(pkt), fgw_buf_capacity(pkt), &len);
+	if (r < 0) {
+		fgw_buf_unref(pkt);
 		return r;
-	r = fgw_smp_client_request(u->client, &req, timeout_for(u, c.off, c.data_len), chunk_rsp,
-				   slot, NULL, &slot->req_id);
-	fgw_smp_req_done(&req);
+	}
+	(void) fgw_buf_set_len(pkt, len);
+	r = fgw_smp_client_send(u->client, pkt, timeout_for(u, c.off, c.data_len), chunk_rsp, slot,
+				NULL, &slot->req_id);
 	if (r < 0)
 		return r;
 	*slot = (struct chunk){.u = u,
@@ -448,10 +456,9 @@ static void note_offset(struct fgw_upload *u, const struct chunk *k,
 
 static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_smp_rsp *rsp)
 {
-	struct fgw_smp_upload_rsp ur;
+	const struct fgw_smp_upload_rsp ur = rsp->upload; /* decoded once, by the client */
 	bool was_probe = k->off == 0;
 	uint64_t expected = k->off + k->len;
-	int r;
 
 	u->answered = true;
 	if (!fgw_smp_status_ok(&rsp->status)) {
@@ -462,8 +469,7 @@ static void on_answer(struct fgw_upload *u, struct chunk *k, const struct fgw_sm
 		finish(u, -EREMOTEIO, &rsp->status);
 		return;
 	}
-	r = fgw_smp_upload_rsp_decode(rsp->payload, rsp->len, &ur);
-	if (r < 0 || !ur.has_off || ur.off > u->img.len) {
+	if (!ur.has_off || ur.off > u->img.len) {
 		finish(u, -EPROTO, NULL);
 		return;
 	}

@@ -50,7 +50,7 @@ FGW_EXPORT const char *fgw_log_level_to_string(int level)
 	return "unknown";
 }
 
-FGW_EXPORT void fgw_logv(int prio, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void logv(int prio, const char *fmt, va_list ap)
 {
 	char msg[2048], line[4096];
 	int n, m;
@@ -77,7 +77,7 @@ FGW_EXPORT void fgw_log(int prio, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	fgw_logv(prio, fmt, ap);
+	logv(prio, fmt, ap);
 	va_end(ap);
 }
 

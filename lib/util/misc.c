@@ -1,9 +1,12 @@
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -124,4 +127,101 @@ FGW_EXPORT bool fgw_url_has_userinfo(const char *url)
 		return false;
 	auth += 3;
 	return memchr(auth, '@', strcspn(auth, "/?#")) != NULL;
+}
+
+FGW_EXPORT const char *fgw_enum_name(const char *const *names, size_t n, int value)
+{
+	return value >= 0 && (size_t) value < n ? names[value] : NULL;
+}
+
+FGW_EXPORT int fgw_enum_value(const char *const *names, size_t n, const char *s)
+{
+	for (size_t i = 0; s && i < n; i++)
+		if (names[i] && strcmp(s, names[i]) == 0)
+			return (int) i;
+	return -EINVAL;
+}
+
+FGW_EXPORT int fgw_ble_addr_parse(const char *s, char ret[FGW_BLE_ADDR_STRLEN])
+{
+	char out[FGW_BLE_ADDR_STRLEN];
+
+	if (!s)
+		return -EINVAL;
+	/* by hand, not isxdigit(): the rule must not depend on the locale */
+	for (int i = 0; i < FGW_BLE_ADDR_STRLEN - 1; i++) {
+		char c = s[i];
+
+		if (i % 3 == 2) {
+			if (c != ':')
+				return -EINVAL;
+			out[i] = c;
+		} else if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F')) {
+			out[i] = c;
+		} else if (c >= 'a' && c <= 'f') {
+			out[i] = (char) (c - 'a' + 'A');
+		} else {
+			return -EINVAL; /* also the NUL of a short string */
+		}
+	}
+	if (s[FGW_BLE_ADDR_STRLEN - 1] != '\0')
+		return -EINVAL;
+	out[FGW_BLE_ADDR_STRLEN - 1] = '\0';
+	memcpy(ret, out, sizeof(out));
+	return 0;
+}
+
+FGW_EXPORT int fgw_fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), r = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+FGW_EXPORT bool fgw_buf_grow(char **buf, size_t *cap, size_t need, size_t max)
+{
+	size_t n = FGW_MAX(FGW_MAX(*cap * 2, need), (size_t) 4096);
+	char *b;
+
+	if (need <= *cap)
+		return true;
+	if (need > max)
+		return false;
+	n = FGW_MIN(n, max);
+	b = realloc(*buf, n);
+	if (!b)
+		return false;
+	*buf = b;
+	*cap = n;
+	return true;
+}
+
+static bool udp_host_char(unsigned char c)
+{
+	return isalnum(c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_';
+}
+
+FGW_EXPORT int fgw_address_normalize(const char *address, char ret[40])
+{
+	size_t len = address ? strlen(address) : 0;
+
+	if (len == 17)
+		return fgw_ble_addr_parse(address, ret);
+	if (len < 7 || len >= 40 || strncmp(address, "udp:", 4) != 0)
+		return -EINVAL;
+	const char *colon = strrchr(address + 4, ':');
+	int64_t port;
+
+	if (!colon || colon == address + 4 || fgw_parse_int64(colon + 1, 1, 65535, &port) < 0)
+		return -EINVAL;
+	for (const char *c = address + 4; c < colon; c++)
+		if (!udp_host_char((unsigned char) *c))
+			return -EINVAL;
+	memcpy(ret, address, len + 1);
+	return 0;
 }

@@ -46,7 +46,6 @@ int fgw_log_get_level(void);
 int fgw_log_level_from_string(const char *s);
 const char *fgw_log_level_to_string(int level);
 void fgw_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void fgw_logv(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Logs "<message>: <strerror(-err)>" and returns @err (a negative errno), for `return ...;`. */
 int fgw_log_errno(int prio, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
@@ -55,7 +54,7 @@ int fgw_log_errno(int prio, int err, const char *fmt, ...) __attribute__((format
  * network) for logs and terminals: printable ASCII and printable UTF-8 stay, the backslash
  * becomes \\ and every other byte \xNN (C0/C1 controls, DEL, invalid UTF-8). Works like
  * snprintf: writes at most @size bytes including the NUL, never cuts an escape in half, and
- * returns the length the whole escaped text needs. fgw_logv escapes every message itself.
+ * returns the length the whole escaped text needs. fgw_log escapes every message itself.
  */
 size_t fgw_escape_text(char *dst, size_t size, const char *src, size_t len);
 /* The escaped copy of a C string (NULL as ""), malloc'd; NULL when out of memory. */
@@ -95,5 +94,60 @@ char *fgw_url_redact(const char *url, char *buf, size_t size);
 /* "scheme://user[:password]@host...": an '@' in the authority. */
 bool fgw_url_has_userinfo(const char *url);
 #define FGW_URL_LOG_MAX 2100 /* a manifest URL (2048) redacted, and a NUL */
+/*
+ * Makes the malloc'd buffer *@buf (of capacity *@cap) hold at least @need bytes: doubling, at
+ * least 4 KiB, never above @max. false, with *@buf and *@cap unchanged, when @need is over
+ * @max or memory is out. The one growth rule of the writers that build answers (JSON, HTML,
+ * Prometheus text) and stop at a cap.
+ */
+bool fgw_buf_grow(char **buf, size_t *cap, size_t need, size_t max);
+
+/*
+ * fsync() of the file or directory at @path. Writing a file durably is: write, fsync the file,
+ * rename it into place, then fsync its directory, or the new name may be lost in a crash.
+ * 0 or -errno.
+ */
+int fgw_fsync_path(const char *path);
+
+/*
+ * A BLE device address as fotagw writes it everywhere (config, store, API, logs): six bytes
+ * of hex, either case, separated by ':' only, nothing before or after. @ret gets the
+ * upper-case form (the one BlueZ shows). 0, or -EINVAL for anything else (also NULL).
+ */
+#define FGW_BLE_ADDR_STRLEN 18
+int fgw_ble_addr_parse(const char *s, char ret[FGW_BLE_ADDR_STRLEN]);
+
+/*
+ * Enum <-> name through a table indexed by the enum (designated initializers; a gap is NULL):
+ * the one way every part names its states and reasons. fgw_enum_name() gives NULL for a value
+ * outside the table; fgw_enum_value() the index of @s, or -EINVAL (also for NULL).
+ */
+const char *fgw_enum_name(const char *const *names, size_t n, int value);
+int fgw_enum_value(const char *const *names, size_t n, const char *s);
+#define FGW_ENUM_NAME(names, value) fgw_enum_name(names, ARRAY_SIZE(names), (int) (value))
+#define FGW_ENUM_VALUE(names, s) fgw_enum_value(names, ARRAY_SIZE(names), s)
+
+/*
+ * A device address as the registry keys it: a BLE MAC in upper case ("AA:BB:CC:DD:EE:FF", as
+ * BlueZ reports it) or "udp:HOST:PORT". 0 and @ret, or -EINVAL.
+ */
+int fgw_address_normalize(const char *address, char ret[40]);
 /* "true/false/yes/no/on/off/1/0". -EINVAL otherwise. */
 int fgw_parse_bool(const char *s, bool *ret);
+
+/*
+ * A reference-counted byte buffer: one packet built once and shared by whoever must keep it
+ * (the SMP client for a resend, a transport while its writes are queued), so that nobody
+ * copies it. fgw_buf_new() returns it with one reference and length 0; the holder of the only
+ * reference may write into it (fgw_buf_shared() false), others only read.
+ */
+struct fgw_buf;
+struct fgw_buf *fgw_buf_new(size_t capacity); /* NULL when out of memory */
+struct fgw_buf *fgw_buf_ref(struct fgw_buf *b);
+struct fgw_buf *fgw_buf_unref(struct fgw_buf *b); /* NULL ok; returns NULL */
+uint8_t *fgw_buf_data(struct fgw_buf *b);
+size_t fgw_buf_len(const struct fgw_buf *b);
+size_t fgw_buf_capacity(const struct fgw_buf *b);
+/* -EMSGSIZE beyond the capacity. */
+int fgw_buf_set_len(struct fgw_buf *b, size_t len);
+bool fgw_buf_shared(const struct fgw_buf *b);

@@ -69,8 +69,8 @@ def seed(db_path, n_devices=1000):
     groups = ["lab", "field", "north"]
     for i in range(n_devices):
         a = address(i)
-        con.execute("INSERT INTO devices (address, name, rssi, last_seen, board, grp, created_at)"
-                    " VALUES (?, ?, ?, ?, 'nrf5340dk', ?, ?)",
+        con.execute("INSERT INTO devices (address, name, rssi, last_seen, board, grp, created_at,"
+                    " enrolled) VALUES (?, ?, ?, ?, 'nrf5340dk', ?, ?, 1)",
                     (a, f"dev{i}", -40 - i % 50, now, groups[i % 3], now - i))
         con.execute("INSERT INTO device_images (address, image, slot, version, hash, flags,"
                     " read_at) VALUES (?, 0, 0, '1.0.0', ?, 3, ?)", (a, "%064x" % i, now))

@@ -193,6 +193,47 @@ def test_auth(d, api):
     post("/v1/rollout/pause", AUTH, b'{"reason": "storm"}', 409)
 
 
+def test_enrollment(d, api):
+    """Enrol, import and forget through the running daemon (its fleet behind the provider)."""
+    def call(method, path, headers=None, body=None, want=None):
+        st, h, raw = request(d.url, method, path, body=body, headers=headers or {})
+        v = api.check_response(method, path, st, h, raw)
+        check(want is None or st == want, f"{method} {path}: {st}, want {want}: {raw[:300]!r}")
+        return v
+
+    new1, new2 = "C0:00:00:00:FE:01", "C0:00:00:00:FE:02"
+    csv = dict(AUTH, **{"Content-Type": "text/csv"})
+    call("POST", "/v1/devices/import", {"Content-Type": "text/csv"}, b"address\n" +
+         new1.encode(), 401)
+    call("POST", f"/v1/devices/{new1}/enroll", None, b"{}", 401)
+    call("DELETE", f"/v1/devices/{new1}", None, None, 401)
+    v = call("POST", "/v1/devices/import", csv,
+             f"address,passkey\n{new1},777777\n{new2},7777\n{new1},\n".encode(), 400)
+    check(v["bad_lines"] == 2 and v["errors"] == [
+        "line 3: passkey must be six digits", "line 4: the same address as line 2"],
+        f"one error per bad line: {v['errors']}")
+    call("GET", f"/v1/devices/{new1}", None, None, 404)  # all or nothing
+    v = call("POST", "/v1/devices/import", csv,
+             f"address,passkey,label\n{new1},777777,a\n{new2.lower()},,b\n".encode(), 200)
+    check(v["enrolled"] == 2, f"import: {v}")
+    v = call("GET", f"/v1/devices/{new2}", None, None, 200)
+    check(v["enrolled"] is True and v["label"] == "b" and v["state"] == "idle",
+          f"enrolled, normalized address, idle: {v['state']}")
+    call("POST", f"/v1/devices/{new1}/enroll", AUTH, b'{"passkey": "77777"}', 400)
+    v = call("POST", f"/v1/devices/{new1.lower()}/enroll", AUTH,
+             b'{"passkey": "888888", "board": "b1", "label": "c"}', 200)
+    check(v == {"address": new1, "enrolled": True}, f"enroll: {v}")
+    v = call("GET", f"/v1/devices/{new1}", None, None, 200)
+    check(v["enrolled_board"] == "b1" and v["label"] == "c", "board and label kept")
+    for a in (new1, new2):
+        call("DELETE", f"/v1/devices/{a}", AUTH, None, 200)
+    call("DELETE", f"/v1/devices/{new1}", AUTH, None, 404)
+    log = d.read_log()
+    check("777777" not in log and "888888" not in log, "no passkey in the log")
+    check(db_scalar(d.db, "SELECT count(*) FROM device_passkeys") == 0,
+          "forgetting took the passkeys with it")
+
+
 def test_bad_requests(d, api):
     def expect(method, path, want, body=None, headers=None):
         st, h, raw = request(d.url, method, path, body=body, headers=headers)
@@ -327,6 +368,7 @@ def main():
             test_endpoints(d, api)
             test_pagination(d, api)
             test_auth(d, api)
+            test_enrollment(d, api)
             test_bad_requests(d, api)
             test_busy_port(tmp, d.port)
             # An idle keep-alive connection must not hold up the exit.

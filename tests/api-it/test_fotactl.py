@@ -142,6 +142,15 @@ def main():
             bad = os.path.join(tmp, "badtoken")
             with open(bad, "w") as f:
                 f.write("wrong-token-0123456789\n")
+            # Others can read it: refused before anything is sent, as fotagwd does (#18 item 5).
+            os.chmod(bad, 0o644)
+            n_unauth = d.read_log().count("event: api-unauthorized")
+            _, err = run("resume", "--url", d.url, "--token-file", bad, want_rc=1)
+            check(f"token file '{bad}'" in err and "others can read it" in err,
+                  f"token readable by others: {err}")
+            check(d.read_log().count("event: api-unauthorized") == n_unauth,
+                  "a token others can read was sent anyway")
+            os.chmod(bad, 0o640)
             _, err = run("resume", "--url", d.url, "--token-file", bad, want_rc=1)
             check("HTTP 401" in err, f"wrong token: {err}")
             _, err = run("resume", "--url", d.url, "--token-file", "/nonexistent", want_rc=1)

@@ -68,6 +68,19 @@ def faults():
     return out
 
 
+def secured():
+    """Devices among the first N that require a passkey-authenticated link."""
+    cp = configparser.ConfigParser(inline_comment_prefixes=(";", "#"),
+                                   comment_prefixes=(";", "#"))
+    cp.read(SCENARIO)
+    out = []
+    for sec in cp.sections():
+        m = re.fullmatch(r"device (\d+)", sec)
+        if m and int(m.group(1)) < N and cp[sec].get("security") == "authen":
+            out.append(int(m.group(1)))
+    return out
+
+
 def leftovers(tmp):
     """Processes whose command line names the demo's temp dir."""
     found = []
@@ -148,6 +161,11 @@ def case_rollout():
     check(s["rollout"]["counts"]["done"] == N - len(bad) and s["rollout"]["halted"] is False,
           f"the gateway agrees: {s['rollout']['counts']}")
     check(s["ok"] is True, "the driver's own verdict agrees")
+    authen = secured()
+    check(len(authen) >= 1, f"some devices of the small fleet require authentication: {authen}")
+    for i in authen:
+        check(s["paired"].get(f"fotagw-sim-{i:04d}") == "authenticated",
+              f"device {i} paired with its enrolled passkey: {s['paired']}")
     print(f"demo with {N} devices: {wall:.0f} s wall, rollout {s['rollout_s']} s")
 
 

@@ -92,7 +92,7 @@ class Release:
 
 class Gateway:
     def __init__(self, fotagwd, tmp, manifest_url, trusted, udp_devices=None, ble=False,
-                 extra=""):
+                 extra="", enrollment="open"):
         self.fotagwd, self.tmp = fotagwd, tmp
         self.db = os.path.join(tmp, "fotagw.db")
         self.conf = os.path.join(tmp, "fotagw.conf")
@@ -117,6 +117,8 @@ filter_service = false
 name_prefix = fotagw-sim-
 connect_timeout_s = 15
 [fleet]
+# the tests about enrollment set allowlist; the others take every simulated device
+enrollment = {enrollment}
 udp_devices = {" ".join(udp_devices or [])}
 backoff_base_s = 1
 backoff_max_s = 4
@@ -236,7 +238,8 @@ def device_state(port):
 class World:
     """Temp dir + nginx + (bus) + simulator + gateway, torn down in reverse order."""
 
-    def __init__(self, binaries, devices, ble=False, sim_args=(), gw_extra="", **rel):
+    def __init__(self, binaries, devices, ble=False, sim_args=(), gw_extra="",
+                 enrollment="open", **rel):
         self.b = binaries
         self.tmp = tempfile.mkdtemp(prefix="fgw-fleet-")
         self.ng = Nginx(self.tmp)
@@ -250,7 +253,7 @@ class World:
         os.makedirs(gwdir)
         self.gw = Gateway(binaries["fotagwd"], gwdir, self.ng.base + "/manifest.json",
                           os.path.join(self.tmp, "manifest.pub"), udp_devices=udp, ble=ble,
-                          extra=gw_extra)
+                          extra=gw_extra, enrollment=enrollment)
         if ble:
             self.gw.env = dict(os.environ, **self.bus.env)
         self.devices = devices

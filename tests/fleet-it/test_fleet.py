@@ -23,11 +23,26 @@ CASE:
                polls are counted in fotagw_manifest_polls_total{result} (issue 20 item 4)
   no-downgrade policy allow_downgrade false: the app upload carries mcumgr's upgrade flag, so
                a device already running a newer app refuses it; the other one is updated
+  no-bus       fotagwd starts before the system bus exists: it runs, the API answers, health
+               says BLE "unavailable" (fotagw_ble_adapter_up 0); then a dbus-daemon and the
+               fake bluetoothd appear and a device is updated; the dbus-daemon is killed while
+               a second device uploads, a new one comes up on the same socket and that device
+               finishes (issue 18 item 7)
+  name-prefix-reload  two BLE devices named alpha-0 and beta-1, name_prefix alpha-, no
+               release: only alpha-0 joins the registry; SIGHUP with name_prefix beta-, then
+               a release: beta-1 is updated, alpha-0 (matching only the old prefix) keeps a
+               queued job that never starts (issue 18 item 7)
+  hostile-rsn  a device refuses the upload (on 3.0.0, no downgrade) with an SMP rsn text that
+               carries ESC/BEL sequences and a forged "<0>" journal line: fotagwd's log and
+               fotactl devices/device/rollout (and --json) show it escaped, never raw
+               (issue 18 item 1)
   watch        fotactl watch in tmux during the rollout: live bars (image, %, KiB/s, ETA)
                that move on, then the final counts; q quits
 """
+import os
 import random
 import signal
+import subprocess
 import sqlite3
 import sys
 import time
@@ -343,10 +358,192 @@ def case_no_downgrade():
         w.close(ok)
 
 
+class SocketBus:
+    """A private dbus-daemon on a socket path chosen beforehand (fotagwd is told it first)."""
+
+    def __init__(self, socket):
+        if os.path.exists(socket):
+            os.unlink(socket)  # a killed daemon leaves its socket file
+        address = "unix:path=" + socket
+        self.proc = subprocess.Popen(
+            ["dbus-daemon", "--config-file", ft.simctl.DBUS_CONF, "--address", address,
+             "--nofork", "--nopidfile", "--print-address"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if not self.proc.stdout.readline().startswith("unix:"):
+            self.close()
+            raise ft.Fail("dbus-daemon did not start")
+        self.env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=address)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def adapter_state(w):
+    code, h = w.gw.health()
+    return h.get("adapter_state"), w.gw.metrics().get("fotagw_ble_adapter_up")
+
+
+def case_no_bus():
+    w = ft.World(BIN, 2, sim_args=FAST, rate=1.0, gw_extra="")
+    # The World's own simulator is UDP only; this case runs BLE on a bus of its own.
+    w.sim.close()
+    socket = os.path.join(w.tmp, "bus", "system_bus_socket")
+    os.makedirs(os.path.dirname(socket))
+    conf = open(w.gw.conf).read().replace("[ble]\nenabled = false", "[ble]\nenabled = true")
+    conf = conf.replace("udp_devices = " + " ".join(
+        f"127.0.0.1:{w.sim.port(i)}" for i in range(2)), "udp_devices =")
+    open(w.gw.conf, "w").write(conf)
+    w.gw.env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS="unix:path=" + socket)
+    state_dir = os.path.join(w.tmp, "sim-state")
+    bus = sim = None
+    ok = False
+    try:
+        w.gw.start()
+        st = adapter_state(w)
+        check(st == ("unavailable", 0), f"no bus: health and metric say BLE unavailable: {st}")
+        check("BLE unavailable: cannot connect to the system bus" in w.gw.log(), "logged once")
+        check(w.gw.proc.poll() is None, "fotagwd keeps running without a bus")
+
+        # Device 1 on the typical link: its upload is still running when the bus dies.
+        slow = ["--fault", "1:link=typical", "--fault", "1:erase=0", "--fault", "1:write=0"]
+        bus = SocketBus(socket)
+        sim = ft.simctl.Sim(SIM, devices=2, udp=True, bluez=True, bus=bus, args=FAST + slow,
+                            state_dir=state_dir)
+        w.sim = sim
+        w.gw.wait(lambda j: any(r[0] == ft.simctl.device_address(0) and r[1] == "done" for r in j),
+                  "device 0 updated over BLE", 180)
+        device_on_release(w, 0)
+        check(adapter_state(w) == ("on", 1), f"adapter up: {adapter_state(w)}")
+        w.gw.wait(lambda j: any(r[0] == ft.simctl.device_address(1) and r[1] == "uploading" for r in j),
+                  "device 1 uploading", 120)
+
+        # The bus dies under fotagwd mid-upload (bluetoothd with it); a new one comes up.
+        bus.close()
+        sim.close()
+        deadline = time.monotonic() + 30
+        while "event: ble-bus-lost" not in w.gw.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        check("event: ble-bus-lost" in w.gw.log(), "the lost connection is noticed")
+        st = adapter_state(w)
+        check(st[0] in ("unavailable", "absent") and st[1] == 0, f"BLE down: {st}")
+        bus = SocketBus(socket)
+        sim = ft.simctl.Sim(SIM, devices=2, udp=True, bluez=True, bus=bus, args=FAST,
+                            state_dir=state_dir)
+        w.sim = sim
+        jobs = w.gw.wait(lambda j: len(j) == 2 and all(r[1] in ft.TERMINAL for r in j),
+                         "device 1 finished after the reconnection", 180)
+        check(all(r[1] == "done" for r in jobs), f"both done: {jobs}")
+        hist = job_history(w, ft.simctl.device_address(1), w.release.id)
+        check("uploading>queued" in ">".join(hist), f"device 1 was cut off mid-upload: {hist}")
+        device_on_release(w, 1)
+        device_on_release(w, 0)
+        check(w.gw.log().count("event: ble-bus-connected") == 2, "connected twice, by itself")
+        check(w.gw.proc.poll() is None, "fotagwd never exited")
+        ok = True
+    finally:
+        w.close(ok)
+        if bus:
+            bus.close()
+
+
+def job_history(w, address, release_id):
+    con = sqlite3.connect(f"file:{w.gw.db}?mode=ro", uri=True, timeout=5)
+    try:
+        return [r[0] for r in con.execute(
+            "SELECT e.to_state FROM events e JOIN jobs j ON j.id = e.job_id WHERE "
+            "j.address = ? AND j.release_id = ? AND e.kind = 'job-state' ORDER BY e.id",
+            (address, release_id))]
+    finally:
+        con.close()
+
+
+def case_name_prefix_reload():
+    args = FAST + ["--fault", "0:name=alpha-0", "--fault", "1:name=beta-1"]
+    w = ft.World(BIN, 2, ble=True, sim_args=args, rate=1.0)
+    # No release at first: alpha-0 joins the registry without ever being connected (once
+    # connected, a device lists the SMP service in UUIDs and is a member by that rule).
+    for f in ("manifest.json", "manifest.json.sig"):
+        os.unlink(os.path.join(w.ng.srv, f))
+    conf = open(w.gw.conf).read()
+    check("name_prefix = fotagw-sim-" in conf, "the harness' prefix line")
+    open(w.gw.conf, "w").write(conf.replace("name_prefix = fotagw-sim-", "name_prefix = alpha-"))
+    ok = False
+    try:
+        w.gw.start()
+        deadline = time.monotonic() + 60
+        while "name: alpha-0" not in w.gw.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        check("event: device-new, device: " + w.address(0) in w.gw.log(), "alpha-0 registered")
+        check("name: beta-1" not in w.gw.log(), "beta-1 is not a fleet device under alpha-")
+
+        conf = open(w.gw.conf).read()
+        open(w.gw.conf, "w").write(conf.replace("name_prefix = alpha-", "name_prefix = beta-"))
+        w.gw.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "event: reloaded" not in w.gw.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        check("config: ble.name_prefix applied" in w.gw.log(), "the new prefix is applied")
+        # A release right after the reload, well inside alpha-0's last sighting window.
+        w.release = ft.Release(FOTACTL, w.tmp, w.ng.srv, version="2.0.0", seq=1, rate=1.0)
+        w.gw.wait(lambda j: job_history(w, w.address(1), w.release.id)[-1:] == ["done"],
+                  "beta-1 updated", 180)
+        device_on_release(w, 1)
+        # alpha-0's row exists (it is in the registry), but its job never started.
+        hist = job_history(w, w.address(0), w.release.id)
+        check(hist == ["queued"], f"alpha-0's job never left queued: {hist}")
+        st = ft.device_state(w.sim.port(0))
+        check(st["versions"].get("net") != "2.0.0", f"alpha-0 still runs its old image: {st}")
+        ok = True
+    finally:
+        w.close(ok)
+
+
+def terminal_safe(data, what):
+    text = data.decode("utf-8", "replace")
+    bad = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f]
+    check(not bad, f"{what}: control characters reach the terminal: {bad!r}")
+
+
+def case_hostile_rsn():
+    # ESC ] 0 ; title BEL, clear screen, then a newline and a forged emergency journal line.
+    rsn = r"\x1b]0;pwned\x07\x1b[2J\x0a<0>event: rollout-halted by: operator"
+    args = FAST + ["--fault", "0:app_version=3.0.0", "--fault", f"0:rsn={rsn}"]
+    w = ft.World(BIN, 1, sim_args=args, rate=1.0, allow_downgrade=False)
+    ok = False
+    try:
+        w.gw.start()
+        jobs = w.gw.wait_all_terminal(1, 120)
+        reason = jobs[0][2] or ""
+        check(jobs[0][1] == "failed" and "pwned" in reason, f"refused with the rsn: {jobs}")
+        check("\x1b" in reason, "the store keeps the device's text as it came (data)")
+        log = w.gw.log()
+        check("\x1b" not in log and "\x07" not in log, "no raw ESC/BEL in fotagwd's log")
+        check(not any(line.startswith("<0>") for line in log.splitlines()),
+              "no forged emergency-level line in fotagwd's log")
+        check("\\x1b]0;pwned\\x07" in log and "\\x0a<0>event: rollout-halted" in log,
+              "the rsn is in the log, escaped, within its one line")
+        cfg = ["--url", w.gw.url]
+        for cmd in (["devices", "--state", "failed"], ["device", w.address(0)], ["rollout"],
+                    ["devices", "--json"], ["device", "--json", w.address(0)]):
+            p = subprocess.run([FOTACTL, *cmd, *cfg], capture_output=True, timeout=30)
+            check(p.returncode == 0, f"fotactl {cmd}: exit {p.returncode} {p.stderr!r}")
+            terminal_safe(p.stdout, "fotactl " + " ".join(cmd))
+        p = subprocess.run([FOTACTL, "device", w.address(0), *cfg], capture_output=True,
+                           timeout=30)
+        check(b"\\x1b]0;pwned\\x07" in p.stdout, f"fotactl device shows it escaped: "
+              f"{p.stdout!r}")
+        ok = True
+    finally:
+        w.close(ok)
+
+
 CASES = {"rollout-udp": case_rollout_udp, "rollout-ble": case_rollout_ble, "faults": case_faults,
          "canary": case_canary, "restart": case_restart, "watch": case_watch,
          "out-of-range": case_out_of_range, "manifest-expiry": case_manifest_expiry,
-         "no-downgrade": case_no_downgrade}
+         "no-downgrade": case_no_downgrade, "no-bus": case_no_bus,
+         "name-prefix-reload": case_name_prefix_reload, "hostile-rsn": case_hostile_rsn}
 
 try:
     CASES[CASE]()

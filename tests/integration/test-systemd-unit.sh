@@ -13,6 +13,9 @@ export MANPATH=$4
 tmp=$(mktemp -d /tmp/fgw-unit-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
+# Manifest expiry is judged against the clock: start only once it is synchronised (#18 item 2).
+grep -Eq '^After=.*\btime-sync\.target\b' "$unit" || {
+	echo "the unit is not ordered after time-sync.target"; exit 1; }
 grep -q "^ExecStart=$sbindir/fotagwd " "$unit" || {
 	echo "ExecStart does not name the installed path $sbindir/fotagwd"; exit 1; }
 sed "s|^ExecStart=$sbindir/fotagwd |ExecStart=$fotagwd |" "$unit" >"$tmp/fotagw.service"

@@ -7,11 +7,13 @@ The ops commands need a gateway for real work; here they meet a port nothing lis
 the option's effect shows in the error naming that URL (the api-it tier runs them for real).
   test_cli.py FOTACTL FOTAGWD SOURCE_DIR VERSION
 """
+import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import zipfile
 
 FOTACTL, FOTAGWD, SRC, VERSION = sys.argv[1:5]
 fails = []
@@ -124,6 +126,39 @@ def test_options_before_and_after(tmp):
         check(rc == 0 and f"{conf}: ok" in out, f"fotagwd {' '.join(args)}")
 
 
+def test_inspect_hostile_zip(tmp):
+    """Names in a bundle are untrusted: quotes, backslashes and control characters come out
+    of inspect --json as valid JSON with the exact strings, and escaped on a terminal."""
+    app, ok, evil = (os.path.join(tmp, n) for n in ("h-app.bin", "h-ok.zip", "h-evil.zip"))
+    rc, _, err = run("release", "make-image", "-o", app, "--image-version", "1.0.0",
+                     "--size", "4096")
+    rc2, _, err2 = run("release", "make-bundle", "-o", ok, "--app", app)
+    check(rc == 0 and rc2 == 0, f"hostile zip: base bundle made {err}{err2}")
+    with zipfile.ZipFile(ok) as z:
+        m, data = json.loads(z.read("manifest.json")), z.read("app.bin")
+    # entry names may not hold controls or backslashes (lib/bundle refuses them); the
+    # manifest's name and board may hold anything
+    fname = 'a"b<x>\'{}.bin'
+    name = 'n"\\\x07\x7f</script>"]}'
+    board = 'bo"ard\n\\u0000\x1b[31m\x01'
+    m["name"], m["files"][0]["file"], m["files"][0]["board"] = name, fname, board
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("manifest.json", json.dumps(m))
+        z.writestr(fname, data)
+    rc, out, err = run("release", "inspect", evil, "--json")
+    try:
+        doc = json.loads(out)
+        img = doc["images"][0]
+        same = (doc["name"], img["file"], img["board"]) == (name, fname, board)
+    except (ValueError, KeyError, IndexError) as e:
+        same, doc = False, e
+    check(rc == 0 and same, f"inspect --json of a hostile zip: exact strings back {doc!r}")
+    rc, out, err = run("release", "inspect", evil)
+    raw = [c for c in out if ord(c) < 32 and c != "\n" or ord(c) == 0x7f]
+    check(rc == 0 and not raw and "\\x1b" in out and "\\x07" in out,
+          f"inspect of a hostile zip: controls escaped on the terminal {out!r}")
+
+
 def test_errors_name_the_argument():
     cases = [
         (["--bogus"], "--bogus"),
@@ -157,6 +192,7 @@ def main():
         os.chdir(tmp)
         test_help_and_version()
         test_options_before_and_after(tmp)
+        test_inspect_hostile_zip(tmp)
         test_errors_name_the_argument()
     print(f"{len(fails)} failure(s)")
     return 1 if fails else 0

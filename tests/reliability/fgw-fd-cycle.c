@@ -25,6 +25,23 @@
 #include "transport.h"
 #include "util.h"
 
+/* The bytes as one packet object, as the SMP client hands them over; the caller's reference
+ * is dropped here, the link keeps its own while it needs them. */
+static int send_bytes(struct fgw_transport *t, const uint8_t *data, size_t len)
+{
+	struct fgw_buf *b = fgw_buf_new(len);
+	int r;
+
+	if (!b)
+		return -ENOMEM;
+	if (len)
+		memcpy(fgw_buf_data(b), data, len);
+	(void) fgw_buf_set_len(b, len);
+	r = fgw_transport_send(t, b);
+	fgw_buf_unref(b);
+	return r;
+}
+
 struct link {
 	struct app *app;
 	struct fgw_transport *t;
@@ -122,7 +139,7 @@ static void on_state(struct fgw_transport *t, int err, void *user_data)
 	if (!fgw_transport_ble_acquired(t))
 		l->app->acquired_all = false;
 	pkt[6] = ++l->seq;
-	r = fgw_transport_send(t, pkt, sizeof(pkt));
+	r = send_bytes(t, pkt, sizeof(pkt));
 	if (r < 0) {
 		fgw_log_errno(LOG_WARNING, r, "%s: send failed", fgw_transport_peer(t));
 		link_finish_cycle(l, false);

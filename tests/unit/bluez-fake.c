@@ -612,6 +612,9 @@ static int make_pair(struct fake_bluez *f, struct fake_dev *d, bool write, sd_bu
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 		return reply_error(m, "org.bluez.Error.Failed", "socketpair");
+	if (write && f->write_sndbuf > 0)
+		(void) setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &f->write_sndbuf,
+				  sizeof(f->write_sndbuf));
 	if (write && f->acquire_bad_signature)
 		r = sd_bus_reply_method_return(m, "s", "fd?");
 	else if (!write && f->acquire_notify_no_mtu)
@@ -946,4 +949,14 @@ void fake_finish_held_connect(struct fake_bluez *f, struct fake_dev *d)
 	d->connect_call = sd_bus_message_unref(d->connect_call);
 	d->connect_silent = false;
 	finish_connect(f, d);
+}
+
+void fake_stall_writes(struct fake_dev *d, bool stall)
+{
+	if (!d->wpoll_on)
+		return;
+	if (stall)
+		uv_poll_stop(&d->wpoll);
+	else
+		uv_poll_start(&d->wpoll, UV_READABLE, on_wfd);
 }

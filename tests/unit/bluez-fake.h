@@ -70,7 +70,8 @@ struct fake_bluez {
 	unsigned acquire_not_connected; /* AcquireNotify: "Not connected" + a late disconnect */
 	unsigned om_bad_replies;	/* GetManagedObjects answers "s" this many times */
 	unsigned om_calls;
-	bool echo; /* echo every write back as a notification */
+	bool echo;	  /* echo every write back as a notification */
+	int write_sndbuf; /* > 0: SO_SNDBUF of the AcquireWrite fd handed out (a slow reader) */
 
 	/* recorded */
 	bool filter_transport_le, filter_uuid_smp;
@@ -108,3 +109,5 @@ void fake_leave(struct fake_bluez *f);
 int fake_return(struct fake_bluez *f);
 /* Sends a notification as the device would (acquired fd or PropertiesChanged Value). */
 void fake_notify(struct fake_bluez *f, struct fake_dev *d, const uint8_t *data, size_t len);
+/* Stops (or resumes) reading the AcquireWrite fd: bluetoothd behind, the writer sees EAGAIN. */
+void fake_stall_writes(struct fake_dev *d, bool stall);

@@ -238,6 +238,10 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *ud
 		}
 		if (m)
 			cbor_decref(&m);
+	} else if (group == 0 && id == 7 && d->board) { /* os info: only "i" is asked */
+		cbor_item_t *m = cbor_new_indefinite_map();
+		put(m, "output", cbor_build_string(d->board));
+		answer(d, pkt, m);
 	} else if (group == 0 && id == 5) { /* reset */
 		d->resets++;
 		if (get(q, "force"))
@@ -411,7 +415,7 @@ struct fdev *fx_device(struct fx *x, const char *address)
 	struct fdev *d = &x->dev[x->n_dev++];
 
 	assert_true(x->n_dev <= ARRAY_SIZE(x->dev));
-	*d = (struct fdev){.fx = x, .mode = FGW_FLEET_BOOT_SWAP_MOVE};
+	*d = (struct fdev){.fx = x, .mode = FGW_MCUBOOT_MODE_SWAP_WITHOUT_SCRATCH};
 	snprintf(d->address, sizeof(d->address), "%s", address);
 	d->s[0] = (struct fdev_slot){.present = true, .active = true, .confirmed = true};
 	memset(d->s[0].hash, 0x11, 32);
@@ -503,6 +507,10 @@ int fx_setup(void **state)
 	    .first_chunk_timeout_ms = 3000,
 	    .transport_new = transport_new,
 	    .transport_user_data = x,
+	    /* these tests are about updating; test-fleet-enroll.c is about enrollment */
+	    .enrollment_open = true,
+	    .max_unenrolled = 1000,
+	    .unenrolled_ttl_ms = 86400000,
 	};
 	*state = x;
 	return 0;

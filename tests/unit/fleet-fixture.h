@@ -37,6 +37,7 @@ struct fdev {
 	struct fx *fx;
 	char address[40];
 	int mode;		/* bootloader mode reported; -1: bootloader info not supported */
+	const char *board;	/* os info "i" answer; NULL: no os info group (rc 8) */
 	struct fdev_slot s[2];	/* image 0, slots 0 and 1 */
 	enum fdev_boot on_boot; /* what the next reset does */
 	bool down;		/* rebooting or gone: no link can open */

@@ -19,6 +19,9 @@ struct peer {
 	uint8_t last[70000];
 	size_t last_len;
 	int send_err;
+	const struct fgw_buf *last_buf; /* for comparison only, no reference */
+	struct fgw_buf *held;		/* a reference, as queued writes hold one */
+	bool hold;
 	unsigned pending_events; /* timers not yet closed */
 	bool freeing;
 };
@@ -133,15 +136,20 @@ static void play_step(struct peer *p, const uint8_t *data, size_t len)
 	}
 }
 
-static int peer_send(struct fgw_transport *t, const uint8_t *data, size_t len)
+static int peer_send(struct fgw_transport *t, struct fgw_buf *packet)
 {
 	struct peer *p = container_of(t, struct peer, t);
+	const uint8_t *data = fgw_buf_data(packet);
+	size_t len = fgw_buf_len(packet);
 
 	if (!p->open)
 		return -ENOTCONN;
 	if (p->send_err)
 		return p->send_err;
 	p->sent++;
+	p->last_buf = packet;
+	if (p->hold && !p->held)
+		p->held = fgw_buf_ref(packet);
 	memcpy(p->last, data, FGW_MIN(len, sizeof(p->last)));
 	p->last_len = len;
 	if (p->handler)
@@ -164,6 +172,7 @@ static void peer_free_impl(struct fgw_transport *t)
 
 	p->open = false;
 	p->freeing = true;
+	peer_hold_packets(p, false);
 	if (p->pending_events == 0)
 		free(p);
 }
@@ -250,4 +259,21 @@ void peer_fail_sends(struct peer *p, int err)
 bool peer_is_open(struct peer *p)
 {
 	return p->open;
+}
+
+const struct fgw_buf *peer_last_packet(struct peer *p)
+{
+	return p->last_buf;
+}
+
+void peer_hold_packets(struct peer *p, bool hold)
+{
+	if (!hold)
+		p->held = fgw_buf_unref(p->held);
+	p->hold = hold;
+}
+
+struct fgw_buf *peer_held_packet(struct peer *p)
+{
+	return p->held;
 }

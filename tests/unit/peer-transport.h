@@ -46,3 +46,11 @@ void peer_drop_link(struct peer *p, int err, unsigned delay_ms);
 /* Make send() fail with @err (0: succeed again). */
 void peer_fail_sends(struct peer *p, int err);
 bool peer_is_open(struct peer *p);
+/*
+ * The packet object of the last send, to tell a resend of the same packet from a copy. With
+ * hold, the peer keeps a reference to the first packet sent after it, as a transport with
+ * queued writes does, until hold is turned off.
+ */
+const struct fgw_buf *peer_last_packet(struct peer *p);
+void peer_hold_packets(struct peer *p, bool hold);
+struct fgw_buf *peer_held_packet(struct peer *p);

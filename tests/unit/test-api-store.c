@@ -303,9 +303,10 @@ static void test_states_table(void **state)
 
 	for (; st[n]; n++)
 		;
-	/* The schema's 14 job states plus idle. */
-	assert_int_equal(n, 15);
-	assert_string_equal(st[n - 1], "idle");
+	/* The schema's 14 job states plus idle and unenrolled (no job either). */
+	assert_int_equal(n, 16);
+	assert_string_equal(st[n - 2], "idle");
+	assert_string_equal(st[n - 1], "unenrolled");
 }
 
 /* Named after the function and its case, so a failure says which case. */

@@ -17,8 +17,8 @@
 
 static struct fgw_fleet_slot slot(uint8_t h, bool active, bool confirmed, bool pending)
 {
-	struct fgw_fleet_slot s = {.present = true, .active = active, .confirmed = confirmed,
-				   .pending = pending};
+	struct fgw_fleet_slot s = {
+	    .present = true, .active = active, .confirmed = confirmed, .pending = pending};
 	memset(s.hash, h, 32);
 	return s;
 }
@@ -45,7 +45,7 @@ static struct fgw_fleet_device_view fresh_device(int mode)
 
 static void test_plan_fresh_overwrite(void **state)
 {
-	struct fgw_fleet_device_view d = fresh_device(FGW_FLEET_BOOT_OVERWRITE);
+	struct fgw_fleet_device_view d = fresh_device(FGW_MCUBOOT_MODE_OVERWRITE_ONLY);
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -61,7 +61,7 @@ static void test_plan_fresh_overwrite(void **state)
 
 static void test_plan_swap_marks_test(void **state)
 {
-	struct fgw_fleet_device_view d = fresh_device(FGW_FLEET_BOOT_SWAP_MOVE);
+	struct fgw_fleet_device_view d = fresh_device(FGW_MCUBOOT_MODE_SWAP_WITHOUT_SCRATCH);
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -69,18 +69,18 @@ static void test_plan_swap_marks_test(void **state)
 	assert_int_equal(fgw_fleet_plan(&d, &r, &p, &why), 0);
 	assert_int_equal(p.mark, FGW_FLEET_MARK_TEST);
 	/* Unknown mode: the manifest policy decides. */
-	d.mode = FGW_FLEET_BOOT_UNKNOWN;
+	d.mode = FGW_MCUBOOT_MODE_UNKNOWN;
 	r.policy_confirm = true;
 	assert_int_equal(fgw_fleet_plan(&d, &r, &p, &why), 0);
 	assert_int_equal(p.mark, FGW_FLEET_MARK_CONFIRM);
-	d.mode = FGW_FLEET_BOOT_DIRECT_XIP;
+	d.mode = FGW_MCUBOOT_MODE_DIRECT_XIP;
 	assert_int_equal(fgw_fleet_plan(&d, &r, &p, &why), -ENOTSUP);
 	assert_non_null(why);
 }
 
 static void test_plan_up_to_date(void **state)
 {
-	struct fgw_fleet_device_view d = fresh_device(FGW_FLEET_BOOT_OVERWRITE);
+	struct fgw_fleet_device_view d = fresh_device(FGW_MCUBOOT_MODE_OVERWRITE_ONLY);
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -107,7 +107,7 @@ static void test_plan_up_to_date(void **state)
 
 static void test_plan_resume_after_crash(void **state)
 {
-	struct fgw_fleet_device_view d = fresh_device(FGW_FLEET_BOOT_OVERWRITE);
+	struct fgw_fleet_device_view d = fresh_device(FGW_MCUBOOT_MODE_OVERWRITE_ONLY);
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -124,7 +124,7 @@ static void test_plan_resume_after_crash(void **state)
 
 static void test_plan_foreign_pending(void **state)
 {
-	struct fgw_fleet_device_view d = fresh_device(FGW_FLEET_BOOT_SWAP_SCRATCH);
+	struct fgw_fleet_device_view d = fresh_device(FGW_MCUBOOT_MODE_SWAP_USING_SCRATCH);
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -141,7 +141,7 @@ static void test_plan_foreign_pending(void **state)
 
 static void test_plan_unconfirmed_test_boot(void **state)
 {
-	struct fgw_fleet_device_view d = {.mode = FGW_FLEET_BOOT_SWAP_SCRATCH};
+	struct fgw_fleet_device_view d = {.mode = FGW_MCUBOOT_MODE_SWAP_USING_SCRATCH};
 	struct fgw_fleet_release_view r = release();
 	struct fgw_fleet_plan p;
 	const char *why;
@@ -167,26 +167,40 @@ struct verify_case {
 static void test_verify(void **state)
 {
 	const struct verify_case cases[] = {
-		{"overwrite app ok", 2, 0, slot(NEW_APP, 1, 1, 0), {0}, NULL, FGW_FLEET_VERDICT_OK},
-		{"swap app test boot", 1, 0, slot(NEW_APP, 1, 0, 0), slot(OLD_APP, 0, 1, 0), NULL,
-		 FGW_FLEET_VERDICT_NEEDS_CONFIRM},
-		{"swap app confirmed", 3, 0, slot(NEW_APP, 1, 1, 0), slot(OLD_APP, 0, 0, 0), NULL,
-		 FGW_FLEET_VERDICT_OK},
-		{"swap app reverted", 1, 0, slot(OLD_APP, 1, 1, 0), slot(NEW_APP, 0, 0, 0), NULL,
-		 FGW_FLEET_VERDICT_REVERTED},
-		{"app still pending", 2, 0, slot(OLD_APP, 1, 1, 0), slot(NEW_APP, 0, 0, 1), NULL,
-		 FGW_FLEET_VERDICT_NOT_APPLIED},
-		{"app rejected by mcuboot", 2, 0, slot(OLD_APP, 1, 1, 0), {0}, NULL,
-		 FGW_FLEET_VERDICT_REJECTED},
-		{"net gone, no version", 2, 1, {0}, {0}, NULL, FGW_FLEET_VERDICT_UNVERIFIED},
-		{"net version new", 2, 1, {0}, {0}, "1.2.0", FGW_FLEET_VERDICT_OK},
-		{"net version old", 2, 1, {0}, {0}, "1.0.0", FGW_FLEET_VERDICT_REJECTED},
-		{"net still staged", 2, 1, {0}, slot(NEW_NET, 0, 0, 1), NULL,
-		 FGW_FLEET_VERDICT_NOT_APPLIED},
-		{"net staged, unmarked", 2, 1, {0}, slot(NEW_NET, 0, 0, 0), NULL,
-		 FGW_FLEET_VERDICT_NOT_APPLIED},
-		{"net readable and new", 2, 1, slot(NEW_NET, 1, 1, 0), {0}, NULL,
-		 FGW_FLEET_VERDICT_OK},
+	    {"overwrite app ok", 2, 0, slot(NEW_APP, 1, 1, 0), {0}, NULL, FGW_FLEET_VERDICT_OK},
+	    {"swap app test boot", 1, 0, slot(NEW_APP, 1, 0, 0), slot(OLD_APP, 0, 1, 0), NULL,
+	     FGW_FLEET_VERDICT_NEEDS_CONFIRM},
+	    {"swap app confirmed", 3, 0, slot(NEW_APP, 1, 1, 0), slot(OLD_APP, 0, 0, 0), NULL,
+	     FGW_FLEET_VERDICT_OK},
+	    {"swap app reverted", 1, 0, slot(OLD_APP, 1, 1, 0), slot(NEW_APP, 0, 0, 0), NULL,
+	     FGW_FLEET_VERDICT_REVERTED},
+	    {"app still pending", 2, 0, slot(OLD_APP, 1, 1, 0), slot(NEW_APP, 0, 0, 1), NULL,
+	     FGW_FLEET_VERDICT_NOT_APPLIED},
+	    {"app rejected by mcuboot",
+	     2,
+	     0,
+	     slot(OLD_APP, 1, 1, 0),
+	     {0},
+	     NULL,
+	     FGW_FLEET_VERDICT_REJECTED},
+	    {"net gone, no version", 2, 1, {0}, {0}, NULL, FGW_FLEET_VERDICT_UNVERIFIED},
+	    {"net version new", 2, 1, {0}, {0}, "1.2.0", FGW_FLEET_VERDICT_OK},
+	    {"net version old", 2, 1, {0}, {0}, "1.0.0", FGW_FLEET_VERDICT_REJECTED},
+	    {"net still staged",
+	     2,
+	     1,
+	     {0},
+	     slot(NEW_NET, 0, 0, 1),
+	     NULL,
+	     FGW_FLEET_VERDICT_NOT_APPLIED},
+	    {"net staged, unmarked",
+	     2,
+	     1,
+	     {0},
+	     slot(NEW_NET, 0, 0, 0),
+	     NULL,
+	     FGW_FLEET_VERDICT_NOT_APPLIED},
+	    {"net readable and new", 2, 1, slot(NEW_NET, 1, 1, 0), {0}, NULL, FGW_FLEET_VERDICT_OK},
 	};
 	struct fgw_fleet_release_view r = release();
 
@@ -236,8 +250,8 @@ static void test_halt(void **state)
 	assert_true(fgw_fleet_should_halt(&c, 0.2, why, sizeof(why)));
 	assert_non_null(strstr(why, "canary"));
 	/* Canary clean, then 1 failure in 3 finished: too few to judge at 0.2 (needs 5). */
-	c = (struct fgw_fleet_rollout_counts){.canary_total = 2, .canary_finished = 2,
-					      .finished = 3, .failed = 1};
+	c = (struct fgw_fleet_rollout_counts){
+	    .canary_total = 2, .canary_finished = 2, .finished = 3, .failed = 1};
 	assert_true(fgw_fleet_canary_passed(&c));
 	assert_false(fgw_fleet_should_halt(&c, 0.2, why, sizeof(why)));
 	c.finished = 5;
@@ -264,16 +278,16 @@ static void test_backoff(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_plan_fresh_overwrite),
-		cmocka_unit_test(test_plan_swap_marks_test),
-		cmocka_unit_test(test_plan_up_to_date),
-		cmocka_unit_test(test_plan_resume_after_crash),
-		cmocka_unit_test(test_plan_foreign_pending),
-		cmocka_unit_test(test_plan_unconfirmed_test_boot),
-		cmocka_unit_test(test_verify),
-		cmocka_unit_test(test_canary_quota),
-		cmocka_unit_test(test_halt),
-		cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_plan_fresh_overwrite),
+	    cmocka_unit_test(test_plan_swap_marks_test),
+	    cmocka_unit_test(test_plan_up_to_date),
+	    cmocka_unit_test(test_plan_resume_after_crash),
+	    cmocka_unit_test(test_plan_foreign_pending),
+	    cmocka_unit_test(test_plan_unconfirmed_test_boot),
+	    cmocka_unit_test(test_verify),
+	    cmocka_unit_test(test_canary_quota),
+	    cmocka_unit_test(test_halt),
+	    cmocka_unit_test(test_backoff),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

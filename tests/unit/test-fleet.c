@@ -71,7 +71,7 @@ static void test_overwrite_confirms_at_once(void **state)
 	struct fx *x = *state;
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
 
-	d->mode = FGW_FLEET_BOOT_OVERWRITE;
+	d->mode = FGW_MCUBOOT_MODE_OVERWRITE_ONLY;
 	fx_start(x, true);
 	fx_seen(x, d);
 	come_back(x, d);
@@ -101,7 +101,7 @@ static void test_unsupported_mode_fails(void **state)
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
 	struct fgw_fleet_stats st;
 
-	d->mode = FGW_FLEET_BOOT_DIRECT_XIP;
+	d->mode = FGW_MCUBOOT_MODE_DIRECT_XIP;
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "failed");
@@ -272,6 +272,43 @@ static void test_failed_image_check_is_erased_not_marked(void **state)
 	assert_int_equal(d->erases, 1);
 	assert_false(d->s[0].corrupt); /* what booted is the bytes uploaded again */
 	assert_true(d->s[0].active && d->s[0].confirmed);
+}
+
+/* #18 item 3: the memory of a failed image check survives a restart of the daemon. */
+static void test_failed_image_check_survives_restart(void **state)
+{
+	struct fx *x = *state;
+	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
+	struct fgw_store_job_rec rec;
+	unsigned full;
+	char buf[512];
+
+	d->check_fails = 1;
+	x->o.backoff_base_ms = x->o.backoff_max_ms = 60000; /* held queued across the restart */
+	fx_start(x, true);
+	fx_seen(x, d);
+	for (uint64_t end = fgw_now_ms() + WAIT_MS;
+	     !strstr(fx_history(x, d->address, buf, sizeof(buf)), "uploading>queued") &&
+	     fgw_now_ms() < end;)
+		uv_run(&x->loop, UV_RUN_ONCE);
+	assert_non_null(strstr(buf, "uploading>queued"));
+	full = d->chunks; /* one whole upload, whose check failed */
+	fx_stop(x);
+	assert_int_equal(fgw_store_job_ensure(x->store, d->address, "r1", false, 0, &rec, NULL), 0);
+	assert_int_equal(rec.distrust_slots, 1);
+
+	fx_start(x, true);
+	fx_advance(x, 61000);
+	fx_seen(x, d);
+	come_back(x, d);
+	assert_state(x, d, "done");
+	/* Erased and uploaded whole again, never marked on the strength of its hash field. */
+	assert_int_equal(d->corrupt_marks, 0);
+	assert_int_equal(d->erases, 1);
+	assert_int_equal(d->chunks - full, full);
+	assert_false(d->s[0].corrupt);
+	assert_int_equal(fgw_store_job_ensure(x->store, d->address, "r1", false, 0, &rec, NULL), 0);
+	assert_int_equal(rec.distrust_slots, 0);
 }
 
 static void test_unseen_devices_stay_in_the_store(void **state)
@@ -454,12 +491,12 @@ static void test_operator_retry(void **state)
 	struct fx *x = *state;
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
 
-	d->mode = FGW_FLEET_BOOT_DIRECT_XIP;
+	d->mode = FGW_MCUBOOT_MODE_DIRECT_XIP;
 	fx_start(x, true);
 	assert_int_equal(fgw_fleet_retry(x->fleet, d->address), -ENOENT);
 	fx_seen(x, d);
 	assert_state(x, d, "failed");
-	d->mode = FGW_FLEET_BOOT_SWAP_MOVE;
+	d->mode = FGW_MCUBOOT_MODE_SWAP_WITHOUT_SCRATCH;
 	assert_int_equal(fgw_fleet_retry(x->fleet, d->address), 0);
 	assert_int_equal(x->fleet->counts.failed, 0);
 	come_back(x, d);
@@ -476,7 +513,7 @@ static void test_failed_canary_halts(void **state)
 
 	x->rel.canary_percent = 50;
 	x->rel.max_failure_rate = 0.2;
-	a->mode = FGW_FLEET_BOOT_DIRECT_XIP;
+	a->mode = FGW_MCUBOOT_MODE_DIRECT_XIP;
 	fx_start(x, true);
 	fx_seen(x, a); /* the first target is the canary */
 	fx_seen(x, b);
@@ -802,6 +839,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_foreign_pending_image_erased, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_image_check_is_erased_not_marked, fx_setup,
+					    fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_image_check_survives_restart, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_unseen_devices_stay_in_the_store, fx_setup,
 					    fx_teardown),

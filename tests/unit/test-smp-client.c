@@ -30,6 +30,7 @@ struct result {
 	bool cb_before_return;
 	struct fgw_smp_hdr hdr;
 	struct fgw_smp_status status;
+	struct fgw_smp_upload_rsp upload;
 	uint8_t payload[512];
 	size_t len;
 	bool free_client; /* free the client from inside the callback */
@@ -55,6 +56,7 @@ static void on_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
 	if (rsp) {
 		r->hdr = rsp->hdr;
 		r->status = rsp->status;
+		r->upload = rsp->upload;
 		r->len = FGW_MIN(rsp->len, sizeof(r->payload));
 		memcpy(r->payload, rsp->payload, r->len);
 	}
@@ -106,6 +108,25 @@ static int send_req(struct fx *f, const struct fgw_smp_req *req, unsigned timeou
 
 	r->fx = f;
 	e = fgw_smp_client_request(f->c, req, timeout, on_rsp, r, on_destroy, NULL);
+	r->returned = true;
+	return e;
+}
+
+/* An upload chunk packed as the upload engine packs it, sent without a copy. */
+static int send_upload(struct fx *f, const struct fgw_smp_upload_chunk *ch, unsigned timeout,
+		       struct result *r, const struct fgw_buf **ret_pkt)
+{
+	struct fgw_buf *b = fgw_buf_new(512);
+	size_t len;
+	int e;
+
+	assert_non_null(b);
+	assert_int_equal(fgw_smp_upload_encode(ch, fgw_buf_data(b), fgw_buf_capacity(b), &len), 0);
+	assert_int_equal(fgw_buf_set_len(b, len), 0);
+	if (ret_pkt)
+		*ret_pkt = b;
+	r->fx = f;
+	e = fgw_smp_client_send(f->c, b, timeout, on_rsp, r, on_destroy, NULL);
 	r->returned = true;
 	return e;
 }
@@ -242,14 +263,13 @@ static void test_device_errors(void **state)
 	    {.answer = not_map, .answer_len = sizeof(not_map)},
 	};
 	struct fgw_smp_upload_chunk ch = {.total = 64, .off = 0, .data = v2, .data_len = 32};
-	struct fgw_smp_req up, pa;
+	struct fgw_smp_req pa;
 	struct result r1 = {0}, r2 = {0}, r3 = {0};
 
 	v1[0] = 0x09; /* Zephyr answers a v2 request for an unknown command: v2 header, rc 8 */
 	peer_play(f->peer, steps, 3);
-	assert_int_equal(fgw_smp_req_img_upload(&ch, &up), 0);
 	assert_int_equal(fgw_smp_req_params(&pa), 0);
-	assert_int_equal(send_req(f, &up, 1000, &r1), 0);
+	assert_int_equal(send_upload(f, &ch, 1000, &r1, NULL), 0);
 	run_until(f, &r1);
 	assert_int_equal(r1.err, 0);
 	assert_true(r1.status.has_err);
@@ -261,10 +281,9 @@ static void test_device_errors(void **state)
 	assert_int_equal(r2.status.rc, 8);
 	/* rc 8 is not a version problem: the client stays on v2 */
 	assert_int_equal(fgw_smp_client_get_version(f->c), FGW_SMP_V2);
-	assert_int_equal(send_req(f, &up, 1000, &r3), 0);
+	assert_int_equal(send_upload(f, &ch, 1000, &r3, NULL), 0);
 	run_until(f, &r3);
 	assert_int_equal(r3.err, -EBADMSG);
-	fgw_smp_req_done(&up);
 	fgw_smp_req_done(&pa);
 	free(v1);
 	free(v2);
@@ -328,6 +347,99 @@ static void test_version_fallback(void **state)
 	assert_int_equal(peer_sent(f->peer), 3);
 	assert_int_equal(fgw_smp_client_get_version(f->c), FGW_SMP_V2);
 	fgw_smp_req_done(&req);
+}
+
+/*
+ * The client keeps the packet it was handed and sends that same object again after rc 12,
+ * restamped as v2: no copy. Unless the transport still holds it (queued writes): then the
+ * resend goes out from a copy and the queued bytes do not change under the transport.
+ */
+static void test_resend_same_packet(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t too_old[] = {0x03, 0, 0, 5, 0, 1, 0, 1, 0xa1, 0x62, 'r', 'c', 0x0c};
+	static const uint8_t off32[] = {0x0b, 0,    0,	 7,   0,   1,	 0,   1,
+					0xa1, 0x63, 'o', 'f', 'f', 0x18, 0x20};
+	struct peer_step steps[] = {
+	    {.answer = too_old, .answer_len = sizeof(too_old)},
+	    {.answer = off32, .answer_len = sizeof(off32)},
+	    {.answer = too_old, .answer_len = sizeof(too_old)},
+	    {.answer = off32, .answer_len = sizeof(off32)},
+	};
+	static const uint8_t data[32] = {1, 2, 3};
+	static const uint8_t sha[32] = {9};
+	struct fgw_smp_upload_chunk ch = {
+	    .total = 64, .off = 0, .sha = sha, .data = data, .data_len = 32};
+	struct result r1 = {0}, r2 = {0};
+	const struct fgw_buf *pkt, *held;
+
+	peer_play(f->peer, steps, 4);
+	fgw_smp_client_set_version(f->c, FGW_SMP_V1);
+	assert_int_equal(send_upload(f, &ch, 1000, &r1, &pkt), 0);
+	assert_ptr_equal(peer_last_packet(f->peer), pkt);
+	run_until(f, &r1);
+	assert_int_equal(r1.err, 0);
+	assert_int_equal(peer_sent(f->peer), 2);
+	assert_ptr_equal(peer_last_packet(f->peer), pkt); /* the same object went out again */
+	assert_int_equal(r1.hdr.version, FGW_SMP_V2);
+	/* the answer was read once, its off handed over with the status */
+	assert_true(fgw_smp_status_ok(&r1.status));
+	assert_true(r1.upload.has_off);
+	assert_int_equal(r1.upload.off, 32);
+
+	peer_hold_packets(f->peer, true);
+	fgw_smp_client_set_version(f->c, FGW_SMP_V1);
+	assert_int_equal(send_upload(f, &ch, 1000, &r2, &pkt), 0);
+	held = peer_held_packet(f->peer);
+	assert_ptr_equal(held, pkt);
+	run_until(f, &r2);
+	assert_int_equal(r2.err, 0);
+	assert_int_equal(peer_sent(f->peer), 4);
+	assert_ptr_not_equal(peer_last_packet(f->peer), held);
+	/* what the transport holds still reads v1 WRITE; the copy went out as v2 */
+	assert_int_equal(fgw_buf_data(peer_held_packet(f->peer))[0], 0x02);
+	assert_int_equal(r2.hdr.version, FGW_SMP_V2);
+	assert_int_equal(peer_mismatches(f->peer), 0);
+	peer_hold_packets(f->peer, false);
+}
+
+/*
+ * A packet handed over is the client's even when sending fails: the transport's -ENOMEM or
+ * -ENOBUFS, a packet above max_packet, a header that is no request. No callback runs, and
+ * ASan's leak check sees every reference dropped.
+ */
+static void test_send_failures(void **state)
+{
+	struct fx *f = *state;
+	static const uint8_t data[32];
+	struct fgw_smp_upload_chunk ch = {.total = 64, .off = 0, .data = data, .data_len = 32};
+	struct result r = {0};
+	struct fgw_buf *b;
+
+	peer_play(f->peer, NULL, 0);
+	peer_fail_sends(f->peer, -ENOMEM);
+	assert_int_equal(send_upload(f, &ch, 1000, &r, NULL), -ENOMEM);
+	peer_fail_sends(f->peer, -ENOBUFS);
+	assert_int_equal(send_upload(f, &ch, 1000, &r, NULL), -ENOBUFS);
+	peer_fail_sends(f->peer, 0);
+	fgw_smp_client_set_max_packet(f->c, 40);
+	assert_int_equal(send_upload(f, &ch, 1000, &r, NULL), -EMSGSIZE);
+	fgw_smp_client_set_max_packet(f->c, 0);
+	/* a response header, and one whose length disagrees with the packet */
+	b = fgw_buf_new(16);
+	assert_int_equal(fgw_buf_set_len(b, 9), 0);
+	memcpy(fgw_buf_data(b), (const uint8_t[]){0x0b, 0, 0, 1, 0, 1, 0, 1, 0xa0}, 9);
+	assert_int_equal(fgw_smp_client_send(f->c, b, 1000, on_rsp, &r, on_destroy, NULL), -EINVAL);
+	b = fgw_buf_new(16);
+	assert_int_equal(fgw_buf_set_len(b, 9), 0);
+	memcpy(fgw_buf_data(b), (const uint8_t[]){0x0a, 0, 0, 2, 0, 1, 0, 1, 0xa0}, 9);
+	assert_int_equal(fgw_smp_client_send(f->c, b, 1000, on_rsp, &r, on_destroy, NULL), -EINVAL);
+	assert_int_equal(fgw_smp_client_send(f->c, NULL, 1000, on_rsp, &r, on_destroy, NULL),
+			 -EINVAL);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+	assert_int_equal(r.calls + r.destroyed, 0);
+	assert_int_equal(fgw_smp_client_pending(f->c), 0);
+	assert_int_equal(peer_sent(f->peer), 0);
 }
 
 /* Link loss fails what is in flight with the transport's error; sending then -ENOTCONN. */
@@ -475,6 +587,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_device_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_command, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_version_fallback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_resend_same_packet, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_send_failures, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_disconnect, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_cancels, setup, teardown),

@@ -2,6 +2,8 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -64,6 +66,81 @@ static void test_url_redact(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 		assert_string_equal(fgw_url_redact(cases[i][0], buf, sizeof(buf)), cases[i][1]);
 	assert_string_equal(fgw_url_redact("https://u:p@h/x", buf, 6), "https");
+}
+
+static void test_enum_names(void **state)
+{
+	enum { A, B, GAP, C, MAX };
+	static const char *const names[MAX] = {[A] = "a", [B] = "b", [C] = "c"};
+
+	assert_string_equal(FGW_ENUM_NAME(names, A), "a");
+	assert_string_equal(FGW_ENUM_NAME(names, C), "c");
+	assert_null(FGW_ENUM_NAME(names, GAP));
+	assert_null(FGW_ENUM_NAME(names, MAX));
+	assert_null(FGW_ENUM_NAME(names, -22));
+	assert_int_equal(FGW_ENUM_VALUE(names, "b"), B);
+	assert_int_equal(FGW_ENUM_VALUE(names, "c"), C);
+	assert_int_equal(FGW_ENUM_VALUE(names, "B"), -EINVAL);
+	assert_int_equal(FGW_ENUM_VALUE(names, ""), -EINVAL);
+	assert_int_equal(FGW_ENUM_VALUE(names, NULL), -EINVAL);
+}
+
+static void test_ble_addr(void **state)
+{
+	char a[FGW_BLE_ADDR_STRLEN];
+
+	assert_int_equal(fgw_ble_addr_parse("c0:0a:bb:Cd:eF:09", a), 0);
+	assert_string_equal(a, "C0:0A:BB:CD:EF:09");
+	assert_int_equal(fgw_ble_addr_parse("C0:00:00:00:00:01", a), 0);
+	assert_string_equal(a, "C0:00:00:00:00:01");
+	/* one rule: ':' only, exactly six bytes, nothing around */
+	assert_int_equal(fgw_ble_addr_parse("C0_00_00_00_00_01", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse("C0:00:00:00:00:0", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse("C0:00:00:00:00:001", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse(" C0:00:00:00:00:01", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse("C0:00:00:00:00:0G", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse("C0:00:00:00:0:001", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse("", a), -EINVAL);
+	assert_int_equal(fgw_ble_addr_parse(NULL, a), -EINVAL);
+	assert_string_equal(a, "C0:00:00:00:00:01"); /* untouched by a refusal */
+}
+
+static void test_fsync_path(void **state)
+{
+	char dir[] = "/tmp/fgw-test-util-XXXXXX", file[64];
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(file, sizeof(file), "%s/f", dir);
+	f = fopen(file, "w");
+	assert_non_null(f);
+	fputs("x", f);
+	fclose(f);
+	assert_int_equal(fgw_fsync_path(dir), 0);
+	assert_int_equal(fgw_fsync_path(file), 0);
+	assert_int_equal(unlink(file), 0);
+	assert_int_equal(fgw_fsync_path(file), -ENOENT);
+	assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_buf_grow(void **state)
+{
+	char *buf = NULL;
+	size_t cap = 0;
+
+	assert_true(fgw_buf_grow(&buf, &cap, 10, 1 << 20));
+	assert_non_null(buf);
+	assert_int_equal(cap, 4096); /* at least 4 KiB */
+	assert_true(fgw_buf_grow(&buf, &cap, 4096, 1 << 20));
+	assert_int_equal(cap, 4096); /* enough already */
+	assert_true(fgw_buf_grow(&buf, &cap, 4097, 1 << 20));
+	assert_int_equal(cap, 8192); /* doubled */
+	assert_true(fgw_buf_grow(&buf, &cap, 9000, 10000));
+	assert_int_equal(cap, 10000); /* doubling stops at the cap */
+	/* over the cap: refused, the buffer as it was */
+	assert_false(fgw_buf_grow(&buf, &cap, 10001, 10000));
+	assert_int_equal(cap, 10000);
+	free(buf);
 }
 
 static void test_log_levels(void **state)
@@ -160,13 +237,41 @@ static void test_log_escapes_messages(void **state)
 	assert_ptr_equal(strchr(out, '\n'), out + n - 1);
 }
 
+/* The shared packet buffer: writable by its only holder, sized once, freed with the last. */
+static void test_buf(void **state)
+{
+	struct fgw_buf *b = fgw_buf_new(16), *r;
+
+	assert_null(fgw_buf_new(SIZE_MAX)); /* out of memory is NULL, not a wrapped size */
+	assert_non_null(b);
+	assert_int_equal(fgw_buf_len(b), 0);
+	assert_int_equal(fgw_buf_capacity(b), 16);
+	assert_false(fgw_buf_shared(b));
+	assert_int_equal(fgw_buf_set_len(b, 17), -EMSGSIZE);
+	assert_int_equal(fgw_buf_set_len(b, 16), 0);
+	memset(fgw_buf_data(b), 0xab, 16);
+	r = fgw_buf_ref(b);
+	assert_ptr_equal(r, b);
+	assert_true(fgw_buf_shared(b));
+	assert_null(fgw_buf_unref(r));
+	assert_false(fgw_buf_shared(b));
+	assert_int_equal(fgw_buf_data(b)[15], 0xab);
+	assert_null(fgw_buf_unref(b)); /* ASan: freed here, once */
+	assert_null(fgw_buf_unref(NULL));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hex),
+	    cmocka_unit_test(test_buf),
 	    cmocka_unit_test(test_parse_int),
 	    cmocka_unit_test(test_parse_bool),
 	    cmocka_unit_test(test_log_levels),
+	    cmocka_unit_test(test_enum_names),
+	    cmocka_unit_test(test_ble_addr),
+	    cmocka_unit_test(test_fsync_path),
+	    cmocka_unit_test(test_buf_grow),
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_escape_truncates_whole_pieces),
 	    cmocka_unit_test(test_log_escapes_messages),

@@ -33,6 +33,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -296,6 +297,22 @@ class World:
             except (OSError, ValueError):
                 time.sleep(0.1)
         raise DemoError("fotagwd's API did not come up:\n" + self.tail("fotagwd"))
+
+    def enroll(self, devs, fotactl):
+        """The fleet list an operator would import: every device, with its own passkey where
+        it requires an authenticated link. The file holds secrets: mode 0600, and the passkeys
+        travel in the request body, never on a command line."""
+        path = os.path.join(self.tmp, "gw", "fleet.csv")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("address,passkey,group,label\n")
+            for i, d in enumerate(devs):
+                pk = d.get("passkey", "") if d.get("security") == "authen" else ""
+                f.write(f"C0:FF:EE:00:{i >> 8:02X}:{i & 255:02X},{pk},default,"
+                        f"demo bench {i}\n")
+        return run([fotactl, "--url", self.url, "--token-file",
+                    os.path.join(self.tmp, "gw", "api-token"), "devices", "import", path],
+                   self.out, self.tmp).strip()
 
     def check_gw(self):
         if self.gw and self.gw.poll() is not None:
@@ -561,6 +578,12 @@ def main():
                  f"release from file://{tmp}/srv)")
         w.start_gw()
         print(f"    REST API on {w.url}; try: fotactl --url {w.url} devices", flush=True)
+        authen = [f"fotagw-sim-{i:04d}" for i, d in enumerate(devs) if d.get("security") == "authen"]
+        out.step("enrol the fleet (enrollment = allowlist: a device nobody enrolled gets "
+                 "nothing); " + (f"{', '.join(authen)} require(s) a passkey-authenticated "
+                                 "link, their passkeys come with the enrollment"
+                                 if authen else "no device requires pairing"))
+        print("    " + w.enroll(devs, b["fotactl"]), flush=True)
         t0 = time.monotonic()
         deadline = t0 + timeout
         out.t0 = t0
@@ -597,7 +620,10 @@ def main():
                                "net_hash": rel.net_hash, "bundle_size": rel.bundle_size},
                    "devices_total": n, "rollout_s": round(rollout_s, 1), "finished": ok,
                    "ok": bool(ok and all_ok), "devices": rows,
-                   "rollout": w.get("/v1/rollout")}
+                   "rollout": w.get("/v1/rollout"),
+                   # what the simulated devices themselves say about pairing (their log)
+                   "paired": dict(re.findall(r"event: paired, device: (\S+), level: (\w+)",
+                                             w.tail("sim", 1 << 30)))}
         if os.environ.get("DEMO_SUMMARY"):
             with open(os.environ["DEMO_SUMMARY"], "w") as f:
                 json.dump(summary, f, indent=1)

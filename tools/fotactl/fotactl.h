@@ -40,3 +40,7 @@ int fotactl_sign_manifest(const struct fotactl_ctx *ctx, int argc, char **argv);
 extern const char fotactl_release_usage[];
 /* Whether @name is a subcommand of `fotactl release`. */
 bool fotactl_release_has_sub(const char *name);
+
+/* devices.c: `fotactl devices enroll | import | forget` (argv[1] is the verb). */
+bool fotactl_devices_is_change(int argc, char **argv);
+int fotactl_devices_change(const struct fotactl_ctx *ctx, int argc, char **argv);

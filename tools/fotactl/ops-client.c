@@ -103,14 +103,9 @@ void ops_conn_close(struct ops_conn *c)
 	*c = (struct ops_conn){0};
 }
 
-struct buf {
-	char *data;
-	size_t len;
-};
-
 static size_t on_data(char *ptr, size_t size, size_t n, void *user_data)
 {
-	struct buf *b = user_data;
+	struct ops_body *b = user_data;
 	size_t add = size * n;
 	char *p;
 
@@ -126,30 +121,49 @@ static size_t on_data(char *ptr, size_t size, size_t n, void *user_data)
 	return add;
 }
 
-int ops_request(struct ops_conn *c, const char *method, const char *path, const char *body,
-		long *ret_status, cJSON **ret_json, char *err, size_t err_size)
+void ops_body_clear(struct ops_body *b)
 {
-	_cleanup_free_ char *url = NULL, *auth = NULL;
-	struct curl_slist *hdrs = NULL;
-	struct buf b = {0};
-	CURLcode rc;
-	CURL *h = c->curl;
+	free(b->data);
+	*b = (struct ops_body){0};
+}
 
-	if (asprintf(&url, "%s%s", c->url, path) < 0)
-		return -ENOMEM;
+void ops_curl_setup(void *curl, const char *url, struct ops_body *b)
+{
+	CURL *h = curl;
+
+	ops_body_clear(b);
 	curl_easy_reset(h);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 15000L);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+}
+
+int ops_request(struct ops_conn *c, const char *method, const char *path, const char *body,
+		long *ret_status, cJSON **ret_json, char *err, size_t err_size)
+{
+	_cleanup_free_ char *url = NULL, *auth = NULL;
+	struct curl_slist *hdrs = NULL;
+	struct ops_body b = {0};
+	CURLcode rc;
+	CURL *h = c->curl;
+
+	if (asprintf(&url, "%s%s", c->url, path) < 0)
+		return -ENOMEM;
+	ops_curl_setup(h, url, &b);
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	if (strcmp(method, "POST") == 0) {
+	if (strcmp(method, "POST") == 0 || strcmp(method, "DELETE") == 0) {
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, body ? body : "");
-		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		if (strcmp(method, "DELETE") == 0)
+			curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+		hdrs = curl_slist_append(hdrs,
+					 c->content_type && strcmp(c->content_type, "text/csv") == 0
+					     ? "Content-Type: text/csv"
+					     : "Content-Type: application/json");
 		if (c->token) {
 			if (asprintf(&auth, "Authorization: Bearer %s", c->token) < 0) {
 				curl_slist_free_all(hdrs);

@@ -22,7 +22,8 @@ struct ops_conn {
 	char *token_file; /* where the token came from, for messages */
 	int token_err;	  /* why the token file could not be read, 0 if it could */
 	bool json;
-	void *curl; /* CURL *, reused across requests (keep-alive) */
+	const char *content_type; /* of request bodies; NULL: application/json */
+	void *curl;		  /* CURL *, reused across requests (keep-alive) */
 };
 
 /* The options every ops command takes after its name (besides the global ones). */
@@ -42,10 +43,23 @@ void ops_conn_close(struct ops_conn *c);
 /*
  * One request. 0 with the HTTP status and the parsed JSON body (NULL if not JSON), or -errno
  * when the gateway could not be reached (message printed to @err unless NULL). @body may be
- * NULL. POSTs carry the token when one is known.
+ * NULL. POSTs and DELETEs carry the token when one is known.
  */
 int ops_request(struct ops_conn *c, const char *method, const char *path, const char *body,
 		long *ret_status, cJSON **ret_json, char *err, size_t err_size);
+
+/* A response body as it arrives (NUL-terminated), at most 32 MiB. */
+struct ops_body {
+	char *data;
+	size_t len;
+};
+void ops_body_clear(struct ops_body *b);
+/*
+ * Resets the curl easy handle @curl and sets it up for @url the way every request of fotactl
+ * goes: timeouts (3 s to connect, 15 s in all), HTTP(S) only, no signals, the body into @b
+ * (cleared first). ops_request() and the live view of watch.c (curl multi) both use it.
+ */
+void ops_curl_setup(void *curl, const char *url, struct ops_body *b);
 
 /*
  * GET @path expecting 200 and JSON; on anything else prints the gateway's error message

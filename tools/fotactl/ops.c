@@ -16,6 +16,11 @@
 const char fotactl_ops_usage[] =
     "devices [--state S[,S...]] [--group G] [--release R] [--limit N]\n"
     "                               devices in address order, all pages\n"
+    "devices enroll ADDR [--passkey-file F] [--board B] [--group G] [--label L]\n"
+    "                               enrol a device: it may get firmware (needs the token)\n"
+    "devices import FILE.csv        enrol every device of FILE (header line; columns\n"
+    "                               address,passkey,board,group,label): all or none\n"
+    "devices forget ADDR            forget a device: registry row, jobs, its passkey\n"
     "device ADDR                    one device: images, job, recent events\n"
     "rollout                        the current rollout: counts, failure rate, failures\n"
     "releases                       releases the gateway knows\n"
@@ -149,6 +154,8 @@ int fotactl_devices(const struct fotactl_ctx *ctx, int argc, char **argv)
 	int64_t limit = INT64_MAX, shown = 0;
 	int c, r = FOTACTL_EXIT_FAILED;
 
+	if (fotactl_devices_is_change(argc, argv))
+		return fotactl_devices_change(ctx, argc, argv);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (common_opt(c, &o))
 			continue;
@@ -494,9 +501,11 @@ static int post(struct ops_conn *conn, const char *path, const char *body, const
 		if (conn->token_file)
 			fprintf(stderr, "fotactl: cannot read token file '%s': %s\n",
 				conn->token_file,
-				conn->token_err == -EINVAL ? "not a token (16 to 4096 visible "
-							     "ASCII characters)"
-							   : strerror(-conn->token_err));
+				conn->token_err == -EINVAL
+				    ? "not a token (16 to 4096 visible ASCII characters)"
+				: conn->token_err == -EPERM
+				    ? "others can read it (a token must be secret: chmod o-rwx it)"
+				    : strerror(-conn->token_err));
 		else
 			fprintf(stderr,
 				"fotactl: %s needs the API token: give --token-file FILE "

@@ -34,7 +34,6 @@ const char fotactl_watch_usage[] =
 	"connecting,probing,uploading,marking,resetting,rebooting,verifying,confirming"
 #define PATH_ROLLOUT "/v1/rollout"
 #define PATH_DEVICES "/v1/devices?limit=1000&state=" ACTIVE_STATES
-#define MAX_BODY (32u * 1024 * 1024)
 
 /* What one frame shows: the two answers, or why there are none. */
 struct fetched {
@@ -329,8 +328,7 @@ static void fetch_blocking(struct ops_conn *c, struct fetched *fx)
 struct req {
 	CURL *h;
 	char *url;
-	char *body;
-	size_t len;
+	struct ops_body body;
 	bool running;
 	CURLcode rc;
 };
@@ -340,24 +338,6 @@ struct http {
 	struct req q[2]; /* rollout, devices */
 	unsigned running;
 };
-
-static size_t on_body(char *ptr, size_t size, size_t n, void *user_data)
-{
-	struct req *q = user_data;
-	size_t add = size * n;
-	char *p;
-
-	if (q->len + add > MAX_BODY)
-		return 0; /* curl reports a write error */
-	p = realloc(q->body, q->len + add + 1);
-	if (!p)
-		return 0;
-	memcpy(p + q->len, ptr, add);
-	q->body = p;
-	q->len += add;
-	q->body[q->len] = '\0';
-	return add;
-}
 
 static int http_init(struct http *h, const struct ops_conn *c)
 {
@@ -381,7 +361,7 @@ static void http_done(struct http *h)
 			curl_multi_remove_handle(h->m, h->q[i].h);
 		curl_easy_cleanup(h->q[i].h);
 		free(h->q[i].url);
-		free(h->q[i].body);
+		ops_body_clear(&h->q[i].body);
 	}
 	curl_multi_cleanup(h->m);
 }
@@ -392,17 +372,7 @@ static void http_start(struct http *h)
 		struct req *q = &h->q[i];
 		CURL *e = q->h;
 
-		free(q->body);
-		q->body = NULL;
-		q->len = 0;
-		curl_easy_reset(e);
-		curl_easy_setopt(e, CURLOPT_URL, q->url);
-		curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
-		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 15000L);
-		curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-		curl_easy_setopt(e, CURLOPT_WRITEDATA, q);
-		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+		ops_curl_setup(e, q->url, &q->body);
 		q->running = curl_multi_add_handle(h->m, e) == CURLM_OK;
 		q->rc = q->running ? CURLE_OK : CURLE_OUT_OF_MEMORY;
 		h->running += q->running;
@@ -435,9 +405,9 @@ static bool http_step(struct http *h, struct fetched *fx)
 			continue;
 		}
 		curl_easy_getinfo(q->h, CURLINFO_RESPONSE_CODE, i ? &fx->st2 : &fx->st1);
-		if (q->body) {
+		if (q->body.data) {
 			cJSON **j = i ? &fx->devs : &fx->ro;
-			*j = cJSON_ParseWithLength(q->body, q->len);
+			*j = cJSON_ParseWithLength(q->body.data, q->body.len);
 			/* Device and network text, bound for the terminal: escaped, as ops_request
 			 * does for the blocking path. Without memory for that, nothing is shown. */
 			if (*j && ops_sanitize_tree(*j) < 0) {

@@ -163,6 +163,14 @@ vm_wait 60 "fotagw.service active after restart" \
 	bash -c '[ "$(systemctl is-active fotagw.service)" = active ]' || vm_fail "restart"
 PID=$(main_pid)
 
+# README step 5: enrol the devices ([fleet] enrollment = allowlist, the default), with the
+# installed fotactl and the token file the config names; the API may take a moment to listen.
+enroll_both() {
+	fotactl devices enroll "$(bt_adapter_addr hci1)" --label sim-hci1 &&
+		fotactl devices enroll "$(bt_adapter_addr hci2)" --label sim-hci2
+} >>"$L/enroll.log" 2>&1
+vm_wait 30 "both devices enrolled" enroll_both || vm_fail "fotactl devices enroll (logs/enroll.log)"
+
 # ---- 7. the rollout, through the real bluetoothd -----------------------------------------------
 # fotactl reads [api] of /etc/fotagw/fotagw.conf, as an administrator would.
 cat >"$W/states.py" <<'PY'
