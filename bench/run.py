@@ -292,7 +292,9 @@ def run_fleet(bench, tmp, adapters=1, name="gw"):
         bus = simctl.Bus()
         sim = simctl.Sim(bench.sim, devices=FLEET_DEVICES, bluez=True, bus=bus, args=args)
         rel = ft.Release(bench.fotactl, tmp, ng.srv, app_size=FLEET_APP, net_size=FLEET_NET,
-                         canary=0, rate=0.5)
+                         canary=0, rate=0.5,
+                         # the policy must not cap what several adapters may carry
+                         max_concurrent=FLEET_MAX_CONN * adapters)
         sizes = [os.path.getsize(os.path.join(tmp, f"{k}-{rel.version}.bin"))
                  for k in ("app", "net")]
         gwdir = os.path.join(tmp, name)

@@ -88,6 +88,8 @@ static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 		return;
 	fgw_fleet_device_seen(d->fleet, info->addr, "ble", info->name,
 			      info->has_rssi ? &rssi : NULL);
+	/* the adapter that hears it best: uploads are paced per adapter */
+	fgw_fleet_device_radio(d->fleet, info->addr, info->adapter);
 }
 
 /*

@@ -135,6 +135,87 @@ static int provider_release_images(void *user_data, const char *release_id,
 	return 0;
 }
 
+/*
+ * Per adapter: what bluez knows (state, links, busy answers) beside what the fleet measures
+ * (upload limit, aggregate goodput, refusals). The ceiling is configured, not measured:
+ * BlueZ 5.66 does not expose a link's PHY, interval or data length.
+ */
+static size_t provider_adapters(void *user_data, struct fgw_api_adapter *ret, size_t max)
+{
+	struct fgw_daemon *d = user_data;
+	struct fgw_bluez_adapter_info bi[FGW_API_MAX_ADAPTERS];
+	struct fgw_fleet_radio_stats rs[FGW_FLEET_MAX_RADIOS];
+	size_t n, nr = 0;
+
+	if (!d->bluez)
+		return 0;
+	n = fgw_bluez_adapters(d->bluez, bi, ARRAY_SIZE(bi));
+	n = FGW_MIN(n, ARRAY_SIZE(bi));
+	if (d->fleet)
+		nr = FGW_MIN(fgw_fleet_radios(d->fleet, rs, ARRAY_SIZE(rs)), ARRAY_SIZE(rs));
+	for (size_t i = 0; i < n && i < max; i++) {
+		struct fgw_api_adapter *a = &ret[i];
+
+		*a = (struct fgw_api_adapter){
+		    .state = fgw_bluez_adapter_state_to_string(bi[i].state),
+		    .links = bi[i].links,
+		    .ready = bi[i].ready,
+		    .busy = bi[i].busy,
+		    .upload_limit = (unsigned) d->cfg.ble_max_connections,
+		    .ceiling_bps = d->cfg.ble_ceiling_bytes_per_s,
+		};
+		_Static_assert(sizeof(a->name) == sizeof(bi[i].name), "adapter names");
+		memcpy(a->name, bi[i].name, sizeof(a->name));
+		a->name[sizeof(a->name) - 1] = '\0';
+		for (size_t j = 0; j < nr; j++) {
+			if (strcmp(rs[j].name, bi[i].name) != 0)
+				continue;
+			a->upload_limit = rs[j].limit;
+			a->goodput_bps = rs[j].goodput_bps;
+			a->refused = rs[j].refused;
+		}
+	}
+	return n;
+}
+
+static void adapter_metrics(struct fgw_daemon *d, struct fgw_prom *w)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} fam[] = {
+	    {"fotagw_ble_adapter_links", "gauge", "Links connecting or connected, per adapter"},
+	    {"fotagw_ble_adapter_upload_limit", "gauge",
+	     "Concurrent uploads the scheduler allows on the adapter now"},
+	    {"fotagw_ble_adapter_goodput_bytes_per_second", "gauge",
+	     "Aggregate image bytes/s the adapter's devices acknowledged (sliding window)"},
+	    {"fotagw_ble_adapter_ceiling_bytes_per_second", "gauge",
+	     "Configured estimate of the adapter's radio ceiling ([ble] ceiling_bytes_per_s)"},
+	    {"fotagw_ble_adapter_ceiling_share", "gauge", "Goodput / the configured ceiling"},
+	    {"fotagw_ble_adapter_connect_busy_total", "counter",
+	     "Connect() answered busy (one LE connection attempt at a time)"},
+	    {"fotagw_ble_adapter_links_refused_total", "counter",
+	     "Links the adapter's controller refused while others were up"},
+	};
+	struct fgw_api_adapter a[FGW_API_MAX_ADAPTERS];
+	size_t n = FGW_MIN(provider_adapters(d, a, ARRAY_SIZE(a)), ARRAY_SIZE(a));
+
+	for (size_t f = 0; f < ARRAY_SIZE(fam); f++) {
+		fgw_prom_family(w, fam[f].name, fam[f].type, fam[f].help);
+		for (size_t i = 0; i < n; i++) {
+			const char *labels[] = {"adapter", a[i].name, NULL};
+			double v[] = {a[i].links,
+				      a[i].upload_limit,
+				      a[i].goodput_bps,
+				      a[i].ceiling_bps,
+				      a[i].ceiling_bps > 0 ? a[i].goodput_bps / a[i].ceiling_bps
+							   : 0,
+				      (double) a[i].busy,
+				      (double) a[i].refused};
+			fgw_prom_sample(w, fam[f].name, labels, v[f]);
+		}
+	}
+}
+
 static void provider_metrics(void *user_data, struct fgw_prom *w)
 {
 	struct fgw_daemon *d = user_data;
@@ -167,6 +248,7 @@ static void provider_metrics(void *user_data, struct fgw_prom *w)
 	fgw_prom_family(w, "fotagw_jobs_active", "gauge",
 			"Jobs between connecting and confirming now");
 	fgw_prom_sample(w, "fotagw_jobs_active", NULL, (double) st.active);
+	adapter_metrics(d, w);
 }
 
 static int provider_manifest(void *user_data, struct fgw_api_manifest *ret)
@@ -194,6 +276,7 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	const struct fgw_api_provider prov = {
 	    .user_data = d,
 	    .health = provider_health,
+	    .adapters = provider_adapters,
 	    .pause = provider_pause,
 	    .resume = provider_resume,
 	    .retry = provider_retry,

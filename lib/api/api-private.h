@@ -49,6 +49,7 @@ struct api_response {
 
 enum api_route {
 	API_ROUTE_HEALTH,
+	API_ROUTE_ADAPTERS,
 	API_ROUTE_DEVICES,
 	API_ROUTE_DEVICE,
 	API_ROUTE_DEVICE_RETRY,
@@ -177,6 +178,8 @@ void api_handle_resume(struct fgw_api *api, const struct api_request *req,
 void api_handle_retry(struct fgw_api *api, const char *address, const struct api_request *req,
 		      struct api_response *resp);
 void api_handle_metrics(struct fgw_api *api, struct api_response *resp);
+/* handlers-adapters.c: GET /v1/adapters. */
+void api_handle_adapters(struct fgw_api *api, struct api_response *resp);
 /* handlers-devices.c: enrollment. */
 void api_handle_enroll(struct fgw_api *api, const char *address, const struct api_request *req,
 		       struct api_response *resp);

@@ -67,8 +67,25 @@ struct fgw_api_enrollment {
  * The fleet's side of the API. Every callback runs on the loop thread, must not block, and
  * may be NULL. Strings handed back are borrowed until the callback's caller returns.
  */
+/* Adapters GET /v1/adapters lists at most (more are left out). */
+#define FGW_API_MAX_ADAPTERS 16
+
+/* One BLE adapter as GET /v1/adapters shows it. */
+struct fgw_api_adapter {
+	char name[32];	       /* "hci0" */
+	const char *state;     /* "on", "off", "absent" */
+	unsigned links, ready; /* links taken (connecting, connected), with an open data path */
+	unsigned upload_limit; /* concurrent uploads the fleet allows on it now */
+	double goodput_bps;    /* aggregate acknowledged bytes/s over the fleet's window */
+	double ceiling_bps;    /* the configured estimate of what its radio carries */
+	uint64_t busy;	       /* Connect() answered "busy" */
+	uint64_t refused;      /* links refused while others were up */
+};
+
 struct fgw_api_provider {
 	void *user_data;
+	/* Fills up to @max adapters; returns how many there are (0 without BLE). */
+	size_t (*adapters)(void *user_data, struct fgw_api_adapter *ret, size_t max);
 	/* 0 and @ret filled, or -errno (the API then answers 503). */
 	int (*health)(void *user_data, struct fgw_api_health *ret);
 	/*

@@ -28,6 +28,7 @@ struct route_def {
 
 static const struct route_def routes[] = {
     {"/v1/health", "GET", API_ROUTE_HEALTH, false},
+    {"/v1/adapters", "GET", API_ROUTE_ADAPTERS, false},
     {"/v1/devices", "GET", API_ROUTE_DEVICES, false},
     {"/v1/devices/import", "POST", API_ROUTE_DEVICES_IMPORT, true},
     {"/v1/devices/{address}", "GET", API_ROUTE_DEVICE, false},
@@ -318,6 +319,9 @@ void api_request_run(struct fgw_api *api, enum api_route route, const struct api
 	switch (route) {
 	case API_ROUTE_HEALTH:
 		api_handle_health(api, req, resp);
+		break;
+	case API_ROUTE_ADAPTERS:
+		api_handle_adapters(api, resp);
 		break;
 	case API_ROUTE_DEVICES:
 		api_handle_devices(api, req, resp);

@@ -107,6 +107,20 @@ bool bz_device_too_weak(const struct fgw_bluez *b, const struct bz_device *d)
 	       d->rssi < b->opts.rssi_threshold;
 }
 
+/* Another adapter in use lists @d's device too (so watches know it already). */
+static bool other_copy(struct fgw_bluez *b, const struct bz_device *d)
+{
+	struct bz_list *pos;
+
+	bz_list_for_each(pos, &b->devices)
+	{
+		struct bz_device *o = container_of(pos, struct bz_device, node);
+		if (o != d && strcmp(o->addr, d->addr) == 0 && bz_device_ours(b, o))
+			return true;
+	}
+	return false;
+}
+
 /*
  * Watch callbacks must not free @b (documented); they may add or remove watches. Several
  * adapters list the same device: watches hear of it as one, through its best copy. A copy
@@ -124,7 +138,7 @@ void bz_notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 	best = bz_device_find_addr(b, d->addr);
 	if (ev == FGW_BLUEZ_DEVICE_LOST && best)
 		ev = FGW_BLUEZ_DEVICE_UPDATED;
-	else if (ev == FGW_BLUEZ_DEVICE_FOUND && best && best != d)
+	else if (ev == FGW_BLUEZ_DEVICE_FOUND && other_copy(b, d))
 		ev = FGW_BLUEZ_DEVICE_UPDATED;
 	if (best)
 		d = best;
@@ -590,6 +604,7 @@ FGW_EXPORT struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b)
 		bz_list_del(&rel->node);
 		sd_bus_slot_unref(rel->slot);
 		free(rel->dev_path);
+		free(rel->adapter_path);
 		free(rel);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(b->match_slots); i++)

@@ -140,7 +140,8 @@ struct fgw_bluez_adapter_info {
 	bool connecting; /* a Connect() is in flight (one at a time per adapter) */
 	uint64_t busy;	 /* Connect() answers "busy" (controller or kernel) so far */
 };
-/* Fills up to @max entries, one per adapter in use (path order); returns how many exist. */
+/* Fills up to @max entries, one per adapter in use (as bluetoothd listed them); returns how
+ * many exist. */
 size_t fgw_bluez_adapters(struct fgw_bluez *b, struct fgw_bluez_adapter_info *ret, size_t max);
 /* Human-readable reason of the last failed step ("" if none), for logs. Borrowed. */
 const char *fgw_bluez_last_error(struct fgw_bluez *b);
@@ -286,12 +287,13 @@ typedef void (*fgw_bluez_link_rx_cb_t)(struct fgw_bluez_link *l, const uint8_t *
 				       void *user_data);
 
 /*
- * Starts opening a link to @addr ("AA:BB:CC:DD:EE:FF", either case). Requests beyond
- * max_connections wait in FIFO order (state WAITING) without a time limit; connect_timeout_ms
- * applies while searching and again from the moment the attempt gets its slot. The slot is held
- * until the link is freed and bluetoothd has disconnected the device. A connection that drops
- * while opening (Connected=false, or "Not connected" from an Acquire*: typically an earlier
- * user's Disconnect() completing) is connected again, up to 3 times within the timeout.
+ * Starts opening a link to @addr ("AA:BB:CC:DD:EE:FF", either case), through the adapter that
+ * hears it best with a free slot. Requests beyond max_connections (per adapter), or behind
+ * another Connect() of the same adapter, wait in FIFO order (state WAITING) without a time limit;
+ * connect_timeout_ms applies while searching and again from the moment the attempt gets its slot.
+ * The slot is held until the link is freed and bluetoothd has disconnected the device. A connection
+ * that drops while opening (Connected=false, or "Not connected" from an Acquire*: typically an
+ * earlier user's Disconnect() completing) is connected again, up to 3 times within the timeout.
  * Returns -EINVAL for a bad address; otherwise 0 and @state_cb follows (never before return).
  */
 int fgw_bluez_connect(struct fgw_bluez *b, const char *addr, fgw_bluez_link_state_cb_t state_cb,

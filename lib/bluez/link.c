@@ -594,11 +594,13 @@ void bz_links_adapter_usage(struct fgw_bluez *b, const char *adapter_path, unsig
  * powered adapter with a free slot that is not backing off after a busy answer. NULL when
  * every adapter that hears it is full: the link waits.
  */
-static struct bz_device *link_pick(struct fgw_bluez *b, struct fgw_bluez_link *l, uint64_t now)
+static struct bz_device *link_pick(struct fgw_bluez *b, struct fgw_bluez_link *l, uint64_t now,
+				   uint64_t *ret_retry_ms)
 {
 	struct bz_device *best = NULL;
 	struct bz_list *pos;
 
+	*ret_retry_ms = 0;
 	bz_list_for_each(pos, &b->devices)
 	{
 		struct bz_device *d = container_of(pos, struct bz_device, node);
@@ -606,8 +608,15 @@ static struct bz_device *link_pick(struct fgw_bluez *b, struct fgw_bluez_link *l
 		unsigned slots;
 
 		if (strcmp(d->addr, l->addr) != 0 || !(a = bz_adapter_used(b, d->adapter)) ||
-		    a->state != FGW_BLUEZ_ADAPTER_STATE_ON || a->busy_until_ms > now)
+		    a->state != FGW_BLUEZ_ADAPTER_STATE_ON)
 			continue;
+		if (a->busy_until_ms > now) {
+			/* backing off: look again when it is over (nothing else may wake us) */
+			uint64_t left = a->busy_until_ms - now;
+			if (!*ret_retry_ms || left < *ret_retry_ms)
+				*ret_retry_ms = left;
+			continue;
+		}
 		bz_links_adapter_usage(b, a->path, &slots, NULL, NULL);
 		if (slots >= b->opts.max_connections)
 			continue;
@@ -655,13 +664,19 @@ again:
 		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
 		struct bz_device *d;
 		bool connecting = false;
+		uint64_t retry_ms;
 		int r;
 
 		if (l->state != FGW_BLUEZ_LINK_STATE_WAITING)
 			continue;
-		d = link_pick(b, l, now);
-		if (!d)
-			continue; /* every adapter that hears it is full or backing off */
+		d = link_pick(b, l, now, &retry_ms);
+		if (!d) {
+			/* every adapter that hears it is full (a slot coming free kicks us) or
+			 * backing off */
+			if (retry_ms)
+				bz_link_restart_timer(l, (unsigned) retry_ms + 1);
+			continue;
+		}
 		bz_links_adapter_usage(b, d->adapter, NULL, NULL, &connecting);
 		if (connecting)
 			continue;

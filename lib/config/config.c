@@ -82,6 +82,8 @@ static const struct key_def keys[] = {
     {"ble", "filter_service", KEY_BOOL, OFF(ble_filter_service), 0, 0, "true", false, false},
     {"ble", "rssi_threshold", KEY_INT, OFF(ble_rssi_threshold), -127, 0, "-90", false, false},
     {"ble", "max_connections", KEY_INT, OFF(ble_max_connections), 1, 64, "8", false, false},
+    {"ble", "ceiling_bytes_per_s", KEY_INT, OFF(ble_ceiling_bytes_per_s), 1000, 2000000, "175000",
+     false, false},
     {"ble", "connect_timeout_s", KEY_INT, OFF(ble_connect_timeout_s), 1, 600, "20", false, false},
     {"ble", "acquire", KEY_BOOL, OFF(ble_acquire), 0, 0, "true", false, false},
     {"ble", "name_prefix", KEY_STRING, OFF(ble_name_prefix), 0, 0, "", false, true},

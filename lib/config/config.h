@@ -47,15 +47,16 @@ struct fgw_config {
 	char *api_allowed_hosts; /* Host names answered besides IP literals and localhost */
 	/* [ble] (lib/bluez: struct fgw_bluez_options) */
 	bool ble_enabled;
-	char *ble_adapters;	   /* "all", "hci0,hci1"; "" = ble_adapter, else the first listed */
-	char *ble_adapter;	   /* deprecated alias of ble_adapters (one adapter) */
-	bool ble_power_on;	   /* keep the adapter powered */
-	bool ble_scan;		   /* discover continuously */
-	bool ble_filter_service;   /* discovery filter on the SMP service UUID */
-	int ble_rssi_threshold;	   /* dBm, 0 = none */
-	int ble_max_connections;   /* links connecting or connected at once, per adapter */
-	int ble_connect_timeout_s; /* find + connect + resolve + acquire */
-	bool ble_acquire;	   /* AcquireWrite/AcquireNotify when offered */
+	char *ble_adapters;	 /* "all", "hci0,hci1"; "" = ble_adapter, else the first listed */
+	char *ble_adapter;	 /* deprecated alias of ble_adapters (one adapter) */
+	bool ble_power_on;	 /* keep the adapter powered */
+	bool ble_scan;		 /* discover continuously */
+	bool ble_filter_service; /* discovery filter on the SMP service UUID */
+	int ble_rssi_threshold;	 /* dBm, 0 = none */
+	int ble_max_connections; /* links connecting or connected at once, per adapter */
+	int ble_ceiling_bytes_per_s; /* estimated image bytes/s one adapter's radio carries */
+	int ble_connect_timeout_s;   /* find + connect + resolve + acquire */
+	bool ble_acquire;	     /* AcquireWrite/AcquireNotify when offered */
 	char *ble_name_prefix;	/* devices named so are fleet devices even without the SMP UUID */
 	char *ble_passkey_file; /* product-wide passkey (6 digits); "": none (Just Works) */
 	bool ble_allow_numeric_comparison; /* the agent accepts RequestConfirmation */

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "fleet-policy.h"
+#include "fleet-radio.h"
 #include "fleet.h"
 #include "smp-client.h"
 #include "store.h"
@@ -74,6 +75,7 @@ struct fleet_dev {
 	uint32_t name_hash;	 /* of the name last written, to write a new one at once */
 	int64_t written_wall_ms; /* the sighting last written to the store */
 	uint64_t seen_ms; /* last sighting (monotonic), 0 none or lost; BLE jobs wait for one */
+	char radio[32];	  /* the adapter that serves it ("hci0"); "" none (UDP, not told) */
 	struct fleet_job *job; /* its unfinished job in memory, of any release */
 	unsigned checked_gen;  /* release generation whose job is known finished or not wanted */
 	bool enrolled;
@@ -157,6 +159,9 @@ struct fgw_fleet {
 	struct fgw_fleet_stats stats;
 	uint64_t rnd;	    /* xorshift state for back-off jitter */
 	uint64_t pruned_ms; /* last bound on unenrolled devices */
+	/* one concurrency controller per radio (fleet-radios.c); devices without one: none */
+	struct fleet_radio radios[FGW_FLEET_MAX_RADIOS];
+	unsigned n_radios;
 };
 
 /* fleet.c */
@@ -180,6 +185,14 @@ unsigned fleet_connections(struct fgw_fleet *f);
 bool fleet_job_present(const struct fgw_fleet *f, const struct fleet_job *j, uint64_t now);
 struct fleet_release *fleet_release_ref(struct fleet_release *r);
 void fleet_release_unref(struct fleet_release *r);
+
+/* fleet-radios.c */
+/* The controller of @job's radio, NULL when its device has none (UDP, not told). */
+struct fleet_radio *fleet_radio_of_job(struct fgw_fleet *f, const struct fleet_job *job);
+/* The job holds (or is opening) a link that uses its radio's airtime. */
+bool fleet_job_on_air(const struct fleet_job *job);
+/* Jobs on the air on @r now. */
+unsigned fleet_radio_active(struct fgw_fleet *f, const struct fleet_radio *r);
 
 /* fleet-devices.c */
 uint32_t fleet_hash(const char *s);

@@ -146,29 +146,49 @@ bool fleet_job_present(const struct fgw_fleet *f, const struct fleet_job *j, uin
 	return j->dev->seen_ms && now - j->dev->seen_ms <= PRESENCE_WINDOW_MS;
 }
 
+/* How many more jobs each radio takes now: its controller's limit minus those on the air. */
+static void radio_room(struct fgw_fleet *f, unsigned room[FGW_FLEET_MAX_RADIOS], uint64_t now)
+{
+	for (unsigned i = 0; i < f->n_radios; i++) {
+		struct fleet_radio *r = &f->radios[i];
+		unsigned on_air = fleet_radio_active(f, r);
+		unsigned limit = fleet_radio_limit(r, on_air, now);
+
+		room[i] = limit > on_air ? limit - on_air : 0;
+	}
+}
+
 static void schedule(struct fgw_fleet *f)
 {
+	unsigned room[FGW_FLEET_MAX_RADIOS];
 	unsigned limit, active = 0;
 	bool canary_gate;
 	uint64_t now = fleet_now(f);
 
 	if (!f->rel || f->halted || f->store_failed || f->gate[0] || f->freeing)
 		return;
-	limit = f->o.max_connections;
+	/* max_connections counts per radio (adapter): each has its own controller and slots */
+	limit = f->o.max_connections * (f->n_radios ? f->n_radios : 1);
 	if (f->rel->r.max_concurrent && f->rel->r.max_concurrent < limit)
 		limit = f->rel->r.max_concurrent;
 	for (struct fleet_job *j = f->jobs; j; j = j->next)
 		if (job_is_active(j))
 			active++;
 	canary_gate = !f->resumed && !fgw_fleet_canary_passed(&f->counts);
+	radio_room(f, room, now);
 
 	while (active < limit) {
 		struct fleet_job *best = NULL;
+		struct fleet_radio *r;
 
 		for (struct fleet_job *j = f->jobs; j; j = j->next) {
 			if (j->state != FGW_JOB_STATE_QUEUED || j->rel != f->rel ||
 			    j->next_attempt_ms > now || !fleet_job_present(f, j, now) ||
 			    (canary_gate && !j->canary))
+				continue;
+			/* its radio carries as many uploads as still pay, no more */
+			r = fleet_radio_of_job(f, j);
+			if (r && room[r - f->radios] == 0)
 				continue;
 			if (!best || (j->canary && !best->canary) ||
 			    (j->canary == best->canary &&
@@ -178,6 +198,9 @@ static void schedule(struct fgw_fleet *f)
 		}
 		if (!best)
 			break;
+		r = fleet_radio_of_job(f, best);
+		if (r)
+			room[r - f->radios]--;
 		job_start(best);
 		active++;
 		if (f->halted || f->store_failed)

@@ -77,7 +77,7 @@ typedef int (*fgw_fleet_transport_new_t)(void *user_data, const char *address,
 					 struct fgw_transport **ret);
 
 struct fgw_fleet_options {
-	unsigned max_connections;
+	unsigned max_connections; /* per radio (fgw_fleet_device_radio), else in all */
 	unsigned retry_limit;
 	uint64_t backoff_base_ms, backoff_max_ms;
 	uint64_t reboot_timeout_ms;
@@ -164,6 +164,26 @@ void fgw_fleet_device_seen(struct fgw_fleet *f, const char *address, const char 
  */
 void fgw_fleet_device_lost(struct fgw_fleet *f, const char *address);
 
+/* Radios (BLE adapters) the fleet keeps apart: more are pooled under none (no limit). */
+#define FGW_FLEET_MAX_RADIOS 16
+
+/*
+ * The radio (BLE adapter, "hci0") that serves @address now: uploads on one radio share its
+ * airtime, so each radio gets as many concurrent uploads as still raise its aggregate
+ * goodput (lib/fleet/fleet-radio.h), at most max_connections. NULL or "": none.
+ */
+void fgw_fleet_device_radio(struct fgw_fleet *f, const char *address, const char *radio);
+
+struct fgw_fleet_radio_stats {
+	char name[32];
+	unsigned limit;	    /* uploads allowed at once now */
+	unsigned active;    /* jobs on the air on it now */
+	double goodput_bps; /* aggregate acknowledged bytes/s over the sliding window */
+	uint64_t bytes;	    /* acknowledged in total */
+	uint64_t raised, lowered, refused;
+};
+/* Fills up to @max entries; returns how many radios there are. */
+size_t fgw_fleet_radios(struct fgw_fleet *f, struct fgw_fleet_radio_stats *ret, size_t max);
 /*
  * Enrollment, written to the store first (all or nothing), then in force at once: an
  * enrolled device seen since the start gets its job for the current release. -EINVAL for a

@@ -55,8 +55,14 @@ static void on_progress(struct fgw_upload *u, uint64_t bytes, uint64_t total, do
 
 	if (!c)
 		return;
-	if (bytes > c->offset)
+	if (bytes > c->offset) {
+		struct fleet_radio *r = fleet_radio_of_job(job->fleet, job);
+
 		job->fleet->stats.bytes_uploaded += bytes - c->offset;
+		/* what the device acknowledged: the radio's goodput */
+		if (r)
+			fleet_radio_add_bytes(r, bytes - c->offset, fleet_now(job->fleet));
+	}
 	c->offset = bytes;
 	c->total = total;
 	c->rate_bps = rate;

@@ -529,6 +529,23 @@ void job_on_failure(struct fleet_job *job, int err, bool transient, const char *
 
 /* ---- link state --------------------------------------------------------------------------- */
 
+/*
+ * A link refused while others are up on the same radio: the controller's limit (busy,
+ * Limited Resources, which the kernel reports as a refused connection), not the device's.
+ */
+static void radio_refused(struct fleet_job *job, int err)
+{
+	struct fgw_fleet *f = job->fleet;
+	struct fleet_radio *r = fleet_radio_of_job(f, job);
+	unsigned others;
+
+	if (!r || job->state != FGW_JOB_STATE_CONNECTING || (err != -EBUSY && err != -ECONNREFUSED))
+		return;
+	others = fleet_radio_active(f, r) - 1; /* this job counts itself */
+	if (others > 0)
+		fleet_radio_refused(r, others, fleet_now(f));
+}
+
 static void on_link(struct fgw_smp_client *smp, int err, void *user_data)
 {
 	struct fleet_job *job = user_data;
@@ -553,6 +570,7 @@ static void on_link(struct fgw_smp_client *smp, int err, void *user_data)
 				       "link dropped after reset");
 		return;
 	}
+	radio_refused(job, err);
 	snprintf(what, sizeof(what), "link %s: %s",
 		 job->state == FGW_JOB_STATE_CONNECTING ? "not established" : "lost",
 		 strerror(-err));

@@ -50,7 +50,7 @@ class Release:
 
     def __init__(self, fotactl, tmp, srv, version="2.0.0", seq=1, canary=0, rate=0.5,
                  mode="test-confirm", rid=None, app_size=65536, net_size=32768,
-                 expires="2100-01-01T00:00:00Z", allow_downgrade=None):
+                 expires="2100-01-01T00:00:00Z", allow_downgrade=None, max_concurrent=8):
         self.fotactl, self.tmp, self.srv = fotactl, tmp, srv
         self.version, self.id = version, rid or "fw-" + version
         if not os.path.exists(os.path.join(tmp, "manifest.pem")):
@@ -74,7 +74,7 @@ class Release:
                        "size": len(data)},
             "targets": {"board": "nrf5340dk/nrf5340/cpuapp"},
             "policy": {"mode": mode, "canary_percent": canary, "max_failure_rate": rate,
-                       "max_concurrent": 8}}]}
+                       "max_concurrent": max_concurrent}}]}
         if allow_downgrade is not None:
             m["releases"][0]["policy"]["allow_downgrade"] = allow_downgrade
         self.manifest = m

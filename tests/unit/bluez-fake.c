@@ -18,6 +18,12 @@
 #include "util.h"
 
 #define ADAPTER_PATH "/org/bluez/hci0"
+#define ADAPTER1_PATH "/org/bluez/hci1"
+
+static const char *adapter_path(unsigned idx)
+{
+	return idx ? ADAPTER1_PATH : ADAPTER_PATH;
+}
 
 static sd_bus *BUS(struct fake_bluez *f)
 {
@@ -103,7 +109,7 @@ static int append_device_props(struct fake_bluez *f, sd_bus_message *m, struct f
 	if (r >= 0)
 		r = sd_bus_message_append(m, "{sv}", "ServicesResolved", "b", d->resolved);
 	if (r >= 0)
-		r = sd_bus_message_append(m, "{sv}", "Adapter", "o", ADAPTER_PATH);
+		r = sd_bus_message_append(m, "{sv}", "Adapter", "o", adapter_path(d->adapter));
 	if (r >= 0)
 		r = sd_bus_message_append(m, "{sv}", "ManufacturerData", "a{qv}", 1, 0x59, "ay", 2,
 					  0x01, 0x02);
@@ -380,10 +386,10 @@ static int om_reply(struct fake_bluez *f, sd_bus_message *call)
 	r = sd_bus_message_new_method_return(call, &m);
 	if (r >= 0)
 		r = sd_bus_message_open_container(m, 'a', "{oa{sa{sv}}}");
-	if (r >= 0 && f->adapter_present) {
+	for (unsigned a = 0; r >= 0 && f->adapter_present && a < 1u + f->second_adapter; a++) {
 		r = sd_bus_message_open_container(m, 'e', "oa{sa{sv}}");
 		if (r >= 0)
-			r = sd_bus_message_append(m, "o", ADAPTER_PATH);
+			r = sd_bus_message_append(m, "o", adapter_path(a));
 		if (r >= 0)
 			r = sd_bus_message_open_container(m, 'a', "{sa{sv}}");
 		if (r >= 0)
@@ -515,12 +521,12 @@ static int adapter_call(struct fake_bluez *f, sd_bus_message *m, const char *mem
 			return reply_error(m, "org.bluez.Error.NotReady", "Resource Not Ready");
 		f->n_start_discovery++;
 		f->discovering = true;
-		emit_bool(f, ADAPTER_PATH, BLUEZ_ADAPTER_IFACE, "Discovering", true);
+		emit_bool(f, sd_bus_message_get_path(m), BLUEZ_ADAPTER_IFACE, "Discovering", true);
 		return sd_bus_reply_method_return(m, NULL);
 	}
 	if (strcmp(member, "StopDiscovery") == 0) {
 		f->discovering = false;
-		emit_bool(f, ADAPTER_PATH, BLUEZ_ADAPTER_IFACE, "Discovering", false);
+		emit_bool(f, sd_bus_message_get_path(m), BLUEZ_ADAPTER_IFACE, "Discovering", false);
 		return sd_bus_reply_method_return(m, NULL);
 	}
 	return reply_error(m, "org.freedesktop.DBus.Error.UnknownMethod", member);
@@ -534,7 +540,9 @@ static int props_call(struct fake_bluez *f, sd_bus_message *m, const char *path,
 
 	if (sd_bus_message_read(m, "ss", &iface, &name) < 0)
 		return reply_error(m, "org.freedesktop.DBus.Error.InvalidArgs", "args");
-	if (strcmp(member, "Set") == 0 && strcmp(path, ADAPTER_PATH) == 0 &&
+	if (strcmp(member, "Set") == 0 &&
+	    (strcmp(path, ADAPTER_PATH) == 0 ||
+	     (f->second_adapter && strcmp(path, ADAPTER1_PATH) == 0)) &&
 	    strcmp(name, "Powered") == 0) {
 		int v = 0;
 		f->n_set_powered++;
@@ -571,6 +579,10 @@ static int device_call(struct fake_bluez *f, sd_bus_message *m, struct fake_dev 
 		if (d->connect_silent) {
 			d->connect_call = sd_bus_message_ref(m);
 			return 1;
+		}
+		if (d->connect_busy > 0) {
+			d->connect_busy--;
+			return reply_error(m, "org.bluez.Error.Failed", "le-connection-busy");
 		}
 		if (d->connect_error)
 			return reply_error(m, d->connect_error, d->connect_message ?: "");
@@ -699,7 +711,8 @@ static int on_message(sd_bus_message *m, void *user_data, sd_bus_error *ret_erro
 		props_call(f, m, path, member);
 		return 1;
 	}
-	if (f->adapter_present && strcmp(path, ADAPTER_PATH) == 0) {
+	if (f->adapter_present && (strcmp(path, ADAPTER_PATH) == 0 ||
+				   (f->second_adapter && strcmp(path, ADAPTER1_PATH) == 0))) {
 		adapter_call(f, m, member);
 		return 1;
 	}
@@ -808,6 +821,12 @@ void fake_stop(struct fake_bluez *f)
 
 struct fake_dev *fake_add_device(struct fake_bluez *f, const char *addr, const char *name, bool now)
 {
+	return fake_add_device_on(f, 0, addr, name, now);
+}
+
+struct fake_dev *fake_add_device_on(struct fake_bluez *f, unsigned adapter, const char *addr,
+				    const char *name, bool now)
+{
 	struct fake_dev *d = &f->dev[f->n_dev++];
 	char u[18];
 
@@ -817,7 +836,8 @@ struct fake_dev *fake_add_device(struct fake_bluez *f, const char *addr, const c
 	for (char *p = u; *p; p++)
 		if (*p == ':')
 			*p = '_';
-	snprintf(d->path, sizeof(d->path), "%s/dev_%s", ADAPTER_PATH, u);
+	d->adapter = adapter;
+	snprintf(d->path, sizeof(d->path), "%s/dev_%s", adapter_path(adapter), u);
 	snprintf(d->name, sizeof(d->name), "%s", name ? name : "");
 	d->rssi = -50;
 	d->wfd = d->nfd = -1;
@@ -905,6 +925,30 @@ void fake_set_powered(struct fake_bluez *f, bool on)
 		f->discovering = false;
 	}
 	emit_bool(f, ADAPTER_PATH, BLUEZ_ADAPTER_IFACE, "Powered", on);
+	if (f->second_adapter)
+		emit_bool(f, ADAPTER1_PATH, BLUEZ_ADAPTER_IFACE, "Powered", on);
+}
+
+void fake_remove_adapter1(struct fake_bluez *f)
+{
+	if (!f->second_adapter)
+		return;
+	/* bluetoothd: the adapter's devices go first, then the adapter */
+	for (unsigned i = 0; i < f->n_dev; i++)
+		if (f->dev[i].adapter == 1)
+			fake_unexport(f, &f->dev[i]);
+	f->second_adapter = false;
+	emit_removed(f, ADAPTER1_PATH, BLUEZ_ADAPTER_IFACE);
+}
+
+void fake_finish_held_connect(struct fake_bluez *f, struct fake_dev *d)
+{
+	if (!d->connect_call)
+		return;
+	sd_bus_reply_method_return(d->connect_call, NULL);
+	d->connect_call = sd_bus_message_unref(d->connect_call);
+	d->connect_silent = false;
+	finish_connect(f, d);
 }
 
 void fake_stall_writes(struct fake_dev *d, bool stall)

@@ -31,9 +31,11 @@ struct fake_dev {
 	bool char_without_uuid; /* the SMP characteristic lacks UUID */
 	/* Connect(): 0 = succeed, else reply with this error name/message */
 	const char *connect_error, *connect_message;
-	bool connect_silent; /* never answer Connect() */
-	bool no_resolve;     /* never set ServicesResolved */
-	int wfd, nfd;	     /* our ends of AcquireWrite / AcquireNotify */
+	bool connect_silent;   /* never answer Connect() (fake_finish_held_connect() does) */
+	unsigned connect_busy; /* answer this many Connect() "le-connection-busy" first */
+	unsigned adapter;      /* 0: hci0, 1: hci1 */
+	bool no_resolve;       /* never set ServicesResolved */
+	int wfd, nfd;	       /* our ends of AcquireWrite / AcquireNotify */
 	uv_poll_t wpoll;
 	bool wpoll_on;
 	bool notifying; /* StartNotify */
@@ -57,6 +59,7 @@ struct fake_bluez {
 	bool on_bus;
 
 	bool adapter_present;
+	bool second_adapter; /* hci1 too (set before fake_start); power is shared */
 	bool powered;
 	bool discovering;
 	bool refuse_power; /* Set Powered fails with NotAuthorized */
@@ -88,6 +91,13 @@ void fake_stop(struct fake_bluez *f);
 /* Adds a device (exported at once if @now, else only after fake_export()). */
 struct fake_dev *fake_add_device(struct fake_bluez *f, const char *addr, const char *name,
 				 bool now);
+/* The same, under adapter @adapter (0: hci0, 1: hci1): one object per adapter, as BlueZ. */
+struct fake_dev *fake_add_device_on(struct fake_bluez *f, unsigned adapter, const char *addr,
+				    const char *name, bool now);
+/* hci1 goes away (unplugged): its devices' objects, then the adapter's. */
+void fake_remove_adapter1(struct fake_bluez *f);
+/* Answers a held (connect_silent) Connect() with success. */
+void fake_finish_held_connect(struct fake_bluez *f, struct fake_dev *d);
 void fake_export(struct fake_bluez *f, struct fake_dev *d);
 void fake_unexport(struct fake_bluez *f, struct fake_dev *d);
 void fake_set_rssi(struct fake_bluez *f, struct fake_dev *d, int16_t rssi);

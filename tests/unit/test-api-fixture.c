@@ -19,6 +19,25 @@
 
 /* ---- a scripted provider ---- */
 
+static size_t fake_adapters(void *ud, struct fgw_api_adapter *ret, size_t max)
+{
+	const struct fgw_api_adapter a[] = {
+	    {.name = "hci0",
+	     .state = "on",
+	     .links = 3,
+	     .ready = 2,
+	     .upload_limit = 3,
+	     .goodput_bps = 87500,
+	     .ceiling_bps = 175000,
+	     .busy = 4},
+	    {.name = "hci1", .state = "off", .ceiling_bps = 175000, .refused = 1},
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(a) && i < max; i++)
+		ret[i] = a[i];
+	return ARRAY_SIZE(a);
+}
+
 static int fake_health(void *ud, struct fgw_api_health *ret)
 {
 	struct fake *f = ud;
@@ -105,6 +124,7 @@ static void init_api(struct fixture *f, bool with_provider)
 		f->api.prov = (struct fgw_api_provider){
 		    .user_data = &f->fake,
 		    .health = fake_health,
+		    .adapters = fake_adapters,
 		    .pause = fake_pause,
 		    .resume = fake_resume,
 		    .retry = fake_retry,

@@ -313,6 +313,29 @@ static void test_health(void **state)
 	cJSON_Delete(j);
 }
 
+static void test_adapters(void **state)
+{
+	struct fixture *f = *state;
+	cJSON *j = get_json(f, "GET", "/v1/adapters", NULL, NULL, NULL, 200), *a;
+
+	assert_int_equal(cJSON_GetArraySize(at(j, "adapters")), 2);
+	a = cJSON_GetArrayItem(at(j, "adapters"), 0);
+	assert_string_equal(str(a, "name"), "hci0");
+	assert_string_equal(str(a, "state"), "on");
+	assert_true(num(a, "links") == 3 && num(a, "ready_links") == 2);
+	assert_true(num(a, "upload_limit") == 3);
+	assert_true(num(a, "goodput_bytes_per_second") == 87500);
+	assert_true(num(a, "ceiling_share") == 0.5);
+	assert_string_equal(str(a, "ceiling_source"), "configured");
+	assert_true(num(a, "connect_busy_total") == 4);
+	a = cJSON_GetArrayItem(at(j, "adapters"), 1);
+	assert_string_equal(str(a, "state"), "off");
+	assert_true(num(a, "ceiling_share") == 0 && num(a, "links_refused_total") == 1);
+	cJSON_Delete(j);
+	j = get_json(f, "POST", "/v1/adapters", NULL, BEARER, NULL, 405);
+	cJSON_Delete(j);
+}
+
 static void test_no_provider(void **state)
 {
 	struct fixture *f = *state;
@@ -322,6 +345,9 @@ static void test_no_provider(void **state)
 	assert_null(cJSON_GetObjectItemCaseSensitive(j, "version"));
 	assert_null(cJSON_GetObjectItemCaseSensitive(j, "uptime_s"));
 	assert_true(cJSON_IsNull(at(j, "adapter_state")));
+	cJSON_Delete(j);
+	j = get_json(f, "GET", "/v1/adapters", NULL, NULL, NULL, 200);
+	assert_int_equal(cJSON_GetArraySize(at(j, "adapters")), 0);
 	cJSON_Delete(j);
 	j = get_json(f, "GET", "/v1/devices/AA:00:00:00:00:0A", NULL, NULL, NULL, 200);
 	assert_null(cJSON_GetObjectItemCaseSensitive(at(j, "job"), "progress"));
@@ -652,6 +678,7 @@ int main(void)
 	    T(test_rollout, setup, NULL),
 	    T(test_rollout_empty, setup_empty, NULL),
 	    T(test_health, setup, NULL),
+	    T(test_adapters, setup, NULL),
 	    T(test_no_provider, setup_bare, NULL),
 	    T(test_no_token, setup, NULL),
 	    T(test_actions, setup, NULL),
