@@ -79,6 +79,10 @@ static void on_ble_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 
 	if (!d->fleet)
 		return;
+	if (ev == FGW_BLUEZ_DEVICE_ADDRESS_CHANGED) {
+		fgw_fleet_device_identity(d->fleet, info->old_addr, info->addr);
+		return;
+	}
 	if (ev == FGW_BLUEZ_DEVICE_LOST) {
 		/* Out of range: its job waits for the next sighting. */
 		fgw_fleet_device_lost(d->fleet, info->addr);

@@ -380,6 +380,8 @@ void bz_link_ready(struct fgw_bluez_link *l);
 /* Called by bluez.c when the view changes, for link.c to react. */
 /* @connected_false: the change carried Connected=false (the only disconnect signal 5.66 has). */
 void bz_links_on_device_changed(struct fgw_bluez *b, struct bz_device *d, bool connected_false);
+/* The device object that had @old_addr now has @new_addr: links on the old one follow it. */
+void bz_links_on_address_changed(struct fgw_bluez *b, const char *old_addr, const char *new_addr);
 void bz_links_on_device_removed(struct fgw_bluez *b, struct bz_device *d);
 void bz_links_on_char_removed(struct fgw_bluez *b, struct bz_gatt_char *c);
 void bz_links_on_char_value(struct fgw_bluez *b, struct bz_gatt_char *c, const uint8_t *data,
@@ -401,6 +403,8 @@ int bz_new_call(struct fgw_bluez *b, const char *path, const char *iface, const 
 		sd_bus_message **ret);
 /* The device is under an adapter we use. */
 bool bz_device_ours(struct fgw_bluez *b, const struct bz_device *d);
+void bz_notify_address_changed(struct fgw_bluez *b, const struct bz_device *d,
+			       const char *old_addr);
 void bz_notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 		      const struct bz_device *d);
 /* Tells the adapter watches the (aggregate) adapter state, with @err as the reason. */

@@ -156,6 +156,26 @@ void bz_notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 	watches_reap(b);
 }
 
+void bz_notify_address_changed(struct fgw_bluez *b, const struct bz_device *d, const char *old_addr)
+{
+	struct fgw_bluez_device_info info;
+	struct bz_list *pos;
+
+	if (!bz_device_ours(b, d) || b->freeing)
+		return;
+	device_info(b, d, &info);
+	memcpy(info.old_addr, old_addr, sizeof(info.old_addr));
+	b->dispatching++;
+	bz_list_for_each(pos, &b->watches)
+	{
+		struct bz_watch *w = container_of(pos, struct bz_watch, node);
+		if (!w->removed && w->device_cb)
+			w->device_cb(b, FGW_BLUEZ_DEVICE_ADDRESS_CHANGED, &info, w->user_data);
+	}
+	b->dispatching--;
+	watches_reap(b);
+}
+
 void bz_notify_adapter(struct fgw_bluez *b, int err)
 {
 	struct bz_list *pos;

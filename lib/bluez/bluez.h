@@ -215,12 +215,16 @@ struct fgw_bluez_device_info {
 	bool paired;	       /* bluetoothd holds a bond (Paired) */
 	uint64_t last_seen_ms; /* fgw_now_ms() when bluetoothd last told us about it */
 	char adapter[32];      /* the adapter that hears it best ("hci0") */
+	char old_addr[18];     /* FGW_BLUEZ_DEVICE_ADDRESS_CHANGED only: the address it had */
 };
 
 enum fgw_bluez_device_event {
 	FGW_BLUEZ_DEVICE_FOUND,	  /* first seen by an adapter in use */
 	FGW_BLUEZ_DEVICE_UPDATED, /* RSSI, name, UUIDs, connection or best adapter changed */
 	FGW_BLUEZ_DEVICE_LOST,	  /* no adapter in use lists it any more */
+	/* bluetoothd resolved the device's identity (pairing gave its IRK): the same object now
+	 * has another Address; info->old_addr had it. Links follow the object to the new one. */
+	FGW_BLUEZ_DEVICE_ADDRESS_CHANGED,
 };
 typedef void (*fgw_bluez_device_cb_t)(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 				      const struct fgw_bluez_device_info *info, void *user_data);

@@ -174,6 +174,18 @@ void bz_link_ready(struct fgw_bluez_link *l)
 static void link_acquire(struct fgw_bluez_link *l);
 static void link_reopen(struct fgw_bluez_link *l, const char *why);
 
+void bz_links_on_address_changed(struct fgw_bluez *b, const char *old_addr, const char *new_addr)
+{
+	struct bz_list *pos;
+
+	bz_list_for_each(pos, &b->links)
+	{
+		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
+		if (strcmp(l->addr, old_addr) == 0)
+			memcpy(l->addr, new_addr, sizeof(l->addr));
+	}
+}
+
 /* Once connecting, the copy under the adapter the link holds a slot on; before, the best. */
 struct bz_device *bz_link_device(struct fgw_bluez_link *l)
 {

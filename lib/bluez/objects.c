@@ -573,6 +573,9 @@ static void device_changed(struct fgw_bluez *b, struct bz_device *d, sd_bus_mess
 	struct device_update u = {.d = d};
 	unsigned bad = 0;
 	char **inval = NULL;
+	char old_addr[18];
+
+	memcpy(old_addr, d->addr, sizeof(old_addr));
 
 	if (bz_read_props(m, device_props, ARRAY_SIZE(device_props), device_prop, &u, &bad) < 0 ||
 	    bz_read_strv(m, &inval) < 0) {
@@ -591,6 +594,12 @@ static void device_changed(struct fgw_bluez *b, struct bz_device *d, sd_bus_mess
 	bz_strv_free(inval);
 	/* Any news from bluetoothd about a device means it was heard from. */
 	d->last_seen_ms = fgw_now_ms();
+	/* BlueZ re-keys a bonded device's object on its identity address (device_update_addr);
+	 * an unchanged Address is nothing new. */
+	if (strcmp(old_addr, d->addr) != 0) {
+		bz_links_on_address_changed(b, old_addr, d->addr);
+		bz_notify_address_changed(b, d, old_addr);
+	}
 	bz_links_on_device_changed(b, d, u.connected_false);
 	bz_notify_device(b, FGW_BLUEZ_DEVICE_UPDATED, d);
 }

@@ -173,6 +173,13 @@ void fgw_fleet_device_lost(struct fgw_fleet *f, const char *address);
  * goodput (lib/fleet/fleet-radio.h), at most max_connections. NULL or "": none.
  */
 void fgw_fleet_device_radio(struct fgw_fleet *f, const char *address, const char *radio);
+/*
+ * The device met as @old_address (a resolvable private address) is @address, its identity
+ * (bluetoothd resolved it with the bond's IRK). Its registry row, jobs and events become
+ * @address's in one transaction (merged into @address's row if it was enrolled by identity),
+ * and its job goes on under @address. 0 also when @old_address was never registered.
+ */
+int fgw_fleet_device_identity(struct fgw_fleet *f, const char *old_address, const char *address);
 
 struct fgw_fleet_radio_stats {
 	char name[32];

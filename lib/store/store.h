@@ -441,6 +441,19 @@ int fgw_store_release_set_state(struct fgw_store *s, const char *id, const char 
 int fgw_store_releases_supersede(struct fgw_store *s, const char *keep_id, const char *board,
 				 int64_t now);
 
+/* ---- identity (store-identity.c) ---- */
+
+/*
+ * bluetoothd resolved the device met as @old_addr (a resolvable private address) to its
+ * identity @new_addr. In one transaction its row, jobs, images, passkey and events become
+ * @new_addr's, with a "device-identity-resolved" event. If @new_addr has a row already
+ * (enrolled by identity), that row keeps its enrollment fields and takes the rest; a job of
+ * the same release under @old_addr replaces its own. 1 merged, 0 renamed or nothing to do
+ * (same address), -ENOENT when @old_addr has no row.
+ */
+int fgw_store_device_identity_resolved(struct fgw_store *s, const char *old_addr,
+				       const char *new_addr, int64_t now);
+
 /* ---- link security (store-security.c) ---- */
 
 /*
