@@ -39,7 +39,7 @@ static int row_exists(struct fgw_store *s, const char *address)
 		return r;
 	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
 	r = sqlite3_step(st);
-	sqlite3_reset(st);
+	fgw_store__finish(s, st);
 	if (r == SQLITE_ROW)
 		return 1;
 	return r == SQLITE_DONE ? 0 : -EIO;
