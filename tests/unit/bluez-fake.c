@@ -888,6 +888,21 @@ void fake_set_rssi(struct fake_bluez *f, struct fake_dev *d, int16_t rssi)
 	sd_bus_message_unref(m);
 }
 
+void fake_set_address(struct fake_bluez *f, struct fake_dev *d, const char *addr, const char *type)
+{
+	sd_bus_message *m = NULL;
+	int r;
+
+	snprintf(d->addr, sizeof(d->addr), "%s", addr);
+	r = sd_bus_message_new_signal(BUS(f), &m, d->path, DBUS_PROPS_IFACE, "PropertiesChanged");
+	if (r >= 0)
+		r = sd_bus_message_append(m, "sa{sv}as", BLUEZ_DEVICE_IFACE, 2, "Address", "s",
+					  addr, "AddressType", "s", type, 0);
+	if (r >= 0)
+		(void) sd_bus_send(BUS(f), m, NULL);
+	sd_bus_message_unref(m);
+}
+
 void fake_drop(struct fake_bluez *f, struct fake_dev *d, bool signal, bool fds)
 {
 	if (fds)

@@ -101,6 +101,8 @@ void fake_finish_held_connect(struct fake_bluez *f, struct fake_dev *d);
 void fake_export(struct fake_bluez *f, struct fake_dev *d);
 void fake_unexport(struct fake_bluez *f, struct fake_dev *d);
 void fake_set_rssi(struct fake_bluez *f, struct fake_dev *d, int16_t rssi);
+/* PropertiesChanged Address (+ AddressType), as BlueZ's device_update_addr after pairing. */
+void fake_set_address(struct fake_bluez *f, struct fake_dev *d, const char *addr, const char *type);
 /* Drops the link from the device side: Connected=false (if @signal) and/or fds closed. */
 void fake_drop(struct fake_bluez *f, struct fake_dev *d, bool signal, bool close_fds);
 void fake_set_powered(struct fake_bluez *f, bool on);

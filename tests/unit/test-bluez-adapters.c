@@ -22,7 +22,7 @@ struct ctx {
 	struct fake_bluez fake;
 	struct fgw_bluez_options opts;
 	struct fgw_bluez *b;
-	unsigned found, updated, lost;
+	unsigned found, updated, lost, renamed;
 	struct fgw_bluez_device_info info;
 };
 
@@ -65,8 +65,12 @@ static void on_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 		c->found++;
 	else if (ev == FGW_BLUEZ_DEVICE_UPDATED)
 		c->updated++;
+	else if (ev == FGW_BLUEZ_DEVICE_ADDRESS_CHANGED)
+		c->renamed++;
 	else
 		c->lost++;
+	if (ev == FGW_BLUEZ_DEVICE_UPDATED && c->renamed)
+		return; /* keep the rename's info for the test */
 	c->info = *info;
 	c->info.name = NULL;
 }
@@ -389,12 +393,62 @@ static void test_adapter_removed(void **state)
 
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
+/* ---- identity ---- */
+
+static bool updated_twice(void *arg)
+{
+	return ((struct ctx *) arg)->updated >= 2;
+}
+
+static bool renamed(void *arg)
+{
+	return ((struct ctx *) arg)->renamed > 0;
+}
+
+/*
+ * bluetoothd resolves the identity of a device met under an RPA: one event old -> new, the
+ * link on that object follows it; the same Address again is nothing.
+ */
+static void test_address_changed(void **state)
+{
+	struct ctx *c = *state;
+	struct fgw_bluez_device_info info;
+	struct fake_dev *d;
+	struct lctx x = {0};
+
+	d = fake_add_device_on(&c->fake, 0, "4A:00:00:00:00:01", "rpa", true);
+	start(c);
+	link_connect(c, &x, "4A:00:00:00:00:01");
+	assert_true(run_until(c, link_done, &x, 3000));
+	assert_int_equal(x.err, 0);
+	c->updated = 0;
+	fake_set_address(&c->fake, d, "4A:00:00:00:00:01", "random");
+	fake_set_rssi(&c->fake, d, -50);
+	assert_true(run_until(c, updated_twice, c, 2000));
+	assert_int_equal(c->renamed, 0);
+	fake_set_address(&c->fake, d, "C0:00:00:00:00:0A", "public");
+	assert_true(run_until(c, renamed, c, 2000));
+	run_for(c, 100);
+	assert_int_equal(c->renamed, 1);
+	assert_string_equal(c->info.old_addr, "4A:00:00:00:00:01");
+	assert_string_equal(c->info.addr, "C0:00:00:00:00:0A");
+	assert_int_equal(c->lost, 0);
+	assert_int_equal(fgw_bluez_device_get(c->b, "4A:00:00:00:00:01", &info), -ENOENT);
+	assert_int_equal(fgw_bluez_device_get(c->b, "C0:00:00:00:00:0A", &info), 0);
+	/* the link stays up on the same object, under the identity address */
+	assert_string_equal(fgw_bluez_link_addr(x.l), "C0:00:00:00:00:0A");
+	assert_int_equal(x.n_cb, 1);
+	assert_int_equal(adapter_info(c, "hci0")->ready, 1);
+	x.l = fgw_bluez_link_free(x.l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse), T(test_bad_option),		T(test_named_adapter),
 	    T(test_best_adapter),	  T(test_slots_per_adapter),	T(test_connect_serialised),
 	    T(test_connect_busy),	  T(test_connect_busy_forever), T(test_adapter_removed),
+	    T(test_address_changed),
 	};
 
 	if (getenv("FGW_DEBUG"))
