@@ -12,8 +12,12 @@ CASE:
   pair-wrong  a wrong passkey: failed with "pairing failed", not retried in a loop
   bond-lost   the device forgets its bond at its reset: the stale bond is removed and the
               device paired again once, then done
+  rpa-rotate  the device advertises from rotating private addresses (rpa_rotate_s); once
+              paired bluetoothd resolves it to its identity address: one registry row, one
+              job, done
 """
 import os
+import sqlite3
 import sys
 import time
 
@@ -128,8 +132,41 @@ def case_bond_lost():
         w.close(ok)
 
 
+def registry(w):
+    con = sqlite3.connect(f"file:{w.gw.db}?mode=ro", uri=True, timeout=5)
+    try:
+        devs = [r[0] for r in con.execute("SELECT address FROM devices")]
+        jobs = con.execute("SELECT address, state FROM jobs").fetchall()
+        ev = con.execute("SELECT count(*) FROM events WHERE kind = "
+                         "'device-identity-resolved'").fetchone()[0]
+        return devs, jobs, ev
+    finally:
+        con.close()
+
+
+def case_rpa_rotate():
+    w = world(1, ["--set", "rpa_rotate_s=1"], passkey="123456")
+    ok = False
+    try:
+        w.gw.start()
+        jobs = w.gw.wait_all_terminal(1, 300)
+        check(jobs[0][1] == "done", f"done: {jobs}")
+        device_on_release(w, 0)
+        # bonded, its later RPAs resolve to the same object (bluetoothd holds the IRK)
+        devs, jobs, ev = registry(w)
+        check(len(devs) == 1, f"one registry row: {devs}")
+        check(devs[0].startswith("C0:FF:EE"), f"keyed on the identity address: {devs}")
+        check(jobs == [(devs[0], "done")], f"one job, done, of that row: {jobs}")
+        check(ev == 1, f"one device-identity-resolved event: {ev}")
+        check("event: device-identity-resolved" in w.gw.log(), "fotagwd logged it")
+        print("rpa rotations seen by the simulator:", w.sim.log().count("event: rpa-rotated"))
+        ok = True
+    finally:
+        w.close(ok)
+
+
 CASES = {"pair-ok": case_pair_ok, "pair-none": case_pair_none, "pair-wrong": case_pair_wrong,
-         "bond-lost": case_bond_lost}
+         "bond-lost": case_bond_lost, "rpa-rotate": case_rpa_rotate}
 
 if __name__ == "__main__":
     try:

@@ -354,8 +354,10 @@ static const sd_bus_vtable device_vtable[] = {
     SD_BUS_METHOD("CancelPairing", "", "", m_cancel_pairing, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("ConnectProfile", "s", "", m_profile, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("DisconnectProfile", "s", "", m_profile, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_PROPERTY("Address", "s", device_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("AddressType", "s", device_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    /* not const: BlueZ signals both when pairing resolves the identity (device_update_addr);
+     * sd-bus refuses to emit a change of a const property, and the Paired with it */
+    SD_BUS_PROPERTY("Address", "s", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    SD_BUS_PROPERTY("AddressType", "s", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_PROPERTY("Name", "s", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
     SD_BUS_WRITABLE_PROPERTY("Alias", "s", device_get, device_set, 0,
 			     SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE | SD_BUS_VTABLE_UNPRIVILEGED),
