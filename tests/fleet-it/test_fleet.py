@@ -277,10 +277,19 @@ def case_watch():
         # watch polls the keyboard with its requests in flight: one q ends it (the bound
         # is far above that, and below the 15 s a blocked HTTP request would take).
         t.run("send-keys", "-t", "w", "q")
+        # the shell creates the file before echo writes to it: wait for the line, not the file
+        def exit_status():
+            try:
+                with open(status) as f:
+                    text = f.read()
+            except FileNotFoundError:
+                return None
+            return text.strip() if text.endswith("\n") else None
         deadline = time.monotonic() + 10
-        while not os.path.exists(status) and time.monotonic() < deadline:
+        while exit_status() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        check(os.path.exists(status) and open(status).read().strip() == "0", "q quit with 0")
+        code = exit_status()
+        check(code == "0", f"q quit with 0 (status {code!r})")
         ok = True
     except tmuxlib.TmuxError as e:
         raise ft.Fail(str(e))
