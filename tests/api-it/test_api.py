@@ -52,6 +52,8 @@ def test_endpoints(d, api):
     check(h["release"]["id"] == "r2" and h["rollout_halted"] is False, f"health {h}")
     check(h["version"] and h["uptime_s"] >= 0, "health lacks the daemon's version/uptime")
     check(h["adapter_state"] == "disabled", f"[ble] enabled = false: {h['adapter_state']}")
+    ad = get("/v1/adapters")
+    check(ad == {"adapters": []}, f"[ble] enabled = false: adapters {ad}")
 
     r = get("/v1/releases")
     check(r["current"] == "r2", f"current {r['current']}")
