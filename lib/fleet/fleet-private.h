@@ -193,6 +193,8 @@ struct fleet_radio *fleet_radio_of_job(struct fgw_fleet *f, const struct fleet_j
 bool fleet_job_on_air(const struct fleet_job *job);
 /* Jobs on the air on @r now. */
 unsigned fleet_radio_active(struct fgw_fleet *f, const struct fleet_radio *r);
+/* Those of them sending image data: what the radio's goodput is judged by. */
+unsigned fleet_radio_uploading(struct fgw_fleet *f, const struct fleet_radio *r);
 
 /* fleet-devices.c */
 uint32_t fleet_hash(const char *s);

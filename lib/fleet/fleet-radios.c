@@ -43,6 +43,16 @@ unsigned fleet_radio_active(struct fgw_fleet *f, const struct fleet_radio *r)
 	return n;
 }
 
+unsigned fleet_radio_uploading(struct fgw_fleet *f, const struct fleet_radio *r)
+{
+	unsigned n = 0;
+
+	for (struct fleet_job *j = f->jobs; j; j = j->next)
+		if (j->state == FGW_JOB_STATE_UPLOADING && fleet_radio_of_job(f, j) == r)
+			n++;
+	return n;
+}
+
 FGW_EXPORT void fgw_fleet_device_radio(struct fgw_fleet *f, const char *address, const char *radio)
 {
 	struct fleet_dev *dev = fleet_dev_find(f, address);

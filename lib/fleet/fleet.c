@@ -152,7 +152,7 @@ static void radio_room(struct fgw_fleet *f, unsigned room[FGW_FLEET_MAX_RADIOS],
 	for (unsigned i = 0; i < f->n_radios; i++) {
 		struct fleet_radio *r = &f->radios[i];
 		unsigned on_air = fleet_radio_active(f, r);
-		unsigned limit = fleet_radio_limit(r, on_air, now);
+		unsigned limit = fleet_radio_limit(r, on_air, fleet_radio_uploading(f, r), now);
 
 		room[i] = limit > on_air ? limit - on_air : 0;
 	}

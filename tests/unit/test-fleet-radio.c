@@ -1,8 +1,9 @@
 /*
  * The per-radio concurrency controller (lib/fleet/radio.c) with a fake clock and a modelled
- * radio: the aggregate goodput as a function of the links on it. It must settle where the
- * aggregate stops rising, step back when it falls or the controller refuses, never fill
- * max_connections for nothing, and keep probing when more links pay.
+ * radio: the aggregate goodput as a function of the links uploading on it. It must settle where
+ * the aggregate stops rising, step back when it falls or the controller refuses, never fill
+ * max_connections for nothing, keep probing when more links pay, and not mistake a wave of
+ * jobs resetting and reconnecting together for a fall of the radio.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -47,7 +48,7 @@ static unsigned run(struct fleet_radio *r, radio_model_t model, uint64_t *now, u
 
 	for (uint64_t end = *now + seconds * 1000ull; *now < end; *now += STEP_MS) {
 		fleet_radio_add_bytes(r, (uint64_t) (model(limit) * STEP_MS / 1000.0), *now);
-		limit = fleet_radio_limit(r, limit, *now);
+		limit = fleet_radio_limit(r, limit, limit, *now);
 		if (limit > top)
 			top = limit;
 	}
@@ -134,31 +135,80 @@ static void test_refused(void **state)
 	assert_int_equal(r.limit, 1);
 }
 
-/* A dip shorter than the window (jobs resetting together) keeps the limit; a lasting one not. */
-static void test_dip_vs_fall(void **state)
+/*
+ * Every @period_s, all but one of the links stop uploading for @gap_s (a wave marking,
+ * resetting, reconnecting): they hold their slots and send nothing.
+ */
+static unsigned run_waves(struct fleet_radio *r, radio_model_t model, uint64_t *now,
+			  unsigned seconds, unsigned period_s, unsigned gap_s)
+{
+	unsigned limit = r->limit;
+	uint64_t start = *now;
+
+	for (uint64_t end = *now + seconds * 1000ull; *now < end; *now += STEP_MS) {
+		bool gap = (*now - start) % (period_s * 1000ull) < gap_s * 1000ull;
+		unsigned up = gap ? 1 : limit;
+
+		fleet_radio_add_bytes(r, (uint64_t) (model(up) * STEP_MS / 1000.0), *now);
+		limit = fleet_radio_limit(r, limit, up, *now);
+	}
+	return limit;
+}
+
+/* Waves of 3 s in every 8 s: the old controller fell back to 1 link; this one finds 3. */
+static void test_waves(void **state)
 {
 	struct fleet_radio r;
 	uint64_t now = 0;
 	unsigned limit;
 
 	(void) state;
-	fleet_radio_init(&r, "hci0", 4, now);
-	assert_int_equal(run(&r, linear, &now, 60, NULL), 4);
-	limit = r.limit;
-	/* 2 s at a tenth of the rate, then back */
-	for (uint64_t end = now + 2000; now < end; now += STEP_MS) {
-		fleet_radio_add_bytes(&r, (uint64_t) (linear(limit) * STEP_MS / 10000.0), now);
-		assert_int_equal(fleet_radio_limit(&r, limit, now), 4);
-	}
-	assert_int_equal(run(&r, linear, &now, 10, NULL), 4);
+	fleet_radio_init(&r, "hci0", 8, now);
+	limit = run_waves(&r, plateau, &now, 300, 8, 3);
+	/* 3 paid; a 4th is probed now and then (held 30 s between) and undone */
+	assert_int_equal(r.floor, 3);
+	assert_true(limit == 3 || limit == 4);
+	/* with airtime to spare it still climbs through the waves */
+	fleet_radio_init(&r, "hci0", 6, now);
+	assert_int_equal(run_waves(&r, linear, &now, 300, 8, 3), 6);
 	assert_int_equal(r.lowered, 0);
-	/* a lasting fall: one link fewer after a window */
-	for (uint64_t end = now + 3 * FLEET_RADIO_SETTLE_MS; now < end; now += STEP_MS) {
-		fleet_radio_add_bytes(&r, (uint64_t) (linear(limit) * STEP_MS / 10000.0), now);
-		limit = fleet_radio_limit(&r, limit, now);
+}
+
+/* Waves all the time (never a full window at the limit): no judgement, the limit holds. */
+static void test_wave_storm(void **state)
+{
+	struct fleet_radio r;
+	uint64_t now = 0;
+
+	(void) state;
+	fleet_radio_init(&r, "hci0", 8, now);
+	assert_int_equal(run(&r, linear, &now, 60, NULL), 8);
+	assert_int_equal(run_waves(&r, linear, &now, 120, 2, 1), 8);
+	assert_int_equal(r.lowered, 0);
+}
+
+/*
+ * A lasting fall with all the uploads running, at a limit that showed a gain (the radio got
+ * worse, not the fleet): the limit holds, never below the highest that paid; the next probe
+ * above it is judged and undone.
+ */
+static void test_fall_keeps_floor(void **state)
+{
+	struct fleet_radio r;
+	uint64_t now = 0;
+	unsigned limit;
+
+	(void) state;
+	fleet_radio_init(&r, "hci0", 8, now);
+	assert_int_equal(run(&r, plateau, &now, 120, NULL), 3);
+	limit = r.limit;
+	for (uint64_t end = now + 120000; now < end; now += STEP_MS) {
+		fleet_radio_add_bytes(&r, (uint64_t) (plateau(limit) * STEP_MS / 10000.0), now);
+		limit = fleet_radio_limit(&r, limit, limit, now);
+		assert_true(limit >= 3 && limit <= 4);
 	}
-	assert_true(limit < 4);
-	assert_true(r.lowered >= 1);
+	assert_int_equal(r.floor, 3);
+	assert_int_equal(run(&r, plateau, &now, 60, NULL), 3);
 }
 
 /* Not saturated (fewer devices than slots): no judgement, no probing. */
@@ -171,7 +221,7 @@ static void test_idle_slots(void **state)
 	fleet_radio_init(&r, "hci0", 8, now);
 	for (; now < 60000; now += STEP_MS) {
 		fleet_radio_add_bytes(&r, 6000, now);
-		assert_int_equal(fleet_radio_limit(&r, 0, now), 1);
+		assert_int_equal(fleet_radio_limit(&r, 0, 0, now), 1);
 	}
 	assert_int_equal(r.raised, 0);
 	fleet_radio_set_max(&r, 0);
@@ -181,10 +231,15 @@ static void test_idle_slots(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_window),	cmocka_unit_test(test_plateau),
-	    cmocka_unit_test(test_falling),	cmocka_unit_test(test_rising_to_max),
-	    cmocka_unit_test(test_refused),	cmocka_unit_test(test_idle_slots),
-	    cmocka_unit_test(test_dip_vs_fall),
+	    cmocka_unit_test(test_window),
+	    cmocka_unit_test(test_plateau),
+	    cmocka_unit_test(test_falling),
+	    cmocka_unit_test(test_rising_to_max),
+	    cmocka_unit_test(test_refused),
+	    cmocka_unit_test(test_idle_slots),
+	    cmocka_unit_test(test_waves),
+	    cmocka_unit_test(test_wave_storm),
+	    cmocka_unit_test(test_fall_keeps_floor),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
