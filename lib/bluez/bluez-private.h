@@ -351,6 +351,12 @@ void bz_link_not_connected(struct fgw_bluez_link *l, const char *what, const cha
 void bz_link_acquire_notify(struct fgw_bluez_link *l);
 void bz_link_start_notify(struct fgw_bluez_link *l);
 void bz_link_restart_timer(struct fgw_bluez_link *l, unsigned ms);
+/* link.c, for link-view.c: the steps that open a link. */
+void bz_link_acquire(struct fgw_bluez_link *l);
+void bz_link_start_timer(struct fgw_bluez_link *l);
+bool bz_link_settling(struct fgw_bluez_link *l, struct bz_device *d);
+int bz_link_connect(struct fgw_bluez_link *l, struct bz_device *d);
+void bz_link_reopen(struct fgw_bluez_link *l, const char *why);
 /* link_acquire() once the characteristic is known: pair, probe or subscribe (secure.c). */
 void bz_link_subscribe(struct fgw_bluez_link *l, struct bz_device *d, struct bz_gatt_char *c);
 /*

@@ -171,9 +171,6 @@ void bz_link_ready(struct fgw_bluez_link *l)
 /* A connection dropped while opening is tried again this often, within connect_timeout_ms. */
 #define MAX_REOPENS 3
 
-static void link_acquire(struct fgw_bluez_link *l);
-static void link_reopen(struct fgw_bluez_link *l, const char *why);
-
 void bz_links_on_address_changed(struct fgw_bluez *b, const char *old_addr, const char *new_addr)
 {
 	struct bz_list *pos;
@@ -221,7 +218,7 @@ void bz_link_call(struct fgw_bluez_link *l, const char *method, bool with_option
 }
 
 /* Notifications first, so that no response can be missed, then the write path. */
-static void link_acquire(struct fgw_bluez_link *l)
+void bz_link_acquire(struct fgw_bluez_link *l)
 {
 	struct fgw_bluez *b = l->b;
 	struct bz_device *d = bz_link_device(l);
@@ -270,7 +267,7 @@ static int on_resolved_get(sd_bus_message *m, void *user_data, sd_bus_error *ret
 	if (sd_bus_message_is_method_error(m, NULL) || sd_bus_message_read(m, "v", "b", &v) < 0)
 		return 0;
 	if (v && l->state == FGW_BLUEZ_LINK_STATE_RESOLVING && !l->await_disconnect)
-		link_acquire(l);
+		bz_link_acquire(l);
 	return 0;
 }
 
@@ -344,7 +341,7 @@ static int on_connect_reply(sd_bus_message *m, void *user_data, sd_bus_error *re
 		d->connected = true;
 	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
 	if (d->services_resolved) {
-		link_acquire(l);
+		bz_link_acquire(l);
 		return 0;
 	}
 	r = sd_bus_message_new_method_call(l->b->bus, &get, BLUEZ_SERVICE, l->dev_path,
@@ -393,7 +390,7 @@ static void on_link_timer(uv_timer_t *t)
 	bz_link_fail(l, err, true);
 }
 
-static void link_start_timer(struct fgw_bluez_link *l)
+void bz_link_start_timer(struct fgw_bluez_link *l)
 {
 	uv_timer_start(&l->timer, on_link_timer, l->b->opts.connect_timeout_ms, 0);
 }
@@ -412,7 +409,7 @@ void bz_link_restart_timer(struct fgw_bluez_link *l, unsigned ms)
  */
 #define SETTLE_MS 5000
 
-static bool link_settling(struct fgw_bluez_link *l, struct bz_device *d)
+bool bz_link_settling(struct fgw_bluez_link *l, struct bz_device *d)
 {
 	uint64_t now = fgw_now_ms();
 
@@ -453,7 +450,7 @@ static int link_send_connect(struct fgw_bluez_link *l)
 	return r;
 }
 
-static int link_connect(struct fgw_bluez_link *l, struct bz_device *d)
+int bz_link_connect(struct fgw_bluez_link *l, struct bz_device *d)
 {
 	char *path, *apath;
 
@@ -473,7 +470,7 @@ static int link_connect(struct fgw_bluez_link *l, struct bz_device *d)
 	l->b->active++;
 	l->error[0] = '\0';
 	l->reopens = 0;
-	link_start_timer(l);
+	bz_link_start_timer(l);
 	return link_send_connect(l);
 }
 
@@ -482,7 +479,7 @@ static int link_connect(struct fgw_bluez_link *l, struct bz_device *d)
  * user (another process, a previous run) completing just after our Connect() was answered.
  * Connect again, keeping the slot and the running timer.
  */
-static void link_reopen(struct fgw_bluez_link *l, const char *why)
+void bz_link_reopen(struct fgw_bluez_link *l, const char *why)
 {
 	int r;
 
@@ -508,280 +505,13 @@ void bz_link_not_connected(struct fgw_bluez_link *l, const char *what, const cha
 	struct bz_device *d = bz_link_device(l);
 
 	if (!d || !d->connected) {
-		link_reopen(l, text);
+		bz_link_reopen(l, text);
 		return;
 	}
 	bz_link_drop_path(l);
 	l->await_disconnect = true;
 	bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_RESOLVING);
 	fgw_debug("bluez: link %s: %s: %s, waiting for the disconnect", l->addr, what, text);
-}
-
-/* ---- reactions to the object view ---- */
-
-static bool release_pending(struct fgw_bluez *b, const char *dev_path)
-{
-	struct bz_list *pos;
-
-	bz_list_for_each(pos, &b->releases)
-	{
-		struct bz_release *rel = container_of(pos, struct bz_release, node);
-		if (rel->dev_path && strcmp(rel->dev_path, dev_path) == 0)
-			return true;
-	}
-	return false;
-}
-
-unsigned bz_links_searching(struct fgw_bluez *b)
-{
-	struct bz_list *pos;
-	unsigned n = 0;
-
-	bz_list_for_each(pos, &b->links)
-	{
-		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
-		n += l->state == FGW_BLUEZ_LINK_STATE_SEARCHING;
-	}
-	return n;
-}
-
-/* Finds the first link in @states on @path not yet handled in this pass, or NULL. */
-static struct fgw_bluez_link *link_on_path(struct fgw_bluez *b, const char *path, bool by_char,
-					   unsigned state_mask)
-{
-	struct bz_list *pos;
-
-	bz_list_for_each(pos, &b->links)
-	{
-		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
-		const char *p = by_char ? l->char_path : l->dev_path;
-
-		if ((state_mask & (1u << l->state)) && p && strcmp(p, path) == 0)
-			return l;
-	}
-	return NULL;
-}
-
-/* A link in PAIRING is left alone at Connected=false: the Pair() reply says why it ended. */
-#define OPENING_OR_OPEN                                                                            \
-	((1u << FGW_BLUEZ_LINK_STATE_CONNECTING) | (1u << FGW_BLUEZ_LINK_STATE_RESOLVING) |        \
-	 (1u << FGW_BLUEZ_LINK_STATE_PAIRING) | (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING) |           \
-	 (1u << FGW_BLUEZ_LINK_STATE_READY))
-#define OPENING_AFTER_CONNECT                                                                      \
-	((1u << FGW_BLUEZ_LINK_STATE_RESOLVING) | (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING))
-
-void bz_links_adapter_usage(struct fgw_bluez *b, const char *adapter_path, unsigned *ret_slots,
-			    unsigned *ret_ready, bool *ret_connecting)
-{
-	unsigned slots = 0, ready = 0;
-	bool connecting = false;
-	struct bz_list *pos;
-
-	bz_list_for_each(pos, &b->links)
-	{
-		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
-
-		if (!l->holds_slot || !l->adapter_path ||
-		    strcmp(l->adapter_path, adapter_path) != 0)
-			continue;
-		slots++;
-		ready += l->state == FGW_BLUEZ_LINK_STATE_READY;
-		connecting |= l->state == FGW_BLUEZ_LINK_STATE_CONNECTING;
-	}
-	bz_list_for_each(pos, &b->releases)
-	{
-		struct bz_release *rel = container_of(pos, struct bz_release, node);
-		slots += rel->adapter_path && strcmp(rel->adapter_path, adapter_path) == 0;
-	}
-	if (ret_slots)
-		*ret_slots = slots;
-	if (ret_ready)
-		*ret_ready = ready;
-	if (ret_connecting)
-		*ret_connecting = connecting;
-}
-
-/*
- * The copy of the link's device to connect through: the best one (bz_device_better) on a
- * powered adapter with a free slot that is not backing off after a busy answer. NULL when
- * every adapter that hears it is full: the link waits.
- */
-static struct bz_device *link_pick(struct fgw_bluez *b, struct fgw_bluez_link *l, uint64_t now,
-				   uint64_t *ret_retry_ms)
-{
-	struct bz_device *best = NULL;
-	struct bz_list *pos;
-
-	*ret_retry_ms = 0;
-	bz_list_for_each(pos, &b->devices)
-	{
-		struct bz_device *d = container_of(pos, struct bz_device, node);
-		struct bz_adapter *a;
-		unsigned slots;
-
-		if (strcmp(d->addr, l->addr) != 0 || !(a = bz_adapter_used(b, d->adapter)) ||
-		    a->state != FGW_BLUEZ_ADAPTER_STATE_ON)
-			continue;
-		if (a->busy_until_ms > now) {
-			/* backing off: look again when it is over (nothing else may wake us) */
-			uint64_t left = a->busy_until_ms - now;
-			if (!*ret_retry_ms || left < *ret_retry_ms)
-				*ret_retry_ms = left;
-			continue;
-		}
-		bz_links_adapter_usage(b, a->path, &slots, NULL, NULL);
-		if (slots >= b->opts.max_connections)
-			continue;
-		if (!best || bz_device_better(b, d, best, now))
-			best = d;
-	}
-	return best;
-}
-
-void bz_links_pump(struct fgw_bluez *b)
-{
-	struct bz_list *pos;
-	bool on = b->adapter_state == FGW_BLUEZ_ADAPTER_STATE_ON;
-	uint64_t now = fgw_now_ms();
-
-again:
-	bz_list_for_each(pos, &b->links)
-	{
-		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
-		bool known = on && bz_link_device(l);
-
-		if (l->state == FGW_BLUEZ_LINK_STATE_SEARCHING && known) {
-			uv_timer_stop(&l->timer);
-			bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_WAITING);
-		} else if (l->state == FGW_BLUEZ_LINK_STATE_WAITING && !known) {
-			link_start_timer(l);
-			bz_link_enter_state(l, FGW_BLUEZ_LINK_STATE_SEARCHING);
-		}
-	}
-	/* Links whose characteristic was not listed yet at ServicesResolved: look again. */
-	bz_list_for_each(pos, &b->links)
-	{
-		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
-		struct bz_device *d;
-
-		if (l->state == FGW_BLUEZ_LINK_STATE_RESOLVING && l->await_char &&
-		    (d = bz_link_device(l)) && bz_find_smp_char(b, d)) {
-			link_acquire(l);
-			goto again; /* it may have failed: the list may have changed */
-		}
-	}
-	/* FIFO: b->links is in request order; each adapter takes one attempt at a time. */
-	bz_list_for_each(pos, &b->links)
-	{
-		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
-		struct bz_device *d;
-		bool connecting = false;
-		uint64_t retry_ms;
-		int r;
-
-		if (l->state != FGW_BLUEZ_LINK_STATE_WAITING)
-			continue;
-		d = link_pick(b, l, now, &retry_ms);
-		if (!d) {
-			/* every adapter that hears it is full (a slot coming free kicks us) or
-			 * backing off */
-			if (retry_ms)
-				bz_link_restart_timer(l, (unsigned) retry_ms + 1);
-			continue;
-		}
-		bz_links_adapter_usage(b, d->adapter, NULL, NULL, &connecting);
-		if (connecting)
-			continue;
-		/* A freed link's Disconnect() to the same device would cut the new connection. */
-		if (release_pending(b, d->path))
-			continue;
-		if (!link_on_path(b, d->path, false, OPENING_OR_OPEN) && link_settling(l, d))
-			continue;
-		r = link_connect(l, d);
-		if (r < 0) {
-			bz_link_fail(l, r, true);
-			goto again; /* the callback may have changed the list */
-		}
-	}
-	bz_discovery_update(b);
-}
-
-void bz_links_on_device_changed(struct fgw_bluez *b, struct bz_device *d, bool connected_false)
-{
-	struct fgw_bluez_link *l;
-
-	if (connected_false) {
-		/* Links still opening connect again; open ones are lost. Each step may free
-		 * links: look the next one up afresh. */
-		while ((l = link_on_path(b, d->path, false, OPENING_AFTER_CONNECT)))
-			link_reopen(l, "Connected=false");
-		while ((l = link_on_path(b, d->path, false, 1u << FGW_BLUEZ_LINK_STATE_READY)))
-			bz_link_lost(l, "Connected=false", false);
-		return;
-	}
-	if (d->services_resolved &&
-	    (l = link_on_path(b, d->path, false, 1u << FGW_BLUEZ_LINK_STATE_RESOLVING)) &&
-	    !l->await_disconnect)
-		link_acquire(l);
-	bz_kick(b);
-}
-
-void bz_links_on_device_removed(struct fgw_bluez *b, struct bz_device *d)
-{
-	struct fgw_bluez_link *l;
-
-	while ((l = link_on_path(b, d->path, false, OPENING_OR_OPEN))) {
-		bz_link_set_error(l, "device object '%s' removed", d->path);
-		bz_link_fail(l, -ECONNRESET, false);
-	}
-	bz_kick(b);
-}
-
-void bz_links_on_char_removed(struct fgw_bluez *b, struct bz_gatt_char *c)
-{
-	struct fgw_bluez_link *l;
-
-	while ((l = link_on_path(b, c->path, true,
-				 (1u << FGW_BLUEZ_LINK_STATE_ACQUIRING) |
-				     (1u << FGW_BLUEZ_LINK_STATE_READY))))
-		bz_link_lost(l, "SMP characteristic removed", false);
-}
-
-void bz_links_on_adapter_changed(struct fgw_bluez *b)
-{
-	struct bz_list *pos;
-
-again:
-	bz_list_for_each(pos, &b->links)
-	{
-		struct fgw_bluez_link *l = container_of(pos, struct fgw_bluez_link, node);
-		struct bz_adapter *a = bz_adapter_used(b, l->adapter_path);
-
-		/* Only the links of an adapter that went off or away: the others carry on. */
-		if (((1u << l->state) & OPENING_OR_OPEN) &&
-		    (!a || a->state != FGW_BLUEZ_ADAPTER_STATE_ON)) {
-			bz_link_set_error(l, "adapter lost: %s", b->last_error);
-			bz_link_fail(l, -ENETDOWN, false);
-			goto again;
-		}
-	}
-	bz_kick(b);
-}
-
-void bz_links_detach_all(struct fgw_bluez *b)
-{
-	struct fgw_bluez_link *l;
-
-	while (!bz_list_empty(&b->links)) {
-		l = container_of(b->links.next, struct fgw_bluez_link, node);
-		if (l->state != FGW_BLUEZ_LINK_STATE_FAILED) {
-			bz_link_set_error(l, "bluez context freed");
-			bz_link_fail(l, -ECANCELED, true);
-			continue; /* the callback may have freed it */
-		}
-		bz_list_del(&l->node);
-		l->b = NULL;
-	}
 }
 
 /* ---- public ---- */
@@ -810,7 +540,7 @@ FGW_EXPORT int fgw_bluez_connect(struct fgw_bluez *b, const char *addr,
 	l->timer.data = l;
 	l->n_open = 1;
 	l->state = FGW_BLUEZ_LINK_STATE_SEARCHING;
-	link_start_timer(l);
+	bz_link_start_timer(l);
 	bz_list_add_tail(&b->links, &l->node);
 	/* Everything else happens on the loop, so no callback runs before we return. */
 	bz_kick(b);
