@@ -201,7 +201,6 @@ struct bz_gatt_char {
 struct bz_watch {
 	struct bz_list node;
 	unsigned id;
-	bool removed; /* removed while a dispatch runs; reaped afterwards */
 	fgw_bluez_device_cb_t device_cb;
 	fgw_bluez_adapter_cb_t adapter_cb;
 	void *user_data;
@@ -235,7 +234,6 @@ struct fgw_bluez {
 
 	struct bz_list watches;
 	unsigned next_watch_id;
-	unsigned dispatching; /* > 0 while watch callbacks run */
 
 	struct bz_list links;	 /* every fgw_bluez_link not yet freed */
 	struct bz_list releases; /* struct bz_release */

@@ -56,22 +56,6 @@ int bz_new_call(struct fgw_bluez *b, const char *path, const char *iface, const 
 
 /* ---- watches ---- */
 
-static void watches_reap(struct fgw_bluez *b)
-{
-	struct bz_list *pos, *tmp;
-
-	if (b->dispatching)
-		return;
-	bz_list_for_each_safe(pos, tmp, &b->watches)
-	{
-		struct bz_watch *w = container_of(pos, struct bz_watch, node);
-		if (w->removed) {
-			bz_list_del(&w->node);
-			free(w);
-		}
-	}
-}
-
 static void device_info(struct fgw_bluez *b, const struct bz_device *d,
 			struct fgw_bluez_device_info *info)
 {
@@ -121,8 +105,22 @@ static bool other_copy(struct fgw_bluez *b, const struct bz_device *d)
 	return false;
 }
 
+/* A watch added by a callback is called in the same round (it joins the list's tail). */
+static void call_device_watches(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
+				const struct fgw_bluez_device_info *info)
+{
+	struct bz_list *pos;
+
+	bz_list_for_each(pos, &b->watches)
+	{
+		struct bz_watch *w = container_of(pos, struct bz_watch, node);
+		if (w->device_cb)
+			w->device_cb(b, ev, info, w->user_data);
+	}
+}
+
 /*
- * Watch callbacks must not free @b (documented); they may add or remove watches. Several
+ * Watch callbacks must not free @b (documented); they may add watches. Several
  * adapters list the same device: watches hear of it as one, through its best copy. A copy
  * that goes while another remains is an update; a new copy beside a known one too.
  */
@@ -131,7 +129,6 @@ void bz_notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 {
 	struct fgw_bluez_device_info info;
 	struct bz_device *best;
-	struct bz_list *pos;
 
 	if (!bz_device_ours(b, d) || b->freeing)
 		return;
@@ -145,35 +142,18 @@ void bz_notify_device(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 	if (ev != FGW_BLUEZ_DEVICE_LOST && bz_device_too_weak(b, d))
 		return;
 	device_info(b, d, &info);
-	b->dispatching++;
-	bz_list_for_each(pos, &b->watches)
-	{
-		struct bz_watch *w = container_of(pos, struct bz_watch, node);
-		if (!w->removed && w->device_cb)
-			w->device_cb(b, ev, &info, w->user_data);
-	}
-	b->dispatching--;
-	watches_reap(b);
+	call_device_watches(b, ev, &info);
 }
 
 void bz_notify_address_changed(struct fgw_bluez *b, const struct bz_device *d, const char *old_addr)
 {
 	struct fgw_bluez_device_info info;
-	struct bz_list *pos;
 
 	if (!bz_device_ours(b, d) || b->freeing)
 		return;
 	device_info(b, d, &info);
 	memcpy(info.old_addr, old_addr, sizeof(info.old_addr));
-	b->dispatching++;
-	bz_list_for_each(pos, &b->watches)
-	{
-		struct bz_watch *w = container_of(pos, struct bz_watch, node);
-		if (!w->removed && w->device_cb)
-			w->device_cb(b, FGW_BLUEZ_DEVICE_ADDRESS_CHANGED, &info, w->user_data);
-	}
-	b->dispatching--;
-	watches_reap(b);
+	call_device_watches(b, FGW_BLUEZ_DEVICE_ADDRESS_CHANGED, &info);
 }
 
 void bz_notify_adapter(struct fgw_bluez *b, int err)
@@ -182,15 +162,12 @@ void bz_notify_adapter(struct fgw_bluez *b, int err)
 
 	if (b->freeing)
 		return;
-	b->dispatching++;
 	bz_list_for_each(pos, &b->watches)
 	{
 		struct bz_watch *w = container_of(pos, struct bz_watch, node);
-		if (!w->removed && w->adapter_cb)
+		if (w->adapter_cb)
 			w->adapter_cb(b, b->adapter_state, err, w->user_data);
 	}
-	b->dispatching--;
-	watches_reap(b);
 }
 
 static unsigned add_watch(struct fgw_bluez *b, fgw_bluez_device_cb_t dcb,
@@ -208,39 +185,16 @@ static unsigned add_watch(struct fgw_bluez *b, fgw_bluez_device_cb_t dcb,
 	return w->id;
 }
 
-static void remove_watch(struct fgw_bluez *b, unsigned id)
-{
-	struct bz_list *pos;
-
-	bz_list_for_each(pos, &b->watches)
-	{
-		struct bz_watch *w = container_of(pos, struct bz_watch, node);
-		if (w->id == id)
-			w->removed = true;
-	}
-	watches_reap(b);
-}
-
 FGW_EXPORT unsigned fgw_bluez_add_device_watch(struct fgw_bluez *b, fgw_bluez_device_cb_t cb,
 					       void *user_data)
 {
 	return cb ? add_watch(b, cb, NULL, user_data) : 0;
 }
 
-FGW_EXPORT void fgw_bluez_remove_device_watch(struct fgw_bluez *b, unsigned id)
-{
-	remove_watch(b, id);
-}
-
 FGW_EXPORT unsigned fgw_bluez_add_adapter_watch(struct fgw_bluez *b, fgw_bluez_adapter_cb_t cb,
 						void *user_data)
 {
 	return cb ? add_watch(b, NULL, cb, user_data) : 0;
-}
-
-FGW_EXPORT void fgw_bluez_remove_adapter_watch(struct fgw_bluez *b, unsigned id)
-{
-	remove_watch(b, id);
 }
 
 /* ---- signals and the initial load ---- */

@@ -125,7 +125,6 @@ typedef void (*fgw_bluez_adapter_cb_t)(struct fgw_bluez *b, enum fgw_bluez_adapt
 				       int err, void *user_data);
 unsigned fgw_bluez_add_adapter_watch(struct fgw_bluez *b, fgw_bluez_adapter_cb_t cb,
 				     void *user_data);
-void fgw_bluez_remove_adapter_watch(struct fgw_bluez *b, unsigned id);
 /* Of all adapters in use: ON when one is on, OFF when one is there, else ABSENT. */
 enum fgw_bluez_adapter_state fgw_bluez_adapter_state(struct fgw_bluez *b);
 /* The first adapter in use ("hci0"; a powered one first), NULL when none. Borrowed until the
@@ -228,9 +227,9 @@ enum fgw_bluez_device_event {
 };
 typedef void (*fgw_bluez_device_cb_t)(struct fgw_bluez *b, enum fgw_bluez_device_event ev,
 				      const struct fgw_bluez_device_info *info, void *user_data);
-/* Returns an id > 0 for fgw_bluez_remove_device_watch(), 0 on allocation failure. */
+/* A watch lives as long as @b (nothing removes one earlier). Returns an id > 0, 0 on
+ * allocation failure. */
 unsigned fgw_bluez_add_device_watch(struct fgw_bluez *b, fgw_bluez_device_cb_t cb, void *user_data);
-void fgw_bluez_remove_device_watch(struct fgw_bluez *b, unsigned id);
 /* Fills @ret for a known device. -ENOENT if bluetoothd does not list it. */
 int fgw_bluez_device_get(struct fgw_bluez *b, const char *addr, struct fgw_bluez_device_info *ret);
 /* Calls @cb(FGW_BLUEZ_DEVICE_FOUND) for each known device; @cb must not free @b. */

@@ -335,11 +335,6 @@ FGW_EXPORT bool fgw_smp_client_is_open(struct fgw_smp_client *c)
 	return c->open;
 }
 
-FGW_EXPORT struct fgw_transport *fgw_smp_client_transport(struct fgw_smp_client *c)
-{
-	return c->t;
-}
-
 FGW_EXPORT void fgw_smp_client_set_version(struct fgw_smp_client *c, enum fgw_smp_version v)
 {
 	c->version = v;

@@ -47,7 +47,6 @@ int fgw_smp_client_open(struct fgw_smp_client *c, fgw_smp_state_cb_t state_cb, v
 /* Closes the transport; requests in flight end with -ENOTCONN. */
 void fgw_smp_client_close(struct fgw_smp_client *c);
 bool fgw_smp_client_is_open(struct fgw_smp_client *c);
-struct fgw_transport *fgw_smp_client_transport(struct fgw_smp_client *c);
 
 /*
  * SMP version for the next requests (default v2). The client also changes it by itself: a

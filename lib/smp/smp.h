@@ -128,14 +128,10 @@ struct fgw_smp_status {
 
 /* True when the response is a success (no rc/err, or both zero). */
 bool fgw_smp_status_ok(const struct fgw_smp_status *st);
-/* v1 rc names ("EBUSY") and messages; "UNKNOWN_RC"/"unknown error code" for others. */
+/* v1 rc names ("EBUSY"); "UNKNOWN_RC" for others. */
 const char *fgw_smp_rc_to_string(int64_t rc);
-const char *fgw_smp_rc_message(int64_t rc);
-/* v2 group error names ("NO_FREE_SLOT") and messages for groups 0, 1 and 63. */
+/* v2 group error names ("NO_FREE_SLOT") for groups 0, 1 and 63; "UNKNOWN_RC" for others. */
 const char *fgw_smp_group_rc_to_string(uint16_t group, uint16_t rc);
-const char *fgw_smp_group_rc_message(uint16_t group, uint16_t rc);
-/* Zephyr's translation of a v2 group error to the v1 rc an original-protocol client sees. */
-int fgw_smp_group_rc_to_v1(uint16_t group, uint16_t rc);
 /*
  * One line for people: "ok", "rc 10 EBUSY (device busy, retry later)",
  * "image error 9 NO_FREE_SLOT (no free slot ...): rsn". Returns @buf.

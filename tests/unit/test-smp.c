@@ -281,7 +281,6 @@ static void test_echo_and_errors(void **state)
 	assert_int_equal(st.err_group, 1);
 	assert_int_equal(st.err_rc, 9);
 	assert_string_equal(fgw_smp_group_rc_to_string(st.err_group, st.err_rc), "NO_FREE_SLOT");
-	assert_int_equal(fgw_smp_group_rc_to_v1(st.err_group, st.err_rc), 6);
 	assert_non_null(
 	    strstr(fgw_smp_status_format(&st, buf, sizeof(buf)), "image error 9 NO_FREE_SLOT"));
 	free(g);
@@ -296,37 +295,36 @@ static void test_echo_and_errors(void **state)
 	free(g);
 }
 
-struct v1_case {
+struct rc_case {
 	uint16_t group, rc;
-	int v1;
 	const char *name;
 };
 
 static void test_error_tables(void **state)
 {
-	static const struct v1_case cases[] = {
-	    {1, 0, 0, "OK"},
-	    {1, 3, 5, "NO_IMAGE"},
-	    {1, 9, 6, "NO_FREE_SLOT"},
-	    {1, 14, 3, "INVALID_SLOT"},
-	    {1, 15, 2, "NO_FREE_MEMORY"},
-	    {1, 22, 3, "INVALID_IMAGE_HEADER"},
-	    {1, 23, 1, "INVALID_IMAGE_HEADER_MAGIC"},
-	    {1, 27, 6, "CURRENT_VERSION_IS_NEWER"},
-	    {1, 28, 6, "IMAGE_ALREADY_PENDING"},
-	    {1, 32, 1, "IMAGE_CONFIRMATION_DENIED"},
-	    {1, 34, 1, "ACTIVE_SLOT_NOT_KNOWN"},
-	    {1, 35, 1, "UNKNOWN_RC"},
-	    {0, 2, 3, "INVALID_FORMAT"},
-	    {0, 3, 5, "QUERY_YIELDS_NO_ANSWER"},
-	    {0, 4, 5, "RTC_NOT_SET"},
-	    {0, 6, 1, "QUERY_RESPONSE_VALUE_NOT_VALID"},
-	    {63, 4, 1, "FLASH_ERASE_FAILED"},
-	    {9, 1, 1, "UNKNOWN_RC"}, /* shell group: no table */
+	char buf[128];
+	static const struct rc_case cases[] = {
+	    {1, 0, "OK"},
+	    {1, 3, "NO_IMAGE"},
+	    {1, 9, "NO_FREE_SLOT"},
+	    {1, 14, "INVALID_SLOT"},
+	    {1, 15, "NO_FREE_MEMORY"},
+	    {1, 22, "INVALID_IMAGE_HEADER"},
+	    {1, 23, "INVALID_IMAGE_HEADER_MAGIC"},
+	    {1, 27, "CURRENT_VERSION_IS_NEWER"},
+	    {1, 28, "IMAGE_ALREADY_PENDING"},
+	    {1, 32, "IMAGE_CONFIRMATION_DENIED"},
+	    {1, 34, "ACTIVE_SLOT_NOT_KNOWN"},
+	    {1, 35, "UNKNOWN_RC"},
+	    {0, 2, "INVALID_FORMAT"},
+	    {0, 3, "QUERY_YIELDS_NO_ANSWER"},
+	    {0, 4, "RTC_NOT_SET"},
+	    {0, 6, "QUERY_RESPONSE_VALUE_NOT_VALID"},
+	    {63, 4, "FLASH_ERASE_FAILED"},
+	    {9, 1, "UNKNOWN_RC"}, /* shell group: no table */
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		assert_int_equal(fgw_smp_group_rc_to_v1(cases[i].group, cases[i].rc), cases[i].v1);
 		assert_string_equal(fgw_smp_group_rc_to_string(cases[i].group, cases[i].rc),
 				    cases[i].name);
 	}
@@ -335,6 +333,17 @@ static void test_error_tables(void **state)
 	assert_string_equal(fgw_smp_rc_to_string(13), "UNSUPPORTED_TOO_NEW");
 	assert_string_equal(fgw_smp_rc_to_string(300), "EPERUSER");
 	assert_string_equal(fgw_smp_rc_to_string(-4), "UNKNOWN_RC");
+	assert_string_equal(
+	    fgw_smp_status_format(&(struct fgw_smp_status){.rc = 300}, buf, sizeof(buf)),
+	    "rc 300 EPERUSER (application-defined error)");
+	assert_string_equal(
+	    fgw_smp_status_format(&(struct fgw_smp_status){.rc = -4}, buf, sizeof(buf)),
+	    "rc -4 UNKNOWN_RC (unknown error code)");
+	assert_string_equal(
+	    fgw_smp_status_format(
+		&(struct fgw_smp_status){.has_err = true, .err_group = 9, .err_rc = 1}, buf,
+		sizeof(buf)),
+	    "shell error 1 UNKNOWN_RC (unknown error code)");
 	assert_true(fgw_smp_status_is_busy(&(struct fgw_smp_status){.rc = 10}));
 }
 
