@@ -163,10 +163,3 @@ FGW_EXPORT void fgw_transport_ble_set_security(struct fgw_transport *t, int secu
 	if (t && t->ops == &ble_ops)
 		to_ble(t)->security = security;
 }
-
-FGW_EXPORT bool fgw_transport_ble_paired(struct fgw_transport *t)
-{
-	struct ble_transport *bt = t && t->ops == &ble_ops ? to_ble(t) : NULL;
-
-	return bt && bt->link && fgw_bluez_link_paired(bt->link);
-}

@@ -33,5 +33,3 @@ bool fgw_transport_ble_acquired(struct fgw_transport *t);
  * encrypted, authenticated; default unknown). See fgw_bluez_link_set_security().
  */
 void fgw_transport_ble_set_security(struct fgw_transport *t, int security);
-/* true when the open link paired the device itself (a first pairing, not a reused bond). */
-bool fgw_transport_ble_paired(struct fgw_transport *t);

@@ -7,6 +7,17 @@
 #include "upload.h"
 #include "util.h"
 
+/* Only the engine's own log lines name these; callers see fgw_upload_is_running(). */
+enum fgw_upload_state {
+	FGW_UPLOAD_STATE_IDLE,	    /* not started, or finished */
+	FGW_UPLOAD_STATE_PROBING,   /* first chunk (off 0) alone in flight: opens or resumes */
+	FGW_UPLOAD_STATE_STREAMING, /* a window of chunks in flight at predicted offsets */
+	FGW_UPLOAD_STATE_RESYNC,    /* the device's off differs: draining what is in flight */
+	FGW_UPLOAD_STATE_BACKOFF,   /* the device said busy, or the send queue was full: timer */
+	_FGW_UPLOAD_STATE_MAX,
+	_FGW_UPLOAD_STATE_INVALID = -EINVAL,
+};
+
 struct chunk {
 	struct fgw_upload *u;
 	bool used;

@@ -20,11 +20,9 @@ static const char *const state_names[_FGW_UPLOAD_STATE_MAX] = {
     [FGW_UPLOAD_STATE_BACKOFF] = "backoff",
 };
 
-FGW_EXPORT const char *fgw_upload_state_to_string(enum fgw_upload_state s)
+static const char *state_to_string(enum fgw_upload_state s)
 {
-	if ((int) s < 0 || s >= _FGW_UPLOAD_STATE_MAX)
-		return NULL;
-	return state_names[s];
+	return FGW_ENUM_NAME(state_names, s);
 }
 
 FGW_EXPORT void fgw_upload_opts_init(struct fgw_upload_opts *o)
@@ -76,8 +74,8 @@ static void enter_state(struct fgw_upload *u, enum fgw_upload_state s)
 {
 	if (u->state != s)
 		fgw_debug("upload %s: %s -> %s (next %" PRIu64 ", device %" PRIu64 ")",
-			  fgw_smp_client_peer(u->client), fgw_upload_state_to_string(u->state),
-			  fgw_upload_state_to_string(s), u->next_off, u->acked);
+			  fgw_smp_client_peer(u->client), state_to_string(u->state),
+			  state_to_string(s), u->next_off, u->acked);
 	u->state = s;
 }
 
@@ -738,11 +736,6 @@ FGW_EXPORT void fgw_upload_cancel(struct fgw_upload *u)
 FGW_EXPORT bool fgw_upload_is_running(struct fgw_upload *u)
 {
 	return u->state != FGW_UPLOAD_STATE_IDLE;
-}
-
-FGW_EXPORT enum fgw_upload_state fgw_upload_get_state(struct fgw_upload *u)
-{
-	return u->state;
 }
 
 FGW_EXPORT void fgw_upload_get_stats(struct fgw_upload *u, struct fgw_upload_stats *ret)

@@ -136,15 +136,3 @@ int fgw_upload_start(struct fgw_upload *u, const struct fgw_upload_image *img, u
 void fgw_upload_cancel(struct fgw_upload *u);
 bool fgw_upload_is_running(struct fgw_upload *u);
 void fgw_upload_get_stats(struct fgw_upload *u, struct fgw_upload_stats *ret);
-
-enum fgw_upload_state {
-	FGW_UPLOAD_STATE_IDLE,	    /* not started, or finished */
-	FGW_UPLOAD_STATE_PROBING,   /* first chunk (off 0) alone in flight: opens or resumes */
-	FGW_UPLOAD_STATE_STREAMING, /* a window of chunks in flight at predicted offsets */
-	FGW_UPLOAD_STATE_RESYNC,    /* the device's off differs: draining what is in flight */
-	FGW_UPLOAD_STATE_BACKOFF,   /* the device said busy, or the send queue was full: timer */
-	_FGW_UPLOAD_STATE_MAX,
-	_FGW_UPLOAD_STATE_INVALID = -EINVAL,
-};
-const char *fgw_upload_state_to_string(enum fgw_upload_state s);
-enum fgw_upload_state fgw_upload_get_state(struct fgw_upload *u);
