@@ -300,7 +300,7 @@ int fgw_daemon_api_start(struct fgw_daemon *d)
 	if (!d->cfg.api_enabled)
 		return 0;
 	if (d->cfg.api_token_file && *d->cfg.api_token_file) {
-		r = fgw_api_token_read(d->cfg.api_token_file, &token);
+		r = fgw_token_read(d->cfg.api_token_file, &token);
 		if (r == -EPERM)
 			return fgw_log_errno(
 			    LOG_ERR, r,

@@ -166,14 +166,6 @@ struct fgw_api *fgw_api_free(struct fgw_api *api);
 uint16_t fgw_api_port(struct fgw_api *api);
 
 /*
- * Reads a bearer token from @path (e.g. a systemd credential): the whole file less trailing
- * white space, 16 to 4096 visible ASCII characters. 0 and a malloc'd *@ret, -EPERM if others
- * may read or write the file (mode & 006; the group may read it, as a systemd credential's
- * group does), -EINVAL if the content does not qualify, or -errno from reading.
- */
-int fgw_api_token_read(const char *path, char **ret);
-
-/*
  * Prometheus text exposition (version 0.0.4). fgw_prom_family() writes # HELP and # TYPE
  * once per name; @type is "counter", "gauge" or "histogram". fgw_prom_sample() writes one
  * line; @labels is NULL or a NULL-terminated list of name, value pairs (values are escaped).

@@ -128,6 +128,20 @@ int fgw_enum_value(const char *const *names, size_t n, const char *s);
 #define FGW_ENUM_VALUE(names, s) fgw_enum_value(names, ARRAY_SIZE(names), s)
 
 /*
+ * A bearer token (the REST API's, shared by fotagwd and fotactl). fgw_token_parse() takes
+ * @len bytes less trailing white space, which must be FGW_TOKEN_MIN to FGW_TOKEN_MAX visible
+ * ASCII characters: 0 and a malloc'd *@ret, -EINVAL otherwise (@ret untouched), -ENOMEM.
+ * fgw_token_read() reads the whole file at @path (e.g. a systemd credential) by that rule:
+ * -EPERM if others may read or write it (mode & 006; the group may read it, as a systemd
+ * credential's group does: 0600 and 0640 pass, 0644 does not), -EINVAL for content that does
+ * not qualify or a file longer than FGW_TOKEN_MAX + 4096 bytes, or -errno from reading.
+ */
+#define FGW_TOKEN_MIN 16
+#define FGW_TOKEN_MAX 4096
+int fgw_token_parse(const char *buf, size_t len, char **ret);
+int fgw_token_read(const char *path, char **ret);
+
+/*
  * A device address as the registry keys it: a BLE MAC in upper case ("AA:BB:CC:DD:EE:FF", as
  * BlueZ reports it) or "udp:HOST:PORT". 0 and @ret, or -EINVAL.
  */

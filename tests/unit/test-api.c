@@ -600,71 +600,6 @@ static void test_address_valid(void **state)
 	assert_false(api_address_valid("a%00", 4));
 }
 
-struct token_case {
-	const char *content;
-	int r;
-	const char *want;
-};
-
-static const struct token_case token_cases[] = {
-    {"0123456789abcdef\n", 0, "0123456789abcdef"},
-    {"0123456789abcdef-more_chars.\r\n\n", 0, "0123456789abcdef-more_chars."},
-    {"short\n", -EINVAL, NULL},
-    {"", -EINVAL, NULL},
-    {"0123456789 abcdef\n", -EINVAL, NULL},
-    {"0123456789abcdef\n0123\n", -EINVAL, NULL},
-    {NULL, -ENOENT, NULL}, /* no file */
-};
-
-static void test_token_read(void **state)
-{
-	char dir[] = "/tmp/fgw-test-token-XXXXXX", path[64], cmd[96];
-
-	assert_non_null(mkdtemp(dir));
-	for (size_t i = 0; i < ARRAY_SIZE(token_cases); i++) {
-		const struct token_case *c = &token_cases[i];
-		char *tok = NULL;
-
-		snprintf(path, sizeof(path), "%s/t%zu", dir, i);
-		if (c->content) {
-			FILE *fp = fopen(path, "w");
-			assert_non_null(fp);
-			fputs(c->content, fp);
-			fclose(fp);
-			assert_int_equal(chmod(path, 0640), 0); /* a group may read it */
-		}
-		assert_int_equal(fgw_api_token_read(path, &tok), c->r);
-		if (c->content && c->r == 0) {
-			/* Others may read or write it: refused, whatever it holds. */
-			free(tok);
-			tok = NULL;
-			assert_int_equal(chmod(path, 0644), 0);
-			assert_int_equal(fgw_api_token_read(path, &tok), -EPERM);
-			assert_null(tok);
-			assert_int_equal(chmod(path, 0602), 0);
-			assert_int_equal(fgw_api_token_read(path, &tok), -EPERM);
-			assert_null(tok);
-			continue;
-		}
-		if (c->want)
-			assert_string_equal(tok, c->want);
-		free(tok);
-	}
-	/* Longer than any token. */
-	snprintf(path, sizeof(path), "%s/big", dir);
-	{
-		FILE *fp = fopen(path, "w");
-		for (int i = 0; i < 5000; i++)
-			fputc('a', fp);
-		fclose(fp);
-		assert_int_equal(chmod(path, 0600), 0);
-		char *tok = NULL;
-		assert_int_equal(fgw_api_token_read(path, &tok), -EINVAL);
-	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	(void) !system(cmd);
-}
-
 int main(void)
 {
 	struct CMUnitTest tests[ARRAY_SIZE(route_cases) + 32];
@@ -689,7 +624,6 @@ int main(void)
 	    cmocka_unit_test(test_token_equal),
 	    cmocka_unit_test(test_cursor),
 	    cmocka_unit_test(test_address_valid),
-	    cmocka_unit_test(test_token_read),
 	};
 
 	/* One test per routing case, named by method and path. */

@@ -8,7 +8,6 @@
 
 #include <curl/curl.h>
 
-#include "api.h"
 #include "config.h"
 #include "ops-client.h"
 #include "util.h"
@@ -74,7 +73,7 @@ int ops_conn_open(const struct fotactl_ctx *ctx, const struct ops_opts *o, struc
 		ret->token = strdup(ctx->token);
 	} else if (token_file) {
 		ret->token_file = strdup(token_file);
-		ret->token_err = fgw_api_token_read(token_file, &ret->token);
+		ret->token_err = fgw_token_read(token_file, &ret->token);
 	}
 	fgw_config_done(&cfg);
 	if (!ret->url || (token_file && !ret->token_file)) {
