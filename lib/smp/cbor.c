@@ -130,6 +130,44 @@ static bool text_equals(const cbor_item_t *k, const char *key)
 	return cbor_string_length(k) == n && memcmp(cbor_string_handle(k), key, n) == 0;
 }
 
+int smp_cbor_load_field(const uint8_t *payload, size_t len, const char *key, cbor_item_t **ret_root,
+			cbor_item_t **ret_value)
+{
+	cbor_item_t *root, *v;
+	int r;
+
+	r = smp_cbor_load_map(payload, len, &root);
+	if (r < 0)
+		return r;
+	v = smp_cbor_get(root, key);
+	if (!v) {
+		cbor_decref(&root);
+		return -ENODATA;
+	}
+	*ret_root = root;
+	*ret_value = v;
+	return 0;
+}
+
+int smp_cbor_load_array(const uint8_t *payload, size_t len, const char *key, size_t max,
+			cbor_item_t **ret_root, cbor_item_t **ret_array)
+{
+	cbor_item_t *root, *v;
+	int r;
+
+	r = smp_cbor_load_field(payload, len, key, &root, &v);
+	if (r < 0)
+		return r;
+	r = !cbor_isa_array(v) ? -EBADMSG : cbor_array_size(v) > max ? -E2BIG : 0;
+	if (r < 0) {
+		cbor_decref(&root);
+		return r;
+	}
+	*ret_root = root;
+	*ret_array = v;
+	return 0;
+}
+
 cbor_item_t *smp_cbor_get(const cbor_item_t *map, const char *key)
 {
 	struct cbor_pair *pairs = cbor_map_handle(map);

@@ -22,11 +22,8 @@ FGW_EXPORT int fgw_smp_text_field_decode(const uint8_t *payload, size_t len, con
 	cbor_item_t *v;
 	int r;
 
-	r = smp_cbor_load_map(payload, len, &root);
+	r = smp_cbor_load_field(payload, len, key, &root, &v);
 	if (r < 0)
 		return r;
-	v = smp_cbor_get(root, key);
-	if (!v)
-		return -ENODATA;
 	return smp_cbor_dup_text(v, ret);
 }

@@ -286,17 +286,10 @@ FGW_EXPORT int fgw_smp_img_state_decode(const uint8_t *payload, size_t len,
 	size_t n;
 	int r;
 
-	r = smp_cbor_load_map(payload, len, &root);
+	r = smp_cbor_load_array(payload, len, "images", FGW_SMP_MAX_IMG_SLOTS, &root, &images);
 	if (r < 0)
 		return r;
-	images = smp_cbor_get(root, "images");
-	if (!images)
-		return -ENODATA;
-	if (!cbor_isa_array(images))
-		return -EBADMSG;
 	n = cbor_array_size(images);
-	if (n > FGW_SMP_MAX_IMG_SLOTS)
-		return -E2BIG;
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return -ENOMEM;
@@ -336,16 +329,10 @@ FGW_EXPORT int fgw_smp_slot_info_decode(const uint8_t *payload, size_t len,
 	uint64_t u;
 	int r;
 
-	r = smp_cbor_load_map(payload, len, &root);
+	r = smp_cbor_load_array(payload, len, "images", FGW_SMP_MAX_SLOT_INFO_IMAGES, &root,
+				&images);
 	if (r < 0)
 		return r;
-	images = smp_cbor_get(root, "images");
-	if (!images)
-		return -ENODATA;
-	if (!cbor_isa_array(images))
-		return -EBADMSG;
-	if (cbor_array_size(images) > FGW_SMP_MAX_SLOT_INFO_IMAGES)
-		return -E2BIG;
 	si.n_images = cbor_array_size(images);
 	for (size_t i = 0; i < si.n_images; i++) {
 		cbor_item_t *m = cbor_array_handle(images)[i], *slots;

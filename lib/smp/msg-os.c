@@ -77,29 +77,14 @@ FGW_EXPORT int fgw_smp_params_decode(const uint8_t *payload, size_t len, struct 
 	return 0;
 }
 
-static int decode_text(const uint8_t *payload, size_t len, const char *key, char **ret)
-{
-	_cleanup_cbor_ cbor_item_t *root = NULL;
-	cbor_item_t *v;
-	int r;
-
-	r = smp_cbor_load_map(payload, len, &root);
-	if (r < 0)
-		return r;
-	v = smp_cbor_get(root, key);
-	if (!v)
-		return -ENODATA;
-	return smp_cbor_dup_text(v, ret);
-}
-
 FGW_EXPORT int fgw_smp_echo_decode(const uint8_t *payload, size_t len, char **ret)
 {
-	return decode_text(payload, len, "r", ret);
+	return fgw_smp_text_field_decode(payload, len, "r", ret);
 }
 
 FGW_EXPORT int fgw_smp_os_info_decode(const uint8_t *payload, size_t len, char **ret)
 {
-	return decode_text(payload, len, "output", ret);
+	return fgw_smp_text_field_decode(payload, len, "output", ret);
 }
 
 FGW_EXPORT const char *fgw_mcuboot_mode_to_string(int mode)

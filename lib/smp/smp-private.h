@@ -22,6 +22,15 @@ int smp_req_finish(cbor_item_t *map, uint8_t op, uint16_t group, uint8_t id,
 
 /* Loads @payload and checks it is a map. -EBADMSG otherwise. */
 int smp_cbor_load_map(const uint8_t *payload, size_t len, cbor_item_t **ret);
+/*
+ * smp_cbor_load_map() and the value of @key in it, borrowed from *@ret_root (the caller's to
+ * free): -ENODATA without @key. _array: that value is an array of at most @max elements,
+ * -EBADMSG if it is no array, -E2BIG if it is longer. Nothing to free on failure.
+ */
+int smp_cbor_load_field(const uint8_t *payload, size_t len, const char *key, cbor_item_t **ret_root,
+			cbor_item_t **ret_value);
+int smp_cbor_load_array(const uint8_t *payload, size_t len, const char *key, size_t max,
+			cbor_item_t **ret_root, cbor_item_t **ret_array);
 /* Value for text key @key in @map, or NULL. */
 cbor_item_t *smp_cbor_get(const cbor_item_t *map, const char *key);
 /* Typed readers: -EBADMSG on a wrong type or range. */

@@ -521,6 +521,18 @@ static int dec_state(const uint8_t *p, size_t n)
 	static struct fgw_smp_img_state st;
 	return fgw_smp_img_state_decode(p, n, &st);
 }
+static int dec_slot_info(const uint8_t *p, size_t n)
+{
+	struct fgw_smp_slot_info si;
+	return fgw_smp_slot_info_decode(p, n, &si);
+}
+static int dec_text(const uint8_t *p, size_t n)
+{
+	char *text = NULL;
+	int r = fgw_smp_text_field_decode(p, n, "version", &text);
+	free(text);
+	return r;
+}
 static int dec_params(const uint8_t *p, size_t n)
 {
 	struct fgw_smp_params pr;
@@ -547,6 +559,24 @@ static const struct bad_case bad_cases[] = {
     {"off negative", {0xa1, 0x63, 'o', 'f', 'f', 0x20}, 6, dec_upload, -EBADMSG},
     {"match not bool", {0xa1, 0x65, 'm', 'a', 't', 'c', 'h', 0x01}, 8, dec_upload, -EBADMSG},
     {"images not array", {0xa1, 0x66, 'i', 'm', 'a', 'g', 'e', 's', 0xa0}, 9, dec_state, -EBADMSG},
+    {"state without images", {0xa1, 0x61, 'x', 0x80}, 4, dec_state, -ENODATA},
+    {"slot info without images", {0xa0}, 1, dec_slot_info, -ENODATA},
+    {"slot info images not array",
+     {0xa1, 0x66, 'i', 'm', 'a', 'g', 'e', 's', 0x01},
+     9,
+     dec_slot_info,
+     -EBADMSG},
+    {"slot info of 5 images",
+     {0xa1, 0x66, 'i', 'm', 'a', 'g', 'e', 's', 0x85, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0},
+     14,
+     dec_slot_info,
+     -E2BIG},
+    {"text field absent", {0xa1, 0x61, 'x', 0x61, 'y'}, 5, dec_text, -ENODATA},
+    {"text field not text",
+     {0xa1, 0x67, 'v', 'e', 'r', 's', 'i', 'o', 'n', 0x01},
+     10,
+     dec_text,
+     -EBADMSG},
     {"slot entry without slot",
      {0xa1, 0x66, 'i', 'm', 'a', 'g', 'e', 's', 0x81, 0xa0},
      10,
