@@ -337,19 +337,13 @@ void bz_discovery_update(struct fgw_bluez *b)
 	if (b->freeing || b->adapter_state != FGW_BLUEZ_ADAPTER_STATE_ON)
 		return;
 	/* Every adapter scans: a device may be heard better by another one. */
-	want = b->want_scan || bz_links_searching(b) > 0;
+	want = b->opts.scan || bz_links_searching(b) > 0;
 	bz_list_for_each(pos, &b->adapters)
 	{
 		struct bz_adapter *a = container_of(pos, struct bz_adapter, node);
 		if (a->used)
 			adapter_discovery_update(b, a, want);
 	}
-}
-
-FGW_EXPORT void fgw_bluez_set_scan(struct fgw_bluez *b, bool on)
-{
-	b->want_scan = on;
-	bz_discovery_update(b);
 }
 
 /* PropertiesChanged on an adapter: power and discovery, as bluetoothd now has them. */

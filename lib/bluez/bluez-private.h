@@ -230,7 +230,6 @@ struct fgw_bluez {
 
 	struct bz_list adapters, devices, services, chars;
 	enum fgw_bluez_adapter_state adapter_state; /* of all adapters in use */
-	bool want_scan;				    /* fgw_bluez_set_scan() */
 
 	struct bz_list watches;
 	unsigned next_watch_id;

@@ -490,7 +490,6 @@ FGW_EXPORT int fgw_bluez_new(uv_loop_t *loop, const struct fgw_bluez_options *op
 	bz_list_init(&b->watches);
 	bz_list_init(&b->links);
 	bz_list_init(&b->releases);
-	b->want_scan = opts->scan;
 	b->adapter_state = FGW_BLUEZ_ADAPTER_STATE_ABSENT;
 	if (opts->bus_address && !(b->opt_bus_address = strdup(opts->bus_address))) {
 		r = -ENOMEM;

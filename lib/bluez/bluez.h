@@ -54,12 +54,12 @@ struct fgw_bluez_options {
 	/* Adapters to use: "hci0", a list "hci0,hci1", "all"; NULL or "": the first adapter
 	 * bluetoothd lists (the lowest path). */
 	const char *adapter;
-	bool power_on;		  /* set Powered=true when the adapter is off */
-	bool scan;		  /* discover from the start (see fgw_bluez_set_scan()) */
-	bool filter_service;	  /* discovery filter on the SMP service UUID */
-	int rssi_threshold;	  /* dBm; weaker devices are not reported; 0: no threshold. Applied
-				   * here, not in bluetoothd's filter (which would hide 127s) */
-	unsigned max_connections; /* links connecting or connected at once per adapter, >= 1 */
+	bool power_on;	     /* set Powered=true when the adapter is off */
+	bool scan;	     /* discover all along; else only while a link looks for its device */
+	bool filter_service; /* discovery filter on the SMP service UUID */
+	int rssi_threshold;  /* dBm; weaker devices are not reported; 0: no threshold. Applied
+			      * here, not in bluetoothd's filter (which would hide 127s) */
+	unsigned max_connections;    /* links connecting or connected at once per adapter, >= 1 */
 	unsigned connect_timeout_ms; /* finding + connecting + resolving + acquiring */
 	unsigned call_timeout_ms;    /* any other D-Bus call */
 	unsigned pair_timeout_ms;    /* Device1.Pair(), called asynchronously; 0: 30 s */
@@ -89,9 +89,6 @@ int fgw_bluez_new(uv_loop_t *loop, const struct fgw_bluez_options *opts, struct 
  * Must not be called from a callback of this object. NULL ok.
  */
 struct fgw_bluez *fgw_bluez_free(struct fgw_bluez *b);
-
-/* Turns continuous discovery on or off. Links that look for a device scan while they do. */
-void fgw_bluez_set_scan(struct fgw_bluez *b, bool on);
 
 /*
  * Calls @cb once no Disconnect() of a freed link is pending any more (0), or after @timeout_ms

@@ -54,7 +54,6 @@ enum fgw_reject_reason {
 
 /* "bad-signature", "rollback", ...: the names logs, the database and the API use. */
 const char *fgw_reject_reason_to_string(enum fgw_reject_reason r);
-enum fgw_reject_reason fgw_reject_reason_from_string(const char *s);
 
 /* Why something was refused. @detail is a static string naming the failed check. */
 struct fgw_reject {

@@ -44,13 +44,6 @@ FGW_EXPORT const char *fgw_reject_reason_to_string(enum fgw_reject_reason r)
 	return FGW_ENUM_NAME(reason_names, r);
 }
 
-FGW_EXPORT enum fgw_reject_reason fgw_reject_reason_from_string(const char *s)
-{
-	int v = FGW_ENUM_VALUE(reason_names, s);
-
-	return v < 0 ? _FGW_REJECT_REASON_INVALID : (enum fgw_reject_reason) v;
-}
-
 static const char *const mode_names[_FGW_ROLLOUT_MODE_MAX] = {
     [FGW_ROLLOUT_MODE_TEST_CONFIRM] = "test-confirm",
     [FGW_ROLLOUT_MODE_CONFIRM] = "confirm",

@@ -42,14 +42,6 @@ FGW_EXPORT int fgw_log_level_from_string(const char *s)
 	return -EINVAL;
 }
 
-FGW_EXPORT const char *fgw_log_level_to_string(int level)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(level_names); i++)
-		if (level_names[i].level == level)
-			return level_names[i].name;
-	return "unknown";
-}
-
 __attribute__((format(printf, 2, 0))) static void logv(int prio, const char *fmt, va_list ap)
 {
 	char msg[2048], line[4096];

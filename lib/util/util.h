@@ -44,7 +44,6 @@ void fgw_log_set_level(int level);
 int fgw_log_get_level(void);
 /* Accepts err, warning, notice, info, debug (and their syslog spellings). -EINVAL if unknown. */
 int fgw_log_level_from_string(const char *s);
-const char *fgw_log_level_to_string(int level);
 void fgw_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Logs "<message>: <strerror(-err)>" and returns @err (a negative errno), for `return ...;`. */
 int fgw_log_errno(int prio, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -149,7 +149,6 @@ static void test_log_levels(void **state)
 	assert_int_equal(fgw_log_level_from_string("WARNING"), LOG_WARNING);
 	assert_int_equal(fgw_log_level_from_string("err"), LOG_ERR);
 	assert_int_equal(fgw_log_level_from_string("loud"), -EINVAL);
-	assert_string_equal(fgw_log_level_to_string(LOG_NOTICE), "notice");
 	assert_int_equal(fgw_log_errno(LOG_DEBUG, -ENOENT, "x"), -ENOENT);
 	assert_int_equal(fgw_log_errno(LOG_DEBUG, ENOENT, "x"), -ENOENT);
 }
