@@ -21,43 +21,11 @@
 #define MAX_CSV (64 * 1024) /* the API's request body limit */
 
 enum {
-	OPT_URL = 0x100,
-	OPT_TOKEN_FILE,
-	OPT_CONFIG,
-	OPT_JSON,
-	OPT_PASSKEY_FILE,
+	OPT_PASSKEY_FILE = OPS_OPT_NEXT,
 	OPT_BOARD,
 	OPT_GROUP,
 	OPT_LABEL,
 };
-
-#define COMMON_OPTS                                                                                \
-	{"url", required_argument, NULL, OPT_URL},                                                 \
-	    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},                               \
-	    {"config", required_argument, NULL, OPT_CONFIG},                                       \
-	    {"json", no_argument, NULL, OPT_JSON},                                                 \
-	{                                                                                          \
-		"help", no_argument, NULL, 'h'                                                     \
-	}
-
-static bool common_opt(int c, struct ops_opts *o)
-{
-	switch (c) {
-	case OPT_URL:
-		o->url = optarg;
-		return true;
-	case OPT_TOKEN_FILE:
-		o->token_file = optarg;
-		return true;
-	case OPT_CONFIG:
-		o->config = optarg;
-		return true;
-	case OPT_JSON:
-		o->json = true;
-		return true;
-	}
-	return false;
-}
 
 static int usage_error(const char *form)
 {
@@ -117,47 +85,6 @@ static int read_passkey(const char *path, char out[7])
 	return r;
 }
 
-/* A change the gateway must authorize: the token, the request, its answer or error. */
-static int send_change(struct ops_conn *conn, const char *method, const char *path,
-		       const char *body, const char *what, cJSON **ret)
-{
-	char err[512];
-	long status = 0;
-	cJSON *j = NULL, *errors;
-	int r;
-
-	*ret = NULL;
-	if (!conn->token) {
-		fprintf(stderr,
-			"fotactl: %s needs the API token: give --token-file FILE (or set "
-			"[api] token_file in the gateway config)\n",
-			what);
-		return FOTACTL_EXIT_FAILED;
-	}
-	r = ops_request(conn, method, path, body, &status, &j, err, sizeof(err));
-	if (r < 0) {
-		fprintf(stderr, "fotactl: %s\n", err);
-		return FOTACTL_EXIT_FAILED;
-	}
-	if (status >= 200 && status <= 299) {
-		*ret = j;
-		return 0;
-	}
-	/* the gateway's messages: already escaped for the terminal by ops_request */
-	errors = cJSON_GetObjectItemCaseSensitive(j, "errors");
-	if (cJSON_IsArray(errors)) {
-		const cJSON *e;
-		cJSON_ArrayForEach(e, errors)
-		{
-			if (cJSON_IsString(e))
-				fprintf(stderr, "fotactl: %s\n", e->valuestring);
-		}
-	}
-	fprintf(stderr, "fotactl: %s refused: HTTP %ld: %s\n", what, status, ops_str(j, "message"));
-	cJSON_Delete(j);
-	return FOTACTL_EXIT_FAILED;
-}
-
 static int finish(struct ops_conn *conn, cJSON *j, const char *text)
 {
 	if (conn->json) {
@@ -203,7 +130,7 @@ static int devices_enroll(const struct fotactl_ctx *ctx, int argc, char **argv)
 	static const char form[] =
 	    "enroll ADDR [--passkey-file F] [--board B] [--group G] [--label L]";
 	static const struct option opts[] = {
-	    COMMON_OPTS,
+	    OPS_COMMON_OPTS,
 	    {"passkey-file", required_argument, NULL, OPT_PASSKEY_FILE},
 	    {"board", required_argument, NULL, OPT_BOARD},
 	    {"group", required_argument, NULL, OPT_GROUP},
@@ -211,7 +138,7 @@ static int devices_enroll(const struct fotactl_ctx *ctx, int argc, char **argv)
 	    {},
 	};
 	const char *pkfile = NULL, *board = NULL, *group = NULL, *label = NULL;
-	_cleanup_free_ char *path = NULL, *addr = NULL, *body = NULL;
+	_cleanup_free_ char *path = NULL, *body = NULL;
 	char passkey[7] = "";
 	struct ops_opts o = {0};
 	struct ops_conn conn;
@@ -219,7 +146,7 @@ static int devices_enroll(const struct fotactl_ctx *ctx, int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (common_opt(c, &o))
+		if (ops_common_opt(c, &o))
 			continue;
 		switch (c) {
 		case OPT_PASSKEY_FILE:
@@ -255,10 +182,8 @@ static int devices_enroll(const struct fotactl_ctx *ctx, int argc, char **argv)
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r)
 		goto out;
-	addr = ops_escape(&conn, argv[optind]);
-	r = FOTACTL_EXIT_FAILED;
-	if (addr && asprintf(&path, "/v1/devices/%s/enroll", addr) >= 0)
-		r = send_change(&conn, "POST", path, body, "enroll", &j);
+	path = ops_device_path(&conn, argv[optind], "/enroll");
+	r = path ? ops_change(&conn, "POST", path, body, "enroll", &j) : FOTACTL_EXIT_FAILED;
 	if (r == 0) {
 		char line[128];
 		snprintf(line, sizeof(line), "%s: enrolled", ops_str(j, "address"));
@@ -272,7 +197,7 @@ out:
 
 static int devices_import(const struct fotactl_ctx *ctx, int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS, {}};
+	static const struct option opts[] = {OPS_COMMON_OPTS, {}};
 	struct ops_opts o = {0};
 	struct ops_conn conn;
 	char *csv = NULL, line[96];
@@ -281,7 +206,7 @@ static int devices_import(const struct fotactl_ctx *ctx, int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-		if (!common_opt(c, &o))
+		if (!ops_common_opt(c, &o))
 			return usage_error("import FILE.csv");
 	if (optind + 1 != argc)
 		return usage_error("import FILE.csv");
@@ -296,7 +221,7 @@ static int devices_import(const struct fotactl_ctx *ctx, int argc, char **argv)
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r == 0) {
 		conn.content_type = "text/csv";
-		r = send_change(&conn, "POST", "/v1/devices/import", csv, "import", &j);
+		r = ops_change(&conn, "POST", "/v1/devices/import", csv, "import", &j);
 		if (r == 0) {
 			snprintf(line, sizeof(line), "%.0f device(s) enrolled",
 				 ops_num(j, "enrolled", 0));
@@ -313,25 +238,23 @@ static int devices_import(const struct fotactl_ctx *ctx, int argc, char **argv)
 
 static int devices_forget(const struct fotactl_ctx *ctx, int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS, {}};
-	_cleanup_free_ char *path = NULL, *addr = NULL;
+	static const struct option opts[] = {OPS_COMMON_OPTS, {}};
+	_cleanup_free_ char *path = NULL;
 	struct ops_opts o = {0};
 	struct ops_conn conn;
 	cJSON *j;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-		if (!common_opt(c, &o))
+		if (!ops_common_opt(c, &o))
 			return usage_error("forget ADDR");
 	if (optind + 1 != argc)
 		return usage_error("forget ADDR");
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r)
 		return r;
-	addr = ops_escape(&conn, argv[optind]);
-	r = FOTACTL_EXIT_FAILED;
-	if (addr && asprintf(&path, "/v1/devices/%s", addr) >= 0)
-		r = send_change(&conn, "DELETE", path, NULL, "forget", &j);
+	path = ops_device_path(&conn, argv[optind], "");
+	r = path ? ops_change(&conn, "DELETE", path, NULL, "forget", &j) : FOTACTL_EXIT_FAILED;
 	if (r == 0) {
 		char text[128];
 		snprintf(text, sizeof(text), "%s: forgotten", ops_str(j, "address"));

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE /* asprintf */
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -268,6 +269,75 @@ char *ops_json_terminal_safe(const char *json)
 	return out;
 }
 
+bool ops_common_opt(int c, struct ops_opts *o)
+{
+	switch (c) {
+	case OPS_OPT_URL:
+		o->url = optarg;
+		return true;
+	case OPS_OPT_TOKEN_FILE:
+		o->token_file = optarg;
+		return true;
+	case OPS_OPT_CONFIG:
+		o->config = optarg;
+		return true;
+	case OPS_OPT_JSON:
+		o->json = true;
+		return true;
+	}
+	return false;
+}
+
+static void say_no_token(const struct ops_conn *c, const char *what)
+{
+	if (!c->token_file) {
+		fprintf(stderr,
+			"fotactl: %s needs the API token: give --token-file FILE (or set "
+			"[api] token_file in the gateway config)\n",
+			what);
+		return;
+	}
+	fprintf(stderr, "fotactl: cannot read token file '%s': %s\n", c->token_file,
+		c->token_err == -EINVAL ? "not a token (16 to 4096 visible ASCII characters)"
+		: c->token_err == -EPERM
+		    ? "others can read it (a token must be secret: chmod o-rwx it)"
+		    : strerror(-c->token_err));
+}
+
+int ops_change(struct ops_conn *c, const char *method, const char *path, const char *body,
+	       const char *what, cJSON **ret)
+{
+	char err[512];
+	long status = 0;
+	cJSON *j = NULL, *errors;
+	const cJSON *e;
+
+	*ret = NULL;
+	if (!c->token) {
+		say_no_token(c, what);
+		return FOTACTL_EXIT_FAILED;
+	}
+	if (ops_request(c, method, path, body, &status, &j, err, sizeof(err)) < 0) {
+		fprintf(stderr, "fotactl: %s\n", err);
+		return FOTACTL_EXIT_FAILED;
+	}
+	if (status >= 200 && status <= 299) {
+		*ret = j;
+		return 0;
+	}
+	/* the gateway's messages: already escaped for the terminal by ops_request */
+	errors = cJSON_GetObjectItemCaseSensitive(j, "errors");
+	if (cJSON_IsArray(errors))
+		cJSON_ArrayForEach(e, errors)
+		{
+			if (cJSON_IsString(e))
+				fprintf(stderr, "fotactl: %s\n", e->valuestring);
+		}
+	fprintf(stderr, "fotactl: %s refused: HTTP %ld: %s\n", what, status, ops_str(j, "message"));
+	cJSON_Delete(j);
+	return FOTACTL_EXIT_FAILED;
+}
+
 cJSON *ops_get(struct ops_conn *c, const char *path)
 {
 	char err[512];
@@ -294,6 +364,16 @@ char *ops_escape(struct ops_conn *c, const char *s)
 
 	curl_free(e);
 	return r;
+}
+
+char *ops_device_path(struct ops_conn *c, const char *addr, const char *suffix)
+{
+	_cleanup_free_ char *e = ops_escape(c, addr);
+	char *path;
+
+	if (!e || asprintf(&path, "/v1/devices/%s%s", e, suffix) < 0)
+		return NULL;
+	return path;
 }
 
 /* ---- tables ---- */

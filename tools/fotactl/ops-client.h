@@ -33,6 +33,28 @@ struct ops_opts {
 };
 
 /*
+ * Their getopt_long ids and table entries (with -h/--help): a command numbers its own
+ * options from OPS_OPT_NEXT and puts OPS_COMMON_OPTS first in its table. ops_common_opt()
+ * stores @c in @o when it is one of them and says whether it was.
+ */
+enum {
+	OPS_OPT_URL = 0x100,
+	OPS_OPT_TOKEN_FILE,
+	OPS_OPT_CONFIG,
+	OPS_OPT_JSON,
+	OPS_OPT_NEXT,
+};
+#define OPS_COMMON_OPTS                                                                            \
+	{"url", required_argument, NULL, OPS_OPT_URL},                                             \
+	    {"token-file", required_argument, NULL, OPS_OPT_TOKEN_FILE},                           \
+	    {"config", required_argument, NULL, OPS_OPT_CONFIG},                                   \
+	    {"json", no_argument, NULL, OPS_OPT_JSON},                                             \
+	{                                                                                          \
+		"help", no_argument, NULL, 'h'                                                     \
+	}
+bool ops_common_opt(int c, struct ops_opts *o);
+
+/*
  * Resolves the connection: explicit options first, then the global ones in @ctx, then the
  * gateway config (@o->config, else FOTACTL_DEFAULT_CONFIG if it exists), then the built-in
  * defaults. Returns 0 or an exit code (usage or failure) after printing why.
@@ -62,6 +84,15 @@ void ops_body_clear(struct ops_body *b);
 void ops_curl_setup(void *curl, const char *url, struct ops_body *b);
 
 /*
+ * A change the gateway must authorize (@what names it in messages): without a token says
+ * why there is none (no token file given, or why it could not be read) and sends nothing.
+ * 0 and the answer's JSON in *@ret (the caller's to delete) for a 2xx status; otherwise
+ * prints the gateway's errors and message and returns FOTACTL_EXIT_FAILED.
+ */
+int ops_change(struct ops_conn *c, const char *method, const char *path, const char *body,
+	       const char *what, cJSON **ret);
+
+/*
  * GET @path expecting 200 and JSON; on anything else prints the gateway's error message
  * and returns NULL.
  */
@@ -82,6 +113,8 @@ char *ops_json_terminal_safe(const char *json);
 
 /* Percent-encodes @s for a path segment or query value; malloc'd. */
 char *ops_escape(struct ops_conn *c, const char *s);
+/* "/v1/devices/<@addr percent-encoded><@suffix>"; malloc'd, NULL when out of memory. */
+char *ops_device_path(struct ops_conn *c, const char *addr, const char *suffix);
 
 /* Aligned text tables: add cells row by row, then print. Cells are copied. */
 struct ops_table;

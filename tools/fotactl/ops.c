@@ -29,45 +29,12 @@ const char fotactl_ops_usage[] =
     "retry ADDR                     schedule a device's job again now (needs the token)\n";
 
 enum {
-	OPT_URL = 0x100,
-	OPT_TOKEN_FILE,
-	OPT_CONFIG,
-	OPT_JSON,
-	OPT_STATE,
+	OPT_STATE = OPS_OPT_NEXT,
 	OPT_GROUP,
 	OPT_RELEASE,
 	OPT_LIMIT,
 	OPT_REASON,
 };
-
-#define COMMON_OPTS                                                                                \
-	{"url", required_argument, NULL, OPT_URL},                                                 \
-	    {"token-file", required_argument, NULL, OPT_TOKEN_FILE},                               \
-	    {"config", required_argument, NULL, OPT_CONFIG},                                       \
-	    {"json", no_argument, NULL, OPT_JSON},                                                 \
-	{                                                                                          \
-		"help", no_argument, NULL, 'h'                                                     \
-	}
-
-/* Handles the options every ops command takes; 1 if @c was one of them. */
-static int common_opt(int c, struct ops_opts *o)
-{
-	switch (c) {
-	case OPT_URL:
-		o->url = optarg;
-		return 1;
-	case OPT_TOKEN_FILE:
-		o->token_file = optarg;
-		return 1;
-	case OPT_CONFIG:
-		o->config = optarg;
-		return 1;
-	case OPT_JSON:
-		o->json = true;
-		return 1;
-	}
-	return 0;
-}
 
 static int bad_usage(const char *cmd)
 {
@@ -136,7 +103,7 @@ static void device_row(struct ops_table *t, const cJSON *d)
 int fotactl_devices(const struct fotactl_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    COMMON_OPTS,
+	    OPS_COMMON_OPTS,
 	    {"state", required_argument, NULL, OPT_STATE},
 	    {"group", required_argument, NULL, OPT_GROUP},
 	    {"release", required_argument, NULL, OPT_RELEASE},
@@ -157,7 +124,7 @@ int fotactl_devices(const struct fotactl_ctx *ctx, int argc, char **argv)
 	if (fotactl_devices_is_change(argc, argv))
 		return fotactl_devices_change(ctx, argc, argv);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (common_opt(c, &o))
+		if (ops_common_opt(c, &o))
 			continue;
 		switch (c) {
 		case OPT_STATE:
@@ -323,23 +290,23 @@ static void print_device(const cJSON *d)
 
 int fotactl_device(const struct fotactl_ctx *ctx, int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS, {}};
-	_cleanup_free_ char *path = NULL, *addr = NULL;
+	static const struct option opts[] = {OPS_COMMON_OPTS, {}};
+	_cleanup_free_ char *path = NULL;
 	struct ops_opts o = {0};
 	struct ops_conn conn;
 	cJSON *d;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-		if (!common_opt(c, &o))
+		if (!ops_common_opt(c, &o))
 			return bad_usage("device ADDR");
 	if (optind + 1 != argc)
 		return bad_operands("device ADDR", argc, argv, 1);
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r)
 		return r;
-	addr = ops_escape(&conn, argv[optind]);
-	if (!addr || asprintf(&path, "/v1/devices/%s", addr) < 0) {
+	path = ops_device_path(&conn, argv[optind], "");
+	if (!path) {
 		ops_conn_close(&conn);
 		return FOTACTL_EXIT_FAILED;
 	}
@@ -429,14 +396,14 @@ static void print_rollout(const cJSON *ro)
 static int simple_get(const struct fotactl_ctx *ctx, int argc, char **argv, const char *cmd,
 		      const char *path, void (*print)(const cJSON *))
 {
-	static const struct option opts[] = {COMMON_OPTS, {}};
+	static const struct option opts[] = {OPS_COMMON_OPTS, {}};
 	struct ops_opts o = {0};
 	struct ops_conn conn;
 	cJSON *j;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-		if (!common_opt(c, &o))
+		if (!ops_common_opt(c, &o))
 			return bad_usage(cmd);
 	if (optind != argc)
 		return bad_operands(cmd, argc, argv, 0);
@@ -492,38 +459,12 @@ int fotactl_releases(const struct fotactl_ctx *ctx, int argc, char **argv)
 
 static int post(struct ops_conn *conn, const char *path, const char *body, const char *what)
 {
-	char err[512];
-	long status = 0;
-	cJSON *j = NULL;
+	cJSON *j;
 	int r;
 
-	if (!conn->token) {
-		if (conn->token_file)
-			fprintf(stderr, "fotactl: cannot read token file '%s': %s\n",
-				conn->token_file,
-				conn->token_err == -EINVAL
-				    ? "not a token (16 to 4096 visible ASCII characters)"
-				: conn->token_err == -EPERM
-				    ? "others can read it (a token must be secret: chmod o-rwx it)"
-				    : strerror(-conn->token_err));
-		else
-			fprintf(stderr,
-				"fotactl: %s needs the API token: give --token-file FILE "
-				"(or set [api] token_file in the gateway config)\n",
-				what);
-		return FOTACTL_EXIT_FAILED;
-	}
-	r = ops_request(conn, "POST", path, body, &status, &j, err, sizeof(err));
-	if (r < 0) {
-		fprintf(stderr, "fotactl: %s\n", err);
-		return FOTACTL_EXIT_FAILED;
-	}
-	if (status < 200 || status > 299) {
-		fprintf(stderr, "fotactl: %s refused: HTTP %ld: %s\n", what, status,
-			ops_str(j, "message"));
-		cJSON_Delete(j);
-		return FOTACTL_EXIT_FAILED;
-	}
+	r = ops_change(conn, "POST", path, body, what, &j);
+	if (r)
+		return r;
 	if (conn->json)
 		print_json(j);
 	else if (cJSON_IsObject(j) && cJSON_GetObjectItemCaseSensitive(j, "changed"))
@@ -542,7 +483,7 @@ static int post(struct ops_conn *conn, const char *path, const char *body, const
 int fotactl_pause(const struct fotactl_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    COMMON_OPTS, {"reason", required_argument, NULL, OPT_REASON}, {}};
+	    OPS_COMMON_OPTS, {"reason", required_argument, NULL, OPT_REASON}, {}};
 	const char *reason = NULL;
 	struct ops_opts o = {0};
 	struct ops_conn conn;
@@ -551,7 +492,7 @@ int fotactl_pause(const struct fotactl_ctx *ctx, int argc, char **argv)
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (common_opt(c, &o))
+		if (ops_common_opt(c, &o))
 			continue;
 		if (c != OPT_REASON)
 			return bad_usage("pause [--reason TEXT]");
@@ -580,13 +521,13 @@ int fotactl_pause(const struct fotactl_ctx *ctx, int argc, char **argv)
 
 int fotactl_resume(const struct fotactl_ctx *ctx, int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS, {}};
+	static const struct option opts[] = {OPS_COMMON_OPTS, {}};
 	struct ops_opts o = {0};
 	struct ops_conn conn;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-		if (!common_opt(c, &o))
+		if (!ops_common_opt(c, &o))
 			return bad_usage("resume");
 	if (optind != argc)
 		return bad_operands("resume", argc, argv, 0);
@@ -600,22 +541,22 @@ int fotactl_resume(const struct fotactl_ctx *ctx, int argc, char **argv)
 
 int fotactl_retry(const struct fotactl_ctx *ctx, int argc, char **argv)
 {
-	static const struct option opts[] = {COMMON_OPTS, {}};
-	_cleanup_free_ char *path = NULL, *addr = NULL;
+	static const struct option opts[] = {OPS_COMMON_OPTS, {}};
+	_cleanup_free_ char *path = NULL;
 	struct ops_opts o = {0};
 	struct ops_conn conn;
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1)
-		if (!common_opt(c, &o))
+		if (!ops_common_opt(c, &o))
 			return bad_usage("retry ADDR");
 	if (optind + 1 != argc)
 		return bad_operands("retry ADDR", argc, argv, 1);
 	r = ops_conn_open(ctx, &o, &conn);
 	if (r)
 		return r;
-	addr = ops_escape(&conn, argv[optind]);
-	if (!addr || asprintf(&path, "/v1/devices/%s/retry", addr) < 0) {
+	path = ops_device_path(&conn, argv[optind], "/retry");
+	if (!path) {
 		ops_conn_close(&conn);
 		return FOTACTL_EXIT_FAILED;
 	}
