@@ -459,11 +459,33 @@ static void handle_closed(uv_handle_t *h)
 	free(b);
 }
 
-static int add_match(struct fgw_bluez *b, sd_bus_slot **slot, const char *rule,
-		     sd_bus_message_handler_t cb)
+/* The signals the view follows, one slot each in b->match_slots. */
+static const struct {
+	const char *rule;
+	sd_bus_message_handler_t cb;
+} matches[] = {
+    {"type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+     "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.bluez'",
+     on_name_owner_changed},
+    {"type='signal',sender='org.bluez',interface='" DBUS_OM_IFACE "',member='InterfacesAdded'",
+     on_interfaces_added},
+    {"type='signal',sender='org.bluez',interface='" DBUS_OM_IFACE "',member='InterfacesRemoved'",
+     on_interfaces_removed},
+    {"type='signal',sender='org.bluez',interface='" DBUS_PROPS_IFACE
+     "',member='PropertiesChanged',path_namespace='/org/bluez'",
+     bz_on_properties_changed},
+};
+
+static int add_matches(struct fgw_bluez *b)
 {
+	int r = 0;
+
+	_Static_assert(ARRAY_SIZE(matches) == ARRAY_SIZE(b->match_slots), "one slot a match");
 	/* Asynchronous AddMatch: the bus daemon handles it before any later call of ours. */
-	return sd_bus_add_match_async(b->bus, slot, rule, cb, NULL, b);
+	for (size_t i = 0; i < ARRAY_SIZE(matches) && r >= 0; i++)
+		r = sd_bus_add_match_async(b->bus, &b->match_slots[i], matches[i].rule,
+					   matches[i].cb, NULL, b);
+	return r;
 }
 
 FGW_EXPORT int fgw_bluez_new(uv_loop_t *loop, const struct fgw_bluez_options *opts,
@@ -510,25 +532,7 @@ FGW_EXPORT int fgw_bluez_new(uv_loop_t *loop, const struct fgw_bluez_options *op
 	r = fgw_bus_open(b->opts.bus_address, "fotagw-bluez", &b->bus);
 	if (r < 0)
 		goto fail;
-	r = add_match(b, &b->match_slots[0],
-		      "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
-		      "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='org.bluez'",
-		      on_name_owner_changed);
-	if (r >= 0)
-		r = add_match(b, &b->match_slots[1],
-			      "type='signal',sender='org.bluez',interface='" DBUS_OM_IFACE
-			      "',member='InterfacesAdded'",
-			      on_interfaces_added);
-	if (r >= 0)
-		r = add_match(b, &b->match_slots[2],
-			      "type='signal',sender='org.bluez',interface='" DBUS_OM_IFACE
-			      "',member='InterfacesRemoved'",
-			      on_interfaces_removed);
-	if (r >= 0)
-		r = add_match(b, &b->match_slots[3],
-			      "type='signal',sender='org.bluez',interface='" DBUS_PROPS_IFACE
-			      "',member='PropertiesChanged',path_namespace='/org/bluez'",
-			      bz_on_properties_changed);
+	r = add_matches(b);
 	if (r >= 0)
 		r = sd_bus_message_new_method_call(b->bus, &m, "org.freedesktop.DBus",
 						   "/org/freedesktop/DBus", "org.freedesktop.DBus",
