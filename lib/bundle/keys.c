@@ -180,30 +180,21 @@ FGW_EXPORT int fgw_key_load_pem(const void *pem, size_t len, struct fgw_key **re
 FGW_EXPORT int fgw_key_load_file(const char *path, struct fgw_key **ret)
 {
 	char buf[16 * 1024];
-	size_t got = 0;
-	ssize_t n;
+	ssize_t got;
 	int fd, r;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	while (got < sizeof(buf)) {
-		n = read(fd, buf + got, sizeof(buf) - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			r = -errno;
-			close(fd);
-			return r;
-		}
-		if (n == 0)
-			break;
-		got += (size_t) n;
-	}
+	got = fgw_read_full(fd, buf, sizeof(buf));
 	close(fd);
-	if (got == sizeof(buf))
-		return -EFBIG;
-	r = fgw_key_load_pem(buf, got, ret);
+	if (got < 0)
+		r = (int) got;
+	else if ((size_t) got == sizeof(buf))
+		r = -EFBIG;
+	else
+		r = fgw_key_load_pem(buf, (size_t) got, ret);
+	/* A private key may have been read, also when it is refused. */
 	OPENSSL_cleanse(buf, sizeof(buf));
 	return r;
 }

@@ -183,6 +183,24 @@ FGW_EXPORT int fgw_fsync_path(const char *path)
 	return r;
 }
 
+FGW_EXPORT ssize_t fgw_read_full(int fd, void *buf, size_t size)
+{
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < size) {
+		n = read(fd, (char *) buf + got, size - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		got += (size_t) n;
+	}
+	return (ssize_t) got;
+}
+
 FGW_EXPORT bool fgw_buf_grow(char **buf, size_t *cap, size_t need, size_t max)
 {
 	size_t n = FGW_MAX(FGW_MAX(*cap * 2, need), (size_t) 4096);

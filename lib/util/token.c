@@ -37,25 +37,6 @@ FGW_EXPORT int fgw_token_parse(const char *buf, size_t len, char **ret)
 	return 0;
 }
 
-/* Reads all of @fd into @buf (TOKEN_FILE_MAX + 1 bytes): the length, or -errno. */
-static ssize_t read_all(int fd, char *buf)
-{
-	size_t got = 0;
-	ssize_t n;
-
-	while (got < TOKEN_FILE_MAX + 1) {
-		n = read(fd, buf + got, TOKEN_FILE_MAX + 1 - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		got += (size_t) n;
-	}
-	return (ssize_t) got;
-}
-
 FGW_EXPORT int fgw_token_read(const char *path, char **ret)
 {
 	char buf[TOKEN_FILE_MAX + 1];
@@ -77,7 +58,7 @@ FGW_EXPORT int fgw_token_read(const char *path, char **ret)
 		close(fd);
 		return -EPERM;
 	}
-	got = read_all(fd, buf);
+	got = fgw_read_full(fd, buf, sizeof(buf));
 	close(fd);
 	if (got < 0)
 		r = (int) got;

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <syslog.h>
+#include <sys/types.h>
 
 #define FGW_EXPORT __attribute__((visibility("default")))
 
@@ -107,6 +108,13 @@ bool fgw_buf_grow(char **buf, size_t *cap, size_t need, size_t max);
  * 0 or -errno.
  */
 int fgw_fsync_path(const char *path);
+
+/*
+ * Reads from @fd until @size bytes are in @buf or the end of the file, going on after EINTR
+ * and short reads. The count (less than @size only at the end of the file), or -errno. To tell
+ * a file of exactly @size bytes from a longer one, read with one byte of room to spare.
+ */
+ssize_t fgw_read_full(int fd, void *buf, size_t size);
 
 /*
  * A BLE device address as fotagw writes it everywhere (config, store, API, logs): six bytes

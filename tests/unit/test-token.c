@@ -1,4 +1,7 @@
-/* The bearer token file fotagwd and fotactl read: content rule, modes, limits, real files. */
+/*
+ * The bearer token file fotagwd and fotactl read: content rule, modes, limits, real files;
+ * and fgw_read_full() under it.
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -198,6 +201,26 @@ static void test_not_a_file(void **state)
 	assert_null(tok);
 }
 
+/* Short reads (a pipe hands over what was written so far) add up; the end stops early. */
+static void test_read_full(void **state)
+{
+	char buf[8] = {0};
+	int p[2];
+
+	(void) state;
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "abc", 3), 3);
+	assert_int_equal(write(p[1], "def", 3), 3);
+	assert_int_equal(fgw_read_full(p[0], buf, 4), 4);
+	assert_memory_equal(buf, "abcd", 4);
+	close(p[1]);
+	assert_int_equal(fgw_read_full(p[0], buf, sizeof(buf)), 2);
+	assert_memory_equal(buf, "ef", 2);
+	assert_int_equal(fgw_read_full(p[0], buf, sizeof(buf)), 0);
+	close(p[0]);
+	assert_int_equal(fgw_read_full(p[0], buf, sizeof(buf)), -EBADF);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -206,6 +229,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_nul_byte, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lengths, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_not_a_file, setup, teardown),
+	    cmocka_unit_test(test_read_full),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

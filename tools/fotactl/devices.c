@@ -38,8 +38,7 @@ static int read_small_file(const char *path, size_t max, char **ret, size_t *ret
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	char *buf;
-	size_t len = 0;
-	ssize_t n;
+	ssize_t len;
 
 	if (fd < 0)
 		return -errno;
@@ -48,18 +47,17 @@ static int read_small_file(const char *path, size_t max, char **ret, size_t *ret
 		close(fd);
 		return -ENOMEM;
 	}
-	while ((n = read(fd, buf + len, max + 1 - len)) > 0)
-		len += (size_t) n;
+	len = fgw_read_full(fd, buf, max + 1);
 	close(fd);
-	if (n < 0 || len > max) {
-		int err = n < 0 ? -errno : -EFBIG;
-		explicit_bzero(buf, len);
+	if (len < 0 || (size_t) len > max) {
+		int err = len < 0 ? (int) len : -EFBIG;
+		explicit_bzero(buf, max + 2);
 		free(buf);
 		return err;
 	}
 	buf[len] = '\0';
 	*ret = buf;
-	*ret_len = len;
+	*ret_len = (size_t) len;
 	return 0;
 }
 

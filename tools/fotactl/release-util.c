@@ -15,6 +15,7 @@
 #include "bundle.h"
 #include "fotactl.h"
 #include "release.h"
+#include "util.h"
 
 int rel_fail(int err, const char *fmt, ...)
 {
@@ -61,7 +62,7 @@ int rel_read_file(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
 {
 	struct stat st;
 	uint8_t *buf;
-	size_t got = 0;
+	ssize_t got;
 	int fd, r;
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -80,22 +81,17 @@ int rel_read_file(const char *path, size_t max, uint8_t **ret, size_t *ret_len)
 		close(fd);
 		return -ENOMEM;
 	}
-	while (got < (size_t) st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t) st.st_size - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			r = n < 0 ? -errno : -EIO;
-			free(buf);
-			close(fd);
-			return r;
-		}
-		got += (size_t) n;
-	}
+	got = fgw_read_full(fd, buf, (size_t) st.st_size);
 	close(fd);
+	if (got != st.st_size) {
+		/* shorter than fstat said: it changed under us */
+		r = got < 0 ? (int) got : -EIO;
+		free(buf);
+		return r;
+	}
 	buf[got] = '\0';
 	*ret = buf;
-	*ret_len = got;
+	*ret_len = (size_t) got;
 	return 0;
 }
 
