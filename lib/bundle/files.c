@@ -138,29 +138,19 @@ FGW_EXPORT int fgw_sha256_end(struct fgw_sha256_ctx *c, uint8_t ret_hash[32])
 	return r;
 }
 
+/* One byte of room past @max_size in @cap tells "too big" from "exactly full". */
 static int read_hashing(int fd, uint64_t max_size, uint8_t *buf, size_t cap, size_t *len,
 			struct fgw_sha256_ctx *ctx)
 {
-	size_t total = 0;
+	ssize_t got = fgw_read_full(fd, buf, cap);
 
-	for (;;) {
-		/* one byte of room past @max_size tells "too big" from "exactly full" */
-		ssize_t got = read(fd, buf + total, cap - total);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0)
-			return -errno;
-		if (got == 0)
-			break;
-		if (fgw_sha256_update(ctx, buf + total, (size_t) got) < 0)
-			return -EIO;
-		total += (size_t) got;
-		if (total > max_size)
-			return -EFBIG;
-		if (total == cap)
-			break;
-	}
-	*len = total;
+	if (got < 0)
+		return (int) got;
+	if ((uint64_t) got > max_size)
+		return -EFBIG;
+	if (fgw_sha256_update(ctx, buf, (size_t) got) < 0)
+		return -EIO;
+	*len = (size_t) got;
 	return 0;
 }
 
