@@ -12,22 +12,16 @@
 
 #include "bluez-fake.h"
 #include "bluez.h"
+#include "loop-harness.h"
 #include "transport-ble.h"
 #include "util.h"
 
-/* The bytes as one packet object, as the SMP client hands them over; the caller's reference
- * is dropped here, the link keeps its own while it needs them. */
+/* The caller's reference is dropped here, the link keeps its own while it needs them. */
 static int send_bytes(struct fgw_transport *t, const uint8_t *data, size_t len)
 {
-	struct fgw_buf *b = fgw_buf_new(len);
-	int r;
+	struct fgw_buf *b = test_buf_copy(data, len);
+	int r = b ? fgw_transport_send(t, b) : -ENOMEM;
 
-	if (!b)
-		return -ENOMEM;
-	if (len)
-		memcpy(fgw_buf_data(b), data, len);
-	(void) fgw_buf_set_len(b, len);
-	r = fgw_transport_send(t, b);
 	fgw_buf_unref(b);
 	return r;
 }
@@ -45,29 +39,22 @@ struct ctx {
 	struct fgw_transport *t;
 };
 
-static void on_tick(uv_timer_t *t)
+static bool run_until(struct ctx *c, bool (*pred)(void *), unsigned ms)
 {
+	return test_loop_run_until(&c->loop, pred, c, ms);
 }
 
-static bool run_until(struct ctx *c, bool (*pred)(struct ctx *), unsigned ms)
+static bool got_state(void *arg)
 {
-	uint64_t end = fgw_now_ms() + ms;
+	struct ctx *c = arg;
 
-	while (!pred(c)) {
-		if (fgw_now_ms() > end)
-			return false;
-		uv_run(&c->loop, UV_RUN_ONCE);
-	}
-	return true;
-}
-
-static bool got_state(struct ctx *c)
-{
 	return c->n_state > 0;
 }
 
-static bool got_500(struct ctx *c)
+static bool got_500(void *arg)
 {
+	struct ctx *c = arg;
+
 	return c->rx_len >= 500;
 }
 
@@ -97,9 +84,7 @@ static int setup(void **state)
 	struct fgw_bluez_options o;
 
 	assert_non_null(c);
-	assert_int_equal(uv_loop_init(&c->loop), 0);
-	uv_timer_init(&c->loop, &c->tick);
-	uv_timer_start(&c->tick, on_tick, 10, 10);
+	test_loop_init(&c->loop, &c->tick);
 	c->fake.powered = true;
 	assert_int_equal(fake_start(&c->fake, &c->loop), 0);
 	fake_add_device(&c->fake, "C0:00:00:00:00:01", "dev", true);
@@ -118,10 +103,7 @@ static int teardown(void **state)
 	c->t = fgw_transport_free(c->t);
 	c->b = fgw_bluez_free(c->b);
 	fake_stop(&c->fake);
-	uv_close((uv_handle_t *) &c->tick, NULL);
-	for (int i = 0; i < 50; i++)
-		uv_run(&c->loop, UV_RUN_NOWAIT);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
+	test_loop_done(&c->loop, &c->tick);
 	free(c);
 	return 0;
 }
@@ -170,14 +152,15 @@ static void test_transport(void **state)
 	assert_int_equal(c->err, 0);
 	c->n_state = 0;
 	fgw_transport_close(c->t);
-	for (int i = 0; i < 20; i++)
-		uv_run(&c->loop, UV_RUN_NOWAIT);
+	test_loop_drain(&c->loop, 20);
 	assert_int_equal(c->n_state, 0);
 	assert_int_equal(send_bytes(c->t, pkt, 10), -ENOTCONN);
 }
 
-static bool got_all(struct ctx *c)
+static bool got_all(void *arg)
 {
+	struct ctx *c = arg;
+
 	return c->rx_len >= 40 * 1000;
 }
 
@@ -205,8 +188,7 @@ static void test_write_fd_stalls(void **state)
 		all[i] = (uint8_t) (i * 31 + i / 1000);
 	for (int k = 0; k < 40; k++)
 		assert_int_equal(send_bytes(c->t, all + k * 1000, 1000), 0);
-	for (int i = 0; i < 20; i++)
-		uv_run(&c->loop, UV_RUN_NOWAIT);
+	test_loop_drain(&c->loop, 20);
 	assert_int_equal(d->rx_bytes, 0);
 	/* the link holds what the fd refused, up to its bound */
 	assert_int_equal(send_bytes(c->t, more, sizeof(more)), 0);
