@@ -8,6 +8,8 @@
  * system bus). Uploads to all peers run at once; a link lost mid-upload is reported
  * ("event: link-lost ...") and the upload is resumed from the device's offset after the link
  * comes back (up to --retries times). One JSON line per peer on stdout, then a summary line.
+ * Progress goes to stderr as it crosses each tenth ("event: progress, peer: ..., percent: N"),
+ * so that a test can act mid-upload on a condition rather than after a guessed time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +44,7 @@ struct peer {
 	bool reconnecting; /* a loss was handled; its other report (client or upload) is ignored */
 	bool acquired;
 	unsigned mtu;
+	unsigned tenths; /* of the image reported done on stderr */
 	char hash[2 * FGW_SMP_SHA_SIZE + 1];
 };
 
@@ -145,6 +148,18 @@ static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_resul
 	fgw_smp_req_done(&req);
 }
 
+static void on_progress(struct fgw_upload *u, uint64_t bytes, uint64_t total, double rate,
+			void *user_data)
+{
+	struct peer *p = user_data;
+	unsigned tenths = total ? (unsigned) (bytes * 10 / total) : 10;
+
+	if (tenths <= p->tenths)
+		return;
+	p->tenths = tenths;
+	fprintf(stderr, "event: progress, peer: %s, percent: %u\n", p->spec, tenths * 10);
+}
+
 static void on_client_state(struct fgw_smp_client *c, int err, void *user_data)
 {
 	struct peer *p = user_data;
@@ -161,7 +176,7 @@ static void on_client_state(struct fgw_smp_client *c, int err, void *user_data)
 	fgw_upload_opts_init(&o);
 	r = fgw_upload_new(p->app->loop, p->c, &p->u);
 	if (r >= 0)
-		r = fgw_upload_start(p->u, &p->app->img, p->offset, &o, NULL, on_done, p);
+		r = fgw_upload_start(p->u, &p->app->img, p->offset, &o, on_progress, on_done, p);
 	if (r < 0)
 		peer_finish(p, r);
 }

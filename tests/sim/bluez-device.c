@@ -217,6 +217,8 @@ static int m_disconnect(sd_bus_message *m, void *userdata, sd_bus_error *err)
 			x->pending_disconnect[i] = sd_bus_message_ref(m);
 			break;
 		}
+	/* what a test waits for before it acts while the Disconnect is pending */
+	fgw_notice("event: ble-disconnect-pending, device: %s", x->dev->name);
 	if (x->conn == CONN_DISCONNECTING)
 		return 1;
 	x->conn = CONN_DISCONNECTING;
