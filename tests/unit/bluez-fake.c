@@ -69,7 +69,11 @@ static int daemon_start(struct fake_bluez *f)
 			close(fd);
 		if (ok)
 			return 0;
-		usleep(10000);
+		if (waitpid(pid, NULL, WNOHANG) == pid) {
+			f->daemon_pid = 0; /* it exited (not installed, bad config): fail now */
+			return -ECHILD;
+		}
+		usleep(10000); /* a poll step of the bounded wait, 5 s in all */
 	}
 	return -ETIMEDOUT;
 }
