@@ -260,6 +260,8 @@ def t_buffer_pool(ctx):
 
 
 def t_connection_limit(ctx):
+    """Beyond --max-connections the controller refuses: org.bluez.Error.Failed
+    le-connection-refused, and a freed link makes room again."""
     with simctl.Bus() as bus, start(ctx, bus, 3, ["--max-connections", "2",
                                                    "--disconnect-delay", "300"]):
         with Central(ctx.blectl, bus) as c:
@@ -270,6 +272,8 @@ def t_connection_limit(ctx):
             c.ok("connect %s" % addrs[1])
             r = c.cmd("connect %s" % addrs[2])
             eq(r, "err org.bluez.Error.Failed le-connection-refused", "limit (HCI 0x0d)")
+            eq(busctl(bus, "get-property", "org.bluez", simctl.device_path(2),
+                      "org.bluez.Device1", "Connected")[1], "b false", "refused: not connected")
             r = c.cmd("connect %s" % addrs[0])
             check(r.startswith("ok"), "Connect when connected succeeds: " + r)
             c.ok("disconnect %s" % addrs[0])
