@@ -135,7 +135,7 @@ void link_connect(struct ctx *c, struct lctx *x, const char *addr)
 void link_connect_wait(struct ctx *c, struct lctx *x, const char *addr)
 {
 	link_connect(c, x, addr);
-	assert_true(run_until(c, link_done, x, 3000));
+	WAIT_FOR(c, link_done(x));
 }
 
 int link_send(struct fgw_bluez_link *l, const uint8_t *data, size_t len)

@@ -50,14 +50,9 @@ int teardown(void **state);
 /* Starts the fake (as configured by the test beforehand) and a bluez on it, with watches. */
 void start(struct ctx *c);
 
-static inline bool run_until(struct ctx *c, bool (*pred)(void *), void *arg, unsigned ms)
-{
-	return test_loop_run_until(&c->loop, pred, arg, ms);
-}
-
 #define WAIT_FOR(c, cond) TEST_WAIT_FOR(&(c)->loop, cond)
 
-/* Predicates for run_until(). */
+/* Conditions for WAIT_FOR(). */
 bool adapter_on(void *ctx); /* ON and discovering */
 bool link_done(void *lctx); /* its state callback ran */
 bool saw_adapter_err(struct ctx *c, int err);
@@ -68,7 +63,7 @@ bool has_rssi(struct ctx *c, const char *addr, int rssi);
 void link_connect(struct ctx *c, struct lctx *x, const char *addr);
 void on_link_state(struct fgw_bluez_link *l, int err, void *ud);
 void on_link_rx(struct fgw_bluez_link *l, const uint8_t *data, size_t len, void *ud);
-/* The same, then until the state callback ran (a generous bound: connect_timeout_ms is 3 s). */
+/* The same, then until the state callback ran. */
 void link_connect_wait(struct ctx *c, struct lctx *x, const char *addr);
 /* The bytes as one packet object (the caller's reference dropped here). */
 int link_send(struct fgw_bluez_link *l, const uint8_t *data, size_t len);

@@ -25,18 +25,6 @@ void test_loop_done(uv_loop_t *loop, uv_timer_t *tick)
 	assert_int_equal(uv_loop_close(loop), 0);
 }
 
-bool test_loop_run_until(uv_loop_t *loop, bool (*pred)(void *), void *arg, unsigned ms)
-{
-	uint64_t end = fgw_now_ms() + ms;
-
-	while (!pred(arg)) {
-		if (fgw_now_ms() > end)
-			return false;
-		uv_run(loop, UV_RUN_ONCE);
-	}
-	return true;
-}
-
 void test_loop_run_for(uv_loop_t *loop, unsigned ms)
 {
 	uint64_t end = fgw_now_ms() + ms;

@@ -25,7 +25,7 @@ static bool discovering(void *arg)
 static void start_all(struct ctx *c)
 {
 	start(c);
-	assert_true(run_until(c, discovering, c, 3000));
+	WAIT_FOR(c, discovering(c));
 }
 
 /* hci0 and hci1, all of them in use. */
@@ -190,7 +190,7 @@ static void test_connect_serialised(void **state)
 	start_all(c);
 	link_connect(c, &x, "C0:00:00:00:00:01");
 	link_connect(c, &y, "C0:00:00:00:00:02");
-	assert_true(run_until(c, one_connect_sent, &c->fake, 2000));
+	WAIT_FOR(c, one_connect_sent(&c->fake));
 	/* a fixed window on purpose: it proves that no second Connect() goes out meanwhile */
 	test_loop_run_for(&c->loop, 300);
 	assert_int_equal(a->n_connects + b->n_connects, 1);
@@ -201,8 +201,8 @@ static void test_connect_serialised(void **state)
 	fake_finish_held_connect(&c->fake, first);
 	WAIT_FOR(c, second->n_connects == 1);
 	fake_finish_held_connect(&c->fake, second);
-	assert_true(run_until(c, link_done, &x, 3000));
-	assert_true(run_until(c, link_done, &y, 3000));
+	WAIT_FOR(c, link_done(&x));
+	WAIT_FOR(c, link_done(&y));
 	assert_int_equal(x.err, 0);
 	assert_int_equal(y.err, 0);
 	assert_false(adapter_info(c, "hci0")->connecting);
@@ -239,7 +239,7 @@ static void test_connect_busy_forever(void **state)
 	d->connect_busy = 1000;
 	start_all(c);
 	link_connect(c, &x, "C0:00:00:00:00:01");
-	assert_true(run_until(c, link_done, &x, 5000));
+	WAIT_FOR(c, link_done(&x));
 	assert_int_equal(x.err, -EBUSY);
 	assert_non_null(strstr(fgw_bluez_link_error(x.l), "le-connection-busy"));
 	assert_true(d->n_connects >= 2);
@@ -264,7 +264,7 @@ static void test_adapter_removed(void **state)
 	assert_string_equal(fgw_bluez_link_adapter(x.l), "hci1");
 	x.n_cb = 0;
 	fake_remove_adapter1(&c->fake);
-	assert_true(run_until(c, link_done, &x, 3000));
+	WAIT_FOR(c, link_done(&x));
 	assert_true(x.err == -ECONNRESET || x.err == -ENETDOWN);
 	/* the device's move to hci0 is the event a loss would have been */
 	WAIT_FOR(c, strcmp(c->info.adapter, "hci0") == 0 && !adapter_info(c, "hci1"));
@@ -312,10 +312,10 @@ static void test_address_changed(void **state)
 	c->updated = 0;
 	fake_set_address(&c->fake, d, "4A:00:00:00:00:01", "random");
 	fake_set_rssi(&c->fake, d, -50);
-	assert_true(run_until(c, updated_twice, c, 2000));
+	WAIT_FOR(c, updated_twice(c));
 	assert_int_equal(c->renamed, 0);
 	fake_set_address(&c->fake, d, "C0:00:00:00:00:0A", "public");
-	assert_true(run_until(c, renamed, c, 2000));
+	WAIT_FOR(c, renamed(c));
 	/* a fixed window on purpose: it proves that no second rename follows */
 	test_loop_run_for(&c->loop, 100);
 	assert_int_equal(c->renamed, 1);

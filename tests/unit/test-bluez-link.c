@@ -106,7 +106,7 @@ static void test_send_limits(void **state)
 	start(c);
 	link_connect(c, &x, "C0:00:00:00:00:01");
 	assert_int_equal(link_send(x.l, big, 10), -ENOTCONN);
-	assert_true(run_until(c, link_done, &x, 3000));
+	WAIT_FOR(c, link_done(&x));
 	assert_int_equal(x.err, 0);
 	assert_int_equal(link_send(x.l, big, 0), -EINVAL);
 	assert_int_equal(link_send(x.l, big, sizeof(big)), 0);
@@ -144,7 +144,7 @@ static void test_max_connections(void **state)
 		link_connect(c, &x[i], addr);
 	}
 	assert_true(fgw_bluez_active_links(c->b) <= 2);
-	assert_true(run_until(c, all_done, x, 5000));
+	WAIT_FOR(c, all_done(x));
 	for (int i = 0; i < 5; i++) {
 		assert_int_equal(x[i].err, 0);
 		assert_int_equal(x[i].order, (unsigned) i + 1); /* FIFO */
@@ -229,7 +229,7 @@ static void test_connect_timeout(void **state)
 	d->connect_silent = true;
 	start(c);
 	/* a short timeout: let the adapter come up first, even on a loaded machine */
-	assert_true(run_until(c, adapter_on, c, 5000));
+	WAIT_FOR(c, adapter_on(c));
 	t0 = fgw_now_ms();
 	link_connect_wait(c, &x, "C0:00:00:00:00:01");
 	assert_int_equal(x.err, -ETIMEDOUT);
@@ -251,7 +251,7 @@ static void test_resolve_timeout(void **state)
 	d->no_resolve = true;
 	start(c);
 	/* a short timeout: let the adapter come up first, even on a loaded machine */
-	assert_true(run_until(c, adapter_on, c, 5000));
+	WAIT_FOR(c, adapter_on(c));
 	link_connect_wait(c, &x, "C0:00:00:00:00:01");
 	assert_int_equal(x.err, -ETIMEDOUT);
 	assert_non_null(strstr(fgw_bluez_link_error(x.l), "resolving"));
@@ -272,7 +272,7 @@ static void test_search_then_found(void **state)
 	WAIT_FOR(c, c->fake.discovering);
 	assert_int_equal(fgw_bluez_link_state(x.l), FGW_BLUEZ_LINK_STATE_SEARCHING);
 	fake_export(&c->fake, d);
-	assert_true(run_until(c, link_done, &x, 3000));
+	WAIT_FOR(c, link_done(&x));
 	assert_int_equal(x.err, 0);
 	WAIT_FOR(c, !c->fake.discovering); /* and off again */
 	x.l = fgw_bluez_link_free(x.l);
@@ -286,7 +286,7 @@ static void test_search_not_found(void **state)
 	c->opts.connect_timeout_ms = 300;
 	start(c);
 	/* a short timeout: let the adapter come up first, even on a loaded machine */
-	assert_true(run_until(c, adapter_on, c, 5000));
+	WAIT_FOR(c, adapter_on(c));
 	link_connect_wait(c, &x, "C0:00:00:00:00:09");
 	assert_int_equal(x.err, -EHOSTDOWN); /* never listed: out of range */
 	assert_non_null(strstr(fgw_bluez_link_error(x.l), "not found"));
@@ -341,7 +341,7 @@ static void test_lost_connected_false(void **state)
 	/* Connected=false and the fds closing: reported once */
 	updated = c->updated;
 	fake_drop(&c->fake, d, true, true);
-	assert_true(run_until(c, link_done, &x, 2000));
+	WAIT_FOR(c, link_done(&x));
 	/* Connected=false handled (a device update follows it), whichever came first */
 	WAIT_FOR(c, c->updated > updated && fgw_bluez_active_links(c->b) == 0);
 	assert_int_equal(x.n_cb, 1);
@@ -360,7 +360,7 @@ static void test_lost_fd_hangup(void **state)
 	ready_link(c, &x, &d);
 	/* only the fds close (no signal yet): that alone is the loss */
 	fake_drop(&c->fake, d, false, true);
-	assert_true(run_until(c, link_done, &x, 2000));
+	WAIT_FOR(c, link_done(&x));
 	assert_int_equal(x.err, -ECONNRESET);
 	assert_non_null(strstr(fgw_bluez_link_error(x.l), "fd"));
 	/* the late Connected=false (handled once the device update is reported) changes nothing */
@@ -380,12 +380,12 @@ static void test_adapter_power_cycle(void **state)
 	ready_link(c, &x, &d);
 	c->n_adapter_errs = 0;
 	fake_set_powered(&c->fake, false);
-	assert_true(run_until(c, link_done, &x, 2000));
+	WAIT_FOR(c, link_done(&x));
 	/* bluetoothd says Connected=false before Powered=false; either way the link fails */
 	assert_true(x.err == -ECONNRESET || x.err == -ENETDOWN);
 	WAIT_FOR(c, saw_adapter_err(c, -ENETDOWN));
 	/* power_on: we turn it back on, scanning resumes, a new link works */
-	assert_true(run_until(c, adapter_on, c, 3000));
+	WAIT_FOR(c, adapter_on(c));
 	assert_int_equal(c->fake.n_set_powered, 1);
 	x.l = fgw_bluez_link_free(x.l);
 	link_connect_wait(c, &y, "C0:00:00:00:00:01");
@@ -401,7 +401,7 @@ static void test_bluetoothd_restart(void **state)
 
 	ready_link(c, &x, &d);
 	fake_leave(&c->fake);
-	assert_true(run_until(c, link_done, &x, 2000));
+	WAIT_FOR(c, link_done(&x));
 	/* the fds hang up first or bluetoothd's name goes first: the link fails either way */
 	assert_true(x.err == -ECONNRESET || x.err == -ENETDOWN);
 	WAIT_FOR(c, c->astate == FGW_BLUEZ_ADAPTER_STATE_ABSENT && c->lost >= 1);
@@ -409,7 +409,7 @@ static void test_bluetoothd_restart(void **state)
 	link_connect(c, &y, "C0:00:00:00:00:01");
 	WAIT_FOR(c, fgw_bluez_link_state(y.l) == FGW_BLUEZ_LINK_STATE_SEARCHING);
 	assert_int_equal(fake_return(&c->fake), 0);
-	assert_true(run_until(c, link_done, &y, 3000));
+	WAIT_FOR(c, link_done(&y));
 	assert_int_equal(y.err, 0);
 	assert_int_equal(c->astate, FGW_BLUEZ_ADAPTER_STATE_ON);
 	x.l = fgw_bluez_link_free(x.l);

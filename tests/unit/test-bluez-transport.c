@@ -39,11 +39,6 @@ struct ctx {
 	struct fgw_transport *t;
 };
 
-static bool run_until(struct ctx *c, bool (*pred)(void *), unsigned ms)
-{
-	return test_loop_run_until(&c->loop, pred, c, ms);
-}
-
 static bool got_state(void *arg)
 {
 	struct ctx *c = arg;
@@ -125,7 +120,7 @@ static void test_transport(void **state)
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), -EALREADY);
 	assert_int_equal(c->n_state, 0);
-	assert_true(run_until(c, got_state, 3000));
+	TEST_WAIT_FOR(&c->loop, got_state(c));
 	assert_int_equal(c->err, 0);
 	assert_int_equal(fgw_transport_mtu(c->t), 244);
 	assert_int_equal(fgw_transport_ble_att_mtu(c->t), 247);
@@ -133,14 +128,14 @@ static void test_transport(void **state)
 	for (size_t i = 0; i < sizeof(pkt); i++)
 		pkt[i] = (uint8_t) i;
 	assert_int_equal(send_bytes(c->t, pkt, sizeof(pkt)), 0);
-	assert_true(run_until(c, got_500, 2000));
+	TEST_WAIT_FOR(&c->loop, got_500(c));
 	assert_memory_equal(c->rx, pkt, sizeof(pkt));
 	assert_int_equal(d->n_frames, 3); /* 244 + 244 + 12 */
 
 	/* a loss comes through the state callback once, with its reason kept */
 	c->n_state = 0;
 	fake_drop(&c->fake, d, true, true);
-	assert_true(run_until(c, got_state, 2000));
+	TEST_WAIT_FOR(&c->loop, got_state(c));
 	assert_int_equal(c->err, -ECONNRESET);
 	assert_non_null(strstr(fgw_transport_ble_last_error(c->t), "lost"));
 	assert_int_equal(send_bytes(c->t, pkt, 10), -ENOTCONN);
@@ -148,7 +143,7 @@ static void test_transport(void **state)
 	/* it opens again, and closing asks for no callback */
 	c->n_state = 0;
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
-	assert_true(run_until(c, got_state, 3000));
+	TEST_WAIT_FOR(&c->loop, got_state(c));
 	assert_int_equal(c->err, 0);
 	c->n_state = 0;
 	fgw_transport_close(c->t);
@@ -180,7 +175,7 @@ static void test_write_fd_stalls(void **state)
 	c->fake.write_sndbuf = 4096; /* a few ATT writes, far below 40 packets */
 	assert_int_equal(fgw_transport_ble_new(c->b, "C0:00:00:00:00:01", &c->t), 0);
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
-	assert_true(run_until(c, got_state, 3000));
+	TEST_WAIT_FOR(&c->loop, got_state(c));
 	assert_int_equal(c->err, 0);
 	assert_true(fgw_transport_ble_acquired(c->t));
 	fake_stall_writes(d, true);
@@ -194,7 +189,7 @@ static void test_write_fd_stalls(void **state)
 	assert_int_equal(send_bytes(c->t, more, sizeof(more)), 0);
 	assert_int_equal(send_bytes(c->t, more, sizeof(more)), -ENOBUFS);
 	fake_stall_writes(d, false);
-	assert_true(run_until(c, got_all, 5000));
+	TEST_WAIT_FOR(&c->loop, got_all(c));
 	assert_memory_equal(c->rx, all, sizeof(all));
 	/* 1000 bytes: 244 + 244 + 244 + 244 + 24, per packet */
 	for (unsigned i = 0; i < 40 * 5; i++)
@@ -209,7 +204,7 @@ static void test_free_in_callback(void **state)
 	assert_int_equal(fgw_transport_ble_new(c->b, "C0:00:00:00:00:77", &c->t), 0);
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
 	/* unknown device: fails after the timeout, and the callback frees the transport */
-	assert_true(run_until(c, got_state, 5000));
+	TEST_WAIT_FOR(&c->loop, got_state(c));
 	assert_int_equal(c->err, -EHOSTDOWN);
 	assert_null(c->t);
 }

@@ -34,7 +34,7 @@ static void test_discovery(void **state)
 	d = fake_add_device(&c->fake, "C0:00:00:00:00:01", "smp-dev-1", true);
 	start(c);
 	/* powered on by us, filter set, discovering */
-	assert_true(run_until(c, adapter_on, c, 3000));
+	WAIT_FOR(c, adapter_on(c));
 	assert_int_equal(c->fake.n_set_powered, 1);
 	assert_true(c->fake.filter_transport_le);
 	assert_true(c->fake.filter_uuid_smp);
@@ -84,7 +84,7 @@ static void test_rssi_invalid(void **state)
 	fake_set_rssi(&c->fake, d, -60);
 	start(c);
 	/* all three come in the one GetManagedObjects answer, before discovery is on */
-	assert_true(run_until(c, adapter_on, c, 3000));
+	WAIT_FOR(c, adapter_on(c));
 	assert_int_equal(c->fake.filter_rssi, 0);
 	/* the invalid and the strong one are reported, the weak one is not */
 	assert_int_equal(c->found, 2);
@@ -133,7 +133,7 @@ static void test_objects_bad_signature(void **state)
 	assert_non_null(strstr(fgw_bluez_last_error(c->b), "signature 's'"));
 	assert_int_equal(c->astate, FGW_BLUEZ_ADAPTER_STATE_ABSENT);
 	/* retried, and the good answer is taken */
-	assert_true(run_until(c, adapter_on, c, 4000));
+	WAIT_FOR(c, adapter_on(c));
 	assert_int_equal(c->fake.om_calls, 2);
 	assert_int_equal(c->found, 1);
 }
@@ -180,7 +180,7 @@ static void test_missing_properties(void **state)
 	d2 = fake_add_device(&c->fake, "C0:00:00:00:00:02", "nouuid", true);
 	d2->char_without_uuid = true;
 	start(c);
-	assert_true(run_until(c, adapter_on, c, 3000));
+	WAIT_FOR(c, adapter_on(c));
 	assert_int_equal(fgw_bluez_device_get(c->b, "C0:00:00:00:00:01", &info), 0);
 	assert_false(info.has_rssi);
 	assert_non_null(strstr(fgw_bluez_last_error(c->b), "unexpected type"));
