@@ -8,6 +8,8 @@
  * system bus). Uploads to all peers run at once; a link lost mid-upload is reported
  * ("event: link-lost ...") and the upload is resumed from the device's offset after the link
  * comes back (up to --retries times). One JSON line per peer on stdout, then a summary line.
+ * Progress goes to stderr as it crosses each tenth ("event: progress, peer: ..., percent: N"),
+ * so that a test can act mid-upload on a condition rather than after a guessed time.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +44,7 @@ struct peer {
 	bool reconnecting; /* a loss was handled; its other report (client or upload) is ignored */
 	bool acquired;
 	unsigned mtu;
+	unsigned tenths; /* of the image reported done on stderr */
 	char hash[2 * FGW_SMP_SHA_SIZE + 1];
 };
 
@@ -145,6 +148,18 @@ static void on_done(struct fgw_upload *u, int err, const struct fgw_upload_resul
 	fgw_smp_req_done(&req);
 }
 
+static void on_progress(struct fgw_upload *u, uint64_t bytes, uint64_t total, double rate,
+			void *user_data)
+{
+	struct peer *p = user_data;
+	unsigned tenths = total ? (unsigned) (bytes * 10 / total) : 10;
+
+	if (tenths <= p->tenths)
+		return;
+	p->tenths = tenths;
+	fprintf(stderr, "event: progress, peer: %s, percent: %u\n", p->spec, tenths * 10);
+}
+
 static void on_client_state(struct fgw_smp_client *c, int err, void *user_data)
 {
 	struct peer *p = user_data;
@@ -161,7 +176,7 @@ static void on_client_state(struct fgw_smp_client *c, int err, void *user_data)
 	fgw_upload_opts_init(&o);
 	r = fgw_upload_new(p->app->loop, p->c, &p->u);
 	if (r >= 0)
-		r = fgw_upload_start(p->u, &p->app->img, p->offset, &o, NULL, on_done, p);
+		r = fgw_upload_start(p->u, &p->app->img, p->offset, &o, on_progress, on_done, p);
 	if (r < 0)
 		peer_finish(p, r);
 }
@@ -264,6 +279,68 @@ static void close_walk(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* Lists what the adapter hears in @seconds. Returns the exit status. */
+static int cmd_scan(struct app *a, struct fgw_bluez_options *bo, unsigned seconds)
+{
+	int r;
+
+	bo->filter_service = !a->all;
+	r = fgw_bluez_new(a->loop, bo, &a->b);
+	if (r < 0)
+		return fgw_log_errno(LOG_ERR, r, "Failed to reach bluetoothd") ? 1 : 1;
+	uv_timer_init(a->loop, &a->sample);
+	a->sample.data = a;
+	uv_timer_start(&a->sample, on_scan_stop, seconds * 1000u, 0);
+	uv_run(a->loop, UV_RUN_DEFAULT);
+	fgw_bluez_foreach_device(a->b, print_device, a);
+	if (fgw_bluez_adapter_state(a->b) != FGW_BLUEZ_ADAPTER_STATE_ON) {
+		fgw_error("adapter not available: %s", fgw_bluez_last_error(a->b));
+		return 1;
+	}
+	return 0;
+}
+
+/* Uploads FILE (@argv[0]) to every PEER after it at once. Returns the exit status; the image
+ * read is left in *@ret_data for the caller to free. */
+static int cmd_upload(struct app *a, struct fgw_bluez_options *bo, int argc, char **argv,
+		      uint8_t **ret_data)
+{
+	bool need_ble = false;
+	int r, rc = 0;
+
+	r = read_file(argv[0], ret_data, &a->img.len);
+	if (r < 0)
+		return fgw_log_errno(LOG_ERR, r, "Failed to read '%s'", argv[0]) ? 1 : 1;
+	a->img.data = *ret_data;
+	SHA256(*ret_data, a->img.len, a->img.sha256);
+	for (int i = 1; i < argc; i++)
+		need_ble |= strncmp(argv[i], "ble:", 4) == 0;
+	if (need_ble) {
+		bo->scan = false; /* links scan while they search */
+		r = fgw_bluez_new(a->loop, bo, &a->b);
+		if (r < 0)
+			return fgw_log_errno(LOG_ERR, r, "Failed to reach the bus") ? 1 : 1;
+	}
+	a->n_peers = (unsigned) (argc - 1);
+	a->peers = calloc(a->n_peers, sizeof(*a->peers));
+	uv_timer_init(a->loop, &a->sample);
+	a->sample.data = a;
+	uv_timer_start(&a->sample, on_sample, 20, 20);
+	for (unsigned i = 0; i < a->n_peers; i++) {
+		r = peer_new(a, &a->peers[i], argv[1 + i]);
+		if (r < 0) {
+			fgw_log_errno(LOG_ERR, r, "Bad peer '%s'", argv[1 + i]);
+			return 2;
+		}
+	}
+	uv_run(a->loop, UV_RUN_DEFAULT);
+	for (unsigned i = 0; i < a->n_peers; i++)
+		rc |= a->peers[i].err != 0;
+	printf("{\"summary\": true, \"peers\": %u, \"failed\": %d, \"max_active\": %u}\n",
+	       a->n_peers, rc, a->max_active);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option options[] = {
@@ -280,8 +357,7 @@ int main(int argc, char **argv)
 	unsigned seconds = 5;
 	uint8_t *data = NULL;
 	const char *cmd;
-	bool need_ble = false;
-	int c, r, rc = 0;
+	int c, rc;
 
 	fgw_bluez_options_init(&bo);
 	fgw_log_set_level(LOG_NOTICE);
@@ -312,60 +388,16 @@ int main(int argc, char **argv)
 	if (optind >= argc)
 		goto usage;
 	cmd = argv[optind++];
-	if (strcmp(cmd, "scan") == 0) {
-		bo.filter_service = !a.all;
-		r = fgw_bluez_new(a.loop, &bo, &a.b);
-		if (r < 0)
-			return fgw_log_errno(LOG_ERR, r, "Failed to reach bluetoothd") ? 1 : 1;
-		uv_timer_init(a.loop, &a.sample);
-		a.sample.data = &a;
-		uv_timer_start(&a.sample, on_scan_stop, seconds * 1000u, 0);
-		uv_run(a.loop, UV_RUN_DEFAULT);
-		fgw_bluez_foreach_device(a.b, print_device, &a);
-		if (fgw_bluez_adapter_state(a.b) != FGW_BLUEZ_ADAPTER_STATE_ON) {
-			fgw_error("adapter not available: %s", fgw_bluez_last_error(a.b));
-			rc = 1;
-		}
-	} else if (strcmp(cmd, "upload") == 0 && argc - optind >= 2) {
-		r = read_file(argv[optind], &data, &a.img.len);
-		if (r < 0)
-			return fgw_log_errno(LOG_ERR, r, "Failed to read '%s'", argv[optind]) ? 1
-											      : 1;
-		a.img.data = data;
-		SHA256(data, a.img.len, a.img.sha256);
-		optind++;
-		for (int i = optind; i < argc; i++)
-			need_ble |= strncmp(argv[i], "ble:", 4) == 0;
-		if (need_ble) {
-			bo.scan = false; /* links scan while they search */
-			r = fgw_bluez_new(a.loop, &bo, &a.b);
-			if (r < 0)
-				return fgw_log_errno(LOG_ERR, r, "Failed to reach the bus") ? 1 : 1;
-		}
-		a.n_peers = (unsigned) (argc - optind);
-		a.peers = calloc(a.n_peers, sizeof(*a.peers));
-		uv_timer_init(a.loop, &a.sample);
-		a.sample.data = &a;
-		uv_timer_start(&a.sample, on_sample, 20, 20);
-		for (unsigned i = 0; i < a.n_peers; i++) {
-			r = peer_new(&a, &a.peers[i], argv[optind + i]);
-			if (r < 0) {
-				fgw_log_errno(LOG_ERR, r, "Bad peer '%s'", argv[optind + i]);
-				return 2;
-			}
-		}
-		uv_run(a.loop, UV_RUN_DEFAULT);
-		for (unsigned i = 0; i < a.n_peers; i++)
-			rc |= a.peers[i].err != 0;
-		printf("{\"summary\": true, \"peers\": %u, \"failed\": %d, \"max_active\": %u}\n",
-		       a.n_peers, rc, a.max_active);
-		for (unsigned i = 0; i < a.n_peers; i++) {
-			a.peers[i].u = fgw_upload_free(a.peers[i].u);
-			a.peers[i].c = fgw_smp_client_free(a.peers[i].c);
-			a.peers[i].t = fgw_transport_free(a.peers[i].t);
-		}
-	} else {
+	if (strcmp(cmd, "scan") == 0)
+		rc = cmd_scan(&a, &bo, seconds);
+	else if (strcmp(cmd, "upload") == 0 && argc - optind >= 2)
+		rc = cmd_upload(&a, &bo, argc - optind, argv + optind, &data);
+	else
 		goto usage;
+	for (unsigned i = 0; i < a.n_peers && a.peers; i++) {
+		a.peers[i].u = fgw_upload_free(a.peers[i].u);
+		a.peers[i].c = fgw_smp_client_free(a.peers[i].c);
+		a.peers[i].t = fgw_transport_free(a.peers[i].t);
 	}
 	a.b = fgw_bluez_free(a.b);
 	uv_walk(a.loop, close_walk, NULL);

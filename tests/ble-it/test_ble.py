@@ -10,6 +10,7 @@ it is our own simulator, so not starting is a bug to see.
 import argparse
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -139,10 +140,10 @@ def scan(args, bus, seconds=4):
     return [d for d in json_lines(r.stdout) if d.get("smp")]
 
 
-def make_image(args, tmp):
+def make_image(args, tmp, size=IMAGE_SIZE):
     path = os.path.join(tmp, "app.bin")
     subprocess.run([sys.executable, args.mkimage, "-o", path, "--version", "2.0.0+1",
-                    "--size", str(IMAGE_SIZE)], check=True, timeout=60)
+                    "--size", str(size)], check=True, timeout=60)
     return path
 
 
@@ -196,12 +197,31 @@ def sim_can_restart_bluez(args):
     return "SIGUSR1" in (r.stdout + r.stderr)
 
 
+def wait_progress(tool, percent, timeout=120):
+    """Reads the upload tool's stderr until it reports @percent of the image done; returns what
+    it read (the rest comes with communicate()). Fails if the tool ends or stays below."""
+    seen = b""
+    fd = tool.stderr.fileno()
+    deadline = time.monotonic() + timeout
+    while True:
+        text = seen.decode(errors="replace")
+        for line in text[:text.rfind("\n") + 1].splitlines():  # whole lines only
+            if line.startswith("event: progress,") and int(line.rsplit(" ", 1)[1]) >= percent:
+                return text
+        left = deadline - time.monotonic()
+        r, _, _ = select.select([fd], [], [], max(left, 0))
+        chunk = os.read(fd, 4096) if r else b""
+        if not chunk:
+            raise AssertionError("no %d %% progress reported: %s" % (percent, seen))
+        seen += chunk
+
+
 def case_restart(args, bus, tmp, sim):
     devs = scan(args, bus)
     image = make_image(args, tmp)
     tool = run_tool(args, bus, ["upload", "--retries", "10", image, "ble:" + devs[0]["addr"]],
                     bg=True)
-    time.sleep(15)  # mid-upload at the simulator's typical link speed (about 90 s in all)
+    early = wait_progress(tool, 10)  # mid-upload: a tenth on the device, nine to go
     assert tool.poll() is None, "upload ended before the restart"
     only_bluez = sim_can_restart_bluez(args)
     if only_bluez:
@@ -212,9 +232,10 @@ def case_restart(args, bus, tmp, sim):
         # power cycle of the devices (their upload session is lost, so the upload restarts).
         log("NOTE: fotagw-sim has no SIGUSR1 bluetoothd restart; power-cycling the simulator")
         sim.kill(signal.SIGTERM)
-        time.sleep(1)
+        sim.proc.wait(timeout=10)
         assert sim.start(), "simulator did not come back"
     out, err = tool.communicate(timeout=300)
+    err = early + err
     log(err)
     assert tool.returncode == 0, out + err
     assert "event: link-lost" in err, err

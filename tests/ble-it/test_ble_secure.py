@@ -18,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_ble import Bus, Sim, log  # noqa: E402
+from test_ble import Bus, Sim, image_sha256_tlv, log, make_image  # noqa: E402
 
 SMALL_IMAGE = 24 * 1024
 
@@ -77,25 +77,18 @@ def case_rssi_weak(args, bus, tmp):
     assert len(find_addr(args, bus, rssi=-100)) == 1
 
 
-def make_image(args, tmp):
-    path = os.path.join(tmp, "app.bin")
-    subprocess.run([sys.executable, args.mkimage, "-o", path, "--version", "2.0.0+1",
-                    "--size", str(SMALL_IMAGE)], check=True, timeout=60)
-    return path
-
-
 def case_back_to_back(args, bus, tmp, rounds=3):
     """image upload, then image list 0.1 s later, several times: fotagw-smp must leave only
     once its Disconnect is done, so the next command never connects into a dying link."""
     addr = find_addr(args, bus)[0]["addr"]
-    image = make_image(args, tmp)
+    image = make_image(args, tmp, SMALL_IMAGE)
     tr = ["--transport", "ble:" + addr]
     for i in range(rounds):
         r = smp(args, bus, tr + ["image", "upload", image])
         assert r.returncode == 0, r.stderr
         # the tool left only after bluetoothd carried out its Disconnect
         assert not connected(bus, addr), "fotagw-smp left with the link still up"
-        time.sleep(0.1)
+        time.sleep(0.1)  # the scenario, not a wait: the next command follows at once
         r = smp(args, bus, tr + ["--json", "image", "list"])
         assert r.returncode == 0, r.stderr
         assert "Notify acquired" not in r.stderr, r.stderr
@@ -121,7 +114,10 @@ def case_settle(args, bus, tmp):
     d = subprocess.Popen(["busctl", "--address=" + bus.address, "call", "--timeout=10",
                           "org.bluez", path, "org.bluez.Device1", "Disconnect"],
                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10
+    while "event: ble-disconnect-pending" not in sim_log(tmp):
+        assert time.monotonic() < deadline, "the Disconnect never reached bluetoothd"
+        time.sleep(0.05)
     assert connected(bus, addr)
     r = smp(args, bus, ["--transport", "ble:" + addr, "echo", "after-you"])
     d.wait(timeout=10)
@@ -150,17 +146,11 @@ def slot1_hash(args, bus, tr):
     return [i["hash"] for i in imgs if i["slot"] == 1]
 
 
-def image_hash(path):
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from test_ble import image_sha256_tlv
-    return image_sha256_tlv(path)
-
-
 def case_pair_ok(args, bus, tmp):
     """An authenticated device with the right passkey: paired once, the upload lands (read
     back from the device), and the next session reuses the bond without an agent call."""
     addr = find_addr(args, bus)[0]["addr"]
-    image = make_image(args, tmp)
+    image = make_image(args, tmp, SMALL_IMAGE)
     tr = ["--transport", "ble:" + addr]
     r = smp(args, bus, tr + ["--passkey-file", passkey_file(tmp, PASSKEY), "image", "upload",
                              image])
@@ -170,7 +160,7 @@ def case_pair_ok(args, bus, tmp):
     assert text.count("event: paired,") == 1, text[-3000:]
     assert "level: authenticated" in text
     # the stored bond is reused: no passkey needed, no second pairing
-    assert slot1_hash(args, bus, tr) == [image_hash(image)]
+    assert slot1_hash(args, bus, tr) == [image_sha256_tlv(image)]
     text = sim_log(tmp)
     assert text.count("event: paired,") == 1, text[-3000:]
     assert "bluez-acquire-notify-unanswered" not in text

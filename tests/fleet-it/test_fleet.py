@@ -167,7 +167,7 @@ def case_canary():
         w.gw.start()
         w.gw.wait(lambda j: len(j) == n and sum(1 for r in j if r[3] and r[1] == "failed") == 2,
                   "both canaries to fail", 120)
-        time.sleep(3)
+        time.sleep(3)  # a fixed window on purpose: it proves that no other job starts
         jobs = w.gw.jobs()
         check(all(r[1] == "queued" for r in jobs if not r[3]),
               "non-canary jobs did not start while the canary failed")
@@ -198,7 +198,7 @@ def case_restart():
             jobs = w.gw.jobs()
             if len(jobs) == n and all(j[1] in ft.TERMINAL for j in jobs) and kills >= 10:
                 break
-            time.sleep(rng.uniform(0.5, 4.0))
+            time.sleep(rng.uniform(0.5, 4.0))  # the scenario: killed at a random moment
             w.gw.kill(signal.SIGKILL)
             kills += 1
         else:

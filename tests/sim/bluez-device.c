@@ -217,6 +217,8 @@ static int m_disconnect(sd_bus_message *m, void *userdata, sd_bus_error *err)
 			x->pending_disconnect[i] = sd_bus_message_ref(m);
 			break;
 		}
+	/* what a test waits for before it acts while the Disconnect is pending */
+	fgw_notice("event: ble-disconnect-pending, device: %s", x->dev->name);
 	if (x->conn == CONN_DISCONNECTING)
 		return 1;
 	x->conn = CONN_DISCONNECTING;
@@ -356,26 +358,23 @@ static const sd_bus_vtable device_vtable[] = {
     SD_BUS_METHOD("DisconnectProfile", "s", "", m_profile, SD_BUS_VTABLE_UNPRIVILEGED),
     /* not const: BlueZ signals both when pairing resolves the identity (device_update_addr);
      * sd-bus refuses to emit a change of a const property, and the Paired with it */
-    SD_BUS_PROPERTY("Address", "s", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("AddressType", "s", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("Name", "s", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_WRITABLE_PROPERTY("Alias", "s", device_get, device_set, 0,
-			     SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE | SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_PROPERTY("Appearance", "q", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("Paired", "b", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("Bonded", "b", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_WRITABLE_PROPERTY("Trusted", "b", device_get, device_set, 0,
-			     SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE | SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_WRITABLE_PROPERTY("Blocked", "b", device_get, device_set, 0,
-			     SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE | SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_PROPERTY("LegacyPairing", "b", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("RSSI", "n", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("Connected", "b", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("UUIDs", "as", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("Adapter", "o", device_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("ServicesResolved", "b", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("AdvertisingFlags", "ay", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("WakeAllowed", "b", device_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    BZ_PROPERTY("Address", "s", device_get),
+    BZ_PROPERTY("AddressType", "s", device_get),
+    BZ_PROPERTY("Name", "s", device_get),
+    BZ_PROPERTY_RW("Alias", "s", device_get, device_set),
+    BZ_PROPERTY("Appearance", "q", device_get),
+    BZ_PROPERTY("Paired", "b", device_get),
+    BZ_PROPERTY("Bonded", "b", device_get),
+    BZ_PROPERTY_RW("Trusted", "b", device_get, device_set),
+    BZ_PROPERTY_RW("Blocked", "b", device_get, device_set),
+    BZ_PROPERTY("LegacyPairing", "b", device_get),
+    BZ_PROPERTY("RSSI", "n", device_get),
+    BZ_PROPERTY("Connected", "b", device_get),
+    BZ_PROPERTY("UUIDs", "as", device_get),
+    BZ_PROPERTY_CONST("Adapter", "o", device_get),
+    BZ_PROPERTY("ServicesResolved", "b", device_get),
+    BZ_PROPERTY("AdvertisingFlags", "ay", device_get),
+    BZ_PROPERTY("WakeAllowed", "b", device_get),
     SD_BUS_VTABLE_END,
 };
 

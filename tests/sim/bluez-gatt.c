@@ -4,6 +4,7 @@
  * SOCK_SEQPACKET) and the CCC GattDescriptor1, and notifications of the device's answers.
  */
 #include "bluez-int.h"
+#include "gatt-fd.h"
 
 static void release_write(struct sim_ble_dev *x);
 static void release_notify(struct sim_ble_dev *x);
@@ -28,11 +29,11 @@ static int service_get(sd_bus *bus, const char *path, const char *iface, const c
 
 static const sd_bus_vtable service_vtable[] = {
     SD_BUS_VTABLE_START(0),
-    SD_BUS_PROPERTY("UUID", "s", service_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Device", "o", service_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Primary", "b", service_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Includes", "ao", service_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Handle", "q", service_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    BZ_PROPERTY_CONST("UUID", "s", service_get),
+    BZ_PROPERTY_CONST("Device", "o", service_get),
+    BZ_PROPERTY_CONST("Primary", "b", service_get),
+    BZ_PROPERTY_CONST("Includes", "ao", service_get),
+    BZ_PROPERTY_CONST("Handle", "q", service_get),
     SD_BUS_VTABLE_END,
 };
 
@@ -77,39 +78,31 @@ static bool gatt_usable(const struct sim_ble_dev *x)
 	return (x->conn == CONN_CONNECTED || x->conn == CONN_DISCONNECTING) && x->services_resolved;
 }
 
+struct write_options {
+	const char **type;
+	uint16_t *offset;
+};
+
+static int take_option(sd_bus_message *m, const char *key, const char *type, void *data)
+{
+	struct write_options *o = data;
+	int r;
+
+	if (o->type && !strcmp(key, "type") && !strcmp(type, "s"))
+		r = sd_bus_message_read(m, "v", "s", o->type);
+	else if (o->offset && !strcmp(key, "offset") && !strcmp(type, "q"))
+		r = sd_bus_message_read(m, "v", "q", o->offset);
+	else
+		return 0;
+	return r < 0 ? r : 1;
+}
+
 /* Skips an a{sv} of options, returning "type" and "offset" when present. */
 static int read_options(sd_bus_message *m, const char **type, uint16_t *offset)
 {
-	int r;
+	struct write_options o = {type, offset};
 
-	r = sd_bus_message_enter_container(m, 'a', "{sv}");
-	if (r < 0)
-		return r;
-	while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-		const char *key, *contents;
-		char t;
-
-		r = sd_bus_message_read(m, "s", &key);
-		if (r < 0)
-			return r;
-		r = sd_bus_message_peek_type(m, &t, &contents);
-		if (r < 0)
-			return r;
-		if (type && !strcmp(key, "type") && !strcmp(contents, "s"))
-			r = sd_bus_message_read(m, "v", "s", type);
-		else if (offset && !strcmp(key, "offset") && !strcmp(contents, "q"))
-			r = sd_bus_message_read(m, "v", "q", offset);
-		else
-			r = sd_bus_message_skip(m, "v");
-		if (r < 0)
-			return r;
-		r = sd_bus_message_exit_container(m);
-		if (r < 0)
-			return r;
-	}
-	if (r < 0)
-		return r;
-	return sd_bus_message_exit_container(m);
+	return gatt_read_options(m, take_option, &o);
 }
 
 static int m_read_value(sd_bus_message *m, void *userdata, sd_bus_error *err)
@@ -155,94 +148,56 @@ static int m_write_value(sd_bus_message *m, void *userdata, sd_bus_error *err)
 	return sd_bus_reply_method_return(m, NULL);
 }
 
+static void write_one(void *data, const uint8_t *buf, size_t len)
+{
+	struct sim_ble_dev *x = data;
+
+	if (len > (size_t) x->mtu - 3 || len > GATT_FD_MAX_VALUE) {
+		/* bluetoothd cannot build an ATT PDU that large: dropped silently */
+		fgw_debug("%s: %zu-byte write exceeds MTU %u - 3, dropped", x->dev->name, len,
+			  x->mtu);
+		return;
+	}
+	if (bz_sec_ok(x))
+		sim_device_rx_ble_write(x->dev, buf, len);
+	else
+		fgw_debug("%s: write command without the required security, dropped", x->dev->name);
+}
+
 static void on_write_fd(uv_poll_t *p, int status, int events)
 {
 	struct sim_ble_dev *x = p->data;
-	uint8_t buf[4096];
 
-	if (status < 0) {
-		release_write(x);
-		return;
-	}
-	for (int i = 0; i < 64; i++) {
-		ssize_t n = recv(x->write_fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				break;
-			release_write(x);
-			return;
-		}
-		if (n == 0) {
-			release_write(x); /* the client closed its end */
-			return;
-		}
-		if ((size_t) n > (size_t) x->mtu - 3 || (size_t) n > sizeof(buf)) {
-			/* bluetoothd cannot build an ATT PDU that large: dropped silently */
-			fgw_debug("%s: %zd-byte write exceeds MTU %u - 3, dropped", x->dev->name, n,
-				  x->mtu);
-			continue;
-		}
-		if (bz_sec_ok(x))
-			sim_device_rx_ble_write(x->dev, buf, (size_t) n);
-		else
-			fgw_debug("%s: write command without the required security, dropped",
-				  x->dev->name);
-	}
-	if (events & UV_DISCONNECT)
+	if (status < 0 || gatt_fd_read(x->write_fd, write_one, x) < 0 || (events & UV_DISCONNECT))
 		release_write(x);
 }
 
 static void on_notify_fd(uv_poll_t *p, int status, int events)
 {
 	struct sim_ble_dev *x = p->data;
-	uint8_t buf[64];
 
-	if (status < 0) {
-		release_notify(x);
-		return;
-	}
-	for (;;) {
-		ssize_t n = recv(x->notify_fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n > 0)
-			continue; /* the client has nothing to say here */
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
-		release_notify(x);
-		return;
-	}
-	if (events & UV_DISCONNECT)
+	/* the client has nothing to say on this one */
+	if (status < 0 || gatt_fd_drain(x->notify_fd) < 0 || (events & UV_DISCONNECT))
 		release_notify(x);
 }
 
 /* Opens the fd pair of an acquisition and answers @m with the client's end. */
 static int acquire_open(sd_bus_message *m, struct sim_ble_dev *x, bool write)
 {
-	int sv[2], r;
-	uv_poll_t *poll;
+	uv_loop_t *loop = x->b->sim->loop;
+	int peer, r;
 
-	poll = calloc(1, sizeof(*poll));
-	if (!poll)
-		return -ENOMEM;
-	/* SOCK_NONBLOCK is a file status flag: it travels with the fd to the client. */
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
-		free(poll);
-		return -errno;
-	}
-	uv_poll_init(x->b->sim->loop, poll, sv[0]);
-	poll->data = x;
-	uv_poll_start(poll, UV_READABLE | UV_DISCONNECT, write ? on_write_fd : on_notify_fd);
-	if (write) {
-		x->write_fd = sv[0];
-		x->write_poll = poll;
-	} else {
-		x->notify_fd = sv[0];
-		x->notify_poll = poll;
-	}
+	if (write)
+		peer = gatt_fd_open(loop, &x->write_fd, &x->write_poll, on_write_fd, x);
+	else
+		peer = gatt_fd_open(loop, &x->notify_fd, &x->notify_poll, on_notify_fd, x);
+	if (peer < 0)
+		return peer;
 	bz_emit(x->b, x->chr_path, IFACE_CHAR, write ? "WriteAcquired" : "NotifyAcquired");
 	if (!write)
 		bz_emit(x->b, x->chr_path, IFACE_CHAR, "Notifying");
-	r = sd_bus_reply_method_return(m, "hq", sv[1], x->mtu);
-	close(sv[1]);
+	r = sd_bus_reply_method_return(m, "hq", peer, x->mtu);
+	close(peer);
 	if (r < 0) {
 		if (write)
 			release_write(x);
@@ -353,31 +308,18 @@ static int m_acquire_notify(sd_bus_message *m, void *userdata, sd_bus_error *err
 	return acquire(m, userdata, false);
 }
 
-static void poll_closed(uv_handle_t *h)
-{
-	free(h);
-}
-
 static void release_write(struct sim_ble_dev *x)
 {
-	if (x->write_fd < 0)
+	if (!gatt_fd_close(&x->write_fd, &x->write_poll))
 		return;
-	uv_close((uv_handle_t *) x->write_poll, poll_closed);
-	x->write_poll = NULL;
-	close(x->write_fd);
-	x->write_fd = -1;
 	if (x->gatt_exported)
 		bz_emit(x->b, x->chr_path, IFACE_CHAR, "WriteAcquired");
 }
 
 static void release_notify(struct sim_ble_dev *x)
 {
-	if (x->notify_fd < 0)
+	if (!gatt_fd_close(&x->notify_fd, &x->notify_poll))
 		return;
-	uv_close((uv_handle_t *) x->notify_poll, poll_closed);
-	x->notify_poll = NULL;
-	close(x->notify_fd);
-	x->notify_fd = -1;
 	/* notifications off (CCC 0): the device resets its reassembly */
 	sim_device_rx_reset(x->dev);
 	if (x->gatt_exported) {
@@ -465,15 +407,15 @@ static const sd_bus_vtable char_vtable[] = {
     SD_BUS_METHOD("AcquireNotify", "a{sv}", "hq", m_acquire_notify, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("StartNotify", "", "", m_start_notify, SD_BUS_VTABLE_UNPRIVILEGED),
     SD_BUS_METHOD("StopNotify", "", "", m_stop_notify, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_PROPERTY("UUID", "s", char_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Service", "o", char_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Value", "ay", char_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("Notifying", "b", char_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("Flags", "as", char_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("WriteAcquired", "b", char_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("NotifyAcquired", "b", char_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("Handle", "q", char_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("MTU", "q", char_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+    BZ_PROPERTY_CONST("UUID", "s", char_get),
+    BZ_PROPERTY_CONST("Service", "o", char_get),
+    BZ_PROPERTY("Value", "ay", char_get),
+    BZ_PROPERTY("Notifying", "b", char_get),
+    BZ_PROPERTY_CONST("Flags", "as", char_get),
+    BZ_PROPERTY("WriteAcquired", "b", char_get),
+    BZ_PROPERTY("NotifyAcquired", "b", char_get),
+    BZ_PROPERTY_CONST("Handle", "q", char_get),
+    BZ_PROPERTY("MTU", "q", char_get),
     SD_BUS_VTABLE_END,
 };
 
@@ -517,10 +459,10 @@ static int m_desc_read(sd_bus_message *m, void *userdata, sd_bus_error *err)
 static const sd_bus_vtable desc_vtable[] = {
     SD_BUS_VTABLE_START(0),
     SD_BUS_METHOD("ReadValue", "a{sv}", "ay", m_desc_read, SD_BUS_VTABLE_UNPRIVILEGED),
-    SD_BUS_PROPERTY("UUID", "s", desc_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Characteristic", "o", desc_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-    SD_BUS_PROPERTY("Value", "ay", desc_get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
-    SD_BUS_PROPERTY("Handle", "q", desc_get, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+    BZ_PROPERTY_CONST("UUID", "s", desc_get),
+    BZ_PROPERTY_CONST("Characteristic", "o", desc_get),
+    BZ_PROPERTY("Value", "ay", desc_get),
+    BZ_PROPERTY_CONST("Handle", "q", desc_get),
     SD_BUS_VTABLE_END,
 };
 

@@ -28,6 +28,15 @@
 #define CCC_UUID "00002902-0000-1000-8000-00805f9b34fb"
 #define GAP_UUID "00001800-0000-1000-8000-00805f9b34fb"
 #define GATT_UUID "00001801-0000-1000-8000-00805f9b34fb"
+
+/* The three kinds of property bluetoothd's objects have, for the vtables. */
+#define BZ_PROPERTY_CONST(name, sig, get)                                                          \
+	SD_BUS_PROPERTY(name, sig, get, 0, SD_BUS_VTABLE_PROPERTY_CONST)
+#define BZ_PROPERTY(name, sig, get)                                                                \
+	SD_BUS_PROPERTY(name, sig, get, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE)
+#define BZ_PROPERTY_RW(name, sig, get, set)                                                        \
+	SD_BUS_WRITABLE_PROPERTY(name, sig, get, set, 0,                                           \
+				 SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE | SD_BUS_VTABLE_UNPRIVILEGED)
 #define BLUEZ_MTU 517 /* main.conf [GATT] ExchangeMTU */
 #define SCAN_TICK_MS 100
 #define ADV_REPORT_MS 1000

@@ -3,47 +3,34 @@
  * as bluetoothd calls them: WriteValue and the AcquireWrite fd bring requests into the device's
  * pipeline, answers leave through the AcquireNotify fd or StartNotify's PropertiesChanged.
  */
+#include "gatt-fd.h"
 #include "periph-int.h"
+
+static int take_option(sd_bus_message *m, const char *key, const char *type, void *data)
+{
+	struct periph_dev *x = data;
+	const char *s;
+	uint16_t mtu;
+	int r;
+
+	if (!strcmp(key, "device") && !strcmp(type, "o")) {
+		r = sd_bus_message_read(m, "v", "o", &s);
+		if (r >= 0)
+			snprintf(x->peer, sizeof(x->peer), "%s", s);
+	} else if (!strcmp(key, "mtu") && !strcmp(type, "q")) {
+		r = sd_bus_message_read(m, "v", "q", &mtu);
+		if (r >= 0 && mtu >= 23)
+			x->mtu = mtu;
+	} else {
+		return 0;
+	}
+	return r < 0 ? r : 1;
+}
 
 /* Reads the options bluetoothd passes to an application: "device" (the peer) and "mtu". */
 static int read_options(sd_bus_message *m, struct periph_dev *x)
 {
-	int r;
-
-	r = sd_bus_message_enter_container(m, 'a', "{sv}");
-	if (r < 0)
-		return r;
-	while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-		const char *key, *contents, *s;
-		uint16_t mtu;
-		char t;
-
-		r = sd_bus_message_read(m, "s", &key);
-		if (r < 0)
-			return r;
-		r = sd_bus_message_peek_type(m, &t, &contents);
-		if (r < 0)
-			return r;
-		if (!strcmp(key, "device") && !strcmp(contents, "o")) {
-			r = sd_bus_message_read(m, "v", "o", &s);
-			if (r >= 0)
-				snprintf(x->peer, sizeof(x->peer), "%s", s);
-		} else if (!strcmp(key, "mtu") && !strcmp(contents, "q")) {
-			r = sd_bus_message_read(m, "v", "q", &mtu);
-			if (r >= 0 && mtu >= 23)
-				x->mtu = mtu;
-		} else {
-			r = sd_bus_message_skip(m, "v");
-		}
-		if (r < 0)
-			return r;
-		r = sd_bus_message_exit_container(m);
-		if (r < 0)
-			return r;
-	}
-	if (r < 0)
-		return r;
-	return sd_bus_message_exit_container(m);
+	return gatt_read_options(m, take_option, x);
 }
 
 bool pg_notify_on(const struct periph_dev *x)
@@ -120,31 +107,18 @@ static int m_write_value(sd_bus_message *m, void *userdata, sd_bus_error *err)
 	return sd_bus_reply_method_return(m, NULL);
 }
 
-static void poll_closed(uv_handle_t *h)
-{
-	free(h);
-}
-
 void pg_release_write(struct periph_dev *x)
 {
-	if (x->write_fd < 0)
+	if (!gatt_fd_close(&x->write_fd, &x->write_poll))
 		return;
-	uv_close((uv_handle_t *) x->write_poll, poll_closed);
-	x->write_poll = NULL;
-	close(x->write_fd);
-	x->write_fd = -1;
 	pg_emit(x, "WriteAcquired");
 	fgw_info("%s: write fd released", x->dev->name);
 }
 
 void pg_release_notify(struct periph_dev *x)
 {
-	if (x->notify_fd < 0)
+	if (!gatt_fd_close(&x->notify_fd, &x->notify_poll))
 		return;
-	uv_close((uv_handle_t *) x->notify_poll, poll_closed);
-	x->notify_poll = NULL;
-	close(x->notify_fd);
-	x->notify_fd = -1;
 	/* notifications off (the central unsubscribed or went away): reassembly restarts */
 	sim_device_rx_reset(x->dev);
 	pg_emit(x, "NotifyAcquired");
@@ -152,29 +126,23 @@ void pg_release_notify(struct periph_dev *x)
 	fgw_info("%s: notify fd released", x->dev->name);
 }
 
+static void write_one(void *data, const uint8_t *buf, size_t len)
+{
+	struct periph_dev *x = data;
+
+	len = FGW_MIN(len, GATT_FD_MAX_VALUE); /* what a datagram socket's reader gets */
+	log_write(x, len, "AcquireWrite fd");
+	sim_device_rx_ble_write(x->dev, buf, len);
+}
+
 static void on_write_fd(uv_poll_t *h, int status, int events)
 {
 	struct periph_dev *x = h->data;
-	uint8_t buf[4096];
 
-	if (status < 0) {
+	/* an error, or bluetoothd closed it: the central is gone */
+	if (status < 0 || gatt_fd_read(x->write_fd, write_one, x) < 0) {
 		pg_release_write(x);
 		return;
-	}
-	for (int i = 0; i < 64; i++) {
-		ssize_t n = recv(x->write_fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				break;
-			pg_release_write(x);
-			return;
-		}
-		if (n == 0) {
-			pg_release_write(x); /* bluetoothd closed it: the central is gone */
-			return;
-		}
-		log_write(x, (size_t) n, "AcquireWrite fd");
-		sim_device_rx_ble_write(x->dev, buf, (size_t) n);
 	}
 	if (events & UV_DISCONNECT)
 		pg_release_write(x);
@@ -184,23 +152,13 @@ static void on_write_fd(uv_poll_t *h, int status, int events)
 static void on_notify_fd(uv_poll_t *h, int status, int events)
 {
 	struct periph_dev *x = h->data;
-	uint8_t buf[64];
 
 	if (status < 0) {
 		pg_release_notify(x);
 		return;
 	}
-	for (;;) {
-		ssize_t n = recv(x->notify_fd, buf, sizeof(buf), MSG_DONTWAIT);
-		if (n > 0)
-			continue; /* bluetoothd has nothing to say on this one */
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
-		pg_release_notify(x);
-		bus_kick(x->p);
-		return;
-	}
-	if (events & UV_DISCONNECT)
+	/* bluetoothd has nothing to say on this one */
+	if (gatt_fd_drain(x->notify_fd) < 0 || (events & UV_DISCONNECT))
 		pg_release_notify(x);
 	bus_kick(x->p);
 }
@@ -209,8 +167,8 @@ static void on_notify_fd(uv_poll_t *h, int status, int events)
  * writes a command or subscribes; each datagram is one value. */
 static int acquire(sd_bus_message *m, struct periph_dev *x, bool write)
 {
-	int sv[2], r;
-	uv_poll_t *h;
+	uv_loop_t *loop = x->p->sim->loop;
+	int peer, r;
 
 	if (read_options(m, x) < 0)
 		return sd_bus_reply_method_errorf(m, "org.bluez.Error.InvalidArguments",
@@ -219,31 +177,21 @@ static int acquire(sd_bus_message *m, struct periph_dev *x, bool write)
 		pg_release_write(x); /* a new link: the old fd's peer is gone */
 	if (!write && x->notify_fd >= 0)
 		pg_release_notify(x);
-	h = calloc(1, sizeof(*h));
-	if (!h)
-		return -ENOMEM;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0) {
-		free(h);
-		return -errno;
-	}
-	uv_poll_init(x->p->sim->loop, h, sv[0]);
-	h->data = x;
-	uv_poll_start(h, UV_READABLE | UV_DISCONNECT, write ? on_write_fd : on_notify_fd);
-	if (write) {
-		x->write_fd = sv[0];
-		x->write_poll = h;
-	} else {
-		x->notify_fd = sv[0];
-		x->notify_poll = h;
+	if (write)
+		peer = gatt_fd_open(loop, &x->write_fd, &x->write_poll, on_write_fd, x);
+	else
+		peer = gatt_fd_open(loop, &x->notify_fd, &x->notify_poll, on_notify_fd, x);
+	if (peer < 0)
+		return peer;
+	if (!write)
 		sim_device_rx_reset(x->dev); /* CCC written: a new subscription */
-	}
 	fgw_info("%s: %s acquired by bluetoothd, mtu %u, peer %s", x->dev->name,
 		 write ? "write" : "notify", x->mtu, x->peer);
 	pg_emit(x, write ? "WriteAcquired" : "NotifyAcquired");
 	if (!write)
 		pg_emit(x, "Notifying");
-	r = sd_bus_reply_method_return(m, "hq", sv[1], x->mtu);
-	close(sv[1]);
+	r = sd_bus_reply_method_return(m, "hq", peer, x->mtu);
+	close(peer);
 	if (r < 0) {
 		if (write)
 			pg_release_write(x);

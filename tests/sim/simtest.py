@@ -81,6 +81,31 @@ def wait_down(c, timeout=5.0, step=0.05):
     return False
 
 
+def wait_for(cond, timeout=5.0, step=0.05):
+    """Polls cond() until it holds: True, or False after timeout. The bound is generous
+    because the host may be loaded: a passing test never waits for it."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(step)
+    return True
+
+
+def resets(sim):
+    """How many device resets the simulator has logged so far."""
+    return sim.log().count("event: reset,")
+
+
+def reset_and_wait(c, sim, timeout=20.0):
+    """Resets the device (it goes down 250 ms after its reply), waits until the simulator has
+    logged the reset, then until the device answers again."""
+    n = resets(sim)
+    eq(c.reset(), {}, "reset reply")
+    check(wait_for(lambda: resets(sim) > n), "the device reset")
+    check(wait_up(c, timeout), "device came back")
+
+
 def slot_view(c):
     s = smpc.slots(c.state())
     return {k: {f for f in ("active", "confirmed", "pending", "permanent") if v.get(f)} |
@@ -149,6 +174,18 @@ class Central:
         if not r.startswith("ok"):
             raise AssertionError("%s -> %s" % (line, r))
         return r[3:]
+
+    def wait_events(self, *needles, timeout=5.0):
+        """Collects events (each "events" call pumps 100 ms) until every needle has been
+        seen; returns all collected. AssertionError after timeout."""
+        seen = ""
+        deadline = time.monotonic() + timeout
+        while True:
+            seen += " " + self.ok("events")
+            if all(n in seen for n in needles):
+                return seen
+            if time.monotonic() > deadline:
+                raise AssertionError("events %s not seen in %.1f s: %s" % (needles, timeout, seen))
 
     def smp(self, addr, pkt, timeout_ms=5000):
         r = self.cmd("smp %s %s %d" % (addr, pkt.hex(), timeout_ms), timeout_ms / 1000 + 10)

@@ -391,6 +391,11 @@ int img_upload(struct ctx *c)
 
 	if (write_chunk(c, data, data_len) < 0)
 		return 0;
+	/* Once per upload, a quarter in: what a test waits for to act mid-upload. */
+	if (d->up.off >= d->up.len / 4 && d->up.off - data_len < d->up.len / 4)
+		fgw_notice("event: upload-quarter, device: %s, image: %u, off: %llu, len: %llu",
+			   d->name, d->up.image, (unsigned long long) d->up.off,
+			   (unsigned long long) d->up.len);
 	if (d->up.off == d->up.len) {
 		bool check = d->cfg.image_check && d->up.sha_len == SIM_HASH_LEN;
 		bool match = false;

@@ -5,7 +5,7 @@ WriteValue/StartNotify fallback, reassembly rules, the connection limit, resets 
 import time
 
 import simtest
-from simtest import QUICK, Central, busctl, check, eq
+from simtest import QUICK, Central, busctl, check, eq, wait_for
 import simctl
 import smpc
 from smpc import OP_READ, OP_WRITE
@@ -71,14 +71,12 @@ def t_discovery(ctx):
             eq(busctl(bus, "get-property", *dev, "ServicesResolved")[1], "b false")
             eq(busctl(bus, "get-property", *dev, "Adapter")[1], 'o "/org/bluez/hci0"')
             eq(busctl(bus, "get-property", *dev, "UUIDs")[1], "as 0", "SMP UUID not advertised")
-            time.sleep(2.5)
-            ev = c.ok("events")
-            check("Discovering=true" in ev)
-            check(ev.count(path + " RSSI=") >= 1, "RSSI changes while discovering")
+            # RSSI changes while discovering
+            c.wait_events("Discovering=true", path + " RSSI=")
         # the client left the bus: its discovery session ended
-        time.sleep(0.3)
-        eq(busctl(bus, "get-property", "org.bluez", "/org/bluez/hci0", "org.bluez.Adapter1",
-                  "Discovering")[1], "b false")
+        check(wait_for(lambda: busctl(bus, "get-property", "org.bluez", "/org/bluez/hci0",
+                                      "org.bluez.Adapter1", "Discovering")[1] == "b false"),
+              "Discovering false after the client left")
         # unseen devices are removed after the temporary timeout (2 s here)
         with Central(ctx.blectl, bus) as c:
             c.ok("wait-gone %s 5000" % simctl.device_address(2))
@@ -86,6 +84,7 @@ def t_discovery(ctx):
             c.ok("filter pattern=C0:FF:EE:00:00:01")
             c.ok("start-discovery")
             c.ok("wait-devices 1 5000")
+            # a fixed window on purpose: the others advertise within it, and must stay out
             time.sleep(1.5)
             eq(c.ok("wait-devices 1 100").split()[0], "1", "pattern filter")
             c.ok("stop-discovery")
@@ -96,6 +95,7 @@ def t_discovery(ctx):
             c.ok("filter uuid=%s" % SMP_SVC)
             c.ok("start-discovery")
             c.ok("wait-devices 1 5000")
+            # a fixed window on purpose: the other advertises within it, and must stay out
             time.sleep(1.5)
             eq(c.ok("wait-devices 1 100").split()[0], "1", "uuid filter")
             out = busctl(bus, "get-property", "org.bluez", simctl.device_path(1),
@@ -163,8 +163,7 @@ def t_gatt_acquire(ctx):
             eq(r["body"], {"off": len(img), "match": True}, "upload over BLE")
             # closing the notify fd ends notifications (NotifyAcquired false)
             c.ok("close-notify %s" % a)
-            time.sleep(0.3)
-            check("NotifyAcquired=false" in c.ok("events"))
+            c.wait_events("NotifyAcquired=false")
             c.ok("close-write %s" % a)
             t0 = time.monotonic()
             c.ok("disconnect %s" % a)
@@ -261,6 +260,8 @@ def t_buffer_pool(ctx):
 
 
 def t_connection_limit(ctx):
+    """Beyond --max-connections the controller refuses: org.bluez.Error.Failed
+    le-connection-refused, and a freed link makes room again."""
     with simctl.Bus() as bus, start(ctx, bus, 3, ["--max-connections", "2",
                                                    "--disconnect-delay", "300"]):
         with Central(ctx.blectl, bus) as c:
@@ -271,6 +272,8 @@ def t_connection_limit(ctx):
             c.ok("connect %s" % addrs[1])
             r = c.cmd("connect %s" % addrs[2])
             eq(r, "err org.bluez.Error.Failed le-connection-refused", "limit (HCI 0x0d)")
+            eq(busctl(bus, "get-property", "org.bluez", simctl.device_path(2),
+                      "org.bluez.Device1", "Connected")[1], "b false", "refused: not connected")
             r = c.cmd("connect %s" % addrs[0])
             check(r.startswith("ok"), "Connect when connected succeeds: " + r)
             c.ok("disconnect %s" % addrs[0])
@@ -342,12 +345,6 @@ def t_bluez_restart(ctx):
                           "org.freedesktop.DBus", "NameHasOwner", "s",
                           "org.bluez")[1].strip() == "b true"
 
-        def wait(cond, limit=5.0):
-            end = time.monotonic() + limit
-            while time.monotonic() < end and not cond():
-                time.sleep(0.05)
-            return cond()
-
         with Central(ctx.blectl, bus) as c:
             a = simctl.device_address(0)
             connected(c, a, devices=1)
@@ -356,10 +353,9 @@ def t_bluez_restart(ctx):
             r = c.smp(a, smpc.smp_pack(OP_WRITE, 1, 1, p, seq=1), 20000)
             eq(r["body"]["off"], 2000, "first chunk")
             sim.proc.send_signal(signal.SIGUSR1)
-            check(wait(lambda: not owned()), "org.bluez released")
-            time.sleep(0.3)
-            check("hup-notify" in c.ok("events"), "the acquired fds hung up")
-        check(wait(owned), "org.bluez back after --bluez-restart-ms")
+            check(wait_for(lambda: not owned()), "org.bluez released")
+            c.wait_events("hup-notify")  # the acquired fds hung up
+        check(wait_for(owned), "org.bluez back after --bluez-restart-ms")
         with Central(ctx.blectl, bus) as c:
             connected(c, a, devices=1)
             c.ok("acquire %s" % a)
@@ -369,11 +365,11 @@ def t_bluez_restart(ctx):
         # 0: away until the next SIGUSR1
     with simctl.Bus() as bus, start(ctx, bus, 1, ["--bluez-restart-ms", "0"]) as sim:
         sim.proc.send_signal(signal.SIGUSR1)
-        check(wait(lambda: not owned()), "released")
-        time.sleep(0.6)
+        check(wait_for(lambda: not owned()), "released")
+        time.sleep(0.6)  # a fixed window on purpose: proves it does not come back by itself
         check(not owned(), "stays away with --bluez-restart-ms 0")
         sim.proc.send_signal(signal.SIGUSR1)
-        check(wait(owned), "back at the second SIGUSR1")
+        check(wait_for(owned), "back at the second SIGUSR1")
         eq(sim.stop(), 0, "exit status")
     check("SIGUSR1" in __import__("subprocess").run([ctx.sim, "--help"], capture_output=True,
                                                      text=True).stdout, "--help mentions SIGUSR1")

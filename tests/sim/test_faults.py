@@ -6,7 +6,7 @@ import subprocess
 import time
 
 import simtest
-from simtest import QUICK, check, eq, slot_view, wait_up
+from simtest import QUICK, check, eq, reset_and_wait, resets, slot_view, wait_for, wait_up
 import smpc
 from smpc import OP_READ, OP_WRITE
 
@@ -30,7 +30,7 @@ def t_disconnect_at_chunk(ctx):
         except smpc.SmpTimeout:
             pass
         check("fault: disconnect" in sim.log())
-        time.sleep(1.1)  # over UDP a lost link is a silent second
+        check(wait_up(c), "the link is back")  # over UDP a lost link is a silent second
         # the session lives in the device's RAM: chunk 0 again resumes
         eq(chunk(c, img, 0, first=True), {"off": 1000}, "resume after the drop")
         eq(chunk(c, img, 1000), {"off": 1500}, "fault fires once")
@@ -79,7 +79,7 @@ def t_reboot_mid_upload(ctx):
             chunk(c, img, 1000)
         except smpc.SmpTimeout:
             pass
-        time.sleep(0.2)
+        check(wait_for(lambda: resets(sim) > 0), "rebooted at chunk 2")
         check(wait_up(c))
         # RAM session gone: any offset is answered with 0, the upload restarts
         eq(chunk(c, img, 1000), {"off": 0}, "session lost in the reboot")
@@ -95,9 +95,7 @@ def t_bad_boot(ctx):
         c = smpc.UdpClient(sim.port(0))
         c.upload(img)
         c.state_write(smpc.image_hash(img), True)
-        c.reset()
-        time.sleep(0.45)
-        check(wait_up(c))
+        reset_and_wait(c, sim)
         eq(slot_view(c), {(0, 0): {"v1.0.0", "active", "confirmed"}}, "not booted, erased")
         check("fault: bad_boot" in sim.log())
         c.close()
@@ -110,8 +108,9 @@ def t_no_confirm_reverts(ctx):
         c = smpc.UdpClient(sim.port(0))
         c.upload(img)
         c.state_write(smpc.image_hash(img), False)
+        n = resets(sim)
         c.reset()
-        time.sleep(0.5)
+        check(wait_for(lambda: resets(sim) > n), "reset")
         try:
             c.echo("x", timeout=0.3)
             check(False, "the tested image answered")
@@ -168,7 +167,7 @@ def t_disconnect_prob(ctx):
                 ok += 1
             except smpc.SmpTimeout:
                 lost += 1
-                time.sleep(1.0)
+                check(wait_up(c), "back after the drop")  # a dropped link is a silent second
         check(ok > 0 and lost > 0, "random drops: ok %d lost %d" % (ok, lost))
         c.close()
 

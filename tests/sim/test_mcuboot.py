@@ -2,20 +2,16 @@
 """Boot-time validation like MCUboot: magic, TLV layout, SHA-256 TLV and, with --mcuboot-key,
 the signature (Ed25519, ECDSA P-256, RSA-2048 PSS). Images come from tests/tools/mkimage.py, an
 independent writer; invalid ones must not boot and are erased from the secondary slot."""
-import time
-
 import simtest
-from simtest import QUICK, check, eq, slot_view, wait_up
+from simtest import QUICK, check, eq, reset_and_wait, slot_view
 import smpc
 
 
-def install(c, img, image=0):
+def install(c, sim, img, image=0):
     r = c.upload(img, image=image)
     eq(r.get("off"), len(img), "upload %r" % r)
     c.state_write(smpc.image_hash(img), True)
-    eq(c.reset(), {})
-    time.sleep(0.45)
-    check(wait_up(c), "device back")
+    reset_and_wait(c, sim)
 
 
 def t_unsigned(ctx):
@@ -33,13 +29,11 @@ def t_unsigned(ctx):
                 c.erase()
                 continue
             c.state_write(h, True)
-            eq(c.reset(), {})
-            time.sleep(0.45)
-            check(wait_up(c))
+            reset_and_wait(c, sim)
             eq(slot_view(c), {(0, 0): {"v1.0.0", "active", "confirmed"}},
                "%s: rejected at boot and erased" % corrupt)
         check(sim.log().count("event: boot-reject") == 2)
-        install(c, good)
+        install(c, sim, good)
         eq(slot_view(c), {(0, 0): {"v2.0.0", "active", "confirmed"}}, "good image boots")
         c.close()
 
@@ -55,10 +49,10 @@ def t_signed(ctx):
         with ctx.start(1, QUICK + ["--mcuboot-key", key, "--mode", "swap"]) as sim:
             c = smpc.UdpClient(sim.port(0))
             for img, what in ((unsigned, "unsigned"), (wrong, "other key"), (badsig, "bad sig")):
-                install(c, img)
+                install(c, sim, img)
                 eq(slot_view(c), {(0, 0): {"v1.0.0", "active", "confirmed"}},
                    "%s %s rejected" % (kind, what))
-            install(c, good)
+            install(c, sim, good)
             eq(slot_view(c)[(0, 0)], {"v2.0.0", "active", "confirmed"}, "%s signed boots" % kind)
             log = sim.log()
             check("no valid signature" in log, kind)
@@ -71,7 +65,7 @@ def t_generated_images_signed(ctx):
     net = ctx.mkimage("5.0.0", 4000, seed=37, key=key, key_type="ed25519")
     with ctx.start(1, QUICK + ["--mcuboot-key", key]) as sim:
         c = smpc.UdpClient(sim.port(0))
-        install(c, net, image=1)
+        install(c, sim, net, image=1)
         eq(c.request(smpc.OP_READ, 64, 0, {})["body"]["net"], "5.0.0", "net core updated")
         c.close()
 

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import simtest
-from simtest import QUICK, check, eq, slot_view, wait_up
+from simtest import QUICK, check, eq, reset_and_wait, slot_view, wait_up
 import smpc
 from smpc import OP_READ, OP_WRITE
 
@@ -156,12 +156,6 @@ def upload_both(c, app, net, window=1):
     eq(c.upload(app, image=0, window=window), {"off": len(app), "match": True}, "app upload")
 
 
-def reset_and_wait(c, sim):
-    eq(c.reset(), {}, "reset reply")
-    time.sleep(0.45)  # the device resets 250 ms after its reply
-    check(wait_up(c), "device came back")
-
-
 def t_overwrite_confirm(ctx):
     app = ctx.mkimage("2.0.0", 30000, seed=2)
     net = ctx.mkimage("2.1.0+7", 20000, seed=3)
@@ -176,13 +170,7 @@ def t_overwrite_confirm(ctx):
         c.state_write(smpc.image_hash(app), True)
         eq(slot_view(c)[(0, 1)], {"v2.0.0", "pending", "permanent"}, "app confirmed")
         check(st["images"], "state write returns state")
-        eq(c.reset(), {})
-        time.sleep(0.3)
-        try:
-            c.echo("x", timeout=0.05)
-        except smpc.SmpTimeout:
-            pass
-        check(wait_up(c))
+        reset_and_wait(c, sim)
         v = slot_view(c)
         eq(v, {(0, 0): {"v2.0.0", "active", "confirmed"}}, "after overwrite")
         eq(c.request(OP_READ, 64, 0, {})["body"], {"app": "2.0.0", "net": "2.1.0.7"})

@@ -197,6 +197,15 @@ def case_out_of_range_resumes():
         check(up["bytes_sent"] < 1.1 * up["bytes"], "resent too much: %s" % up)
 
 
+def wait_quarter(sim, timeout=60):
+    """Until the device holds a quarter of the upload (the simulator logs it once): mid-upload,
+    whatever the host's speed."""
+    deadline = time.monotonic() + timeout
+    while "event: upload-quarter" not in sim.log():
+        check(time.monotonic() < deadline, "no quarter of the upload within %d s" % timeout)
+        time.sleep(0.05)
+
+
 def case_killed_client_resumes():
     # a client killed mid-way; the next run's first chunk (same sha) resumes the session
     with simctl.Sim(A.sim, args=["--link", "fast,erase=0,write=2,boot=50"]) as sim:
@@ -204,7 +213,7 @@ def case_killed_client_resumes():
         p = subprocess.Popen([A.smp, "--transport", "udp:127.0.0.1:%d" % sim.port(0), "--json",
                               "image", "upload", path], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)
-        time.sleep(1.5)
+        wait_quarter(sim)
         p.send_signal(signal.SIGKILL)
         p.wait()
         up = upload_and_verify(sim, path, h)
@@ -287,7 +296,7 @@ def case_summary_resume_restart():
         path, h = mkimage("sum.bin", 400 * 1024, seed=21)
         p = subprocess.Popen([A.smp] + udp(sim) + ["image", "upload", path],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        time.sleep(1.0)
+        wait_quarter(sim)
         p.send_signal(signal.SIGKILL)
         p.wait()
         rc, out, err = run(*udp(sim), "image", "upload", path, timeout=120)

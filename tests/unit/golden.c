@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "golden.h"
+#include "smp.h"
 
 uint8_t *golden_load(const char *name, size_t *ret_len)
 {
@@ -41,4 +42,16 @@ uint8_t *golden_load(const char *name, size_t *ret_len)
 	fclose(f);
 	*ret_len = n;
 	return buf;
+}
+
+const uint8_t *golden_payload(const uint8_t *frame, size_t len, size_t *ret_len)
+{
+	struct fgw_smp_hdr h;
+
+	if (fgw_smp_hdr_decode(frame, len, &h) < 0 || (size_t) h.len + FGW_SMP_HDR_SIZE != len) {
+		fprintf(stderr, "golden frame of %zu bytes: bad SMP header\n", len);
+		abort();
+	}
+	*ret_len = h.len;
+	return frame + FGW_SMP_HDR_SIZE;
 }

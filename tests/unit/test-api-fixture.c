@@ -11,9 +11,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include <sqlite3.h>
-
 #include "test-api-fixture.h"
+#include "store-tmp.h"
 #include "test-api-seed.h"
 #include "util.h"
 
@@ -99,22 +98,7 @@ static void fake_metrics(void *ud, struct fgw_prom *w)
 
 static int open_store(struct fixture *f, bool seeded)
 {
-	sqlite3 *db;
-	int rc;
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/fgw-test-api-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	if (fgw_store_open(f->path, 1000, &f->s) < 0 || fgw_store_migrate(f->s, NULL, 0) < 0)
-		return -1;
-	if (!seeded)
-		return 0;
-	if (sqlite3_open(f->path, &db) != SQLITE_OK)
-		return -1;
-	rc = sqlite3_exec(db, api_seed_sql, NULL, NULL, NULL);
-	sqlite3_close(db);
-	return rc == SQLITE_OK ? 0 : -1;
+	return tmp_store_open("fgw-test-api", f->dir, f->path, seeded ? api_seed_sql : NULL, &f->s);
 }
 
 static void init_api(struct fixture *f, bool with_provider)
@@ -163,11 +147,8 @@ int setup_empty(void **state)
 int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
-	fgw_store_free(f->s);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	(void) !system(cmd);
+	tmp_store_remove(f->s, f->dir);
 	free(f);
 	return 0;
 }

@@ -13,10 +13,10 @@
 #include <cmocka.h>
 
 #include <cjson/cJSON.h>
-#include <sqlite3.h>
 
 #include "api-private.h"
 #include "store.h"
+#include "store-tmp.h"
 #include "test-api-seed.h"
 #include "util.h"
 
@@ -58,27 +58,14 @@ static int fake_images(void *ud, const char *release_id, struct fgw_api_image re
 
 static int exec_sql(struct fixture *f, const char *sql)
 {
-	sqlite3 *db;
-	int rc;
-
-	if (sqlite3_open(f->path, &db) != SQLITE_OK)
-		return -1;
-	rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
-	sqlite3_close(db);
-	return rc == SQLITE_OK ? 0 : -1;
+	return tmp_store_exec(f->path, sql);
 }
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/fgw-test-page-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	if (fgw_store_open(f->path, 1000, &f->s) < 0 || fgw_store_migrate(f->s, NULL, 0) < 0)
-		return -1;
-	if (exec_sql(f, api_seed_sql) < 0)
+	if (tmp_store_open("fgw-test-page", f->dir, f->path, api_seed_sql, &f->s) < 0)
 		return -1;
 	f->adapter = "on";
 	f->api = (struct fgw_api){.store = f->s};
@@ -93,11 +80,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
-	fgw_store_free(f->s);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	(void) !system(cmd);
+	tmp_store_remove(f->s, f->dir);
 	free(f);
 	return 0;
 }

@@ -9,11 +9,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include <sqlite3.h>
-
 #include "store.h"
 #include "util.h"
 
+#include "store-tmp.h"
 #include "test-api-seed.h"
 
 struct fixture {
@@ -26,24 +25,11 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	sqlite3 *db;
 
 	f->param = *state;
-	snprintf(f->dir, sizeof(f->dir), "/tmp/fgw-test-api-store-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	if (fgw_store_open(f->path, 1000, &f->s) < 0 || fgw_store_migrate(f->s, NULL, 0) < 0)
-		return -1;
 	/* Seeded beside the store through its own connection, as the fleet would write. */
-	if (sqlite3_open(f->path, &db) != SQLITE_OK)
+	if (tmp_store_open("fgw-test-api-store", f->dir, f->path, api_seed_sql, &f->s) < 0)
 		return -1;
-	if (sqlite3_exec(db, api_seed_sql, NULL, NULL, NULL) != SQLITE_OK) {
-		fprintf(stderr, "seed: %s\n", sqlite3_errmsg(db));
-		sqlite3_close(db);
-		return -1;
-	}
-	sqlite3_close(db);
 	*state = f;
 	return 0;
 }
@@ -51,11 +37,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[128];
 
-	fgw_store_free(f->s);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	(void) !system(cmd);
+	tmp_store_remove(f->s, f->dir);
 	free(f);
 	return 0;
 }

@@ -12,22 +12,16 @@
 
 #include "bluez-fake.h"
 #include "bluez.h"
+#include "loop-harness.h"
 #include "transport-ble.h"
 #include "util.h"
 
-/* The bytes as one packet object, as the SMP client hands them over; the caller's reference
- * is dropped here, the link keeps its own while it needs them. */
+/* The caller's reference is dropped here, the link keeps its own while it needs them. */
 static int send_bytes(struct fgw_transport *t, const uint8_t *data, size_t len)
 {
-	struct fgw_buf *b = fgw_buf_new(len);
-	int r;
+	struct fgw_buf *b = test_buf_copy(data, len);
+	int r = b ? fgw_transport_send(t, b) : -ENOMEM;
 
-	if (!b)
-		return -ENOMEM;
-	if (len)
-		memcpy(fgw_buf_data(b), data, len);
-	(void) fgw_buf_set_len(b, len);
-	r = fgw_transport_send(t, b);
 	fgw_buf_unref(b);
 	return r;
 }
@@ -45,29 +39,17 @@ struct ctx {
 	struct fgw_transport *t;
 };
 
-static void on_tick(uv_timer_t *t)
+static bool got_state(void *arg)
 {
-}
+	struct ctx *c = arg;
 
-static bool run_until(struct ctx *c, bool (*pred)(struct ctx *), unsigned ms)
-{
-	uint64_t end = fgw_now_ms() + ms;
-
-	while (!pred(c)) {
-		if (fgw_now_ms() > end)
-			return false;
-		uv_run(&c->loop, UV_RUN_ONCE);
-	}
-	return true;
-}
-
-static bool got_state(struct ctx *c)
-{
 	return c->n_state > 0;
 }
 
-static bool got_500(struct ctx *c)
+static bool got_500(void *arg)
 {
+	struct ctx *c = arg;
+
 	return c->rx_len >= 500;
 }
 
@@ -97,9 +79,7 @@ static int setup(void **state)
 	struct fgw_bluez_options o;
 
 	assert_non_null(c);
-	assert_int_equal(uv_loop_init(&c->loop), 0);
-	uv_timer_init(&c->loop, &c->tick);
-	uv_timer_start(&c->tick, on_tick, 10, 10);
+	test_loop_init(&c->loop, &c->tick);
 	c->fake.powered = true;
 	assert_int_equal(fake_start(&c->fake, &c->loop), 0);
 	fake_add_device(&c->fake, "C0:00:00:00:00:01", "dev", true);
@@ -118,10 +98,7 @@ static int teardown(void **state)
 	c->t = fgw_transport_free(c->t);
 	c->b = fgw_bluez_free(c->b);
 	fake_stop(&c->fake);
-	uv_close((uv_handle_t *) &c->tick, NULL);
-	for (int i = 0; i < 50; i++)
-		uv_run(&c->loop, UV_RUN_NOWAIT);
-	assert_int_equal(uv_loop_close(&c->loop), 0);
+	test_loop_done(&c->loop, &c->tick);
 	free(c);
 	return 0;
 }
@@ -143,7 +120,7 @@ static void test_transport(void **state)
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), -EALREADY);
 	assert_int_equal(c->n_state, 0);
-	assert_true(run_until(c, got_state, 3000));
+	TEST_WAIT_FOR(&c->loop, got_state(c));
 	assert_int_equal(c->err, 0);
 	assert_int_equal(fgw_transport_mtu(c->t), 244);
 	assert_int_equal(fgw_transport_ble_att_mtu(c->t), 247);
@@ -151,14 +128,14 @@ static void test_transport(void **state)
 	for (size_t i = 0; i < sizeof(pkt); i++)
 		pkt[i] = (uint8_t) i;
 	assert_int_equal(send_bytes(c->t, pkt, sizeof(pkt)), 0);
-	assert_true(run_until(c, got_500, 2000));
+	TEST_WAIT_FOR(&c->loop, got_500(c));
 	assert_memory_equal(c->rx, pkt, sizeof(pkt));
 	assert_int_equal(d->n_frames, 3); /* 244 + 244 + 12 */
 
 	/* a loss comes through the state callback once, with its reason kept */
 	c->n_state = 0;
 	fake_drop(&c->fake, d, true, true);
-	assert_true(run_until(c, got_state, 2000));
+	TEST_WAIT_FOR(&c->loop, got_state(c));
 	assert_int_equal(c->err, -ECONNRESET);
 	assert_non_null(strstr(fgw_transport_ble_last_error(c->t), "lost"));
 	assert_int_equal(send_bytes(c->t, pkt, 10), -ENOTCONN);
@@ -166,18 +143,19 @@ static void test_transport(void **state)
 	/* it opens again, and closing asks for no callback */
 	c->n_state = 0;
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
-	assert_true(run_until(c, got_state, 3000));
+	TEST_WAIT_FOR(&c->loop, got_state(c));
 	assert_int_equal(c->err, 0);
 	c->n_state = 0;
 	fgw_transport_close(c->t);
-	for (int i = 0; i < 20; i++)
-		uv_run(&c->loop, UV_RUN_NOWAIT);
+	test_loop_drain(&c->loop, 20);
 	assert_int_equal(c->n_state, 0);
 	assert_int_equal(send_bytes(c->t, pkt, 10), -ENOTCONN);
 }
 
-static bool got_all(struct ctx *c)
+static bool got_all(void *arg)
 {
+	struct ctx *c = arg;
+
 	return c->rx_len >= 40 * 1000;
 }
 
@@ -197,7 +175,7 @@ static void test_write_fd_stalls(void **state)
 	c->fake.write_sndbuf = 4096; /* a few ATT writes, far below 40 packets */
 	assert_int_equal(fgw_transport_ble_new(c->b, "C0:00:00:00:00:01", &c->t), 0);
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
-	assert_true(run_until(c, got_state, 3000));
+	TEST_WAIT_FOR(&c->loop, got_state(c));
 	assert_int_equal(c->err, 0);
 	assert_true(fgw_transport_ble_acquired(c->t));
 	fake_stall_writes(d, true);
@@ -205,14 +183,13 @@ static void test_write_fd_stalls(void **state)
 		all[i] = (uint8_t) (i * 31 + i / 1000);
 	for (int k = 0; k < 40; k++)
 		assert_int_equal(send_bytes(c->t, all + k * 1000, 1000), 0);
-	for (int i = 0; i < 20; i++)
-		uv_run(&c->loop, UV_RUN_NOWAIT);
+	test_loop_drain(&c->loop, 20);
 	assert_int_equal(d->rx_bytes, 0);
 	/* the link holds what the fd refused, up to its bound */
 	assert_int_equal(send_bytes(c->t, more, sizeof(more)), 0);
 	assert_int_equal(send_bytes(c->t, more, sizeof(more)), -ENOBUFS);
 	fake_stall_writes(d, false);
-	assert_true(run_until(c, got_all, 5000));
+	TEST_WAIT_FOR(&c->loop, got_all(c));
 	assert_memory_equal(c->rx, all, sizeof(all));
 	/* 1000 bytes: 244 + 244 + 244 + 244 + 24, per packet */
 	for (unsigned i = 0; i < 40 * 5; i++)
@@ -227,7 +204,7 @@ static void test_free_in_callback(void **state)
 	assert_int_equal(fgw_transport_ble_new(c->b, "C0:00:00:00:00:77", &c->t), 0);
 	assert_int_equal(fgw_transport_open(c->t, on_state, on_rx, c), 0);
 	/* unknown device: fails after the timeout, and the callback frees the transport */
-	assert_true(run_until(c, got_state, 5000));
+	TEST_WAIT_FOR(&c->loop, got_state(c));
 	assert_int_equal(c->err, -EHOSTDOWN);
 	assert_null(c->t);
 }

@@ -21,23 +21,13 @@ static const uint8_t H[32] = {0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7, 0x
 			      0xb6, 0xb7, 0xb8, 0xb9, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf};
 static uint8_t H2[32];
 
-static const uint8_t *payload_of(const uint8_t *g, size_t glen, size_t *ret_len)
-{
-	struct fgw_smp_hdr h;
-
-	assert_int_equal(fgw_smp_hdr_decode(g, glen, &h), 0);
-	assert_int_equal(h.len + FGW_SMP_HDR_SIZE, glen);
-	*ret_len = h.len;
-	return g + FGW_SMP_HDR_SIZE;
-}
-
 /* The tests' own reader (upload-req.c) agrees with the hand-derived golden frame. */
 static void test_upload_req_decode(void **state)
 {
 	struct upload_req q;
 	size_t glen, n;
 	uint8_t *g = golden_load("upload-req-first-image1", &glen);
-	const uint8_t *p = payload_of(g, glen, &n);
+	const uint8_t *p = golden_payload(g, glen, &n);
 
 	assert_int_equal(upload_req_decode(p, n, &q), 0);
 	assert_true(q.has_image && q.has_len && q.has_off && q.has_sha && q.has_data);

@@ -221,16 +221,6 @@ static void test_hdr(void **state)
 
 /* ---- responses ---- */
 
-static const uint8_t *payload_of(const uint8_t *g, size_t glen, size_t *ret_len)
-{
-	struct fgw_smp_hdr h;
-
-	assert_int_equal(fgw_smp_hdr_decode(g, glen, &h), 0);
-	assert_int_equal(h.len + FGW_SMP_HDR_SIZE, glen);
-	*ret_len = h.len;
-	return g + FGW_SMP_HDR_SIZE;
-}
-
 static void test_echo_and_errors(void **state)
 {
 	struct fgw_smp_status st;
@@ -238,7 +228,7 @@ static void test_echo_and_errors(void **state)
 	char *text = NULL, buf[200];
 	size_t glen, n;
 	uint8_t *g = golden_load("echo-rsp-v2", &glen);
-	const uint8_t *p = payload_of(g, glen, &n);
+	const uint8_t *p = golden_payload(g, glen, &n);
 
 	assert_int_equal(fgw_smp_hdr_decode(g, glen, &h), 0);
 	assert_int_equal(h.op, FGW_SMP_OP_WRITE_RSP);
@@ -253,7 +243,7 @@ static void test_echo_and_errors(void **state)
 	free(g);
 
 	g = golden_load("echo-rsp-rc-rsn", &glen);
-	p = payload_of(g, glen, &n);
+	p = golden_payload(g, glen, &n);
 	assert_int_equal(fgw_smp_rsp_decode(p, n, &st, NULL), 0);
 	assert_false(fgw_smp_status_ok(&st));
 	assert_int_equal(st.rc, 3);
@@ -264,7 +254,7 @@ static void test_echo_and_errors(void **state)
 	free(g);
 
 	g = golden_load("echo-rsp-legacy-rc0", &glen);
-	p = payload_of(g, glen, &n);
+	p = golden_payload(g, glen, &n);
 	assert_int_equal(fgw_smp_rsp_decode(p, n, &st, NULL), 0);
 	assert_true(st.has_rc);
 	assert_true(fgw_smp_status_ok(&st));
@@ -274,7 +264,7 @@ static void test_echo_and_errors(void **state)
 	free(g);
 
 	g = golden_load("upload-rsp-v2-no-free-slot", &glen);
-	p = payload_of(g, glen, &n);
+	p = golden_payload(g, glen, &n);
 	assert_int_equal(fgw_smp_rsp_decode(p, n, &st, NULL), 0);
 	assert_false(fgw_smp_status_ok(&st));
 	assert_true(st.has_err);
@@ -286,7 +276,7 @@ static void test_echo_and_errors(void **state)
 	free(g);
 
 	g = golden_load("upload-rsp-v1-rc6", &glen);
-	p = payload_of(g, glen, &n);
+	p = golden_payload(g, glen, &n);
 	assert_int_equal(fgw_smp_hdr_decode(g, glen, &h), 0);
 	assert_int_equal(h.version, FGW_SMP_V1);
 	assert_int_equal(fgw_smp_rsp_decode(p, n, &st, NULL), 0);
@@ -353,7 +343,7 @@ static void test_params(void **state)
 	struct fgw_smp_status st;
 	size_t glen, n;
 	uint8_t *g = golden_load("params-rsp-v2", &glen);
-	const uint8_t *p = payload_of(g, glen, &n);
+	const uint8_t *p = golden_payload(g, glen, &n);
 
 	assert_int_equal(fgw_smp_params_decode(p, n, &pr), 0);
 	assert_int_equal(pr.buf_size, 2475);
@@ -361,7 +351,7 @@ static void test_params(void **state)
 	free(g);
 
 	g = golden_load("params-rsp-v1-enotsup", &glen);
-	p = payload_of(g, glen, &n);
+	p = golden_payload(g, glen, &n);
 	assert_int_equal(fgw_smp_rsp_decode(p, n, &st, NULL), 0);
 	assert_int_equal(st.rc, FGW_SMP_RC_ENOTSUP);
 	pr.buf_size = 77;
@@ -375,7 +365,7 @@ static void test_upload_rsp(void **state)
 	struct fgw_smp_upload_rsp u;
 	size_t glen, n;
 	uint8_t *g = golden_load("upload-rsp-off", &glen);
-	const uint8_t *p = payload_of(g, glen, &n);
+	const uint8_t *p = golden_payload(g, glen, &n);
 
 	assert_int_equal(fgw_smp_rsp_decode(p, n, NULL, &u), 0);
 	assert_true(u.has_off);
@@ -383,7 +373,7 @@ static void test_upload_rsp(void **state)
 	assert_false(u.has_match);
 	free(g);
 	g = golden_load("upload-rsp-final-match", &glen);
-	p = payload_of(g, glen, &n);
+	p = golden_payload(g, glen, &n);
 	assert_int_equal(fgw_smp_rsp_decode(p, n, NULL, &u), 0);
 	assert_int_equal(u.off, 1024);
 	assert_true(u.has_match);
@@ -397,7 +387,7 @@ static void test_img_state(void **state)
 	const struct fgw_smp_img_slot *s;
 	size_t glen, n;
 	uint8_t *g = golden_load("img-state-rsp-2img", &glen);
-	const uint8_t *p = payload_of(g, glen, &n);
+	const uint8_t *p = golden_payload(g, glen, &n);
 
 	assert_int_equal(fgw_smp_img_state_decode(p, n, st), 0);
 	assert_int_equal(st->n_slots, 3);
@@ -421,7 +411,7 @@ static void test_img_state(void **state)
 	free(g);
 
 	g = golden_load("img-state-rsp-frugal", &glen);
-	p = payload_of(g, glen, &n);
+	p = golden_payload(g, glen, &n);
 	assert_int_equal(fgw_smp_img_state_decode(p, n, st), 0);
 	assert_int_equal(st->n_slots, 1);
 	assert_false(st->has_split_status);
@@ -440,7 +430,7 @@ static void test_slot_info(void **state)
 	struct fgw_smp_slot_info si;
 	size_t glen, n;
 	uint8_t *g = golden_load("img-slot-info-rsp", &glen);
-	const uint8_t *p = payload_of(g, glen, &n);
+	const uint8_t *p = golden_payload(g, glen, &n);
 
 	assert_int_equal(fgw_smp_slot_info_decode(p, n, &si), 0);
 	assert_int_equal(si.n_images, 2);
@@ -464,7 +454,7 @@ static void test_os_and_bootloader(void **state)
 	char *out = NULL;
 	size_t glen, n;
 	uint8_t *g = golden_load("os-info-rsp", &glen);
-	const uint8_t *p = payload_of(g, glen, &n);
+	const uint8_t *p = golden_payload(g, glen, &n);
 
 	assert_int_equal(fgw_smp_os_info_decode(p, n, &out), 0);
 	assert_string_equal(out, "Zephyr unknown 3.7.0 nrf5340dk ");
@@ -472,7 +462,7 @@ static void test_os_and_bootloader(void **state)
 	free(g);
 
 	g = golden_load("bootloader-info-rsp-mode", &glen);
-	p = payload_of(g, glen, &n);
+	p = golden_payload(g, glen, &n);
 	assert_int_equal(fgw_smp_bootloader_info_decode(p, n, &bi), 0);
 	assert_true(bi.has_mode);
 	assert_int_equal(bi.mode, FGW_MCUBOOT_MODE_OVERWRITE_ONLY);
@@ -481,7 +471,7 @@ static void test_os_and_bootloader(void **state)
 	free(g);
 
 	g = golden_load("bootloader-info-rsp-name", &glen);
-	p = payload_of(g, glen, &n);
+	p = golden_payload(g, glen, &n);
 	assert_int_equal(fgw_smp_bootloader_info_decode(p, n, &bi), 0);
 	assert_string_equal(bi.bootloader, "MCUboot");
 	assert_false(bi.has_mode);
@@ -489,7 +479,7 @@ static void test_os_and_bootloader(void **state)
 	free(g);
 
 	g = golden_load("bootloader-info-rsp-mode-unknown", &glen);
-	p = payload_of(g, glen, &n);
+	p = golden_payload(g, glen, &n);
 	assert_int_equal(fgw_smp_bootloader_info_decode(p, n, &bi), 0);
 	assert_int_equal(bi.mode, -1);
 	assert_string_equal(fgw_mcuboot_mode_to_string(bi.mode), "unknown");

@@ -8,22 +8,16 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "loop-harness.h"
 #include "transport.h"
 #include "util.h"
 
-/* The bytes as one packet object, as the SMP client hands them over; the caller's reference
- * is dropped here, the link keeps its own while it needs them. */
+/* The caller's reference is dropped here, the link keeps its own while it needs them. */
 static int send_bytes(struct fgw_transport *t, const uint8_t *data, size_t len)
 {
-	struct fgw_buf *b = fgw_buf_new(len);
-	int r;
+	struct fgw_buf *b = test_buf_copy(data, len);
+	int r = b ? fgw_transport_send(t, b) : -ENOMEM;
 
-	if (!b)
-		return -ENOMEM;
-	if (len)
-		memcpy(fgw_buf_data(b), data, len);
-	(void) fgw_buf_set_len(b, len);
-	r = fgw_transport_send(t, b);
 	fgw_buf_unref(b);
 	return r;
 }
