@@ -390,6 +390,58 @@ static void test_statement_cache(void **state)
 	assert_int_equal(fgw_store_device_get(f->s, "AA:00:00:00:00:01", &d), 0);
 }
 
+/* How many OpenEphemeral steps SQLite compiles @sql to: each builds a b-tree per execution. */
+static int ephemeral_tables(struct fx *f, const char *sql)
+{
+	char explain[1024];
+	sqlite3_stmt *st;
+	int n = 0;
+
+	snprintf(explain, sizeof(explain), "EXPLAIN %s", sql);
+	assert_int_equal(fgw_store__prepare(f->s, explain, &st), 0);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		n += strcmp((const char *) sqlite3_column_text(st, 1), "OpenEphemeral") == 0;
+	fgw_store__finish(f->s, st);
+	return n;
+}
+
+static const char *const job_states[] = {
+    "queued",	 "connecting", "probing", "uploading", "marking",  "resetting", "rebooting",
+    "verifying", "confirming", "done",	  "skipped",   "reverted", "failed",	"superseded"};
+
+/* Migration 0006: the state and security CHECKs hold as before, without a b-tree per use. */
+static void test_cheap_checks(void **state)
+{
+	struct fx *f = *state;
+	struct fgw_store_job_rec j;
+
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:07", "ble", NULL, NULL, 1), 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:07", "r1", false, 2, &j, NULL),
+			 0);
+	assert_int_equal(ephemeral_tables(f, "UPDATE jobs SET state = ?2 WHERE id = ?1"), 0);
+	assert_int_equal(ephemeral_tables(f, "INSERT INTO devices (address, created_at) "
+					     "VALUES ('AA:00:00:00:00:08', 1)"),
+			 0);
+	/* Every state the fleet uses passes, anything else is refused and changes nothing. */
+	for (size_t i = 0; i < ARRAY_SIZE(job_states); i++) {
+		char sql[160];
+		snprintf(sql, sizeof(sql), "UPDATE jobs SET state = '%s' WHERE id = %lld",
+			 job_states[i], (long long) j.id);
+		assert_int_equal(fgw_store__exec(f->s, sql), 0);
+	}
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "superseded", "bogus", NULL, NULL, 3),
+			 -EEXIST);
+	assert_int_equal(fgw_store__exec(f->s, "UPDATE jobs SET state = 'Queued'"), -EEXIST);
+	assert_int_equal(fgw_store_job_get(f->s, j.id, &j), 0);
+	assert_string_equal(j.state, "superseded");
+	assert_int_equal(fgw_store__exec(f->s, "UPDATE devices SET security = 'authenticated'"), 0);
+	assert_int_equal(fgw_store__exec(f->s, "UPDATE devices SET security = 'weak'"), -EEXIST);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM devices WHERE security = "
+					  "'authenticated'"),
+			 1);
+	assert_int_equal(fgw_store_integrity_check(f->s), 0);
+}
+
 static void test_rollout(void **state)
 {
 	struct fx *f = *state;
@@ -426,6 +478,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rollout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_jobs_create, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cheap_checks, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
