@@ -49,6 +49,7 @@ static int update_device(struct fgw_store *s, const char *sql, const char *addre
 	sqlite3_stmt *st;
 	int r;
 
+	(void) fgw_store__batch_join(s);
 	r = fgw_store__prepare(s, sql, &st);
 	if (r < 0)
 		return r;
@@ -419,8 +420,11 @@ FGW_EXPORT int fgw_store_job_set_state(struct fgw_store *s, int64_t id, const ch
 				       int64_t now)
 {
 	struct job_state a = {id, from, to, reason, detail, now};
+	int r = in_transaction(s, job_state_tx, &a);
+	/* The batch's writes go with the transition: both stored before anyone acts on them. */
+	int c = fgw_store_batch_end(s);
 
-	return in_transaction(s, job_state_tx, &a);
+	return r < 0 ? r : c;
 }
 
 static int job_update(struct fgw_store *s, const char *set, int64_t id, int64_t a, int64_t b,
@@ -432,6 +436,7 @@ static int job_update(struct fgw_store *s, const char *set, int64_t id, int64_t 
 
 	/* Every form numbers its parameters alike; binding one a form does not use is harmless. */
 	snprintf(sql, sizeof(sql), "UPDATE jobs SET %s, updated_at = ?6 WHERE id = ?1", set);
+	(void) fgw_store__batch_join(s);
 	r = fgw_store__prepare(s, sql, &st);
 	if (r < 0)
 		return r;

@@ -430,6 +430,14 @@ void fx_seen(struct fx *x, struct fdev *d)
 	fgw_fleet_device_seen(x->fleet, d->address, "ble", "dev", &rssi);
 }
 
+void fx_come_back(struct fx *x, struct fdev *d)
+{
+	assert_true(fx_wait_state(x, d->address, "rebooting", 10000));
+	fx_advance(x, 1100); /* past the guard against sightings of the device going down */
+	d->down = false;
+	fx_seen(x, d);
+}
+
 void fx_start(struct fx *x, bool with_release)
 {
 	assert_int_equal(fgw_fleet_new(&x->loop, x->store, &x->o, &x->fleet), 0);

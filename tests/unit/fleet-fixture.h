@@ -96,6 +96,8 @@ struct fdev *fx_device(struct fx *x, const char *address);
 void fx_seen(struct fx *x, struct fdev *d);
 /* Moves both clocks forward. */
 void fx_advance(struct fx *x, uint64_t ms);
+/* The device resets: once its job waits for it (rebooting), it boots and advertises again. */
+void fx_come_back(struct fx *x, struct fdev *d);
 /* The store's state of @address's job for @release ("" if none). */
 const char *fx_job_state(struct fx *x, const char *address, const char *release);
 /* Runs the loop until @address's job is in @state (at most @max_ms real): true if it got there. */

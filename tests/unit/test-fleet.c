@@ -21,15 +21,6 @@
 
 #define assert_state(x, d, s) assert_true(fx_wait_state(x, (d)->address, s, WAIT_MS))
 
-/* The device resets: once its job waits for it, it boots and advertises again. */
-static void come_back(struct fx *x, struct fdev *d)
-{
-	assert_state(x, d, "rebooting");
-	fx_advance(x, 1100); /* past the guard against sightings of the device going down */
-	d->down = false;
-	fx_seen(x, d);
-}
-
 static void assert_history(struct fx *x, struct fdev *d, const char *want)
 {
 	char buf[512];
@@ -53,7 +44,7 @@ static void test_swap_test_then_confirm(void **state)
 
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_history(x, d,
 		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"
@@ -74,7 +65,7 @@ static void test_overwrite_confirms_at_once(void **state)
 	d->mode = FGW_MCUBOOT_MODE_OVERWRITE_ONLY;
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_history(x, d,
 		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"
@@ -119,7 +110,7 @@ static void test_reverted(void **state)
 	d->on_boot = FDEV_BOOT_REVERT;
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "reverted");
 	assert_history(x, d,
 		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"
@@ -138,8 +129,8 @@ static void test_rejected_and_not_applied(void **state)
 	fx_start(x, true);
 	fx_seen(x, a);
 	fx_seen(x, b);
-	come_back(x, a);
-	come_back(x, b);
+	fx_come_back(x, a);
+	fx_come_back(x, b);
 	assert_state(x, a, "failed");
 	assert_state(x, b, "failed");
 	assert_reason_has(x, a, "refused by the bootloader");
@@ -179,7 +170,7 @@ static void test_link_lost_while_uploading_retries(void **state)
 	fx_seen(x, d);
 	assert_state(x, d, "queued");
 	assert_true(fx_wait_state(x, d->address, "uploading", WAIT_MS));
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_history(x, d,
 		       "queued>connecting>probing>uploading>queued>connecting>probing>uploading>"
@@ -230,7 +221,7 @@ static void test_busy_answers_pass(void **state)
 	d->busy_resets = 1;	 /* a reset hook refuses once: forced */
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_int_equal(d->resets, 2);
 	assert_int_equal(d->forced_resets, 1);
@@ -249,7 +240,7 @@ static void test_foreign_pending_image_erased(void **state)
 	snprintf(d->s[1].version, sizeof(d->s[1].version), "1.5.0");
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_int_equal(d->erases, 1);
 }
@@ -263,7 +254,7 @@ static void test_failed_image_check_is_erased_not_marked(void **state)
 	d->check_fails = 1;
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_history(x, d,
 		       "queued>connecting>probing>uploading>queued>connecting>probing>uploading>"
@@ -300,7 +291,7 @@ static void test_failed_image_check_survives_restart(void **state)
 	fx_start(x, true);
 	fx_advance(x, 61000);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	/* Erased and uploaded whole again, never marked on the strength of its hash field. */
 	assert_int_equal(d->corrupt_marks, 0);
@@ -333,7 +324,7 @@ static void test_unseen_devices_stay_in_the_store(void **state)
 	assert_int_equal(x->fleet->n_targets, 51);
 	fx_seen(x, d);
 	assert_int_equal(fx_jobs_in_memory(x), 1);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_history(x, d,
 		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"
@@ -365,7 +356,7 @@ static void test_out_of_range_burns_no_attempt(void **state)
 	assert_int_equal(fgw_store_job_ensure(x->store, d->address, "r1", false, 0, &rec, NULL), 0);
 	assert_int_equal(rec.attempts, 0);
 	x->transport_err = 0;
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 }
 
@@ -444,7 +435,7 @@ static void test_release_change(void **state)
 	/* The queued job is superseded; the running one finishes its release. */
 	assert_string_equal(fx_job_state(x, b->address, "r1"), "superseded");
 	assert_string_equal(fx_job_state(x, b->address, "r2"), "queued");
-	come_back(x, a);
+	fx_come_back(x, a);
 	assert_true(strcmp(fx_job_state(x, a->address, "r2"), "") == 0 ||
 		    strcmp(fx_job_state(x, a->address, "r2"), "queued") == 0);
 	for (int i = 0; i < 1000 && strcmp(fx_job_state(x, a->address, "r1"), "done") != 0; i++)
@@ -454,9 +445,9 @@ static void test_release_change(void **state)
 	/* Then its turn for the new release: it gets a job and runs it, as does the other. */
 	assert_string_not_equal(fx_job_state(x, a->address, "r2"), "");
 	x->rel = *r2; /* fx_wait_state and come_back look at the release in view */
-	come_back(x, b);
+	fx_come_back(x, b);
 	assert_state(x, b, "done");
-	come_back(x, a);
+	fx_come_back(x, a);
 	assert_state(x, a, "done");
 	assert_memory_equal(a->s[0].hash, r2->image[0].hash, 32);
 }
@@ -479,10 +470,10 @@ static void test_restart_resumes(void **state)
 	/* The reset may have happened: verify, never upload again. Probing starts over. */
 	assert_string_equal(fx_job_state(x, a->address, "r1"), "rebooting");
 	fx_seen(x, b);
-	come_back(x, a);
+	fx_come_back(x, a);
 	assert_state(x, a, "done");
 	assert_int_equal(a->resets, 1);
-	come_back(x, b);
+	fx_come_back(x, b);
 	assert_state(x, b, "done");
 }
 
@@ -499,7 +490,7 @@ static void test_operator_retry(void **state)
 	d->mode = FGW_MCUBOOT_MODE_SWAP_WITHOUT_SCRATCH;
 	assert_int_equal(fgw_fleet_retry(x->fleet, d->address), 0);
 	assert_int_equal(x->fleet->counts.failed, 0);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_int_equal(fgw_fleet_retry(x->fleet, d->address), -EALREADY);
 }
@@ -525,7 +516,7 @@ static void test_failed_canary_halts(void **state)
 	assert_string_equal(fx_job_state(x, b->address, "r1"), "queued");
 	assert_int_equal(b->links, 0);
 	assert_int_equal(fgw_fleet_resume(x->fleet), 0);
-	come_back(x, b);
+	fx_come_back(x, b);
 	assert_state(x, b, "done");
 }
 
@@ -569,9 +560,9 @@ static void test_verify_interrupted_waits_again(void **state)
 	fx_seen(x, d);
 	assert_state(x, d, "rebooting");
 	d->busy_image_state = 1; /* after the reset only the ceiling ends the wait */
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_true(fx_wait_state(x, d->address, "verifying", WAIT_MS));
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_history(x, d,
 		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"

@@ -442,6 +442,62 @@ static void test_cheap_checks(void **state)
 	assert_int_equal(fgw_store_integrity_check(f->s), 0);
 }
 
+/* A batch: one transaction from its first write to the next transition (or its end). */
+static void test_batch(void **state)
+{
+	struct fx *f = *state;
+	struct fgw_store_image img = {.image = 0, .slot = 0, .version = "1.0.0", .flags = 3};
+	struct fgw_store_job_rec j;
+
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:09", "ble", NULL, NULL, 1), 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:09", "r1", false, 2, &j, NULL),
+			 0);
+	/* Nothing written: no transaction, nothing to commit. */
+	assert_int_equal(fgw_store_batch_begin(f->s), 0);
+	assert_int_equal(fgw_store_batch_begin(f->s), -EALREADY);
+	assert_true(sqlite3_get_autocommit(f->s->db));
+	assert_int_equal(fgw_store_batch_end(f->s), 0);
+	assert_int_equal(fgw_store_batch_end(f->s), 0);
+
+	/* Writes wait for the transition, then all are there at once. */
+	assert_int_equal(fgw_store_batch_begin(f->s), 0);
+	assert_int_equal(fgw_store_device_images_set(f->s, "AA:00:00:00:00:09", &img, 1, 3), 0);
+	assert_int_equal(fgw_store_device_set_probe(f->s, "AA:00:00:00:00:09", "nrf5340dk", 2), 0);
+	assert_int_equal(fgw_store_job_set_plan(f->s, j.id, 3, 3), 0);
+	assert_false(sqlite3_get_autocommit(f->s->db));
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM device_images"), 0);
+	assert_int_equal(raw_int(f->path, "SELECT images_mask FROM jobs"), 0);
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "connecting", NULL, NULL, 4),
+			 0);
+	assert_true(sqlite3_get_autocommit(f->s->db));
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM device_images"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT images_mask FROM jobs"), 3);
+	assert_int_equal(raw_int(f->path, "SELECT bootloader_mode FROM devices"), 2);
+	/* The transition ended the batch: what follows commits on its own. */
+	assert_int_equal(fgw_store_job_set_plan(f->s, j.id, 1, 5), 0);
+	assert_int_equal(raw_int(f->path, "SELECT images_mask FROM jobs"), 1);
+	assert_int_equal(fgw_store_batch_end(f->s), 0);
+
+	/* A refused transition and a failed write undo only themselves. */
+	assert_int_equal(fgw_store_batch_begin(f->s), 0);
+	assert_int_equal(fgw_store_job_set_plan(f->s, j.id, 2, 6), 0);
+	assert_true(fgw_store_job_ensure(f->s, "AA:00:00:00:00:09", "nope", false, 6, &j, NULL) <
+		    0);
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "probing", NULL, NULL, 6),
+			 -ESTALE);
+	assert_true(sqlite3_get_autocommit(f->s->db));
+	assert_int_equal(raw_int(f->path, "SELECT images_mask FROM jobs"), 2);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE at = 6"), 0);
+
+	/* Without a transition, the end commits. */
+	assert_int_equal(fgw_store_batch_begin(f->s), 0);
+	assert_int_equal(fgw_store_job_set_results(f->s, j.id, "verified", NULL, 7), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs WHERE app_result IS NULL"), 1);
+	assert_int_equal(fgw_store_batch_end(f->s), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs WHERE app_result IS NULL"), 0);
+}
+
 static void test_rollout(void **state)
 {
 	struct fx *f = *state;
@@ -479,6 +535,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_jobs_create, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cheap_checks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
