@@ -430,9 +430,25 @@ void fx_seen(struct fx *x, struct fdev *d)
 	fgw_fleet_device_seen(x->fleet, d->address, "ble", "dev", &rssi);
 }
 
+void fx_assert_history(struct fx *x, struct fdev *d, const char *want)
+{
+	char buf[512];
+
+	assert_string_equal(fx_history(x, d->address, buf, sizeof(buf)), want);
+}
+
+void fx_assert_reason_has(struct fx *x, struct fdev *d, const char *part)
+{
+	char buf[256];
+
+	fx_job_reason(x, d->address, buf, sizeof(buf));
+	if (!strstr(buf, part))
+		fail_msg("reason '%s' lacks '%s'", buf, part);
+}
+
 void fx_come_back(struct fx *x, struct fdev *d)
 {
-	assert_true(fx_wait_state(x, d->address, "rebooting", 10000));
+	assert_state(x, d, "rebooting");
 	fx_advance(x, 1100); /* past the guard against sightings of the device going down */
 	d->down = false;
 	fx_seen(x, d);

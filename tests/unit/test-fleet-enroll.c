@@ -16,10 +16,6 @@
 
 #include "fleet-fixture.h"
 
-#define WAIT_MS 10000
-
-#define assert_state(x, d, s) assert_true(fx_wait_state(x, (d)->address, s, WAIT_MS))
-
 static int allowlist_setup(void **state)
 {
 	int r = fx_setup(state);
