@@ -446,6 +446,20 @@ void fx_assert_reason_has(struct fx *x, struct fdev *d, const char *part)
 		fail_msg("reason '%s' lacks '%s'", buf, part);
 }
 
+void fx_refuse_state(struct fx *x, const char *state)
+{
+	char sql[256];
+	sqlite3 *db;
+
+	snprintf(sql, sizeof(sql),
+		 "CREATE TRIGGER refuse_%s BEFORE UPDATE OF state ON jobs WHEN NEW.state = '%s' "
+		 "BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
+		 state, state);
+	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 void fx_come_back(struct fx *x, struct fdev *d)
 {
 	assert_state(x, d, "rebooting");

@@ -103,6 +103,8 @@ void fx_advance(struct fx *x, uint64_t ms);
 void fx_assert_history(struct fx *x, struct fdev *d, const char *want);
 /* The job's reason must contain @part. */
 void fx_assert_reason_has(struct fx *x, struct fdev *d, const char *part);
+/* From now on the store refuses (as a full disk would) to move any job into @state. */
+void fx_refuse_state(struct fx *x, const char *state);
 /* The device resets: once its job waits for it (rebooting), it boots and advertises again. */
 void fx_come_back(struct fx *x, struct fdev *d);
 /* The store's state of @address's job for @release ("" if none). */

@@ -15,27 +15,13 @@
 
 #include "fleet-fixture.h"
 #include "store-private.h"
+#include "test-store-fixture.h"
 
 static int count_commit(void *ud)
 {
 
 	(*(unsigned *) ud)++;
 	return 0; /* let it commit */
-}
-
-static long long db_int(struct fx *x, const char *sql)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	long long v = -1;
-
-	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
 }
 
 /*
@@ -60,12 +46,13 @@ static void test_job_commits(void **state)
 	sqlite3_commit_hook(x->store->db, NULL, NULL);
 	assert_int_equal(commits, 1 + 1 + 1 + 8 + 8);
 	/* The batched writes are there, as the device reported them after the update. */
-	assert_int_equal(db_int(x, "SELECT count(*) FROM device_images WHERE image = 0 AND "
-				   "slot = 0 AND flags & 1"),
+	assert_int_equal(raw_int(x->db, "SELECT count(*) FROM device_images WHERE image = 0 AND "
+					"slot = 0 AND flags & 1"),
 			 1);
-	assert_int_equal(db_int(x, "SELECT images_mask FROM jobs"), 1);
-	assert_int_equal(db_int(x, "SELECT count(*) FROM jobs WHERE app_result = 'verified'"), 1);
-	assert_int_equal(db_int(x, "SELECT bootloader_mode FROM devices"),
+	assert_int_equal(raw_int(x->db, "SELECT images_mask FROM jobs"), 1);
+	assert_int_equal(raw_int(x->db, "SELECT count(*) FROM jobs WHERE app_result = 'verified'"),
+			 1);
+	assert_int_equal(raw_int(x->db, "SELECT bootloader_mode FROM devices"),
 			 FGW_MCUBOOT_MODE_OVERWRITE_ONLY);
 }
 
@@ -77,16 +64,8 @@ static void test_refused_transition_keeps_the_batch(void **state)
 {
 	struct fx *x = *state;
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
-	sqlite3 *db;
 
-	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "CREATE TRIGGER no_upload BEFORE UPDATE OF state ON jobs "
-				      "WHEN NEW.state = 'uploading' BEGIN "
-				      "SELECT RAISE(ABORT, 'disk says no'); END",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
+	fx_refuse_state(x, "uploading");
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "probing");
@@ -95,11 +74,12 @@ static void test_refused_transition_keeps_the_batch(void **state)
 	assert_true(x->fleet->store_failed);
 	assert_string_equal(fx_job_state(x, d->address, "r1"), "probing");
 	assert_int_equal(d->chunks, 0);
-	assert_int_equal(db_int(x, "SELECT count(*) FROM device_images"), 1);
-	assert_int_equal(db_int(x, "SELECT images_mask FROM jobs"), 1);
-	assert_int_equal(db_int(x, "SELECT count(*) FROM events WHERE to_state = 'uploading'"), 0);
+	assert_int_equal(raw_int(x->db, "SELECT count(*) FROM device_images"), 1);
+	assert_int_equal(raw_int(x->db, "SELECT images_mask FROM jobs"), 1);
+	assert_int_equal(raw_int(x->db, "SELECT count(*) FROM events WHERE to_state = 'uploading'"),
+			 0);
 	/* No transaction is left open: another connection can write. */
-	assert_int_equal(db_int(x, "SELECT count(*) FROM jobs"), 1);
+	assert_int_equal(raw_int(x->db, "SELECT count(*) FROM jobs"), 1);
 	assert_true(sqlite3_get_autocommit(x->store->db));
 }
 

@@ -345,16 +345,8 @@ static void test_store_refusal_stops_the_job(void **state)
 	struct fx *x = *state;
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
 	struct fdev *e = fx_device(x, "C0:00:00:00:00:02");
-	sqlite3 *db;
 
-	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "CREATE TRIGGER no_upload BEFORE UPDATE OF state ON jobs "
-				      "WHEN NEW.state = 'uploading' BEGIN "
-				      "SELECT RAISE(ABORT, 'disk says no'); END",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
+	fx_refuse_state(x, "uploading");
 	x->o.max_connections = 1;
 	fx_start(x, true);
 	fx_seen(x, d);

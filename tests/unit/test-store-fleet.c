@@ -11,71 +11,22 @@
 #include <sqlite3.h>
 
 #include "store-private.h"
+#include "test-store-fixture.h"
 #include "util.h"
-
-struct fx {
-	char dir[64];
-	char path[128];
-	struct fgw_store *s;
-};
-
-static void raw_exec(const char *path, const char *sql)
-{
-	sqlite3 *db;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-}
-
-static long long raw_int(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	long long v = -1;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
 
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/fgw-test-fleet-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	if (fgw_store_open(f->path, 1000, &f->s) < 0 || fgw_store_migrate(f->s, NULL, 0) < 0)
-		return -1;
-	raw_exec(f->path, "INSERT INTO releases (id, sequence, version, bundle_url, bundle_sha256, "
-			  "bundle_size, state, created_at) VALUES "
-			  "('r1', 1, '1.1.0', 'b.zip', 'aa', 10, 'verified', 1), "
-			  "('r2', 2, '1.2.0', 'b2.zip', 'bb', 10, 'verified', 2)");
-	*state = f;
-	return 0;
+	return store_fx_setup(state, "fleet", STORE_FX_R1_R2);
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	char cmd[128];
-
-	fgw_store_free(f->s);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	(void) !system(cmd);
-	free(f);
-	return 0;
+	return store_fx_teardown(state);
 }
 
 static void test_devices(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_device_rec d;
 	int rssi = -60;
 
@@ -110,7 +61,7 @@ static void count_slot(const struct fgw_store_image *img, void *ud)
 
 static void test_images(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_image imgs[] = {
 	    {0, 0, "1.0.0", "0a0b", FGW_STORE_IMG_ACTIVE | FGW_STORE_IMG_CONFIRMED},
 	    {0, 1, "1.1.0", "0c0d", 0},
@@ -138,7 +89,7 @@ static void test_images(void **state)
 
 static void test_jobs(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_job_rec j, j2;
 	bool created;
 
@@ -221,7 +172,7 @@ static int stop_at_first(const struct fgw_store_job_rec *job, void *ud)
 
 static void test_supersede_and_foreach(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_job_rec a, b, c;
 	int n;
 
@@ -283,7 +234,7 @@ static int stop_at_second(struct fgw_store_job_new *jn, void *ud)
 
 static void test_jobs_create(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct create_ctx c = {0};
 	int n = 0;
 
@@ -313,7 +264,7 @@ static void test_jobs_create(void **state)
 
 static int nested_foreach(const struct fgw_store_job_rec *job, void *ud)
 {
-	struct fx *f = ud;
+	struct store_fx *f = ud;
 	struct fgw_store_job_rec rec;
 
 	/* The same statement is in use by the caller: the store must hand out another. */
@@ -330,7 +281,7 @@ static int count_job(const struct fgw_store_job_rec *job, void *ud)
 
 static int reenter(const struct fgw_store_job_rec *job, void *ud)
 {
-	struct fx *f = ud;
+	struct store_fx *f = ud;
 	int n = 0;
 
 	assert_int_equal(fgw_store_jobs_foreach(f->s, NULL, false, count_job, &n), 0);
@@ -340,7 +291,7 @@ static int reenter(const struct fgw_store_job_rec *job, void *ud)
 
 static void test_statement_cache(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_device_rec d;
 	struct fgw_store_job_rec j;
 	uint64_t before;
@@ -391,7 +342,7 @@ static void test_statement_cache(void **state)
 }
 
 /* How many OpenEphemeral steps SQLite compiles @sql to: each builds a b-tree per execution. */
-static int ephemeral_tables(struct fx *f, const char *sql)
+static int ephemeral_tables(struct store_fx *f, const char *sql)
 {
 	char explain[1024];
 	sqlite3_stmt *st;
@@ -412,7 +363,7 @@ static const char *const job_states[] = {
 /* Migration 0006: the state and security CHECKs hold as before, without a b-tree per use. */
 static void test_cheap_checks(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_job_rec j;
 
 	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:07", "ble", NULL, NULL, 1), 0);
@@ -445,7 +396,7 @@ static void test_cheap_checks(void **state)
 /* A batch: one transaction from its first write to the next transition (or its end). */
 static void test_batch(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_image img = {.image = 0, .slot = 0, .version = "1.0.0", .flags = 3};
 	struct fgw_store_job_rec j;
 
@@ -500,7 +451,7 @@ static void test_batch(void **state)
 
 static void test_rollout(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	char by[32], reason[64];
 	bool halted = true;
 
