@@ -117,6 +117,15 @@ int fgw_store__prepare(struct fgw_store *s, const char *sql, sqlite3_stmt **ret)
 	return 0;
 }
 
+void fgw_store__warm(struct fgw_store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+
+	/* A statement that does not compile now fails, and says why, when it is used. */
+	if (fgw_store__prepare(s, sql, &st) == 0)
+		fgw_store__finish(s, st);
+}
+
 void fgw_store__finish(struct fgw_store *s, sqlite3_stmt *st)
 {
 	for (size_t i = 0; i < FGW_STORE_STMT_CACHE; i++)
@@ -342,9 +351,20 @@ static bool path_read_only(const char *path)
 FGW_EXPORT int fgw_store_migrate(struct fgw_store *s, const struct fgw_migration *migrations,
 				 size_t n_migrations)
 {
-	if (!migrations)
+	bool builtin = !migrations;
+	int r;
+
+	if (builtin)
 		migrations = fgw_store_builtin_migrations(&n_migrations);
-	return migrate(s, migrations, n_migrations);
+	r = migrate(s, migrations, n_migrations);
+	if (r == 0 && builtin) {
+		static const char *const tx[] = {"BEGIN IMMEDIATE", "COMMIT", "SAVEPOINT step",
+						 "RELEASE step"};
+		for (size_t i = 0; i < ARRAY_SIZE(tx); i++)
+			fgw_store__warm(s, tx[i]);
+		fgw_store__fleet_warm(s);
+	}
+	return r;
 }
 
 FGW_EXPORT int fgw_store_open(const char *path, int busy_timeout_ms, struct fgw_store **ret)

@@ -449,6 +449,32 @@ static void test_batch(void **state)
 	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs WHERE app_result IS NULL"), 0);
 }
 
+/* The statements a job runs were compiled when the store was migrated: the job compiles none. */
+static void test_job_statements_warm(void **state)
+{
+	struct store_fx *f = *state;
+	struct fgw_store_image img = {.image = 0, .slot = 1, .version = "1.1.0", .flags = 4};
+	struct fgw_store_job_rec j;
+	uint64_t before = f->s->n_prepared;
+
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:0B", "udp", NULL, NULL, 1), 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:0B", "r1", false, 2, &j, NULL),
+			 0);
+	assert_int_equal(fgw_store_batch_begin(f->s), 0);
+	assert_int_equal(fgw_store_device_images_set(f->s, "AA:00:00:00:00:0B", &img, 1, 3), 0);
+	assert_int_equal(fgw_store_device_set_probe(f->s, "AA:00:00:00:00:0B", NULL, 3), 0);
+	assert_int_equal(fgw_store_job_set_plan(f->s, j.id, 1, 3), 0);
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "uploading", NULL, NULL, 3),
+			 0);
+	assert_int_equal(fgw_store_job_set_progress(f->s, j.id, 0, 4096, 4), 0);
+	assert_int_equal(fgw_store_job_set_distrust(f->s, j.id, 1, 4), 0);
+	assert_int_equal(fgw_store_job_set_retry(f->s, j.id, 1, 5, 4), 0);
+	assert_int_equal(fgw_store_job_set_results(f->s, j.id, "verified", NULL, 6), 0);
+	assert_int_equal(
+	    fgw_store_device_get(f->s, "AA:00:00:00:00:0B", &(struct fgw_store_device_rec){0}), 0);
+	assert_int_equal(f->s->n_prepared, before);
+}
+
 static void test_rollout(void **state)
 {
 	struct store_fx *f = *state;
@@ -487,6 +513,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cheap_checks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_job_statements_warm, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
