@@ -460,6 +460,13 @@ void fx_refuse_state(struct fx *x, const char *state)
 	sqlite3_close(db);
 }
 
+void fx_wait_store_failed(struct fx *x)
+{
+	for (int i = 0; i < 20 && !x->fleet->store_failed; i++)
+		uv_run(&x->loop, UV_RUN_ONCE);
+	assert_true(x->fleet->store_failed);
+}
+
 void fx_come_back(struct fx *x, struct fdev *d)
 {
 	assert_state(x, d, "rebooting");

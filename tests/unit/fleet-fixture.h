@@ -105,6 +105,8 @@ void fx_assert_history(struct fx *x, struct fdev *d, const char *want);
 void fx_assert_reason_has(struct fx *x, struct fdev *d, const char *part);
 /* From now on the store refuses (as a full disk would) to move any job into @state. */
 void fx_refuse_state(struct fx *x, const char *state);
+/* Runs the loop until the fleet has seen a store write fail (bounded), and asserts it did. */
+void fx_wait_store_failed(struct fx *x);
 /* The device resets: once its job waits for it (rebooting), it boots and advertises again. */
 void fx_come_back(struct fx *x, struct fdev *d);
 /* The store's state of @address's job for @release ("" if none). */

@@ -69,9 +69,7 @@ static void test_refused_transition_keeps_the_batch(void **state)
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "probing");
-	for (int i = 0; i < 20 && !x->fleet->store_failed; i++)
-		uv_run(&x->loop, UV_RUN_ONCE);
-	assert_true(x->fleet->store_failed);
+	fx_wait_store_failed(x);
 	assert_string_equal(fx_job_state(x, d->address, "r1"), "probing");
 	assert_int_equal(d->chunks, 0);
 	assert_int_equal(raw_int(x->db, "SELECT count(*) FROM device_images"), 1);

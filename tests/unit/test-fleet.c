@@ -352,9 +352,7 @@ static void test_store_refusal_stops_the_job(void **state)
 	fx_seen(x, d);
 	assert_state(x, d, "probing");
 	/* Not persisted, so not acted on: the job stays where it was, no job starts. */
-	for (int i = 0; i < 20 && !x->fleet->store_failed; i++)
-		uv_run(&x->loop, UV_RUN_ONCE);
-	assert_true(x->fleet->store_failed);
+	fx_wait_store_failed(x);
 	fx_seen(x, e);
 	fx_settle(x);
 	assert_string_equal(fx_job_state(x, d->address, "r1"), "probing");
