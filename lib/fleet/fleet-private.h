@@ -178,6 +178,8 @@ double fleet_random(struct fgw_fleet *f);
  */
 void fleet_job_finished(struct fgw_fleet *f, struct fleet_job *job, enum fgw_job_state to);
 void fleet_store_failed(struct fgw_fleet *f, int err, const char *what);
+/* Commits the store batch a callback opened (fgw_store_batch_begin) if no transition did. */
+void fleet_batch_end(struct fgw_fleet *f);
 /* Adds (@sign 1) or takes back (-1, a retry) a finished job in the rollout's tallies. */
 void fleet_count_terminal(struct fgw_fleet *f, bool canary, enum fgw_job_state s, int sign);
 unsigned fleet_connections(struct fgw_fleet *f);

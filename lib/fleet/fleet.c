@@ -139,6 +139,18 @@ void fleet_store_failed(struct fgw_fleet *f, int err, const char *what)
 	f->store_failed = true;
 }
 
+/* A batch no transition ended holds only records (image state, board): lost, they are read
+ * again at the next probe, as when their own write failed. */
+void fleet_batch_end(struct fgw_fleet *f)
+{
+	int r = fgw_store_batch_end(f->store);
+
+	if (r < 0)
+		fgw_log_errno(LOG_WARNING, r,
+			      "Failed to record what devices reported (%s), ignoring",
+			      fgw_store_errmsg(f->store));
+}
+
 bool fleet_job_present(const struct fgw_fleet *f, const struct fleet_job *j, uint64_t now)
 {
 	if (strcmp(j->dev->transport, "udp") == 0)

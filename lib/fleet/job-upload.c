@@ -223,9 +223,8 @@ static const char *misplaced(struct fleet_job *job, const struct fgw_smp_img_sta
 	return buf;
 }
 
-static void on_check_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+static void check_rsp(struct fleet_job *job, int err, const struct fgw_smp_rsp *rsp)
 {
-	struct fleet_job *job = user_data;
 	struct job_conn *c = job->conn;
 	struct fgw_smp_img_state st;
 	char buf[224], what[288];
@@ -255,6 +254,18 @@ static void on_check_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data
 	c->uploaded |= 1u << c->image;
 	set_distrust(job, job->distrust_slot & ~(1u << c->image));
 	job_upload_next(job);
+}
+
+/* A cleared distrust bit and the move to marking: one batch, one commit. */
+static void on_check_rsp(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+{
+	struct fleet_job *job = user_data;
+	struct fgw_fleet *f = job->fleet;
+	bool batch = fgw_store_batch_begin(f->store) == 0;
+
+	check_rsp(job, err, rsp);
+	if (batch)
+		fleet_batch_end(f);
 }
 
 /* Asks for the image list after image c->image was uploaded, before anything else is sent:

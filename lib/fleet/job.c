@@ -251,9 +251,8 @@ void job_release_view(const struct fleet_job *job, struct fgw_fleet_release_view
 	}
 }
 
-void job_probe_rsp_cb(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+static void probe_rsp(struct fleet_job *job, int err, const struct fgw_smp_rsp *rsp)
 {
-	struct fleet_job *job = user_data;
 	struct job_conn *c = job->conn;
 	static const char *const what[] = {"mcumgr params", "os info", "bootloader info",
 					   "image state", "net core version"};
@@ -312,6 +311,21 @@ void job_probe_rsp_cb(int err, const struct fgw_smp_rsp *rsp, void *user_data)
 		probe_step(job);
 	else
 		job_verify_step(job);
+}
+
+/*
+ * The last answer of a probe or a verification is followed by its store writes (image state,
+ * board and mode, plan or results) and the transition they lead to: one batch, one commit.
+ */
+void job_probe_rsp_cb(int err, const struct fgw_smp_rsp *rsp, void *user_data)
+{
+	struct fleet_job *job = user_data;
+	struct fgw_fleet *f = job->fleet; /* the job may be gone after the answer */
+	bool batch = fgw_store_batch_begin(f->store) == 0;
+
+	probe_rsp(job, err, rsp);
+	if (batch)
+		fleet_batch_end(f);
 }
 
 /* Sends probe request @step; false when this device is not asked that. */

@@ -5,6 +5,52 @@
 #include "store-private.h"
 #include "util.h"
 
+/*
+ * The statements a job runs, here so that fgw_store__fleet_warm() can compile them before the
+ * first job needs them.
+ */
+static const char SQL_DEVICE_SEEN[] =
+    "INSERT INTO devices (address, transport, name, rssi, last_seen, created_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?5) "
+    "ON CONFLICT (address) DO UPDATE SET name = COALESCE(?3, name), "
+    "rssi = COALESCE(?4, rssi), last_seen = ?5";
+static const char SQL_SET_PROBE[] =
+    "UPDATE devices SET board = COALESCE(?2, board), bootloader_mode = ?3 "
+    "WHERE address = ?1";
+static const char SQL_DEVICE_GET[] =
+    "SELECT address, transport, name, rssi, last_seen, board, grp, "
+    "bootloader_mode, enrolled, enrolled_board FROM devices WHERE address = ?1";
+static const char SQL_IMAGES_DELETE[] = "DELETE FROM device_images WHERE address = ?1";
+static const char SQL_IMAGES_INSERT[] = "INSERT INTO device_images (address, image, slot, version, "
+					"hash, flags, read_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+static const char SQL_EVENT_INSERT[] = "INSERT INTO events (at, address, job_id, kind, from_state, "
+				       "to_state, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+static const char SQL_JOB_INSERT[] =
+    "INSERT INTO jobs (address, release_id, state, canary, created_at, "
+    "updated_at) VALUES (?1, ?2, 'queued', ?3, ?4, ?4)";
+static const char SQL_JOB_STATE[] =
+    "UPDATE jobs SET state = ?2, reason = CASE WHEN ?3 IS NOT NULL THEN ?3 WHEN ?6 "
+    "THEN NULL ELSE reason END, updated_at = ?4, "
+    "started_at = CASE WHEN started_at IS NULL AND ?2 <> 'queued' THEN ?4 "
+    "ELSE started_at END, finished_at = CASE WHEN ?5 THEN ?4 ELSE NULL END "
+    "WHERE id = ?1 AND state = ?7";
+static const char SQL_JOB_STATE_EVENT[] =
+    "INSERT INTO events (at, address, job_id, kind, from_state, "
+    "to_state, detail) SELECT ?1, address, id, 'job-state', ?3, ?4, ?5 "
+    "FROM jobs WHERE id = ?2";
+static const char SQL_JOBS_CREATE[] =
+    "SELECT address, transport, grp, enrolled FROM devices d WHERE NOT EXISTS "
+    "(SELECT 1 FROM jobs j WHERE j.address = d.address AND "
+    "j.release_id = ?1) ORDER BY address";
+
+/* The job_update() forms, and job_select()'s lookup by device and release. */
+#define SET_PROGRESS "image = ?2, offset = ?3"
+#define SET_RETRY "attempts = ?2, next_attempt_at = ?3"
+#define SET_PLAN "images_mask = ?2"
+#define SET_DISTRUST "distrust_slots = ?2"
+#define SET_RESULTS "app_result = ?4, net_result = ?5"
+#define JOB_BY_KEY "address = ?1 AND release_id = ?2"
+
 static const char *const terminal_states[] = {"done", "skipped", "reverted", "failed",
 					      "superseded"};
 
@@ -23,13 +69,7 @@ FGW_EXPORT int fgw_store_device_seen(struct fgw_store *s, const char *address,
 	sqlite3_stmt *st;
 	int r;
 
-	r = fgw_store__prepare(
-	    s,
-	    "INSERT INTO devices (address, transport, name, rssi, last_seen, created_at) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?5) "
-	    "ON CONFLICT (address) DO UPDATE SET name = COALESCE(?3, name), "
-	    "rssi = COALESCE(?4, rssi), last_seen = ?5",
-	    &st);
+	r = fgw_store__prepare(s, SQL_DEVICE_SEEN, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
@@ -49,6 +89,7 @@ static int update_device(struct fgw_store *s, const char *sql, const char *addre
 	sqlite3_stmt *st;
 	int r;
 
+	(void) fgw_store__batch_join(s);
 	r = fgw_store__prepare(s, sql, &st);
 	if (r < 0)
 		return r;
@@ -64,10 +105,7 @@ static int update_device(struct fgw_store *s, const char *sql, const char *addre
 FGW_EXPORT int fgw_store_device_set_probe(struct fgw_store *s, const char *address,
 					  const char *board, int bootloader_mode)
 {
-	return update_device(s,
-			     "UPDATE devices SET board = COALESCE(?2, board), bootloader_mode = ?3 "
-			     "WHERE address = ?1",
-			     address, board, bootloader_mode);
+	return update_device(s, SQL_SET_PROBE, address, board, bootloader_mode);
 }
 
 FGW_EXPORT int fgw_store_device_set_group(struct fgw_store *s, const char *address, const char *grp)
@@ -82,11 +120,7 @@ FGW_EXPORT int fgw_store_device_get(struct fgw_store *s, const char *address,
 	sqlite3_stmt *st;
 	int rc, r;
 
-	r = fgw_store__prepare(
-	    s,
-	    "SELECT address, transport, name, rssi, last_seen, board, grp, "
-	    "bootloader_mode, enrolled, enrolled_board FROM devices WHERE address = ?1",
-	    &st);
+	r = fgw_store__prepare(s, SQL_DEVICE_GET, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
@@ -137,7 +171,7 @@ static int images_set_tx(struct fgw_store *s, void *ud)
 	sqlite3_stmt *st;
 	int r;
 
-	r = fgw_store__prepare(s, "DELETE FROM device_images WHERE address = ?1", &st);
+	r = fgw_store__prepare(s, SQL_IMAGES_DELETE, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, a->address, -1, SQLITE_TRANSIENT);
@@ -146,10 +180,7 @@ static int images_set_tx(struct fgw_store *s, void *ud)
 		return r;
 	for (size_t i = 0; i < a->n; i++) {
 		const struct fgw_store_image *img = &a->images[i];
-		r = fgw_store__prepare(s,
-				       "INSERT INTO device_images (address, image, slot, version, "
-				       "hash, flags, read_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-				       &st);
+		r = fgw_store__prepare(s, SQL_IMAGES_INSERT, &st);
 		if (r < 0)
 			return r;
 		sqlite3_bind_text(st, 1, a->address, -1, SQLITE_TRANSIENT);
@@ -233,6 +264,11 @@ static void read_job(sqlite3_stmt *st, struct fgw_store_job_rec *j)
 	j->enrolled = sqlite3_column_int(st, 18) == 1;
 }
 
+static void job_select_sql(char *sql, size_t size, const char *where)
+{
+	snprintf(sql, size, "SELECT " JOB_COLUMNS " FROM jobs WHERE %s", where);
+}
+
 static int job_select(struct fgw_store *s, const char *where, const char *a, const char *b,
 		      int64_t id, struct fgw_store_job_rec *ret)
 {
@@ -240,7 +276,7 @@ static int job_select(struct fgw_store *s, const char *where, const char *a, con
 	sqlite3_stmt *st;
 	int rc, r;
 
-	snprintf(sql, sizeof(sql), "SELECT " JOB_COLUMNS " FROM jobs WHERE %s", where);
+	job_select_sql(sql, sizeof(sql), where);
 	r = fgw_store__prepare(s, sql, &st);
 	if (r < 0)
 		return r;
@@ -267,10 +303,7 @@ static int insert_event(struct fgw_store *s, const char *address, int64_t job_id
 	sqlite3_stmt *st;
 	int r;
 
-	r = fgw_store__prepare(s,
-			       "INSERT INTO events (at, address, job_id, kind, from_state, "
-			       "to_state, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-			       &st);
+	r = fgw_store__prepare(s, SQL_EVENT_INSERT, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, now);
@@ -300,10 +333,7 @@ static int job_insert(struct fgw_store *s, const char *address, const char *rele
 	sqlite3_stmt *st;
 	int r;
 
-	r = fgw_store__prepare(s,
-			       "INSERT INTO jobs (address, release_id, state, canary, created_at, "
-			       "updated_at) VALUES (?1, ?2, 'queued', ?3, ?4, ?4)",
-			       &st);
+	r = fgw_store__prepare(s, SQL_JOB_INSERT, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
@@ -322,16 +352,14 @@ static int job_ensure_tx(struct fgw_store *s, void *ud)
 	struct job_ensure *a = ud;
 	int r;
 
-	r = job_select(s, "address = ?1 AND release_id = ?2", a->address, a->release_id, 0,
-		       &a->job);
+	r = job_select(s, JOB_BY_KEY, a->address, a->release_id, 0, &a->job);
 	if (r != -ENOENT)
 		return r;
 	r = job_insert(s, a->address, a->release_id, a->canary, a->now);
 	if (r < 0)
 		return r;
 	a->created = true;
-	return job_select(s, "address = ?1 AND release_id = ?2", a->address, a->release_id, 0,
-			  &a->job);
+	return job_select(s, JOB_BY_KEY, a->address, a->release_id, 0, &a->job);
 }
 
 FGW_EXPORT int fgw_store_job_ensure(struct fgw_store *s, const char *address,
@@ -343,7 +371,7 @@ FGW_EXPORT int fgw_store_job_ensure(struct fgw_store *s, const char *address,
 	int r;
 
 	/* Most calls find the job: a plain read, no write lock (the transaction re-checks). */
-	r = job_select(s, "address = ?1 AND release_id = ?2", address, release_id, 0, &a.job);
+	r = job_select(s, JOB_BY_KEY, address, release_id, 0, &a.job);
 	if (r == -ENOENT)
 		r = in_transaction(s, job_ensure_tx, &a);
 
@@ -377,12 +405,7 @@ static int job_state_tx(struct fgw_store *s, void *ud)
 	r = fgw_store__prepare(
 	    s,
 	    /* A job leaving a terminal state (a retry) starts without the old reason. */
-	    "UPDATE jobs SET state = ?2, reason = CASE WHEN ?3 IS NOT NULL THEN ?3 WHEN ?6 "
-	    "THEN NULL ELSE reason END, updated_at = ?4, "
-	    "started_at = CASE WHEN started_at IS NULL AND ?2 <> 'queued' THEN ?4 "
-	    "ELSE started_at END, finished_at = CASE WHEN ?5 THEN ?4 ELSE NULL END "
-	    "WHERE id = ?1 AND state = ?7",
-	    &st);
+	    SQL_JOB_STATE, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, a->id);
@@ -399,11 +422,7 @@ static int job_state_tx(struct fgw_store *s, void *ud)
 		r = fgw_store_job_get(s, a->id, &job);
 		return r < 0 ? r : -ESTALE;
 	}
-	r = fgw_store__prepare(s,
-			       "INSERT INTO events (at, address, job_id, kind, from_state, "
-			       "to_state, detail) SELECT ?1, address, id, 'job-state', ?3, ?4, ?5 "
-			       "FROM jobs WHERE id = ?2",
-			       &st);
+	r = fgw_store__prepare(s, SQL_JOB_STATE_EVENT, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(st, 1, a->now);
@@ -419,8 +438,17 @@ FGW_EXPORT int fgw_store_job_set_state(struct fgw_store *s, int64_t id, const ch
 				       int64_t now)
 {
 	struct job_state a = {id, from, to, reason, detail, now};
+	int r = in_transaction(s, job_state_tx, &a);
+	/* The batch's writes go with the transition: both stored before anyone acts on them. */
+	int c = fgw_store_batch_end(s);
 
-	return in_transaction(s, job_state_tx, &a);
+	return r < 0 ? r : c;
+}
+
+/* Every form numbers its parameters alike; binding one a form does not use is harmless. */
+static void job_update_sql(char *sql, size_t size, const char *set)
+{
+	snprintf(sql, size, "UPDATE jobs SET %s, updated_at = ?6 WHERE id = ?1", set);
 }
 
 static int job_update(struct fgw_store *s, const char *set, int64_t id, int64_t a, int64_t b,
@@ -430,8 +458,8 @@ static int job_update(struct fgw_store *s, const char *set, int64_t id, int64_t 
 	sqlite3_stmt *st;
 	int r;
 
-	/* Every form numbers its parameters alike; binding one a form does not use is harmless. */
-	snprintf(sql, sizeof(sql), "UPDATE jobs SET %s, updated_at = ?6 WHERE id = ?1", set);
+	job_update_sql(sql, sizeof(sql), set);
+	(void) fgw_store__batch_join(s);
 	r = fgw_store__prepare(s, sql, &st);
 	if (r < 0)
 		return r;
@@ -450,33 +478,31 @@ static int job_update(struct fgw_store *s, const char *set, int64_t id, int64_t 
 FGW_EXPORT int fgw_store_job_set_progress(struct fgw_store *s, int64_t id, int image,
 					  int64_t offset, int64_t now)
 {
-	return job_update(s, "image = ?2, offset = ?3", id, image, offset, NULL, NULL, now);
+	return job_update(s, SET_PROGRESS, id, image, offset, NULL, NULL, now);
 }
 
 FGW_EXPORT int fgw_store_job_set_retry(struct fgw_store *s, int64_t id, int attempts,
 				       int64_t next_attempt_at, int64_t now)
 {
-	return job_update(s, "attempts = ?2, next_attempt_at = ?3", id, attempts, next_attempt_at,
-			  NULL, NULL, now);
+	return job_update(s, SET_RETRY, id, attempts, next_attempt_at, NULL, NULL, now);
 }
 
 FGW_EXPORT int fgw_store_job_set_plan(struct fgw_store *s, int64_t id, unsigned images_mask,
 				      int64_t now)
 {
-	return job_update(s, "images_mask = ?2", id, images_mask, 0, NULL, NULL, now);
+	return job_update(s, SET_PLAN, id, images_mask, 0, NULL, NULL, now);
 }
 
 FGW_EXPORT int fgw_store_job_set_distrust(struct fgw_store *s, int64_t id, unsigned mask,
 					  int64_t now)
 {
-	return job_update(s, "distrust_slots = ?2", id, mask, 0, NULL, NULL, now);
+	return job_update(s, SET_DISTRUST, id, mask, 0, NULL, NULL, now);
 }
 
 FGW_EXPORT int fgw_store_job_set_results(struct fgw_store *s, int64_t id, const char *app_result,
 					 const char *net_result, int64_t now)
 {
-	return job_update(s, "app_result = ?4, net_result = ?5", id, 0, 0, app_result, net_result,
-			  now);
+	return job_update(s, SET_RESULTS, id, 0, 0, app_result, net_result, now);
 }
 
 FGW_EXPORT int fgw_store_jobs_foreach(struct fgw_store *s, const char *release_id,
@@ -524,12 +550,7 @@ static int jobs_create_tx(struct fgw_store *s, void *ud)
 	sqlite3_stmt *st;
 	int rc, r;
 
-	r = fgw_store__prepare(
-	    s,
-	    "SELECT address, transport, grp, enrolled FROM devices d WHERE NOT EXISTS "
-	    "(SELECT 1 FROM jobs j WHERE j.address = d.address AND "
-	    "j.release_id = ?1) ORDER BY address",
-	    &st);
+	r = fgw_store__prepare(s, SQL_JOBS_CREATE, &st);
 	if (r < 0)
 		return r;
 	sqlite3_bind_text(st, 1, a->release_id, -1, SQLITE_TRANSIENT);
@@ -682,4 +703,24 @@ FGW_EXPORT int fgw_store_rollout_set(struct fgw_store *s, const char *release_id
 		return r;
 	return insert_event(s, NULL, 0, "rollout", NULL, halted ? "halted" : "running", reason,
 			    now);
+}
+
+void fgw_store__fleet_warm(struct fgw_store *s)
+{
+	static const char *const fixed[] = {
+	    SQL_DEVICE_SEEN,	 SQL_SET_PROBE,	   SQL_DEVICE_GET, SQL_IMAGES_DELETE,
+	    SQL_IMAGES_INSERT,	 SQL_EVENT_INSERT, SQL_JOB_INSERT, SQL_JOB_STATE,
+	    SQL_JOB_STATE_EVENT, SQL_JOBS_CREATE};
+	static const char *const sets[] = {SET_PROGRESS, SET_RETRY, SET_PLAN, SET_DISTRUST,
+					   SET_RESULTS};
+	char sql[512];
+
+	for (size_t i = 0; i < ARRAY_SIZE(fixed); i++)
+		fgw_store__warm(s, fixed[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(sets); i++) {
+		job_update_sql(sql, sizeof(sql), sets[i]);
+		fgw_store__warm(s, sql);
+	}
+	job_select_sql(sql, sizeof(sql), JOB_BY_KEY);
+	fgw_store__warm(s, sql);
 }

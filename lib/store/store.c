@@ -117,6 +117,15 @@ int fgw_store__prepare(struct fgw_store *s, const char *sql, sqlite3_stmt **ret)
 	return 0;
 }
 
+void fgw_store__warm(struct fgw_store *s, const char *sql)
+{
+	sqlite3_stmt *st;
+
+	/* A statement that does not compile now fails, and says why, when it is used. */
+	if (fgw_store__prepare(s, sql, &st) == 0)
+		fgw_store__finish(s, st);
+}
+
 void fgw_store__finish(struct fgw_store *s, sqlite3_stmt *st)
 {
 	for (size_t i = 0; i < FGW_STORE_STMT_CACHE; i++)
@@ -164,13 +173,41 @@ static int exec_cached(struct fgw_store *s, const char *sql)
 	return r < 0 ? r : fgw_store__step_done(s, st);
 }
 
+/* A batch's transaction ended under it when SQLite rolled it back whole (I/O error, full). */
+static bool batch_open(struct fgw_store *s)
+{
+	if (s->batch_tx && sqlite3_get_autocommit(s->db)) {
+		s->batch_tx = false;
+		s->batch_lost = true;
+	}
+	return s->batch_tx;
+}
+
+/* A batch opens its transaction at its first write: most answers write nothing. */
+int fgw_store__batch_join(struct fgw_store *s)
+{
+	if (!s->batch || batch_open(s) || s->batch_lost)
+		return 0;
+	int r = exec_cached(s, "BEGIN IMMEDIATE");
+	s->batch_tx = r == 0;
+	return r;
+}
+
 int fgw_store__begin(struct fgw_store *s)
 {
-	return exec_cached(s, "BEGIN IMMEDIATE");
+	(void) fgw_store__batch_join(s);
+	/* Inside a batch a transaction is a savepoint: its failure undoes only its own writes. */
+	return exec_cached(s, batch_open(s) ? "SAVEPOINT step" : "BEGIN IMMEDIATE");
 }
 
 int fgw_store__end(struct fgw_store *s, int r)
 {
+	if (batch_open(s)) {
+		if (r < 0)
+			(void) exec_cached(s, "ROLLBACK TO step");
+		int c = exec_cached(s, "RELEASE step");
+		return r < 0 || c == 0 ? r : c;
+	}
 	if (r >= 0) {
 		int c = exec_cached(s, "COMMIT");
 		if (c == 0)
@@ -181,6 +218,30 @@ int fgw_store__end(struct fgw_store *s, int r)
 	if (!sqlite3_get_autocommit(s->db))
 		(void) exec_cached(s, "ROLLBACK");
 	return r;
+}
+
+FGW_EXPORT int fgw_store_batch_begin(struct fgw_store *s)
+{
+	if (s->batch)
+		return -EALREADY;
+	s->batch = true;
+	s->batch_lost = false;
+	return 0;
+}
+
+FGW_EXPORT int fgw_store_batch_end(struct fgw_store *s)
+{
+	bool open, lost;
+
+	if (!s->batch)
+		return 0;
+	open = batch_open(s);
+	lost = s->batch_lost;
+	s->batch = s->batch_lost = false;
+	if (!open) /* -EIO: rolled back whole by SQLite; the write that failed said why */
+		return lost ? -EIO : 0;
+	s->batch_tx = false;
+	return fgw_store__end(s, 0);
 }
 
 void fgw_store__col_text(sqlite3_stmt *st, int col, char *buf, size_t size)
@@ -290,9 +351,20 @@ static bool path_read_only(const char *path)
 FGW_EXPORT int fgw_store_migrate(struct fgw_store *s, const struct fgw_migration *migrations,
 				 size_t n_migrations)
 {
-	if (!migrations)
+	bool builtin = !migrations;
+	int r;
+
+	if (builtin)
 		migrations = fgw_store_builtin_migrations(&n_migrations);
-	return migrate(s, migrations, n_migrations);
+	r = migrate(s, migrations, n_migrations);
+	if (r == 0 && builtin) {
+		static const char *const tx[] = {"BEGIN IMMEDIATE", "COMMIT", "SAVEPOINT step",
+						 "RELEASE step"};
+		for (size_t i = 0; i < ARRAY_SIZE(tx); i++)
+			fgw_store__warm(s, tx[i]);
+		fgw_store__fleet_warm(s);
+	}
+	return r;
 }
 
 FGW_EXPORT int fgw_store_open(const char *path, int busy_timeout_ms, struct fgw_store **ret)

@@ -192,6 +192,16 @@ int fgw_store_jobs_create(struct fgw_store *s, const char *release_id, int64_t n
  */
 int fgw_store_job_set_state(struct fgw_store *s, int64_t id, const char *from, const char *to,
 			    const char *reason, const char *detail, int64_t now);
+/*
+ * A batch: the writes that follow share one transaction (one commit, the costly part of a
+ * small write), committed by the next fgw_store_job_set_state() — so a transition is still
+ * stored before its caller acts on it — or by fgw_store_batch_end(), whichever comes first.
+ * A write that fails inside a batch undoes only itself; a transition that fails still commits
+ * the writes before it. For the writes of one loop callback: never hold one across callbacks.
+ * -EALREADY if a batch is open (its owner ends it); batch_end is 0 when none is open.
+ */
+int fgw_store_batch_begin(struct fgw_store *s);
+int fgw_store_batch_end(struct fgw_store *s);
 /* Upload progress; no event (the caller batches these). */
 int fgw_store_job_set_progress(struct fgw_store *s, int64_t id, int image, int64_t offset,
 			       int64_t now);

@@ -430,6 +430,51 @@ void fx_seen(struct fx *x, struct fdev *d)
 	fgw_fleet_device_seen(x->fleet, d->address, "ble", "dev", &rssi);
 }
 
+void fx_assert_history(struct fx *x, struct fdev *d, const char *want)
+{
+	char buf[512];
+
+	assert_string_equal(fx_history(x, d->address, buf, sizeof(buf)), want);
+}
+
+void fx_assert_reason_has(struct fx *x, struct fdev *d, const char *part)
+{
+	char buf[256];
+
+	fx_job_reason(x, d->address, buf, sizeof(buf));
+	if (!strstr(buf, part))
+		fail_msg("reason '%s' lacks '%s'", buf, part);
+}
+
+void fx_refuse_state(struct fx *x, const char *state)
+{
+	char sql[256];
+	sqlite3 *db;
+
+	snprintf(sql, sizeof(sql),
+		 "CREATE TRIGGER refuse_%s BEFORE UPDATE OF state ON jobs WHEN NEW.state = '%s' "
+		 "BEGIN SELECT RAISE(ABORT, 'disk says no'); END",
+		 state, state);
+	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+void fx_wait_store_failed(struct fx *x)
+{
+	for (int i = 0; i < 20 && !x->fleet->store_failed; i++)
+		uv_run(&x->loop, UV_RUN_ONCE);
+	assert_true(x->fleet->store_failed);
+}
+
+void fx_come_back(struct fx *x, struct fdev *d)
+{
+	assert_state(x, d, "rebooting");
+	fx_advance(x, 1100); /* past the guard against sightings of the device going down */
+	d->down = false;
+	fx_seen(x, d);
+}
+
 void fx_start(struct fx *x, bool with_release)
 {
 	assert_int_equal(fgw_fleet_new(&x->loop, x->store, &x->o, &x->fleet), 0);

@@ -96,6 +96,19 @@ struct fdev *fx_device(struct fx *x, const char *address);
 void fx_seen(struct fx *x, struct fdev *d);
 /* Moves both clocks forward. */
 void fx_advance(struct fx *x, uint64_t ms);
+/* How long a test waits for a job state (fake time runs ahead; this bounds real time). */
+#define FX_WAIT_MS 10000
+#define assert_state(x, d, s) assert_true(fx_wait_state(x, (d)->address, s, FX_WAIT_MS))
+/* The job's states so far, "queued>connecting>...", must be @want. */
+void fx_assert_history(struct fx *x, struct fdev *d, const char *want);
+/* The job's reason must contain @part. */
+void fx_assert_reason_has(struct fx *x, struct fdev *d, const char *part);
+/* From now on the store refuses (as a full disk would) to move any job into @state. */
+void fx_refuse_state(struct fx *x, const char *state);
+/* Runs the loop until the fleet has seen a store write fail (bounded), and asserts it did. */
+void fx_wait_store_failed(struct fx *x);
+/* The device resets: once its job waits for it (rebooting), it boots and advertises again. */
+void fx_come_back(struct fx *x, struct fdev *d);
 /* The store's state of @address's job for @release ("" if none). */
 const char *fx_job_state(struct fx *x, const char *address, const char *release);
 /* Runs the loop until @address's job is in @state (at most @max_ms real): true if it got there. */

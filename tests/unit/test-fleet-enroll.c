@@ -16,10 +16,6 @@
 
 #include "fleet-fixture.h"
 
-#define WAIT_MS 10000
-
-#define assert_state(x, d, s) assert_true(fx_wait_state(x, (d)->address, s, WAIT_MS))
-
 static int allowlist_setup(void **state)
 {
 	int r = fx_setup(state);
@@ -34,14 +30,6 @@ static void enroll(struct fx *x, struct fdev *d)
 	struct fgw_fleet_enrollment e = {.address = d->address};
 
 	assert_int_equal(fgw_fleet_enroll(x->fleet, &e, 1), 0);
-}
-
-static void come_back(struct fx *x, struct fdev *d)
-{
-	assert_state(x, d, "rebooting");
-	fx_advance(x, 1100);
-	d->down = false;
-	fx_seen(x, d);
 }
 
 static bool in_store(struct fx *x, const char *address)
@@ -109,7 +97,7 @@ static void test_enroll_seen_device_starts_its_job(void **state)
 	assert_true(rec.enrolled);
 	assert_string_equal(rec.grp, "lab");
 	assert_string_equal(rec.enrolled_board, "b1");
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 }
 
@@ -126,7 +114,7 @@ static void test_enrollment_survives_restart(void **state)
 	fx_start(x, true);
 	fx_seen(x, a);
 	fx_seen(x, b);
-	come_back(x, a);
+	fx_come_back(x, a);
 	assert_state(x, a, "done");
 	assert_string_equal(fx_job_state(x, b->address, "r1"), "");
 	assert_int_equal(b->links, 0);
@@ -299,7 +287,7 @@ static void test_board_match(void **state)
 			assert_int_equal(all[i]->chunks, 0); /* not one byte */
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++)
 		if (all[i] == same || all[i] == spin || all[i] == silent_ok)
-			come_back(x, all[i]);
+			fx_come_back(x, all[i]);
 	assert_state(x, same, "done");
 	assert_state(x, spin, "done");
 	assert_state(x, silent_ok, "done");
@@ -316,7 +304,7 @@ static void test_board_unknown_allowed(void **state)
 	fx_start(x, true);
 	enroll(x, d);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 }
 

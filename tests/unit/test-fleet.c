@@ -17,35 +17,6 @@
 
 #include "fleet-fixture.h"
 
-#define WAIT_MS 10000
-
-#define assert_state(x, d, s) assert_true(fx_wait_state(x, (d)->address, s, WAIT_MS))
-
-/* The device resets: once its job waits for it, it boots and advertises again. */
-static void come_back(struct fx *x, struct fdev *d)
-{
-	assert_state(x, d, "rebooting");
-	fx_advance(x, 1100); /* past the guard against sightings of the device going down */
-	d->down = false;
-	fx_seen(x, d);
-}
-
-static void assert_history(struct fx *x, struct fdev *d, const char *want)
-{
-	char buf[512];
-
-	assert_string_equal(fx_history(x, d->address, buf, sizeof(buf)), want);
-}
-
-static void assert_reason_has(struct fx *x, struct fdev *d, const char *part)
-{
-	char buf[256];
-
-	fx_job_reason(x, d->address, buf, sizeof(buf));
-	if (!strstr(buf, part))
-		fail_msg("reason '%s' lacks '%s'", buf, part);
-}
-
 static void test_swap_test_then_confirm(void **state)
 {
 	struct fx *x = *state;
@@ -53,11 +24,11 @@ static void test_swap_test_then_confirm(void **state)
 
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
-	assert_history(x, d,
-		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"
-		       "verifying>confirming>done");
+	fx_assert_history(x, d,
+			  "queued>connecting>probing>uploading>marking>resetting>rebooting>"
+			  "verifying>confirming>done");
 	assert_true(d->s[0].active && d->s[0].confirmed);
 	assert_memory_equal(d->s[0].hash, x->rel.image[0].hash, 32);
 	assert_int_equal(d->state_writes, 2); /* test mark, then confirm */
@@ -74,11 +45,11 @@ static void test_overwrite_confirms_at_once(void **state)
 	d->mode = FGW_MCUBOOT_MODE_OVERWRITE_ONLY;
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
-	assert_history(x, d,
-		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"
-		       "verifying>done");
+	fx_assert_history(x, d,
+			  "queued>connecting>probing>uploading>marking>resetting>rebooting>"
+			  "verifying>done");
 	assert_int_equal(d->state_writes, 1);
 }
 
@@ -91,7 +62,7 @@ static void test_already_running_is_skipped(void **state)
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "skipped");
-	assert_history(x, d, "queued>connecting>probing>skipped");
+	fx_assert_history(x, d, "queued>connecting>probing>skipped");
 	assert_int_equal(d->chunks, 0);
 }
 
@@ -105,7 +76,7 @@ static void test_unsupported_mode_fails(void **state)
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "failed");
-	assert_history(x, d, "queued>connecting>probing>failed");
+	fx_assert_history(x, d, "queued>connecting>probing>failed");
 	fgw_fleet_get_stats(x->fleet, &st);
 	assert_int_equal(st.jobs_failed, 1);
 	assert_int_equal(st.failures[FLEET_FAIL_REJECTED], 1);
@@ -119,11 +90,11 @@ static void test_reverted(void **state)
 	d->on_boot = FDEV_BOOT_REVERT;
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "reverted");
-	assert_history(x, d,
-		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"
-		       "verifying>reverted");
+	fx_assert_history(x, d,
+			  "queued>connecting>probing>uploading>marking>resetting>rebooting>"
+			  "verifying>reverted");
 }
 
 static void test_rejected_and_not_applied(void **state)
@@ -138,12 +109,12 @@ static void test_rejected_and_not_applied(void **state)
 	fx_start(x, true);
 	fx_seen(x, a);
 	fx_seen(x, b);
-	come_back(x, a);
-	come_back(x, b);
+	fx_come_back(x, a);
+	fx_come_back(x, b);
 	assert_state(x, a, "failed");
 	assert_state(x, b, "failed");
-	assert_reason_has(x, a, "refused by the bootloader");
-	assert_reason_has(x, b, "did not run");
+	fx_assert_reason_has(x, a, "refused by the bootloader");
+	fx_assert_reason_has(x, b, "did not run");
 	fgw_fleet_get_stats(x->fleet, &st);
 	assert_int_equal(st.failures[FLEET_FAIL_REJECTED], 1);
 	assert_int_equal(st.failures[FLEET_FAIL_NOT_APPLIED], 1);
@@ -160,9 +131,9 @@ static void test_never_back(void **state)
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "failed");
-	assert_history(x, d,
-		       "queued>connecting>probing>uploading>marking>resetting>rebooting>failed");
-	assert_reason_has(x, d, "did not come back");
+	fx_assert_history(x, d,
+			  "queued>connecting>probing>uploading>marking>resetting>rebooting>failed");
+	fx_assert_reason_has(x, d, "did not come back");
 	fgw_fleet_get_stats(x->fleet, &st);
 	assert_int_equal(st.failures[FLEET_FAIL_NO_RETURN], 1);
 }
@@ -178,12 +149,12 @@ static void test_link_lost_while_uploading_retries(void **state)
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "queued");
-	assert_true(fx_wait_state(x, d->address, "uploading", WAIT_MS));
-	come_back(x, d);
+	assert_true(fx_wait_state(x, d->address, "uploading", FX_WAIT_MS));
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
-	assert_history(x, d,
-		       "queued>connecting>probing>uploading>queued>connecting>probing>uploading>"
-		       "marking>resetting>rebooting>verifying>confirming>done");
+	fx_assert_history(x, d,
+			  "queued>connecting>probing>uploading>queued>connecting>probing>uploading>"
+			  "marking>resetting>rebooting>verifying>confirming>done");
 	assert_int_equal(fgw_store_job_ensure(x->store, d->address, "r1", false, 0, &rec, &created),
 			 0);
 	assert_int_equal(rec.attempts, 1);
@@ -199,11 +170,11 @@ static void test_silent_device_gives_up(void **state)
 	x->o.request_timeout_ms = 200; /* silence is what this test waits for */
 	fx_start(x, true);
 	fx_seen(x, d);
-	assert_true(fx_wait_state(x, d->address, "failed", 3 * WAIT_MS));
-	assert_reason_has(x, d, "gave up after 2 attempts");
-	assert_history(x, d,
-		       "queued>connecting>probing>queued>connecting>probing>queued>connecting>"
-		       "probing>failed");
+	assert_true(fx_wait_state(x, d->address, "failed", 3 * FX_WAIT_MS));
+	fx_assert_reason_has(x, d, "gave up after 2 attempts");
+	fx_assert_history(x, d,
+			  "queued>connecting>probing>queued>connecting>probing>queued>connecting>"
+			  "probing>failed");
 	fgw_fleet_get_stats(x->fleet, &st);
 	assert_int_equal(st.failures[FLEET_FAIL_UNREACHABLE], 1);
 }
@@ -217,8 +188,8 @@ static void test_upload_refused(void **state)
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "failed");
-	assert_history(x, d, "queued>connecting>probing>uploading>failed");
-	assert_reason_has(x, d, "refused");
+	fx_assert_history(x, d, "queued>connecting>probing>uploading>failed");
+	fx_assert_reason_has(x, d, "refused");
 }
 
 static void test_busy_answers_pass(void **state)
@@ -230,13 +201,13 @@ static void test_busy_answers_pass(void **state)
 	d->busy_resets = 1;	 /* a reset hook refuses once: forced */
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_int_equal(d->resets, 2);
 	assert_int_equal(d->forced_resets, 1);
-	assert_history(x, d,
-		       "queued>connecting>probing>queued>connecting>probing>uploading>marking>"
-		       "resetting>rebooting>verifying>confirming>done");
+	fx_assert_history(x, d,
+			  "queued>connecting>probing>queued>connecting>probing>uploading>marking>"
+			  "resetting>rebooting>verifying>confirming>done");
 }
 
 static void test_foreign_pending_image_erased(void **state)
@@ -249,7 +220,7 @@ static void test_foreign_pending_image_erased(void **state)
 	snprintf(d->s[1].version, sizeof(d->s[1].version), "1.5.0");
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_int_equal(d->erases, 1);
 }
@@ -263,11 +234,11 @@ static void test_failed_image_check_is_erased_not_marked(void **state)
 	d->check_fails = 1;
 	fx_start(x, true);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
-	assert_history(x, d,
-		       "queued>connecting>probing>uploading>queued>connecting>probing>uploading>"
-		       "marking>resetting>rebooting>verifying>confirming>done");
+	fx_assert_history(x, d,
+			  "queued>connecting>probing>uploading>queued>connecting>probing>uploading>"
+			  "marking>resetting>rebooting>verifying>confirming>done");
 	assert_int_equal(d->corrupt_marks, 0);
 	assert_int_equal(d->erases, 1);
 	assert_false(d->s[0].corrupt); /* what booted is the bytes uploaded again */
@@ -287,7 +258,7 @@ static void test_failed_image_check_survives_restart(void **state)
 	x->o.backoff_base_ms = x->o.backoff_max_ms = 60000; /* held queued across the restart */
 	fx_start(x, true);
 	fx_seen(x, d);
-	for (uint64_t end = fgw_now_ms() + WAIT_MS;
+	for (uint64_t end = fgw_now_ms() + FX_WAIT_MS;
 	     !strstr(fx_history(x, d->address, buf, sizeof(buf)), "uploading>queued") &&
 	     fgw_now_ms() < end;)
 		uv_run(&x->loop, UV_RUN_ONCE);
@@ -300,7 +271,7 @@ static void test_failed_image_check_survives_restart(void **state)
 	fx_start(x, true);
 	fx_advance(x, 61000);
 	fx_seen(x, d);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	/* Erased and uploaded whole again, never marked on the strength of its hash field. */
 	assert_int_equal(d->corrupt_marks, 0);
@@ -333,11 +304,11 @@ static void test_unseen_devices_stay_in_the_store(void **state)
 	assert_int_equal(x->fleet->n_targets, 51);
 	fx_seen(x, d);
 	assert_int_equal(fx_jobs_in_memory(x), 1);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
-	assert_history(x, d,
-		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"
-		       "verifying>confirming>done");
+	fx_assert_history(x, d,
+			  "queued>connecting>probing>uploading>marking>resetting>rebooting>"
+			  "verifying>confirming>done");
 	assert_string_equal(fx_job_state(x, a, "r1"), "queued");
 }
 
@@ -365,7 +336,7 @@ static void test_out_of_range_burns_no_attempt(void **state)
 	assert_int_equal(fgw_store_job_ensure(x->store, d->address, "r1", false, 0, &rec, NULL), 0);
 	assert_int_equal(rec.attempts, 0);
 	x->transport_err = 0;
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 }
 
@@ -374,24 +345,14 @@ static void test_store_refusal_stops_the_job(void **state)
 	struct fx *x = *state;
 	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
 	struct fdev *e = fx_device(x, "C0:00:00:00:00:02");
-	sqlite3 *db;
 
-	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-				      "CREATE TRIGGER no_upload BEFORE UPDATE OF state ON jobs "
-				      "WHEN NEW.state = 'uploading' BEGIN "
-				      "SELECT RAISE(ABORT, 'disk says no'); END",
-				      NULL, NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
+	fx_refuse_state(x, "uploading");
 	x->o.max_connections = 1;
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "probing");
 	/* Not persisted, so not acted on: the job stays where it was, no job starts. */
-	for (int i = 0; i < 20 && !x->fleet->store_failed; i++)
-		uv_run(&x->loop, UV_RUN_ONCE);
-	assert_true(x->fleet->store_failed);
+	fx_wait_store_failed(x);
 	fx_seen(x, e);
 	fx_settle(x);
 	assert_string_equal(fx_job_state(x, d->address, "r1"), "probing");
@@ -432,7 +393,7 @@ static void test_release_change(void **state)
 	x->o.max_connections = 1;
 	fx_start(x, true);
 	fx_seen(x, a);
-	assert_true(fx_wait_state(x, a->address, "uploading", WAIT_MS));
+	assert_true(fx_wait_state(x, a->address, "uploading", FX_WAIT_MS));
 	fx_seen(x, b);
 	assert_string_equal(fx_job_state(x, b->address, "r1"), "queued");
 	*r2 = x->rel;
@@ -444,7 +405,7 @@ static void test_release_change(void **state)
 	/* The queued job is superseded; the running one finishes its release. */
 	assert_string_equal(fx_job_state(x, b->address, "r1"), "superseded");
 	assert_string_equal(fx_job_state(x, b->address, "r2"), "queued");
-	come_back(x, a);
+	fx_come_back(x, a);
 	assert_true(strcmp(fx_job_state(x, a->address, "r2"), "") == 0 ||
 		    strcmp(fx_job_state(x, a->address, "r2"), "queued") == 0);
 	for (int i = 0; i < 1000 && strcmp(fx_job_state(x, a->address, "r1"), "done") != 0; i++)
@@ -454,9 +415,9 @@ static void test_release_change(void **state)
 	/* Then its turn for the new release: it gets a job and runs it, as does the other. */
 	assert_string_not_equal(fx_job_state(x, a->address, "r2"), "");
 	x->rel = *r2; /* fx_wait_state and come_back look at the release in view */
-	come_back(x, b);
+	fx_come_back(x, b);
 	assert_state(x, b, "done");
-	come_back(x, a);
+	fx_come_back(x, a);
 	assert_state(x, a, "done");
 	assert_memory_equal(a->s[0].hash, r2->image[0].hash, 32);
 }
@@ -471,7 +432,7 @@ static void test_restart_resumes(void **state)
 	fx_seen(x, a);
 	fx_seen(x, b);
 	b->drop_at_chunk = 0;
-	assert_true(fx_wait_state(x, a->address, "rebooting", WAIT_MS));
+	assert_true(fx_wait_state(x, a->address, "rebooting", FX_WAIT_MS));
 	b->silent = true; /* stuck in probing when the daemon stops */
 	fx_stop(x);
 	b->silent = false;
@@ -479,10 +440,10 @@ static void test_restart_resumes(void **state)
 	/* The reset may have happened: verify, never upload again. Probing starts over. */
 	assert_string_equal(fx_job_state(x, a->address, "r1"), "rebooting");
 	fx_seen(x, b);
-	come_back(x, a);
+	fx_come_back(x, a);
 	assert_state(x, a, "done");
 	assert_int_equal(a->resets, 1);
-	come_back(x, b);
+	fx_come_back(x, b);
 	assert_state(x, b, "done");
 }
 
@@ -499,7 +460,7 @@ static void test_operator_retry(void **state)
 	d->mode = FGW_MCUBOOT_MODE_SWAP_WITHOUT_SCRATCH;
 	assert_int_equal(fgw_fleet_retry(x->fleet, d->address), 0);
 	assert_int_equal(x->fleet->counts.failed, 0);
-	come_back(x, d);
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
 	assert_int_equal(fgw_fleet_retry(x->fleet, d->address), -EALREADY);
 }
@@ -525,7 +486,7 @@ static void test_failed_canary_halts(void **state)
 	assert_string_equal(fx_job_state(x, b->address, "r1"), "queued");
 	assert_int_equal(b->links, 0);
 	assert_int_equal(fgw_fleet_resume(x->fleet), 0);
-	come_back(x, b);
+	fx_come_back(x, b);
 	assert_state(x, b, "done");
 }
 
@@ -541,7 +502,7 @@ static void test_unconfirmed_test_boot_is_confirmed(void **state)
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "done");
-	assert_history(x, d, "queued>connecting>probing>confirming>done");
+	fx_assert_history(x, d, "queued>connecting>probing>confirming>done");
 	assert_true(d->s[0].confirmed);
 	assert_int_equal(d->chunks, 0);
 }
@@ -555,8 +516,8 @@ static void test_mark_refused(void **state)
 	fx_start(x, true);
 	fx_seen(x, d);
 	assert_state(x, d, "failed");
-	assert_history(x, d, "queued>connecting>probing>uploading>marking>failed");
-	assert_reason_has(x, d, "mark image");
+	fx_assert_history(x, d, "queued>connecting>probing>uploading>marking>failed");
+	fx_assert_reason_has(x, d, "mark image");
 	assert_int_equal(d->resets, 0);
 }
 
@@ -569,13 +530,13 @@ static void test_verify_interrupted_waits_again(void **state)
 	fx_seen(x, d);
 	assert_state(x, d, "rebooting");
 	d->busy_image_state = 1; /* after the reset only the ceiling ends the wait */
-	come_back(x, d);
-	assert_true(fx_wait_state(x, d->address, "verifying", WAIT_MS));
-	come_back(x, d);
+	fx_come_back(x, d);
+	assert_true(fx_wait_state(x, d->address, "verifying", FX_WAIT_MS));
+	fx_come_back(x, d);
 	assert_state(x, d, "done");
-	assert_history(x, d,
-		       "queued>connecting>probing>uploading>marking>resetting>rebooting>"
-		       "verifying>rebooting>verifying>confirming>done");
+	fx_assert_history(x, d,
+			  "queued>connecting>probing>uploading>marking>resetting>rebooting>"
+			  "verifying>rebooting>verifying>confirming>done");
 	assert_int_equal(d->resets, 1);
 }
 
@@ -626,201 +587,6 @@ static void test_long_name_sightings_are_throttled(void **state)
 	assert_true(last_seen(x, "C0:00:00:00:00:0A") > first);
 }
 
-/* ---- options changed on a running fleet (SIGHUP): one test per reloadable key ---- */
-
-/* The fleet runs with the fixture's options; @x->o, edited by the test, is applied to it. */
-static void set_options(struct fx *x)
-{
-	fgw_fleet_set_options(x->fleet, &x->o);
-}
-
-static struct fgw_store_job_rec job_rec(struct fx *x, struct fdev *d)
-{
-	struct fgw_store_job_rec rec;
-	bool created;
-
-	assert_int_equal(fgw_store_job_ensure(x->store, d->address, "r1", false, 0, &rec, &created),
-			 0);
-	return rec;
-}
-
-/* fleet.retry_limit: a lost link is the first failure; the new limit 0 allows none. */
-static void test_set_retry_limit(void **state)
-{
-	struct fx *x = *state;
-	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
-
-	d->drop_at_chunk = 3;
-	fx_start(x, true);
-	x->o.retry_limit = 0;
-	set_options(x);
-	fx_seen(x, d);
-	assert_state(x, d, "failed");
-	assert_reason_has(x, d, "gave up after 0 attempts");
-}
-
-/* A first failure, and the job waits out its back-off: how long, from the store. */
-static int64_t first_backoff_ms(struct fx *x, struct fdev *d)
-{
-	struct fgw_store_job_rec rec;
-
-	d->drop_at_chunk = 3;
-	fx_seen(x, d);
-	assert_state(x, d, "uploading");
-	assert_state(x, d, "queued");
-	rec = job_rec(x, d);
-	assert_int_equal(rec.attempts, 1);
-	return rec.next_attempt_at - rec.updated_at;
-}
-
-/* fleet.backoff_base_s: the first retry waits base/2 .. base (the fixture's base is 10 ms). */
-static void test_set_backoff_base(void **state)
-{
-	struct fx *x = *state;
-	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
-	int64_t delay;
-
-	fx_start(x, true);
-	x->o.backoff_base_ms = x->o.backoff_max_ms = 100000;
-	set_options(x);
-	delay = first_backoff_ms(x, d);
-	assert_in_range(delay, 50000, 100000);
-}
-
-/* fleet.backoff_max_s: the cap applies even when the base is above it. */
-static void test_set_backoff_max(void **state)
-{
-	struct fx *x = *state;
-	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
-	int64_t delay;
-
-	x->o.backoff_base_ms = x->o.backoff_max_ms = 100000;
-	fx_start(x, true);
-	x->o.backoff_max_ms = 30000;
-	set_options(x);
-	delay = first_backoff_ms(x, d);
-	assert_in_range(delay, 15000, 30000);
-}
-
-/* fleet.reboot_timeout_s: started with a minute, the device that never comes back fails at the
- * new, shorter ceiling, within the test's wait. */
-static void test_set_reboot_timeout(void **state)
-{
-	struct fx *x = *state;
-	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
-
-	x->o.reboot_timeout_ms = 600000;
-	d->on_boot = FDEV_BOOT_NEVER_BACK;
-	fx_start(x, true);
-	x->o.reboot_timeout_ms = 150;
-	set_options(x);
-	fx_seen(x, d);
-	assert_state(x, d, "failed");
-	assert_reason_has(x, d, "did not come back");
-}
-
-/* Runs the loop until the device got @n upload chunks (at most @max_ms real): true if so. */
-static bool wait_chunks(struct fx *x, struct fdev *d, unsigned n, unsigned max_ms)
-{
-	uint64_t end = fgw_now_ms() + max_ms;
-
-	while (d->chunks < n && fgw_now_ms() < end)
-		uv_run(&x->loop, UV_RUN_ONCE);
-	return d->chunks >= n;
-}
-
-/* fleet.progress_flush_s: one chunk at a time, the device answers two and then stalls. The
- * first answer is written at once; with an hour between writes, the second is not (the
- * fixture writes every answer). */
-static void test_set_progress_flush(void **state)
-{
-	struct fx *x = *state;
-	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
-	struct fgw_store_job_rec rec;
-
-	x->o.upload_window = 1;
-	x->o.chunk_timeout_ms = 60000;
-	d->mute_from_chunk = 3;
-	fx_start(x, true);
-	x->o.progress_flush_ms = 3600000;
-	set_options(x);
-	fx_seen(x, d);
-	assert_true(wait_chunks(x, d, 3, WAIT_MS));
-	fx_settle(x);
-	rec = job_rec(x, d);
-	assert_true(rec.offset > 0 && rec.offset < (int64_t) d->off);
-}
-
-/* fleet.group: a device met after the change joins the new group. */
-static void test_set_group(void **state)
-{
-	struct fx *x = *state;
-	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
-	struct fgw_store_device_rec rec;
-
-	fx_start(x, false);
-	x->o.default_group = "east";
-	set_options(x);
-	fx_seen(x, d);
-	assert_int_equal(fgw_store_device_get(x->store, d->address, &rec), 0);
-	assert_string_equal(rec.grp, "east");
-}
-
-/* upload.first_chunk_timeout_ms: started with a minute (beyond the test's wait), a device
- * that never answers the first chunk costs an attempt at the new 200 ms. */
-static void test_set_first_chunk_timeout(void **state)
-{
-	struct fx *x = *state;
-	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
-
-	x->o.first_chunk_timeout_ms = 60000;
-	x->o.backoff_base_ms = x->o.backoff_max_ms = 600000; /* then it stays queued */
-	d->mute_from_chunk = 1;
-	fx_start(x, true);
-	x->o.first_chunk_timeout_ms = 200;
-	set_options(x);
-	fx_seen(x, d);
-	assert_state(x, d, "uploading");
-	assert_state(x, d, "queued");
-	assert_int_equal(job_rec(x, d).attempts, 1);
-}
-
-/* upload.chunk_timeout_ms: the same for a device that stops answering after the first chunk. */
-static void test_set_chunk_timeout(void **state)
-{
-	struct fx *x = *state;
-	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
-
-	x->o.chunk_timeout_ms = 60000;
-	x->o.backoff_base_ms = x->o.backoff_max_ms = 600000; /* then it stays queued */
-	d->mute_from_chunk = 2;
-	fx_start(x, true);
-	x->o.chunk_timeout_ms = 200;
-	set_options(x);
-	fx_seen(x, d);
-	assert_state(x, d, "uploading");
-	assert_state(x, d, "queued");
-	assert_int_equal(job_rec(x, d).attempts, 1);
-}
-
-/* upload.window: after the first chunk the device stops answering; it gets the first and a
- * full window of 3 (adaptive, the fixture's 0, starts at 1 and grows only on answers). */
-static void test_set_upload_window(void **state)
-{
-	struct fx *x = *state;
-	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
-
-	x->o.chunk_timeout_ms = 60000;
-	d->mute_from_chunk = 2;
-	fx_start(x, true);
-	x->o.upload_window = 3; /* the fake device has 4 SMP buffers */
-	set_options(x);
-	fx_seen(x, d);
-	assert_true(wait_chunks(x, d, 1 + 3, WAIT_MS));
-	fx_settle(x);
-	assert_int_equal(d->chunks, 1 + 3);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -856,15 +622,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unconfirmed_test_boot_is_confirmed, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_refused, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_set_retry_limit, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_set_backoff_base, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_set_backoff_max, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_set_reboot_timeout, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_set_progress_flush, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_set_group, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_set_first_chunk_timeout, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_set_chunk_timeout, fx_setup, fx_teardown),
-	    cmocka_unit_test_setup_teardown(test_set_upload_window, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_long_name_sightings_are_throttled, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_verify_interrupted_waits_again, fx_setup,

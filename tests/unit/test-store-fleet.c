@@ -11,71 +11,22 @@
 #include <sqlite3.h>
 
 #include "store-private.h"
+#include "test-store-fixture.h"
 #include "util.h"
-
-struct fx {
-	char dir[64];
-	char path[128];
-	struct fgw_store *s;
-};
-
-static void raw_exec(const char *path, const char *sql)
-{
-	sqlite3 *db;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-}
-
-static long long raw_int(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	long long v = -1;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
 
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/fgw-test-fleet-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	if (fgw_store_open(f->path, 1000, &f->s) < 0 || fgw_store_migrate(f->s, NULL, 0) < 0)
-		return -1;
-	raw_exec(f->path, "INSERT INTO releases (id, sequence, version, bundle_url, bundle_sha256, "
-			  "bundle_size, state, created_at) VALUES "
-			  "('r1', 1, '1.1.0', 'b.zip', 'aa', 10, 'verified', 1), "
-			  "('r2', 2, '1.2.0', 'b2.zip', 'bb', 10, 'verified', 2)");
-	*state = f;
-	return 0;
+	return store_fx_setup(state, "fleet", STORE_FX_R1_R2);
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	char cmd[128];
-
-	fgw_store_free(f->s);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	(void) !system(cmd);
-	free(f);
-	return 0;
+	return store_fx_teardown(state);
 }
 
 static void test_devices(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_device_rec d;
 	int rssi = -60;
 
@@ -110,7 +61,7 @@ static void count_slot(const struct fgw_store_image *img, void *ud)
 
 static void test_images(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_image imgs[] = {
 	    {0, 0, "1.0.0", "0a0b", FGW_STORE_IMG_ACTIVE | FGW_STORE_IMG_CONFIRMED},
 	    {0, 1, "1.1.0", "0c0d", 0},
@@ -138,7 +89,7 @@ static void test_images(void **state)
 
 static void test_jobs(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_job_rec j, j2;
 	bool created;
 
@@ -221,7 +172,7 @@ static int stop_at_first(const struct fgw_store_job_rec *job, void *ud)
 
 static void test_supersede_and_foreach(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_job_rec a, b, c;
 	int n;
 
@@ -283,7 +234,7 @@ static int stop_at_second(struct fgw_store_job_new *jn, void *ud)
 
 static void test_jobs_create(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct create_ctx c = {0};
 	int n = 0;
 
@@ -313,7 +264,7 @@ static void test_jobs_create(void **state)
 
 static int nested_foreach(const struct fgw_store_job_rec *job, void *ud)
 {
-	struct fx *f = ud;
+	struct store_fx *f = ud;
 	struct fgw_store_job_rec rec;
 
 	/* The same statement is in use by the caller: the store must hand out another. */
@@ -330,7 +281,7 @@ static int count_job(const struct fgw_store_job_rec *job, void *ud)
 
 static int reenter(const struct fgw_store_job_rec *job, void *ud)
 {
-	struct fx *f = ud;
+	struct store_fx *f = ud;
 	int n = 0;
 
 	assert_int_equal(fgw_store_jobs_foreach(f->s, NULL, false, count_job, &n), 0);
@@ -340,7 +291,7 @@ static int reenter(const struct fgw_store_job_rec *job, void *ud)
 
 static void test_statement_cache(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_device_rec d;
 	struct fgw_store_job_rec j;
 	uint64_t before;
@@ -390,9 +341,143 @@ static void test_statement_cache(void **state)
 	assert_int_equal(fgw_store_device_get(f->s, "AA:00:00:00:00:01", &d), 0);
 }
 
+/* How many OpenEphemeral steps SQLite compiles @sql to: each builds a b-tree per execution. */
+static int ephemeral_tables(struct store_fx *f, const char *sql)
+{
+	char explain[1024];
+	sqlite3_stmt *st;
+	int n = 0;
+
+	snprintf(explain, sizeof(explain), "EXPLAIN %s", sql);
+	assert_int_equal(fgw_store__prepare(f->s, explain, &st), 0);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		n += strcmp((const char *) sqlite3_column_text(st, 1), "OpenEphemeral") == 0;
+	fgw_store__finish(f->s, st);
+	return n;
+}
+
+static const char *const job_states[] = {
+    "queued",	 "connecting", "probing", "uploading", "marking",  "resetting", "rebooting",
+    "verifying", "confirming", "done",	  "skipped",   "reverted", "failed",	"superseded"};
+
+/* Migration 0006: the state and security CHECKs hold as before, without a b-tree per use. */
+static void test_cheap_checks(void **state)
+{
+	struct store_fx *f = *state;
+	struct fgw_store_job_rec j;
+
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:07", "ble", NULL, NULL, 1), 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:07", "r1", false, 2, &j, NULL),
+			 0);
+	assert_int_equal(ephemeral_tables(f, "UPDATE jobs SET state = ?2 WHERE id = ?1"), 0);
+	assert_int_equal(ephemeral_tables(f, "INSERT INTO devices (address, created_at) "
+					     "VALUES ('AA:00:00:00:00:08', 1)"),
+			 0);
+	/* Every state the fleet uses passes, anything else is refused and changes nothing. */
+	for (size_t i = 0; i < ARRAY_SIZE(job_states); i++) {
+		char sql[160];
+		snprintf(sql, sizeof(sql), "UPDATE jobs SET state = '%s' WHERE id = %lld",
+			 job_states[i], (long long) j.id);
+		assert_int_equal(fgw_store__exec(f->s, sql), 0);
+	}
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "superseded", "bogus", NULL, NULL, 3),
+			 -EEXIST);
+	assert_int_equal(fgw_store__exec(f->s, "UPDATE jobs SET state = 'Queued'"), -EEXIST);
+	assert_int_equal(fgw_store_job_get(f->s, j.id, &j), 0);
+	assert_string_equal(j.state, "superseded");
+	assert_int_equal(fgw_store__exec(f->s, "UPDATE devices SET security = 'authenticated'"), 0);
+	assert_int_equal(fgw_store__exec(f->s, "UPDATE devices SET security = 'weak'"), -EEXIST);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM devices WHERE security = "
+					  "'authenticated'"),
+			 1);
+	assert_int_equal(fgw_store_integrity_check(f->s), 0);
+}
+
+/* A batch: one transaction from its first write to the next transition (or its end). */
+static void test_batch(void **state)
+{
+	struct store_fx *f = *state;
+	struct fgw_store_image img = {.image = 0, .slot = 0, .version = "1.0.0", .flags = 3};
+	struct fgw_store_job_rec j;
+
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:09", "ble", NULL, NULL, 1), 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:09", "r1", false, 2, &j, NULL),
+			 0);
+	/* Nothing written: no transaction, nothing to commit. */
+	assert_int_equal(fgw_store_batch_begin(f->s), 0);
+	assert_int_equal(fgw_store_batch_begin(f->s), -EALREADY);
+	assert_true(sqlite3_get_autocommit(f->s->db));
+	assert_int_equal(fgw_store_batch_end(f->s), 0);
+	assert_int_equal(fgw_store_batch_end(f->s), 0);
+
+	/* Writes wait for the transition, then all are there at once. */
+	assert_int_equal(fgw_store_batch_begin(f->s), 0);
+	assert_int_equal(fgw_store_device_images_set(f->s, "AA:00:00:00:00:09", &img, 1, 3), 0);
+	assert_int_equal(fgw_store_device_set_probe(f->s, "AA:00:00:00:00:09", "nrf5340dk", 2), 0);
+	assert_int_equal(fgw_store_job_set_plan(f->s, j.id, 3, 3), 0);
+	assert_false(sqlite3_get_autocommit(f->s->db));
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM device_images"), 0);
+	assert_int_equal(raw_int(f->path, "SELECT images_mask FROM jobs"), 0);
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "connecting", NULL, NULL, 4),
+			 0);
+	assert_true(sqlite3_get_autocommit(f->s->db));
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM device_images"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT images_mask FROM jobs"), 3);
+	assert_int_equal(raw_int(f->path, "SELECT bootloader_mode FROM devices"), 2);
+	/* The transition ended the batch: what follows commits on its own. */
+	assert_int_equal(fgw_store_job_set_plan(f->s, j.id, 1, 5), 0);
+	assert_int_equal(raw_int(f->path, "SELECT images_mask FROM jobs"), 1);
+	assert_int_equal(fgw_store_batch_end(f->s), 0);
+
+	/* A refused transition and a failed write undo only themselves. */
+	assert_int_equal(fgw_store_batch_begin(f->s), 0);
+	assert_int_equal(fgw_store_job_set_plan(f->s, j.id, 2, 6), 0);
+	assert_true(fgw_store_job_ensure(f->s, "AA:00:00:00:00:09", "nope", false, 6, &j, NULL) <
+		    0);
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "probing", NULL, NULL, 6),
+			 -ESTALE);
+	assert_true(sqlite3_get_autocommit(f->s->db));
+	assert_int_equal(raw_int(f->path, "SELECT images_mask FROM jobs"), 2);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM events WHERE at = 6"), 0);
+
+	/* Without a transition, the end commits. */
+	assert_int_equal(fgw_store_batch_begin(f->s), 0);
+	assert_int_equal(fgw_store_job_set_results(f->s, j.id, "verified", NULL, 7), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs WHERE app_result IS NULL"), 1);
+	assert_int_equal(fgw_store_batch_end(f->s), 0);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM jobs WHERE app_result IS NULL"), 0);
+}
+
+/* The statements a job runs were compiled when the store was migrated: the job compiles none. */
+static void test_job_statements_warm(void **state)
+{
+	struct store_fx *f = *state;
+	struct fgw_store_image img = {.image = 0, .slot = 1, .version = "1.1.0", .flags = 4};
+	struct fgw_store_job_rec j;
+	uint64_t before = f->s->n_prepared;
+
+	assert_int_equal(fgw_store_device_seen(f->s, "AA:00:00:00:00:0B", "udp", NULL, NULL, 1), 0);
+	assert_int_equal(fgw_store_job_ensure(f->s, "AA:00:00:00:00:0B", "r1", false, 2, &j, NULL),
+			 0);
+	assert_int_equal(fgw_store_batch_begin(f->s), 0);
+	assert_int_equal(fgw_store_device_images_set(f->s, "AA:00:00:00:00:0B", &img, 1, 3), 0);
+	assert_int_equal(fgw_store_device_set_probe(f->s, "AA:00:00:00:00:0B", NULL, 3), 0);
+	assert_int_equal(fgw_store_job_set_plan(f->s, j.id, 1, 3), 0);
+	assert_int_equal(fgw_store_job_set_state(f->s, j.id, "queued", "uploading", NULL, NULL, 3),
+			 0);
+	assert_int_equal(fgw_store_job_set_progress(f->s, j.id, 0, 4096, 4), 0);
+	assert_int_equal(fgw_store_job_set_distrust(f->s, j.id, 1, 4), 0);
+	assert_int_equal(fgw_store_job_set_retry(f->s, j.id, 1, 5, 4), 0);
+	assert_int_equal(fgw_store_job_set_results(f->s, j.id, "verified", NULL, 6), 0);
+	assert_int_equal(
+	    fgw_store_device_get(f->s, "AA:00:00:00:00:0B", &(struct fgw_store_device_rec){0}), 0);
+	assert_int_equal(f->s->n_prepared, before);
+}
+
 static void test_rollout(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	char by[32], reason[64];
 	bool halted = true;
 
@@ -426,6 +511,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rollout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_jobs_create, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_statement_cache, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cheap_checks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_job_statements_warm, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,73 +11,24 @@
 #include <sqlite3.h>
 
 #include "store-private.h"
+#include "test-store-fixture.h"
 #include "util.h"
-
-struct fx {
-	char dir[64];
-	char path[128];
-	struct fgw_store *s;
-};
-
-static void raw_exec(const char *path, const char *sql)
-{
-	sqlite3 *db;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-}
-
-static long long raw_int(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	long long v = -1;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
 
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/fgw-test-ident-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	if (fgw_store_open(f->path, 1000, &f->s) < 0 || fgw_store_migrate(f->s, NULL, 0) < 0)
-		return -1;
-	raw_exec(f->path, "INSERT INTO releases (id, sequence, version, bundle_url, bundle_sha256, "
-			  "bundle_size, state, created_at) VALUES "
-			  "('r1', 1, '1.1.0', 'b.zip', 'aa', 10, 'verified', 1), "
-			  "('r2', 2, '1.2.0', 'b2.zip', 'bb', 10, 'verified', 2)");
-	*state = f;
-	return 0;
+	return store_fx_setup(state, "ident", STORE_FX_R1_R2);
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	char cmd[128];
-
-	fgw_store_free(f->s);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	(void) !system(cmd);
-	free(f);
-	return 0;
+	return store_fx_teardown(state);
 }
 
 #define RPA "4A:00:00:00:00:01"
 #define RPA2 "5B:00:00:00:00:02"
 #define ID "C0:00:00:00:00:0A"
 
-static long long count_at(struct fx *f, const char *table, const char *addr)
+static long long count_at(struct store_fx *f, const char *table, const char *addr)
 {
 	char sql[160];
 
@@ -88,7 +39,7 @@ static long long count_at(struct fx *f, const char *table, const char *addr)
 /* Met under an RPA, with a job and a passkey: everything becomes the identity's. */
 static void test_rename(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_job_rec j, j2;
 	struct fgw_store_device_rec rd;
 
@@ -118,7 +69,7 @@ static void test_rename(void **state)
 /* Enrolled by identity, met under an RPA that ran a job: one row, enrolled, with that job. */
 static void test_merge(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_enrollment e = {.address = ID,
 					 .board = "nrf5340dk",
 					 .label = "door",

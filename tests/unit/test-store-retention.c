@@ -11,73 +11,29 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "test-store-fixture.h"
 
 #define DAY_MS (86400LL * 1000)
 #define NOW (1000 * DAY_MS)
 
-struct fx {
-	char dir[64];
-	char path[128];
-	struct fgw_store *s;
-};
-
-static void raw_exec(const char *path, const char *sql)
-{
-	sqlite3 *db;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-}
-
-static long long raw_int(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	long long v = -1;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
-
 static int setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/fgw-test-retention-XXXXXX");
-	if (!f || !mkdtemp(f->dir))
-		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	if (fgw_store_open(f->path, 1000, &f->s) < 0 || fgw_store_migrate(f->s, NULL, 0) < 0)
-		return -1;
 	/* r0 is an old release, r1 the one in force. */
-	raw_exec(f->path, "INSERT INTO releases (id, sequence, version, bundle_url, bundle_sha256, "
-			  "bundle_size, state, created_at) VALUES "
-			  "('r0', 1, '1.0.0', 'a.zip', 'aa', 10, 'superseded', 1), "
-			  "('r1', 2, '1.1.0', 'b.zip', 'bb', 10, 'verified', 2)");
-	*state = f;
-	return 0;
+	return store_fx_setup(
+	    state, "retention",
+	    "INSERT INTO releases (id, sequence, version, bundle_url, bundle_sha256, "
+	    "bundle_size, state, created_at) VALUES "
+	    "('r0', 1, '1.0.0', 'a.zip', 'aa', 10, 'superseded', 1), "
+	    "('r1', 2, '1.1.0', 'b.zip', 'bb', 10, 'verified', 2)");
 }
 
 static int teardown(void **state)
 {
-	struct fx *f = *state;
-	char cmd[128];
-
-	fgw_store_free(f->s);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-	(void) !system(cmd);
-	free(f);
-	return 0;
+	return store_fx_teardown(state);
 }
 
 /* @n events, the i-th (1-based) at @first_at + i ms. */
-static void add_events(struct fx *f, int n, long long first_at)
+static void add_events(struct store_fx *f, int n, long long first_at)
 {
 	char sql[512];
 
@@ -89,7 +45,7 @@ static void add_events(struct fx *f, int n, long long first_at)
 }
 
 /* Calls fgw_store_prune() until nothing is left to do; checks each call stays in @batch. */
-static int prune_all(struct fx *f, const struct fgw_store_retention *rt, unsigned batch,
+static int prune_all(struct store_fx *f, const struct fgw_store_retention *rt, unsigned batch,
 		     struct fgw_store_pruned *sum)
 {
 	struct fgw_store_pruned p;
@@ -109,7 +65,7 @@ static int prune_all(struct fx *f, const struct fgw_store_retention *rt, unsigne
 
 static void test_events_by_age(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_retention rt = {.events_max_age_ms = 30 * DAY_MS};
 	struct fgw_store_pruned sum;
 
@@ -125,7 +81,7 @@ static void test_events_by_age(void **state)
 
 static void test_events_by_count(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_retention rt = {.events_max = 300};
 	struct fgw_store_pruned sum;
 
@@ -145,7 +101,7 @@ static void test_events_by_count(void **state)
 }
 
 /* A device last seen @days_ago, with a job of @release in @state finished @days_ago. */
-static void add_device(struct fx *f, const char *addr, const char *transport, int days_ago,
+static void add_device(struct store_fx *f, const char *addr, const char *transport, int days_ago,
 		       const char *release, const char *state)
 {
 	char sql[1024];
@@ -171,7 +127,7 @@ static void add_device(struct fx *f, const char *addr, const char *transport, in
 	raw_exec(f->path, sql);
 }
 
-static long long jobs_of(struct fx *f, const char *addr)
+static long long jobs_of(struct store_fx *f, const char *addr)
 {
 	char sql[256];
 
@@ -179,7 +135,7 @@ static long long jobs_of(struct fx *f, const char *addr)
 	return raw_int(f->path, sql);
 }
 
-static bool device_kept(struct fx *f, const char *addr)
+static bool device_kept(struct store_fx *f, const char *addr)
 {
 	struct fgw_store_device_rec d;
 
@@ -188,7 +144,7 @@ static bool device_kept(struct fx *f, const char *addr)
 
 static void test_jobs_by_age(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_retention rt = {.jobs_max_age_ms = 90 * DAY_MS};
 	struct fgw_store_pruned sum;
 
@@ -214,7 +170,7 @@ static void test_jobs_by_age(void **state)
 
 static void test_devices_forgotten(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_retention rt = {.devices_max_age_ms = 365 * DAY_MS};
 	struct fgw_store_pruned sum;
 
@@ -249,7 +205,7 @@ static void test_devices_forgotten(void **state)
 
 static void test_prune_errors(void **state)
 {
-	struct fx *f = *state;
+	struct store_fx *f = *state;
 	struct fgw_store_retention rt = {.events_max = 1};
 
 	assert_int_equal(fgw_store_prune(f->s, &rt, NOW, 0, NULL), -EINVAL);

@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "store.h"
+#include "test-store-fixture.h"
 #include "util.h"
 
 struct fixture {
@@ -42,29 +43,13 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Reads one integer with plain SQLite, beside the store, as an outside observer would. */
-static long long query_int(const char *path, const char *sql)
-{
-	sqlite3 *db;
-	sqlite3_stmt *st;
-	long long v = -1;
-
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
-}
-
 static void test_fresh(void **state)
 {
 	struct fixture *f = *state;
 	struct fgw_store *s;
 	size_t n;
-	const char *tables[] = {"devices", "device_images", "releases", "manifest_state", "jobs",
-				"events"};
+	const char *tables[] = {"devices",	  "device_images", "releases",
+				"manifest_state", "jobs",	   "events"};
 	char sql[160];
 
 	fgw_store_builtin_migrations(&n);
@@ -79,11 +64,11 @@ static void test_fresh(void **state)
 		snprintf(sql, sizeof(sql),
 			 "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='%s'",
 			 tables[i]);
-		assert_int_equal(query_int(f->path, sql), 1);
+		assert_int_equal(raw_int(f->path, sql), 1);
 	}
-	assert_int_equal(query_int(f->path, "PRAGMA user_version"), (long long) n);
-	assert_int_equal(query_int(f->path, "SELECT count(*) FROM pragma_journal_mode WHERE "
-					    "journal_mode='wal'"),
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), (long long) n);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_journal_mode WHERE "
+					  "journal_mode='wal'"),
 			 1);
 }
 
@@ -96,12 +81,12 @@ static void test_reopen_noop(void **state)
 	assert_int_equal(fgw_store_open(f->path, 1000, &s), 0);
 	assert_int_equal(fgw_store_migrate(s, NULL, 0), 0);
 	s = fgw_store_free(s);
-	objects = query_int(f->path, "SELECT count(*) FROM sqlite_master");
+	objects = raw_int(f->path, "SELECT count(*) FROM sqlite_master");
 	assert_int_equal(fgw_store_open(f->path, 1000, &s), 0);
 	assert_int_equal(fgw_store_migrate(s, NULL, 0), 0);
 	s = fgw_store_free(s);
-	assert_int_equal(query_int(f->path, "SELECT count(*) FROM sqlite_master"), objects);
-	assert_int_equal(query_int(f->path, "SELECT count(*) FROM manifest_state"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master"), objects);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM manifest_state"), 1);
 }
 
 static void test_newer_refused(void **state)
@@ -126,7 +111,7 @@ static void test_newer_refused(void **state)
 	assert_int_equal(fgw_store_migrate(s, NULL, 0), -EPROTONOSUPPORT);
 	assert_non_null(strstr(fgw_store_errmsg(s), "newer"));
 	s = fgw_store_free(s);
-	assert_int_equal(query_int(f->path, "PRAGMA user_version"), (long long) n + 1);
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), (long long) n + 1);
 }
 
 static void test_failing_migration(void **state)
@@ -135,8 +120,8 @@ static void test_failing_migration(void **state)
 	struct fgw_store *s;
 	/* The second one creates a table and then fails: the table must not survive. */
 	const struct fgw_migration m[] = {
-		{1, "0001_a.sql", "CREATE TABLE a (x INTEGER);"},
-		{2, "0002_b.sql", "CREATE TABLE b (x INTEGER); INSERT INTO nope VALUES (1);"},
+	    {1, "0001_a.sql", "CREATE TABLE a (x INTEGER);"},
+	    {2, "0002_b.sql", "CREATE TABLE b (x INTEGER); INSERT INTO nope VALUES (1);"},
 	};
 
 	assert_int_equal(fgw_store_open(f->path, 1000, &s), 0);
@@ -144,14 +129,14 @@ static void test_failing_migration(void **state)
 	assert_non_null(strstr(fgw_store_errmsg(s), "0002_b.sql"));
 	assert_int_equal(fgw_store_version(s), 1);
 	s = fgw_store_free(s);
-	assert_int_equal(query_int(f->path, "PRAGMA user_version"), 1);
-	assert_int_equal(query_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name='a'"), 1);
-	assert_int_equal(query_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name='b'"), 0);
+	assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name='a'"), 1);
+	assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name='b'"), 0);
 
 	/* Fixed migration: the next open continues from version 1. */
 	const struct fgw_migration fixed[] = {
-		m[0],
-		{2, "0002_b.sql", "CREATE TABLE b (x INTEGER);"},
+	    m[0],
+	    {2, "0002_b.sql", "CREATE TABLE b (x INTEGER);"},
 	};
 	assert_int_equal(fgw_store_open(f->path, 1000, &s), 0);
 	assert_int_equal(fgw_store_migrate(s, fixed, 2), 0);
@@ -194,13 +179,13 @@ static void test_unopenable(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_fresh, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reopen_noop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failing_migration, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unopenable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fresh, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reopen_noop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_newer_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failing_migration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_out_of_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_not_a_database, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unopenable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
