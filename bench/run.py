@@ -584,9 +584,8 @@ def wrk(url, seconds=3, connections=8):
 
 
 def rss_split_kib(pid):
-    """Resident memory now, split into anonymous and file-backed (library text, mapped
-    images) and the heap's part, from /proc/PID/smaps_rollup and /proc/PID/smaps; and the
-    shared libraries' part (text and their relocated data) and the release's memfd images."""
+    """Resident memory now (/proc/PID/smaps_rollup, smaps): anonymous and file-backed, and
+    the heap's, the shared libraries' and the release's memfd images' parts."""
     out = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
@@ -614,34 +613,12 @@ def rss_split_kib(pid):
     return out
 
 
-class LoopShare:
-    """How the loop thread (fotagwd's main thread) fared on the CPU while the block ran, from
-    /proc/PID/schedstat: ms on a CPU and ms runnable but waiting for one (a busy host), per
-    second of wall time, and the host's 1-minute load average at the end. Says whether a high
-    p99 is our work or the host's queue."""
-
-    def __init__(self, pid):
-        self.path = f"/proc/{pid}/task/{pid}/schedstat"
-        self.result = None
-
-    def _read(self):
-        with open(self.path) as f:
-            run_ns, wait_ns, _ = (int(x) for x in f.read().split())
-        return time.monotonic(), run_ns, wait_ns
-
-    def __enter__(self):
-        self.start = self._read()
-        return self
-
-    def __exit__(self, *exc):
-        t, run_ns, wait_ns = self._read()
-        wall = t - self.start[0]
-        with open("/proc/loadavg") as f:
-            load = float(f.read().split()[0])
-        self.result = {"on_cpu_ms_per_s": round((run_ns - self.start[1]) / 1e6 / wall, 1),
-                       "runqueue_wait_ms_per_s": round((wait_ns - self.start[2]) / 1e6 / wall, 1),
-                       "loadavg_1min": load}
-        return False
+def sched_ms(pid):
+    """fotagwd's main (loop) thread so far: ms on a CPU, and ms runnable but waiting for one
+    (/proc schedstat). The first is our work; the second, the host's queue."""
+    with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+        run_ns, wait_ns, _ = (int(x) for x in f.read().split())
+    return run_ns / 1e6, wait_ns / 1e6
 
 
 def vm_hwm_kib(pid):
@@ -653,9 +630,8 @@ def vm_hwm_kib(pid):
 
 
 def time_to_ready(fotagwd, conf, tmp):
-    """exec → READY=1 on a NOTIFY_SOCKET of our own, in ms; then SIGTERM. Also the main
-    thread's ms on a CPU and ms runnable but waiting for one until then (/proc schedstat):
-    ours to cut, and the host's queue."""
+    """exec → READY=1 on a NOTIFY_SOCKET of our own, in ms, and sched_ms() at READY; then
+    SIGTERM."""
     path = os.path.join(tmp, "notify.sock")
     if os.path.exists(path):
         os.unlink(path)
@@ -671,8 +647,7 @@ def time_to_ready(fotagwd, conf, tmp):
             msg = s.recv(4096).decode(errors="replace")
             if "READY=1" in msg.split("\n"):
                 ms = (time.monotonic() - t0) * 1000.0
-                with open(f"/proc/{p.pid}/task/{p.pid}/schedstat") as f:
-                    run_ns, wait_ns, _ = (int(x) for x in f.read().split())
+                cpu = sched_ms(p.pid)
                 break
     finally:
         s.close()
@@ -682,7 +657,7 @@ def time_to_ready(fotagwd, conf, tmp):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-    return ms, run_ns / 1e6, wait_ns / 1e6
+    return ms, cpu[0], cpu[1]
 
 
 def count(jobs, state):
@@ -717,9 +692,12 @@ def phase_daemon(bench, tmp):
         adopt_s = time.monotonic() - t0
         if have_wrk:
             for _ in range(3):
-                with LoopShare(gw.proc.pid) as share:
-                    rest.append(wrk(gw.url + "/v1/devices"))
-                waits.append(share.result)
+                t0, s0 = time.monotonic(), sched_ms(gw.proc.pid)
+                rest.append(wrk(gw.url + "/v1/devices"))
+                s1, wall = sched_ms(gw.proc.pid), time.monotonic() - t0
+                waits.append({"on_cpu_ms_per_s": round((s1[0] - s0[0]) / wall, 1),
+                              "runqueue_wait_ms_per_s": round((s1[1] - s0[1]) / wall, 1),
+                              "loadavg_1min": round(os.getloadavg()[0], 2)})
             # One client alone: the service time, without queueing behind 7 others.
             single = wrk(gw.url + "/v1/devices", 3, 1)
         uploading_after = count(gw.jobs(), "uploading")
