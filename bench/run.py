@@ -584,8 +584,8 @@ def wrk(url, seconds=3, connections=8):
 
 
 def rss_split_kib(pid):
-    """Resident memory now, split into anonymous and file-backed (library text, mapped
-    images) and the heap's part, from /proc/PID/smaps_rollup and /proc/PID/smaps."""
+    """Resident memory now (/proc/PID/smaps_rollup, smaps): anonymous and file-backed, and
+    the heap's, the shared libraries' and the release's memfd images' parts."""
     out = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
@@ -593,15 +593,32 @@ def rss_split_kib(pid):
             if k in ("Rss", "Anonymous", "Pss"):
                 out[k.lower() + "_kib"] = int(v.split()[0])
     out["file_kib"] = out.get("rss_kib", 0) - out.get("anonymous_kib", 0)
-    heap, name = 0, None
+    heap, libs, images, name = 0, 0, 0, None
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
-                name = line.split()[-1] if len(line.split()) >= 6 else ""
-            elif line.startswith("Rss:") and name == "[heap]":
-                heap += int(line.split()[1])
+                # the path, without the " (deleted)" a memfd's name carries
+                name = line.split()[5] if len(line.split()) >= 6 else ""
+            elif line.startswith("Rss:"):
+                kib = int(line.split()[1])
+                if name == "[heap]":
+                    heap += kib
+                elif re.search(r"\.so(\.[0-9.]+)?$", name):
+                    libs += kib
+                elif name.startswith("/memfd:"):
+                    images += kib
     out["heap_kib"] = heap
+    out["shared_libraries_kib"] = libs
+    out["memfd_images_kib"] = images
     return out
+
+
+def sched_ms(pid):
+    """fotagwd's main (loop) thread so far: ms on a CPU, and ms runnable but waiting for one
+    (/proc schedstat). The first is our work; the second, the host's queue."""
+    with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+        run_ns, wait_ns, _ = (int(x) for x in f.read().split())
+    return run_ns / 1e6, wait_ns / 1e6
 
 
 def vm_hwm_kib(pid):
@@ -613,7 +630,8 @@ def vm_hwm_kib(pid):
 
 
 def time_to_ready(fotagwd, conf, tmp):
-    """exec → READY=1 on a NOTIFY_SOCKET of our own, in ms; then SIGTERM."""
+    """exec → READY=1 on a NOTIFY_SOCKET of our own, in ms, and sched_ms() at READY; then
+    SIGTERM."""
     path = os.path.join(tmp, "notify.sock")
     if os.path.exists(path):
         os.unlink(path)
@@ -629,6 +647,7 @@ def time_to_ready(fotagwd, conf, tmp):
             msg = s.recv(4096).decode(errors="replace")
             if "READY=1" in msg.split("\n"):
                 ms = (time.monotonic() - t0) * 1000.0
+                cpu = sched_ms(p.pid)
                 break
     finally:
         s.close()
@@ -638,7 +657,7 @@ def time_to_ready(fotagwd, conf, tmp):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-    return ms
+    return ms, cpu[0], cpu[1]
 
 
 def count(jobs, state):
@@ -654,7 +673,7 @@ def phase_daemon(bench, tmp):
     ng = ft.Nginx(tmp)
     ng.start()
     sim = gw = None
-    rest, hwm, uploading_after, single = [], None, None, None
+    rest, waits, hwm, uploading_after, single = [], [], None, None, None
     try:
         sim = simctl.Sim(bench.sim, devices=DB_UPLOADS, args=["--link", DB_LINK])
         ft.Release(bench.fotactl, tmp, ng.srv, app_size=DB_APP, net_size=DB_NET, canary=0,
@@ -673,7 +692,12 @@ def phase_daemon(bench, tmp):
         adopt_s = time.monotonic() - t0
         if have_wrk:
             for _ in range(3):
+                t0, s0 = time.monotonic(), sched_ms(gw.proc.pid)
                 rest.append(wrk(gw.url + "/v1/devices"))
+                s1, wall = sched_ms(gw.proc.pid), time.monotonic() - t0
+                waits.append({"on_cpu_ms_per_s": round((s1[0] - s0[0]) / wall, 1),
+                              "runqueue_wait_ms_per_s": round((s1[1] - s0[1]) / wall, 1),
+                              "loadavg_1min": round(os.getloadavg()[0], 2)})
             # One client alone: the service time, without queueing behind 7 others.
             single = wrk(gw.url + "/v1/devices", 3, 1)
         uploading_after = count(gw.jobs(), "uploading")
@@ -708,13 +732,15 @@ def phase_daemon(bench, tmp):
                    runs=p99s, statistic="median of 3 runs of 3 s", connections=8,
                    path="/v1/devices", non_2xx=sum(r[2] for r in rest),
                    p99_ms_1_connection=round(single[1], 2), rps_1_connection=round(single[0]),
-                   uploads_running_after=uploading_after)
+                   uploads_running_after=uploading_after, loop_thread=waits)
         bench.emit("rest_rps", statistics.median(rpss), "req/s", None, runs=rpss,
                    statistic="median of 3 runs of 3 s", connections=8)
     else:
         bench.emit("rest_p99_ms", None, "ms", ("<=", 10), error="wrk not installed")
-    bench.emit("startup_ms", statistics.median(startup), "ms", ("<=", 100),
-               runs=[round(x, 1) for x in startup], statistic="median of 5",
+    bench.emit("startup_ms", statistics.median(x[0] for x in startup), "ms", ("<=", 100),
+               runs=[round(x[0], 1) for x in startup], statistic="median of 5",
+               on_cpu_ms=[round(x[1], 1) for x in startup],
+               runqueue_wait_ms=[round(x[2], 1) for x in startup],
                db_rows={"devices": counts[0], "jobs": counts[1], "events": counts[2]},
                release_adopted_and_8_uploading_s=round(adopt_s, 2))
 

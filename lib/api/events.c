@@ -45,13 +45,5 @@ void api_handle_events(struct fgw_api *api, const struct api_request *req,
 	api_jw_open(&w, NULL, '{');
 	api_jw_open(&w, "events", '[');
 	r = fgw_store_events_recent(api->store, (unsigned) limit, event_row, &w);
-	if (r < 0) {
-		api_jw_done(&w);
-		if (r != -ENOMEM) /* the router answers 500 for a missing body */
-			api_reply_store_error(api, resp, r);
-		return;
-	}
-	api_jw_close(&w, ']');
-	api_jw_close(&w, '}');
-	api_jw_reply(&w, resp, 200);
+	api_reply_list(api, &w, resp, r);
 }

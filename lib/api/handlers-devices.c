@@ -30,6 +30,34 @@ static void reply_object(struct api_response *resp, unsigned status, cJSON *root
 				      .content_type = "application/json"};
 }
 
+/* 0 with @addr normalized, or -EINVAL after answering 400. */
+static int device_address(const char *address, char addr[40], struct api_response *resp)
+{
+	if (fgw_address_normalize(address, addr) == 0)
+		return 0;
+	api_error(resp, 400, "bad_request",
+		  "a device address is AA:BB:CC:DD:EE:FF (BLE) or udp:HOST:PORT");
+	return -EINVAL;
+}
+
+static void reply_fleet_off(struct api_response *resp, const char *what)
+{
+	api_error(resp, 503, "unavailable", "%s is not available: the fleet is not running", what);
+}
+
+/* {"address": @addr, @key: true}: one device's change was done. */
+static void reply_device_changed(struct api_response *resp, const char *addr, const char *key)
+{
+	cJSON *root = cJSON_CreateObject();
+
+	if (root && (!cJSON_AddStringToObject(root, "address", addr) ||
+		     !cJSON_AddBoolToObject(root, key, true))) {
+		cJSON_Delete(root);
+		root = NULL;
+	}
+	reply_object(resp, 200, root);
+}
+
 static void reply_enroll_error(struct api_response *resp, int r, const char *what)
 {
 	if (r == -EINVAL)
@@ -139,21 +167,15 @@ void api_handle_enroll(struct fgw_api *api, const char *address, const struct ap
 {
 	struct fgw_api_enrollment e = {0};
 	char text[3][64], addr[40];
-	cJSON *root;
 	int r;
 
-	if (fgw_address_normalize(address, addr) < 0) {
-		api_error(resp, 400, "bad_request",
-			  "a device address is AA:BB:CC:DD:EE:FF (BLE) or udp:HOST:PORT");
+	if (device_address(address, addr, resp) < 0)
 		return;
-	}
 	e.address = addr;
 	if (parse_enroll_body(req, &e, text, resp) < 0)
 		return;
 	if (!api->prov.enroll) {
-		api_error(resp, 503, "unavailable",
-			  "enrollment is not available: the fleet is "
-			  "not running");
+		reply_fleet_off(resp, "enrollment");
 		return;
 	}
 	r = api->prov.enroll(api->prov.user_data, &e, 1);
@@ -164,13 +186,7 @@ void api_handle_enroll(struct fgw_api *api, const char *address, const struct ap
 		reply_enroll_error(resp, r, "enroll");
 		return;
 	}
-	root = cJSON_CreateObject();
-	if (root && (!cJSON_AddStringToObject(root, "address", addr) ||
-		     !cJSON_AddBoolToObject(root, "enrolled", true))) {
-		cJSON_Delete(root);
-		root = NULL;
-	}
-	reply_object(resp, 200, root);
+	reply_device_changed(resp, addr, "enrolled");
 }
 
 static void reply_csv_errors(struct api_response *resp, const struct api_csv_result *res)
@@ -217,9 +233,7 @@ void api_handle_import(struct fgw_api *api, const struct api_request *req,
 	}
 	if (!api->prov.enroll) {
 		api_csv_result_done(&res);
-		api_error(resp, 503, "unavailable",
-			  "enrollment is not available: the fleet is "
-			  "not running");
+		reply_fleet_off(resp, "enrollment");
 		return;
 	}
 	e = calloc(res.n, sizeof(*e));
@@ -258,18 +272,12 @@ void api_handle_forget(struct fgw_api *api, const char *address, const struct ap
 		       struct api_response *resp)
 {
 	char addr[40];
-	cJSON *root;
 	int r;
 
-	if (fgw_address_normalize(address, addr) < 0) {
-		api_error(resp, 400, "bad_request",
-			  "a device address is AA:BB:CC:DD:EE:FF (BLE) or udp:HOST:PORT");
+	if (device_address(address, addr, resp) < 0)
 		return;
-	}
 	if (!api->prov.forget) {
-		api_error(resp, 503, "unavailable",
-			  "forget is not available: the fleet is not "
-			  "running");
+		reply_fleet_off(resp, "forget");
 		return;
 	}
 	r = api->prov.forget(api->prov.user_data, addr);
@@ -279,11 +287,5 @@ void api_handle_forget(struct fgw_api *api, const char *address, const struct ap
 		reply_enroll_error(resp, r, "forget");
 		return;
 	}
-	root = cJSON_CreateObject();
-	if (root && (!cJSON_AddStringToObject(root, "address", addr) ||
-		     !cJSON_AddBoolToObject(root, "forgotten", true))) {
-		cJSON_Delete(root);
-		root = NULL;
-	}
-	reply_object(resp, 200, root);
+	reply_device_changed(resp, addr, "forgotten");
 }

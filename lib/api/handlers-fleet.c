@@ -288,9 +288,7 @@ void api_handle_device(struct fgw_api *api, const char *address, struct api_resp
 		api_jw_close(&w, ']');
 	}
 	if (r < 0) {
-		api_jw_done(&w);
-		if (r != -ENOMEM)
-			api_reply_store_error(api, resp, r);
+		api_reply_read_error(api, &w, resp, r);
 		return;
 	}
 	api_jw_close(&w, '}');

@@ -20,6 +20,24 @@ void api_reply_store_error(struct fgw_api *api, struct api_response *resp, int r
 		  strerror(-r));
 }
 
+void api_reply_read_error(struct fgw_api *api, struct api_jw *w, struct api_response *resp, int r)
+{
+	api_jw_done(w);
+	if (r != -ENOMEM)
+		api_reply_store_error(api, resp, r);
+}
+
+void api_reply_list(struct fgw_api *api, struct api_jw *w, struct api_response *resp, int r)
+{
+	if (r < 0) {
+		api_reply_read_error(api, w, resp, r);
+		return;
+	}
+	api_jw_close(w, ']');
+	api_jw_close(w, '}');
+	api_jw_reply(w, resp, 200);
+}
+
 /* ---- the current release, copied out of its callback ---- */
 
 void api_release_ref_done(struct release_ref *r)

@@ -57,8 +57,7 @@ void api_handle_releases(struct fgw_api *api, struct api_response *resp)
 
 	r = api_current_release(api, &cur);
 	if (r < 0) {
-		if (r != -ENOMEM)
-			api_reply_store_error(api, resp, r);
+		api_reply_read_error(api, &w, resp, r);
 		return;
 	}
 	api_jw_open(&w, NULL, '{');
@@ -67,15 +66,7 @@ void api_handle_releases(struct fgw_api *api, struct api_response *resp)
 	c.current = cur.id;
 	r = fgw_store_releases_foreach(api->store, release_row, &c);
 	api_release_ref_done(&cur);
-	if (r < 0) {
-		api_jw_done(&w);
-		if (r != -ENOMEM)
-			api_reply_store_error(api, resp, r);
-		return;
-	}
-	api_jw_close(&w, ']');
-	api_jw_close(&w, '}');
-	api_jw_reply(&w, resp, 200);
+	api_reply_list(api, &w, resp, r);
 }
 
 /* ---- rollout ---- */
@@ -126,7 +117,7 @@ static int64_t sum_states(const int64_t *by_state, const char *const *names)
 static const char *const failed_states[] = {"failed", "reverted", NULL};
 static const char *const done_states[] = {"done", "skipped", NULL};
 static const char *const finished_states[] = {"done", "failed", "reverted", NULL};
-static const char *const not_running_states[] = {"done",       "skipped", "failed", "reverted",
+static const char *const not_running_states[] = {"done",       "skipped", "failed",	"reverted",
 						 "superseded", "idle",	  "unenrolled", NULL};
 
 static int failure_row(const struct fgw_store_device *d, void *user_data)
@@ -273,7 +264,5 @@ void api_handle_rollout(struct fgw_api *api, struct api_response *resp)
 		api_jw_reply(&w, resp, 200);
 		return;
 	}
-	api_jw_done(&w);
-	if (r != -ENOMEM)
-		api_reply_store_error(api, resp, r);
+	api_reply_read_error(api, &w, resp, r);
 }

@@ -13,8 +13,16 @@
 #include "api-private.h"
 #include "store.h"
 
+struct api_jw;
+
 /* Counts and logs a failed store query and answers 503 (busy) or 500. */
 void api_reply_store_error(struct fgw_api *api, struct api_response *resp, int r);
+/* A read that failed (@r < 0) while writing @w: drops the partial body and answers as
+ * api_reply_store_error(), except -ENOMEM, which the router answers 500 for the missing body. */
+void api_reply_read_error(struct fgw_api *api, struct api_jw *w, struct api_response *resp, int r);
+/* Ends a {..., "key": [ ... answer whose list was read with result @r: closes the list and the
+ * object and answers 200, or answers as api_reply_read_error() when @r < 0. */
+void api_reply_list(struct fgw_api *api, struct api_jw *w, struct api_response *resp, int r);
 
 /* The current release, copied out of its callback. */
 struct release_ref {
