@@ -2,6 +2,10 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
+# CTest slots for `make check`: twice the cores. Most tests wait on simulated links, reboots
+# and timers rather than compute, so two per core keep the CPU busy; the QEMU guests
+# (RESOURCE_LOCK fgw_vm) and the rollout tests (fgw_rollout) still run one of each at a time.
+CHECK_JOBS ?= $(shell echo $$(( $$(nproc) * 2 )))
 FUZZ_SECONDS ?= 60
 CMAKE_FLAGS ?=
 # Under ASan+UBSan `make check` runs these labels; `make soak` runs everything but vm
@@ -29,8 +33,8 @@ build-asan:
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 
 check: deps build build-asan
-	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
-	$(SAN_ENV) ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -L '$(ASAN_CHECK_LABELS)'
+	ctest --test-dir $(BUILD) --output-on-failure -j $(CHECK_JOBS)
+	$(SAN_ENV) ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(CHECK_JOBS) -L '$(ASAN_CHECK_LABELS)'
 
 # The Debian package (debian/): fotagw_<version>_<arch>.deb and its dbgsym package in
 # build-deb/, then lintian (fails on errors). Incremental after the first run. `make check`
