@@ -100,7 +100,22 @@ static void device_row(struct ops_table *t, const cJSON *d)
 	ops_table_add(t, cells);
 }
 
-int fotactl_devices(const struct fotactl_ctx *ctx, int argc, char **argv)
+/* What `devices` lists: the API's filters, and how many rows at most. */
+struct devices_query {
+	const char *state, *group, *release;
+	int64_t limit;
+};
+
+/* A listing being gathered page by page: rows into @t for people, or into @list for --json. */
+struct devices_listing {
+	struct ops_table *t;
+	cJSON *all, *list;
+	cJSON *page; /* the last page fetched: it says whether there is a current release */
+	char *cursor;
+	int64_t shown;
+};
+
+static int devices_parse_args(int argc, char **argv, struct ops_opts *o, struct devices_query *q)
 {
 	static const struct option opts[] = {
 	    OPS_COMMON_OPTS,
@@ -110,34 +125,23 @@ int fotactl_devices(const struct fotactl_ctx *ctx, int argc, char **argv)
 	    {"limit", required_argument, NULL, OPT_LIMIT},
 	    {},
 	};
-	static const char *const headers[] = {"ADDRESS", "NAME",     "GROUP", "STATE",
-					      "RELEASE", "PROGRESS", "TRIES", "REASON"};
-	const char *state = NULL, *group = NULL, *release = NULL;
-	struct ops_opts o = {0};
-	struct ops_conn conn;
-	struct ops_table *t = NULL;
-	cJSON *all = NULL, *list, *page = NULL;
-	_cleanup_free_ char *cursor = NULL;
-	int64_t limit = INT64_MAX, shown = 0;
-	int c, r = FOTACTL_EXIT_FAILED;
+	int c;
 
-	if (fotactl_devices_is_change(argc, argv))
-		return fotactl_devices_change(ctx, argc, argv);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (ops_common_opt(c, &o))
+		if (ops_common_opt(c, o))
 			continue;
 		switch (c) {
 		case OPT_STATE:
-			state = optarg;
+			q->state = optarg;
 			break;
 		case OPT_GROUP:
-			group = optarg;
+			q->group = optarg;
 			break;
 		case OPT_RELEASE:
-			release = optarg;
+			q->release = optarg;
 			break;
 		case OPT_LIMIT:
-			if (fgw_parse_int64(optarg, 1, INT64_MAX, &limit) < 0) {
+			if (fgw_parse_int64(optarg, 1, INT64_MAX, &q->limit) < 0) {
 				fprintf(stderr, "fotactl: bad --limit '%s' (1 or more)\n", optarg);
 				return bad_usage("devices");
 			}
@@ -148,66 +152,106 @@ int fotactl_devices(const struct fotactl_ctx *ctx, int argc, char **argv)
 	}
 	if (optind != argc)
 		return bad_operands("devices", argc, argv, 0);
-	r = ops_conn_open(ctx, &o, &conn);
-	if (r)
-		return r;
-	r = FOTACTL_EXIT_FAILED;
-	all = cJSON_CreateObject();
-	list = cJSON_AddArrayToObject(all, "devices");
-	if (!conn.json)
-		t = ops_table_new(ARRAY_SIZE(headers), headers);
-	/* Follow the cursor to the end (or to --limit): people want the whole list. */
+	return 0;
+}
+
+/* The next page's request path, or NULL without memory. */
+static char *devices_page_path(struct ops_conn *conn, const struct devices_query *q,
+			       const char *cursor, int64_t want)
+{
+	_cleanup_free_ char *qs = NULL, *qg = NULL, *qr = NULL, *qc = NULL;
+	char *path;
+
+	qs = q->state ? ops_escape(conn, q->state) : NULL;
+	qg = q->group ? ops_escape(conn, q->group) : NULL;
+	qr = q->release ? ops_escape(conn, q->release) : NULL;
+	qc = cursor ? ops_escape(conn, cursor) : NULL;
+	if (asprintf(&path, "/v1/devices?limit=%lld%s%s%s%s%s%s%s%s", (long long) want,
+		     qs ? "&state=" : "", qs ? qs : "", qg ? "&group=" : "", qg ? qg : "",
+		     qr ? "&release=" : "", qr ? qr : "", qc ? "&cursor=" : "", qc ? qc : "") < 0)
+		return NULL;
+	return path;
+}
+
+/* Follows the cursor to the end (or to --limit): people want the whole list. */
+static int devices_fetch_all(struct ops_conn *conn, const struct devices_query *q,
+			     struct devices_listing *l)
+{
 	do {
-		_cleanup_free_ char *path = NULL, *qs = NULL, *qg = NULL, *qr = NULL, *qc = NULL;
+		_cleanup_free_ char *path = NULL;
 		const cJSON *d, *next;
-		int64_t want = FGW_MIN(limit - shown, (int64_t) 1000);
+		int64_t want = FGW_MIN(q->limit - l->shown, (int64_t) 1000);
 
-		qs = state ? ops_escape(&conn, state) : NULL;
-		qg = group ? ops_escape(&conn, group) : NULL;
-		qr = release ? ops_escape(&conn, release) : NULL;
-		qc = cursor ? ops_escape(&conn, cursor) : NULL;
-		if (asprintf(&path, "/v1/devices?limit=%lld%s%s%s%s%s%s%s%s", (long long) want,
-			     qs ? "&state=" : "", qs ? qs : "", qg ? "&group=" : "", qg ? qg : "",
-			     qr ? "&release=" : "", qr ? qr : "", qc ? "&cursor=" : "",
-			     qc ? qc : "") < 0)
-			goto out;
-		cJSON_Delete(page);
-		page = ops_get(&conn, path);
-		if (!page)
-			goto out;
-		cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(page, "devices"))
+		path = devices_page_path(conn, q, l->cursor, want);
+		if (!path)
+			return -ENOMEM;
+		cJSON_Delete(l->page);
+		l->page = ops_get(conn, path);
+		if (!l->page)
+			return -EIO;
+		cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(l->page, "devices"))
 		{
-			if (shown >= limit)
+			if (l->shown >= q->limit)
 				break;
-			if (t)
-				device_row(t, d);
+			if (l->t)
+				device_row(l->t, d);
 			else
-				cJSON_AddItemToArray(list, cJSON_Duplicate(d, true));
-			shown++;
+				cJSON_AddItemToArray(l->list, cJSON_Duplicate(d, true));
+			l->shown++;
 		}
-		next = cJSON_GetObjectItemCaseSensitive(page, "next_cursor");
-		free(cursor);
-		cursor = cJSON_IsString(next) ? strdup(next->valuestring) : NULL;
-	} while (cursor && shown < limit);
+		next = cJSON_GetObjectItemCaseSensitive(l->page, "next_cursor");
+		free(l->cursor);
+		l->cursor = cJSON_IsString(next) ? strdup(next->valuestring) : NULL;
+	} while (l->cursor && l->shown < q->limit);
+	return 0;
+}
 
-	if (t) {
-		ops_table_print(t, stdout);
-		printf("%lld device%s%s%s\n", (long long) shown, shown == 1 ? "" : "s",
-		       cursor ? " (more: raise --limit)" : "",
-		       cJSON_IsString(cJSON_GetObjectItemCaseSensitive(page, "release"))
+static void devices_print(struct devices_listing *l)
+{
+	if (l->t) {
+		ops_table_print(l->t, stdout);
+		printf("%lld device%s%s%s\n", (long long) l->shown, l->shown == 1 ? "" : "s",
+		       l->cursor ? " (more: raise --limit)" : "",
+		       cJSON_IsString(cJSON_GetObjectItemCaseSensitive(l->page, "release"))
 			   ? ""
 			   : " (no current release)");
 	} else {
 		cJSON_AddItemToObject(
-		    all, "release",
-		    cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(page, "release"), true));
-		print_json(all);
+		    l->all, "release",
+		    cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(l->page, "release"), true));
+		print_json(l->all);
 	}
-	r = 0;
-out:
-	cJSON_Delete(page);
-	cJSON_Delete(all);
-	ops_table_free(t);
+}
+
+int fotactl_devices(const struct fotactl_ctx *ctx, int argc, char **argv)
+{
+	static const char *const headers[] = {"ADDRESS", "NAME",     "GROUP", "STATE",
+					      "RELEASE", "PROGRESS", "TRIES", "REASON"};
+	struct devices_query q = {.limit = INT64_MAX};
+	struct devices_listing l = {0};
+	struct ops_opts o = {0};
+	struct ops_conn conn;
+	int r;
+
+	if (fotactl_devices_is_change(argc, argv))
+		return fotactl_devices_change(ctx, argc, argv);
+	r = devices_parse_args(argc, argv, &o, &q);
+	if (r)
+		return r;
+	r = ops_conn_open(ctx, &o, &conn);
+	if (r)
+		return r;
+	l.all = cJSON_CreateObject();
+	l.list = cJSON_AddArrayToObject(l.all, "devices");
+	if (!conn.json)
+		l.t = ops_table_new(ARRAY_SIZE(headers), headers);
+	r = devices_fetch_all(&conn, &q, &l) < 0 ? FOTACTL_EXIT_FAILED : 0;
+	if (r == 0)
+		devices_print(&l);
+	free(l.cursor);
+	cJSON_Delete(l.page);
+	cJSON_Delete(l.all);
+	ops_table_free(l.t);
 	ops_conn_close(&conn);
 	return r;
 }

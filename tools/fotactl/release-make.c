@@ -34,7 +34,68 @@ static void fill(uint8_t *p, size_t n, uint64_t seed)
 	}
 }
 
-int rel_cmd_make_image(int argc, char **argv)
+/* make-image's options, as parsed; the writer's own options are filled in place. */
+struct mkimage_args {
+	struct fgw_mcuboot_write_opts o;
+	const char *out, *payload, *key_path;
+	int64_t size, seed;
+	bool have_version;
+};
+
+/* One option @c (its value in optarg) into @a; 0, or the exit code of a bad value. */
+static int mkimage_opt(int c, struct mkimage_args *a, char **argv)
+{
+	int64_t v;
+
+	switch (c) {
+	case 'o':
+		a->out = optarg;
+		return 0;
+	case 'v':
+		if (fgw_image_version_parse(optarg, &a->o.version) < 0)
+			return rel_bad_value("--image-version", optarg, "expected like 1.2.3+4");
+		a->have_version = true;
+		return 0;
+	case 'p':
+		a->payload = optarg;
+		return 0;
+	case 's':
+		if (fgw_parse_int64(optarg, 0, FGW_MCUBOOT_MAX_IMAGE / 2, &a->size) < 0)
+			return rel_bad_value("--size", optarg,
+					     "bytes, at most half the largest image");
+		return 0;
+	case 'S':
+		if (fgw_parse_int64(optarg, 0, INT64_MAX, &a->seed) < 0)
+			return rel_bad_value("--seed", optarg, "a number >= 0");
+		return 0;
+	case 'k':
+		a->key_path = optarg;
+		return 0;
+	case 'H':
+		if (fgw_parse_int64(optarg, 32, 65535, &v) < 0)
+			return rel_bad_value("--header-size", optarg, "32..65535");
+		a->o.hdr_size = (uint32_t) v;
+		return 0;
+	case 'L': {
+		char *end;
+		unsigned long long addr = strtoull(optarg, &end, 0);
+		if (*end || end == optarg || addr > UINT32_MAX)
+			return rel_bad_value("--load-addr", optarg, "a 32-bit address");
+		a->o.load_addr = (uint32_t) addr;
+		return 0;
+	}
+	case 'C':
+		if (fgw_parse_int64(optarg, 0, UINT32_MAX, &v) < 0)
+			return rel_bad_value("--security-counter", optarg, "0..4294967295");
+		a->o.has_sec_cnt = true;
+		a->o.sec_cnt = (uint32_t) v;
+		return 0;
+	default:
+		return rel_bad_option(argv);
+	}
+}
+
+static int mkimage_parse_args(int argc, char **argv, struct mkimage_args *a)
 {
 	static const struct option opts[] = {
 	    {"output", required_argument, NULL, 'o'},
@@ -49,110 +110,97 @@ int rel_cmd_make_image(int argc, char **argv)
 	    {"security-counter", required_argument, NULL, 'C'},
 	    {},
 	};
-	struct fgw_mcuboot_write_opts o = {.hdr_size = 0x200};
-	const char *out = NULL, *payload = NULL, *key_path = NULL;
-	_cleanup_free_ uint8_t *body = NULL, *img = NULL;
-	struct fgw_key *key = NULL;
-	int64_t size = -1, seed = 1, v;
-	bool have_version = false;
-	size_t len = 0, img_len;
-	char hash[65];
 	int c, r;
 
 	while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'o':
-			out = optarg;
-			break;
-		case 'v':
-			if (fgw_image_version_parse(optarg, &o.version) < 0)
-				return rel_bad_value("--image-version", optarg,
-						     "expected like 1.2.3+4");
-			have_version = true;
-			break;
-		case 'p':
-			payload = optarg;
-			break;
-		case 's':
-			if (fgw_parse_int64(optarg, 0, FGW_MCUBOOT_MAX_IMAGE / 2, &size) < 0)
-				return rel_bad_value("--size", optarg,
-						     "bytes, at most half the largest image");
-			break;
-		case 'S':
-			if (fgw_parse_int64(optarg, 0, INT64_MAX, &seed) < 0)
-				return rel_bad_value("--seed", optarg, "a number >= 0");
-			break;
-		case 'k':
-			key_path = optarg;
-			break;
-		case 'H':
-			if (fgw_parse_int64(optarg, 32, 65535, &v) < 0)
-				return rel_bad_value("--header-size", optarg, "32..65535");
-			o.hdr_size = (uint32_t) v;
-			break;
-		case 'L': {
-			char *end;
-			unsigned long long a = strtoull(optarg, &end, 0);
-			if (*end || end == optarg || a > UINT32_MAX)
-				return rel_bad_value("--load-addr", optarg, "a 32-bit address");
-			o.load_addr = (uint32_t) a;
-			break;
-		}
-		case 'C':
-			if (fgw_parse_int64(optarg, 0, UINT32_MAX, &v) < 0)
-				return rel_bad_value("--security-counter", optarg, "0..4294967295");
-			o.has_sec_cnt = true;
-			o.sec_cnt = (uint32_t) v;
-			break;
-		default:
-			return rel_bad_option(argv);
-		}
+		r = mkimage_opt(c, a, argv);
+		if (r)
+			return r;
 	}
 	if (optind != argc)
 		return rel_extra_operand(argv[optind]);
-	if (!out || !have_version || (!payload) == (size < 0))
+	if (!a->out || !a->have_version || (!a->payload) == (a->size < 0))
 		return rel_usage_error(
 		    "make-image needs -o, --image-version and one of --payload/--size");
-	if (payload) {
-		r = rel_read_file(payload, FGW_MCUBOOT_MAX_IMAGE / 2, &body, &len);
+	return 0;
+}
+
+/* The image's body: the --payload file, or --size bytes filled from --seed. */
+static int mkimage_body(const struct mkimage_args *a, uint8_t **ret_body, size_t *ret_len)
+{
+	int r;
+
+	if (a->payload) {
+		r = rel_read_file(a->payload, FGW_MCUBOOT_MAX_IMAGE / 2, ret_body, ret_len);
 		if (r < 0)
-			return rel_fail(r, "Failed to read '%s'", payload);
-	} else {
-		len = (size_t) size;
-		body = malloc(len ? len : 1);
-		if (!body)
-			return rel_fail(-ENOMEM, "make-image");
-		fill(body, len, (uint64_t) seed);
+			return rel_fail(r, "Failed to read '%s'", a->payload);
+		return 0;
 	}
-	if (key_path) {
-		r = fgw_key_load_file(key_path, &key);
-		if (r < 0)
-			return rel_fail(r, "Failed to load key '%s'", key_path);
-		if (!fgw_key_has_private(key)) {
-			fgw_key_free(key);
-			return rel_fail(0, "'%s' is a public key; signing needs the private key",
-					key_path);
-		}
-		o.key = key;
+	*ret_len = (size_t) a->size;
+	*ret_body = malloc(*ret_len ? *ret_len : 1);
+	if (!*ret_body)
+		return rel_fail(-ENOMEM, "make-image");
+	fill(*ret_body, *ret_len, (uint64_t) a->seed);
+	return 0;
+}
+
+/* The signing key of --key; a public key is refused here, before anything is built. */
+static int mkimage_load_key(const char *key_path, struct fgw_key **ret_key)
+{
+	int r = fgw_key_load_file(key_path, ret_key);
+
+	if (r < 0)
+		return rel_fail(r, "Failed to load key '%s'", key_path);
+	if (!fgw_key_has_private(*ret_key)) {
+		*ret_key = fgw_key_free(*ret_key);
+		return rel_fail(0, "'%s' is a public key; signing needs the private key", key_path);
 	}
-	r = fgw_mcuboot_write(body, len, &o, &img, &img_len);
+	return 0;
+}
+
+int rel_cmd_make_image(int argc, char **argv)
+{
+	struct mkimage_args a = {.o = {.hdr_size = 0x200}, .size = -1, .seed = 1};
+	_cleanup_free_ uint8_t *body = NULL, *img = NULL;
+	struct fgw_mcuboot_image m;
+	struct fgw_key *key = NULL;
+	size_t len = 0, img_len;
+	char hash[65];
+	int r;
+
+	r = mkimage_parse_args(argc, argv, &a);
+	if (r)
+		return r;
+	r = mkimage_body(&a, &body, &len);
+	if (r)
+		return r;
+	if (a.key_path) {
+		r = mkimage_load_key(a.key_path, &key);
+		if (r)
+			return r;
+		a.o.key = key;
+	}
+	r = fgw_mcuboot_write(body, len, &a.o, &img, &img_len);
 	fgw_key_free(key);
 	if (r < 0)
 		return rel_fail(r, "Failed to build the image");
-	r = fgw_write_file_atomic(out, img, img_len, 0644);
+	r = fgw_write_file_atomic(a.out, img, img_len, 0644);
 	if (r < 0)
-		return rel_fail(r, "Failed to write '%s'", out);
-	{
-		struct fgw_mcuboot_image m;
-		if (fgw_mcuboot_parse(img, img_len, &m, NULL) < 0)
-			return rel_fail(-EIO, "the image just written does not parse");
-		fgw_hex_encode(m.hash, 32, hash);
-	}
+		return rel_fail(r, "Failed to write '%s'", a.out);
+	if (fgw_mcuboot_parse(img, img_len, &m, NULL) < 0)
+		return rel_fail(-EIO, "the image just written does not parse");
+	fgw_hex_encode(m.hash, 32, hash);
 	printf("%s\n", hash);
 	return FOTACTL_EXIT_OK;
 }
 
-int rel_cmd_make_bundle(int argc, char **argv)
+/* make-bundle's options: the inputs, and how the bundle names them. */
+struct mkbundle_args {
+	const char *out, *app, *net, *name;
+	const char *app_board, *net_board, *app_file, *net_file;
+};
+
+static int mkbundle_parse_args(int argc, char **argv, struct mkbundle_args *a)
 {
 	static const struct option opts[] = {
 	    {"output", required_argument, NULL, 'o'},
@@ -165,44 +213,33 @@ int rel_cmd_make_bundle(int argc, char **argv)
 	    {"name", required_argument, NULL, 'm'},
 	    {},
 	};
-	const char *out = NULL, *app = NULL, *net = NULL, *name = NULL;
-	const char *app_board = "nrf5340dk/nrf5340/cpuapp", *net_board = "nrf5340dk/nrf5340/cpunet";
-	const char *app_file = NULL, *net_file = NULL;
-	_cleanup_free_ uint8_t *app_data = NULL, *net_data = NULL;
-	struct fgw_bundle_input in[2];
-	struct fgw_bundle *b = NULL;
-	struct fgw_reject why;
-	size_t app_len = 0, net_len = 0, n = 0;
-	uint8_t sha[32];
-	char hex[65];
-	uint64_t size;
-	int c, r;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
-			out = optarg;
+			a->out = optarg;
 			break;
 		case 'a':
-			app = optarg;
+			a->app = optarg;
 			break;
 		case 'n':
-			net = optarg;
+			a->net = optarg;
 			break;
 		case 'A':
-			app_board = optarg;
+			a->app_board = optarg;
 			break;
 		case 'N':
-			net_board = optarg;
+			a->net_board = optarg;
 			break;
 		case 'f':
-			app_file = optarg;
+			a->app_file = optarg;
 			break;
 		case 'F':
-			net_file = optarg;
+			a->net_file = optarg;
 			break;
 		case 'm':
-			name = optarg;
+			a->name = optarg;
 			break;
 		default:
 			return rel_bad_option(argv);
@@ -210,35 +247,66 @@ int rel_cmd_make_bundle(int argc, char **argv)
 	}
 	if (optind != argc)
 		return rel_extra_operand(argv[optind]);
-	if (!out || !app)
+	if (!a->out || !a->app)
 		return rel_usage_error("make-bundle needs -o OUT and --app APP.bin");
-	r = rel_read_file(app, FGW_MCUBOOT_MAX_IMAGE, &app_data, &app_len);
+	return 0;
+}
+
+/* Reads the app (and net) image and writes the bundle; 0 or the exit code. */
+static int mkbundle_write(const struct mkbundle_args *a)
+{
+	_cleanup_free_ uint8_t *app_data = NULL, *net_data = NULL;
+	struct fgw_bundle_input in[2];
+	size_t app_len = 0, net_len = 0, n = 0;
+	int r;
+
+	r = rel_read_file(a->app, FGW_MCUBOOT_MAX_IMAGE, &app_data, &app_len);
 	if (r < 0)
-		return rel_fail(r, "Failed to read '%s'", app);
-	in[n++] = (struct fgw_bundle_input){0, app_file ? app_file : "app.bin", app_board, app_data,
-					    app_len};
-	if (net) {
-		r = rel_read_file(net, FGW_MCUBOOT_MAX_IMAGE, &net_data, &net_len);
+		return rel_fail(r, "Failed to read '%s'", a->app);
+	in[n++] = (struct fgw_bundle_input){0, a->app_file ? a->app_file : "app.bin", a->app_board,
+					    app_data, app_len};
+	if (a->net) {
+		r = rel_read_file(a->net, FGW_MCUBOOT_MAX_IMAGE, &net_data, &net_len);
 		if (r < 0)
-			return rel_fail(r, "Failed to read '%s'", net);
-		in[n++] = (struct fgw_bundle_input){1, net_file ? net_file : "net.bin", net_board,
-						    net_data, net_len};
+			return rel_fail(r, "Failed to read '%s'", a->net);
+		in[n++] = (struct fgw_bundle_input){1, a->net_file ? a->net_file : "net.bin",
+						    a->net_board, net_data, net_len};
 	}
-	r = fgw_bundle_write(out, name, in, n);
+	r = fgw_bundle_write(a->out, a->name, in, n);
 	if (r == -EBADMSG)
 		return rel_fail(0, "an input is not a valid MCUboot image");
 	if (r < 0)
-		return rel_fail(r, "Failed to write '%s'", out);
+		return rel_fail(r, "Failed to write '%s'", a->out);
+	return 0;
+}
+
+int rel_cmd_make_bundle(int argc, char **argv)
+{
+	struct mkbundle_args a = {.app_board = "nrf5340dk/nrf5340/cpuapp",
+				  .net_board = "nrf5340dk/nrf5340/cpunet"};
+	struct fgw_bundle *b = NULL;
+	struct fgw_reject why;
+	uint8_t sha[32];
+	char hex[65];
+	uint64_t size;
+	int r;
+
+	r = mkbundle_parse_args(argc, argv, &a);
+	if (r)
+		return r;
+	r = mkbundle_write(&a);
+	if (r)
+		return r;
 	/* read it back the way the gateway will */
-	r = fgw_bundle_open(out, NULL, &b, &why);
+	r = fgw_bundle_open(a.out, NULL, &b, &why);
 	if (r < 0) {
 		rel_print_reject("bundle just written", &why);
 		return FOTACTL_EXIT_FAILED;
 	}
 	fgw_bundle_free(b);
-	r = fgw_sha256_file(out, FGW_BUNDLE_MAX_SIZE, sha, &size);
+	r = fgw_sha256_file(a.out, FGW_BUNDLE_MAX_SIZE, sha, &size);
 	if (r < 0)
-		return rel_fail(r, "Failed to hash '%s'", out);
+		return rel_fail(r, "Failed to hash '%s'", a.out);
 	fgw_hex_encode(sha, 32, hex);
 	/* what the release manifest's bundle object needs */
 	printf("{\"sha256\": \"%s\", \"size\": %" PRIu64 "}\n", hex, size);

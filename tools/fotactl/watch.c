@@ -490,7 +490,9 @@ static int live(struct view *v, int64_t interval, bool raw_in)
 	return r;
 }
 
-int fotactl_watch(const struct fotactl_ctx *ctx, int argc, char **argv)
+/* Options into @o, @interval and @once; FOTACTL_EXIT_USAGE (usage printed) on a mistake. */
+static int watch_parse_args(int argc, char **argv, struct ops_opts *o, int64_t *interval,
+			    bool *once)
 {
 	enum { OPT_URL = 0x100, OPT_TOKEN_FILE, OPT_CONFIG, OPT_INTERVAL, OPT_ONCE };
 	static const struct option opts[] = {
@@ -502,32 +504,25 @@ int fotactl_watch(const struct fotactl_ctx *ctx, int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {},
 	};
-	struct ops_opts o = {0};
-	struct ops_conn conn;
-	struct view v = {.conn = &conn};
-	struct termios saved, raw;
-	struct sigaction sa = {.sa_handler = on_signal};
-	bool once = false, tty = isatty(STDOUT_FILENO), raw_in = false;
-	int64_t interval = 1000;
-	int c, r;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_URL:
-			o.url = optarg;
+			o->url = optarg;
 			break;
 		case OPT_TOKEN_FILE:
-			o.token_file = optarg;
+			o->token_file = optarg;
 			break;
 		case OPT_CONFIG:
-			o.config = optarg;
+			o->config = optarg;
 			break;
 		case OPT_INTERVAL:
-			if (fgw_parse_int64(optarg, 100, 3600000, &interval) < 0)
+			if (fgw_parse_int64(optarg, 100, 3600000, interval) < 0)
 				goto usage;
 			break;
 		case OPT_ONCE:
-			once = true;
+			*once = true;
 			break;
 		default:
 			goto usage;
@@ -535,23 +530,32 @@ int fotactl_watch(const struct fotactl_ctx *ctx, int argc, char **argv)
 	}
 	if (optind != argc)
 		goto usage;
-	r = ops_conn_open(ctx, &o, &conn);
-	if (r)
-		return r;
+	return 0;
+usage:
+	fprintf(stderr, "Usage: fotactl %s", fotactl_watch_usage);
+	return FOTACTL_EXIT_USAGE;
+}
 
-	if (once || !tty) {
-		struct fetched fx = {0};
-		screen_size(&v, tty);
-		v.ansi = false;
-		fetch_blocking(&conn, &fx);
-		render(&v, &fx);
-		fetched_clear(&fx);
-		fwrite(v.frame, 1, v.len, stdout);
-		free(v.frame);
-		free(v.seen);
-		ops_conn_close(&conn);
-		return 0;
-	}
+/* One plain frame, no escape sequences: for --once and for output that is not a terminal. */
+static void watch_once(struct view *v, bool tty)
+{
+	struct fetched fx = {0};
+
+	screen_size(v, tty);
+	v->ansi = false;
+	fetch_blocking(v->conn, &fx);
+	render(v, &fx);
+	fetched_clear(&fx);
+	fwrite(v->frame, 1, v->len, stdout);
+}
+
+/* The live view on the terminal, which is given back as it was found, whatever live() says. */
+static int watch_terminal(struct view *v, int64_t interval)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	struct termios saved, raw;
+	bool raw_in = false;
+	int r;
 
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -567,19 +571,38 @@ int fotactl_watch(const struct fotactl_ctx *ctx, int argc, char **argv)
 	}
 	/* Alternate screen, cursor hidden: the shell's screen comes back as it was. */
 	fputs("\033[?1049h\033[?25l", stdout);
-	v.ansi = true;
-	r = live(&v, interval, raw_in);
+	v->ansi = true;
+	r = live(v, interval, raw_in);
 	fputs("\033[?25h\033[?1049l", stdout);
 	fflush(stdout);
 	if (raw_in)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+	return r;
+}
+
+int fotactl_watch(const struct fotactl_ctx *ctx, int argc, char **argv)
+{
+	struct ops_opts o = {0};
+	struct ops_conn conn;
+	struct view v = {.conn = &conn};
+	bool once = false, tty = isatty(STDOUT_FILENO);
+	int64_t interval = 1000;
+	int r;
+
+	r = watch_parse_args(argc, argv, &o, &interval, &once);
+	if (r)
+		return r;
+	r = ops_conn_open(ctx, &o, &conn);
+	if (r)
+		return r;
+	if (once || !tty)
+		watch_once(&v, tty);
+	else
+		r = watch_terminal(&v, interval);
 	free(v.frame);
 	free(v.seen);
 	ops_conn_close(&conn);
 	if (r < 0)
 		fprintf(stderr, "fotactl: watch: %s\n", strerror(-r));
 	return r < 0 ? 1 : 0;
-usage:
-	fprintf(stderr, "Usage: fotactl %s", fotactl_watch_usage);
-	return FOTACTL_EXIT_USAGE;
 }
