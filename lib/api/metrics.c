@@ -299,28 +299,30 @@ static int manifest_row(const struct fgw_store_manifest_state *m, void *user_dat
 	return 0;
 }
 
-static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
+/* Every query runs before anything is written, so a store error leaves no half-written page. */
+static int load_store_counts(struct fgw_api *api, struct current *cur, struct state_counts *sc,
+			     struct release_counts *rc, bool *halted)
 {
-	struct state_counts sc = {0};
-	struct release_counts rc = {0};
-	struct current cur = {.max_failure_rate = NAN};
-	bool halted = false;
-	int r, i;
+	int r;
 
-	r = fgw_store_current_release(api->store, copy_current, &cur);
+	r = fgw_store_current_release(api->store, copy_current, cur);
 	if (r == -ENOENT)
 		r = 0;
 	if (r >= 0)
-		r = fgw_store_state_counts(api->store, cur.id, state_row, &sc);
-	if (r >= 0 && cur.id) {
-		r = fgw_store_rollout_get(api->store, cur.id, copy_halted, &halted);
+		r = fgw_store_state_counts(api->store, cur->id, state_row, sc);
+	if (r >= 0 && cur->id) {
+		r = fgw_store_rollout_get(api->store, cur->id, copy_halted, halted);
 		if (r == -ENOENT)
 			r = 0;
 	}
 	if (r >= 0)
-		r = fgw_store_release_counts(api->store, release_row, &rc);
-	if (r < 0)
-		goto out;
+		r = fgw_store_release_counts(api->store, release_row, rc);
+	return r;
+}
+
+static void device_state_metrics(struct fgw_prom *w, const struct state_counts *sc)
+{
+	int i;
 
 	fgw_prom_family(w, "fotagw_devices", "gauge",
 			"Devices per state of their job for the current release (idle: none; "
@@ -328,7 +330,7 @@ static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
 	i = 0;
 	for (const char *const *st = fgw_store_device_states(); *st; st++, i++) {
 		const char *labels[] = {"state", *st, NULL};
-		fgw_prom_sample(w, "fotagw_devices", labels, (double) sc.n[i]);
+		fgw_prom_sample(w, "fotagw_devices", labels, (double) sc->n[i]);
 	}
 	fgw_prom_family(w, "fotagw_canary_devices", "gauge",
 			"Canary devices of the current release per job state.");
@@ -336,52 +338,84 @@ static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
 	for (const char *const *st = fgw_store_device_states(); *st; st++, i++) {
 		const char *labels[] = {"state", *st, NULL};
 		if (strcmp(*st, "idle") != 0 && strcmp(*st, "unenrolled") != 0)
-			fgw_prom_sample(w, "fotagw_canary_devices", labels, (double) sc.canary[i]);
+			fgw_prom_sample(w, "fotagw_canary_devices", labels, (double) sc->canary[i]);
 	}
+}
+
+static void release_count_metrics(struct fgw_prom *w, const struct release_counts *rc)
+{
 	fgw_prom_family(w, "fotagw_releases", "gauge", "Releases known per state.");
 	fgw_prom_sample(w, "fotagw_releases", (const char *const[]){"state", "pending", NULL},
-			(double) rc.pending);
+			(double) rc->pending);
 	fgw_prom_sample(w, "fotagw_releases", (const char *const[]){"state", "verified", NULL},
-			(double) rc.verified);
+			(double) rc->verified);
 	fgw_prom_sample(w, "fotagw_releases", (const char *const[]){"state", "rejected", NULL},
-			(double) rc.rejected);
+			(double) rc->rejected);
 	fgw_prom_sample(w, "fotagw_releases", (const char *const[]){"state", "superseded", NULL},
-			(double) rc.superseded);
-	if (cur.id) {
-		const char *labels[] = {"release", cur.id, "version", cur.version, NULL};
-		int64_t failed = 0, finished = 0;
+			(double) rc->superseded);
+}
 
-		fgw_prom_family(w, "fotagw_current_release_info", "gauge",
-				"The release being rolled out.");
-		fgw_prom_sample(w, "fotagw_current_release_info", labels, 1);
-		fgw_prom_family(w, "fotagw_rollout_halted", "gauge",
-				"1 while the current rollout is paused or halted by policy.");
-		fgw_prom_sample(w, "fotagw_rollout_halted", NULL, halted ? 1 : 0);
-		i = 0;
-		for (const char *const *st = fgw_store_device_states(); *st; st++, i++) {
-			if (strcmp(*st, "failed") == 0 || strcmp(*st, "reverted") == 0)
-				failed += sc.n[i];
-			if (strcmp(*st, "failed") == 0 || strcmp(*st, "reverted") == 0 ||
-			    strcmp(*st, "done") == 0)
-				finished += sc.n[i];
-		}
-		fgw_prom_family(w, "fotagw_rollout_failure_rate", "gauge",
-				"Failed or reverted jobs over finished jobs, current release.");
-		fgw_prom_sample(w, "fotagw_rollout_failure_rate", NULL,
-				finished ? (double) failed / (double) finished : 0);
-		if (!isnan(cur.max_failure_rate)) {
-			fgw_prom_family(w, "fotagw_rollout_max_failure_rate", "gauge",
-					"The current release policy's max_failure_rate.");
-			fgw_prom_sample(w, "fotagw_rollout_max_failure_rate", NULL,
-					cur.max_failure_rate);
-		}
-		r = stalled_metrics(api, cur.id, w);
-		if (r < 0)
-			goto out;
-		fgw_prom_family(w, "fotagw_job_failures", "gauge",
-				"Failed or reverted jobs of the current release, by outcome and "
-				"the stage they failed in.");
-		r = fgw_store_failure_stages(api->store, cur.id, stage_row, w);
+static void failure_rate_metrics(struct fgw_prom *w, const struct current *cur,
+				 const struct state_counts *sc)
+{
+	int64_t failed = 0, finished = 0;
+	int i = 0;
+
+	for (const char *const *st = fgw_store_device_states(); *st; st++, i++) {
+		if (strcmp(*st, "failed") == 0 || strcmp(*st, "reverted") == 0)
+			failed += sc->n[i];
+		if (strcmp(*st, "failed") == 0 || strcmp(*st, "reverted") == 0 ||
+		    strcmp(*st, "done") == 0)
+			finished += sc->n[i];
+	}
+	fgw_prom_family(w, "fotagw_rollout_failure_rate", "gauge",
+			"Failed or reverted jobs over finished jobs, current release.");
+	fgw_prom_sample(w, "fotagw_rollout_failure_rate", NULL,
+			finished ? (double) failed / (double) finished : 0);
+	if (!isnan(cur->max_failure_rate)) {
+		fgw_prom_family(w, "fotagw_rollout_max_failure_rate", "gauge",
+				"The current release policy's max_failure_rate.");
+		fgw_prom_sample(w, "fotagw_rollout_max_failure_rate", NULL, cur->max_failure_rate);
+	}
+}
+
+static int current_release_metrics(struct fgw_api *api, struct fgw_prom *w,
+				   const struct current *cur, const struct state_counts *sc,
+				   bool halted)
+{
+	const char *labels[] = {"release", cur->id, "version", cur->version, NULL};
+	int r;
+
+	fgw_prom_family(w, "fotagw_current_release_info", "gauge", "The release being rolled out.");
+	fgw_prom_sample(w, "fotagw_current_release_info", labels, 1);
+	fgw_prom_family(w, "fotagw_rollout_halted", "gauge",
+			"1 while the current rollout is paused or halted by policy.");
+	fgw_prom_sample(w, "fotagw_rollout_halted", NULL, halted ? 1 : 0);
+	failure_rate_metrics(w, cur, sc);
+	r = stalled_metrics(api, cur->id, w);
+	if (r < 0)
+		return r;
+	fgw_prom_family(w, "fotagw_job_failures", "gauge",
+			"Failed or reverted jobs of the current release, by outcome and "
+			"the stage they failed in.");
+	return fgw_store_failure_stages(api->store, cur->id, stage_row, w);
+}
+
+static int store_metrics(struct fgw_api *api, struct fgw_prom *w)
+{
+	struct state_counts sc = {0};
+	struct release_counts rc = {0};
+	struct current cur = {.max_failure_rate = NAN};
+	bool halted = false;
+	int r;
+
+	r = load_store_counts(api, &cur, &sc, &rc, &halted);
+	if (r < 0)
+		goto out;
+	device_state_metrics(w, &sc);
+	release_count_metrics(w, &rc);
+	if (cur.id) {
+		r = current_release_metrics(api, w, &cur, &sc, halted);
 		if (r < 0)
 			goto out;
 	}

@@ -5,6 +5,7 @@
  * malformed entry is skipped with a reason, never trusted.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,128 +308,151 @@ static void report_bad_props(struct fgw_bluez *b, const char *path, const char *
 			     iface, path);
 }
 
-static int iface_added(struct fgw_bluez *b, const char *path, const char *iface, sd_bus_message *m)
+/* One allocator for the four object kinds, which differ only in where their path is kept. */
+static void *obj_new(size_t size, size_t path_off, const char *path)
 {
+	void *o = calloc(1, size);
+	char *copy = o ? strdup(path) : NULL;
+
+	if (!copy) {
+		free(o);
+		return NULL;
+	}
+	memcpy((char *) o + path_off, &copy, sizeof(copy));
+	return o;
+}
+
+#define OBJ_NEW(type, p) ((type *) obj_new(sizeof(type), offsetof(type, path), (p)))
+
+static int adapter_added(struct fgw_bluez *b, const char *path, const char *iface,
+			 sd_bus_message *m)
+{
+	struct bz_adapter *a = bz_adapter_find(b, path);
+	const char *name = strrchr(path, '/');
+	bool isnew = !a;
 	unsigned bad = 0;
 	int r;
 
-	if (strcmp(iface, BLUEZ_ADAPTER_IFACE) == 0) {
-		struct bz_adapter *a = bz_adapter_find(b, path);
-		const char *name = strrchr(path, '/');
-		bool isnew = !a;
+	if (!a) {
+		a = OBJ_NEW(struct bz_adapter, path);
+		if (!a)
+			return -ENOMEM;
+		snprintf(a->name, sizeof(a->name), "%s", name ? name + 1 : path);
+		a->b = b;
+	}
+	r = bz_read_props(m, adapter_props, ARRAY_SIZE(adapter_props), adapter_prop, a, &bad);
+	if (isnew) {
+		if (r < 0) {
+			adapter_free(a);
+			return r;
+		}
+		bz_list_add_tail(&b->adapters, &a->node);
+	}
+	report_bad_props(b, path, iface, bad);
+	return r;
+}
 
-		if (!a) {
-			a = calloc(1, sizeof(*a));
-			if (!a || !(a->path = strdup(path))) {
-				free(a);
-				return -ENOMEM;
-			}
-			snprintf(a->name, sizeof(a->name), "%s", name ? name + 1 : path);
-			a->b = b;
-		}
-		r = bz_read_props(m, adapter_props, ARRAY_SIZE(adapter_props), adapter_prop, a,
-				  &bad);
-		if (isnew) {
-			if (r < 0) {
-				adapter_free(a);
-				return r;
-			}
-			bz_list_add_tail(&b->adapters, &a->node);
-		}
-		report_bad_props(b, path, iface, bad);
+/* Takes ownership of d: it is either listed (and announced) or freed. */
+static int device_register(struct fgw_bluez *b, const char *path, struct bz_device *d,
+			   const struct device_update *u)
+{
+	char *slash;
+
+	/* Address and Adapter are always there from bluetoothd; a device without
+	 * them is unusable, unless the path says what they are. */
+	if (!u->address_seen && bz_path_to_addr(path, d->addr) < 0) {
+		bz_set_error(b, "device '%s' has no Address, ignored", path);
+		device_free(d);
+		return 0;
+	}
+	if (!d->adapter && (d->adapter = strdup(path)) && (slash = strrchr(d->adapter, '/')))
+		*slash = '\0';
+	if (!d->adapter) {
+		device_free(d);
+		return -ENOMEM;
+	}
+	d->last_seen_ms = fgw_now_ms();
+	bz_list_add_tail(&b->devices, &d->node);
+	bz_notify_device(b, FGW_BLUEZ_DEVICE_FOUND, d);
+	return 0;
+}
+
+static int device_added(struct fgw_bluez *b, const char *path, const char *iface, sd_bus_message *m)
+{
+	struct device_update u = {.d = bz_device_find(b, path)};
+	bool isnew = !u.d;
+	unsigned bad = 0;
+	int r;
+
+	if (!u.d && !(u.d = OBJ_NEW(struct bz_device, path)))
+		return -ENOMEM;
+	r = bz_read_props(m, device_props, ARRAY_SIZE(device_props), device_prop, &u, &bad);
+	if (r >= 0 && u.err < 0)
+		r = u.err;
+	report_bad_props(b, path, iface, bad);
+	if (!isnew)
+		return r;
+	if (r < 0) {
+		device_free(u.d);
 		return r;
 	}
-	if (strcmp(iface, BLUEZ_DEVICE_IFACE) == 0) {
-		struct bz_device *d = bz_device_find(b, path);
-		struct device_update u = {0};
-		bool isnew = !d;
+	return device_register(b, path, u.d, &u);
+}
 
-		if (!d) {
-			d = calloc(1, sizeof(*d));
-			if (!d || !(d->path = strdup(path))) {
-				free(d);
-				return -ENOMEM;
-			}
-		}
-		u.d = d;
-		r = bz_read_props(m, device_props, ARRAY_SIZE(device_props), device_prop, &u, &bad);
-		if (r >= 0 && u.err < 0)
-			r = u.err;
-		report_bad_props(b, path, iface, bad);
-		if (isnew) {
-			char *slash;
+static int service_added(struct fgw_bluez *b, const char *path, const char *iface,
+			 sd_bus_message *m)
+{
+	struct bz_gatt_service *s = bz_gatt_service_find(b, path);
+	bool isnew = !s;
+	unsigned bad = 0;
+	int r;
 
-			if (r < 0) {
-				device_free(d);
-				return r;
-			}
-			/* Address and Adapter are always there from bluetoothd; a device without
-			 * them is unusable, unless the path says what they are. */
-			if (!u.address_seen && bz_path_to_addr(path, d->addr) < 0) {
-				bz_set_error(b, "device '%s' has no Address, ignored", path);
-				device_free(d);
-				return 0;
-			}
-			if (!d->adapter && (d->adapter = strdup(path)) &&
-			    (slash = strrchr(d->adapter, '/')))
-				*slash = '\0';
-			if (!d->adapter) {
-				device_free(d);
-				return -ENOMEM;
-			}
-			d->last_seen_ms = fgw_now_ms();
-			bz_list_add_tail(&b->devices, &d->node);
-			bz_notify_device(b, FGW_BLUEZ_DEVICE_FOUND, d);
+	if (!s && !(s = OBJ_NEW(struct bz_gatt_service, path)))
+		return -ENOMEM;
+	r = bz_read_props(m, service_props, ARRAY_SIZE(service_props), service_prop, s, &bad);
+	report_bad_props(b, path, iface, bad);
+	if (isnew) {
+		if (r < 0) {
+			service_free(s);
+			return r;
 		}
-		return r;
+		bz_list_add_tail(&b->services, &s->node);
 	}
-	if (strcmp(iface, BLUEZ_SERVICE_IFACE) == 0) {
-		struct bz_gatt_service *s = bz_gatt_service_find(b, path);
-		bool isnew = !s;
+	return r;
+}
 
-		if (!s) {
-			s = calloc(1, sizeof(*s));
-			if (!s || !(s->path = strdup(path))) {
-				free(s);
-				return -ENOMEM;
-			}
-		}
-		r = bz_read_props(m, service_props, ARRAY_SIZE(service_props), service_prop, s,
-				  &bad);
-		report_bad_props(b, path, iface, bad);
-		if (isnew) {
-			if (r < 0) {
-				service_free(s);
-				return r;
-			}
-			bz_list_add_tail(&b->services, &s->node);
-		}
-		return r;
-	}
-	if (strcmp(iface, BLUEZ_CHAR_IFACE) == 0) {
-		struct bz_gatt_char *c = bz_gatt_char_find(b, path);
-		struct char_update u = {0};
-		bool isnew = !c;
+static int char_added(struct fgw_bluez *b, const char *path, const char *iface, sd_bus_message *m)
+{
+	struct bz_gatt_char *c = bz_gatt_char_find(b, path);
+	struct char_update u = {0};
+	bool isnew = !c;
+	unsigned bad = 0;
+	int r;
 
-		if (!c) {
-			c = calloc(1, sizeof(*c));
-			if (!c || !(c->path = strdup(path))) {
-				free(c);
-				return -ENOMEM;
-			}
-		}
-		u.c = c;
-		r = bz_read_props(m, char_props, ARRAY_SIZE(char_props), char_prop, &u, &bad);
-		report_bad_props(b, path, iface, bad);
-		if (isnew) {
-			if (r < 0) {
-				char_free(c);
-				return r;
-			}
-			bz_list_add_tail(&b->chars, &c->node);
-		}
-		return r;
-	}
+	if (!c && !(c = OBJ_NEW(struct bz_gatt_char, path)))
+		return -ENOMEM;
+	u.c = c;
+	r = bz_read_props(m, char_props, ARRAY_SIZE(char_props), char_prop, &u, &bad);
+	report_bad_props(b, path, iface, bad);
+	if (isnew && r < 0)
+		char_free(c);
+	else if (isnew)
+		bz_list_add_tail(&b->chars, &c->node);
+	return r;
+}
+
+static int iface_added(struct fgw_bluez *b, const char *path, const char *iface, sd_bus_message *m)
+{
+	int r;
+
+	if (strcmp(iface, BLUEZ_ADAPTER_IFACE) == 0)
+		return adapter_added(b, path, iface, m);
+	if (strcmp(iface, BLUEZ_DEVICE_IFACE) == 0)
+		return device_added(b, path, iface, m);
+	if (strcmp(iface, BLUEZ_SERVICE_IFACE) == 0)
+		return service_added(b, path, iface, m);
+	if (strcmp(iface, BLUEZ_CHAR_IFACE) == 0)
+		return char_added(b, path, iface, m);
 	r = sd_bus_message_skip(m, "a{sv}");
 	return r < 0 ? -EBADMSG : 0;
 }

@@ -275,17 +275,10 @@ static int check_image(struct fgw_bundle_image *im, const struct fgw_key *key,
 	return 0;
 }
 
-static int bundle_from_zip(zip_t *za, const struct fgw_key *key, struct fgw_bundle **ret,
-			   struct fgw_reject *why)
+/* Every entry name is checked before any entry is read, so a hostile name is never used. */
+static int scan_entries(zip_t *za, zip_int64_t *manifest, struct fgw_reject *why)
 {
-	_cleanup_free_ uint8_t *mtext = NULL;
-	struct fgw_bundle *b = NULL;
-	const cJSON *files, *f, *name;
-	cJSON *root = NULL;
 	zip_int64_t n, mi = -1;
-	uint64_t total = 0;
-	size_t mlen;
-	int r;
 
 	n = zip_get_num_entries(za, 0);
 	if (n < 0)
@@ -312,6 +305,17 @@ static int bundle_from_zip(zip_t *za, const struct fgw_key *key, struct fgw_bund
 	}
 	if (mi < 0)
 		return BAD_NCS("no manifest.json in the zip");
+	*manifest = mi;
+	return 0;
+}
+
+static int parse_manifest(zip_t *za, zip_int64_t mi, cJSON **ret, struct fgw_reject *why)
+{
+	_cleanup_free_ uint8_t *mtext = NULL;
+	cJSON *root;
+	size_t mlen;
+	int r;
+
 	r = read_entry(za, (zip_uint64_t) mi, FGW_BUNDLE_MAX_NCS_MANIFEST, &mtext, &mlen, why);
 	if (r < 0)
 		return r;
@@ -322,6 +326,37 @@ static int bundle_from_zip(zip_t *za, const struct fgw_key *key, struct fgw_bund
 		cJSON_Delete(root);
 		return BAD_NCS("manifest.json is not a JSON object");
 	}
+	*ret = root;
+	return 0;
+}
+
+/* sorted by index, so callers can rely on images[0] being the app core */
+static void sort_images(struct fgw_bundle *b)
+{
+	for (size_t i = 1; i < b->n_images; i++)
+		for (size_t j = i; j > 0 && b->images[j - 1].index > b->images[j].index; j--) {
+			struct fgw_bundle_image t = b->images[j];
+			b->images[j] = b->images[j - 1];
+			b->images[j - 1] = t;
+		}
+}
+
+static int bundle_from_zip(zip_t *za, const struct fgw_key *key, struct fgw_bundle **ret,
+			   struct fgw_reject *why)
+{
+	struct fgw_bundle *b = NULL;
+	const cJSON *files, *f, *name;
+	cJSON *root = NULL;
+	zip_int64_t mi = -1;
+	uint64_t total = 0;
+	int r;
+
+	r = scan_entries(za, &mi, why);
+	if (r < 0)
+		return r;
+	r = parse_manifest(za, mi, &root, why);
+	if (r < 0)
+		return r;
 	b = calloc(1, sizeof(*b));
 	if (!b) {
 		r = -ENOMEM;
@@ -349,13 +384,7 @@ static int bundle_from_zip(zip_t *za, const struct fgw_key *key, struct fgw_bund
 			   "no image 0 (application core) in the bundle");
 		goto out;
 	}
-	/* sorted by index, so callers can rely on images[0] being the app core */
-	for (size_t i = 1; i < b->n_images; i++)
-		for (size_t j = i; j > 0 && b->images[j - 1].index > b->images[j].index; j--) {
-			struct fgw_bundle_image t = b->images[j];
-			b->images[j] = b->images[j - 1];
-			b->images[j - 1] = t;
-		}
+	sort_images(b);
 	for (size_t i = 0; i < b->n_images; i++) {
 		r = check_image(&b->images[i], key, why);
 		if (r < 0)
@@ -479,15 +508,12 @@ static int dir_of(const char *path, char *buf, size_t size)
 	return 0;
 }
 
-FGW_EXPORT int fgw_bundle_write(const char *path, const char *name,
-				const struct fgw_bundle_input *in, size_t n_in)
+/* The inputs are checked here, before any file exists, so a bad call leaves nothing behind. */
+static int ncs_manifest_text(const char *name, const struct fgw_bundle_input *in, size_t n_in,
+			     int64_t now, char **ret)
 {
-	char tmp[PATH_MAX], dir[PATH_MAX];
-	_cleanup_free_ char *mtext = NULL;
 	cJSON *root = NULL, *files;
-	zip_t *za = NULL;
-	int64_t now = (int64_t) time(NULL);
-	int zerr, fd, r;
+	int r = 0;
 
 	if (n_in == 0 || n_in > FGW_BUNDLE_MAX_IMAGES)
 		return -EINVAL;
@@ -524,59 +550,72 @@ FGW_EXPORT int fgw_bundle_write(const char *path, const char *name,
 		}
 		cJSON_AddItemToArray(files, f);
 	}
-	mtext = cJSON_Print(root);
-	if (!mtext) {
+	*ret = cJSON_Print(root);
+	if (!*ret)
 		r = -ENOMEM;
-		goto out;
-	}
+out:
+	cJSON_Delete(root);
+	return r < 0 ? r : 0;
+}
 
+/* The buffers are borrowed, not copied: they must outlive zip_close(). */
+static int add_zip_entries(zip_t *za, const char *mtext, const struct fgw_bundle_input *in,
+			   size_t n_in)
+{
+	zip_source_t *src = zip_source_buffer(za, mtext, strlen(mtext), 0);
+
+	if (!src || zip_file_add(za, NCS_MANIFEST_NAME, src, ZIP_FL_ENC_UTF_8) < 0) {
+		zip_source_free(src);
+		return -EIO;
+	}
+	for (size_t i = 0; i < n_in; i++) {
+		zip_int64_t idx;
+
+		src = zip_source_buffer(za, in[i].data, in[i].len, 0);
+		if (!src)
+			return -ENOMEM;
+		idx = zip_file_add(za, in[i].file, src, ZIP_FL_ENC_UTF_8);
+		if (idx < 0) {
+			zip_source_free(src);
+			return -EIO;
+		}
+		(void) zip_set_file_compression(za, (zip_uint64_t) idx, ZIP_CM_DEFLATE, 0);
+	}
+	return 0;
+}
+
+FGW_EXPORT int fgw_bundle_write(const char *path, const char *name,
+				const struct fgw_bundle_input *in, size_t n_in)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	_cleanup_free_ char *mtext = NULL;
+	zip_t *za = NULL;
+	int zerr, fd, r;
+
+	r = ncs_manifest_text(name, in, n_in, (int64_t) time(NULL), &mtext);
+	if (r < 0)
+		return r;
 	r = dir_of(path, dir, sizeof(dir));
 	if (r < 0)
-		goto out;
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int) sizeof(tmp)) {
-		r = -ENAMETOOLONG;
-		goto out;
-	}
+		return r;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= (int) sizeof(tmp))
+		return -ENAMETOOLONG;
 	fd = mkstemp(tmp);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
+	if (fd < 0)
+		return -errno;
 	close(fd);
 	za = zip_open(tmp, ZIP_CREATE | ZIP_TRUNCATE, &zerr);
 	if (!za) {
 		r = -EIO;
 		goto out_unlink;
 	}
-	{
-		zip_source_t *src = zip_source_buffer(za, mtext, strlen(mtext), 0);
-		if (!src || zip_file_add(za, NCS_MANIFEST_NAME, src, ZIP_FL_ENC_UTF_8) < 0) {
-			zip_source_free(src);
-			r = -EIO;
-			goto out_discard;
-		}
-	}
-	for (size_t i = 0; i < n_in; i++) {
-		zip_source_t *src = zip_source_buffer(za, in[i].data, in[i].len, 0);
-		zip_int64_t idx;
-
-		if (!src) {
-			r = -ENOMEM;
-			goto out_discard;
-		}
-		idx = zip_file_add(za, in[i].file, src, ZIP_FL_ENC_UTF_8);
-		if (idx < 0) {
-			zip_source_free(src);
-			r = -EIO;
-			goto out_discard;
-		}
-		(void) zip_set_file_compression(za, (zip_uint64_t) idx, ZIP_CM_DEFLATE, 0);
-	}
+	r = add_zip_entries(za, mtext, in, n_in);
+	if (r < 0)
+		goto out_discard;
 	if (zip_close(za) < 0) {
 		r = -EIO;
 		goto out_discard;
 	}
-	za = NULL;
 	r = fgw_fsync_path(tmp);
 	if (r < 0)
 		goto out_unlink;
@@ -584,14 +623,11 @@ FGW_EXPORT int fgw_bundle_write(const char *path, const char *name,
 		r = -errno;
 		goto out_unlink;
 	}
-	r = fgw_fsync_path(dir);
-	goto out;
+	return fgw_fsync_path(dir);
 
 out_discard:
 	zip_discard(za);
 out_unlink:
 	(void) unlink(tmp);
-out:
-	cJSON_Delete(root);
 	return r;
 }
