@@ -438,6 +438,16 @@ static void cmd_discovery(const struct req *q)
 		printf("ok\n");
 }
 
+/* "ok" or the error of a call that answers nothing else. */
+static void reply_done(sd_bus_error *e, int r)
+{
+	if (r < 0)
+		reply_err(e, r);
+	else
+		printf("ok\n");
+	sd_bus_error_free(e);
+}
+
 static int set_filter(const char *spec, sd_bus_error *e)
 {
 	if (!strcmp(spec, "clear"))
@@ -467,11 +477,7 @@ static void cmd_filter(const struct req *q)
 	sd_bus_error e = SD_BUS_ERROR_NULL;
 	int r = set_filter(q->a1, &e);
 
-	if (r < 0)
-		reply_err(&e, r);
-	else
-		printf("ok\n");
-	sd_bus_error_free(&e);
+	reply_done(&e, r);
 }
 
 static void cmd_wait_devices(const struct req *q)
@@ -527,11 +533,7 @@ static void cmd_remove(const struct req *q)
 	int r = sd_bus_call_method(bus, "org.bluez", adapter_path, "org.bluez.Adapter1",
 				   "RemoveDevice", &e, NULL, "o", p->path);
 
-	if (r < 0)
-		reply_err(&e, r);
-	else
-		printf("ok\n");
-	sd_bus_error_free(&e);
+	reply_done(&e, r);
 }
 
 static void cmd_wait_prop(const struct req *q)

@@ -137,55 +137,57 @@ static const struct option opts[] = {
     {},
 };
 
-/* Options with a numeric value: -EINVAL when out of range, -ENOENT when @o is not one. */
+/* Options with a numeric value and their ranges. */
+static const struct {
+	int o;
+	int64_t min, max;
+} ranges[] = {
+    {O_DEVICES, 1, 65536}, {O_BLUEZ_RESTART, 0, 600000},
+    {O_MAXCONN, 1, 65536}, {O_ADAPTERS, 1, SIM_MAX_ADAPTERS},
+    {O_CONNTO, 0, 600000}, {O_DISC, 0, 600000},
+    {O_TEMP, 0, 86400},	   {O_SEED, 0, INT64_MAX},
+};
+
+/* -EINVAL when out of range, -ENOENT when @o has no numeric value. */
 static int apply_number(struct cli *c, int o, const char *arg)
 {
+	size_t i = 0;
 	int64_t v;
 
+	while (i < sizeof(ranges) / sizeof(ranges[0]) && ranges[i].o != o)
+		i++;
+	if (i == sizeof(ranges) / sizeof(ranges[0]))
+		return -ENOENT;
+	if (fgw_parse_int64(arg, ranges[i].min, ranges[i].max, &v) < 0)
+		return -EINVAL;
 	switch (o) {
 	case O_DEVICES:
-		if (fgw_parse_int64(arg, 1, 65536, &v) < 0)
-			return -EINVAL;
 		c->opt.n_devices = (unsigned) v;
 		c->devices_set = true;
-		return 0;
+		break;
 	case O_BLUEZ_RESTART:
-		if (fgw_parse_int64(arg, 0, 600000, &v) < 0)
-			return -EINVAL;
 		c->opt.bluez_restart_ms = (double) v;
-		return 0;
+		break;
 	case O_MAXCONN:
-		if (fgw_parse_int64(arg, 1, 65536, &v) < 0)
-			return -EINVAL;
 		c->opt.max_connections = (unsigned) v;
-		return 0;
+		break;
 	case O_ADAPTERS:
-		if (fgw_parse_int64(arg, 1, SIM_MAX_ADAPTERS, &v) < 0)
-			return -EINVAL;
 		c->opt.n_bluez_adapters = (unsigned) v;
-		return 0;
+		break;
 	case O_CONNTO:
-		if (fgw_parse_int64(arg, 0, 600000, &v) < 0)
-			return -EINVAL;
 		c->opt.connect_timeout_ms = (double) v;
-		return 0;
+		break;
 	case O_DISC:
-		if (fgw_parse_int64(arg, 0, 600000, &v) < 0)
-			return -EINVAL;
 		c->opt.disconnect_ms = (double) v;
-		return 0;
+		break;
 	case O_TEMP:
-		if (fgw_parse_int64(arg, 0, 86400, &v) < 0)
-			return -EINVAL;
 		c->opt.temporary_timeout_ms = (double) v * 1000.0;
-		return 0;
+		break;
 	case O_SEED:
-		if (fgw_parse_int64(arg, 0, INT64_MAX, &v) < 0)
-			return -EINVAL;
 		c->opt.seed = (uint64_t) v;
-		return 0;
+		break;
 	}
-	return -ENOENT;
+	return 0;
 }
 
 /* "hci0,hci1": each name is checked, in order, one device each. */
