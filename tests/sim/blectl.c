@@ -418,6 +418,342 @@ static void find_chr(struct peer *p)
 	p->mtu = mtu;
 }
 
+/* One parsed stdin line; the handlers below answer it with exactly one line on stdout. */
+struct req {
+	const char *line, *cmd, *a1, *a2, *a3;
+	int n;
+};
+
+static void cmd_adapter(const struct req *q)
+{
+	snprintf(adapter_path, sizeof(adapter_path), "/org/bluez/%s", q->a1);
+	printf("ok\n");
+}
+
+static void cmd_discovery(const struct req *q)
+{
+	if (call0(adapter_path, "org.bluez.Adapter1",
+		  q->cmd[1] == 't' && q->cmd[2] == 'a' ? "StartDiscovery" : "StopDiscovery",
+		  5000000) >= 0)
+		printf("ok\n");
+}
+
+/* "ok" or the error of a call that answers nothing else. */
+static void reply_done(sd_bus_error *e, int r)
+{
+	if (r < 0)
+		reply_err(e, r);
+	else
+		printf("ok\n");
+	sd_bus_error_free(e);
+}
+
+static int set_filter(const char *spec, sd_bus_error *e)
+{
+	if (!strcmp(spec, "clear"))
+		return sd_bus_call_method(bus, "org.bluez", adapter_path, "org.bluez.Adapter1",
+					  "SetDiscoveryFilter", e, NULL, "a{sv}", 0);
+	if (!strncmp(spec, "pattern=", 8))
+		return sd_bus_call_method(bus, "org.bluez", adapter_path, "org.bluez.Adapter1",
+					  "SetDiscoveryFilter", e, NULL, "a{sv}", 1, "Pattern", "s",
+					  spec + 8);
+	if (!strncmp(spec, "rssi=", 5))
+		return sd_bus_call_method(bus, "org.bluez", adapter_path, "org.bluez.Adapter1",
+					  "SetDiscoveryFilter", e, NULL, "a{sv}", 1, "RSSI", "n",
+					  (int16_t) atoi(spec + 5));
+	if (!strncmp(spec, "uuid=", 5))
+		return sd_bus_call_method(bus, "org.bluez", adapter_path, "org.bluez.Adapter1",
+					  "SetDiscoveryFilter", e, NULL, "a{sv}", 1, "UUIDs", "as",
+					  1, spec + 5);
+	if (!strncmp(spec, "bogus=", 6))
+		return sd_bus_call_method(bus, "org.bluez", adapter_path, "org.bluez.Adapter1",
+					  "SetDiscoveryFilter", e, NULL, "a{sv}", 1, "Bogus", "s",
+					  "x");
+	return -EINVAL;
+}
+
+static void cmd_filter(const struct req *q)
+{
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	int r = set_filter(q->a1, &e);
+
+	reply_done(&e, r);
+}
+
+static void cmd_wait_devices(const struct req *q)
+{
+	int want = atoi(q->a1), got = 0;
+	uint64_t t0 = now_ms(), end = t0 + (uint64_t) atoi(q->a2);
+
+	while ((got = count_devices(NULL, NULL)) < want && now_ms() < end)
+		pump(50);
+	if (got >= want)
+		printf("ok %d %llu\n", got, (unsigned long long) (now_ms() - t0));
+	else
+		printf("err timeout %d\n", got);
+}
+
+static void cmd_wait_gone(const struct req *q)
+{
+	struct peer *p = peer_find(q->a1, true);
+	bool has = true;
+	uint64_t t0 = now_ms(), end = t0 + (uint64_t) atoi(q->a2);
+
+	while (count_devices(&has, p->path) >= 0 && has && now_ms() < end)
+		pump(100);
+	if (!has)
+		printf("ok %llu\n", (unsigned long long) (now_ms() - t0));
+	else
+		printf("err timeout\n");
+}
+
+static void cmd_connect(const struct req *q)
+{
+	struct peer *p = peer_find(q->a1, true);
+	uint64_t t0 = now_ms();
+	int to = q->n >= 3 ? atoi(q->a2) : 30000;
+
+	if (call0(p->path, "org.bluez.Device1", "Connect", (uint64_t) to * 1000) >= 0)
+		printf("ok %llu\n", (unsigned long long) (now_ms() - t0));
+}
+
+static void cmd_disconnect(const struct req *q)
+{
+	struct peer *p = peer_find(q->a1, true);
+	uint64_t t0 = now_ms();
+
+	if (call0(p->path, "org.bluez.Device1", "Disconnect", 30000000) >= 0)
+		printf("ok %llu\n", (unsigned long long) (now_ms() - t0));
+}
+
+static void cmd_remove(const struct req *q)
+{
+	struct peer *p = peer_find(q->a1, true);
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	int r = sd_bus_call_method(bus, "org.bluez", adapter_path, "org.bluez.Adapter1",
+				   "RemoveDevice", &e, NULL, "o", p->path);
+
+	reply_done(&e, r);
+}
+
+static void cmd_wait_prop(const struct req *q)
+{
+	struct peer *p = peer_find(q->a1, true);
+	int want = !strcmp(q->a3, "true"), v = -1;
+	uint64_t end = now_ms() + 30000;
+	char tbuf[16];
+
+	if (sscanf(q->line, "%*s %*s %*s %*s %15s", tbuf) == 1)
+		end = now_ms() + (uint64_t) atoi(tbuf);
+	while (now_ms() < end) {
+		if (get_bool(p->path, "org.bluez.Device1", q->a2, &v) && v == want)
+			break;
+		pump(20);
+	}
+	if (v == want)
+		printf("ok\n");
+	else
+		printf("err timeout %d\n", v);
+}
+
+static void cmd_acquire(const struct req *q)
+{
+	struct peer *p = peer_find(q->a1, true);
+
+	find_chr(p);
+	if (acquire(p, "AcquireNotify", &p->nfd) >= 0 && acquire(p, "AcquireWrite", &p->wfd) >= 0)
+		printf("ok %u\n", p->mtu);
+}
+
+static void cmd_notify(const struct req *q)
+{
+	struct peer *p = peer_find(q->a1, true);
+
+	find_chr(p);
+	if (call0(p->chr, "org.bluez.GattCharacteristic1",
+		  q->cmd[2] == 'a' ? "StartNotify" : "StopNotify", 5000000) >= 0) {
+		p->notify_session = q->cmd[2] == 'a';
+		printf("ok %u\n", p->mtu);
+	}
+}
+
+/* smp, send and raw-write: raw-write skips fragmentation, only smp waits for the answer. */
+static void cmd_write(const struct req *q)
+{
+	struct peer *p = peer_find(q->a1, true);
+	static unsigned char pkt[35000];
+	int len = hex2bin(q->a2, pkt, sizeof(pkt)), r;
+
+	if (len < 0) {
+		printf("err hex\n");
+		return;
+	}
+	if (!p->chr[0])
+		find_chr(p);
+	r = q->cmd[0] == 'r' ? write_one(p, pkt, (size_t) len) : send_packet(p, pkt, (size_t) len);
+	if (r < 0) {
+		printf("err write %s\n", strerror(-r));
+		return;
+	}
+	if (q->cmd[1] != 'm') {
+		printf("ok\n");
+		return;
+	}
+	if (wait_response(p, q->n >= 4 ? atoi(q->a3) : 5000))
+		pop_response(p);
+	else
+		printf("err timeout\n");
+}
+
+static void cmd_recv(const struct req *q)
+{
+	struct peer *p = peer_find(q->a1, true);
+
+	if (wait_response(p, atoi(q->a2)))
+		pop_response(p);
+	else
+		printf("err timeout\n");
+}
+
+static void cmd_close(const struct req *q)
+{
+	struct peer *p = peer_find(q->a1, true);
+	int *fd = q->cmd[6] == 'w' ? &p->wfd : &p->nfd;
+
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+	printf("ok\n");
+}
+
+static void cmd_call(const struct req *q)
+{
+	if (call0(q->a1, q->a2, q->a3, 10000000) >= 0)
+		printf("ok\n");
+}
+
+static void print_variant(sd_bus_message *reply)
+{
+	const char *contents;
+	char t;
+
+	sd_bus_message_peek_type(reply, &t, &contents);
+	if (!strcmp(contents, "b")) {
+		int v;
+		sd_bus_message_read(reply, "v", "b", &v);
+		printf("ok %s\n", v ? "true" : "false");
+	} else if (!strcmp(contents, "n")) {
+		int16_t v;
+		sd_bus_message_read(reply, "v", "n", &v);
+		printf("ok %d\n", v);
+	} else if (!strcmp(contents, "q")) {
+		uint16_t v;
+		sd_bus_message_read(reply, "v", "q", &v);
+		printf("ok %u\n", v);
+	} else if (!strcmp(contents, "s") || !strcmp(contents, "o")) {
+		const char *v;
+		sd_bus_message_read(reply, "v", contents, &v);
+		printf("ok %s\n", v);
+	} else if (!strcmp(contents, "as")) {
+		const char *v;
+		printf("ok");
+		sd_bus_message_enter_container(reply, 'v', "as");
+		sd_bus_message_enter_container(reply, 'a', "s");
+		while (sd_bus_message_read(reply, "s", &v) > 0)
+			printf(" %s", v);
+		printf("\n");
+	} else {
+		printf("ok <%s>\n", contents);
+	}
+}
+
+static void cmd_get(const struct req *q)
+{
+	sd_bus_error e = SD_BUS_ERROR_NULL;
+	sd_bus_message *reply = NULL;
+	int r = sd_bus_get_property(bus, "org.bluez", q->a1, q->a2, q->a3, &e, &reply, "v");
+
+	if (r < 0) {
+		/* the signature is unknown beforehand: ask for the variant */
+		sd_bus_error_free(&e);
+		r = sd_bus_call_method(bus, "org.bluez", q->a1, "org.freedesktop.DBus.Properties",
+				       "Get", &e, &reply, "ss", q->a2, q->a3);
+	}
+	if (r < 0) {
+		reply_err(&e, r);
+		sd_bus_error_free(&e);
+		return;
+	}
+	print_variant(reply);
+	sd_bus_message_unref(reply);
+}
+
+static void cmd_events(const struct req *q)
+{
+	uint64_t end = now_ms() + 100;
+
+	(void) q;
+	while (now_ms() < end)
+		pump((int) (end - now_ms()));
+	printf("ok %s\n", events ? events : "");
+	free(events);
+	events = NULL;
+	events_len = 0;
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(const struct req *q);
+} commands[] = {
+    {"adapter", cmd_adapter},
+    {"start-discovery", cmd_discovery},
+    {"stop-discovery", cmd_discovery},
+    {"filter", cmd_filter},
+    {"wait-devices", cmd_wait_devices},
+    {"wait-gone", cmd_wait_gone},
+    {"connect", cmd_connect},
+    {"disconnect", cmd_disconnect},
+    {"remove", cmd_remove},
+    {"wait-prop", cmd_wait_prop},
+    {"acquire", cmd_acquire},
+    {"start-notify", cmd_notify},
+    {"stop-notify", cmd_notify},
+    {"smp", cmd_write},
+    {"send", cmd_write},
+    {"raw-write", cmd_write},
+    {"recv", cmd_recv},
+    {"close-write", cmd_close},
+    {"close-notify", cmd_close},
+    {"call", cmd_call},
+    {"get", cmd_get},
+    {"events", cmd_events},
+};
+
+static void dispatch(const struct req *q)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		if (!strcmp(q->cmd, commands[i].name)) {
+			commands[i].fn(q);
+			return;
+		}
+	}
+	printf("err unknown-command %s\n", q->cmd);
+}
+
+static void cleanup(void)
+{
+	for (unsigned i = 0; i < n_peers; i++) {
+		if (peers[i].wfd >= 0)
+			close(peers[i].wfd);
+		if (peers[i].nfd >= 0)
+			close(peers[i].nfd);
+		while (peers[i].n_done)
+			free(peers[i].done[--peers[i].n_done]);
+	}
+	free(events);
+	sd_bus_flush_close_unref(bus);
+}
+
 int main(void)
 {
 	char line[70000];
@@ -438,237 +774,19 @@ int main(void)
 	printf("ready\n");
 	while (fgets(line, sizeof(line), stdin)) {
 		char cmd[32] = "", a1[256] = "", a2[70000] = "", a3[64] = "";
-		int n;
+		struct req q = {line, cmd, a1, a2, a3, 0};
 
 		line[strcspn(line, "\n")] = '\0';
-		n = sscanf(line, "%31s %255s %69999s %63s", cmd, a1, a2, a3);
-		if (n < 1)
+		q.n = sscanf(line, "%31s %255s %69999s %63s", cmd, a1, a2, a3);
+		if (q.n < 1)
 			continue;
 		pump(0);
-		if (!strcmp(cmd, "adapter")) {
-			snprintf(adapter_path, sizeof(adapter_path), "/org/bluez/%s", a1);
-			printf("ok\n");
-		} else if (!strcmp(cmd, "quit")) {
+		if (!strcmp(cmd, "quit")) {
 			printf("ok\n");
 			break;
-		} else if (!strcmp(cmd, "start-discovery") || !strcmp(cmd, "stop-discovery")) {
-			if (call0(adapter_path, "org.bluez.Adapter1",
-				  cmd[1] == 't' && cmd[2] == 'a' ? "StartDiscovery"
-								 : "StopDiscovery",
-				  5000000) >= 0)
-				printf("ok\n");
-		} else if (!strcmp(cmd, "filter")) {
-			sd_bus_error e = SD_BUS_ERROR_NULL;
-			if (!strcmp(a1, "clear"))
-				r = sd_bus_call_method(bus, "org.bluez", adapter_path,
-						       "org.bluez.Adapter1", "SetDiscoveryFilter",
-						       &e, NULL, "a{sv}", 0);
-			else if (!strncmp(a1, "pattern=", 8))
-				r = sd_bus_call_method(bus, "org.bluez", adapter_path,
-						       "org.bluez.Adapter1", "SetDiscoveryFilter",
-						       &e, NULL, "a{sv}", 1, "Pattern", "s",
-						       a1 + 8);
-			else if (!strncmp(a1, "rssi=", 5))
-				r = sd_bus_call_method(bus, "org.bluez", adapter_path,
-						       "org.bluez.Adapter1", "SetDiscoveryFilter",
-						       &e, NULL, "a{sv}", 1, "RSSI", "n",
-						       (int16_t) atoi(a1 + 5));
-			else if (!strncmp(a1, "uuid=", 5))
-				r = sd_bus_call_method(bus, "org.bluez", adapter_path,
-						       "org.bluez.Adapter1", "SetDiscoveryFilter",
-						       &e, NULL, "a{sv}", 1, "UUIDs", "as", 1,
-						       a1 + 5);
-			else if (!strncmp(a1, "bogus=", 6))
-				r = sd_bus_call_method(bus, "org.bluez", adapter_path,
-						       "org.bluez.Adapter1", "SetDiscoveryFilter",
-						       &e, NULL, "a{sv}", 1, "Bogus", "s", "x");
-			else
-				r = -EINVAL;
-			if (r < 0)
-				reply_err(&e, r);
-			else
-				printf("ok\n");
-			sd_bus_error_free(&e);
-		} else if (!strcmp(cmd, "wait-devices")) {
-			int want = atoi(a1), got = 0;
-			uint64_t t0 = now_ms(), end = t0 + (uint64_t) atoi(a2);
-			while ((got = count_devices(NULL, NULL)) < want && now_ms() < end)
-				pump(50);
-			if (got >= want)
-				printf("ok %d %llu\n", got, (unsigned long long) (now_ms() - t0));
-			else
-				printf("err timeout %d\n", got);
-		} else if (!strcmp(cmd, "wait-gone")) {
-			struct peer *p = peer_find(a1, true);
-			bool has = true;
-			uint64_t t0 = now_ms(), end = t0 + (uint64_t) atoi(a2);
-			while (count_devices(&has, p->path) >= 0 && has && now_ms() < end)
-				pump(100);
-			if (!has)
-				printf("ok %llu\n", (unsigned long long) (now_ms() - t0));
-			else
-				printf("err timeout\n");
-		} else if (!strcmp(cmd, "connect")) {
-			struct peer *p = peer_find(a1, true);
-			uint64_t t0 = now_ms();
-			int to = n >= 3 ? atoi(a2) : 30000;
-			if (call0(p->path, "org.bluez.Device1", "Connect", (uint64_t) to * 1000) >=
-			    0)
-				printf("ok %llu\n", (unsigned long long) (now_ms() - t0));
-		} else if (!strcmp(cmd, "disconnect")) {
-			struct peer *p = peer_find(a1, true);
-			uint64_t t0 = now_ms();
-			if (call0(p->path, "org.bluez.Device1", "Disconnect", 30000000) >= 0)
-				printf("ok %llu\n", (unsigned long long) (now_ms() - t0));
-		} else if (!strcmp(cmd, "remove")) {
-			struct peer *p = peer_find(a1, true);
-			sd_bus_error e = SD_BUS_ERROR_NULL;
-			r = sd_bus_call_method(bus, "org.bluez", adapter_path, "org.bluez.Adapter1",
-					       "RemoveDevice", &e, NULL, "o", p->path);
-			if (r < 0)
-				reply_err(&e, r);
-			else
-				printf("ok\n");
-			sd_bus_error_free(&e);
-		} else if (!strcmp(cmd, "wait-prop")) {
-			struct peer *p = peer_find(a1, true);
-			int want = !strcmp(a3, "true"), v = -1;
-			uint64_t end = now_ms() + 30000;
-			char tbuf[16];
-			if (sscanf(line, "%*s %*s %*s %*s %15s", tbuf) == 1)
-				end = now_ms() + (uint64_t) atoi(tbuf);
-			while (now_ms() < end) {
-				if (get_bool(p->path, "org.bluez.Device1", a2, &v) && v == want)
-					break;
-				pump(20);
-			}
-			if (v == want)
-				printf("ok\n");
-			else
-				printf("err timeout %d\n", v);
-		} else if (!strcmp(cmd, "acquire")) {
-			struct peer *p = peer_find(a1, true);
-			find_chr(p);
-			if (acquire(p, "AcquireNotify", &p->nfd) >= 0 &&
-			    acquire(p, "AcquireWrite", &p->wfd) >= 0)
-				printf("ok %u\n", p->mtu);
-		} else if (!strcmp(cmd, "start-notify") || !strcmp(cmd, "stop-notify")) {
-			struct peer *p = peer_find(a1, true);
-			find_chr(p);
-			if (call0(p->chr, "org.bluez.GattCharacteristic1",
-				  cmd[2] == 'a' ? "StartNotify" : "StopNotify", 5000000) >= 0) {
-				p->notify_session = cmd[2] == 'a';
-				printf("ok %u\n", p->mtu);
-			}
-		} else if (!strcmp(cmd, "smp") || !strcmp(cmd, "send") ||
-			   !strcmp(cmd, "raw-write")) {
-			struct peer *p = peer_find(a1, true);
-			static unsigned char pkt[35000];
-			int len = hex2bin(a2, pkt, sizeof(pkt));
-			if (len < 0) {
-				printf("err hex\n");
-				continue;
-			}
-			if (!p->chr[0])
-				find_chr(p);
-			r = cmd[0] == 'r' ? write_one(p, pkt, (size_t) len)
-					  : send_packet(p, pkt, (size_t) len);
-			if (r < 0) {
-				printf("err write %s\n", strerror(-r));
-				continue;
-			}
-			if (cmd[1] != 'm') {
-				printf("ok\n");
-				continue;
-			}
-			if (wait_response(p, n >= 4 ? atoi(a3) : 5000))
-				pop_response(p);
-			else
-				printf("err timeout\n");
-		} else if (!strcmp(cmd, "recv")) {
-			struct peer *p = peer_find(a1, true);
-			if (wait_response(p, atoi(a2)))
-				pop_response(p);
-			else
-				printf("err timeout\n");
-		} else if (!strcmp(cmd, "close-write") || !strcmp(cmd, "close-notify")) {
-			struct peer *p = peer_find(a1, true);
-			int *fd = cmd[6] == 'w' ? &p->wfd : &p->nfd;
-			if (*fd >= 0)
-				close(*fd);
-			*fd = -1;
-			printf("ok\n");
-		} else if (!strcmp(cmd, "call")) {
-			if (call0(a1, a2, a3, 10000000) >= 0)
-				printf("ok\n");
-		} else if (!strcmp(cmd, "get")) {
-			sd_bus_error e = SD_BUS_ERROR_NULL;
-			sd_bus_message *reply = NULL;
-			const char *contents;
-			char t;
-			r = sd_bus_get_property(bus, "org.bluez", a1, a2, a3, &e, &reply, "v");
-			if (r < 0) {
-				/* the signature is unknown beforehand: ask for the variant */
-				sd_bus_error_free(&e);
-				r = sd_bus_call_method(bus, "org.bluez", a1,
-						       "org.freedesktop.DBus.Properties", "Get", &e,
-						       &reply, "ss", a2, a3);
-			}
-			if (r < 0) {
-				reply_err(&e, r);
-				sd_bus_error_free(&e);
-				continue;
-			}
-			sd_bus_message_peek_type(reply, &t, &contents);
-			if (!strcmp(contents, "b")) {
-				int v;
-				sd_bus_message_read(reply, "v", "b", &v);
-				printf("ok %s\n", v ? "true" : "false");
-			} else if (!strcmp(contents, "n")) {
-				int16_t v;
-				sd_bus_message_read(reply, "v", "n", &v);
-				printf("ok %d\n", v);
-			} else if (!strcmp(contents, "q")) {
-				uint16_t v;
-				sd_bus_message_read(reply, "v", "q", &v);
-				printf("ok %u\n", v);
-			} else if (!strcmp(contents, "s") || !strcmp(contents, "o")) {
-				const char *v;
-				sd_bus_message_read(reply, "v", contents, &v);
-				printf("ok %s\n", v);
-			} else if (!strcmp(contents, "as")) {
-				const char *v;
-				printf("ok");
-				sd_bus_message_enter_container(reply, 'v', "as");
-				sd_bus_message_enter_container(reply, 'a', "s");
-				while (sd_bus_message_read(reply, "s", &v) > 0)
-					printf(" %s", v);
-				printf("\n");
-			} else {
-				printf("ok <%s>\n", contents);
-			}
-			sd_bus_message_unref(reply);
-		} else if (!strcmp(cmd, "events")) {
-			uint64_t end = now_ms() + 100;
-			while (now_ms() < end)
-				pump((int) (end - now_ms()));
-			printf("ok %s\n", events ? events : "");
-			free(events);
-			events = NULL;
-			events_len = 0;
-		} else {
-			printf("err unknown-command %s\n", cmd);
 		}
+		dispatch(&q);
 	}
-	for (unsigned i = 0; i < n_peers; i++) {
-		if (peers[i].wfd >= 0)
-			close(peers[i].wfd);
-		if (peers[i].nfd >= 0)
-			close(peers[i].nfd);
-		while (peers[i].n_done)
-			free(peers[i].done[--peers[i].n_done]);
-	}
-	free(events);
-	sd_bus_flush_close_unref(bus);
+	cleanup();
 	return 0;
 }

@@ -4,6 +4,7 @@
  * (docs/simulator.md, "Scenario files").
  */
 #include <errno.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -297,21 +298,109 @@ static int parse_adapters(const char *v, struct sim_dev_config *c)
 	return 0;
 }
 
-int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
+/* Keys that are plain booleans of the device or of its faults. */
+static const struct {
+	const char *key;
+	size_t off;
+} bool_keys[] = {
+    {"image_check", offsetof(struct sim_dev_config, image_check)},
+    {"no_downgrade", offsetof(struct sim_dev_config, no_downgrade)},
+    {"net_slot0_visible", offsetof(struct sim_dev_config, net_slot0_visible)},
+    {"ncs_order_bug", offsetof(struct sim_dev_config, ncs_order_bug)},
+    {"allow_erase_pending", offsetof(struct sim_dev_config, allow_erase_pending)},
+    {"adv_smp_uuid", offsetof(struct sim_dev_config, adv_smp_uuid)},
+    {"bond_lost", offsetof(struct sim_dev_config, bond_lost)},
+    {"single_image", offsetof(struct sim_dev_config, single_image)},
+    {"bootloader_info", offsetof(struct sim_dev_config, bootloader_info)},
+    {"reset_no_answer", offsetof(struct sim_dev_config, reset_no_answer)},
+    {"bad_boot", offsetof(struct sim_dev_config, faults.bad_boot)},
+    {"lose_final_chunk", offsetof(struct sim_dev_config, faults.lose_final_chunk)},
+    {"no_confirm", offsetof(struct sim_dev_config, faults.no_confirm)},
+    {"net_unreadable", offsetof(struct sim_dev_config, faults.net_unreadable)},
+    {"out_of_range", offsetof(struct sim_dev_config, faults.out_of_range)},
+};
+
+static int set_bool(struct sim_dev_config *c, const char *k, const char *v)
 {
-	struct sim_version ver;
-	struct sim_faults *f = &c->faults;
-	int r;
+	for (size_t i = 0; i < sizeof(bool_keys) / sizeof(bool_keys[0]); i++)
+		if (!strcmp(k, bool_keys[i].key))
+			return fgw_parse_bool(v, (bool *) ((char *) c + bool_keys[i].off));
+	return -ENOENT;
+}
+
+/* The value's index in the NULL-terminated @names, or -EINVAL. */
+static int pick(const char *v, const char *const *names)
+{
+	for (int i = 0; names[i]; i++)
+		if (!strcmp(v, names[i]))
+			return i;
+	return -EINVAL;
+}
+
+static int set_choice(struct sim_dev_config *c, const char *k, const char *v)
+{
+	static const char *const modes[] = {"swap", "overwrite", NULL};
+	static const char *const secs[] = {"none", "encrypt", "authen", NULL};
+	static const char *const errs[] = {"busy", "nomem", "none", NULL};
+	int i;
 
 	if (!strcmp(k, "mode")) {
-		if (!strcmp(v, "swap"))
-			c->mode = SIM_MODE_SWAP;
-		else if (!strcmp(v, "overwrite"))
-			c->mode = SIM_MODE_OVERWRITE;
-		else
-			return -EINVAL;
+		if ((i = pick(v, modes)) < 0)
+			return i;
+		c->mode = i == 0 ? SIM_MODE_SWAP : SIM_MODE_OVERWRITE;
 		return 0;
 	}
+	if (!strcmp(k, "security")) {
+		if ((i = pick(v, secs)) < 0)
+			return i;
+		c->security = i == 0 ? SIM_SEC_NONE : i == 1 ? SIM_SEC_ENCRYPT : SIM_SEC_AUTHEN;
+		return 0;
+	}
+	if (!strcmp(k, "error")) {
+		if ((i = pick(v, errs)) < 0)
+			return i;
+		c->faults.error = i == 0 ? SIM_ERR_BUSY : i == 1 ? SIM_ERR_NOMEM : SIM_ERR_NONE;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+/* passkey and rssi: a number or a word for "none". */
+static int set_special_int(struct sim_dev_config *c, const char *k, const char *v)
+{
+	int64_t x;
+	int r;
+
+	if (!strcmp(k, "passkey")) {
+		if (!strcmp(v, "none")) {
+			c->passkey = -1;
+			return 0;
+		}
+		if (strlen(v) != 6)
+			return -EINVAL;
+		r = fgw_parse_int64(v, 0, 999999, &x);
+		if (r == 0)
+			c->passkey = (int) x;
+		return r;
+	}
+	if (!strcmp(k, "rssi")) {
+		/* 127: the controller reports "RSSI not available" (HCI), as virtual ones do */
+		if (!strcmp(v, "127") || !strcmp(v, "invalid")) {
+			c->rssi = 127;
+			return 0;
+		}
+		r = fgw_parse_int64(v, -127, 20, &x);
+		if (r == 0)
+			c->rssi = (int) x;
+		return r;
+	}
+	return -ENOENT;
+}
+
+static int set_device(struct sim_dev_config *c, const char *k, const char *v)
+{
+	struct sim_version ver;
+
 	if (!strcmp(k, "app_version") || !strcmp(k, "net_version")) {
 		char *dst = k[0] == 'a' ? c->app_version : c->net_version;
 		if (strlen(v) >= SIM_VERSION_MAX || sim_version_parse(v, &ver) < 0)
@@ -319,11 +408,6 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		strcpy(dst, v);
 		return 0;
 	}
-	if (!strcmp(k, "link"))
-		return sim_link_parse(v, &c->link);
-	r = link_set(&c->link, k, v);
-	if (r != -ENOENT)
-		return r;
 	if (!strcmp(k, "buf_size"))
 		return parse_uint(v, 64, 65535, &c->buf_size);
 	if (!strcmp(k, "buf_count"))
@@ -336,50 +420,6 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return parse_uint(v, 0, 16u << 20, &c->body_size[0]);
 	if (!strcmp(k, "net_size"))
 		return parse_uint(v, 0, 16u << 20, &c->body_size[1]);
-	if (!strcmp(k, "image_check"))
-		return fgw_parse_bool(v, &c->image_check);
-	if (!strcmp(k, "no_downgrade"))
-		return fgw_parse_bool(v, &c->no_downgrade);
-	if (!strcmp(k, "net_slot0_visible"))
-		return fgw_parse_bool(v, &c->net_slot0_visible);
-	if (!strcmp(k, "ncs_order_bug"))
-		return fgw_parse_bool(v, &c->ncs_order_bug);
-	if (!strcmp(k, "allow_erase_pending"))
-		return fgw_parse_bool(v, &c->allow_erase_pending);
-	if (!strcmp(k, "adv_smp_uuid"))
-		return fgw_parse_bool(v, &c->adv_smp_uuid);
-	if (!strcmp(k, "security")) {
-		if (!strcmp(v, "none"))
-			c->security = SIM_SEC_NONE;
-		else if (!strcmp(v, "encrypt"))
-			c->security = SIM_SEC_ENCRYPT;
-		else if (!strcmp(v, "authen"))
-			c->security = SIM_SEC_AUTHEN;
-		else
-			return -EINVAL;
-		return 0;
-	}
-	if (!strcmp(k, "passkey")) {
-		int64_t x;
-		if (!strcmp(v, "none")) {
-			c->passkey = -1;
-			return 0;
-		}
-		if (strlen(v) != 6)
-			return -EINVAL;
-		r = fgw_parse_int64(v, 0, 999999, &x);
-		if (r == 0)
-			c->passkey = (int) x;
-		return r;
-	}
-	if (!strcmp(k, "bond_lost"))
-		return fgw_parse_bool(v, &c->bond_lost);
-	if (!strcmp(k, "single_image"))
-		return fgw_parse_bool(v, &c->single_image);
-	if (!strcmp(k, "bootloader_info"))
-		return fgw_parse_bool(v, &c->bootloader_info);
-	if (!strcmp(k, "reset_no_answer"))
-		return fgw_parse_bool(v, &c->reset_no_answer);
 	if (!strcmp(k, "name"))
 		return parse_text(v, c->name, sizeof(c->name), true);
 	if (!strcmp(k, "adapters"))
@@ -393,19 +433,11 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		}
 		return parse_text(v, c->rsn, sizeof(c->rsn), false);
 	}
-	if (!strcmp(k, "rssi")) {
-		int64_t x;
-		/* 127: the controller reports "RSSI not available" (HCI), as virtual ones do */
-		if (!strcmp(v, "127") || !strcmp(v, "invalid")) {
-			c->rssi = 127;
-			return 0;
-		}
-		r = fgw_parse_int64(v, -127, 20, &x);
-		if (r == 0)
-			c->rssi = (int) x;
-		return r;
-	}
-	/* faults */
+	return set_special_int(c, k, v);
+}
+
+static int set_fault(struct sim_faults *f, const char *k, const char *v)
+{
 	if (!strcmp(k, "disconnect_at_chunk"))
 		return parse_chunk(v, &f->disconnect_at_chunk);
 	if (!strcmp(k, "disconnect_prob"))
@@ -414,38 +446,36 @@ int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
 		return parse_prob(v, &f->drop_notify_prob);
 	if (!strcmp(k, "rsp_delay_ms"))
 		return parse_double(v, 0, 600000, &f->rsp_delay_ms);
-	if (!strcmp(k, "error")) {
-		if (!strcmp(v, "busy"))
-			f->error = SIM_ERR_BUSY;
-		else if (!strcmp(v, "nomem"))
-			f->error = SIM_ERR_NOMEM;
-		else if (!strcmp(v, "none"))
-			f->error = SIM_ERR_NONE;
-		else
-			return -EINVAL;
-		return 0;
-	}
 	if (!strcmp(k, "error_prob"))
 		return parse_prob(v, &f->error_prob);
 	if (!strcmp(k, "error_at_chunk"))
 		return parse_chunk(v, &f->error_at_chunk);
 	if (!strcmp(k, "reboot_at_chunk"))
 		return parse_chunk(v, &f->reboot_at_chunk);
-	if (!strcmp(k, "bad_boot"))
-		return fgw_parse_bool(v, &f->bad_boot);
-	if (!strcmp(k, "lose_final_chunk"))
-		return fgw_parse_bool(v, &f->lose_final_chunk);
-	if (!strcmp(k, "no_confirm"))
-		return fgw_parse_bool(v, &f->no_confirm);
 	if (!strcmp(k, "watchdog_ms"))
 		return parse_double(v, 0, 600000, &f->watchdog_ms);
-	if (!strcmp(k, "net_unreadable"))
-		return fgw_parse_bool(v, &f->net_unreadable);
-	if (!strcmp(k, "out_of_range"))
-		return fgw_parse_bool(v, &f->out_of_range);
 	if (!strcmp(k, "out_of_range_at_chunk"))
 		return parse_chunk(v, &f->out_of_range_at_chunk);
 	if (!strcmp(k, "out_of_range_ms"))
 		return parse_double(v, 0, 86400000, &f->out_of_range_ms);
 	return -ENOENT;
+}
+
+/* Keys are unique, so the groups are tried in any order; -ENOENT from all: unknown key. */
+int sim_dev_config_set(struct sim_dev_config *c, const char *k, const char *v)
+{
+	int r;
+
+	if (!strcmp(k, "link"))
+		return sim_link_parse(v, &c->link);
+	r = link_set(&c->link, k, v);
+	if (r == -ENOENT)
+		r = set_bool(c, k, v);
+	if (r == -ENOENT)
+		r = set_choice(c, k, v);
+	if (r == -ENOENT)
+		r = set_device(c, k, v);
+	if (r == -ENOENT)
+		r = set_fault(&c->faults, k, v);
+	return r;
 }

@@ -81,62 +81,222 @@ static int add_str(const char ***arr, size_t *n, const char *s)
 	return 0;
 }
 
+enum {
+	O_DEVICES = 256,
+	O_STATE,
+	O_UDP,
+	O_BLUEZ,
+	O_BLUEZ_RESTART,
+	O_PERIPH,
+	O_ADAPTER,
+	O_NOACQ,
+	O_MAXCONN,
+	O_ADAPTERS,
+	O_CONNTO,
+	O_DISC,
+	O_TEMP,
+	O_MODE,
+	O_LINK,
+	O_KEY,
+	O_SCEN,
+	O_SET,
+	O_FAULT,
+	O_CANON,
+	O_SEED,
+	O_CAP,
+	O_LOG,
+	O_HELP,
+};
+
+/* In the order of the enum: a bad value is reported by the option's name. */
+static const struct option opts[] = {
+    {"devices", required_argument, NULL, O_DEVICES},
+    {"state-dir", required_argument, NULL, O_STATE},
+    {"udp", required_argument, NULL, O_UDP},
+    {"bluez", no_argument, NULL, O_BLUEZ},
+    {"bluez-restart-ms", required_argument, NULL, O_BLUEZ_RESTART},
+    {"peripheral", no_argument, NULL, O_PERIPH},
+    {"adapter", required_argument, NULL, O_ADAPTER},
+    {"no-acquire", no_argument, NULL, O_NOACQ},
+    {"max-connections", required_argument, NULL, O_MAXCONN},
+    {"adapters", required_argument, NULL, O_ADAPTERS},
+    {"connect-timeout", required_argument, NULL, O_CONNTO},
+    {"disconnect-delay", required_argument, NULL, O_DISC},
+    {"temporary-timeout", required_argument, NULL, O_TEMP},
+    {"mode", required_argument, NULL, O_MODE},
+    {"link", required_argument, NULL, O_LINK},
+    {"mcuboot-key", required_argument, NULL, O_KEY},
+    {"scenario", required_argument, NULL, O_SCEN},
+    {"set", required_argument, NULL, O_SET},
+    {"fault", required_argument, NULL, O_FAULT},
+    {"canonical", no_argument, NULL, O_CANON},
+    {"seed", required_argument, NULL, O_SEED},
+    {"capacity", no_argument, NULL, O_CAP},
+    {"log-level", required_argument, NULL, O_LOG},
+    {"help", no_argument, NULL, O_HELP},
+    {},
+};
+
+/* Options with a numeric value and their ranges. */
+static const struct {
+	int o;
+	int64_t min, max;
+} ranges[] = {
+    {O_DEVICES, 1, 65536}, {O_BLUEZ_RESTART, 0, 600000},
+    {O_MAXCONN, 1, 65536}, {O_ADAPTERS, 1, SIM_MAX_ADAPTERS},
+    {O_CONNTO, 0, 600000}, {O_DISC, 0, 600000},
+    {O_TEMP, 0, 86400},	   {O_SEED, 0, INT64_MAX},
+};
+
+/* -EINVAL when out of range, -ENOENT when @o has no numeric value. */
+static int apply_number(struct cli *c, int o, const char *arg)
+{
+	size_t i = 0;
+	int64_t v;
+
+	while (i < sizeof(ranges) / sizeof(ranges[0]) && ranges[i].o != o)
+		i++;
+	if (i == sizeof(ranges) / sizeof(ranges[0]))
+		return -ENOENT;
+	if (fgw_parse_int64(arg, ranges[i].min, ranges[i].max, &v) < 0)
+		return -EINVAL;
+	switch (o) {
+	case O_DEVICES:
+		c->opt.n_devices = (unsigned) v;
+		c->devices_set = true;
+		break;
+	case O_BLUEZ_RESTART:
+		c->opt.bluez_restart_ms = (double) v;
+		break;
+	case O_MAXCONN:
+		c->opt.max_connections = (unsigned) v;
+		break;
+	case O_ADAPTERS:
+		c->opt.n_bluez_adapters = (unsigned) v;
+		break;
+	case O_CONNTO:
+		c->opt.connect_timeout_ms = (double) v;
+		break;
+	case O_DISC:
+		c->opt.disconnect_ms = (double) v;
+		break;
+	case O_TEMP:
+		c->opt.temporary_timeout_ms = (double) v * 1000.0;
+		break;
+	case O_SEED:
+		c->opt.seed = (uint64_t) v;
+		break;
+	}
+	return 0;
+}
+
+/* "hci0,hci1": each name is checked, in order, one device each. */
+static int add_adapters(struct cli *c, char *arg)
+{
+	char *save = NULL, *tok;
+	int64_t v;
+
+	for (tok = strtok_r(arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		if (strncmp(tok, "hci", 3) || fgw_parse_int64(tok + 3, 0, 255, &v) < 0)
+			return -EINVAL;
+		if (add_str(&c->adapters, &c->n_adapters, tok) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* One option: -EINVAL for a bad value, -ENOMEM, -ENOENT for an unknown option. */
+static int apply_option(struct cli *c, int o, char *arg)
+{
+	int r;
+
+	switch (o) {
+	case O_STATE:
+		c->opt.state_dir = arg;
+		return 0;
+	case O_UDP:
+		c->udp = arg;
+		return 0;
+	case O_BLUEZ:
+		c->opt.bluez = true;
+		return 0;
+	case O_PERIPH:
+		c->opt.peripheral = true;
+		return 0;
+	case O_ADAPTER:
+		return add_adapters(c, arg);
+	case O_NOACQ:
+		c->opt.no_acquire = true;
+		return 0;
+	case O_MODE:
+		if (strcmp(arg, "swap") && strcmp(arg, "overwrite") && strcmp(arg, "mixed"))
+			return -EINVAL;
+		c->mode = arg;
+		return 0;
+	case O_LINK:
+		c->link = arg;
+		return 0;
+	case O_KEY:
+		c->key_path = arg;
+		return 0;
+	case O_SCEN:
+		c->scenario = arg;
+		return 0;
+	case O_SET:
+		return add_str(&c->sets, &c->n_sets, arg);
+	case O_FAULT:
+		return add_str(&c->faults, &c->n_faults, arg);
+	case O_CANON:
+		c->opt.canonical = true;
+		return 0;
+	case O_CAP:
+		c->capacity = true;
+		return 0;
+	case O_LOG:
+		r = fgw_log_level_from_string(arg);
+		if (r < 0)
+			return -EINVAL;
+		fgw_log_set_level(r);
+		return 0;
+	}
+	return apply_number(c, o, arg);
+}
+
+/* --peripheral pairs devices with real adapters; without it --adapter means nothing. */
+static int check_peripheral(struct cli *c)
+{
+	if (!c->opt.peripheral) {
+		if (c->n_adapters) {
+			fprintf(stderr, "fotagw-sim: --adapter needs --peripheral\n");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (c->opt.bluez) {
+		fprintf(stderr, "fotagw-sim: --peripheral and --bluez exclude each other\n");
+		return -EINVAL;
+	}
+	if (c->n_adapters == 0 && add_str(&c->adapters, &c->n_adapters, "hci0") < 0)
+		return -ENOMEM;
+	if (!c->devices_set)
+		c->opt.n_devices = (unsigned) c->n_adapters;
+	if (c->opt.n_devices != c->n_adapters) {
+		fprintf(stderr,
+			"fotagw-sim: --peripheral: one --adapter per device (%u "
+			"devices, %zu adapters)\n",
+			c->opt.n_devices, c->n_adapters);
+		return -EINVAL;
+	}
+	c->opt.adapters = c->adapters;
+	c->opt.n_adapters = (unsigned) c->n_adapters;
+	/* the real controllers are the link: the model adds (almost) nothing on top */
+	if (!c->link)
+		c->link = "fast,latency=0";
+	return 0;
+}
+
 static int parse_cli(int argc, char **argv, struct cli *c)
 {
-	enum {
-		O_DEVICES = 256,
-		O_STATE,
-		O_UDP,
-		O_BLUEZ,
-		O_BLUEZ_RESTART,
-		O_PERIPH,
-		O_ADAPTER,
-		O_NOACQ,
-		O_MAXCONN,
-		O_ADAPTERS,
-		O_CONNTO,
-		O_DISC,
-		O_TEMP,
-		O_MODE,
-		O_LINK,
-		O_KEY,
-		O_SCEN,
-		O_SET,
-		O_FAULT,
-		O_CANON,
-		O_SEED,
-		O_CAP,
-		O_LOG,
-		O_HELP,
-	};
-	static const struct option opts[] = {
-	    {"devices", required_argument, NULL, O_DEVICES},
-	    {"state-dir", required_argument, NULL, O_STATE},
-	    {"udp", required_argument, NULL, O_UDP},
-	    {"bluez", no_argument, NULL, O_BLUEZ},
-	    {"bluez-restart-ms", required_argument, NULL, O_BLUEZ_RESTART},
-	    {"peripheral", no_argument, NULL, O_PERIPH},
-	    {"adapter", required_argument, NULL, O_ADAPTER},
-	    {"no-acquire", no_argument, NULL, O_NOACQ},
-	    {"max-connections", required_argument, NULL, O_MAXCONN},
-	    {"adapters", required_argument, NULL, O_ADAPTERS},
-	    {"connect-timeout", required_argument, NULL, O_CONNTO},
-	    {"disconnect-delay", required_argument, NULL, O_DISC},
-	    {"temporary-timeout", required_argument, NULL, O_TEMP},
-	    {"mode", required_argument, NULL, O_MODE},
-	    {"link", required_argument, NULL, O_LINK},
-	    {"mcuboot-key", required_argument, NULL, O_KEY},
-	    {"scenario", required_argument, NULL, O_SCEN},
-	    {"set", required_argument, NULL, O_SET},
-	    {"fault", required_argument, NULL, O_FAULT},
-	    {"canonical", no_argument, NULL, O_CANON},
-	    {"seed", required_argument, NULL, O_SEED},
-	    {"capacity", no_argument, NULL, O_CAP},
-	    {"log-level", required_argument, NULL, O_LOG},
-	    {"help", no_argument, NULL, O_HELP},
-	    {},
-	};
-	int64_t v;
 	int o, r;
 
 	c->opt.n_devices = 1;
@@ -146,152 +306,28 @@ static int parse_cli(int argc, char **argv, struct cli *c)
 	c->opt.temporary_timeout_ms = 30000;
 	c->opt.bluez_restart_ms = 2000;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (o) {
-		case O_DEVICES:
-			if (fgw_parse_int64(optarg, 1, 65536, &v) < 0)
-				goto bad;
-			c->opt.n_devices = (unsigned) v;
-			c->devices_set = true;
-			break;
-		case O_STATE:
-			c->opt.state_dir = optarg;
-			break;
-		case O_UDP:
-			c->udp = optarg;
-			break;
-		case O_BLUEZ:
-			c->opt.bluez = true;
-			break;
-		case O_BLUEZ_RESTART:
-			if (fgw_parse_int64(optarg, 0, 600000, &v) < 0)
-				goto bad;
-			c->opt.bluez_restart_ms = (double) v;
-			break;
-		case O_PERIPH:
-			c->opt.peripheral = true;
-			break;
-		case O_ADAPTER: {
-			char *save = NULL, *tok;
-			for (tok = strtok_r(optarg, ",", &save); tok;
-			     tok = strtok_r(NULL, ",", &save)) {
-				if (strncmp(tok, "hci", 3) ||
-				    fgw_parse_int64(tok + 3, 0, 255, &v) < 0)
-					goto bad;
-				if (add_str(&c->adapters, &c->n_adapters, tok) < 0)
-					return -ENOMEM;
-			}
-			break;
-		}
-		case O_NOACQ:
-			c->opt.no_acquire = true;
-			break;
-		case O_MAXCONN:
-			if (fgw_parse_int64(optarg, 1, 65536, &v) < 0)
-				goto bad;
-			c->opt.max_connections = (unsigned) v;
-			break;
-		case O_ADAPTERS:
-			if (fgw_parse_int64(optarg, 1, SIM_MAX_ADAPTERS, &v) < 0)
-				goto bad;
-			c->opt.n_bluez_adapters = (unsigned) v;
-			break;
-		case O_CONNTO:
-			if (fgw_parse_int64(optarg, 0, 600000, &v) < 0)
-				goto bad;
-			c->opt.connect_timeout_ms = (double) v;
-			break;
-		case O_DISC:
-			if (fgw_parse_int64(optarg, 0, 600000, &v) < 0)
-				goto bad;
-			c->opt.disconnect_ms = (double) v;
-			break;
-		case O_TEMP:
-			if (fgw_parse_int64(optarg, 0, 86400, &v) < 0)
-				goto bad;
-			c->opt.temporary_timeout_ms = (double) v * 1000.0;
-			break;
-		case O_MODE:
-			if (strcmp(optarg, "swap") && strcmp(optarg, "overwrite") &&
-			    strcmp(optarg, "mixed"))
-				goto bad;
-			c->mode = optarg;
-			break;
-		case O_LINK:
-			c->link = optarg;
-			break;
-		case O_KEY:
-			c->key_path = optarg;
-			break;
-		case O_SCEN:
-			c->scenario = optarg;
-			break;
-		case O_SET:
-			if (add_str(&c->sets, &c->n_sets, optarg) < 0)
-				return -ENOMEM;
-			break;
-		case O_FAULT:
-			if (add_str(&c->faults, &c->n_faults, optarg) < 0)
-				return -ENOMEM;
-			break;
-		case O_CANON:
-			c->opt.canonical = true;
-			break;
-		case O_SEED:
-			if (fgw_parse_int64(optarg, 0, INT64_MAX, &v) < 0)
-				goto bad;
-			c->opt.seed = (uint64_t) v;
-			break;
-		case O_CAP:
-			c->capacity = true;
-			break;
-		case O_LOG:
-			r = fgw_log_level_from_string(optarg);
-			if (r < 0)
-				goto bad;
-			fgw_log_set_level(r);
-			break;
-		case O_HELP:
+		if (o == O_HELP) {
 			usage(stdout);
 			exit(0);
-		default:
+		}
+		r = apply_option(c, o, optarg);
+		if (r == -ENOENT) {
 			usage(stderr);
 			return -EINVAL;
 		}
+		if (r == -EINVAL) {
+			fprintf(stderr, "fotagw-sim: bad value '%s' for --%s\n", optarg,
+				opts[o - O_DEVICES].name);
+			return -EINVAL;
+		}
+		if (r < 0)
+			return r;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "fotagw-sim: unexpected argument '%s'\n", argv[optind]);
 		return -EINVAL;
 	}
-	if (c->opt.peripheral) {
-		if (c->opt.bluez) {
-			fprintf(stderr,
-				"fotagw-sim: --peripheral and --bluez exclude each other\n");
-			return -EINVAL;
-		}
-		if (c->n_adapters == 0 && add_str(&c->adapters, &c->n_adapters, "hci0") < 0)
-			return -ENOMEM;
-		if (!c->devices_set)
-			c->opt.n_devices = (unsigned) c->n_adapters;
-		if (c->opt.n_devices != c->n_adapters) {
-			fprintf(stderr,
-				"fotagw-sim: --peripheral: one --adapter per device (%u "
-				"devices, %zu adapters)\n",
-				c->opt.n_devices, c->n_adapters);
-			return -EINVAL;
-		}
-		c->opt.adapters = c->adapters;
-		c->opt.n_adapters = (unsigned) c->n_adapters;
-		/* the real controllers are the link: the model adds (almost) nothing on top */
-		if (!c->link)
-			c->link = "fast,latency=0";
-	} else if (c->n_adapters) {
-		fprintf(stderr, "fotagw-sim: --adapter needs --peripheral\n");
-		return -EINVAL;
-	}
-	return 0;
-bad:
-	fprintf(stderr, "fotagw-sim: bad value '%s' for --%s\n", optarg, opts[o - O_DEVICES].name);
-	return -EINVAL;
+	return check_peripheral(c);
 }
 
 static int apply_kv_list(struct sim_dev_config *cfg, const char *list, const char *what)
@@ -595,6 +631,96 @@ static int app_start(struct app *a, const struct cli *c, const struct sim_dev_co
 	return 0;
 }
 
+/* The --udp address and the scenario file, read and checked before anything is created. */
+static int load_inputs(struct cli *c, struct sockaddr_storage *udp_addr, struct sim_scenario **scen)
+{
+	int r, line = 0;
+
+	if (c->udp && parse_udp(c->udp, udp_addr, &c->opt.udp_base) < 0) {
+		fprintf(stderr, "fotagw-sim: bad --udp '%s' (HOST:BASEPORT)\n", c->udp);
+		return -EINVAL;
+	}
+	if (c->udp && c->opt.udp_base + c->opt.n_devices - 1 > 65535) {
+		fprintf(stderr, "fotagw-sim: --udp: ports beyond 65535\n");
+		return -EINVAL;
+	}
+	if (!c->scenario)
+		return 0;
+	r = sim_scenario_load(c->scenario, scen, &line);
+	if (r < 0) {
+		if (line > 0)
+			fprintf(stderr, "fotagw-sim: %s:%d: %s\n", c->scenario, line,
+				r == -ENOENT ? "unknown key" : "bad section or value");
+		else
+			fprintf(stderr, "fotagw-sim: cannot read '%s': %s\n", c->scenario,
+				strerror(-r));
+		return r;
+	}
+	return 0;
+}
+
+/* The app with its key, state directories and device array; returns the exit status on failure
+ * (2 for a bad key, 1 otherwise), with *out set so that the caller frees it. */
+static int app_prepare(const struct cli *c, struct app **out)
+{
+	struct app *a = calloc(1, sizeof(*a));
+	char path[600];
+	int r;
+
+	*out = a;
+	if (!a)
+		return 1;
+	a->sim.loop = uv_default_loop();
+	a->sim.opt = c->opt;
+	if (c->key_path) {
+		r = sim_key_load(c->key_path, &a->sim.key);
+		if (r < 0) {
+			fprintf(stderr, "fotagw-sim: cannot load key '%s': %s\n", c->key_path,
+				strerror(-r));
+			return 2;
+		}
+	}
+	if (mkdir(c->opt.state_dir, 0755) < 0 && errno != EEXIST) {
+		fgw_log_errno(LOG_ERR, -errno, "cannot create '%s'", c->opt.state_dir);
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/images", c->opt.state_dir);
+	if (mkdir(path, 0755) < 0 && errno != EEXIST) {
+		fgw_log_errno(LOG_ERR, -errno, "cannot create '%s'", path);
+		return 1;
+	}
+	a->sim.devs = calloc(c->opt.n_devices, sizeof(*a->sim.devs));
+	return a->sim.devs ? 0 : 1;
+}
+
+/* Starts the app and runs it until a signal stops it; returns the exit status. */
+static int app_run(struct app *a, const struct cli *c, const struct sim_dev_config *cfgs,
+		   const struct sockaddr_storage *udp_addr)
+{
+	int r;
+
+	signal(SIGPIPE, SIG_IGN);
+	r = app_start(a, c, cfgs, udp_addr);
+	if (r < 0) {
+		stop(a);
+		uv_run(a->sim.loop, UV_RUN_DEFAULT);
+		(void) uv_loop_close(a->sim.loop);
+		return 1;
+	}
+
+	/* Test helpers wait for this line. */
+	printf("fotagw-sim: ready devices=%u udp=%s bluez=%s%s\n", c->opt.n_devices,
+	       c->udp ? c->udp : "off", c->opt.bluez ? "on" : "off",
+	       c->opt.peripheral ? " peripheral=on" : "");
+	fflush(stdout);
+
+	uv_run(a->sim.loop, UV_RUN_DEFAULT);
+	r = uv_loop_close(a->sim.loop);
+	if (r < 0)
+		fgw_warning("event loop not empty at exit: %s", uv_strerror(r));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = {};
@@ -602,32 +728,11 @@ int main(int argc, char **argv)
 	struct sim_dev_config *cfgs = NULL;
 	struct sockaddr_storage udp_addr = {};
 	struct app *a = NULL;
-	char path[600];
-	int r, line = 0, ret = 2;
+	int ret = 2;
 
 	fgw_log_set_level(LOG_NOTICE);
-	if (parse_cli(argc, argv, &c) < 0)
+	if (parse_cli(argc, argv, &c) < 0 || load_inputs(&c, &udp_addr, &scen) < 0)
 		goto out;
-	if (c.udp && parse_udp(c.udp, &udp_addr, &c.opt.udp_base) < 0) {
-		fprintf(stderr, "fotagw-sim: bad --udp '%s' (HOST:BASEPORT)\n", c.udp);
-		goto out;
-	}
-	if (c.udp && c.opt.udp_base + c.opt.n_devices - 1 > 65535) {
-		fprintf(stderr, "fotagw-sim: --udp: ports beyond 65535\n");
-		goto out;
-	}
-	if (c.scenario) {
-		r = sim_scenario_load(c.scenario, &scen, &line);
-		if (r < 0) {
-			if (line > 0)
-				fprintf(stderr, "fotagw-sim: %s:%d: %s\n", c.scenario, line,
-					r == -ENOENT ? "unknown key" : "bad section or value");
-			else
-				fprintf(stderr, "fotagw-sim: cannot read '%s': %s\n", c.scenario,
-					strerror(-r));
-			goto out;
-		}
-	}
 	if (c.capacity) {
 		ret = print_capacity(&c, scen) < 0 ? 2 : 0;
 		goto out;
@@ -648,53 +753,9 @@ int main(int argc, char **argv)
 	if (!c.udp && !c.opt.bluez && !c.opt.peripheral)
 		fgw_warning("neither --udp nor --bluez: devices are unreachable");
 
-	ret = 1;
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		goto out;
-	a->sim.loop = uv_default_loop();
-	a->sim.opt = c.opt;
-	if (c.key_path) {
-		r = sim_key_load(c.key_path, &a->sim.key);
-		if (r < 0) {
-			fprintf(stderr, "fotagw-sim: cannot load key '%s': %s\n", c.key_path,
-				strerror(-r));
-			ret = 2;
-			goto out;
-		}
-	}
-	if (mkdir(c.opt.state_dir, 0755) < 0 && errno != EEXIST) {
-		fgw_log_errno(LOG_ERR, -errno, "cannot create '%s'", c.opt.state_dir);
-		goto out;
-	}
-	snprintf(path, sizeof(path), "%s/images", c.opt.state_dir);
-	if (mkdir(path, 0755) < 0 && errno != EEXIST) {
-		fgw_log_errno(LOG_ERR, -errno, "cannot create '%s'", path);
-		goto out;
-	}
-	a->sim.devs = calloc(c.opt.n_devices, sizeof(*a->sim.devs));
-	if (!a->sim.devs)
-		goto out;
-	signal(SIGPIPE, SIG_IGN);
-	r = app_start(a, &c, cfgs, &udp_addr);
-	if (r < 0) {
-		stop(a);
-		uv_run(a->sim.loop, UV_RUN_DEFAULT);
-		(void) uv_loop_close(a->sim.loop);
-		goto out;
-	}
-
-	/* Test helpers wait for this line. */
-	printf("fotagw-sim: ready devices=%u udp=%s bluez=%s%s\n", c.opt.n_devices,
-	       c.udp ? c.udp : "off", c.opt.bluez ? "on" : "off",
-	       c.opt.peripheral ? " peripheral=on" : "");
-	fflush(stdout);
-
-	uv_run(a->sim.loop, UV_RUN_DEFAULT);
-	r = uv_loop_close(a->sim.loop);
-	if (r < 0)
-		fgw_warning("event loop not empty at exit: %s", uv_strerror(r));
-	ret = 0;
+	ret = app_prepare(&c, &a);
+	if (ret == 0)
+		ret = app_run(a, &c, cfgs, &udp_addr);
 out:
 	app_free(a);
 	free(cfgs);

@@ -431,22 +431,12 @@ static bool key_is_private(EVP_PKEY *key)
 	return ok;
 }
 
-int sim_img_generate(const char *path, const struct sim_version *ver, uint32_t body_size,
-		     uint64_t seed, EVP_PKEY *key)
+/* Header and a seeded xorshift body: the same seed gives the same image. */
+static void img_fill(uint8_t *img, uint32_t hdr_size, const struct sim_version *ver,
+		     uint32_t body_size, uint64_t seed)
 {
-	const uint32_t hdr_size = 0x200;
-	uint8_t tlvs[4 + 4 + 32 + 4 + 32 + 4 + 512];
-	size_t tlv_len = 4;
-	uint8_t hash[SIM_HASH_LEN];
-	uint8_t *img = NULL;
 	uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-	char tmp[600];
-	int fd = -1, r;
-	EVP_MD_CTX *md = NULL;
 
-	img = calloc(1, (size_t) hdr_size + body_size);
-	if (!img)
-		return -ENOMEM;
 	put32(img, SIM_IMAGE_MAGIC);
 	put16(img + 8, (uint16_t) hdr_size);
 	put32(img + 12, body_size);
@@ -460,10 +450,18 @@ int sim_img_generate(const char *path, const struct sim_version *ver, uint32_t b
 		x ^= x << 17;
 		img[hdr_size + i] = (uint8_t) x;
 	}
-	if (EVP_Digest(img, (size_t) hdr_size + body_size, hash, NULL, EVP_sha256(), NULL) != 1) {
-		r = -EIO;
-		goto out;
-	}
+}
+
+/* The TLV area: SHA-256, and with a private key its hash and the signature. */
+static int img_tlvs(const uint8_t *img, size_t img_len, EVP_PKEY *key, uint8_t *tlvs,
+		    size_t *out_len)
+{
+	uint8_t hash[SIM_HASH_LEN];
+	size_t tlv_len = 4;
+	int r;
+
+	if (EVP_Digest(img, img_len, hash, NULL, EVP_sha256(), NULL) != 1)
+		return -EIO;
 	put16(tlvs + tlv_len, TLV_SHA256);
 	put16(tlvs + tlv_len + 2, SIM_HASH_LEN);
 	memcpy(tlvs + tlv_len + 4, hash, SIM_HASH_LEN);
@@ -477,11 +475,11 @@ int sim_img_generate(const char *path, const struct sim_version *ver, uint32_t b
 		put16(tlvs + tlv_len + 2, SIM_HASH_LEN);
 		r = key_hash(key, tlvs + tlv_len + 4);
 		if (r < 0)
-			goto out;
+			return r;
 		tlv_len += 4 + SIM_HASH_LEN;
 		r = sign_hash(key, hash, &type, sig, &sig_len);
 		if (r < 0)
-			goto out;
+			return r;
 		put16(tlvs + tlv_len, type);
 		put16(tlvs + tlv_len + 2, (uint16_t) sig_len);
 		memcpy(tlvs + tlv_len + 4, sig, sig_len);
@@ -489,31 +487,47 @@ int sim_img_generate(const char *path, const struct sim_version *ver, uint32_t b
 	}
 	put16(tlvs, TLV_INFO_MAGIC);
 	put16(tlvs + 2, (uint16_t) tlv_len);
+	*out_len = tlv_len;
+	return 0;
+}
+
+/* Written to PATH.tmp, then renamed: a reader never sees half an image. */
+static int img_write(const char *path, const uint8_t *img, size_t img_len, const uint8_t *tlvs,
+		     size_t tlv_len)
+{
+	char tmp[600];
+	int fd;
 
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	if (write(fd, img, (size_t) hdr_size + body_size) != (ssize_t) (hdr_size + body_size) ||
+	if (fd < 0)
+		return -errno;
+	if (write(fd, img, img_len) != (ssize_t) img_len ||
 	    write(fd, tlvs, tlv_len) != (ssize_t) tlv_len) {
-		r = -EIO;
-		goto out;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		r = -errno;
-		goto out;
-	}
-	fd = -1;
-	r = rename(tmp, path) < 0 ? -errno : 0;
-out:
-	if (fd >= 0) {
 		close(fd);
 		(void) unlink(tmp);
+		return -EIO;
 	}
-	EVP_MD_CTX_free(md);
+	if (close(fd) < 0)
+		return -errno;
+	return rename(tmp, path) < 0 ? -errno : 0;
+}
+
+int sim_img_generate(const char *path, const struct sim_version *ver, uint32_t body_size,
+		     uint64_t seed, EVP_PKEY *key)
+{
+	const uint32_t hdr_size = 0x200;
+	uint8_t tlvs[4 + 4 + 32 + 4 + 32 + 4 + 512];
+	size_t tlv_len = 0;
+	uint8_t *img = calloc(1, (size_t) hdr_size + body_size);
+	int r;
+
+	if (!img)
+		return -ENOMEM;
+	img_fill(img, hdr_size, ver, body_size, seed);
+	r = img_tlvs(img, (size_t) hdr_size + body_size, key, tlvs, &tlv_len);
+	if (r == 0)
+		r = img_write(path, img, (size_t) hdr_size + body_size, tlvs, tlv_len);
 	free(img);
 	return r;
 }

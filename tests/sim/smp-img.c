@@ -256,165 +256,221 @@ static int write_chunk(struct ctx *c, const uint8_t *data, size_t n)
 	return 0;
 }
 
-int img_upload(struct ctx *c)
-{
-	struct sim_device *d = c->dev;
-	const uint8_t *data = NULL, *sha = NULL;
-	size_t data_len = 0, sha_len = 0;
-	uint64_t image = 0, len = 0, off = 0;
-	bool upgrade = false;
-	int has_off, has_len, r[6];
-	char path[600];
+/* The fields of one upload request; image is already 0 on a single-image device. */
+struct upload_req {
+	const uint8_t *data, *sha;
+	size_t data_len, sha_len;
+	uint64_t image, len, off;
+	bool upgrade, has_len, has_off;
+};
 
-	r[0] = smp_uint(c->req, "image", &image);
-	if (sim_device_images(d) == 1)
-		image = 0;
-	r[1] = smp_bstr(c->req, "data", &data, &data_len);
-	r[2] = has_len = smp_uint(c->req, "len", &len);
-	r[3] = has_off = smp_uint(c->req, "off", &off);
-	r[4] = smp_bstr(c->req, "sha", &sha, &sha_len);
-	r[5] = smp_bool(c->req, "upgrade", &upgrade);
+static int upload_parse(struct ctx *c, struct upload_req *u)
+{
+	int has_off, has_len, r[6];
+
+	r[0] = smp_uint(c->req, "image", &u->image);
+	if (sim_device_images(c->dev) == 1)
+		u->image = 0;
+	r[1] = smp_bstr(c->req, "data", &u->data, &u->data_len);
+	r[2] = has_len = smp_uint(c->req, "len", &u->len);
+	r[3] = has_off = smp_uint(c->req, "off", &u->off);
+	r[4] = smp_bstr(c->req, "sha", &u->sha, &u->sha_len);
+	r[5] = smp_bool(c->req, "upgrade", &u->upgrade);
 	for (int i = 0; i < 6; i++)
 		if (r[i] < 0)
 			return MGMT_ERR_EINVAL;
-	if (!has_off) {
+	u->has_len = has_len;
+	u->has_off = has_off;
+	return 0;
+}
+
+/* What the first chunk must carry, checked before anything of the device is touched. */
+static int upload_header_rc(const struct upload_req *u)
+{
+	const uint8_t *h = u->data;
+
+	if (u->data_len < SIM_IMAGE_HDR_LEN)
+		return IMG_ERR_INVALID_IMAGE_HEADER;
+	if (!u->has_len)
+		return IMG_ERR_INVALID_LENGTH;
+	if (((uint32_t) h[0] | (uint32_t) h[1] << 8 | (uint32_t) h[2] << 16 |
+	     (uint32_t) h[3] << 24) != SIM_IMAGE_MAGIC)
+		return IMG_ERR_INVALID_IMAGE_HEADER_MAGIC;
+	if (u->sha_len > SIM_HASH_LEN)
+		return IMG_ERR_INVALID_HASH;
+	return 0;
+}
+
+/* Whether the secondary slot can take this image at all. */
+static int upload_slot_rc(struct sim_device *d, const struct upload_req *u)
+{
+	const uint8_t *h = u->data;
+	struct sim_img_info run;
+
+	if (u->image >= SIM_IMAGES)
+		return IMG_ERR_NO_FREE_SLOT;
+	if (slot_in_use(d, 2 * (unsigned) u->image + 1))
+		return IMG_ERR_NO_FREE_SLOT;
+	if (!slot_openable(d, 2 * (unsigned) u->image + 1, true))
+		return IMG_ERR_FLASH_OPEN_FAILED;
+	if (u->len > max_image_size(d, (unsigned) u->image))
+		return IMG_ERR_INVALID_IMAGE_TOO_LARGE;
+	if (u->upgrade) {
+		/* MCUboot fakes the net core primary as 0.0.0: only the app is compared. */
+		struct sim_version nv = {h[20], h[21], (uint16_t) (h[22] | h[23] << 8),
+					 (uint32_t) h[24] | (uint32_t) h[25] << 8 |
+					     (uint32_t) h[26] << 16 | (uint32_t) h[27] << 24};
+		if (u->image == 0 && slot_info(d, 0, &run) == 0 &&
+		    sim_version_cmp(&nv, &run.ver, false) <= 0)
+			return IMG_ERR_CURRENT_VERSION_IS_NEWER;
+	}
+	return 0;
+}
+
+/* The slot may already hold exactly these bytes: nothing to upload. */
+static bool slot_holds(const char *path, uint64_t len, const uint8_t *sha)
+{
+	uint8_t have[SIM_HASH_LEN];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	bool same = fd >= 0 && fstat(fd, &st) == 0 && (uint64_t) st.st_size >= len &&
+		    sim_sha256_fd(fd, len, have) == 0 && !memcmp(have, sha, SIM_HASH_LEN);
+
+	if (fd >= 0)
+		close(fd);
+	return same;
+}
+
+/* New session. Without progressive erase the first chunk erases len bytes plus the trailer
+ * sector synchronously: that is why the first reply is slow. Erasing drops the old image and
+ * its trailer. The file is replaced, never rewritten in place (slot files may be hard links
+ * shared between devices). */
+static int upload_open(struct ctx *c, const struct upload_req *u, const char *path)
+{
+	struct sim_device *d = c->dev;
+
+	(void) unlink(path);
+	d->up.fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (d->up.fd < 0) {
+		fgw_log_errno(LOG_ERR, -errno, "%s: cannot open '%s'", d->name, path);
+		return IMG_ERR_FLASH_OPEN_FAILED;
+	}
+	d->tr[u->image].sec_magic = d->tr[u->image].sec_ok = false;
+	(void) sim_device_save(d);
+	c->res->cost_us += (uint64_t) sim_flash_erase_us(&d->cfg.link, u->len) +
+			   (uint64_t) (d->cfg.link.erase_ms * 1000.0);
+	d->up.active = true;
+	d->up.image = (unsigned) u->image;
+	d->up.len = u->len;
+	d->up.off = 0;
+	d->up.sha_len = u->sha_len;
+	memcpy(d->up.sha, u->sha ? u->sha : (const uint8_t *) "", u->sha_len);
+	return 0;
+}
+
+/* The chunk at offset 0: a resume, a match, a refusal (*done set: the reply is complete) or a
+ * new session that the chunk is then written to. */
+static int upload_first(struct ctx *c, const struct upload_req *u, bool *done)
+{
+	struct sim_device *d = c->dev;
+	char path[600];
+	int rc = upload_header_rc(u);
+
+	*done = true;
+	if (rc) {
+		c->grp_rc = rc;
+		return 0;
+	}
+	/* Same sha as the upload in progress: resume where the device is. */
+	if (d->up.active && u->sha_len > 0 && u->sha_len == d->up.sha_len &&
+	    !memcmp(u->sha, d->up.sha, u->sha_len) && u->image == d->up.image &&
+	    u->len == d->up.len)
+		return smp_put(c->rsp, "off", smp_mk_uint(d->up.off)) ? 0 : MGMT_ERR_ENOMEM;
+	upload_end(d);
+	rc = upload_slot_rc(d, u);
+	if (rc) {
+		c->grp_rc = rc;
+		return 0;
+	}
+	sim_device_slot_path(d, 2 * (unsigned) u->image + 1, path, sizeof(path));
+	if (d->cfg.image_check && u->sha_len == SIM_HASH_LEN && slot_holds(path, u->len, u->sha))
+		return smp_put(c->rsp, "off", smp_mk_uint(u->len)) &&
+			       smp_put(c->rsp, "match", cbor_build_bool(true))
+			   ? 0
+			   : MGMT_ERR_ENOMEM;
+	if (u->data_len > u->len) {
+		c->grp_rc = IMG_ERR_INVALID_IMAGE_DATA_OVERRUN;
+		return 0;
+	}
+	rc = upload_open(c, u, path);
+	if (rc) {
+		c->grp_rc = rc;
+		return 0;
+	}
+	*done = false;
+	return 0;
+}
+
+/* The last chunk: the session ends, with the hash check's verdict when the device makes one. */
+static int upload_complete(struct ctx *c)
+{
+	struct sim_device *d = c->dev;
+	bool check = d->cfg.image_check && d->up.sha_len == SIM_HASH_LEN;
+	bool match = false;
+	uint64_t end = d->up.off;
+
+	if (check) {
+		uint8_t have[SIM_HASH_LEN];
+		match = sim_sha256_fd(d->up.fd, d->up.len, have) == 0 &&
+			!memcmp(have, d->up.sha, SIM_HASH_LEN);
+	}
+	upload_end(d);
+	fgw_debug("%s: upload of image %u complete (%llu bytes)", d->name, d->up.image,
+		  (unsigned long long) end);
+	if (!smp_put(c->rsp, "off", smp_mk_uint(end)))
+		return MGMT_ERR_ENOMEM;
+	if (check && !smp_put(c->rsp, "match", cbor_build_bool(match)))
+		return MGMT_ERR_ENOMEM;
+	return 0;
+}
+
+int img_upload(struct ctx *c)
+{
+	struct sim_device *d = c->dev;
+	struct upload_req u = {0};
+	bool done = false;
+	int r = upload_parse(c, &u);
+
+	if (r)
+		return r;
+	if (!u.has_off) {
 		c->grp_rc = IMG_ERR_INVALID_OFFSET;
 		return 0;
 	}
-
-	if (off == 0) {
-		struct sim_img_info run;
-		const uint8_t *h = data;
-
-		if (data_len < SIM_IMAGE_HDR_LEN) {
-			c->grp_rc = IMG_ERR_INVALID_IMAGE_HEADER;
-			return 0;
-		}
-		if (!has_len) {
-			c->grp_rc = IMG_ERR_INVALID_LENGTH;
-			return 0;
-		}
-		if (((uint32_t) h[0] | (uint32_t) h[1] << 8 | (uint32_t) h[2] << 16 |
-		     (uint32_t) h[3] << 24) != SIM_IMAGE_MAGIC) {
-			c->grp_rc = IMG_ERR_INVALID_IMAGE_HEADER_MAGIC;
-			return 0;
-		}
-		if (sha_len > SIM_HASH_LEN) {
-			c->grp_rc = IMG_ERR_INVALID_HASH;
-			return 0;
-		}
-		/* Same sha as the upload in progress: resume where the device is. */
-		if (d->up.active && sha_len > 0 && sha_len == d->up.sha_len &&
-		    !memcmp(sha, d->up.sha, sha_len) && image == d->up.image && len == d->up.len)
-			return smp_put(c->rsp, "off", smp_mk_uint(d->up.off)) ? 0 : MGMT_ERR_ENOMEM;
-		upload_end(d);
-		if (image >= SIM_IMAGES) {
-			c->grp_rc = IMG_ERR_NO_FREE_SLOT;
-			return 0;
-		}
-		if (slot_in_use(d, 2 * (unsigned) image + 1)) {
-			c->grp_rc = IMG_ERR_NO_FREE_SLOT;
-			return 0;
-		}
-		if (!slot_openable(d, 2 * (unsigned) image + 1, true)) {
-			c->grp_rc = IMG_ERR_FLASH_OPEN_FAILED;
-			return 0;
-		}
-		if (len > max_image_size(d, (unsigned) image)) {
-			c->grp_rc = IMG_ERR_INVALID_IMAGE_TOO_LARGE;
-			return 0;
-		}
-		if (upgrade) {
-			/* MCUboot fakes the net core primary as 0.0.0: only the app is compared. */
-			struct sim_version nv = {h[20], h[21], (uint16_t) (h[22] | h[23] << 8),
-						 (uint32_t) h[24] | (uint32_t) h[25] << 8 |
-						     (uint32_t) h[26] << 16 |
-						     (uint32_t) h[27] << 24};
-			if (image == 0 && slot_info(d, 0, &run) == 0 &&
-			    sim_version_cmp(&nv, &run.ver, false) <= 0) {
-				c->grp_rc = IMG_ERR_CURRENT_VERSION_IS_NEWER;
-				return 0;
-			}
-		}
-		sim_device_slot_path(d, 2 * (unsigned) image + 1, path, sizeof(path));
-		if (d->cfg.image_check && sha_len == SIM_HASH_LEN) {
-			/* The slot may already hold exactly these bytes: nothing to upload. */
-			uint8_t have[SIM_HASH_LEN];
-			int fd = open(path, O_RDONLY | O_CLOEXEC);
-			struct stat st;
-			bool same =
-			    fd >= 0 && fstat(fd, &st) == 0 && (uint64_t) st.st_size >= len &&
-			    sim_sha256_fd(fd, len, have) == 0 && !memcmp(have, sha, SIM_HASH_LEN);
-			if (fd >= 0)
-				close(fd);
-			if (same)
-				return smp_put(c->rsp, "off", smp_mk_uint(len)) &&
-					       smp_put(c->rsp, "match", cbor_build_bool(true))
-					   ? 0
-					   : MGMT_ERR_ENOMEM;
-		}
-		if (data_len > len) {
-			c->grp_rc = IMG_ERR_INVALID_IMAGE_DATA_OVERRUN;
-			return 0;
-		}
-		/* New session. Without progressive erase the first chunk erases len bytes plus the
-		 * trailer sector synchronously: that is why the first reply is slow. Erasing drops
-		 * the old image and its trailer. The file is replaced, never rewritten in place
-		 * (slot files may be hard links shared between devices). */
-		(void) unlink(path);
-		d->up.fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (d->up.fd < 0) {
-			fgw_log_errno(LOG_ERR, -errno, "%s: cannot open '%s'", d->name, path);
-			c->grp_rc = IMG_ERR_FLASH_OPEN_FAILED;
-			return 0;
-		}
-		d->tr[image].sec_magic = d->tr[image].sec_ok = false;
-		(void) sim_device_save(d);
-		c->res->cost_us += (uint64_t) sim_flash_erase_us(&d->cfg.link, len) +
-				   (uint64_t) (d->cfg.link.erase_ms * 1000.0);
-		d->up.active = true;
-		d->up.image = (unsigned) image;
-		d->up.len = len;
-		d->up.off = 0;
-		d->up.sha_len = sha_len;
-		memcpy(d->up.sha, sha ? sha : (const uint8_t *) "", sha_len);
+	if (u.off == 0) {
+		r = upload_first(c, &u, &done);
+		if (done)
+			return r;
 	} else {
 		if (!d->up.active)
 			return smp_put(c->rsp, "off", smp_mk_uint(0)) ? 0 : MGMT_ERR_ENOMEM;
-		if (off != d->up.off)
+		if (u.off != d->up.off)
 			return smp_put(c->rsp, "off", smp_mk_uint(d->up.off)) ? 0 : MGMT_ERR_ENOMEM;
-		if (off + data_len > d->up.len) {
+		if (u.off + u.data_len > d->up.len) {
 			c->grp_rc = IMG_ERR_INVALID_IMAGE_DATA_OVERRUN;
 			return 0;
 		}
 	}
 
-	if (write_chunk(c, data, data_len) < 0)
+	if (write_chunk(c, u.data, u.data_len) < 0)
 		return 0;
 	/* Once per upload, a quarter in: what a test waits for to act mid-upload. */
-	if (d->up.off >= d->up.len / 4 && d->up.off - data_len < d->up.len / 4)
+	if (d->up.off >= d->up.len / 4 && d->up.off - u.data_len < d->up.len / 4)
 		fgw_notice("event: upload-quarter, device: %s, image: %u, off: %llu, len: %llu",
 			   d->name, d->up.image, (unsigned long long) d->up.off,
 			   (unsigned long long) d->up.len);
-	if (d->up.off == d->up.len) {
-		bool check = d->cfg.image_check && d->up.sha_len == SIM_HASH_LEN;
-		bool match = false;
-		uint64_t end = d->up.off;
-
-		if (check) {
-			uint8_t have[SIM_HASH_LEN];
-			match = sim_sha256_fd(d->up.fd, d->up.len, have) == 0 &&
-				!memcmp(have, d->up.sha, SIM_HASH_LEN);
-		}
-		upload_end(d);
-		fgw_debug("%s: upload of image %u complete (%llu bytes)", d->name, d->up.image,
-			  (unsigned long long) end);
-		if (!smp_put(c->rsp, "off", smp_mk_uint(end)))
-			return MGMT_ERR_ENOMEM;
-		if (check && !smp_put(c->rsp, "match", cbor_build_bool(match)))
-			return MGMT_ERR_ENOMEM;
-		return 0;
-	}
+	if (d->up.off == d->up.len)
+		return upload_complete(c);
 	return smp_put(c->rsp, "off", smp_mk_uint(d->up.off)) ? 0 : MGMT_ERR_ENOMEM;
 }
 

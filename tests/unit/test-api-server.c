@@ -87,44 +87,54 @@ static void check(struct client *c, bool ok, const char *what, const char *body)
 #define AUTH "Authorization: Bearer " TOKEN "\r\n"
 #define CLOSE "Host: 127.0.0.1\r\nConnection: close\r\n"
 
-static void *client_main(void *arg)
+/* Reads whose query and path need percent-decoding. */
+static void client_reads(struct client *c, char *body, size_t size)
 {
-	struct client *c = arg;
-	char body[8192], *big;
-	size_t big_len, off;
 	int st;
 
-	st = http_s(c->port, "GET /v1/health HTTP/1.1\r\n" CLOSE "\r\n", body, sizeof(body));
+	st = http_s(c->port, "GET /v1/health HTTP/1.1\r\n" CLOSE "\r\n", body, size);
 	check(c, st == 200 && strstr(body, "\"database\""), "health", body);
 
 	st = http_s(c->port,
 		    "GET /v1/devices?limit=2&state=failed%2Creverted HTTP/1.1\r\n" CLOSE "\r\n",
-		    body, sizeof(body));
+		    body, size);
 	check(c,
 	      st == 200 && strstr(body, "AA:00:00:00:00:0B") && strstr(body, "next_cursor\":\"d"),
 	      "devices query decoding", body);
 
 	st =
 	    http_s(c->port, "GET /v1/devices/AA%3A00%3A00%3A00%3A00%3A0A HTTP/1.1\r\n" CLOSE "\r\n",
-		   body, sizeof(body));
+		   body, size);
 	check(c, st == 200 && strstr(body, "\"images\""), "device path decoding", body);
+}
+
+static void client_auth(struct client *c, char *body, size_t size)
+{
+	int st;
 
 	st =
 	    http_s(c->port, "POST /v1/rollout/pause HTTP/1.1\r\nContent-Length: 0\r\n" CLOSE "\r\n",
-		   body, sizeof(body));
+		   body, size);
 	check(c, st == 10401 && strstr(body, "\"unauthorized\""), "401 with challenge", body);
 
 	st = http_s(c->port,
 		    "POST /v1/rollout/pause HTTP/1.1\r\n" AUTH "Content-Length: 18\r\n"
 		    "Content-Type: application/json\r\n" CLOSE "\r\n{\"reason\":\"tests\"}",
-		    body, sizeof(body));
+		    body, size);
 	check(c, st == 200 && strstr(body, "\"halted\":true"), "pause", body);
+}
+
+static void client_body_caps(struct client *c, char *body, size_t size)
+{
+	size_t big_len, off;
+	char *big;
+	int st;
 
 	/* Content-Length over the cap: refused from the headers, body never read. */
 	st = http_s(c->port,
 		    "POST /v1/rollout/pause HTTP/1.1\r\n" AUTH "Content-Length: 70000\r\n" CLOSE
 		    "\r\n",
-		    body, sizeof(body));
+		    body, size);
 	check(c, st == 413 && strstr(body, "payload_too_large"), "413 by length", body);
 
 	/* Chunked body over the cap: read, dropped, then refused. */
@@ -139,32 +149,49 @@ static void *client_main(void *arg)
 		off += (size_t) sprintf(big + off, "\r\n");
 	}
 	off += (size_t) sprintf(big + off, "0\r\n\r\n");
-	st = http(c->port, big, off, body, sizeof(body));
+	st = http(c->port, big, off, body, size);
 	free(big);
 	check(c, st == 413 && strstr(body, "payload_too_large"), "413 chunked", body);
+}
 
-	st = http_s(c->port, "DELETE /v1/devices HTTP/1.1\r\n" CLOSE "\r\n", body, sizeof(body));
+static void client_refusals(struct client *c, char *body, size_t size)
+{
+	char req[4096];
+	size_t o;
+	int st;
+
+	st = http_s(c->port, "DELETE /v1/devices HTTP/1.1\r\n" CLOSE "\r\n", body, size);
 	check(c, st == 405 && strstr(body, "method_not_allowed"), "405", body);
 
-	st = http_s(c->port, "GET /nope HTTP/1.1\r\n" CLOSE "\r\n", body, sizeof(body));
+	st = http_s(c->port, "GET /nope HTTP/1.1\r\n" CLOSE "\r\n", body, size);
 	check(c, st == 404 && strstr(body, "not_found"), "404", body);
 
 	/* Too many header fields: refused with a JSON body of our own. */
-	{
-		char req[4096];
-		size_t o = (size_t) sprintf(req, "GET /v1/health HTTP/1.1\r\n" CLOSE);
-		for (int i = 0; i < API_MAX_HEADERS + 1; i++)
-			o += (size_t) sprintf(req + o, "X-H%d: v\r\n", i);
-		sprintf(req + o, "\r\n");
-		st = http_s(c->port, req, body, sizeof(body));
-		check(c, st == 431 && strstr(body, "headers_too_large"), "431", body);
-	}
+	o = (size_t) sprintf(req, "GET /v1/health HTTP/1.1\r\n" CLOSE);
+	for (int i = 0; i < API_MAX_HEADERS + 1; i++)
+		o += (size_t) sprintf(req + o, "X-H%d: v\r\n", i);
+	sprintf(req + o, "\r\n");
+	st = http_s(c->port, req, body, size);
+	check(c, st == 431 && strstr(body, "headers_too_large"), "431", body);
 
 	/* Through libmicrohttpd: the Host header is the one that is checked. */
 	st = http_s(c->port,
 		    "GET /v1/health HTTP/1.1\r\nHost: rebind.example\r\nConnection: close\r\n\r\n",
-		    body, sizeof(body));
+		    body, size);
 	check(c, st == 421 && strstr(body, "misdirected_request"), "421 foreign Host", body);
+}
+
+/* The steps run in this order: the metrics count the 401 and the 421 above. */
+static void *client_main(void *arg)
+{
+	struct client *c = arg;
+	char body[8192];
+	int st;
+
+	client_reads(c, body, sizeof(body));
+	client_auth(c, body, sizeof(body));
+	client_body_caps(c, body, sizeof(body));
+	client_refusals(c, body, sizeof(body));
 
 	st = http_s(c->port, "GET /metrics HTTP/1.1\r\n" CLOSE "\r\n", body, sizeof(body));
 	check(c, st == 200 && strstr(body, "fotagw_api_unauthorized_total 1"), "metrics", body);

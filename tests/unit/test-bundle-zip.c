@@ -186,19 +186,25 @@ static void expect(struct fix *f, int err, enum fgw_reject_reason reason, int im
 		assert_null(b);
 }
 
-static void test_refusals(void **state)
+/* The manifest of the fixture's app (image 0, version 1.2.3+4), net (image 1) or both. */
+static char *fix_manifest(const struct fix *f, bool app, bool net)
 {
-	struct fix *f = *state;
 	_cleanup_free_ char *fa = file_json(0, "app.bin", f->app_len, "1.2.3+4");
 	_cleanup_free_ char *fn = file_json(1, "net.bin", f->net_len, NULL);
-	_cleanup_free_ char *fboth = NULL, *m_both = NULL, *m_app = NULL, *m_net = NULL;
-	_cleanup_free_ char *m_badsize = NULL, *m_dupidx = NULL;
-	_cleanup_free_ char *m_intidx = NULL, *m_evil = NULL, *m_type = NULL;
+	_cleanup_free_ char *fboth = NULL;
 
+	if (!app || !net)
+		return ncs_manifest(app ? fa : fn);
 	assert_true(asprintf(&fboth, "%s, %s", fa, fn) > 0);
-	m_both = ncs_manifest(fboth);
-	m_app = ncs_manifest(fa);
-	m_net = ncs_manifest(fn);
+	return ncs_manifest(fboth);
+}
+
+static void test_refuse_paths(void **state)
+{
+	struct fix *f = *state;
+	_cleanup_free_ char *m_both = fix_manifest(f, true, true);
+	_cleanup_free_ char *m_app = fix_manifest(f, true, false);
+	_cleanup_free_ char *m_evil = NULL;
 
 	/* a well-formed raw zip opens: the baseline for the cases below */
 	struct entry good[] = {{"manifest.json", m_both, strlen(m_both), false},
@@ -230,8 +236,15 @@ static void test_refusals(void **state)
 				{"app.bin", f->app, f->app_len, false}};
 	write_zip(f->path, evil2, 2);
 	expect(f, -EBADMSG, FGW_REJECT_ZIP_PATH, -1);
+}
 
-	/* a listed file missing; image 0 missing */
+/* a listed file missing; image 0 missing */
+static void test_refuse_missing(void **state)
+{
+	struct fix *f = *state;
+	_cleanup_free_ char *m_both = fix_manifest(f, true, true);
+	_cleanup_free_ char *m_net = fix_manifest(f, false, true);
+
 	struct entry missing[] = {{"manifest.json", m_both, strlen(m_both), false},
 				  {"app.bin", f->app, f->app_len, false}};
 	write_zip(f->path, missing, 2);
@@ -240,8 +253,15 @@ static void test_refusals(void **state)
 				 {"net.bin", f->net, f->net_len, false}};
 	write_zip(f->path, no_app, 2);
 	expect(f, -EBADMSG, FGW_REJECT_MISSING_IMAGE, 0);
+}
 
-	/* manifest.json problems */
+static void test_refuse_manifest(void **state)
+{
+	struct fix *f = *state;
+	_cleanup_free_ char *fa = file_json(0, "app.bin", f->app_len, "1.2.3+4");
+	_cleanup_free_ char *f0 = file_json(0, "net.bin", f->net_len, NULL);
+	_cleanup_free_ char *both0 = NULL, *m_badsize = NULL, *m_dupidx = NULL, *m_type = NULL;
+
 	struct entry no_manifest[] = {{"app.bin", f->app, f->app_len, false}};
 	write_zip(f->path, no_manifest, 1);
 	expect(f, -EBADMSG, FGW_REJECT_BAD_NCS_MANIFEST, -1);
@@ -255,12 +275,8 @@ static void test_refusals(void **state)
 				  {"app.bin", f->app, f->app_len, false}};
 	write_zip(f->path, badsize, 2);
 	expect(f, -EBADMSG, FGW_REJECT_BAD_NCS_MANIFEST, 0);
-	{
-		_cleanup_free_ char *f0 = file_json(0, "net.bin", f->net_len, NULL);
-		_cleanup_free_ char *both0 = NULL;
-		assert_true(asprintf(&both0, "%s, %s", fa, f0) > 0);
-		m_dupidx = ncs_manifest(both0);
-	}
+	assert_true(asprintf(&both0, "%s, %s", fa, f0) > 0);
+	m_dupidx = ncs_manifest(both0);
 	struct entry dupidx[] = {{"manifest.json", m_dupidx, strlen(m_dupidx), false},
 				 {"app.bin", f->app, f->app_len, false},
 				 {"net.bin", f->net, f->net_len, false}};
@@ -271,8 +287,14 @@ static void test_refusals(void **state)
 			       {"app.bin", f->app, f->app_len, false}};
 	write_zip(f->path, type, 2);
 	expect(f, -EBADMSG, FGW_REJECT_BAD_NCS_MANIFEST, -1);
+}
 
-	/* image_index as a number and size as a number are fine (lenient), absent index = 0 */
+/* image_index as a number and size as a number are fine (lenient), absent index = 0 */
+static void test_lenient_manifest(void **state)
+{
+	struct fix *f = *state;
+	_cleanup_free_ char *m_intidx = NULL;
+
 	assert_true(
 	    asprintf(&m_intidx,
 		     "{\"files\": [{\"file\": \"app.bin\", \"size\": %zu}, {\"image_index\": "
@@ -283,32 +305,39 @@ static void test_refusals(void **state)
 				 {"net.bin", f->net, f->net_len, false}};
 	write_zip(f->path, intidx, 3);
 	expect(f, 0, FGW_REJECT_NONE, -1);
+}
 
-	/* declared version differs from the header */
-	{
-		_cleanup_free_ char *fv = file_json(0, "app.bin", f->app_len, "1.2.4");
-		_cleanup_free_ char *mv = ncs_manifest(fv);
-		struct entry badver[] = {{"manifest.json", mv, strlen(mv), false},
-					 {"app.bin", f->app, f->app_len, false}};
-		write_zip(f->path, badver, 2);
-		expect(f, -EBADMSG, FGW_REJECT_VERSION_MISMATCH, 0);
-	}
+/* declared version differs from the header */
+static void test_refuse_version(void **state)
+{
+	struct fix *f = *state;
+	_cleanup_free_ char *fv = file_json(0, "app.bin", f->app_len, "1.2.4");
+	_cleanup_free_ char *mv = ncs_manifest(fv);
+	struct entry badver[] = {{"manifest.json", mv, strlen(mv), false},
+				 {"app.bin", f->app, f->app_len, false}};
 
-	/* MCUboot problems inside the zip are reported with the image index */
-	{
-		_cleanup_free_ uint8_t *net = malloc(f->net_len);
-		memcpy(net, f->net, f->net_len);
-		net[0] ^= 0xff;
-		struct entry badmagic[] = {{"manifest.json", m_both, strlen(m_both), false},
-					   {"app.bin", f->app, f->app_len, false},
-					   {"net.bin", net, f->net_len, false}};
-		write_zip(f->path, badmagic, 3);
-		expect(f, -EBADMSG, FGW_REJECT_BAD_MAGIC, 1);
-		net[0] ^= 0xff;
-		net[600] ^= 0x01;
-		write_zip(f->path, badmagic, 3);
-		expect(f, -EBADMSG, FGW_REJECT_HASH_MISMATCH, 1);
-	}
+	write_zip(f->path, badver, 2);
+	expect(f, -EBADMSG, FGW_REJECT_VERSION_MISMATCH, 0);
+}
+
+/* MCUboot problems inside the zip are reported with the image index */
+static void test_refuse_mcuboot(void **state)
+{
+	struct fix *f = *state;
+	_cleanup_free_ char *m_both = fix_manifest(f, true, true);
+	_cleanup_free_ uint8_t *net = malloc(f->net_len);
+
+	memcpy(net, f->net, f->net_len);
+	net[0] ^= 0xff;
+	struct entry badmagic[] = {{"manifest.json", m_both, strlen(m_both), false},
+				   {"app.bin", f->app, f->app_len, false},
+				   {"net.bin", net, f->net_len, false}};
+	write_zip(f->path, badmagic, 3);
+	expect(f, -EBADMSG, FGW_REJECT_BAD_MAGIC, 1);
+	net[0] ^= 0xff;
+	net[600] ^= 0x01;
+	write_zip(f->path, badmagic, 3);
+	expect(f, -EBADMSG, FGW_REJECT_HASH_MISMATCH, 1);
 }
 
 static void test_limits(void **state)
@@ -435,7 +464,12 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_good, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_refusals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_paths, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_missing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_manifest, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lenient_manifest, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_version, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_mcuboot, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_broken_zip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_files, setup, teardown),

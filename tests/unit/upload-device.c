@@ -124,6 +124,82 @@ static bool take_buf(struct dev *d)
 	return true;
 }
 
+/* Faults that strike before the device reads the request; true: it is answered (or lost). */
+static bool early_fault(struct dev *d, const uint8_t *pkt, size_t len, int k)
+{
+	if (len > d->buf_size) {
+		d->too_big++; /* a real device drops it silently */
+		return true;
+	}
+	if (k == d->f.drop_req || (d->f.silence_from != NONE && k >= d->f.silence_from))
+		return true;
+	if (d->f.always_nomem || (d->f.cap && !take_buf(d) && d->f.cap_nomem)) {
+		d->over_cap++;
+		answer_err(d, pkt, 0, 2);
+		return true;
+	}
+	if (d->f.cap && d->over_cap_now) {
+		d->over_cap++; /* no buffer for its first fragment: gone without a word */
+		return true;
+	}
+	if (k == d->f.disconnect) {
+		/* a link loss keeps the device's RAM session */
+		peer_drop_link(d->peer, -ECONNRESET, 0);
+		return true;
+	}
+	return false;
+}
+
+/* The chunk at offset 0: a resume, a held image, or a new session; true: it is answered. */
+static bool first_chunk(struct dev *d, const uint8_t *pkt, const struct upload_req *q, int k)
+{
+	d->first_chunks++;
+	assert_true(q->has_len && q->has_sha && q->data_len >= 32);
+	assert_int_equal(q->has_image, false);
+	if (d->session && q->sha_len == 32 && !memcmp(q->sha, d->sha, 32) && q->len == d->len) {
+		answer_off(d, pkt, d->expected, false);
+		return true;
+	}
+	d->session = false; /* a new sha or len abandons the old session */
+	if (d->f.image_check && q->sha_len == 32 && slot_holds(d, q->len, q->sha)) {
+		/* Zephyr with the image check: these bytes are there, nothing to upload */
+		d->len = q->len;
+		memcpy(d->sha, q->sha, 32);
+		answer_held(d, pkt);
+		return true;
+	}
+	d->session = true;
+	d->slow_next = d->f.first_delay > 0 && k >= d->f.first_delay_from;
+	d->len = q->len;
+	d->expected = 0;
+	memcpy(d->sha, q->sha, 32);
+	memset(d->slot, 0xff, d->slot_size);
+	return false;
+}
+
+/* A chunk in sequence: written to the slot and answered, unless a fault says otherwise. */
+static void store_chunk(struct dev *d, const uint8_t *pkt, const struct upload_req *q, int k)
+{
+	assert_true(q->off + q->data_len <= d->len);
+	if (q->off + q->data_len < d->len && q->data_len % 4)
+		d->misaligned++;
+	memcpy(d->slot + q->off, q->data, q->data_len);
+	d->bytes_written += q->data_len;
+	d->expected = q->off + q->data_len;
+	if (d->f.corrupt && d->expected == d->len)
+		d->slot[0] ^= 1;
+	/* Zephyr ends the session with the last byte: a repeat of the final chunk gets off 0 */
+	if (d->expected == d->len)
+		d->session = false;
+	if (k == d->f.drop_rsp)
+		return;
+	if (k == d->f.ahead) {
+		/* the device claims more than we sent (e.g. it had it from before): skip ahead */
+		d->expected = FGW_MIN(d->len, d->expected + 4096);
+	}
+	answer_off(d, pkt, d->expected, d->expected == d->len);
+}
+
 static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *user_data)
 {
 	struct dev *d = user_data;
@@ -137,26 +213,8 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 	/* the request being sent is not yet in the client's table */
 	d->max_outstanding =
 	    FGW_MAX(d->max_outstanding, (unsigned) fgw_smp_client_pending(d->c) + 1);
-	if (len > d->buf_size) {
-		d->too_big++; /* a real device drops it silently */
+	if (early_fault(d, pkt, len, k))
 		return;
-	}
-	if (k == d->f.drop_req || (d->f.silence_from != NONE && k >= d->f.silence_from))
-		return;
-	if (d->f.always_nomem || (d->f.cap && !take_buf(d) && d->f.cap_nomem)) {
-		d->over_cap++;
-		answer_err(d, pkt, 0, 2);
-		return;
-	}
-	if (d->f.cap && d->over_cap_now) {
-		d->over_cap++; /* no buffer for its first fragment: gone without a word */
-		return;
-	}
-	if (k == d->f.disconnect) {
-		/* a link loss keeps the device's RAM session */
-		peer_drop_link(d->peer, -ECONNRESET, 0);
-		return;
-	}
 	if (k == d->f.reboot)
 		d->session = false;
 	assert_int_equal(upload_req_decode(pkt + 8, len - 8, &q), 0);
@@ -170,28 +228,8 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 		return;
 	}
 	if (q.off == 0) {
-		d->first_chunks++;
-		assert_true(q.has_len && q.has_sha && q.data_len >= 32);
-		assert_int_equal(q.has_image, false);
-		if (d->session && q.sha_len == 32 && !memcmp(q.sha, d->sha, 32) &&
-		    q.len == d->len) {
-			answer_off(d, pkt, d->expected, false);
+		if (first_chunk(d, pkt, &q, k))
 			return;
-		}
-		d->session = false; /* a new sha or len abandons the old session */
-		if (d->f.image_check && q.sha_len == 32 && slot_holds(d, q.len, q.sha)) {
-			/* Zephyr with the image check: these bytes are there, nothing to upload */
-			d->len = q.len;
-			memcpy(d->sha, q.sha, 32);
-			answer_held(d, pkt);
-			return;
-		}
-		d->session = true;
-		d->slow_next = d->f.first_delay > 0 && k >= d->f.first_delay_from;
-		d->len = q.len;
-		d->expected = 0;
-		memcpy(d->sha, q.sha, 32);
-		memset(d->slot, 0xff, d->slot_size);
 	} else if (!d->session) {
 		answer_off(d, pkt, 0, false);
 		return;
@@ -199,24 +237,7 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *us
 		answer_off(d, pkt, d->expected, false);
 		return;
 	}
-	assert_true(q.off + q.data_len <= d->len);
-	if (q.off + q.data_len < d->len && q.data_len % 4)
-		d->misaligned++;
-	memcpy(d->slot + q.off, q.data, q.data_len);
-	d->bytes_written += q.data_len;
-	d->expected = q.off + q.data_len;
-	if (d->f.corrupt && d->expected == d->len)
-		d->slot[0] ^= 1;
-	/* Zephyr ends the session with the last byte: a repeat of the final chunk gets off 0 */
-	if (d->expected == d->len)
-		d->session = false;
-	if (k == d->f.drop_rsp)
-		return;
-	if (k == d->f.ahead) {
-		/* the device claims more than we sent (e.g. it had it from before): skip ahead */
-		d->expected = FGW_MIN(d->len, d->expected + 4096);
-	}
-	answer_off(d, pkt, d->expected, d->expected == d->len);
+	store_chunk(d, pkt, &q, k);
 }
 
 /* ---- fixture ---- */
