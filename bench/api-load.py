@@ -10,26 +10,14 @@ The acceptance variant (the same load while 8 simulated uploads run, uploads slo
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "api-it"))
 from apitest import Daemon, free_port, seed  # noqa: E402
-
-
-def wrk(url, seconds, connections):
-    out = subprocess.run(["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s",
-                          "--latency", url], capture_output=True, text=True, check=True,
-                         timeout=seconds + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-    p99_ms = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return rps, p99_ms, int(errors.group(1)) if errors else 0
+from procstat import wrk  # noqa: E402
 
 
 def main():
