@@ -79,8 +79,11 @@ void job_reboot_arm(struct fleet_job *job)
 		 ceiling = job->reset_ms + job->fleet->o.reboot_timeout_ms;
 	bool udp = strcmp(job->dev->transport, "udp") == 0;
 	uint64_t next = now + (udp ? REBOOT_POLL_UDP_MS : REBOOT_POLL_BLE_MS);
+	uint64_t due = next < ceiling ? next : ceiling;
 
-	uv_timer_start(&job->timer, on_reboot_timer, (next < ceiling ? next : ceiling) - now, 0);
+	/* The reset's answer may come after the ceiling (a slow device, a loaded host): then the
+	 * verdict is due now, not in 2^64 ms. */
+	uv_timer_start(&job->timer, on_reboot_timer, due > now ? due - now : 0, 0);
 }
 
 void job_device_seen(struct fleet_job *job)

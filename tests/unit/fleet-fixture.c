@@ -250,6 +250,7 @@ static void dev_handler(struct peer *p, const uint8_t *pkt, size_t len, void *ud
 			d->busy_resets--;
 			answer_rc(d, pkt, 10 /* EBUSY */);
 		} else {
+			fx_advance(d->fx, d->reset_answer_late_ms);
 			answer(d, pkt, cbor_new_indefinite_map());
 			/* It goes down after answering: the link drops, the new image boots. */
 			peer_drop_link(d->peer, -ECONNRESET, 5);

@@ -45,13 +45,14 @@ struct fdev {
 	uint64_t len, off;	/* upload session */
 	uint8_t data[16384];	/* what it received */
 	/* faults */
-	unsigned busy_image_state; /* answer this many image state reads with EBUSY */
-	unsigned busy_resets;	   /* answer this many resets with EBUSY (a reset hook) */
-	int upload_rc;		   /* != 0: refuse every upload chunk with this rc */
-	int mark_rc;		   /* != 0: refuse state writes (test/confirm marks) with this */
-	int drop_at_chunk;	   /* > 0: drop the link instead of answering chunk k (once) */
-	int mute_from_chunk;	   /* > 0: answer no upload chunk from the k-th on */
-	bool silent;		   /* answer nothing at all */
+	unsigned busy_image_state;     /* answer this many image state reads with EBUSY */
+	unsigned busy_resets;	       /* answer this many resets with EBUSY (a reset hook) */
+	uint64_t reset_answer_late_ms; /* the clocks move this far before a reset's answer */
+	int upload_rc;		       /* != 0: refuse every upload chunk with this rc */
+	int mark_rc;	     /* != 0: refuse state writes (test/confirm marks) with this */
+	int drop_at_chunk;   /* > 0: drop the link instead of answering chunk k (once) */
+	int mute_from_chunk; /* > 0: answer no upload chunk from the k-th on */
+	bool silent;	     /* answer nothing at all */
 	/*
 	 * > 0: the next uploads arrive damaged (as if flash or the cache flipped bits): the
 	 * device's check answers match=false, yet its image list shows the hash field of the

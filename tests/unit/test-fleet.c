@@ -138,6 +138,22 @@ static void test_never_back(void **state)
 	assert_int_equal(st.failures[FLEET_FAIL_NO_RETURN], 1);
 }
 
+/* The reset's answer comes after the reboot deadline: the verdict is due at once (the timer
+ * once wrapped around to 2^64 ms, and the job stayed rebooting for ever). */
+static void test_reset_answer_after_reboot_deadline(void **state)
+{
+	struct fx *x = *state;
+	struct fdev *d = fx_device(x, "C0:00:00:00:00:01");
+
+	x->o.reboot_timeout_ms = 150;
+	d->reset_answer_late_ms = 1000;
+	d->on_boot = FDEV_BOOT_NEVER_BACK;
+	fx_start(x, true);
+	fx_seen(x, d);
+	assert_state(x, d, "failed");
+	fx_assert_reason_has(x, d, "did not come back");
+}
+
 static void test_link_lost_while_uploading_retries(void **state)
 {
 	struct fx *x = *state;
@@ -597,6 +613,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reverted, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_rejected_and_not_applied, fx_setup, fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_never_back, fx_setup, fx_teardown),
+	    cmocka_unit_test_setup_teardown(test_reset_answer_after_reboot_deadline, fx_setup,
+					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_link_lost_while_uploading_retries, fx_setup,
 					    fx_teardown),
 	    cmocka_unit_test_setup_teardown(test_silent_device_gives_up, fx_setup, fx_teardown),
