@@ -117,7 +117,7 @@ def case_settle(args, bus, tmp):
     deadline = time.monotonic() + 10
     while "event: ble-disconnect-pending" not in sim_log(tmp):
         assert time.monotonic() < deadline, "the Disconnect never reached bluetoothd"
-        time.sleep(0.05)
+        time.sleep(0.05)  # a poll step of the bounded wait above
     assert connected(bus, addr)
     r = smp(args, bus, ["--transport", "ble:" + addr, "echo", "after-you"])
     d.wait(timeout=10)

@@ -75,7 +75,7 @@ def wait_down(c, timeout=5.0, step=0.05):
     while time.monotonic() < deadline:
         try:
             c.echo("down?", timeout=step)
-            time.sleep(step)
+            time.sleep(step)  # a poll step of the bounded wait
         except smpc.SmpTimeout:
             return True
     return False
@@ -88,7 +88,7 @@ def wait_for(cond, timeout=5.0, step=0.05):
     while not cond():
         if time.monotonic() > deadline:
             return False
-        time.sleep(step)
+        time.sleep(step)  # a poll step of the bounded wait
     return True
 
 

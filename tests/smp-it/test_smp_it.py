@@ -203,7 +203,7 @@ def wait_quarter(sim, timeout=60):
     deadline = time.monotonic() + timeout
     while "event: upload-quarter" not in sim.log():
         check(time.monotonic() < deadline, "no quarter of the upload within %d s" % timeout)
-        time.sleep(0.05)
+        time.sleep(0.05)  # a poll step of the bounded wait
 
 
 def case_killed_client_resumes():
